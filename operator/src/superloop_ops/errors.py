@@ -1,0 +1,35 @@
+"""The operator's small error tree.
+
+Only ``handlers`` maps these to kopf's errors: ``PermanentFailure`` is never retried (bad spec,
+bad artifact contract), ``TemporaryFailure`` is retried after ``delay`` seconds (a dependency
+that is not ready yet: a missing Secret, an unreachable service).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ContractError",
+    "DependencyNotReadyError",
+    "InvalidSpecError",
+    "OperatorError",
+]
+
+
+class OperatorError(Exception):
+    """Base of every error the product raises on purpose."""
+
+
+class InvalidSpecError(OperatorError):
+    """Permanent: the input is wrong and retrying cannot help."""
+
+
+class ContractError(InvalidSpecError):
+    """Permanent: an artifact or argument breaks the behavioural contract (CLI prints ``error: <msg>``)."""
+
+
+class DependencyNotReadyError(OperatorError):
+    """Temporary: something we depend on is missing or unreachable; retry after ``delay`` seconds."""
+
+    def __init__(self, message: str, delay: float = 30.0) -> None:
+        super().__init__(message)
+        self.delay = delay
