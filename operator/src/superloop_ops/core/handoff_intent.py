@@ -1,0 +1,390 @@
+"""HandoffIntent state machine (manual path): approval gate, crash rule, outcome vocabulary.
+
+States: ``pending_operator_confirmation`` -> ``executing`` -> one outcome of
+``executed`` / ``executed_unconfirmed`` / ``execution_ambiguous`` / ``execution_failed``.
+
+Rules this module owns (pure; the handler only applies what ``decide_intent`` says):
+
+- Nothing executes without the approval annotation ``ops.superloop.dev/approved: "true"``
+  together with a non-empty ``ops.superloop.dev/approved-by`` (the chart's admission policy
+  makes that the requesting user). An incomplete approval is reported, never acted on.
+- Each approval is consumed once. Its fingerprint (approver, ``approved-at`` stamp, note) is
+  stored in status when execution starts; the same annotations can never start a second run.
+- Crash rule: an intent found ``executing`` without an outcome was interrupted between
+  recording ``executing`` and recording the outcome, so the side effect may or may not have
+  happened. Unless the journal holds the outcome of that exact idempotency key, the intent
+  becomes ``execution_ambiguous``, and like ``execution_failed`` it runs again only after a *new*
+  approval (a different fingerprint), with a new idempotency key.
+- ``executed`` and ``executed_unconfirmed`` are final: a later approval does nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from superloop_ops.core.conditions_util import ConditionSpec, build_conditions
+from superloop_ops.core.jsonutil import JsonObject, format_ts
+
+__all__ = [
+    "ANNOTATION_APPROVED",
+    "ANNOTATION_APPROVED_AT",
+    "ANNOTATION_APPROVED_BY",
+    "ANNOTATION_NOTE",
+    "COND_APPROVED",
+    "COND_EXECUTED",
+    "EXECUTED",
+    "EXECUTED_UNCONFIRMED",
+    "EXECUTING",
+    "EXECUTION_AMBIGUOUS",
+    "EXECUTION_FAILED",
+    "FINAL_OUTCOMES",
+    "INTENTS",
+    "OUTCOMES",
+    "PENDING",
+    "RETRYABLE_OUTCOMES",
+    "Approval",
+    "ApprovalParse",
+    "Await",
+    "Decision",
+    "Execute",
+    "Finished",
+    "IntentEvent",
+    "Recover",
+    "build_executing_status",
+    "build_idempotency_key",
+    "build_outcome_status",
+    "build_pending_status",
+    "compute_intent_events",
+    "compute_outcome_from_control",
+    "decide_intent",
+    "parse_approval",
+]
+
+PENDING = "pending_operator_confirmation"
+EXECUTING = "executing"
+EXECUTED = "executed"
+EXECUTED_UNCONFIRMED = "executed_unconfirmed"
+EXECUTION_AMBIGUOUS = "execution_ambiguous"
+EXECUTION_FAILED = "execution_failed"
+OUTCOMES = frozenset({EXECUTED, EXECUTED_UNCONFIRMED, EXECUTION_AMBIGUOUS, EXECUTION_FAILED})
+FINAL_OUTCOMES = frozenset({EXECUTED, EXECUTED_UNCONFIRMED})
+RETRYABLE_OUTCOMES = frozenset({EXECUTION_AMBIGUOUS, EXECUTION_FAILED})
+INTENTS = frozenset({"cancel", "approve", "reject"})
+
+COND_APPROVED = "Approved"
+COND_EXECUTED = "Executed"
+
+ANNOTATION_APPROVED = "ops.superloop.dev/approved"
+ANNOTATION_APPROVED_BY = "ops.superloop.dev/approved-by"
+ANNOTATION_APPROVED_AT = "ops.superloop.dev/approved-at"
+ANNOTATION_NOTE = "ops.superloop.dev/note"
+
+# Control-engine / reference statuses -> HandoffIntent outcome. Anything unknown is treated as
+# ambiguous: we cannot prove the side effect did not happen, so we must not run it again blindly.
+_CONTROL_TO_OUTCOME: Mapping[str, str] = {
+    "confirmed": EXECUTED,
+    "executed": EXECUTED,
+    "executed_unconfirmed": EXECUTED_UNCONFIRMED,
+    "ambiguous": EXECUTION_AMBIGUOUS,
+    "execution_ambiguous": EXECUTION_AMBIGUOUS,
+    "failed_command": EXECUTION_FAILED,
+    "execution_failed": EXECUTION_FAILED,
+}
+_OUTCOME_REASON_CODE: Mapping[str, str] = {
+    EXECUTION_AMBIGUOUS: "control_ambiguous",
+    EXECUTION_FAILED: "control_failed_command",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Approval:
+    """A complete approval read from the annotations."""
+
+    by: str
+    at: str | None = None
+    note: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.by}|{self.at or ''}|{self.note or ''}"
+
+    def to_status(self) -> JsonObject:
+        record: JsonObject = {"by": self.by, "fingerprint": self.fingerprint}
+        if self.at:
+            record["at"] = self.at
+        if self.note:
+            record["note"] = self.note
+        return record
+
+
+@dataclasses.dataclass(frozen=True)
+class ApprovalParse:
+    """``approval`` when complete; ``problem`` says why an approval attempt is not accepted."""
+
+    approval: Approval | None = None
+    problem: str | None = None
+
+
+def parse_approval(annotations: Mapping[str, str] | None) -> ApprovalParse:
+    """Read the approval annotations, failing closed on anything but a complete ``"true"``."""
+    notes = annotations or {}
+    raw = notes.get(ANNOTATION_APPROVED)
+    if raw is None:
+        return ApprovalParse()
+    if str(raw).strip().lower() != "true":
+        return ApprovalParse(problem=f'{ANNOTATION_APPROVED} must be "true" to approve, got {raw!r}')
+    by = str(notes.get(ANNOTATION_APPROVED_BY, "")).strip()
+    if not by:
+        return ApprovalParse(problem=f"{ANNOTATION_APPROVED_BY} is required with {ANNOTATION_APPROVED}")
+    at = str(notes.get(ANNOTATION_APPROVED_AT, "")).strip() or None
+    note = str(notes.get(ANNOTATION_NOTE, "")).strip() or None
+    return ApprovalParse(approval=Approval(by=by, at=at, note=note))
+
+
+@dataclasses.dataclass(frozen=True)
+class Await:
+    """Stay pending (or keep a retryable outcome) until a usable approval arrives."""
+
+    problem: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Execute:
+    """Record ``executing`` with this key, then run the intent once."""
+
+    approval: Approval
+    idempotency_key: str
+    attempt: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Recover:
+    """Found ``executing`` without an outcome: consult the journal, else declare it ambiguous."""
+
+    idempotency_key: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Finished:
+    """An outcome is recorded and no new approval asks for more: nothing to do."""
+
+
+Decision = Await | Execute | Recover | Finished
+
+
+def build_idempotency_key(*, spec_key: str | None, intent: str, name: str, uid: str, attempt: int) -> str:
+    """Stable per (object, attempt): the spec's key for the first attempt, a suffixed one after.
+
+    A retry after an ambiguous or failed outcome must not reuse the key: the sprite service
+    would answer it from its idempotency store instead of acting again.
+    """
+    base = (spec_key or "").strip() or f"{intent}-{name}-{uid[:8] if uid else 'nouid'}"
+    return base if attempt <= 1 else f"{base}-attempt{attempt}"
+
+
+def decide_intent(
+    *,
+    status: Mapping[str, Any] | None,
+    approval: ApprovalParse,
+    spec_key: str | None,
+    intent: str,
+    name: str,
+    uid: str,
+) -> Decision:
+    """What to do with a HandoffIntent given its status and annotations."""
+    current = dict(status or {})
+    state = current.get("state")
+    raw_attempt = current.get("attempt")
+    attempt = raw_attempt if isinstance(raw_attempt, int) else 0
+    consumed = (
+        (current.get("approval") or {}).get("fingerprint")
+        if isinstance(current.get("approval"), dict)
+        else None
+    )
+    if state == EXECUTING:
+        key = current.get("idempotencyKey")
+        return Recover(idempotency_key=str(key) if key else None)
+    if state in FINAL_OUTCOMES:
+        return Finished()
+    usable = approval.approval is not None and approval.approval.fingerprint != consumed
+    if state in RETRYABLE_OUTCOMES:
+        if not usable:
+            return Finished()
+    elif not usable:
+        return Await(problem=approval.problem)
+    assert approval.approval is not None
+    next_attempt = int(attempt) + 1
+    key = build_idempotency_key(spec_key=spec_key, intent=intent, name=name, uid=uid, attempt=next_attempt)
+    return Execute(approval=approval.approval, idempotency_key=key, attempt=next_attempt)
+
+
+def compute_outcome_from_control(control_status: str | None) -> str:
+    """Map a control status (engine or reference vocabulary) to a HandoffIntent outcome."""
+    if control_status is None:
+        return EXECUTION_AMBIGUOUS
+    return _CONTROL_TO_OUTCOME.get(control_status, EXECUTION_AMBIGUOUS)
+
+
+def _conditions(
+    prev: Mapping[str, Any], desired: list[ConditionSpec], generation: int, now: dt.datetime
+) -> Any:
+    previous = prev.get("conditions") if isinstance(prev.get("conditions"), list) else None
+    return build_conditions(previous, desired, generation=generation, now=now)
+
+
+def build_pending_status(
+    *, previous: Mapping[str, Any] | None, problem: str | None, generation: int, now: dt.datetime
+) -> JsonObject:
+    """Status of an intent waiting for a person (or holding a retryable outcome)."""
+    prev = dict(previous or {})
+    status: JsonObject = dict(prev)
+    status["observedGeneration"] = generation
+    state = prev.get("state")
+    if state not in RETRYABLE_OUTCOMES:
+        status["state"] = PENDING
+        status.setdefault("mode", "manual")
+        approved = ConditionSpec(
+            COND_APPROVED,
+            "False",
+            "ApprovalInvalid" if problem else "AwaitingApproval",
+            problem or "annotate ops.superloop.dev/approved=true with ops.superloop.dev/approved-by",
+        )
+        executed = ConditionSpec(COND_EXECUTED, "False", "NotExecuted", "waiting for an operator approval")
+        status["conditions"] = _conditions(prev, [approved, executed], generation, now)
+    if problem:
+        status["approvalProblem"] = problem
+    else:
+        status.pop("approvalProblem", None)
+    return status
+
+
+def build_executing_status(
+    *, previous: Mapping[str, Any] | None, decision: Execute, generation: int, now: dt.datetime
+) -> JsonObject:
+    """Status recorded *before* the side effect: the crash rule depends on it."""
+    prev = dict(previous or {})
+    status: JsonObject = {
+        key: value for key, value in prev.items() if key not in ("result", "reasonCodes", "approvalProblem")
+    }
+    if prev.get("state") in RETRYABLE_OUTCOMES:
+        history = list(prev.get("previousAttempts") or [])
+        history.append(
+            {
+                "attempt": prev.get("attempt"),
+                "state": prev.get("state"),
+                "idempotencyKey": prev.get("idempotencyKey"),
+                "approvedBy": (prev.get("approval") or {}).get("by"),
+                "finishedAt": prev.get("finishedAt"),
+            }
+        )
+        status["previousAttempts"] = history[-10:]
+    status.update(
+        {
+            "observedGeneration": generation,
+            "state": EXECUTING,
+            "mode": "manual",
+            "attempt": decision.attempt,
+            "idempotencyKey": decision.idempotency_key,
+            "approval": decision.approval.to_status(),
+            "startedAt": format_ts(now),
+        }
+    )
+    status.pop("finishedAt", None)
+    status["conditions"] = _conditions(
+        prev,
+        [
+            ConditionSpec(COND_APPROVED, "True", "Approved", f"approved by {decision.approval.by}"),
+            ConditionSpec(
+                COND_EXECUTED, "Unknown", "Executing", f"executing with key {decision.idempotency_key}"
+            ),
+        ],
+        generation,
+        now,
+    )
+    return status
+
+
+_EXECUTED_CONDITION: Mapping[str, tuple[str, str]] = {
+    EXECUTED: ("True", "Executed"),
+    EXECUTED_UNCONFIRMED: ("True", "ExecutedUnconfirmed"),
+    EXECUTION_AMBIGUOUS: ("Unknown", "ExecutionAmbiguous"),
+    EXECUTION_FAILED: ("False", "ExecutionFailed"),
+}
+
+
+def build_outcome_status(
+    *,
+    previous: Mapping[str, Any],
+    outcome: str,
+    result: Mapping[str, Any] | None,
+    message: str,
+    generation: int,
+    now: dt.datetime,
+) -> JsonObject:
+    """Status after the outcome is known (or declared ambiguous by the crash rule)."""
+    if outcome not in OUTCOMES:
+        raise ValueError(f"not a HandoffIntent outcome: {outcome}")
+    prev = dict(previous)
+    status: JsonObject = dict(prev)
+    approver = (prev.get("approval") or {}).get("by") if isinstance(prev.get("approval"), dict) else None
+    status.update({"observedGeneration": generation, "state": outcome, "finishedAt": format_ts(now)})
+    reason_code = _OUTCOME_REASON_CODE.get(outcome)
+    status["reasonCodes"] = [reason_code] if reason_code else []
+    if result is not None:
+        status["result"] = dict(result)
+    cond_status, reason = _EXECUTED_CONDITION[outcome]
+    by = f" (approved by {approver})" if approver else ""
+    status["conditions"] = _conditions(
+        prev, [ConditionSpec(COND_EXECUTED, cond_status, reason, f"{message}{by}"[:1024])], generation, now
+    )
+    return status
+
+
+@dataclasses.dataclass(frozen=True)
+class IntentEvent:
+    type: str
+    reason: str
+    message: str
+
+
+def compute_intent_events(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[IntentEvent]:
+    """Events on HandoffIntent state transitions."""
+    old_state = (previous or {}).get("state")
+    new_state = new.get("state")
+    if new_state == old_state:
+        if new.get("approvalProblem") and new.get("approvalProblem") != (previous or {}).get(
+            "approvalProblem"
+        ):
+            return [IntentEvent("Warning", "ApprovalInvalid", str(new["approvalProblem"]))]
+        return []
+    approver = (new.get("approval") or {}).get("by") if isinstance(new.get("approval"), dict) else None
+    key = new.get("idempotencyKey")
+    if new_state == PENDING:
+        return [IntentEvent("Normal", "AwaitingApproval", "waiting for ops.superloop.dev/approved=true")]
+    if new_state == EXECUTING:
+        return [IntentEvent("Normal", "Executing", f"approved by {approver}; executing with key {key}")]
+    if new_state in (EXECUTED, EXECUTED_UNCONFIRMED):
+        return [
+            IntentEvent(
+                "Normal",
+                "Executed" if new_state == EXECUTED else "ExecutedUnconfirmed",
+                f"{new_state} (approved by {approver}, key {key})",
+            )
+        ]
+    if new_state == EXECUTION_AMBIGUOUS:
+        return [
+            IntentEvent(
+                "Warning",
+                "ExecutionAmbiguous",
+                f"outcome unknown (approved by {approver}, key {key}); inspect the runtime and "
+                "approve again to retry",
+            )
+        ]
+    if new_state == EXECUTION_FAILED:
+        return [
+            IntentEvent("Warning", "ExecutionFailed", f"execution failed (approved by {approver}, key {key})")
+        ]
+    return []

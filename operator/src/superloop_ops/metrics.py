@@ -1,0 +1,272 @@
+"""Prometheus metrics of the operator, on an explicit registry.
+
+Everything lives on one ``CollectorRegistry`` owned by an ``OperatorMetrics`` object that
+startup puts into ``memo``: no metric is global, so tests build their own registry and the
+process serves exactly what it registered. Labels are bounded: ``namespace`` and ``loop``
+(objects the user created), ``reason`` (a reason code from the spec's closed catalogue, or the
+fixed ``other``), ``intent`` and ``status`` from closed vocabularies. Trace ids, idempotency keys
+and free text never become labels.
+
+Enumerated values (health status, lifecycle state) are exported the way kube-state-metrics does:
+one series per possible value, 1 for the current one, so a dashboard can sum or alert on them
+without string parsing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import threading
+from collections.abc import Iterable
+from wsgiref.simple_server import WSGIServer
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = [
+    "CONTROL_STATUSES",
+    "HEALTH_STATUSES",
+    "LIFECYCLE_STATES",
+    "REASON_CODES",
+    "LoopObservation",
+    "MetricsServer",
+    "OperatorMetrics",
+    "build_metrics",
+    "start_metrics_server",
+]
+
+PREFIX = "superloop_ops"
+
+HEALTH_STATUSES: tuple[str, ...] = ("healthy", "degraded", "critical")
+LIFECYCLE_STATES: tuple[str, ...] = (
+    "unknown",
+    "idle",
+    "running",
+    "awaiting_approval",
+    "complete",
+    "failed",
+    "stopped",
+)
+REASON_CODES: frozenset[str] = frozenset(
+    {
+        "divergence_detected",
+        "control_ambiguous",
+        "control_failed_command",
+        "ingest_stale",
+        "runtime_heartbeat_stale",
+        "transport_unreachable",
+        "ordering_drift_detected",
+        "invalid_transport_payload",
+        "projection_failed",
+        "reconcile_failed",
+        "snapshot_unavailable",
+        "events_unavailable",
+        "service_request_failed",
+        "service_response_invalid",
+        "source_not_found",
+        "secret_not_found",
+        "invalid_spec",
+        "dependency_not_ready",
+        "internal_error",
+    }
+)
+CONTROL_INTENTS: frozenset[str] = frozenset({"cancel", "approve", "reject"})
+CONTROL_STATUSES: frozenset[str] = frozenset(
+    {"executed", "executed_unconfirmed", "execution_ambiguous", "execution_failed"}
+)
+_OTHER = "other"
+_LABEL_VALUE = re.compile(r"\A[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")
+
+
+def _bounded(value: str, allowed: Iterable[str]) -> str:
+    return value if value in allowed else _OTHER
+
+
+def _object_name(value: str) -> str:
+    """Kubernetes object names are already bounded; anything else collapses to ``other``."""
+    return value if _LABEL_VALUE.match(value) else _OTHER
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopObservation:
+    """What one reconcile pass tells the metrics about a loop (None = not known)."""
+
+    namespace: str
+    loop: str
+    health_status: str | None = None
+    reason_codes: tuple[str, ...] = ()
+    lifecycle_state: str | None = None
+    ingest_lag_seconds: float | None = None
+    heartbeat_lag_seconds: float | None = None
+    transport_failure_streak: int | None = None
+    diverged: bool | None = None
+
+
+class OperatorMetrics:
+    """All metric families of the operator, bound to ``self.registry``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        loop_labels = ("namespace", "loop")
+        self.health_status = Gauge(
+            f"{PREFIX}_loop_health_status",
+            "Current health status of a loop: 1 for the current status, 0 for the others.",
+            (*loop_labels, "status"),
+            registry=self.registry,
+        )
+        self.health_reason = Gauge(
+            f"{PREFIX}_loop_health_reason",
+            "1 when the reason code is part of the loop's current health.",
+            (*loop_labels, "reason"),
+            registry=self.registry,
+        )
+        self.lifecycle_state = Gauge(
+            f"{PREFIX}_loop_lifecycle_state",
+            "Projected lifecycle state of a loop: 1 for the current state, 0 for the others.",
+            (*loop_labels, "state"),
+            registry=self.registry,
+        )
+        self.ingest_lag = Gauge(
+            f"{PREFIX}_loop_ingest_lag_seconds",
+            "Seconds since the last runtime event of a loop (health metric ingestLagSeconds).",
+            loop_labels,
+            registry=self.registry,
+        )
+        self.heartbeat_lag = Gauge(
+            f"{PREFIX}_loop_heartbeat_lag_seconds",
+            "Runtime heartbeat lag of a loop in seconds (health metric heartbeatLagSeconds).",
+            loop_labels,
+            registry=self.registry,
+        )
+        self.transport_failure_streak = Gauge(
+            f"{PREFIX}_loop_transport_failure_streak",
+            "Consecutive failed ingests of a loop.",
+            loop_labels,
+            registry=self.registry,
+        )
+        self.diverged = Gauge(
+            f"{PREFIX}_loop_diverged",
+            "1 when the runtime artifacts of a loop contradict each other.",
+            loop_labels,
+            registry=self.registry,
+        )
+        self.control_outcomes = Counter(
+            f"{PREFIX}_control_outcomes",
+            "Control intents executed by the operator, by outcome.",
+            ("namespace", "loop", "intent", "status"),
+            registry=self.registry,
+        )
+        self.reconcile_duration = Histogram(
+            f"{PREFIX}_reconcile_duration_seconds",
+            "Wall time of one Loop reconcile pass.",
+            ("namespace",),
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+            registry=self.registry,
+        )
+        self.reconcile_errors = Counter(
+            f"{PREFIX}_reconcile_errors",
+            "Loop reconcile passes that failed, by reason code.",
+            ("namespace", "loop", "reason"),
+            registry=self.registry,
+        )
+
+    def observe_loop(self, obs: LoopObservation) -> None:
+        """Export one pass's view of a loop; unknown values drop the series instead of lying."""
+        ns, loop = obs.namespace, _object_name(obs.loop)
+        if obs.health_status is not None:
+            current = _bounded(obs.health_status, HEALTH_STATUSES)
+            for status in (*HEALTH_STATUSES, _OTHER):
+                if status == _OTHER and current != _OTHER:
+                    self._remove(self.health_status, ns, loop, _OTHER)
+                    continue
+                self.health_status.labels(ns, loop, status).set(1.0 if status == current else 0.0)
+            reasons = {_bounded(code, REASON_CODES) for code in obs.reason_codes}
+            for reason in sorted(REASON_CODES | {_OTHER}):
+                if reason in reasons:
+                    self.health_reason.labels(ns, loop, reason).set(1.0)
+                else:
+                    self._remove(self.health_reason, ns, loop, reason)
+        if obs.lifecycle_state is not None:
+            current = _bounded(obs.lifecycle_state, LIFECYCLE_STATES)
+            for state in (*LIFECYCLE_STATES, _OTHER):
+                if state == _OTHER and current != _OTHER:
+                    self._remove(self.lifecycle_state, ns, loop, _OTHER)
+                    continue
+                self.lifecycle_state.labels(ns, loop, state).set(1.0 if state == current else 0.0)
+        self._set_or_remove(self.ingest_lag, ns, loop, obs.ingest_lag_seconds)
+        self._set_or_remove(self.heartbeat_lag, ns, loop, obs.heartbeat_lag_seconds)
+        streak = None if obs.transport_failure_streak is None else float(obs.transport_failure_streak)
+        self._set_or_remove(self.transport_failure_streak, ns, loop, streak)
+        diverged = None if obs.diverged is None else (1.0 if obs.diverged else 0.0)
+        self._set_or_remove(self.diverged, ns, loop, diverged)
+
+    def record_control_outcome(self, namespace: str, loop: str, intent: str, status: str) -> None:
+        self.control_outcomes.labels(
+            namespace,
+            _object_name(loop),
+            _bounded(intent, CONTROL_INTENTS),
+            _bounded(status, CONTROL_STATUSES),
+        ).inc()
+
+    def observe_reconcile_duration(self, namespace: str, seconds: float) -> None:
+        self.reconcile_duration.labels(namespace).observe(max(0.0, seconds))
+
+    def record_reconcile_error(self, namespace: str, loop: str, reason: str) -> None:
+        self.reconcile_errors.labels(namespace, _object_name(loop), _bounded(reason, REASON_CODES)).inc()
+
+    def forget_loop(self, namespace: str, loop: str) -> None:
+        """Drop every per-loop gauge series of a deleted loop (counters keep their history)."""
+        loop = _object_name(loop)
+        for gauge, values in (
+            (self.health_status, (*HEALTH_STATUSES, _OTHER)),
+            (self.health_reason, (*sorted(REASON_CODES), _OTHER)),
+            (self.lifecycle_state, (*LIFECYCLE_STATES, _OTHER)),
+        ):
+            for value in values:
+                self._remove(gauge, namespace, loop, value)
+        for gauge in (self.ingest_lag, self.heartbeat_lag, self.transport_failure_streak, self.diverged):
+            self._remove(gauge, namespace, loop)
+
+    @staticmethod
+    def _remove(gauge: Gauge, *labels: str) -> None:
+        try:
+            gauge.remove(*labels)
+        except KeyError:
+            pass
+
+    def _set_or_remove(self, gauge: Gauge, ns: str, loop: str, value: float | None) -> None:
+        if value is None:
+            self._remove(gauge, ns, loop)
+        else:
+            gauge.labels(ns, loop).set(value)
+
+    def render(self) -> bytes:
+        """The text exposition format, as the HTTP endpoint serves it."""
+        return prometheus_client.generate_latest(self.registry)
+
+
+def build_metrics() -> OperatorMetrics:
+    return OperatorMetrics(CollectorRegistry(auto_describe=True))
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricsServer:
+    """A running exposition endpoint; ``stop`` shuts it down (startup/cleanup pair)."""
+
+    server: WSGIServer
+    thread: threading.Thread
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_port)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def start_metrics_server(metrics: OperatorMetrics, port: int, host: str = "0.0.0.0") -> MetricsServer:
+    """Serve ``metrics.registry`` over HTTP with prometheus_client's own server (port 0 = any)."""
+    server, thread = prometheus_client.start_http_server(port, addr=host, registry=metrics.registry)
+    return MetricsServer(server=server, thread=thread)

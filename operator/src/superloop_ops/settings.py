@@ -1,0 +1,144 @@
+"""Operator settings, read once from the environment at startup.
+
+A frozen dataclass instead of pydantic-settings (not a dependency): the operator reads its
+environment exactly once in ``@kopf.on.startup`` and hands the result to every handler through
+``memo``, so nothing below the entrypoint ever reads ``os.environ`` itself. Bad values fail the
+startup with a clear message instead of surfacing later as odd behaviour.
+
+Environment variables (all optional):
+
+- ``SUPERLOOP_STATE_DIR``: journal root; one tree per namespace under it (default
+  ``/var/lib/superloop/state``).
+- ``SUPERLOOP_PVC_DIRS``: ``claimA=/path,claimB=/path``: claim name -> directory, for
+  development and e2e where no volume is mounted.
+- ``SUPERLOOP_PVC_MOUNT_ROOT``: where the chart mounts the claims in-cluster; a claim not in
+  the mapping resolves to ``<root>/<claim>`` (default ``/var/lib/superloop/pvcs``).
+- ``SUPERLOOP_METRICS_PORT`` (default 9090; 0 disables the endpoint), ``SUPERLOOP_METRICS_HOST``
+  (default ``0.0.0.0``).
+- ``SUPERLOOP_RECONCILE_INTERVAL_SECONDS``: interval when a Loop's spec names none (default 60).
+- ``SUPERLOOP_NAMESPACES``: comma-separated namespaces (informational; kopf's ``--namespace``
+  decides what is watched).
+- ``SUPERLOOP_STATUS_REFRESH_SECONDS``: rewrite an unchanged Loop status at most this often,
+  so ageing values (lags) do not go stale forever (default 300).
+- ``SUPERLOOP_CONTROL_CONFIRM_TIMEOUT_SECONDS`` / ``SUPERLOOP_CONTROL_CONFIRM_INTERVAL_SECONDS``:
+  confirmation polling for HandoffIntents (defaults 30 / 2, the control contract's defaults).
+- ``SUPERLOOP_PEERING``: kopf peering name; empty means standalone (the chart runs one replica).
+- ``SUPERLOOP_TEST_PAUSE_AFTER_EXECUTING_SECONDS``: test hook only. After a HandoffIntent is
+  recorded ``executing`` and before the side effect, sleep this long so an e2e test can SIGKILL
+  the operator at a deterministic point. Never set in production.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+
+from superloop_ops.errors import InvalidSpecError
+
+__all__ = ["Settings", "build_pvc_dirs", "fetch_settings"]
+
+_DEFAULT_STATE_DIR = "/var/lib/superloop/state"
+_DEFAULT_MOUNT_ROOT = "/var/lib/superloop/pvcs"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything the operator needs to know about its environment."""
+
+    state_dir: Path = Path(_DEFAULT_STATE_DIR)
+    pvc_dirs: Mapping[str, Path] = dataclasses.field(default_factory=dict)
+    pvc_mount_root: Path = Path(_DEFAULT_MOUNT_ROOT)
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 9090
+    default_reconcile_interval_seconds: float = 60.0
+    namespaces: tuple[str, ...] = ()
+    status_refresh_seconds: float = 300.0
+    control_confirm_timeout_seconds: int = 30
+    control_confirm_interval_seconds: int = 2
+    peering_name: str = ""
+    test_pause_after_executing_seconds: float = 0.0
+
+    def resolve_pvc_dir(self, claim_name: str, sub_path: str | None = None) -> Path:
+        """Directory holding a claim's files: the dev mapping first, else the in-cluster mount.
+
+        ``subPath`` must stay inside the claim (no absolute path, no ``..``): a Loop must not be
+        able to point the operator at arbitrary files of its own volume set.
+        """
+        base = self.pvc_dirs.get(claim_name)
+        if base is None:
+            base = self.pvc_mount_root / claim_name
+        if not sub_path:
+            return base
+        rel = PurePosixPath(sub_path)
+        if rel.is_absolute() or ".." in rel.parts:
+            raise InvalidSpecError(f"source.pvc.subPath must be a relative path inside the claim: {sub_path}")
+        return base.joinpath(*rel.parts)
+
+    def namespace_state_dir(self, namespace: str) -> Path:
+        """Journal tree of one namespace (the reference layout lives below it)."""
+        return self.state_dir / namespace
+
+
+def build_pvc_dirs(raw: str) -> dict[str, Path]:
+    """Parse ``claimA=/path,claimB=/path``; empty entries are ignored, malformed ones fail."""
+    mapping: dict[str, Path] = {}
+    for item in raw.split(","):
+        entry = item.strip()
+        if not entry:
+            continue
+        claim, sep, path = entry.partition("=")
+        if not sep or not claim.strip() or not path.strip():
+            raise InvalidSpecError(f"SUPERLOOP_PVC_DIRS entry must be claim=/path: {entry}")
+        mapping[claim.strip()] = Path(path.strip())
+    return mapping
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidSpecError(f"{name} must be a number: {raw}") from None
+    if value < minimum:
+        raise InvalidSpecError(f"{name} must be >= {minimum:g}: {raw}")
+    return value
+
+
+def _integer(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit():
+        raise InvalidSpecError(f"{name} must be a non-negative integer: {raw}")
+    return int(raw)
+
+
+def fetch_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from ``env`` (default: the process environment), failing closed."""
+    source = os.environ if env is None else env
+    port = _integer(source, "SUPERLOOP_METRICS_PORT", 9090)
+    if port > 65535:
+        raise InvalidSpecError(f"SUPERLOOP_METRICS_PORT out of range: {port}")
+    namespaces = tuple(ns.strip() for ns in source.get("SUPERLOOP_NAMESPACES", "").split(",") if ns.strip())
+    return Settings(
+        state_dir=Path(source.get("SUPERLOOP_STATE_DIR", "").strip() or _DEFAULT_STATE_DIR),
+        pvc_dirs=build_pvc_dirs(source.get("SUPERLOOP_PVC_DIRS", "")),
+        pvc_mount_root=Path(source.get("SUPERLOOP_PVC_MOUNT_ROOT", "").strip() or _DEFAULT_MOUNT_ROOT),
+        metrics_host=source.get("SUPERLOOP_METRICS_HOST", "").strip() or "0.0.0.0",
+        metrics_port=port,
+        default_reconcile_interval_seconds=_number(
+            source, "SUPERLOOP_RECONCILE_INTERVAL_SECONDS", 60.0, minimum=1.0
+        ),
+        namespaces=namespaces,
+        status_refresh_seconds=_number(source, "SUPERLOOP_STATUS_REFRESH_SECONDS", 300.0),
+        control_confirm_timeout_seconds=_integer(source, "SUPERLOOP_CONTROL_CONFIRM_TIMEOUT_SECONDS", 30),
+        control_confirm_interval_seconds=_integer(source, "SUPERLOOP_CONTROL_CONFIRM_INTERVAL_SECONDS", 2),
+        peering_name=source.get("SUPERLOOP_PEERING", "").strip(),
+        test_pause_after_executing_seconds=_number(
+            source, "SUPERLOOP_TEST_PAUSE_AFTER_EXECUTING_SECONDS", 0.0
+        ),
+    )

@@ -1,0 +1,228 @@
+"""Loop status builder: conditions, mirrored surfaces, skip-write check, transition Events."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from superloop_ops.core import loop_status as ls
+from superloop_ops.core.conditions_util import camel_reason, find_condition
+
+NOW = dt.datetime(2026, 2, 22, 10, 0, 0, tzinfo=dt.UTC)
+
+
+def _health(
+    status: str = "healthy", codes: list[str] | None = None, severity: str = "degraded"
+) -> dict[str, Any]:
+    codes = codes or []
+    return {
+        "schemaVersion": "v1",
+        "updatedAt": "2026-02-22T10:00:00Z",
+        "status": status,
+        "reasonCodes": codes,
+        "reasons": [{"code": c, "severity": severity} for c in codes],
+        "metrics": {"ingestLagSeconds": 3, "transportFailureStreak": 0},
+    }
+
+
+def _surface(state: str = "running", health: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "schemaVersion": "v1",
+        "generatedAt": "2026-02-22T10:00:00Z",
+        "lifecycle": {"state": state, "confidence": "high", "runId": "r1", "iteration": 2},
+        "health": health or _health(),
+        "cursor": {"eventLineOffset": 4, "eventLineCount": 4},
+        "control": {"lastIntent": None},
+        "reconcile": {"lastStatus": "success", "lastTraceId": "t1"},
+        "visibility": {"trace": {"reconcileTraceId": "t1"}},
+        "files": {"stateFile": "/x"},
+    }
+
+
+def _view(outcome: str = "success", **kw: Any) -> ls.LoopPassView:
+    kw.setdefault("surface", _surface())
+    kw.setdefault(
+        "state", {"divergence": {"any": False, "flags": {}}, "transition": {"previousState": "none"}}
+    )
+    return ls.LoopPassView(outcome=outcome, **kw)
+
+
+def _cond(status: dict[str, Any], cond_type: str) -> dict[str, Any]:
+    cond = find_condition(status["conditions"], cond_type)
+    assert cond is not None
+    return dict(cond)
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        ("transport_unreachable", "TransportUnreachable"),
+        ("source_not_found", "SourceNotFound"),
+        ("", "Unknown"),
+    ],
+)
+def test_camel_reason(code: str, reason: str) -> None:
+    assert camel_reason(code) == reason
+
+
+def test_successful_pass_mirrors_surfaces_and_sets_conditions() -> None:
+    status = ls.build_loop_status(previous=None, view=_view(), generation=3, now=NOW)
+    assert status["observedGeneration"] == 3
+    assert status["lifecycle"]["state"] == "running"
+    assert status["lifecycle"]["previousState"] == "none"
+    assert status["cursor"] == {"eventLineOffset": 4, "eventLineCount": 4}
+    assert "files" not in status and "generatedAt" not in status
+    assert _cond(status, "Ready")["status"] == "True"
+    assert _cond(status, "Healthy")["reason"] == "Healthy"
+    assert _cond(status, "Degraded")["status"] == "False"
+    assert _cond(status, "Diverged")["status"] == "False"
+    assert all(c["observedGeneration"] == 3 for c in status["conditions"])
+    assert status["lastReconcileAt"] == "2026-02-22T10:00:00Z"
+
+
+def test_critical_reason_leads_the_degraded_condition() -> None:
+    health = _health("critical", ["ingest_stale", "transport_unreachable"])
+    health["reasons"] = [
+        {"code": "ingest_stale", "severity": "degraded"},
+        {"code": "transport_unreachable", "severity": "critical"},
+    ]
+    status = ls.build_loop_status(
+        previous=None, view=_view(surface=_surface(health=health)), generation=1, now=NOW
+    )
+    degraded = _cond(status, "Degraded")
+    assert degraded["status"] == "True"
+    assert degraded["reason"] == "TransportUnreachable"
+    assert degraded["message"] == "critical: ingest_stale, transport_unreachable"
+    assert _cond(status, "Healthy")["status"] == "False"
+
+
+def test_divergence_sets_diverged_with_flags() -> None:
+    state = {"divergence": {"any": True, "flags": {"activeMismatch": True, "cursorRegression": False}}}
+    status = ls.build_loop_status(previous=None, view=_view(state=state), generation=1, now=NOW)
+    diverged = _cond(status, "Diverged")
+    assert (diverged["status"], diverged["reason"]) == ("True", "DivergenceDetected")
+    assert "activeMismatch" in diverged["message"]
+
+
+def test_failed_ingest_sets_ready_false_with_failure_code() -> None:
+    view = _view("failed", failure_code="service_request_failed", failure_message="curl\nerror: refused\n")
+    status = ls.build_loop_status(previous=None, view=view, generation=1, now=NOW)
+    ready = _cond(status, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "ServiceRequestFailed")
+    assert ready["message"].endswith("error: refused")
+
+
+def test_blocked_pass_keeps_previous_surfaces_and_health_conditions() -> None:
+    first = ls.build_loop_status(previous=None, view=_view(), generation=1, now=NOW)
+    later = NOW + dt.timedelta(seconds=30)
+    view = ls.LoopPassView(outcome="blocked", blocked_reason="source_not_found", blocked_message="no dir /x")
+    status = ls.build_loop_status(previous=first, view=view, generation=2, now=later)
+    assert status["lifecycle"] == first["lifecycle"]
+    assert status["lastReconcileAt"] == first["lastReconcileAt"]
+    ready = _cond(status, "Ready")
+    assert (ready["status"], ready["reason"], ready["message"]) == ("False", "SourceNotFound", "no dir /x")
+    assert ready["lastTransitionTime"] == "2026-02-22T10:00:30Z"
+    healthy = _cond(status, "Healthy")
+    assert healthy["status"] == "True"
+    assert healthy["lastTransitionTime"] == "2026-02-22T10:00:00Z"
+    assert healthy["observedGeneration"] == 2
+
+
+def test_first_blocked_visit_sets_unknown_conditions() -> None:
+    view = ls.LoopPassView(outcome="blocked", blocked_reason="secret_not_found", blocked_message="m")
+    status = ls.build_loop_status(previous=None, view=view, generation=1, now=NOW)
+    assert _cond(status, "Healthy")["status"] == "Unknown"
+    assert _cond(status, "Diverged")["status"] == "Unknown"
+    assert "lifecycle" not in status
+
+
+def test_suspended_is_stated_in_ready() -> None:
+    status = ls.build_loop_status(
+        previous=None, view=ls.LoopPassView(outcome="suspended"), generation=1, now=NOW
+    )
+    assert _cond(status, "Ready")["reason"] == "Suspended"
+
+
+def test_unchanged_pass_is_skipped_until_refresh() -> None:
+    first = ls.build_loop_status(previous=None, view=_view(), generation=1, now=NOW)
+    later = NOW + dt.timedelta(seconds=10)
+    aged = _surface()
+    aged["health"] = _health()
+    aged["health"]["updatedAt"] = "2026-02-22T10:00:10Z"
+    aged["health"]["metrics"]["ingestLagSeconds"] = 13
+    second = ls.build_loop_status(previous=first, view=_view(surface=aged), generation=1, now=later)
+    assert not ls.needs_status_write(first, second, now=later, refresh_seconds=300)
+    much_later = NOW + dt.timedelta(seconds=301)
+    assert ls.needs_status_write(first, second, now=much_later, refresh_seconds=300)
+
+
+def test_real_change_is_written() -> None:
+    first = ls.build_loop_status(previous=None, view=_view(), generation=1, now=NOW)
+    second = ls.build_loop_status(
+        previous=first, view=_view(surface=_surface("complete")), generation=1, now=NOW
+    )
+    assert ls.needs_status_write(first, second, now=NOW, refresh_seconds=300)
+    assert ls.needs_status_write(None, first, now=NOW, refresh_seconds=300)
+
+
+def test_events_on_lifecycle_and_health_transitions() -> None:
+    first = ls.build_loop_status(previous=None, view=_view(), generation=1, now=NOW)
+    events = ls.compute_loop_events(None, first)
+    assert [(e.type, e.reason) for e in events] == [("Normal", "LifecycleChanged")]
+    degraded = _surface("complete", _health("degraded", ["runtime_heartbeat_stale"]))
+    second = ls.build_loop_status(previous=first, view=_view(surface=degraded), generation=1, now=NOW)
+    reasons = [(e.type, e.reason) for e in ls.compute_loop_events(first, second)]
+    assert reasons == [("Normal", "LifecycleChanged"), ("Warning", "HealthDegraded")]
+    third = ls.build_loop_status(
+        previous=second, view=_view(surface=_surface("complete")), generation=1, now=NOW
+    )
+    assert [e.reason for e in ls.compute_loop_events(second, third)] == ["HealthRecovered"]
+    assert ls.compute_loop_events(third, third) == []
+
+
+def test_events_for_ready_divergence_drift_and_replay() -> None:
+    first = ls.build_loop_status(previous=None, view=_view(), generation=1, now=NOW)
+    failed = ls.build_loop_status(
+        previous=first, view=_view("failed", failure_code="snapshot_unavailable"), generation=1, now=NOW
+    )
+    assert ("Warning", "SnapshotUnavailable") in [
+        (e.type, e.reason) for e in ls.compute_loop_events(first, failed)
+    ]
+    state = {"divergence": {"any": True, "flags": {"approvalCompletionConflict": True}}}
+    view = _view(
+        state=state,
+        sequence={"driftActive": True, "violations": ["event_sequence_regression"]},
+        replay_token="from-start@",
+    )
+    recovered = ls.build_loop_status(previous=failed, view=view, generation=1, now=NOW)
+    reasons = [e.reason for e in ls.compute_loop_events(failed, recovered)]
+    assert reasons == [
+        "ReconcileRecovered",
+        "DivergenceDetected",
+        "OrderingDriftDetected",
+        "ReplayedFromStart",
+    ]
+
+
+def test_replay_token_parsing_and_one_shot_bookkeeping() -> None:
+    assert ls.compute_replay_token(None) is None
+    assert ls.compute_replay_token({"ops.superloop.dev/replay": "later"}) is None
+    token = ls.compute_replay_token(
+        {
+            "ops.superloop.dev/replay": "from-start",
+            "ops.superloop.dev/replay-requested-at": "2026-02-22T09:00:00Z",
+        }
+    )
+    assert token == "from-start@2026-02-22T09:00:00Z"
+    handled = ls.build_loop_status(previous=None, view=_view(replay_token=token), generation=1, now=NOW)
+    assert handled["replay"] == {
+        "handledToken": token,
+        "handledAt": "2026-02-22T10:00:00Z",
+        "mode": "from-start",
+    }
+    still = ls.build_loop_status(previous=handled, view=_view(replay_pending=True), generation=1, now=NOW)
+    assert still["replay"]["handledToken"] == token
+    removed = ls.build_loop_status(previous=still, view=_view(), generation=1, now=NOW)
+    assert removed["replay"]["handledToken"] is None

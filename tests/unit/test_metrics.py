@@ -1,0 +1,123 @@
+"""Operator metrics: registry content, bounded labels, exposition over HTTP."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from superloop_ops import metrics as m
+
+
+def _samples(metrics: m.OperatorMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def test_registry_is_explicit_and_per_instance() -> None:
+    one, two = m.build_metrics(), m.build_metrics()
+    one.observe_loop(m.LoopObservation("ns", "a", health_status="healthy"))
+    assert any(name == "superloop_ops_loop_health_status" for name, _ in _samples(one))
+    assert not any(name == "superloop_ops_loop_health_status" for name, _ in _samples(two))
+
+
+def test_loop_observation_exports_one_hot_enums_and_gauges() -> None:
+    metrics = m.build_metrics()
+    metrics.observe_loop(
+        m.LoopObservation(
+            "ns",
+            "loop-a",
+            health_status="critical",
+            reason_codes=("transport_unreachable", "trace-1234-not-a-code"),
+            lifecycle_state="running",
+            ingest_lag_seconds=12,
+            heartbeat_lag_seconds=3,
+            transport_failure_streak=4,
+            diverged=False,
+        )
+    )
+    s = _samples(metrics)
+    base = (("loop", "loop-a"), ("namespace", "ns"))
+    assert s[("superloop_ops_loop_health_status", (*base, ("status", "critical")))] == 1
+    assert s[("superloop_ops_loop_health_status", (*base, ("status", "healthy")))] == 0
+    assert s[("superloop_ops_loop_lifecycle_state", (*base, ("state", "running")))] == 1
+    assert s[("superloop_ops_loop_ingest_lag_seconds", base)] == 12
+    assert s[("superloop_ops_loop_transport_failure_streak", base)] == 4
+    assert s[("superloop_ops_loop_diverged", base)] == 0
+    reason_labels = {
+        dict(labels)["reason"] for name, labels in s if name == "superloop_ops_loop_health_reason"
+    }
+    # an unknown code (which could carry a trace id) collapses to "other"
+    assert reason_labels == {"transport_unreachable", "other"}
+
+
+def test_labels_stay_bounded() -> None:
+    metrics = m.build_metrics()
+    for i in range(50):
+        metrics.record_control_outcome("ns", "loop", "cancel", f"status-{i}")
+        metrics.record_reconcile_error("ns", "loop", f"trace-{i}")
+    s = _samples(metrics)
+    statuses = {
+        dict(labels)["status"] for name, labels in s if name == "superloop_ops_control_outcomes_total"
+    }
+    reasons = {dict(labels)["reason"] for name, labels in s if name == "superloop_ops_reconcile_errors_total"}
+    assert statuses == {"other"}
+    assert reasons == {"other"}
+    metrics.record_control_outcome("ns", "loop", "approve", "executed")
+    assert (
+        _samples(metrics)[
+            (
+                "superloop_ops_control_outcomes_total",
+                (("intent", "approve"), ("loop", "loop"), ("namespace", "ns"), ("status", "executed")),
+            )
+        ]
+        == 1
+    )
+
+
+def test_unknown_values_drop_series_and_forget_loop() -> None:
+    metrics = m.build_metrics()
+    metrics.observe_loop(
+        m.LoopObservation(
+            "ns", "a", ingest_lag_seconds=5, health_status="degraded", reason_codes=("ingest_stale",)
+        )
+    )
+    metrics.observe_loop(m.LoopObservation("ns", "a", ingest_lag_seconds=None, health_status="healthy"))
+    names = {name for name, _ in _samples(metrics)}
+    assert "superloop_ops_loop_ingest_lag_seconds" not in names
+    assert "superloop_ops_loop_health_reason" not in names
+    metrics.forget_loop("ns", "a")
+    assert "superloop_ops_loop_health_status" not in {name for name, _ in _samples(metrics)}
+
+
+def test_reconcile_histogram() -> None:
+    metrics = m.build_metrics()
+    metrics.observe_reconcile_duration("ns", 0.3)
+    s = _samples(metrics)
+    assert s[("superloop_ops_reconcile_duration_seconds_count", (("namespace", "ns"),))] == 1
+    assert s[("superloop_ops_reconcile_duration_seconds_bucket", (("le", "0.5"), ("namespace", "ns")))] == 1
+
+
+def test_http_endpoint_serves_the_registry_and_passes_promtool() -> None:
+    metrics = m.build_metrics()
+    metrics.observe_loop(m.LoopObservation("ns", "a", health_status="healthy", lifecycle_state="idle"))
+    metrics.record_control_outcome("ns", "a", "cancel", "executed")
+    metrics.observe_reconcile_duration("ns", 1.0)
+    server = m.start_metrics_server(metrics, 0, "127.0.0.1")
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as response:
+            body = response.read()
+    finally:
+        server.stop()
+    assert b"superloop_ops_loop_health_status" in body
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (scripts/install-tools.sh installs Debian's prometheus)")
+    check = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=30)
+    assert check.returncode == 0, check.stderr.decode() + check.stdout.decode()
