@@ -65,6 +65,10 @@ def compute_previous_health(document: object) -> PreviousHealth:
     )
 
 
+def _or_empty(value: object) -> object:
+    return {} if value is None or value is False else value
+
+
 def build_divergence_escalation(
     context: EscalationContext, state: Mapping[str, Any], *, state_file: str, cursor_file: str
 ) -> JsonObject | None:
@@ -76,11 +80,11 @@ def build_divergence_escalation(
         **context.head("divergence_detected"),
         "stateFile": state_file,
         "cursorFile": cursor_file,
-        "divergenceFlags": divergence.get("flags"),
+        "divergenceFlags": _or_empty(divergence.get("flags")),
         "state": {
-            "transition": state.get("transition"),
-            "projection": state.get("projection"),
-            "cursor": state.get("cursor"),
+            "transition": _or_empty(state.get("transition")),
+            "projection": _or_empty(state.get("projection")),
+            "cursor": _or_empty(state.get("cursor")),
         },
     }
     return prune_nulls(row)

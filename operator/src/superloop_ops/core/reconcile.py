@@ -118,22 +118,24 @@ def _merged_trace(previous_trace: object, trace_id: str) -> JsonObject:
 def build_success_state(
     projection: Mapping[str, Any],
     *,
-    previous_state: Mapping[str, Any] | None,
     health: JsonObject,
     sequence: JsonObject | None,
     trace_id: str,
 ) -> JsonObject:
     """Projection output enriched with ``health``, ``trace`` and ``sequence`` (§5.9).
 
+    The trace starts from the projection's own (normally absent) ``trace``: a fresh projection
+    records only this pass's reconcile trace.
+
     Keys that reconcile owns are placed after the projection's own keys, so that the file keeps
     the contract's key order; stale enrichment keys carried by the projection are replaced.
     """
     owned = ("health", "trace", "sequence", "drift", "tuning")
     state: JsonObject = {key: value for key, value in projection.items() if key not in owned}
-    previous_trace = (previous_state or {}).get("trace")
     state["health"] = health
-    state["trace"] = _merged_trace(previous_trace, trace_id)
-    state["sequence"] = sequence
+    state["trace"] = _merged_trace(projection.get("trace"), trace_id)
+    if sequence is not None:
+        state["sequence"] = sequence
     return state
 
 
