@@ -62,7 +62,8 @@ def test_pending_intent_waits() -> None:
     status = hi.build_pending_status(previous=None, problem=None, generation=1, now=NOW)
     assert status["state"] == hi.PENDING
     approved = find_condition(status["conditions"], "Approved")
-    assert approved is not None and approved["reason"] == "AwaitingApproval"
+    assert approved is not None
+    assert approved["reason"] == "AwaitingApproval"
     assert isinstance(_decide(status, None), hi.Await)
 
 
@@ -84,9 +85,12 @@ def test_approved_intent_executes_once() -> None:
         generation=1,
         now=NOW,
     )
-    assert done["state"] == hi.EXECUTED and done["reasonCodes"] == []
+    assert done["state"] == hi.EXECUTED
+    assert done["reasonCodes"] == []
     executed = find_condition(done["conditions"], "Executed")
-    assert executed is not None and executed["status"] == "True" and "alice" in executed["message"]
+    assert executed is not None
+    assert executed["status"] == "True"
+    assert "alice" in executed["message"]
     # the same annotations (and even a new approval) never run a final outcome again
     assert isinstance(_decide(done, APPROVED), hi.Finished)
     assert isinstance(_decide(done, {**APPROVED, "ops.superloop.dev/approved-at": "T9"}), hi.Finished)
@@ -117,16 +121,19 @@ def test_found_executing_is_recovered_not_rerun() -> None:
     )
     assert ambiguous["reasonCodes"] == ["control_ambiguous"]
     cond = find_condition(ambiguous["conditions"], "Executed")
-    assert cond is not None and (cond["status"], cond["reason"]) == ("Unknown", "ExecutionAmbiguous")
+    assert cond is not None
+    assert (cond["status"], cond["reason"]) == ("Unknown", "ExecutionAmbiguous")
     # same approval: nothing happens
     assert isinstance(_decide(ambiguous, APPROVED), hi.Finished)
     # a new approval (new approved-at stamp) retries with a new key
     retry = _decide(ambiguous, {**APPROVED, "ops.superloop.dev/approved-at": "2026-02-22T10:05:00Z"})
     assert isinstance(retry, hi.Execute)
-    assert retry.attempt == 2 and retry.idempotency_key == "cancel-i1-abcdef12-attempt2"
+    assert retry.attempt == 2
+    assert retry.idempotency_key == "cancel-i1-abcdef12-attempt2"
     second = hi.build_executing_status(previous=ambiguous, decision=retry, generation=1, now=NOW)
     assert second["previousAttempts"][0]["state"] == hi.EXECUTION_AMBIGUOUS
-    assert "reasonCodes" not in second and "finishedAt" not in second
+    assert "reasonCodes" not in second
+    assert "finishedAt" not in second
 
 
 @pytest.mark.parametrize(

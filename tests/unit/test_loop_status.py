@@ -73,7 +73,8 @@ def test_successful_pass_mirrors_surfaces_and_sets_conditions() -> None:
     assert status["lifecycle"]["state"] == "running"
     assert status["lifecycle"]["previousState"] == "none"
     assert status["cursor"] == {"eventLineOffset": 4, "eventLineCount": 4}
-    assert "files" not in status and "generatedAt" not in status
+    assert "files" not in status
+    assert "generatedAt" not in status
     assert _cond(status, "Ready")["status"] == "True"
     assert _cond(status, "Healthy")["reason"] == "Healthy"
     assert _cond(status, "Degraded")["status"] == "False"
