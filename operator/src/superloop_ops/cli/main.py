@@ -30,6 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "threshold-profile": ("superloop_ops.cli.threshold_profile", "resolve or list threshold profiles"),
     "sprite-service": ("superloop_ops.cli.sprite_service", "serve a repository over the sprite HTTP API"),
     "simulate": ("superloop_ops.cli.simulate", "write simulated loop runtime artifacts"),
+    "telemetry-summary": ("superloop_ops.cli.telemetry_summary", "summarise telemetry, recommend a profile"),
+    "profile-drift": ("superloop_ops.cli.profile_drift", "evaluate threshold profile drift (advisory)"),
+    "alert-sink-config": ("superloop_ops.cli.alert_sink_config", "validate alert sinks, resolve routes"),
+    "alert-dispatch": ("superloop_ops.cli.alert_dispatch", "deliver new escalations to alert sinks"),
 }
 
 
