@@ -1,0 +1,359 @@
+"""Alert shell: load the sink catalog, and dispatch new escalations to HTTP sinks with httpx.
+
+The decisions live in ``core.alert_sinks`` and ``core.alert_dispatch``; this module reads the
+escalations file, performs the requests (per-sink timeout, bounded retries with back-off),
+and checkpoints every sink outcome into ``alert-dispatch-state.json`` *before* it moves the cursor,
+so a crash or restart re-sends only to sinks that have not accepted an escalation yet (each
+request carries a stable dedupe key, so a receiver can drop the rare duplicate of a crash between
+its answer and our checkpoint). Secrets come from a mapping (env in local mode, Secret values
+in the operator) and are never logged or written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from superloop_ops.core import alert_dispatch as plan
+from superloop_ops.core import alert_sinks
+from superloop_ops.core.jsonutil import JsonObject, dumps_compact
+from superloop_ops.engine.tuning import shipped_config_path
+from superloop_ops.errors import ContractError
+from superloop_ops.journal import files
+
+__all__ = [
+    "ALERT_SINKS_CATALOG_NAME",
+    "AlertDispatcher",
+    "DispatchPaths",
+    "DispatchSettings",
+    "fetch_sink_catalog",
+    "resolve_alert_sinks_path",
+    "resolve_trace_id",
+    "run_alert_dispatch_step",
+]
+
+ALERT_SINKS_CATALOG_NAME = "ops-manager-alert-sinks.v1.json"
+
+_log = logging.getLogger(__name__)
+
+
+def resolve_alert_sinks_path(explicit: str | None, env: Mapping[str, str] | None = None) -> str:
+    """``--config-file`` > ``OPS_MANAGER_ALERT_SINKS_FILE`` > the shipped catalog."""
+    environ = os.environ if env is None else env
+    return (
+        explicit
+        or environ.get("OPS_MANAGER_ALERT_SINKS_FILE")
+        or str(shipped_config_path(ALERT_SINKS_CATALOG_NAME))
+    )
+
+
+def resolve_trace_id(explicit: str | None, env: Mapping[str, str] | None = None) -> str:
+    """``--trace-id`` > ``OPS_MANAGER_TRACE_ID`` > a fresh lower-case uuid4."""
+    environ = os.environ if env is None else env
+    return explicit or environ.get("OPS_MANAGER_TRACE_ID") or str(uuid.uuid4())
+
+
+def fetch_sink_catalog(path: str) -> alert_sinks.SinkCatalog:
+    """Stages 1-5 of catalog validation (missing file, bad JSON, then the core's stages)."""
+    source = Path(path)
+    if not source.is_file():
+        raise ContractError(f"alert sink config file not found: {path}")
+    try:
+        raw = json.loads(source.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise ContractError(f"invalid alert sink config JSON: {path}") from None
+    return alert_sinks.build_sink_catalog(raw)
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    """Delivery tuning: in-run retries per sink, and back-off between runs for pending rows."""
+
+    retries: int = 2
+    backoff_seconds: float = 0.5
+    backoff_factor: float = 2.0
+    retry_interval_seconds: float = 30.0
+    max_retry_interval_seconds: float = 900.0
+    max_escalations: int = 0
+    pagerduty_url: str = plan.DEFAULT_PAGERDUTY_URL
+
+
+@dataclass(frozen=True)
+class DispatchPaths:
+    repo: Path
+    escalations_file: Path
+    state_file: Path
+    telemetry_file: Path
+
+    @classmethod
+    def for_loop(cls, repo: Path, loop_id: str) -> DispatchPaths:
+        ops_dir = repo / ".superloop" / "ops-manager" / loop_id
+        return cls(
+            repo=repo,
+            escalations_file=ops_dir / "escalations.jsonl",
+            state_file=ops_dir / "alert-dispatch-state.json",
+            telemetry_file=ops_dir / "telemetry" / "alerts.jsonl",
+        )
+
+
+def _complete_lines(path: Path) -> list[str]:
+    """Newline-terminated lines only: a half-written last row waits for its newline."""
+    data = path.read_bytes()
+    end = data.rfind(b"\n")
+    if end < 0:
+        return []
+    return [line.decode("utf-8", errors="replace") for line in data[:end].split(b"\n")]
+
+
+@dataclass
+class AlertDispatcher:
+    """One dispatch run over a loop's escalations (a new instance per run, or after a restart)."""
+
+    paths: DispatchPaths
+    loop_id: str
+    trace_id: str
+    catalog_path: str
+    secrets: Mapping[str, str]
+    transport: httpx.BaseTransport | None = None
+    settings: DispatchSettings = field(default_factory=DispatchSettings)
+    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC).replace(microsecond=0)
+    sleep: Callable[[float], None] = time.sleep
+
+    def run(self) -> JsonObject:
+        """Dispatch what is new or still pending; returns (and writes) the dispatch state."""
+        paths = self.paths
+        paths.state_file.parent.mkdir(parents=True, exist_ok=True)
+        paths.telemetry_file.parent.mkdir(parents=True, exist_ok=True)
+        previous = self._read_previous_state()
+        cursor = plan.parse_dispatch_state(previous)
+        if not paths.escalations_file.is_file():
+            return self._finish(
+                "no_source", plan.DispatchCounters(), plan.DispatchCursor(cursor.offset, {}), cursor.offset
+            )
+        lines = _complete_lines(paths.escalations_file)
+        if cursor.offset > len(lines):
+            raise ContractError(
+                f"dispatch state offset is ahead of escalation file: {cursor.offset} > {len(lines)}"
+            )
+        if cursor.offset == len(lines):
+            return self._finish("no_new_escalations", plan.DispatchCounters(), cursor, len(lines))
+        catalog = fetch_sink_catalog(self.catalog_path)
+        counters = plan.DispatchCounters()
+        ledger = dict(cursor.ledger)
+        now = self.now()
+        with httpx.Client(transport=self.transport, follow_redirects=False) as client:
+            for number in range(cursor.offset + 1, len(lines) + 1):
+                if 0 < self.settings.max_escalations <= counters.processed:
+                    break
+                text = lines[number - 1]
+                fingerprint = plan.compute_fingerprint(text)
+                entry = ledger.get(number)
+                if entry is not None and entry.fingerprint != fingerprint:
+                    entry = None  # the file was rewritten under us: treat the row as new
+                if entry is not None and (entry.complete or not plan.is_due(entry, now)):
+                    continue
+                decision = plan.plan_row(
+                    text,
+                    number,
+                    loop_id=self.loop_id,
+                    trace_id=self.trace_id,
+                    catalog=catalog,
+                    source_file=self.catalog_path,
+                    env=self.secrets,
+                    now=self.now(),
+                )
+                key = plan.compute_escalation_key(self.loop_id, number, text)
+                if isinstance(decision, plan.RowTerminal):
+                    if decision.telemetry is not None:
+                        files.append_jsonl(paths.telemetry_file, [decision.telemetry])
+                    counters = (
+                        counters.add_skipped()
+                        if decision.counter == "skipped"
+                        else counters.add_failed(decision.reason_code)
+                    )
+                    ledger[number] = plan.LedgerEntry(number, fingerprint, key, complete=True)
+                    continue
+                entry = entry or plan.LedgerEntry(number, fingerprint, key)
+                entry, counters = self._deliver_row(client, decision, entry, ledger, previous, counters)
+                ledger[number] = entry
+        final = plan.compute_advanced_cursor(plan.DispatchCursor(cursor.offset, ledger))
+        return self._finish(plan.compute_run_status(counters), counters, final, len(lines))
+
+    # -- internals
+
+    def _read_previous_state(self) -> Any:
+        path = self.paths.state_file
+        if not path.is_file():
+            return {}
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if not text.strip():
+            return {}
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise ContractError(f"invalid dispatch state JSON: {path}") from None
+
+    def _finish(
+        self, status: str, counters: plan.DispatchCounters, cursor: plan.DispatchCursor, line_count: int
+    ) -> JsonObject:
+        state = plan.build_dispatch_state(
+            status=status,
+            counters=counters,
+            cursor=cursor,
+            line_count=line_count,
+            loop_id=self.loop_id,
+            trace_id=self.trace_id,
+            escalations_file=str(self.paths.escalations_file),
+            telemetry_file=str(self.paths.telemetry_file),
+            now=self.now(),
+        )
+        files.write_json_atomic(self.paths.state_file, state)
+        return state
+
+    def _checkpoint(self, previous: Any, ledger: Mapping[int, plan.LedgerEntry], offset: int) -> None:
+        interim = plan.build_interim_state(
+            previous, plan.DispatchCursor(offset, ledger), loop_id=self.loop_id, now=self.now()
+        )
+        files.write_json_atomic(self.paths.state_file, interim)
+
+    def _deliver_row(
+        self,
+        client: httpx.Client,
+        delivery: plan.RowDelivery,
+        entry: plan.LedgerEntry,
+        ledger: dict[int, plan.LedgerEntry],
+        previous: Any,
+        counters: plan.DispatchCounters,
+    ) -> tuple[plan.LedgerEntry, plan.DispatchCounters]:
+        offset = plan.parse_dispatch_state(previous).offset
+        dispositions: dict[str, plan.SinkDisposition] = dict(entry.sinks)
+        routed_ids = [str(sink.get("id")) for sink in delivery.sinks]
+        results: list[JsonObject] = []
+        for sink in delivery.sinks:
+            sink_id = str(sink.get("id") or "unknown")
+            if dispositions.get(sink_id) in ("delivered", "failed"):
+                continue  # already accepted (or refused for good) in an earlier run
+            result = self._send(client, sink, delivery)
+            dispositions[sink_id] = plan.compute_sink_disposition(result)
+            results.append({"id": sink_id, "type": sink.get("type") or "unknown", **result})
+            entry = replace(entry, sinks=dict(dispositions))
+            ledger[entry.line] = entry
+            self._checkpoint(previous, ledger, offset)
+        pending = [sink_id for sink_id in routed_ids if dispositions.get(sink_id) == "pending"]
+        attempts = entry.attempts + 1
+        now = self.now()
+        entry = replace(
+            entry,
+            sinks={sink_id: dispositions[sink_id] for sink_id in routed_ids if sink_id in dispositions},
+            complete=not pending,
+            attempts=attempts,
+            next_attempt_at=plan.compute_next_attempt_at(
+                attempts,
+                now,
+                base_seconds=self.settings.retry_interval_seconds,
+                cap_seconds=self.settings.max_retry_interval_seconds,
+            )
+            if pending
+            else None,
+        )
+        if not results:
+            return entry, counters
+        row = plan.build_delivery_telemetry(delivery, results, pending_sink_ids=pending, now=now)
+        files.append_jsonl(self.paths.telemetry_file, [row])
+        status, _ = plan.compute_row_outcome(results)
+        return entry, counters.add_delivery(status, results)
+
+    def _send(self, client: httpx.Client, sink: Mapping[str, Any], delivery: plan.RowDelivery) -> JsonObject:
+        request = plan.build_sink_request(
+            sink,
+            delivery,
+            self.secrets,
+            repo_path=str(self.paths.repo),
+            now=self.now(),
+            pagerduty_url=self.settings.pagerduty_url,
+        )
+        if not isinstance(request, plan.SinkRequest):
+            return request
+        delay = self.settings.backoff_seconds
+        result: JsonObject = {}
+        for attempt in range(self.settings.retries + 1):
+            if attempt:
+                self.sleep(delay)
+                delay *= self.settings.backoff_factor
+            result = self._post(client, request)
+            if plan.compute_sink_disposition(result) != "pending":
+                break
+        return result
+
+    def _post(self, client: httpx.Client, request: plan.SinkRequest) -> JsonObject:
+        try:
+            response = client.post(
+                request.url,
+                content=dumps_compact(request.body).encode("utf-8"),
+                headers=list(request.headers),
+                timeout=httpx.Timeout(request.timeout_seconds),
+            )
+        except httpx.HTTPError as exc:
+            text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            _log.info("alert sink request failed: %s", type(exc).__name__)
+            return plan.classify_request_error(text, request.secrets)
+        return plan.classify_response(response.status_code, response.text, request.secrets)
+
+
+def run_alert_dispatch_step(
+    ops_dir: Path,
+    loop_id: str,
+    *,
+    sinks_config: str | Path | None,
+    secrets: Mapping[str, str],
+    now: dt.datetime,
+    trace_id: str,
+    transport: httpx.BaseTransport | None = None,
+    settings: DispatchSettings | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    repo: Path | None = None,
+) -> JsonObject:
+    """Reconcile step 14. Never raises: a run that cannot complete returns a ``failed_command``
+    summary and appends the ``alert_dispatch_failed`` row; the dispatch state keeps its content."""
+    repo_path = repo or ops_dir.parents[2]
+    paths = DispatchPaths(
+        repo=repo_path,
+        escalations_file=ops_dir / "escalations.jsonl",
+        state_file=ops_dir / "alert-dispatch-state.json",
+        telemetry_file=ops_dir / "telemetry" / "alerts.jsonl",
+    )
+    catalog_path = str(sinks_config) if sinks_config else resolve_alert_sinks_path(None, {})
+    dispatcher = AlertDispatcher(
+        paths=paths,
+        loop_id=loop_id,
+        trace_id=trace_id,
+        catalog_path=catalog_path,
+        secrets=secrets,
+        transport=transport,
+        settings=settings or DispatchSettings(),
+        now=lambda: now,
+        sleep=sleep,
+    )
+    try:
+        return dispatcher.run()
+    except Exception as exc:  # alerting must never change reconcile's outcome
+        message = f"error: {exc}" if isinstance(exc, ContractError) else f"{type(exc).__name__}: {exc}"
+        for value in secrets.values():
+            if value:
+                message = message.replace(value, "***")
+        row = plan.build_failed_command_row(loop_id=loop_id, trace_id=trace_id, message=message, now=now)
+        try:
+            files.append_jsonl(paths.telemetry_file, [row])
+        except OSError:
+            _log.warning("could not record alert dispatch failure for loop %s", loop_id)
+        return {"status": "failed_command", "reasonCode": "alert_dispatch_failed", "message": message}

@@ -1,0 +1,260 @@
+"""Tuning shell: telemetry summary and profile-drift evaluation on a loop's ops directory.
+
+Reads bounded windows of ``telemetry/reconcile.jsonl`` and ``telemetry/control.jsonl`` (only the
+file's tail is read, never the whole journal), calls ``core.telemetry_summary`` and
+``core.drift``, then writes ``profile-drift.json``, appends ``telemetry/profile-drift.jsonl`` and,
+on the activation edge, the ``profile_drift_detected`` escalation. Used by the CLI commands and,
+through ``run_profile_drift_step``, by the reconcile engine (its step 13).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from superloop_ops.core import drift as core_drift
+from superloop_ops.core import telemetry_summary as core_summary
+from superloop_ops.core.jsonutil import JsonObject
+from superloop_ops.errors import ContractError
+from superloop_ops.journal import files
+
+__all__ = [
+    "THRESHOLD_CATALOG_NAME",
+    "DriftSettings",
+    "ProfileDriftStep",
+    "compute_summary",
+    "ensure_drift_evaluation",
+    "fetch_catalog_profile_names",
+    "fetch_tail_lines",
+    "fetch_window_records",
+    "resolve_threshold_catalog_path",
+    "run_profile_drift_step",
+    "shipped_config_path",
+]
+
+THRESHOLD_CATALOG_NAME = "ops-manager-threshold-profiles.v1.json"
+_TAIL_BLOCK = 64 * 1024
+
+
+def shipped_config_path(name: str) -> Path:
+    """``<install>/config/<name>``: the checkout's ``config/`` or, installed, the package data."""
+    checkout = Path(__file__).resolve().parents[4] / "config" / name
+    if checkout.is_file():
+        return checkout
+    packaged = Path(__file__).resolve().parents[1] / "data" / name
+    return packaged if packaged.is_file() else checkout
+
+
+def resolve_threshold_catalog_path(explicit: str | None, env: Mapping[str, str] | None = None) -> str:
+    """``--thresholds-file`` > ``OPS_MANAGER_THRESHOLD_PROFILES_FILE`` > shipped catalog."""
+    environ = os.environ if env is None else env
+    return (
+        explicit
+        or environ.get("OPS_MANAGER_THRESHOLD_PROFILES_FILE")
+        or str(shipped_config_path(THRESHOLD_CATALOG_NAME))
+    )
+
+
+def fetch_catalog_profile_names(path: str) -> list[str]:
+    """Profile names of a threshold catalog (only ``profiles`` being an object is required here)."""
+    document = files.read_json(Path(path))
+    profiles = document.get("profiles") if isinstance(document, dict) else None
+    if not isinstance(profiles, dict):
+        raise ContractError(f"invalid threshold profiles file: {path}")
+    return list(profiles)
+
+
+def fetch_tail_lines(path: Path, count: int) -> list[str]:
+    """The last ``count`` physical lines (a trailing newline ends the last line, as ``tail``)."""
+    if count < 1:
+        return []
+    with path.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        position = handle.tell()
+        data = b""
+        while position > 0 and data.count(b"\n") <= count:
+            step = min(_TAIL_BLOCK, position)
+            position -= step
+            handle.seek(position)
+            data = handle.read(step) + data
+    if data.endswith(b"\n"):
+        data = data[:-1]
+    if not data and position == 0:
+        return []
+    lines = data.split(b"\n")
+    return [line.decode("utf-8", errors="replace") for line in lines[-count:]]
+
+
+def fetch_window_records(path: Path, count: int) -> list[Any]:
+    """Parsed records of the last ``count`` lines; blank and unparsable lines yield nothing."""
+    records: list[Any] = []
+    try:
+        lines = fetch_tail_lines(path, count)
+    except FileNotFoundError:
+        return records
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def compute_summary(
+    repo: Path,
+    loop_id: str,
+    *,
+    window: int,
+    now: dt.datetime,
+    reconcile_file: Path | None = None,
+    control_file: Path | None = None,
+) -> JsonObject:
+    """The telemetry summary of one loop; fails closed when reconcile telemetry is missing."""
+    if window < 1:
+        raise ContractError("--window must be an integer >= 1")
+    telemetry_dir = repo / ".superloop" / "ops-manager" / loop_id / "telemetry"
+    reconcile_path = reconcile_file or telemetry_dir / "reconcile.jsonl"
+    control_path = control_file or telemetry_dir / "control.jsonl"
+    if not reconcile_path.is_file():
+        raise ContractError(f"reconcile telemetry file not found: {reconcile_path}")
+    source = core_summary.SummarySource(
+        repo_path=str(repo),
+        loop_id=loop_id,
+        reconcile_telemetry_file=str(reconcile_path),
+        control_telemetry_file=str(control_path),
+        window=window,
+    )
+    return core_summary.build_telemetry_summary(
+        fetch_window_records(reconcile_path, window),
+        fetch_window_records(control_path, window),
+        source=source,
+        now=now,
+    )
+
+
+def ensure_drift_evaluation(
+    inputs: core_drift.DriftInputs,
+    *,
+    catalog_profiles: Collection[str],
+    state_file: Path,
+    history_file: Path,
+    now: dt.datetime,
+    unknown_recommendation: Literal["fail", "ignore"] = "fail",
+    tolerate_corrupt_state: bool = False,
+) -> JsonObject:
+    """Evaluate, write ``profile-drift.json`` and append its history row; returns the document."""
+    checked = core_drift.validate_drift_profiles(
+        inputs, catalog_profiles, unknown_recommendation=unknown_recommendation
+    )
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    history_file.parent.mkdir(parents=True, exist_ok=True)
+    previous: object = {}
+    if state_file.is_file():
+        text = state_file.read_text(encoding="utf-8", errors="replace")
+        if text.strip():
+            try:
+                previous = json.loads(text)
+            except ValueError:
+                if not tolerate_corrupt_state:
+                    raise ContractError(f"invalid drift state JSON: {state_file}") from None
+    document = core_drift.compute_drift_state(previous, checked, now=now)
+    files.write_json_atomic(state_file, document)
+    files.append_jsonl(history_file, [core_drift.build_drift_history_row(document, now=now)])
+    return document
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    """Reconcile's drift settings (flag > env > default is resolved by the caller)."""
+
+    min_confidence: str = "medium"
+    required_streak: int = 3
+    summary_window: int = core_summary.DEFAULT_SUMMARY_WINDOW
+
+
+@dataclass(frozen=True)
+class ProfileDriftStep:
+    """What reconcile merges into state.json: ``drift`` (with traceId) and ``tuning`` (or None)."""
+
+    drift: JsonObject
+    tuning: JsonObject | None
+    summary: JsonObject | None
+    escalation: JsonObject | None
+
+
+def run_profile_drift_step(
+    ops_dir: Path,
+    loop_id: str,
+    *,
+    catalog_profiles: Collection[str],
+    current_profile: str,
+    now: dt.datetime,
+    settings: DriftSettings | None = None,
+    trace_id: str | None = None,
+    transport: str = "local",
+    repo: Path | None = None,
+) -> ProfileDriftStep | None:
+    """Reconcile step 13: summary over the drift window, drift evaluation, escalation on activation.
+
+    Returns None when the loop has no reconcile telemetry yet. Never aborts reconcile for drift's
+    own data: a corrupt ``profile-drift.json`` restarts the streak, and a recommendation the
+    catalog lacks counts as no recommendation (both deliberate fixes of reference defects).
+    """
+    chosen = settings or DriftSettings()
+    telemetry_dir = ops_dir / "telemetry"
+    reconcile_file = telemetry_dir / "reconcile.jsonl"
+    if not reconcile_file.is_file():
+        return None
+    repo_path = repo or ops_dir.parents[2]
+    summary: JsonObject | None
+    try:
+        summary = compute_summary(repo_path, loop_id, window=chosen.summary_window, now=now)
+    except (ContractError, OSError):
+        summary = None
+    inputs = core_drift.DriftInputs(
+        loop_id=loop_id,
+        applied_profile=current_profile,
+        recommended_profile=str(summary.get("recommendedProfile") or "") if summary else "",
+        recommendation_confidence=str(summary.get("confidence") or "low") if summary else "low",
+        min_confidence=chosen.min_confidence,
+        required_streak=chosen.required_streak,
+        summary_window=chosen.summary_window,
+        rationale=str(summary.get("rationale") or "") if summary else "",
+    )
+    state_file = ops_dir / "profile-drift.json"
+    history_file = telemetry_dir / "profile-drift.jsonl"
+    document = ensure_drift_evaluation(
+        inputs,
+        catalog_profiles=catalog_profiles,
+        state_file=state_file,
+        history_file=history_file,
+        now=now,
+        unknown_recommendation="ignore",
+        tolerate_corrupt_state=True,
+    )
+    escalation = core_drift.build_drift_escalation(
+        document,
+        loop_id=loop_id,
+        trace_id=trace_id,
+        transport=transport,
+        state_file=str(ops_dir / "state.json"),
+        drift_state_file=str(state_file),
+        drift_history_file=str(history_file),
+        now=now,
+    )
+    if escalation is not None:
+        files.append_jsonl(ops_dir / "escalations.jsonl", [escalation])
+    drift_with_trace = {**document, "traceId": trace_id} if trace_id else dict(document)
+    return ProfileDriftStep(
+        drift=drift_with_trace,
+        tuning=core_drift.build_tuning_block(summary, current_profile),
+        summary=summary,
+        escalation=escalation,
+    )
