@@ -1,0 +1,171 @@
+"""The Fleet kind: the registry (fleet §1.2-§1.4) as a custom resource.
+
+Each ``loops`` entry is either inline (the registry.v1.json fields; the Fleet controller
+materialises it as an owned Loop) or a ``loopRef`` to a Loop that already exists. The policy is
+a separate FleetPolicy object named by ``policyRef`` so that GitOps can own it separately and a
+PromotionApply can move its effective posture. Duplicate loop ids are refused by the apiserver
+(``loops`` is a list-map keyed by ``loopId``).
+
+Deliberate differences from the reference registry: ``enabled: false`` is honoured (the
+reference normalises it back to true); a ``local`` entry names its volume (``source.pvc``)
+because the operator has no implicit repository directory; the service token comes from a
+Secret (``tokenSecretRef``) instead of an environment variable name (``tokenEnv``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field
+
+from superloop_ops.models.common import (
+    CelRule,
+    Condition,
+    CrdInfo,
+    JsonObject,
+    KindModel,
+    LocalObjectRef,
+    LoopId,
+    PrinterColumn,
+    SpecModel,
+    StatusModel,
+)
+from superloop_ops.models.loop import BaseUrl, LoopSource, ServiceSettings, Transport
+
+__all__ = [
+    "Fleet",
+    "FleetLoopEntry",
+    "FleetSpec",
+    "FleetStatus",
+    "SpriteInfo",
+]
+
+_INLINE = ("transport", "source", "service", "sprite")
+
+
+class SpriteInfo(SpecModel):
+    """Which sprite hosts the loop (informational, echoed in status and intents)."""
+
+    id: Annotated[str, Field(min_length=1, max_length=253)] | None = None
+    assignment: Annotated[str, Field(max_length=253)] | None = None
+    service_base_url: BaseUrl | None = None
+
+
+def _has_base_url(m: FleetLoopEntry) -> bool:
+    return (m.service is not None and m.service.base_url is not None) or (
+        m.sprite is not None and m.sprite.service_base_url is not None
+    )
+
+
+class FleetLoopEntry(SpecModel):
+    """One registry entry: inline loop settings, or a reference to an existing Loop."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule="!has(self.loopRef) || (" + " && ".join(f"!has(self.{f})" for f in _INLINE) + ")",
+            message="loopRef entries must not declare transport, source, service or sprite",
+            check=lambda m: m.loop_ref is None or all(getattr(m, f) is None for f in _INLINE),
+        ),
+        CelRule(
+            rule=(
+                "!has(self.transport) || self.transport != 'sprite_service'"
+                " || (has(self.service) && has(self.service.baseUrl))"
+                " || (has(self.sprite) && has(self.sprite.serviceBaseUrl))"
+            ),
+            message="sprite_service loops require service.baseUrl or sprite.serviceBaseUrl",
+            check=lambda m: m.transport != "sprite_service" or _has_base_url(m),
+        ),
+        CelRule(
+            rule=(
+                "has(self.loopRef) || (has(self.transport) && self.transport == 'sprite_service')"
+                " || has(self.source)"
+            ),
+            message="local loops require source.pvc (or loopRef to an existing Loop)",
+            check=lambda m: m.loop_ref is not None or m.transport == "sprite_service" or m.source is not None,
+        ),
+    )
+
+    loop_id: LoopId
+    enabled: bool = True
+    loop_ref: LocalObjectRef | None = None
+    transport: Transport | None = None
+    source: LoopSource | None = None
+    sprite: SpriteInfo | None = None
+    service: ServiceSettings | None = None
+    metadata: JsonObject = Field(default_factory=dict)
+
+
+def _unique_loop_ids(m: FleetSpec) -> bool:
+    ids = [e.loop_id for e in m.loops]
+    return len(ids) == len(set(ids))
+
+
+class FleetSpec(SpecModel):
+    """Desired fleet: its loops, its policy, and how a fleet pass fans out."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        # The apiserver enforces uniqueness through the list-map; this mirror gives the reference text.
+        CelRule(
+            rule=None,
+            message="loopId values must be unique",
+            check=_unique_loop_ids,
+        ),
+    )
+
+    fleet_id: LoopId | None = None
+    loops: list[FleetLoopEntry] = Field(
+        min_length=1,
+        max_length=500,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["loopId"]},
+    )
+    policy_ref: LocalObjectRef | None = None
+    max_parallel: Annotated[int, Field(ge=1, le=64)] = 2
+    deterministic_order: bool = False
+    max_events: Annotated[int, Field(ge=0, le=2_147_483_647)] = 0
+    reconcile_interval_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
+    suspend: bool = False
+
+
+class FleetStatus(StatusModel):
+    """Fleet rollups; ``state`` and ``fleetStatus`` mirror the reference's fleet surfaces."""
+
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    fleet_id: str | None = None
+    loop_count: int | None = None
+    skipped_loop_count: int | None = None
+    failed_loop_count: int | None = None
+    health_status: str | None = None
+    promotion_decision: str | None = None
+    reason_codes: list[str] = Field(default_factory=list)
+    trace_id: str | None = None
+    last_reconcile_at: str | None = None
+    state: JsonObject | None = None
+    fleet_status: JsonObject | None = None
+    handoff: JsonObject | None = None
+    promotion: JsonObject | None = None
+
+
+class Fleet(KindModel):
+    """A Fleet object as the apiserver returns it."""
+
+    crd: ClassVar[CrdInfo] = CrdInfo(
+        kind="Fleet",
+        plural="fleets",
+        singular="fleet",
+        short_names=("sfleet",),
+        printer_columns=(
+            PrinterColumn("Loops", ".status.loopCount", type="integer"),
+            PrinterColumn("Failed", ".status.failedLoopCount", type="integer"),
+            PrinterColumn("Health", ".status.healthStatus"),
+            PrinterColumn("Promotion", ".status.promotionDecision"),
+            PrinterColumn("Policy", ".spec.policyRef.name", priority=1),
+        ),
+    )
+
+    kind: Literal["Fleet"] = "Fleet"
+    spec: FleetSpec
+    status: FleetStatus = Field(default_factory=FleetStatus)

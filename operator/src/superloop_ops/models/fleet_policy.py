@@ -1,0 +1,291 @@
+"""The FleetPolicy kind: the registry's ``policy`` block (fleet §1.2-§1.4, §3.10).
+
+The reference validates the policy fail-closed with exact messages (fleet §1.3 #18-#56). Every
+rule that concerns one FleetPolicy object alone is expressed here, as a schema constraint or a
+`CelRule` carrying the reference's message, so ``kubectl apply`` refuses a bad policy. Two
+rules need facts outside the object and stay with the operator: suppression keys and
+``rollout.scope.loopIds`` must name loops declared by the Fleet, and ``reviewBy`` must be in the
+future in ``guarded_auto`` mode (CEL has no clock; see `GovernanceSettings.review_expired`).
+
+Defaults are the reference's normalisation defaults (fleet §1.4), with two deliberate fixes:
+``autoPause.enabled: false`` is honoured (the reference turns it back into ``true``).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
+
+from superloop_ops.models.common import (
+    LOOP_ID_PATTERN,
+    CelRule,
+    Condition,
+    CrdInfo,
+    JsonObject,
+    KindModel,
+    LoopId,
+    PrinterColumn,
+    ShortText,
+    SpecModel,
+    StatusModel,
+    Timestamp,
+    list_default,
+    nested,
+    parse_timestamp,
+)
+
+__all__ = [
+    "CATEGORIES",
+    "DEFAULT_SALT",
+    "AllowSettings",
+    "AutoPauseSettings",
+    "AutonomousSettings",
+    "Category",
+    "EffectiveRollout",
+    "FleetPolicy",
+    "FleetPolicySpec",
+    "FleetPolicyStatus",
+    "GovernanceSettings",
+    "NoiseControls",
+    "PauseSettings",
+    "PolicyMode",
+    "RolloutScope",
+    "RolloutSelector",
+    "RolloutSettings",
+    "SafetySettings",
+    "ThresholdGates",
+]
+
+Category = Literal["reconcile_failed", "health_critical", "health_degraded"]
+CATEGORIES: tuple[Category, ...] = ("reconcile_failed", "health_critical", "health_degraded")
+PolicyMode = Literal["advisory", "guarded_auto"]
+DEFAULT_SALT = "fleet-autonomous-rollout-v1"
+_GA = "policy.mode is guarded_auto"
+_GOV = "policy.autonomous.governance"
+
+NonNegInt = Annotated[int, Field(ge=0, le=2_147_483_647)]
+Rate = Annotated[float, Field(ge=0, le=1)]
+_SET: dict[str, Any] = {"x-kubernetes-list-type": "set"}
+
+
+class NoiseControls(SpecModel):
+    """Advisory de-duplication window (fleet §3.4)."""
+
+    dedupe_window_seconds: NonNegInt = 300
+
+
+def _default_categories() -> list[Category]:
+    return ["reconcile_failed", "health_critical"]
+
+
+def _default_intents() -> list[Literal["cancel"]]:
+    return ["cancel"]
+
+
+class AllowSettings(SpecModel):
+    """Which candidates autonomous mode may act on."""
+
+    categories: list[Category] = list_default(_default_categories, max_length=3)
+    intents: list[Literal["cancel"]] = list_default(_default_intents, max_length=1)
+
+
+class ThresholdGates(SpecModel):
+    """Minimum severity and confidence for autonomous eligibility."""
+
+    min_severity: Literal["critical", "warning", "info"] = "critical"
+    min_confidence: Literal["high", "medium", "low"] = "high"
+
+
+class SafetySettings(SpecModel):
+    """Caps, cooldown and the kill switch (which always wins)."""
+
+    max_actions_per_run: NonNegInt = 1
+    max_actions_per_loop: NonNegInt = 1
+    cooldown_seconds: NonNegInt = 300
+    kill_switch: bool = False
+
+
+def _review_after_change(m: GovernanceSettings) -> bool:
+    if m.changed_at is None or m.review_by is None:
+        return True
+    return parse_timestamp(m.review_by) > parse_timestamp(m.changed_at)
+
+
+class GovernanceSettings(SpecModel):
+    """Who authorised autonomous mode, why, and until when (fleet §3.10)."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule=(
+                "!has(self.changedAt) || !has(self.reviewBy)"
+                " || timestamp(self.reviewBy) > timestamp(self.changedAt)"
+            ),
+            message=f"{_GOV}.reviewBy must be after {_GOV}.changedAt",
+            check=_review_after_change,
+        ),
+    )
+
+    actor: ShortText | None = None
+    approval_ref: ShortText | None = None
+    rationale: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    changed_at: Timestamp | None = None
+    review_by: Timestamp | None = None
+
+    def review_expired(self, now: datetime) -> bool:
+        """True when ``reviewBy`` is absent or not after ``now`` (the fail-closed time gate)."""
+        return self.review_by is None or parse_timestamp(self.review_by) <= now
+
+
+class RolloutScope(SpecModel):
+    """Loops autonomous mode may touch; empty means every loop of the fleet."""
+
+    loop_ids: list[LoopId] = Field(default_factory=list, max_length=500, json_schema_extra=_SET)
+
+
+class RolloutSelector(SpecModel):
+    """Salt of the deterministic cohort bucket (fleet §3.6)."""
+
+    salt: Annotated[str, Field(min_length=1, max_length=253)] = DEFAULT_SALT
+
+
+class PauseSettings(SpecModel):
+    """Manual rollout pause."""
+
+    manual: bool = False
+
+
+class AutoPauseSettings(SpecModel):
+    """Auto-pause on ambiguity or failure spikes (fleet §3.7)."""
+
+    enabled: bool = True
+    lookback_executions: Annotated[int, Field(ge=1, le=10_000)] = 5
+    min_sample_size: Annotated[int, Field(ge=1, le=10_000)] = 3
+    ambiguity_rate_threshold: Rate = 0.4
+    failure_rate_threshold: Rate = 0.4
+
+
+class RolloutSettings(SpecModel):
+    """Canary cohort, scope, pause and auto-pause of autonomous execution."""
+
+    canary_percent: Annotated[int, Field(ge=0, le=100)] = 100
+    scope: RolloutScope = nested(RolloutScope)
+    selector: RolloutSelector = nested(RolloutSelector)
+    pause: PauseSettings = nested(PauseSettings)
+    auto_pause: AutoPauseSettings = nested(AutoPauseSettings)
+
+
+class AutonomousSettings(SpecModel):
+    """Guarded autonomous execution settings."""
+
+    allow: AllowSettings = nested(AllowSettings)
+    thresholds: ThresholdGates = nested(ThresholdGates)
+    safety: SafetySettings = nested(SafetySettings)
+    governance: GovernanceSettings | None = None
+    rollout: RolloutSettings = nested(RolloutSettings)
+
+
+def _governance_field_rule(cel_field: str, py_field: str) -> CelRule:
+    return CelRule(
+        rule=(
+            "self.mode != 'guarded_auto' || !has(self.autonomous) || !has(self.autonomous.governance)"
+            f" || has(self.autonomous.governance.{cel_field})"
+        ),
+        message=f"{_GOV}.{cel_field} is required when {_GA}",
+        check=lambda m: (
+            m.mode != "guarded_auto"
+            or m.autonomous.governance is None
+            or getattr(m.autonomous.governance, py_field) is not None
+        ),
+    )
+
+
+def _suppression_keys_ok(m: FleetPolicySpec) -> bool:
+    pattern = re.compile(LOOP_ID_PATTERN)
+    return all(k == "*" or pattern.match(k) for k in m.suppressions)
+
+
+class FleetPolicySpec(SpecModel):
+    """The fleet's policy: advisory or guarded autonomous mode, suppressions, rollout."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule="self.mode != 'guarded_auto' || (has(self.autonomous) && has(self.autonomous.governance))",
+            message=f"{_GOV} is required when {_GA}",
+            check=lambda m: m.mode != "guarded_auto" or m.autonomous.governance is not None,
+        ),
+        _governance_field_rule("actor", "actor"),
+        _governance_field_rule("approvalRef", "approval_ref"),
+        _governance_field_rule("rationale", "rationale"),
+        _governance_field_rule("changedAt", "changed_at"),
+        _governance_field_rule("reviewBy", "review_by"),
+        CelRule(
+            rule=(
+                "!has(self.suppressions)"
+                f" || self.suppressions.all(k, k == '*' || k.matches('{LOOP_ID_PATTERN}'))"
+            ),
+            message="policy.suppressions keys must be a loopId or *",
+            check=_suppression_keys_ok,
+        ),
+    )
+
+    mode: PolicyMode = "advisory"
+    suppressions: dict[str, list[Category]] = Field(
+        default_factory=dict,
+        json_schema_extra={"maxProperties": 501},
+    )
+    noise_controls: NoiseControls = nested(NoiseControls)
+    autonomous: AutonomousSettings = nested(AutonomousSettings)
+
+
+class EffectiveRollout(StatusModel):
+    """The rollout posture in force: spec, moved by PromotionApply objects, re-based on a new generation."""
+
+    canary_percent: int | None = None
+    manual_pause: bool | None = None
+    based_on_generation: int | None = None
+    last_apply: str | None = None
+    changed_at: str | None = None
+    governance: JsonObject | None = None
+
+
+class FleetPolicyStatus(StatusModel):
+    """Observed policy posture; ``policyState`` mirrors the reference's policy-state.json."""
+
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    mode: str | None = None
+    governance_posture: str | None = None
+    reason_codes: list[str] = Field(default_factory=list)
+    effective_rollout: EffectiveRollout | None = None
+    policy_state: JsonObject | None = None
+    governance: JsonObject | None = None
+    pause: JsonObject | None = None
+    last_evaluated_at: str | None = None
+
+
+class FleetPolicy(KindModel):
+    """A FleetPolicy object as the apiserver returns it."""
+
+    crd: ClassVar[CrdInfo] = CrdInfo(
+        kind="FleetPolicy",
+        plural="fleetpolicies",
+        singular="fleetpolicy",
+        short_names=("sfp",),
+        printer_columns=(
+            PrinterColumn("Mode", ".spec.mode"),
+            PrinterColumn("Canary", ".status.effectiveRollout.canaryPercent", type="integer"),
+            PrinterColumn("Paused", ".status.effectiveRollout.manualPause", type="boolean"),
+            PrinterColumn("Kill Switch", ".spec.autonomous.safety.killSwitch", type="boolean"),
+            PrinterColumn("Governance", ".status.governancePosture"),
+        ),
+    )
+
+    kind: Literal["FleetPolicy"] = "FleetPolicy"
+    spec: FleetPolicySpec = Field(default_factory=FleetPolicySpec)
+    status: FleetPolicyStatus = Field(default_factory=FleetPolicyStatus)

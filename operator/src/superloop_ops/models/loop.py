@@ -1,0 +1,243 @@
+"""The Loop kind: one supervised loop run and how to reach its artifacts.
+
+The spec carries what the reference passes as reconcile flags (loop-core §5.1): transport,
+service retry/backoff/timeouts, threshold profile plus per-field overrides (§5.2), drift settings
+(tuning §3.5), alert dispatch settings (tuning §5.9), plus the operator's own cadence and
+``suspend``. Two reconcile flags are deliberately *not* spec fields: ``--from-start`` is the
+one-shot annotation ``ops.superloop.dev/replay: from-start`` (a spec field would replay on every
+pass), and the trace id is generated per pass. The status mirrors the reference's JSON surfaces
+verbatim (free-form objects) next to a few typed fields that feed printer columns.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field
+
+from superloop_ops.models.common import (
+    CelRule,
+    Condition,
+    ConfigMapKeyRef,
+    CrdInfo,
+    JsonObject,
+    KindModel,
+    LoopId,
+    PrinterColumn,
+    SecretKeyRef,
+    SpecModel,
+    StatusModel,
+    Timestamp,
+    nested,
+)
+
+__all__ = [
+    "REPLAY_ANNOTATION",
+    "AlertsSettings",
+    "BaseUrl",
+    "DriftSettings",
+    "Loop",
+    "LoopSource",
+    "LoopSpec",
+    "LoopStatus",
+    "PvcSource",
+    "ServiceSettings",
+    "ThresholdOverrides",
+    "ThresholdSettings",
+    "Transport",
+]
+
+REPLAY_ANNOTATION = "ops.superloop.dev/replay"
+
+Transport = Literal["local", "sprite_service"]
+BaseUrl = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://[^\s]+$")]
+NonNegInt = Annotated[int, Field(ge=0, le=2_147_483_647)]
+ProfileName = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+
+
+def _pair_ok(degraded: int | None, critical: int | None) -> bool:
+    return degraded is None or critical is None or critical >= degraded
+
+
+def _pair_rule(degraded: str, critical: str, message: str) -> CelRule:
+    return CelRule(
+        rule=f"!has(self.{degraded}) || !has(self.{critical}) || self.{critical} >= self.{degraded}",
+        message=message,
+        check=lambda m: _pair_ok(getattr(m, _snake(degraded)), getattr(m, _snake(critical))),
+    )
+
+
+def _snake(camel: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in camel)
+
+
+class PvcSource(SpecModel):
+    """Where the loop's repository (with its ``.superloop/`` directory) is mounted."""
+
+    claim_name: Annotated[str, Field(min_length=1, max_length=253)]
+    sub_path: Annotated[str, Field(max_length=1024, pattern=r"^[^/].*$|^$")] = ""
+
+
+class LoopSource(SpecModel):
+    """Artifact source of a ``local`` loop."""
+
+    pvc: PvcSource
+
+
+class ServiceSettings(SpecModel):
+    """The sprite service client settings (loop-core §9.6); the token comes from a Secret."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule="self.maxTimeSeconds >= self.connectTimeoutSeconds",
+            message="service.maxTimeSeconds must be >= service.connectTimeoutSeconds",
+            check=lambda m: m.max_time_seconds >= m.connect_timeout_seconds,
+        ),
+    )
+
+    base_url: BaseUrl | None = None
+    token_secret_ref: SecretKeyRef | None = None
+    retry_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+    retry_backoff_seconds: Annotated[int, Field(ge=0, le=3600)] = 1
+    connect_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = 5
+    max_time_seconds: Annotated[int, Field(ge=1, le=3600)] = 30
+
+
+class ThresholdOverrides(SpecModel):
+    """Per-field overrides of the four profile-driven thresholds (an override wins even if equal)."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        _pair_rule(
+            "degradedIngestLagSeconds",
+            "criticalIngestLagSeconds",
+            "critical ingest lag threshold must be >= degraded threshold",
+        ),
+        _pair_rule(
+            "degradedTransportFailureStreak",
+            "criticalTransportFailureStreak",
+            "critical transport failure threshold must be >= degraded threshold",
+        ),
+    )
+
+    degraded_ingest_lag_seconds: NonNegInt | None = None
+    critical_ingest_lag_seconds: NonNegInt | None = None
+    degraded_transport_failure_streak: NonNegInt | None = None
+    critical_transport_failure_streak: NonNegInt | None = None
+
+
+class ThresholdSettings(SpecModel):
+    """Threshold profile selection (absent = the catalog's ``defaultProfile``) and overrides.
+
+    Heartbeat thresholds are not part of profiles; they are plain settings here.
+    """
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule="self.criticalHeartbeatLagSeconds >= self.degradedHeartbeatLagSeconds",
+            message="critical heartbeat lag threshold must be >= degraded threshold",
+            check=lambda m: m.critical_heartbeat_lag_seconds >= m.degraded_heartbeat_lag_seconds,
+        ),
+    )
+
+    profile: ProfileName | None = None
+    overrides: ThresholdOverrides | None = None
+    degraded_heartbeat_lag_seconds: NonNegInt = 120
+    critical_heartbeat_lag_seconds: NonNegInt = 300
+
+
+class DriftSettings(SpecModel):
+    """Profile-drift evaluation settings (tuning §3.5)."""
+
+    min_confidence: Literal["low", "medium", "high"] = "medium"
+    required_streak: Annotated[int, Field(ge=1, le=10_000)] = 3
+    summary_window: Annotated[int, Field(ge=1, le=100_000)] = 200
+
+
+class AlertsSettings(SpecModel):
+    """Alert dispatch settings (tuning §5.9).
+
+    The sink catalog is read from a ConfigMap key (default key ``ops-manager-alert-sinks.v1.json``);
+    without a reference the shipped catalog (all sinks disabled) applies.
+    """
+
+    enabled: bool = True
+    sinks_config_map_ref: ConfigMapKeyRef | None = None
+
+
+class LoopSpec(SpecModel):
+    """Desired supervision of one loop run."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule="self.transport != 'sprite_service' || (has(self.service) && has(self.service.baseUrl))",
+            message="sprite_service loops require service.baseUrl",
+            check=lambda m: m.transport != "sprite_service" or (m.service is not None and m.service.base_url),
+        ),
+        CelRule(
+            rule="self.transport != 'local' || has(self.source)",
+            message="local loops require source.pvc",
+            check=lambda m: m.transport != "local" or m.source is not None,
+        ),
+    )
+
+    loop_id: LoopId
+    transport: Transport = "local"
+    source: LoopSource | None = None
+    service: ServiceSettings | None = None
+    thresholds: ThresholdSettings = nested(ThresholdSettings)
+    drift: DriftSettings = nested(DriftSettings)
+    alerts: AlertsSettings = nested(AlertsSettings)
+    max_events: NonNegInt = 0
+    reconcile_interval_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
+    suspend: bool = False
+
+
+class LoopStatus(StatusModel):
+    """Observed posture of a loop; the reference's JSON surfaces are mirrored as-is."""
+
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    transport: str | None = None
+    lifecycle: str | None = None
+    health_status: str | None = None
+    reason_codes: list[str] = Field(default_factory=list)
+    trace_id: str | None = None
+    last_reconcile_at: Timestamp | None = None
+    replay_handled: str | None = None
+    state: JsonObject | None = None
+    cursor: JsonObject | None = None
+    health: JsonObject | None = None
+    heartbeat: JsonObject | None = None
+    sequence: JsonObject | None = None
+    transport_health: JsonObject | None = None
+    visibility: JsonObject | None = None
+    latest_control: JsonObject | None = None
+    drift: JsonObject | None = None
+    tuning: JsonObject | None = None
+    alerts: JsonObject | None = None
+
+
+class Loop(KindModel):
+    """A Loop object as the apiserver returns it."""
+
+    crd: ClassVar[CrdInfo] = CrdInfo(
+        kind="Loop",
+        plural="loops",
+        singular="loop",
+        short_names=("sloop",),
+        printer_columns=(
+            PrinterColumn("Loop ID", ".spec.loopId"),
+            PrinterColumn("Transport", ".spec.transport"),
+            PrinterColumn("Lifecycle", ".status.lifecycle"),
+            PrinterColumn("Health", ".status.healthStatus"),
+            PrinterColumn("Reasons", ".status.reasonCodes"),
+            PrinterColumn("Suspended", ".spec.suspend", type="boolean", priority=1),
+        ),
+    )
+
+    kind: Literal["Loop"] = "Loop"
+    spec: LoopSpec
+    status: LoopStatus = Field(default_factory=LoopStatus)

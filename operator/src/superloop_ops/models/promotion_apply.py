@@ -1,0 +1,114 @@
+"""The PromotionApply kind: one governed step of the autonomous rollout (promotion §3).
+
+A PromotionApply asks the operator to move a fleet's *effective* rollout posture (held in
+FleetPolicy status; spec stays GitOps-owned): ``expand`` widens the canary by ``expandStep``,
+``resume`` clears a manual pause, ``rollback`` sets it. The spec is immutable so the applied
+record always matches what was asked. The review date is given either as a timestamp
+(``reviewBy``, as in the reference) or relative to the moment of apply (``reviewWithinDays``):
+the latter never expires while sitting in Git, so a sample or a template stays valid.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field
+
+from superloop_ops.models.common import (
+    CelRule,
+    Condition,
+    CrdInfo,
+    JsonObject,
+    KindModel,
+    LocalObjectRef,
+    PrinterColumn,
+    ShortText,
+    SpecModel,
+    StatusModel,
+    Timestamp,
+)
+
+__all__ = [
+    "ApplyGovernance",
+    "ApplyPhase",
+    "PromotionApply",
+    "PromotionApplySpec",
+    "PromotionApplyStatus",
+    "PromotionIntent",
+]
+
+IdempotencyKey = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9._:-]+$")]
+PromotionIntent = Literal["expand", "resume", "rollback"]
+ApplyPhase = Literal["pending", "applied", "replayed", "dry_run", "rejected"]
+
+
+class ApplyGovernance(SpecModel):
+    """Who approves the step and until when it stands (``--by``, ``--approval-ref``, ...)."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule="has(self.reviewBy) != has(self.reviewWithinDays)",
+            message="governance needs exactly one of reviewBy or reviewWithinDays",
+            check=lambda m: (m.review_by is None) != (m.review_within_days is None),
+        ),
+    )
+
+    by: ShortText
+    approval_ref: ShortText
+    rationale: Annotated[str, Field(min_length=1, max_length=4096)]
+    review_by: Timestamp | None = None
+    review_within_days: Annotated[int, Field(ge=1, le=3650)] | None = None
+
+
+class PromotionApplySpec(SpecModel):
+    """The requested promotion step; immutable once created."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(rule="self == oldSelf", message="spec is immutable; create a new PromotionApply instead"),
+    )
+
+    fleet_ref: LocalObjectRef
+    intent: PromotionIntent
+    expand_step: Annotated[int, Field(ge=1, le=100)] = 25
+    governance: ApplyGovernance
+    idempotency_key: IdempotencyKey | None = None
+    dry_run: bool = False
+
+
+class PromotionApplyStatus(StatusModel):
+    """The decision seen and the apply record (before/after posture); frozen once applied."""
+
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    phase: ApplyPhase | None = None
+    decision: str | None = None
+    reason_codes: list[str] = Field(default_factory=list)
+    message: str | None = None
+    applied_at: Timestamp | None = None
+    review_by: Timestamp | None = None
+    record: JsonObject | None = None
+
+
+class PromotionApply(KindModel):
+    """A PromotionApply object as the apiserver returns it."""
+
+    crd: ClassVar[CrdInfo] = CrdInfo(
+        kind="PromotionApply",
+        plural="promotionapplies",
+        singular="promotionapply",
+        short_names=("papply",),
+        printer_columns=(
+            PrinterColumn("Fleet", ".spec.fleetRef.name"),
+            PrinterColumn("Intent", ".spec.intent"),
+            PrinterColumn("Decision", ".status.decision"),
+            PrinterColumn("Phase", ".status.phase"),
+            PrinterColumn("Dry Run", ".spec.dryRun", type="boolean", priority=1),
+        ),
+    )
+
+    kind: Literal["PromotionApply"] = "PromotionApply"
+    spec: PromotionApplySpec
+    status: PromotionApplyStatus = Field(default_factory=PromotionApplyStatus)
