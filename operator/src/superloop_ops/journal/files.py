@@ -60,7 +60,7 @@ def append_jsonl(path: Path, rows: Iterable[Any]) -> int:
         return 0
     path.parent.mkdir(parents=True, exist_ok=True)
     data = "".join(lines).encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         if _ends_torn(fd):
             # A crashed writer left half a line: terminate it so our rows stay whole.
