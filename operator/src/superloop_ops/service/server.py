@@ -1,0 +1,373 @@
+"""The sprite HTTP service (§9): one repository's loops over HTTP, next to the runtime.
+
+Design:
+
+* ``http.server.ThreadingHTTPServer``: one thread per request, stdlib only. Requests are short
+  (snapshot, poll) except ``/ops/control``, which holds its thread for the confirmation window.
+* Everything that touches artifacts is injected (:class:`ServiceConfig`): the snapshot and event
+  readers (``transports.local`` in production) and the control runner (``engine.control`` on the
+  local path). That keeps this module below the engine in the layering and makes it testable.
+* Authentication runs before routing for every GET and POST, including ``/healthz``; tokens are
+  compared with :func:`hmac.compare_digest`. Unsupported methods get the stdlib's 501.
+* ``POST /ops/control`` is idempotent per (loop, key): concurrent requests with one key are
+  serialised, so the second one is answered from the store instead of running again.
+* Request bodies are bounded (``max_body_bytes``); loop ids that could escape the repository
+  (``/``, ``..``) are refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hmac
+import json
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+from superloop_ops.core import control as core_control
+from superloop_ops.core.jsonutil import JsonObject, dumps_compact, format_ts, prune_nulls
+from superloop_ops.errors import ContractError
+
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "ControlRun",
+    "ServiceConfig",
+    "SpriteServiceServer",
+    "build_server",
+    "is_safe_loop_id",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+
+class SnapshotFetcher(Protocol):
+    def __call__(self, repo: Path, loop_id: str, *, trace_id: str | None, now: dt.datetime) -> JsonObject: ...
+
+
+class EventBatchLike(Protocol):
+    @property
+    def events(self) -> Sequence[Any]: ...
+
+    @property
+    def offset_after(self) -> int: ...
+
+    @property
+    def line_count(self) -> int: ...
+
+
+class EventsFetcher(Protocol):
+    def __call__(
+        self,
+        repo: Path,
+        loop_id: str,
+        *,
+        offset: int,
+        max_events: int = 0,
+        trace_id: str | None,
+        now: dt.datetime,
+    ) -> EventBatchLike: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class ControlRun:
+    """The outcome of one in-process control run: exit code, intents row, diagnostics."""
+
+    exit_code: int
+    result: JsonObject | None
+    stderr: str = ""
+
+
+class ControlRunner(Protocol):
+    def __call__(self, request: core_control.ServiceControlRequest) -> ControlRun: ...
+
+
+class IdempotencyStore(Protocol):
+    def get(self, loop_id: str, key: str) -> JsonObject | None: ...
+
+    def put(self, loop_id: str, key: str, response: JsonObject) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceConfig:
+    repo: Path
+    fetch_snapshot: SnapshotFetcher
+    fetch_events: EventsFetcher
+    run_control: ControlRunner
+    store: IdempotencyStore
+    now_fn: Callable[[], dt.datetime]
+    token: str = dataclasses.field(default="", repr=False)
+    default_by: str = "ops-service"
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+
+def is_safe_loop_id(loop_id: str) -> bool:
+    """A loop id names one directory under ``.superloop/loops``; it must not walk out of it."""
+    return (
+        bool(loop_id)
+        and loop_id not in (".", "..")
+        and "/" not in loop_id
+        and "\\" not in loop_id
+        and ("\x00" not in loop_id)
+    )
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class SpriteServiceServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], config: ServiceConfig) -> None:
+        self.config = config
+        self._key_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._key_locks_guard = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def key_lock(self, loop_id: str, key: str) -> threading.Lock:
+        with self._key_locks_guard:
+            return self._key_locks.setdefault((loop_id, key), threading.Lock())
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+
+def build_server(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8787) -> SpriteServiceServer:
+    """Bind (port 0 picks a free port); the caller runs ``serve_forever`` and ``shutdown``."""
+    return SpriteServiceServer((host, port), config)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: SpriteServiceServer
+    server_version = "SuperloopOpsSpriteService/1"
+    protocol_version = "HTTP/1.1"
+
+    @property
+    def cfg(self) -> ServiceConfig:
+        return self.server.config
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("%s %s", self.address_string(), format % args)
+
+    def _send(self, status: int, payload: Any) -> None:
+        body = dumps_compact(payload).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_error_body(self, status: int, code: str, message: str) -> None:
+        self._send(status, {"ok": False, "error": {"code": code, "message": message}})
+
+    def _authorized(self) -> bool:
+        token = self.cfg.token
+        if not token:
+            return True
+        expected = token.encode("utf-8")
+        auth = self.headers.get("Authorization", "") or ""
+        bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+        x_token = self.headers.get("X-Ops-Token", "") or ""
+        bearer_ok = hmac.compare_digest(bearer.encode("utf-8"), expected)
+        header_ok = hmac.compare_digest(x_token.encode("utf-8"), expected)
+        return bearer_ok or header_ok
+
+    def _trace_id(self) -> str:
+        return (self.headers.get("X-Trace-Id", "") or "").strip()
+
+    def _dispatch(self, route: Callable[[], None]) -> None:
+        if not self._authorized():
+            self._drain_body()
+            self._send_error_body(401, "unauthorized", "missing or invalid token")
+            return
+        try:
+            route()
+        except _HttpError as exc:
+            self._send_error_body(exc.status, exc.code, exc.message)
+        except Exception:
+            logger.exception("sprite service request failed: %s %s", self.command, urlsplit(self.path).path)
+            self._send_error_body(500, "internal_error", "internal server error")
+
+    def _drain_body(self) -> None:
+        # Keep the connection usable for keep-alive clients even when we refuse early.
+        length = self._content_length(strict=False)
+        if 0 < length <= self.cfg.max_body_bytes:
+            self.rfile.read(length)
+        elif length:
+            self.close_connection = True
+
+    def _content_length(self, *, strict: bool = True) -> int:
+        raw = self.headers.get("Content-Length")
+        if raw is None or raw.strip() == "":
+            return 0
+        try:
+            value = int(raw)
+        except ValueError:
+            if strict:
+                raise _HttpError(400, "invalid_request", "invalid Content-Length") from None
+            return 0
+        if value < 0:
+            if strict:
+                raise _HttpError(400, "invalid_request", "invalid Content-Length")
+            return 0
+        return value
+
+    # -- methods --------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        self._dispatch(self._route_get)
+
+    def do_POST(self) -> None:
+        self._dispatch(self._route_post)
+
+    def _route_get(self) -> None:
+        parts = urlsplit(self.path)
+        query = parse_qs(parts.query, keep_blank_values=True)
+        if parts.path == "/healthz":
+            self._send(200, {"ok": True})
+        elif parts.path == "/ops/snapshot":
+            self._snapshot(query)
+        elif parts.path == "/ops/events":
+            self._events(query)
+        else:
+            raise _HttpError(404, "not_found", "endpoint not found")
+
+    def _route_post(self) -> None:
+        if urlsplit(self.path).path != "/ops/control":
+            self._drain_body()
+            raise _HttpError(404, "not_found", "endpoint not found")
+        self._control()
+
+    # -- endpoints ------------------------------------------------------------------------
+
+    @staticmethod
+    def _loop_id(query: dict[str, list[str]]) -> str:
+        values = query.get("loopId", [])
+        loop_id = values[0] if values else ""
+        if not loop_id:
+            raise _HttpError(400, "invalid_request", "loopId is required")
+        if not is_safe_loop_id(loop_id):
+            raise _HttpError(400, "invalid_request", "loopId is invalid")
+        return loop_id
+
+    @staticmethod
+    def _query_int(query: dict[str, list[str]], key: str) -> int:
+        values = query.get(key, [])
+        if not values:
+            return 0
+        try:
+            value = int(values[0])
+        except ValueError:
+            raise _HttpError(400, "invalid_request", f"query parameter '{key}' must be an integer") from None
+        if value < 0:
+            raise _HttpError(400, "invalid_request", f"query parameter '{key}' must be >= 0")
+        return value
+
+    def _snapshot(self, query: dict[str, list[str]]) -> None:
+        loop_id = self._loop_id(query)
+        trace_id = self._trace_id()
+        try:
+            snapshot = self.cfg.fetch_snapshot(
+                self.cfg.repo, loop_id, trace_id=trace_id or None, now=self.cfg.now_fn()
+            )
+        except ContractError as exc:
+            raise _HttpError(502, "runtime_error", str(exc) or "snapshot command failed") from None
+        if trace_id and "traceId" not in snapshot:
+            snapshot = {**snapshot, "traceId": trace_id}
+        self._send(200, snapshot)
+
+    def _events(self, query: dict[str, list[str]]) -> None:
+        loop_id = self._loop_id(query)
+        trace_id = self._trace_id()
+        cursor = self._query_int(query, "cursor")
+        max_events = self._query_int(query, "maxEvents")
+        now = self.cfg.now_fn()
+        try:
+            batch = self.cfg.fetch_events(
+                self.cfg.repo,
+                loop_id,
+                offset=cursor,
+                max_events=max_events,
+                trace_id=trace_id or None,
+                now=now,
+            )
+        except ContractError as exc:
+            raise _HttpError(502, "runtime_error", str(exc) or "event poll command failed") from None
+        response = prune_nulls(
+            {
+                "ok": True,
+                "schemaVersion": "v1",
+                "traceId": trace_id or None,
+                "source": {"repoPath": str(self.cfg.repo), "loopId": loop_id},
+                "events": [event for event in batch.events if isinstance(event, dict)],
+                "cursor": {
+                    "eventLineOffset": batch.offset_after,
+                    "eventLineCount": batch.line_count,
+                    "updatedAt": format_ts(now),
+                },
+            }
+        )
+        self._send(200, response)
+
+    def _read_json_body(self) -> Any:
+        length = self._content_length()
+        if length > self.cfg.max_body_bytes:
+            self.close_connection = True
+            raise _HttpError(413, "payload_too_large", "request body too large")
+        raw = self.rfile.read(length) if length > 0 else b"{}"
+        try:
+            return json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise _HttpError(400, "invalid_json", "request body must be valid JSON") from None
+
+    def _control(self) -> None:
+        payload = self._read_json_body()
+        try:
+            request = core_control.parse_service_control_request(
+                payload,
+                header_idempotency_key=self.headers.get("X-Idempotency-Key", "") or "",
+                header_trace_id=self._trace_id(),
+                default_by=self.cfg.default_by,
+            )
+        except core_control.ServiceRequestError as exc:
+            raise _HttpError(400, exc.code, exc.message) from None
+        if not is_safe_loop_id(request.loop_id):
+            raise _HttpError(400, "invalid_request", "loopId is invalid")
+        key = request.idempotency_key
+        if not key:
+            status, response = self._run(request)
+            self._send(status, response)
+            return
+        with self.server.key_lock(request.loop_id, key):
+            stored = self.cfg.store.get(request.loop_id, key)
+            if stored is not None:
+                self._send(200, core_control.build_service_replay_response(stored, trace_id=request.trace_id))
+                return
+            status, response = self._run(request)
+            self.cfg.store.put(request.loop_id, key, response)
+        self._send(status, response)
+
+    def _run(self, request: core_control.ServiceControlRequest) -> tuple[int, JsonObject]:
+        run = self.cfg.run_control(request)
+        response = core_control.build_service_control_response(
+            exit_code=run.exit_code,
+            result=run.result,
+            stderr=core_control.tail_lines(run.stderr, skip_blank=True),
+            trace_id=request.trace_id,
+        )
+        return core_control.compute_service_http_status(run.exit_code), response
