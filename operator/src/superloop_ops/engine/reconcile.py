@@ -13,7 +13,6 @@ read from its end (last line only), and the event batch is the new events after 
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -28,6 +27,7 @@ from superloop_ops.core.thresholds import Thresholds, coerce_non_negative_int
 from superloop_ops.engine import tail
 from superloop_ops.errors import ContractError
 from superloop_ops.journal import files
+from superloop_ops.transports import local
 from superloop_ops.transports import service as service_mod
 
 __all__ = [
@@ -275,28 +275,24 @@ def _read_cursor_offset_lenient(path: Path) -> int:
     return 0 if offset is None else offset
 
 
-def _local_transport() -> Any:
-    # Imported lazily: the sprite-only operator path does not need the artifact readers.
-    return importlib.import_module("superloop_ops.transports.local")
-
-
 def _ingest_local(
     options: ReconcileOptions, paths: ReconcilePaths, trace_id: str, now: dt.datetime
 ) -> _Ingest:
-    local = _local_transport()
     try:
         snapshot = local.fetch_snapshot(paths.repo, options.loop_id, trace_id=trace_id, now=now)
     except (ContractError, OSError) as exc:
         return _Ingest(False, "snapshot_unavailable", reconcile.tail_lines(str(exc)))
     try:
-        offset = 0 if options.from_start else local.read_cursor_offset(paths.cursor_file)
+        # The cursor's byte hint lets the poller read only the new tail of events.jsonl.
+        position = None if options.from_start else local.read_cursor(paths.cursor_file)
         batch = local.fetch_events(
             paths.repo,
             options.loop_id,
-            offset=offset,
+            offset=0 if position is None else position.line_offset,
             max_events=options.max_events,
             trace_id=trace_id,
             now=now,
+            byte_hint=position,
         )
     except (ContractError, OSError) as exc:
         return _Ingest(False, "events_unavailable", reconcile.tail_lines(str(exc)), snapshot)
