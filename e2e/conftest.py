@@ -1,0 +1,134 @@
+"""Session fixtures for e2e tests: one cluster per run, CRDs installed once, a namespace per test.
+
+Which cluster:
+- ``$KUBECONFIG`` set: that cluster, unchanged (it must answer ``/readyz``); test users are
+  impersonated from its current context.
+- otherwise: the project's own control plane (``e2e/harness/controlplane.py``) from the binaries
+  ``e2e/harness/build-k8s.sh`` caches. Missing binaries fail the run with instructions: e2e
+  tests are never skipped silently.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from e2e.harness import controlplane
+from e2e.harness.cluster import Cluster
+
+REPO = Path(__file__).resolve().parent.parent
+CRD_DIRS = (REPO / "crds", REPO / "helm" / "superloop-ops" / "crds")
+E2E_DIR = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test under e2e/ carries the ``e2e`` marker (select or deselect with ``-m``)."""
+    for item in items:
+        if E2E_DIR in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+def _tool(name: str, bin_dir: Path) -> str | None:
+    built = bin_dir / name
+    if os.access(built, os.X_OK):
+        return str(built)
+    return shutil.which(name)
+
+
+def _external_cluster(kubeconfig: str, workdir: Path) -> Cluster:
+    bin_dir = controlplane.fetch_bin_dir()
+    kubectl, helm = _tool("kubectl", bin_dir), _tool("helm", bin_dir)
+    if kubectl is None or helm is None:
+        pytest.fail(
+            f"KUBECONFIG={kubeconfig} is set but kubectl/helm are missing; "
+            "run `bash e2e/harness/build-k8s.sh` or put them on PATH"
+        )
+    cluster = Cluster(
+        kubeconfig=Path(kubeconfig), kubectl_bin=kubectl, helm_bin=helm, workdir=workdir, external=True
+    )
+    probe = cluster.kubectl("get", "--raw", "/readyz", check=False, timeout=20)
+    if probe.returncode != 0:
+        pytest.fail(
+            f"KUBECONFIG={kubeconfig} is set but its cluster is not reachable ({probe.stderr.strip()}); "
+            "unset KUBECONFIG to run e2e on the project's own control plane"
+        )
+    return cluster
+
+
+def _crd_names(path: Path) -> list[str]:
+    return [
+        str(doc["metadata"]["name"])
+        for doc in yaml.safe_load_all(path.read_text())
+        if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition"
+    ]
+
+
+def _install_crds(cluster: Cluster) -> None:
+    """Server-side apply every CRD we ship and wait until each is Established."""
+    names: list[str] = []
+    for directory in CRD_DIRS:
+        for path in sorted(directory.glob("*.yaml")):
+            cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+            names.extend(_crd_names(path))
+    if names:
+        cluster.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            *[f"crd/{name}" for name in sorted(set(names))],
+        )
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    """The cluster for this run, with our CRDs installed (see the module docstring)."""
+    shm = Path("/dev/shm")
+    workdir = Path(tempfile.mkdtemp(prefix="superloop-e2e-", dir=shm if shm.is_dir() else None))
+    try:
+        external = os.environ.get("KUBECONFIG")
+        if external:
+            handle = _external_cluster(external, workdir)
+            _install_crds(handle)
+            yield handle
+            return
+        bin_dir = controlplane.fetch_bin_dir()
+        missing = controlplane.missing_binaries(bin_dir)
+        if missing:
+            pytest.fail(
+                "e2e needs a Kubernetes control plane: binaries missing in "
+                f"{bin_dir} ({', '.join(missing)}). "
+                "Build them once with `bash e2e/harness/build-k8s.sh` (make k8s-binaries), "
+                "or set KUBECONFIG to a reachable cluster.",
+                pytrace=False,
+            )
+        plane = controlplane.ControlPlane(workdir=workdir / "controlplane", bin_dir=bin_dir)
+        with plane:
+            handle = Cluster(
+                kubeconfig=plane.kubeconfig,
+                kubectl_bin=str(plane.kubectl_path),
+                helm_bin=str(plane.helm_path),
+                workdir=workdir,
+                contexts={ident.name: ident.name for ident in plane.identities},
+            )
+            _install_crds(handle)
+            yield handle
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    """A fresh namespace for one test, deleted afterwards (without waiting for it to go)."""
+    name = f"e2e-{uuid.uuid4().hex[:10]}"
+    cluster.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
