@@ -19,6 +19,7 @@ from pathlib import Path
 from superloop_ops.core import thresholds as core_thresholds
 from superloop_ops.core.jsonutil import JsonObject, dumps_compact
 from superloop_ops.engine import reconcile as engine
+from superloop_ops.engine import reconcile_hooks
 from superloop_ops.engine import thresholds as engine_thresholds
 from superloop_ops.errors import ContractError
 
@@ -26,8 +27,8 @@ __all__ = ["HOOKS_FACTORY", "add_arguments", "build_options", "print_document", 
 
 CONFIDENCES = ("low", "medium", "high")
 
-# The lead wires the profile-drift and alert-dispatch components here: a callable that turns
-# the parsed arguments into hooks. Until then steps 13 and 14 are skipped.
+# Seam for tests and embedders: turns the parsed arguments into hooks. None = the standard
+# profile-drift and alert-dispatch wiring (``engine.reconcile_hooks``).
 HOOKS_FACTORY: Callable[[argparse.Namespace], engine.ReconcileHooks] | None = None
 
 _THRESHOLD_FLAGS: tuple[tuple[str, str], ...] = tuple(
@@ -133,7 +134,7 @@ def build_options(args: argparse.Namespace, env: Mapping[str, str] | None = None
     explicit = {key: getattr(args, flag.replace("-", "_")) for key, flag in _THRESHOLD_FLAGS}
     thresholds = core_thresholds.compute_thresholds(profile, explicit)
     transport: engine.Transport = "sprite_service" if args.transport == "sprite_service" else "local"
-    hooks = HOOKS_FACTORY(args) if HOOKS_FACTORY is not None else engine.ReconcileHooks()
+    hooks = HOOKS_FACTORY(args) if HOOKS_FACTORY is not None else reconcile_hooks.build_standard_hooks()
     return engine.ReconcileOptions(
         repo=repo,
         loop_id=args.loop,

@@ -1,8 +1,8 @@
 """``superloop-ops status``: the operator status snapshot of one loop (read-only).
 
 Reconcile and control telemetry always come from their default paths; every other input can be
-pointed elsewhere. The telemetry summary that feeds ``tuning`` is another component: the lead
-wires it through ``SUMMARY_FN``.
+pointed elsewhere. The telemetry summary that feeds ``tuning`` comes from ``engine.tuning``
+(``SUMMARY_FN`` is a seam to replace it).
 """
 
 from __future__ import annotations
@@ -12,13 +12,29 @@ from pathlib import Path
 
 from superloop_ops import clock
 from superloop_ops.cli.reconcile import print_document
+from superloop_ops.core.jsonutil import JsonObject
 from superloop_ops.core.thresholds import coerce_non_negative_int
 from superloop_ops.engine import status as engine_status
+from superloop_ops.engine import tuning
 from superloop_ops.errors import ContractError
 
 __all__ = ["SUMMARY_FN", "add_arguments", "run"]
 
 SUMMARY_FN: engine_status.SummaryFn | None = None
+
+
+def _standard_summary(
+    repo: Path, loop_id: str, reconcile_file: Path, control_file: Path, window: int
+) -> JsonObject | None:
+    return tuning.compute_summary(
+        repo,
+        loop_id,
+        window=window,
+        now=clock.SystemClock().now(),
+        reconcile_file=reconcile_file,
+        control_file=control_file,
+    )
+
 
 _PATH_FLAGS: tuple[str, ...] = (
     "state_file",
@@ -67,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         now=clock.SystemClock().now(),
         paths=paths,
         summary_window=window,
-        summarize=SUMMARY_FN,
+        summarize=SUMMARY_FN or _standard_summary,
     )
     print_document(document, pretty=bool(args.pretty))
     return 0

@@ -183,10 +183,18 @@ class PassContext:
 
 @dataclass(frozen=True)
 class DriftOutcome:
-    """What the profile-drift hook returns: the evaluator's result and the telemetry summary used."""
+    """What the profile-drift hook returns.
+
+    ``drift`` is the evaluator's document and ``summary`` the telemetry summary it used (None
+    when there was none). ``tuning``, when given, replaces the block reconcile would build from
+    the summary. ``escalation_written`` tells reconcile that the hook already appended the
+    ``profile_drift_detected`` row, so reconcile must not append another.
+    """
 
     drift: JsonObject
     summary: JsonObject | None = None
+    tuning: JsonObject | None = None
+    escalation_written: bool = False
 
 
 # Step 13: evaluate profile drift (the hook writes profile-drift.json / profile-drift.jsonl itself).
@@ -615,18 +623,21 @@ def run_reconcile(
                 state = reconcile.build_drift_merged_state(
                     state, drift=outcome.drift, summary=outcome.summary, trace_id=trace_id
                 )
+                if outcome.tuning is not None:
+                    state["tuning"] = outcome.tuning
                 files.write_json_atomic(paths.state_file, state)
-            _append(
-                paths.escalations_file,
-                escalations.build_profile_drift_escalation(
-                    context,
-                    outcome.drift,
-                    state_file=str(paths.state_file),
-                    drift_state_file=str(paths.drift_state_file),
-                    drift_history_file=str(paths.drift_history_file),
-                ),
-                written,
-            )
+            if not outcome.escalation_written:
+                _append(
+                    paths.escalations_file,
+                    escalations.build_profile_drift_escalation(
+                        context,
+                        outcome.drift,
+                        state_file=str(paths.state_file),
+                        drift_state_file=str(paths.drift_state_file),
+                        drift_history_file=str(paths.drift_history_file),
+                    ),
+                    written,
+                )
     # Step 14: alert dispatch (never fatal).
     alert_error: str | None = None
     if options.alerts.enabled and options.hooks.alert_dispatch is not None:

@@ -22,8 +22,8 @@ from superloop_ops.errors import ContractError
 
 __all__ = ["StatusPaths", "SummaryFn", "fetch_status", "fetch_status_documents"]
 
-# (reconcile telemetry file, control telemetry file, window) -> telemetry summary or None.
-SummaryFn = Callable[[Path, Path, int], JsonObject | None]
+# (repo, loop id, reconcile telemetry file, control telemetry file, window) -> summary or None.
+SummaryFn = Callable[[Path, str, Path, Path, int], JsonObject | None]
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,13 @@ def fetch_status_documents(
     summary = None
     if summarize is not None and paths.reconcile_telemetry_file.is_file():
         try:
-            summary = summarize(paths.reconcile_telemetry_file, paths.control_telemetry_file, summary_window)
+            summary = summarize(
+                Path(repo).absolute(),
+                loop_id,
+                paths.reconcile_telemetry_file,
+                paths.control_telemetry_file,
+                summary_window,
+            )
         except Exception:  # a broken summary never hides the status (contract: null)
             summary = None
     return core_status.StatusDocuments(

@@ -31,12 +31,16 @@ PROFILE_ENV = "OPS_MANAGER_THRESHOLD_PROFILE"
 
 
 def default_catalog_path() -> Path:
-    """The shipped catalog: ``$SUPERLOOP_OPS_HOME/config`` or the source checkout's ``config``."""
+    """The shipped catalog: ``$SUPERLOOP_OPS_HOME/config``, the checkout's ``config``, or package data."""
     home = os.environ.get("SUPERLOOP_OPS_HOME")
     if home:
         return Path(home) / "config" / CATALOG_FILENAME
     # operator/src/superloop_ops/engine/thresholds.py -> the checkout root is four levels up.
-    return Path(__file__).resolve().parents[4] / "config" / CATALOG_FILENAME
+    checkout = Path(__file__).resolve().parents[4] / "config" / CATALOG_FILENAME
+    if checkout.is_file():
+        return checkout
+    packaged = Path(__file__).resolve().parents[1] / "data" / CATALOG_FILENAME
+    return packaged if packaged.is_file() else checkout
 
 
 def compute_catalog_path(flag: str | None, env: Mapping[str, str] | None = None) -> str:
