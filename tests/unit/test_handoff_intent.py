@@ -60,7 +60,7 @@ def test_approval_fields_and_fingerprint() -> None:
 
 def test_pending_intent_waits() -> None:
     status = hi.build_pending_status(previous=None, problem=None, generation=1, now=NOW)
-    assert status["state"] == hi.PENDING
+    assert status["phase"] == hi.PENDING
     approved = find_condition(status["conditions"], "Approved")
     assert approved is not None
     assert approved["reason"] == "AwaitingApproval"
@@ -74,18 +74,18 @@ def test_approved_intent_executes_once() -> None:
     assert decision.attempt == 1
     assert decision.idempotency_key == "cancel-i1-abcdef12"
     executing = hi.build_executing_status(previous=pending, decision=decision, generation=1, now=NOW)
-    assert executing["state"] == hi.EXECUTING
+    assert executing["phase"] == hi.EXECUTING
     assert executing["idempotencyKey"] == decision.idempotency_key
-    assert executing["approval"]["by"] == "alice"
+    assert executing["approvedBy"] == "alice"
     done = hi.build_outcome_status(
         previous=executing,
         outcome=hi.EXECUTED,
-        result={"status": "confirmed"},
+        execution={"status": "confirmed"},
         message="ok",
         generation=1,
         now=NOW,
     )
-    assert done["state"] == hi.EXECUTED
+    assert done["phase"] == hi.EXECUTED
     assert done["reasonCodes"] == []
     executed = find_condition(done["conditions"], "Executed")
     assert executed is not None
@@ -114,7 +114,7 @@ def test_found_executing_is_recovered_not_rerun() -> None:
     ambiguous = hi.build_outcome_status(
         previous=executing,
         outcome=hi.EXECUTION_AMBIGUOUS,
-        result=None,
+        execution=None,
         message="interrupted",
         generation=1,
         now=NOW,
@@ -131,9 +131,9 @@ def test_found_executing_is_recovered_not_rerun() -> None:
     assert retry.attempt == 2
     assert retry.idempotency_key == "cancel-i1-abcdef12-attempt2"
     second = hi.build_executing_status(previous=ambiguous, decision=retry, generation=1, now=NOW)
-    assert second["previousAttempts"][0]["state"] == hi.EXECUTION_AMBIGUOUS
-    assert "reasonCodes" not in second
-    assert "finishedAt" not in second
+    assert second["result"]["previousAttempts"][0]["phase"] == hi.EXECUTION_AMBIGUOUS
+    assert second["reasonCodes"] == []
+    assert "completedAt" not in second
 
 
 @pytest.mark.parametrize(
@@ -157,7 +157,7 @@ def test_control_status_mapping(control: str | None, outcome: str) -> None:
 def test_outcome_rejects_unknown_state() -> None:
     with pytest.raises(ValueError, match="not a HandoffIntent outcome"):
         hi.build_outcome_status(
-            previous={}, outcome="pending", result=None, message="", generation=1, now=NOW
+            previous={}, outcome="pending", execution=None, message="", generation=1, now=NOW
         )
 
 
@@ -174,7 +174,7 @@ def test_events_follow_transitions() -> None:
     executing = hi.build_executing_status(previous=pending, decision=decision, generation=1, now=NOW)
     assert [e.reason for e in hi.compute_intent_events(pending, executing)] == ["Executing"]
     failed = hi.build_outcome_status(
-        previous=executing, outcome=hi.EXECUTION_FAILED, result=None, message="boom", generation=1, now=NOW
+        previous=executing, outcome=hi.EXECUTION_FAILED, execution=None, message="boom", generation=1, now=NOW
     )
     events = hi.compute_intent_events(executing, failed)
     assert [(e.type, e.reason) for e in events] == [("Warning", "ExecutionFailed")]

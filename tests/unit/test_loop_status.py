@@ -70,8 +70,12 @@ def test_camel_reason(code: str, reason: str) -> None:
 def test_successful_pass_mirrors_surfaces_and_sets_conditions() -> None:
     status = ls.build_loop_status(previous=None, view=_view(), generation=3, now=NOW)
     assert status["observedGeneration"] == 3
-    assert status["lifecycle"]["state"] == "running"
-    assert status["lifecycle"]["previousState"] == "none"
+    assert status["lifecycle"] == "running"
+    assert status["state"]["transition"] == {"previousState": "none"}
+    assert status["healthStatus"] == "healthy"
+    assert status["reasonCodes"] == []
+    assert status["traceId"] == "t1"
+    assert status["latestControl"] == {"lastIntent": None}
     assert status["cursor"] == {"eventLineOffset": 4, "eventLineCount": 4}
     assert "files" not in status
     assert "generatedAt" not in status
@@ -121,6 +125,7 @@ def test_blocked_pass_keeps_previous_surfaces_and_health_conditions() -> None:
     view = ls.LoopPassView(outcome="blocked", blocked_reason="source_not_found", blocked_message="no dir /x")
     status = ls.build_loop_status(previous=first, view=view, generation=2, now=later)
     assert status["lifecycle"] == first["lifecycle"]
+    assert status["health"] == first["health"]
     assert status["lastReconcileAt"] == first["lastReconcileAt"]
     ready = _cond(status, "Ready")
     assert (ready["status"], ready["reason"], ready["message"]) == ("False", "SourceNotFound", "no dir /x")
@@ -137,6 +142,18 @@ def test_first_blocked_visit_sets_unknown_conditions() -> None:
     assert _cond(status, "Healthy")["status"] == "Unknown"
     assert _cond(status, "Diverged")["status"] == "Unknown"
     assert "lifecycle" not in status
+
+
+def test_active_profile_drift_sets_diverged() -> None:
+    surface = _surface()
+    surface["drift"] = {
+        "status": "drift_active",
+        "appliedProfile": "balanced",
+        "recommendedProfile": "strict",
+    }
+    status = ls.build_loop_status(previous=None, view=_view(surface=surface), generation=1, now=NOW)
+    assert _cond(status, "Diverged")["reason"] == "ProfileDriftDetected"
+    assert status["drift"]["status"] == "drift_active"
 
 
 def test_suspended_is_stated_in_ready() -> None:
@@ -218,12 +235,8 @@ def test_replay_token_parsing_and_one_shot_bookkeeping() -> None:
     )
     assert token == "from-start@2026-02-22T09:00:00Z"
     handled = ls.build_loop_status(previous=None, view=_view(replay_token=token), generation=1, now=NOW)
-    assert handled["replay"] == {
-        "handledToken": token,
-        "handledAt": "2026-02-22T10:00:00Z",
-        "mode": "from-start",
-    }
+    assert handled["replayHandled"] == token
     still = ls.build_loop_status(previous=handled, view=_view(replay_pending=True), generation=1, now=NOW)
-    assert still["replay"]["handledToken"] == token
+    assert still["replayHandled"] == token
     removed = ls.build_loop_status(previous=still, view=_view(), generation=1, now=NOW)
-    assert removed["replay"]["handledToken"] is None
+    assert "replayHandled" not in removed

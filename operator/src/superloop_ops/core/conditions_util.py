@@ -13,15 +13,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from superloop_ops.core.jsonutil import JsonObject, format_ts
+from superloop_ops.models import conditions as model_conditions
 
 __all__ = ["ConditionSpec", "build_conditions", "camel_reason", "find_condition"]
 
 
 def camel_reason(code: str) -> str:
     """``transport_unreachable`` -> ``TransportUnreachable`` (condition reasons are CamelCase)."""
-    parts = [part for part in code.replace("-", "_").split("_") if part]
-    reason = "".join(part[:1].upper() + part[1:] for part in parts)
-    return reason or "Unknown"
+    return model_conditions.build_reason(code)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """HandoffIntent state machine (manual path): approval gate, crash rule, outcome vocabulary.
 
-States: ``pending_operator_confirmation`` -> ``executing`` -> one outcome of
+Phases: ``pending_operator_confirmation`` -> ``executing`` -> one outcome of
 ``executed`` / ``executed_unconfirmed`` / ``execution_ambiguous`` / ``execution_failed``.
 
 Rules this module owns (pure; the handler only applies what ``decide_intent`` says):
@@ -25,8 +25,10 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from superloop_ops.core.conditions_util import ConditionSpec, build_conditions
+from superloop_ops.core.conditions_util import ConditionSpec, build_conditions, find_condition
 from superloop_ops.core.jsonutil import JsonObject, format_ts
+from superloop_ops.models import conditions as model_conditions
+from superloop_ops.models import handoff_intent as model_intent
 
 __all__ = [
     "ANNOTATION_APPROVED",
@@ -74,13 +76,13 @@ FINAL_OUTCOMES = frozenset({EXECUTED, EXECUTED_UNCONFIRMED})
 RETRYABLE_OUTCOMES = frozenset({EXECUTION_AMBIGUOUS, EXECUTION_FAILED})
 INTENTS = frozenset({"cancel", "approve", "reject"})
 
-COND_APPROVED = "Approved"
-COND_EXECUTED = "Executed"
+COND_APPROVED = model_conditions.APPROVED
+COND_EXECUTED = model_conditions.EXECUTED
 
-ANNOTATION_APPROVED = "ops.superloop.dev/approved"
-ANNOTATION_APPROVED_BY = "ops.superloop.dev/approved-by"
+ANNOTATION_APPROVED = model_intent.APPROVED_ANNOTATION
+ANNOTATION_APPROVED_BY = model_intent.APPROVED_BY_ANNOTATION
 ANNOTATION_APPROVED_AT = "ops.superloop.dev/approved-at"
-ANNOTATION_NOTE = "ops.superloop.dev/note"
+ANNOTATION_NOTE = model_intent.NOTE_ANNOTATION
 
 # Control-engine / reference statuses -> HandoffIntent outcome. Anything unknown is treated as
 # ambiguous: we cannot prove the side effect did not happen, so we must not run it again blindly.
@@ -185,6 +187,11 @@ def build_idempotency_key(*, spec_key: str | None, intent: str, name: str, uid: 
     return base if attempt <= 1 else f"{base}-attempt{attempt}"
 
 
+def _result(status: Mapping[str, Any]) -> Mapping[str, Any]:
+    result = status.get("result")
+    return result if isinstance(result, Mapping) else {}
+
+
 def decide_intent(
     *,
     status: Mapping[str, Any] | None,
@@ -196,27 +203,24 @@ def decide_intent(
 ) -> Decision:
     """What to do with a HandoffIntent given its status and annotations."""
     current = dict(status or {})
-    state = current.get("state")
-    raw_attempt = current.get("attempt")
+    phase = current.get("phase")
+    raw_attempt = _result(current).get("attempt")
     attempt = raw_attempt if isinstance(raw_attempt, int) else 0
-    consumed = (
-        (current.get("approval") or {}).get("fingerprint")
-        if isinstance(current.get("approval"), dict)
-        else None
-    )
-    if state == EXECUTING:
+    consumed_record = _result(current).get("approval")
+    consumed = consumed_record.get("fingerprint") if isinstance(consumed_record, Mapping) else None
+    if phase == EXECUTING:
         key = current.get("idempotencyKey")
         return Recover(idempotency_key=str(key) if key else None)
-    if state in FINAL_OUTCOMES:
+    if phase in FINAL_OUTCOMES:
         return Finished()
     usable = approval.approval is not None and approval.approval.fingerprint != consumed
-    if state in RETRYABLE_OUTCOMES:
+    if phase in RETRYABLE_OUTCOMES:
         if not usable:
             return Finished()
     elif not usable:
         return Await(problem=approval.problem)
     assert approval.approval is not None
-    next_attempt = int(attempt) + 1
+    next_attempt = attempt + 1
     key = build_idempotency_key(spec_key=spec_key, intent=intent, name=name, uid=uid, attempt=next_attempt)
     return Execute(approval=approval.approval, idempotency_key=key, attempt=next_attempt)
 
@@ -238,26 +242,21 @@ def _conditions(
 def build_pending_status(
     *, previous: Mapping[str, Any] | None, problem: str | None, generation: int, now: dt.datetime
 ) -> JsonObject:
-    """Status of an intent waiting for a person (or holding a retryable outcome)."""
+    """Status of an intent waiting for a person (a retryable outcome keeps its phase)."""
     prev = dict(previous or {})
     status: JsonObject = dict(prev)
     status["observedGeneration"] = generation
-    state = prev.get("state")
-    if state not in RETRYABLE_OUTCOMES:
-        status["state"] = PENDING
-        status.setdefault("mode", "manual")
-        approved = ConditionSpec(
-            COND_APPROVED,
-            "False",
-            "ApprovalInvalid" if problem else "AwaitingApproval",
-            problem or "annotate ops.superloop.dev/approved=true with ops.superloop.dev/approved-by",
-        )
-        executed = ConditionSpec(COND_EXECUTED, "False", "NotExecuted", "waiting for an operator approval")
-        status["conditions"] = _conditions(prev, [approved, executed], generation, now)
-    if problem:
-        status["approvalProblem"] = problem
-    else:
-        status.pop("approvalProblem", None)
+    if prev.get("phase") in RETRYABLE_OUTCOMES:
+        return status
+    status["phase"] = PENDING
+    approved = ConditionSpec(
+        COND_APPROVED,
+        "False",
+        "ApprovalInvalid" if problem else "AwaitingApproval",
+        problem or "annotate ops.superloop.dev/approved=true with ops.superloop.dev/approved-by",
+    )
+    executed = ConditionSpec(COND_EXECUTED, "False", "NotExecuted", "waiting for an operator approval")
+    status["conditions"] = _conditions(prev, [approved, executed], generation, now)
     return status
 
 
@@ -266,33 +265,34 @@ def build_executing_status(
 ) -> JsonObject:
     """Status recorded *before* the side effect: the crash rule depends on it."""
     prev = dict(previous or {})
-    status: JsonObject = {
-        key: value for key, value in prev.items() if key not in ("result", "reasonCodes", "approvalProblem")
-    }
-    if prev.get("state") in RETRYABLE_OUTCOMES:
-        history = list(prev.get("previousAttempts") or [])
+    old_result = _result(prev)
+    result: JsonObject = {"attempt": decision.attempt, "approval": decision.approval.to_status()}
+    history = list(old_result.get("previousAttempts") or [])
+    if prev.get("phase") in RETRYABLE_OUTCOMES:
         history.append(
             {
-                "attempt": prev.get("attempt"),
-                "state": prev.get("state"),
+                "attempt": old_result.get("attempt"),
+                "phase": prev.get("phase"),
                 "idempotencyKey": prev.get("idempotencyKey"),
-                "approvedBy": (prev.get("approval") or {}).get("by"),
-                "finishedAt": prev.get("finishedAt"),
+                "approvedBy": prev.get("approvedBy"),
+                "completedAt": prev.get("completedAt"),
             }
         )
-        status["previousAttempts"] = history[-10:]
+    if history:
+        result["previousAttempts"] = history[-10:]
+    status: JsonObject = {key: value for key, value in prev.items() if key not in ("completedAt",)}
     status.update(
         {
             "observedGeneration": generation,
-            "state": EXECUTING,
+            "phase": EXECUTING,
             "mode": "manual",
-            "attempt": decision.attempt,
+            "approvedBy": decision.approval.by,
             "idempotencyKey": decision.idempotency_key,
-            "approval": decision.approval.to_status(),
+            "reasonCodes": [],
             "startedAt": format_ts(now),
+            "result": result,
         }
     )
-    status.pop("finishedAt", None)
     status["conditions"] = _conditions(
         prev,
         [
@@ -319,22 +319,30 @@ def build_outcome_status(
     *,
     previous: Mapping[str, Any],
     outcome: str,
-    result: Mapping[str, Any] | None,
+    execution: Mapping[str, Any] | None,
     message: str,
     generation: int,
     now: dt.datetime,
 ) -> JsonObject:
-    """Status after the outcome is known (or declared ambiguous by the crash rule)."""
+    """Status after the outcome is known (or declared ambiguous by the crash rule).
+
+    ``execution`` is the control engine's record of the attempt (the intents.jsonl row shape),
+    kept under ``result.execution`` next to the approval it consumed.
+    """
     if outcome not in OUTCOMES:
         raise ValueError(f"not a HandoffIntent outcome: {outcome}")
     prev = dict(previous)
     status: JsonObject = dict(prev)
-    approver = (prev.get("approval") or {}).get("by") if isinstance(prev.get("approval"), dict) else None
-    status.update({"observedGeneration": generation, "state": outcome, "finishedAt": format_ts(now)})
+    result: JsonObject = dict(_result(prev))
+    if execution is not None:
+        result["execution"] = dict(execution)
+    result["outcome"] = outcome
+    status.update(
+        {"observedGeneration": generation, "phase": outcome, "completedAt": format_ts(now), "result": result}
+    )
     reason_code = _OUTCOME_REASON_CODE.get(outcome)
     status["reasonCodes"] = [reason_code] if reason_code else []
-    if result is not None:
-        status["result"] = dict(result)
+    approver = prev.get("approvedBy")
     cond_status, reason = _EXECUTED_CONDITION[outcome]
     by = f" (approved by {approver})" if approver else ""
     status["conditions"] = _conditions(
@@ -350,31 +358,33 @@ class IntentEvent:
     message: str
 
 
+def _approval_reason(status: Mapping[str, Any] | None) -> tuple[Any, Any]:
+    cond = find_condition((status or {}).get("conditions"), COND_APPROVED)
+    return (cond or {}).get("reason"), (cond or {}).get("message")
+
+
 def compute_intent_events(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[IntentEvent]:
-    """Events on HandoffIntent state transitions."""
-    old_state = (previous or {}).get("state")
-    new_state = new.get("state")
-    if new_state == old_state:
-        if new.get("approvalProblem") and new.get("approvalProblem") != (previous or {}).get(
-            "approvalProblem"
-        ):
-            return [IntentEvent("Warning", "ApprovalInvalid", str(new["approvalProblem"]))]
+    """Events on HandoffIntent phase transitions (and on a newly rejected approval attempt)."""
+    old_phase = (previous or {}).get("phase")
+    new_phase = new.get("phase")
+    if new_phase == old_phase:
+        reason, message = _approval_reason(new)
+        if reason == "ApprovalInvalid" and _approval_reason(previous) != (reason, message):
+            return [IntentEvent("Warning", "ApprovalInvalid", str(message))]
         return []
-    approver = (new.get("approval") or {}).get("by") if isinstance(new.get("approval"), dict) else None
+    approver = new.get("approvedBy")
     key = new.get("idempotencyKey")
-    if new_state == PENDING:
+    if new_phase == PENDING:
         return [IntentEvent("Normal", "AwaitingApproval", "waiting for ops.superloop.dev/approved=true")]
-    if new_state == EXECUTING:
+    if new_phase == EXECUTING:
         return [IntentEvent("Normal", "Executing", f"approved by {approver}; executing with key {key}")]
-    if new_state in (EXECUTED, EXECUTED_UNCONFIRMED):
+    if new_phase == EXECUTED:
         return [
-            IntentEvent(
-                "Normal",
-                "Executed" if new_state == EXECUTED else "ExecutedUnconfirmed",
-                f"{new_state} (approved by {approver}, key {key})",
-            )
+            IntentEvent("Normal", "Executed", f"executed and confirmed (approved by {approver}, key {key})")
         ]
-    if new_state == EXECUTION_AMBIGUOUS:
+    if new_phase == EXECUTED_UNCONFIRMED:
+        return [IntentEvent("Normal", "ExecutedUnconfirmed", f"executed (approved by {approver}, key {key})")]
+    if new_phase == EXECUTION_AMBIGUOUS:
         return [
             IntentEvent(
                 "Warning",
@@ -383,7 +393,7 @@ def compute_intent_events(previous: Mapping[str, Any] | None, new: Mapping[str, 
                 "approve again to retry",
             )
         ]
-    if new_state == EXECUTION_FAILED:
+    if new_phase == EXECUTION_FAILED:
         return [
             IntentEvent("Warning", "ExecutionFailed", f"execution failed (approved by {approver}, key {key})")
         ]

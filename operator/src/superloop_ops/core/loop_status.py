@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from superloop_ops.core.conditions_util import ConditionSpec, build_conditions, camel_reason, find_condition
 from superloop_ops.core.jsonutil import JsonObject, format_ts, parse_ts
+from superloop_ops.models import conditions as model_conditions
 
 __all__ = [
     "ANNOTATION_REPLAY",
@@ -45,30 +46,35 @@ __all__ = [
     "needs_status_write",
 ]
 
-COND_READY = "Ready"
-COND_HEALTHY = "Healthy"
-COND_DEGRADED = "Degraded"
-COND_DIVERGED = "Diverged"
+COND_READY = model_conditions.READY
+COND_HEALTHY = model_conditions.HEALTHY
+COND_DEGRADED = model_conditions.DEGRADED
+COND_DIVERGED = model_conditions.DIVERGED
 
 ANNOTATION_REPLAY = "ops.superloop.dev/replay"
 ANNOTATION_REPLAY_REQUESTED_AT = "ops.superloop.dev/replay-requested-at"
 REPLAY_FROM_START = "from-start"
 
-# Keys of the runbook's status snapshot mirrored verbatim into the Loop status.
-SURFACE_KEYS: tuple[str, ...] = (
+# Every status key the Loop controller owns besides conditions / observedGeneration / replayHandled.
+MIRRORED_KEYS: tuple[str, ...] = (
+    "transport",
     "lifecycle",
-    "health",
+    "healthStatus",
+    "reasonCodes",
+    "traceId",
+    "lastReconcileAt",
+    "state",
     "cursor",
-    "control",
-    "reconcile",
+    "health",
+    "heartbeat",
+    "sequence",
+    "transportHealth",
     "visibility",
-    "tuning",
+    "latestControl",
     "drift",
+    "tuning",
     "alerts",
-    "traceLinkage",
 )
-# Every key the status builder owns (the mirrored surfaces and the extra documents).
-MIRRORED_KEYS: tuple[str, ...] = (*SURFACE_KEYS, "divergence", "heartbeat", "sequence", "transportHealth")
 
 # Values that change on every pass without anything having happened.
 _VOLATILE_KEYS = frozenset(
@@ -95,6 +101,10 @@ _VOLATILE_KEYS = frozenset(
         "lastEventAt",
         "sequenceUpdatedAt",
         "lastTransitionTime",
+        "observed",
+        "snapshotFile",
+        "eventsFile",
+        "durationSeconds",
     }
 )
 
@@ -109,6 +119,8 @@ class LoopPassView:
     """
 
     outcome: str
+    transport: str | None = None
+    trace_id: str | None = None
     surface: Mapping[str, Any] | None = None
     state: Mapping[str, Any] | None = None
     heartbeat: Mapping[str, Any] | None = None
@@ -151,13 +163,6 @@ def _as_mapping(value: Any) -> Mapping[str, Any] | None:
     return value if isinstance(value, Mapping) else None
 
 
-def _pick(doc: Mapping[str, Any] | None, keys: Sequence[str]) -> JsonObject | None:
-    if doc is None:
-        return None
-    picked = {key: doc[key] for key in keys if key in doc and doc[key] is not None}
-    return picked or None
-
-
 def _lead_reason(health: Mapping[str, Any]) -> str:
     """The reason code that best names the health: a critical one first, else the first code."""
     reasons = health.get("reasons")
@@ -193,15 +198,24 @@ def _health_conditions(health: Mapping[str, Any] | None) -> list[ConditionSpec]:
     ]
 
 
-def _divergence_condition(divergence: Mapping[str, Any] | None) -> ConditionSpec:
-    if divergence is None:
-        return ConditionSpec(COND_DIVERGED, "Unknown", "NoProjection", "no lifecycle projection yet")
-    if divergence.get("any") is True:
+def _divergence_condition(state: Mapping[str, Any] | None, drift: Mapping[str, Any] | None) -> ConditionSpec:
+    divergence = _as_mapping((state or {}).get("divergence"))
+    if divergence is not None and divergence.get("any") is True:
         flags = _as_mapping(divergence.get("flags")) or {}
         raised = ", ".join(sorted(name for name, value in flags.items() if value is True))
         return ConditionSpec(
             COND_DIVERGED, "True", "DivergenceDetected", f"runtime artifacts disagree: {raised}"
         )
+    if drift is not None and drift.get("status") == "drift_active":
+        applied, recommended = drift.get("appliedProfile"), drift.get("recommendedProfile")
+        return ConditionSpec(
+            COND_DIVERGED,
+            "True",
+            "ProfileDriftDetected",
+            f"threshold profile {applied} drifts from the recommended {recommended}",
+        )
+    if divergence is None:
+        return ConditionSpec(COND_DIVERGED, "Unknown", "NoProjection", "no lifecycle projection yet")
     return ConditionSpec(COND_DIVERGED, "False", "NoDivergence", "runtime artifacts agree")
 
 
@@ -213,7 +227,8 @@ def _ready_condition(view: LoopPassView) -> ConditionSpec:
         return ConditionSpec(COND_READY, "False", reason, view.blocked_message)
     if view.outcome == "failed":
         code = view.failure_code or "reconcile_failed"
-        message = view.failure_message.strip().splitlines()[-1] if view.failure_message.strip() else code
+        text = view.failure_message.strip()
+        message = text.splitlines()[-1] if text else code
         return ConditionSpec(
             COND_READY, "False", camel_reason(code), f"ingest failed ({code}): {message}"[:1024]
         )
@@ -229,91 +244,52 @@ def build_loop_status(
     generation: int,
     now: dt.datetime,
 ) -> JsonObject:
-    """The complete new ``status`` of a Loop (every key the operator owns)."""
+    """The complete new ``status`` of a Loop (every key the operator owns, CRD field names)."""
     prev = dict(previous or {})
     status: JsonObject = {"observedGeneration": generation}
     ran = view.outcome in ("success", "failed")
     if ran:
         surface = view.surface or {}
-        for key in SURFACE_KEYS:
-            value = surface.get(key)
-            if value is not None:
-                status[key] = value
-        state = view.state or {}
-        divergence = _as_mapping(state.get("divergence"))
-        if divergence is not None:
-            status["divergence"] = dict(divergence)
-        lifecycle = dict(_as_mapping(status.get("lifecycle")) or {})
-        transition = _as_mapping(state.get("transition"))
-        if transition is not None:
-            for key in ("previousState", "triggeringSignal"):
-                if transition.get(key) is not None:
-                    lifecycle[key] = transition[key]
-        if lifecycle:
-            status["lifecycle"] = lifecycle
-        heartbeat = _pick(
-            view.heartbeat,
-            (
-                "lastHeartbeatAt",
-                "heartbeatLagSeconds",
-                "freshnessStatus",
-                "reasonCode",
-                "transport",
-                "updatedAt",
-            ),
-        )
-        if heartbeat is not None:
-            status["heartbeat"] = heartbeat
-        sequence = _pick(
-            view.sequence,
-            (
-                "status",
-                "reasonCode",
-                "driftActive",
-                "violations",
-                "snapshot",
-                "events",
-                "transport",
-                "updatedAt",
-            ),
-        )
-        if sequence is not None:
-            status["sequence"] = sequence
-        transport = _pick(
-            view.transport_health,
-            (
-                "transport",
-                "lastResult",
-                "failureStreak",
-                "lastFailureCode",
-                "lastSuccessAt",
-                "lastFailureAt",
-                "updatedAt",
-            ),
-        )
-        if transport is not None:
-            status["transportHealth"] = transport
-        status["lastReconcileAt"] = format_ts(now)
+        health = _as_mapping(surface.get("health")) or {}
+        lifecycle = _as_mapping(surface.get("lifecycle")) or {}
+        reconcile = _as_mapping(surface.get("reconcile")) or {}
+        mirrored: JsonObject = {
+            "transport": view.transport,
+            "lifecycle": lifecycle.get("state"),
+            "healthStatus": health.get("status"),
+            "reasonCodes": list(health.get("reasonCodes") or []),
+            "traceId": reconcile.get("lastTraceId") or view.trace_id,
+            "lastReconcileAt": format_ts(now),
+            "state": dict(view.state) if view.state else None,
+            "cursor": surface.get("cursor"),
+            "health": dict(health) if health else None,
+            "heartbeat": dict(view.heartbeat) if view.heartbeat else None,
+            "sequence": dict(view.sequence) if view.sequence else None,
+            "transportHealth": dict(view.transport_health) if view.transport_health else None,
+            "visibility": surface.get("visibility"),
+            "latestControl": surface.get("control"),
+            "drift": surface.get("drift"),
+            "tuning": surface.get("tuning"),
+            "alerts": surface.get("alerts"),
+        }
+        status.update({key: value for key, value in mirrored.items() if value is not None})
     else:
         for key in MIRRORED_KEYS:
             if key in prev:
                 status[key] = prev[key]
-        if "lastReconcileAt" in prev:
-            status["lastReconcileAt"] = prev["lastReconcileAt"]
 
-    replay = dict(_as_mapping(prev.get("replay")) or {})
     if view.replay_token is not None:
-        replay = {"handledToken": view.replay_token, "handledAt": format_ts(now), "mode": REPLAY_FROM_START}
-    elif not view.replay_pending and replay.get("handledToken") is not None:
-        # The annotation is gone: forget the token so the same request can be made again.
-        replay["handledToken"] = None
-    if replay:
-        status["replay"] = replay
+        status["replayHandled"] = view.replay_token
+    elif view.replay_pending and prev.get("replayHandled") is not None:
+        status["replayHandled"] = prev["replayHandled"]
+    # otherwise the annotation is gone: forget the token so the same request can be made again
 
     desired: list[ConditionSpec] = [_ready_condition(view)]
     if ran:
         desired.extend(_health_conditions(_as_mapping(status.get("health"))))
-        desired.append(_divergence_condition(_as_mapping(status.get("divergence"))))
+        desired.append(
+            _divergence_condition(_as_mapping(status.get("state")), _as_mapping(status.get("drift")))
+        )
     else:
         prev_conditions = prev.get("conditions") if isinstance(prev.get("conditions"), list) else None
         for cond_type in (COND_HEALTHY, COND_DEGRADED, COND_DIVERGED):
@@ -386,16 +362,16 @@ def compute_loop_events(previous: Mapping[str, Any] | None, new: Mapping[str, An
         elif now_[0] == "True" and was[0] == "False":
             events.append(EventSpec("Normal", "ReconcileRecovered", "reconcile passes succeed again"))
 
-    old_state = _get(previous, "lifecycle", "state")
-    new_state = _get(new, "lifecycle", "state")
+    old_state = _get(previous, "lifecycle")
+    new_state = _get(new, "lifecycle")
     if new_state is not None and new_state != old_state:
         events.append(
             EventSpec("Normal", "LifecycleChanged", f"lifecycle {old_state or 'none'} -> {new_state}")
         )
 
-    old_health = _get(previous, "health", "status")
-    new_health = _get(new, "health", "status")
-    new_codes = _get(new, "health", "reasonCodes")
+    old_health = _get(previous, "healthStatus")
+    new_health = _get(new, "healthStatus")
+    new_codes = _get(new, "reasonCodes")
     codes_text = ", ".join(str(c) for c in new_codes) if isinstance(new_codes, list) and new_codes else "none"
     if new_health is not None and new_health != old_health:
         if new_health == "healthy":
@@ -406,18 +382,18 @@ def compute_loop_events(previous: Mapping[str, Any] | None, new: Mapping[str, An
             events.append(
                 EventSpec("Warning", reason, f"health {old_health or 'none'} -> {new_health}: {codes_text}")
             )
-    elif new_health in ("degraded", "critical") and _get(previous, "health", "reasonCodes") != new_codes:
+    elif new_health in ("degraded", "critical") and _get(previous, "reasonCodes") != new_codes:
         events.append(EventSpec("Warning", "HealthReasonsChanged", f"health {new_health}: {codes_text}"))
 
-    old_div = _get(previous, "divergence", "any") is True
-    new_div = _get(new, "divergence", "any") is True
+    old_div = _get(previous, "state", "divergence", "any") is True
+    new_div = _get(new, "state", "divergence", "any") is True
     if new_div and not old_div:
-        flags = _get(new, "divergence", "flags")
+        flags = _get(new, "state", "divergence", "flags")
         raised = (
             ", ".join(sorted(k for k, v in flags.items() if v is True)) if isinstance(flags, Mapping) else ""
         )
         events.append(EventSpec("Warning", "DivergenceDetected", f"runtime artifacts disagree: {raised}"))
-    elif old_div and not new_div and _get(new, "divergence") is not None:
+    elif old_div and not new_div and _get(new, "state", "divergence") is not None:
         events.append(EventSpec("Normal", "DivergenceCleared", "runtime artifacts agree again"))
 
     old_drift = _get(previous, "sequence", "driftActive") is True
@@ -429,8 +405,8 @@ def compute_loop_events(previous: Mapping[str, Any] | None, new: Mapping[str, An
     elif old_drift and not new_drift and _get(new, "sequence") is not None:
         events.append(EventSpec("Normal", "OrderingDriftCleared", "event sequence is monotonic again"))
 
-    old_token = _get(previous, "replay", "handledToken")
-    new_token = _get(new, "replay", "handledToken")
+    old_token = _get(previous, "replayHandled")
+    new_token = _get(new, "replayHandled")
     if new_token is not None and new_token != old_token:
         events.append(
             EventSpec("Normal", "ReplayedFromStart", "cursor reset: replayed the events from the start")
