@@ -12,6 +12,7 @@ from superloop_ops.core import fleet_registry
 from superloop_ops.core.jsonutil import format_ts
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, 0, tzinfo=dt.UTC)
+WHEN_GUARDED = "when policy.mode is guarded_auto"
 
 
 def governance(**overrides: Any) -> dict[str, Any]:
@@ -128,7 +129,8 @@ def test_invalid_rollout_controls_give_one_message_each() -> None:
     assert errors(doc) == [
         "policy.autonomous.rollout.canaryPercent must be an integer between 0 and 100 when present",
         "policy.autonomous.rollout.scope.loopIds entries must reference declared loopIds",
-        "policy.autonomous.rollout.autoPause.failureRateThreshold must be a number between 0 and 1 when present",
+        "policy.autonomous.rollout.autoPause.failureRateThreshold must be a number between 0 and 1"
+        " when present",
     ]
 
 
@@ -139,8 +141,8 @@ def test_guarded_auto_without_governance_lists_every_missing_field() -> None:
         "policy.autonomous.governance.actor is required when policy.mode is guarded_auto",
         "policy.autonomous.governance.approvalRef is required when policy.mode is guarded_auto",
         "policy.autonomous.governance.rationale is required when policy.mode is guarded_auto",
-        "policy.autonomous.governance.changedAt must be an ISO-8601 timestamp when policy.mode is guarded_auto",
-        "policy.autonomous.governance.reviewBy must be an ISO-8601 timestamp when policy.mode is guarded_auto",
+        f"policy.autonomous.governance.changedAt must be an ISO-8601 timestamp {WHEN_GUARDED}",
+        f"policy.autonomous.governance.reviewBy must be an ISO-8601 timestamp {WHEN_GUARDED}",
     ]
 
 
