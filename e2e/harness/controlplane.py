@@ -12,8 +12,8 @@ How it works:
 - ``alice`` and ``bob`` are ordinary users with random static bearer tokens
   (``--token-auth-file``); RBAC is on, so they can do nothing until a test grants it.
 - Every process starts in its own process group (and, on Linux, dies with its parent through
-  ``PR_SET_PDEATHSIG``); :meth:`ControlPlane.stop` signals each group by PID, so nothing is
-  left behind, also after Ctrl-C or a failed test.
+  ``PR_SET_PDEATHSIG``, even if the test process is SIGKILLed); :meth:`ControlPlane.stop`
+  signals each group by PID, so nothing is left behind, also after Ctrl-C or a failed test.
 - etcd keeps its data on tmpfs (``/dev/shm`` when present) with fsync off: tests need speed,
   not durability.
 
@@ -164,10 +164,14 @@ def build_kubeconfig(
 
 
 def _set_parent_death_signal() -> None:
-    """In the child: get SIGTERM if the test process dies without cleaning up (Linux only)."""
+    """In the child: get SIGKILL if the test process dies without cleaning up (Linux only).
+
+    SIGKILL, not SIGTERM: nothing here holds data worth a graceful shutdown, and a loaded
+    machine can take many seconds to finish an apiserver's graceful termination.
+    """
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
 
 
 def _openssl(*args: str, cwd: Path) -> None:
