@@ -103,9 +103,11 @@ def test_retries_503_then_succeeds_with_linear_backoff(
 
 def test_gives_up_after_attempts_with_last_status(scripted: Callable[[list[Answer]], ScriptedServer]) -> None:
     server = scripted([(502, "a"), (502, "b"), (502, "c\r\nlast")])
-    with ServiceClient(server.url, retry_attempts=3, retry_backoff_seconds=0, sleep=Sleeps()) as client:
-        with pytest.raises(ServiceError) as caught:
-            client.fetch_events("demo-loop", cursor=0, max_events=0, trace_id=None)
+    with (
+        ServiceClient(server.url, retry_attempts=3, retry_backoff_seconds=0, sleep=Sleeps()) as client,
+        pytest.raises(ServiceError) as caught,
+    ):
+        client.fetch_events("demo-loop", cursor=0, max_events=0, trace_id=None)
     assert caught.value.code == "502"
     assert caught.value.message.startswith("service request failed (method=GET url=")
     assert caught.value.message.endswith("code=502): c\nlast")
@@ -147,18 +149,22 @@ def test_connection_refused_reports_000() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     sleeps = Sleeps()
-    with ServiceClient(f"http://127.0.0.1:{port}", retry_attempts=2, sleep=sleeps) as client:
-        with pytest.raises(ServiceError) as caught:
-            client.fetch_snapshot("demo-loop", trace_id=None)
+    with (
+        ServiceClient(f"http://127.0.0.1:{port}", retry_attempts=2, sleep=sleeps) as client,
+        pytest.raises(ServiceError) as caught,
+    ):
+        client.fetch_snapshot("demo-loop", trace_id=None)
     assert caught.value.code == "000"
     assert sleeps.calls == [1.0]  # retried once (divergence: the reference did not retry)
 
 
 def test_timeout_reports_000(scripted: Callable[[list[Answer]], ScriptedServer]) -> None:
     server = scripted([("sleep", 1.5)])
-    with ServiceClient(server.url, retry_attempts=1, max_time=0.3, sleep=Sleeps()) as client:
-        with pytest.raises(ServiceError) as caught:
-            client.fetch_snapshot("demo-loop", trace_id=None)
+    with (
+        ServiceClient(server.url, retry_attempts=1, max_time=0.3, sleep=Sleeps()) as client,
+        pytest.raises(ServiceError) as caught,
+    ):
+        client.fetch_snapshot("demo-loop", trace_id=None)
     assert caught.value.code == "000"
     assert "timed out" in caught.value.message
 
