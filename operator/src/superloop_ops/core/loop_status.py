@@ -105,6 +105,7 @@ _VOLATILE_KEYS = frozenset(
         "snapshotFile",
         "eventsFile",
         "durationSeconds",
+        "telemetrySummary",
     }
 )
 

@@ -1,0 +1,265 @@
+"""HandoffIntent controller, manual path: approval gate, exactly-once execution, crash rule.
+
+Order of one execution (the crash rule depends on it):
+
+1. gather everything that can fail harmlessly: the Loop, its directories, the service token;
+2. record ``executing`` with the idempotency key and the approver, in status (a direct patch,
+   not kopf's deferred one) and in the journal (``telemetry/handoff-intents.jsonl``);
+3. run the intent once through the control engine (local or sprite path, confirmation polled);
+4. record the outcome in status, conditions, Events, metrics and the journal.
+
+A process killed between 2 and 4 leaves ``executing`` without an outcome. The next look at the
+object (resume after restart) consults the journal for that key and otherwise declares
+``execution_ambiguous``; it never runs the intent again without a new approval.
+Intents executed by the autonomous path (``status.mode: autonomous``) are not touched here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from superloop_ops.core import handoff_intent as core_intent
+from superloop_ops.core.jsonutil import format_ts
+from superloop_ops.engine import loop_operator
+from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
+from superloop_ops.handlers.context import OperatorContext, fetch_context
+from superloop_ops.journal import files
+from superloop_ops.k8s.edge import GROUP, VERSION, ObjectNotFoundError, ObjectRef
+from superloop_ops.models.handoff_intent import HandoffIntent
+from superloop_ops.models.loop import Loop
+
+__all__ = ["IntentReport", "intent_ref", "on_intent_change", "reconcile_intent"]
+
+log = logging.getLogger(__name__)
+HANDOFF_LOG = "handoff-intents.jsonl"
+
+
+@dataclasses.dataclass(frozen=True)
+class IntentReport:
+    phase: str | None
+    executed: bool
+    status: Mapping[str, Any]
+    error: OperatorError | None = None
+
+
+def intent_ref(body: Mapping[str, Any]) -> ObjectRef:
+    meta = body.get("metadata") or {}
+    return ObjectRef(
+        kind="HandoffIntent",
+        plural="handoffintents",
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        uid=str(meta.get("uid", "")),
+    )
+
+
+def _post_events(
+    ctx: OperatorContext, ref: ObjectRef, previous: Mapping[str, Any], new: Mapping[str, Any]
+) -> None:
+    for event in core_intent.compute_intent_events(previous, new):
+        try:
+            ctx.edge.post_event(ref, event.type, event.reason, event.message)
+        except OperatorError as exc:
+            log.warning("could not post Event %s for %s/%s: %s", event.reason, ref.namespace, ref.name, exc)
+
+
+def _write(ctx: OperatorContext, ref: ObjectRef, previous: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    if dict(previous) != dict(new):
+        ctx.edge.patch_status(ref, new)
+    _post_events(ctx, ref, previous, new)
+
+
+def _journal(target: loop_operator.LoopTarget | None, row: Mapping[str, Any]) -> None:
+    if target is None:
+        return
+    files.append_jsonl(target.ops_dir / "telemetry" / HANDOFF_LOG, [dict(row)])
+
+
+def _resolve_loop(
+    intent: HandoffIntent, namespace: str, ctx: OperatorContext
+) -> tuple[Loop, loop_operator.LoopTarget, str | None]:
+    loop_name = intent.spec.loop_ref.name
+    body = ctx.edge.fetch_object(ObjectRef(kind="Loop", plural="loops", namespace=namespace, name=loop_name))
+    if body is None:
+        raise ObjectNotFoundError(f"Loop {namespace}/{loop_name} not found", delay=15.0)
+    loop = Loop.from_body(body)
+    target = loop_operator.build_loop_target(loop, namespace, loop_name, ctx.settings)
+    token = None
+    service = loop.spec.service
+    if (
+        loop.spec.transport == "sprite_service"
+        and service is not None
+        and service.token_secret_ref is not None
+    ):
+        ref = service.token_secret_ref
+        token = ctx.edge.fetch_secret_value(namespace, ref.name, ref.key)
+    return loop, target, token
+
+
+def reconcile_intent(body: Mapping[str, Any], ctx: OperatorContext) -> IntentReport:
+    """One look at a HandoffIntent (synchronous; may block for the confirmation window)."""
+    ref = intent_ref(body)
+    with ctx.lock_for(ref.uid or f"{ref.namespace}/{ref.name}"):
+        fresh = ctx.edge.fetch_object(ref)
+        if fresh is not None:
+            body = fresh
+        meta = body.get("metadata") or {}
+        generation = int(meta.get("generation") or 0)
+        previous: dict[str, Any] = dict(body.get("status") or {})
+        if previous.get("mode") == "autonomous":
+            return IntentReport(previous.get("phase"), False, previous)
+        intent = HandoffIntent.from_body(body)
+        decision = core_intent.decide_intent(
+            status=previous,
+            approval=core_intent.parse_approval(meta.get("annotations") or {}),
+            spec_key=intent.spec.idempotency_key,
+            intent=intent.spec.intent,
+            name=ref.name,
+            uid=ref.uid,
+        )
+        if isinstance(decision, core_intent.Finished):
+            return IntentReport(previous.get("phase"), False, previous)
+        if isinstance(decision, core_intent.Await):
+            new = core_intent.build_pending_status(
+                previous=previous, problem=decision.problem, generation=generation, now=ctx.clock.now()
+            )
+            _write(ctx, ref, previous, new)
+            return IntentReport(new.get("phase"), False, new)
+        if isinstance(decision, core_intent.Recover):
+            return _recover(ctx, ref, intent, previous, decision, generation)
+        return _execute(ctx, ref, intent, previous, decision, generation)
+
+
+def _recover(
+    ctx: OperatorContext,
+    ref: ObjectRef,
+    intent: HandoffIntent,
+    previous: Mapping[str, Any],
+    decision: core_intent.Recover,
+    generation: int,
+) -> IntentReport:
+    """Found ``executing`` without an outcome: the journal's record of the key, else ambiguous."""
+    target = None
+    row = None
+    try:
+        _, target, _ = _resolve_loop(intent, ref.namespace, ctx)
+        if decision.idempotency_key:
+            row = loop_operator.fetch_journal_outcome(target, decision.idempotency_key)
+    except OperatorError as exc:
+        log.warning("cannot read the journal of %s/%s: %s", ref.namespace, ref.name, exc)
+    now = ctx.clock.now()
+    if row is not None:
+        outcome = core_intent.compute_outcome_from_control(str(row.get("status") or ""))
+        message = f"recovered from the journal after a restart: control status {row.get('status')}"
+    else:
+        outcome = core_intent.EXECUTION_AMBIGUOUS
+        message = "interrupted between executing and its outcome (operator restart); not re-run"
+    new = core_intent.build_outcome_status(
+        previous=previous, outcome=outcome, execution=row, message=message, generation=generation, now=now
+    )
+    if target is not None:
+        _journal(
+            target,
+            loop_operator.build_handoff_row(
+                target,
+                intent_name=ref.name,
+                intent=intent.spec.intent,
+                phase=outcome,
+                key=decision.idempotency_key,
+                by=str(previous.get("approvedBy") or "") or None,
+                now=format_ts(now),
+                extra={"recovered": True},
+            ),
+        )
+    _write(ctx, ref, previous, new)
+    ctx.metrics.record_control_outcome(ref.namespace, intent.spec.loop_ref.name, intent.spec.intent, outcome)
+    return IntentReport(outcome, False, new)
+
+
+def _execute(
+    ctx: OperatorContext,
+    ref: ObjectRef,
+    intent: HandoffIntent,
+    previous: Mapping[str, Any],
+    decision: core_intent.Execute,
+    generation: int,
+) -> IntentReport:
+    key = decision.idempotency_key
+    if key in ctx.completed_keys:  # a stale event after our own outcome patch: never twice
+        return IntentReport(previous.get("phase"), False, previous)
+    loop, target, token = _resolve_loop(intent, ref.namespace, ctx)
+    now = ctx.clock.now()
+    executing = core_intent.build_executing_status(
+        previous=previous, decision=decision, generation=generation, now=now
+    )
+    by = decision.approval.by
+    _journal(
+        target,
+        loop_operator.build_handoff_row(
+            target, intent_name=ref.name, intent=intent.spec.intent, phase=core_intent.EXECUTING,
+            key=key, by=by, now=format_ts(now),
+        ),
+    )  # fmt: skip
+    ctx.edge.patch_status(ref, executing)  # must succeed before the side effect
+    _post_events(ctx, ref, previous, executing)
+    pause = ctx.settings.test_pause_after_executing_seconds
+    if pause > 0:
+        log.warning("test hook: pausing %.1fs after recording executing for %s", pause, key)
+        time.sleep(pause)
+    note = decision.approval.note or intent.spec.note or ""
+    trace_id = intent.spec.trace_id or f"handoff-{ref.uid[:8] or ref.name}-{decision.attempt}"
+    outcome_record = loop_operator.run_loop_control(
+        loop,
+        target,
+        intent=intent.spec.intent,
+        by=by,
+        note=note,
+        idempotency_key=key,
+        trace_id=trace_id,
+        token=token,
+        settings=ctx.settings,
+        now_fn=ctx.clock.now,
+        sleep=ctx.sleep or time.sleep,
+        runtime_command=ctx.runtime_command,
+    )
+    ctx.completed_keys.add(key)
+    outcome = core_intent.compute_outcome_from_control(outcome_record.status)
+    done_at = ctx.clock.now()
+    new = core_intent.build_outcome_status(
+        previous=executing,
+        outcome=outcome,
+        execution=outcome_record.intent_row,
+        message=f"control status {outcome_record.status}",
+        generation=generation,
+        now=done_at,
+    )
+    _journal(
+        target,
+        loop_operator.build_handoff_row(
+            target, intent_name=ref.name, intent=intent.spec.intent, phase=outcome, key=key, by=by,
+            now=format_ts(done_at), extra={"controlStatus": outcome_record.status},
+        ),
+    )  # fmt: skip
+    ctx.edge.patch_status(ref, new)
+    _post_events(ctx, ref, executing, new)
+    ctx.metrics.record_control_outcome(ref.namespace, intent.spec.loop_ref.name, intent.spec.intent, outcome)
+    return IntentReport(outcome, True, new)
+
+
+@kopf.on.create(GROUP, VERSION, "handoffintents")
+@kopf.on.resume(GROUP, VERSION, "handoffintents")
+@kopf.on.update(GROUP, VERSION, "handoffintents")
+def on_intent_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Every look at an intent is the same decision from its current annotations and status."""
+    try:
+        reconcile_intent(dict(body), fetch_context(memo))
+    except InvalidSpecError as exc:
+        raise kopf.PermanentError(str(exc)) from exc
+    except DependencyNotReadyError as exc:
+        raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc

@@ -1,0 +1,267 @@
+"""Loop controller: one ``reconcile_loop`` for create, resume, update and the periodic pass.
+
+Each pass reacts to the current object, never to a diff: parse the body, gather (PVC directory
+or Secret token, one reconcile pass through the engine, the status surface), decide (the pure
+``core.loop_status``), act (at most one status patch, Events on transitions, metrics). A missing
+source directory or Secret is not a crash: the status says so (Ready=False with the reason) and
+the pass is retried after a delay. ``spec.suspend`` stops reconciling; the replay annotation is
+handled once and recorded in ``status.replayHandled``.
+
+The periodic pass is a kopf daemon rather than a timer because the interval comes from each
+Loop's spec (``reconcileIntervalSeconds``), which a timer's fixed interval cannot follow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from superloop_ops.core import loop_status
+from superloop_ops.engine import loop_operator
+from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
+from superloop_ops.handlers.context import OperatorContext, fetch_context
+from superloop_ops.k8s.edge import GROUP, VERSION, ObjectNotFoundError, ObjectRef
+from superloop_ops.metrics import LoopObservation
+from superloop_ops.models.loop import Loop
+
+__all__ = [
+    "PassReport",
+    "loop_ref",
+    "on_loop_change",
+    "on_loop_delete",
+    "on_loop_periodic",
+    "reconcile_loop",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class PassReport:
+    """What a pass did; handlers turn ``error`` into kopf's retry semantics."""
+
+    outcome: str
+    status_written: bool
+    status: Mapping[str, Any]
+    error: OperatorError | None = None
+    retry_after: float | None = None
+
+
+def loop_ref(body: Mapping[str, Any]) -> ObjectRef:
+    meta = body.get("metadata") or {}
+    return ObjectRef(
+        kind="Loop",
+        plural="loops",
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        uid=str(meta.get("uid", "")),
+    )
+
+
+def _status_patch(previous: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """A merge patch that also removes keys this controller owns and no longer sets."""
+    patch = dict(new)
+    owned = (*loop_status.MIRRORED_KEYS, "replayHandled")
+    for key in owned:
+        if key in previous and key not in new:
+            patch[key] = None
+    return patch
+
+
+def _token(loop: Loop, namespace: str, ctx: OperatorContext) -> str | None:
+    service = loop.spec.service
+    if loop.spec.transport != "sprite_service" or service is None or service.token_secret_ref is None:
+        return None
+    ref = service.token_secret_ref
+    try:
+        return ctx.edge.fetch_secret_value(namespace, ref.name, ref.key)
+    except ObjectNotFoundError as exc:
+        raise _SecretMissingError(
+            f"token Secret {ref.name!r} key {ref.key!r} not found: {exc}", delay=15.0
+        ) from exc
+
+
+class _SecretMissingError(DependencyNotReadyError):
+    pass
+
+
+def _blocked_reason(exc: OperatorError) -> str:
+    if isinstance(exc, loop_operator.SourceNotFoundError):
+        return "source_not_found"
+    if isinstance(exc, _SecretMissingError):
+        return "secret_not_found"
+    if isinstance(exc, InvalidSpecError):
+        return "invalid_spec"
+    return "dependency_not_ready"
+
+
+def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext) -> PassReport:
+    """One pass for one Loop (synchronous: runs in kopf's thread pool)."""
+    ref = loop_ref(body)
+    meta = body.get("metadata") or {}
+    generation = int(meta.get("generation") or 0)
+    annotations = meta.get("annotations") or {}
+    with ctx.lock_for(ref.uid or f"{ref.namespace}/{ref.name}"):
+        try:
+            fresh = ctx.edge.fetch_object(ref)
+        except OperatorError:
+            fresh = None  # work from the event's body; the status patch will tell if the API is gone
+        if fresh is not None:
+            body, meta = fresh, fresh.get("metadata") or {}
+            generation = int(meta.get("generation") or generation)
+            annotations = meta.get("annotations") or {}
+        previous = dict(body.get("status") or {})
+        started = time.monotonic()
+        error: OperatorError | None = None
+        result = None
+        replay_request = loop_status.compute_replay_token(annotations)
+        replay_pending = replay_request is not None and replay_request == previous.get("replayHandled")
+        replay_token = replay_request if replay_request is not None and not replay_pending else None
+        try:
+            loop = Loop.from_body(body)
+            if loop.spec.suspend:
+                view = loop_status.LoopPassView(
+                    outcome="suspended", replay_pending=replay_request is not None
+                )
+            else:
+                target = loop_operator.build_loop_target(loop, ref.namespace, ref.name, ctx.settings)
+                token = _token(loop, ref.namespace, ctx)
+                view, result = loop_operator.run_loop_pass(
+                    loop,
+                    target,
+                    token=token,
+                    replay_token=replay_token,
+                    replay_pending=replay_pending,
+                    clock=ctx.clock,
+                )
+        except OperatorError as exc:
+            error = exc
+            view = loop_status.LoopPassView(
+                outcome="blocked",
+                blocked_reason=_blocked_reason(exc),
+                blocked_message=str(exc),
+                replay_pending=replay_request is not None and replay_pending,
+            )
+        now = ctx.clock.now()
+        new_status = loop_status.build_loop_status(
+            previous=previous, view=view, generation=generation, now=now
+        )
+        written = False
+        if loop_status.needs_status_write(
+            previous, new_status, now=now, refresh_seconds=ctx.settings.status_refresh_seconds
+        ):
+            ctx.edge.patch_status(ref, _status_patch(previous, new_status))
+            written = True
+        for event in loop_status.compute_loop_events(previous, new_status):
+            try:
+                ctx.edge.post_event(ref, event.type, event.reason, event.message)
+            except OperatorError as exc:  # an Event is best effort; the status already says it
+                log.warning(
+                    "could not post Event %s for %s/%s: %s", event.reason, ref.namespace, ref.name, exc
+                )
+        _observe(ctx, ref, view, new_status, time.monotonic() - started, error, result is not None)
+    retry = error.delay if isinstance(error, DependencyNotReadyError) else None
+    return PassReport(view.outcome, written, new_status, error, retry)
+
+
+def _observe(
+    ctx: OperatorContext,
+    ref: ObjectRef,
+    view: loop_status.LoopPassView,
+    status: Mapping[str, Any],
+    seconds: float,
+    error: OperatorError | None,
+    ran: bool,
+) -> None:
+    metrics = ctx.metrics
+    if ran:
+        metrics.observe_reconcile_duration(ref.namespace, seconds)
+    health = _mapping(status.get("health"))
+    health_metrics = _mapping(health.get("metrics"))
+    transport = _mapping(status.get("transportHealth"))
+    divergence = _mapping(status.get("state")).get("divergence")
+    streak = transport.get("failureStreak")
+    metrics.observe_loop(
+        LoopObservation(
+            namespace=ref.namespace,
+            loop=ref.name,
+            health_status=status.get("healthStatus"),
+            reason_codes=tuple(str(c) for c in status.get("reasonCodes") or ()),
+            lifecycle_state=status.get("lifecycle"),
+            ingest_lag_seconds=_number(health_metrics.get("ingestLagSeconds")),
+            heartbeat_lag_seconds=_number(health_metrics.get("heartbeatLagSeconds")),
+            transport_failure_streak=streak if isinstance(streak, int) else None,
+            diverged=(divergence.get("any") is True) if isinstance(divergence, Mapping) else None,
+        )
+    )
+    if error is not None:
+        metrics.record_reconcile_error(ref.namespace, ref.name, _blocked_reason(error))
+    elif view.outcome == "failed":
+        metrics.record_reconcile_error(ref.namespace, ref.name, view.failure_code or "reconcile_failed")
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _raise_for_kopf(report: PassReport) -> None:
+    """Only handlers map the error tree to kopf's: permanent for bad specs, temporary otherwise."""
+    if isinstance(report.error, InvalidSpecError):
+        raise kopf.PermanentError(str(report.error))
+    if isinstance(report.error, DependencyNotReadyError):
+        raise kopf.TemporaryError(str(report.error), delay=report.retry_after or 15.0)
+
+
+@kopf.on.create(GROUP, VERSION, "loops")
+@kopf.on.resume(GROUP, VERSION, "loops")
+@kopf.on.update(GROUP, VERSION, "loops")
+def on_loop_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Create, resume and any change of spec or annotations: the same full pass."""
+    _raise_for_kopf(reconcile_loop(dict(body), fetch_context(memo)))
+
+
+@kopf.daemon(GROUP, VERSION, "loops", cancellation_timeout=10.0)
+async def on_loop_periodic(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """The periodic pass at ``spec.reconcileIntervalSeconds`` (sooner after a dependency error)."""
+    ctx = fetch_context(memo)
+    delay = _interval(body, ctx)
+    while not stopped:
+        await stopped.wait(delay)
+        if stopped:
+            break
+        try:
+            report = await asyncio.to_thread(reconcile_loop, dict(body), ctx)
+        except Exception:  # the daemon must outlive any single bad pass
+            log.exception("periodic reconcile of %s failed", (body.get("metadata") or {}).get("name"))
+            delay = _interval(body, ctx)
+            continue
+        delay = _interval(body, ctx)
+        if report.retry_after is not None:
+            delay = min(delay, report.retry_after)
+
+
+def _interval(body: Mapping[str, Any], ctx: OperatorContext) -> float:
+    spec = body.get("spec") or {}
+    value = spec.get("reconcileIntervalSeconds")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 1:
+        return float(value)
+    return ctx.settings.default_reconcile_interval_seconds
+
+
+@kopf.on.delete(GROUP, VERSION, "loops", optional=True)
+def on_loop_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Drop the per-loop gauges (the journal stays: it is the audit trail)."""
+    ref = loop_ref(dict(body))
+    fetch_context(memo).metrics.forget_loop(ref.namespace, ref.name)

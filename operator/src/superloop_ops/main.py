@@ -1,0 +1,77 @@
+"""kopf entrypoint: ``kopf run -m superloop_ops.main``.
+
+Importing this module only registers handlers; nothing here talks to the API server or reads
+the environment at import time. ``@kopf.on.startup`` reads the settings once, configures kopf
+(peering, Events, JSON logs, bookkeeping in annotations), builds the Kubernetes client edge, the
+clock and the metrics registry, starts the metrics endpoint, and puts everything into ``memo``
+for the handlers (``memo.operator``, plus ``memo.settings`` / ``memo.edge`` / ``memo.clock`` /
+``memo.metrics`` for controllers of the other kinds).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from superloop_ops import metrics as metrics_mod
+from superloop_ops import settings as settings_mod
+from superloop_ops.clock import SystemClock
+from superloop_ops.handlers import handoff_intent as _handoff_intent_handlers  # registers handlers
+from superloop_ops.handlers import loop as _loop_handlers  # registers handlers
+from superloop_ops.handlers.context import OperatorContext
+from superloop_ops.k8s import edge as k8s_edge
+
+__all__ = ["on_cleanup", "on_startup"]
+
+_REGISTERED = (_loop_handlers, _handoff_intent_handlers)
+log = logging.getLogger(__name__)
+
+
+@kopf.on.startup()
+def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Configure kopf and build the edges the handlers use; fails closed on bad settings."""
+    config = settings_mod.fetch_settings()
+    if not settings.peering.mandatory:
+        if config.peering_name:
+            settings.peering.name = config.peering_name
+            settings.peering.mandatory = True
+        else:
+            settings.peering.standalone = True
+    settings.posting.level = logging.WARNING
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage()
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage()
+    settings.execution.max_workers = max(settings.execution.max_workers or 0, 16)
+    settings.watching.server_timeout = 300
+    if os.environ.get("SUPERLOOP_LOG_FORMAT", "").strip().lower() == "json":
+        # The chart passes --log-format=json; this is for runs started without it.
+        kopf.configure(log_format=kopf.LogFormat.JSON)
+    api_client = k8s_edge.build_api_client()
+    metrics = metrics_mod.build_metrics()
+    server = None
+    if config.metrics_port:
+        server = metrics_mod.start_metrics_server(metrics, config.metrics_port, config.metrics_host)
+        log.info("metrics endpoint on %s:%d", config.metrics_host, server.port)
+    ctx = OperatorContext(
+        settings=config, edge=k8s_edge.KubernetesEdge(api_client), clock=SystemClock(), metrics=metrics
+    )
+    memo.operator = ctx
+    memo.settings = config
+    memo.edge = ctx.edge
+    memo.clock = ctx.clock
+    memo.metrics = metrics
+    memo.metrics_server = server
+    memo.api_client = api_client
+
+
+@kopf.on.cleanup()
+def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    """Stop the metrics endpoint and close the API client."""
+    server = getattr(memo, "metrics_server", None)
+    if isinstance(server, metrics_mod.MetricsServer):
+        server.stop()
+    api_client = getattr(memo, "api_client", None)
+    if api_client is not None:
+        api_client.close()
