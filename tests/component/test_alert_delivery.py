@@ -508,3 +508,25 @@ def test_reconcile_hook_with_shipped_catalog_skips(tmp_path: Path) -> None:
         ops(tmp_path), LOOP, sinks_config=None, secrets={}, now=START, trace_id="trace-alert-status-1"
     )
     assert (again["status"], again["processedCount"]) == ("no_new_escalations", 0)
+
+
+def test_reconcile_hook_accepts_inline_catalog(tmp_path: Path, receivers: list[Receiver]) -> None:
+    """The operator passes the catalog from the Loop spec and Secret data, with no env involved."""
+    hook = new_receiver(receivers)
+    catalog = json.loads(write_catalog(tmp_path / "c.json", slack=False, pagerduty=False).read_text())
+    append_escalations(tmp_path, [escalation(1, "health_degraded")])
+    broken = alerts.run_alert_dispatch_step(
+        ops(tmp_path), LOOP, sinks_config={"schemaVersion": "v1"}, secrets={}, now=START, trace_id="t"
+    )
+    assert broken["status"] == "failed_command"
+    assert "invalid top-level shape" in broken["message"]
+    state = alerts.run_alert_dispatch_step(
+        ops(tmp_path),
+        LOOP,
+        sinks_config=catalog,
+        secrets={"T_HOOK_URL": hook.url, "T_HOOK_TOKEN": "secret-token"},
+        now=START,
+        trace_id="t",
+    )
+    assert (state["status"], state["dispatchedCount"]) == ("success", 1)
+    assert hook.header(0, "Authorization") == ["Bearer secret-token"]

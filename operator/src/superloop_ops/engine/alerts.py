@@ -128,6 +128,8 @@ class AlertDispatcher:
     settings: DispatchSettings = field(default_factory=DispatchSettings)
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC).replace(microsecond=0)
     sleep: Callable[[float], None] = time.sleep
+    catalog: alert_sinks.SinkCatalog | None = None
+    """An already-validated catalog (operator: from the Loop spec); else ``catalog_path`` is read."""
 
     def run(self) -> JsonObject:
         """Dispatch what is new or still pending; returns (and writes) the dispatch state."""
@@ -147,7 +149,7 @@ class AlertDispatcher:
             )
         if cursor.offset == len(lines):
             return self._finish("no_new_escalations", plan.DispatchCounters(), cursor, len(lines))
-        catalog = fetch_sink_catalog(self.catalog_path)
+        catalog = self.catalog or fetch_sink_catalog(self.catalog_path)
         counters = plan.DispatchCounters()
         ledger = dict(cursor.ledger)
         now = self.now()
@@ -314,7 +316,7 @@ def run_alert_dispatch_step(
     ops_dir: Path,
     loop_id: str,
     *,
-    sinks_config: str | Path | None,
+    sinks_config: str | Path | Mapping[str, Any] | None,
     secrets: Mapping[str, str],
     now: dt.datetime,
     trace_id: str,
@@ -324,7 +326,12 @@ def run_alert_dispatch_step(
     repo: Path | None = None,
 ) -> JsonObject:
     """Reconcile step 14. Never raises: a run that cannot complete returns a ``failed_command``
-    summary and appends the ``alert_dispatch_failed`` row; the dispatch state keeps its content."""
+    summary and appends the ``alert_dispatch_failed`` row; the dispatch state keeps its content.
+
+    ``sinks_config`` is a catalog path, an inline catalog mapping, or None (then
+    ``OPS_MANAGER_ALERT_SINKS_FILE``, else the shipped catalog). ``secrets`` maps the catalog's
+    env names to values (``os.environ`` in local mode, Secret data in the operator).
+    """
     repo_path = repo or ops_dir.parents[2]
     paths = DispatchPaths(
         repo=repo_path,
@@ -332,7 +339,11 @@ def run_alert_dispatch_step(
         state_file=ops_dir / "alert-dispatch-state.json",
         telemetry_file=ops_dir / "telemetry" / "alerts.jsonl",
     )
-    catalog_path = str(sinks_config) if sinks_config else resolve_alert_sinks_path(None, {})
+    inline = sinks_config if isinstance(sinks_config, Mapping) else None
+    if inline is not None:
+        catalog_path = "<inline>"
+    else:
+        catalog_path = str(sinks_config) if sinks_config else resolve_alert_sinks_path(None)
     dispatcher = AlertDispatcher(
         paths=paths,
         loop_id=loop_id,
@@ -345,6 +356,8 @@ def run_alert_dispatch_step(
         sleep=sleep,
     )
     try:
+        if inline is not None:
+            dispatcher.catalog = alert_sinks.build_sink_catalog(dict(inline))
         return dispatcher.run()
     except Exception as exc:  # alerting must never change reconcile's outcome
         message = f"error: {exc}" if isinstance(exc, ContractError) else f"{type(exc).__name__}: {exc}"
