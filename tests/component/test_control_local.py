@@ -252,10 +252,23 @@ def test_replay_across_a_process_restart(tmp_path: Path) -> None:
     h = Harness(tmp_path, "running", tick_on_sleep=False)
     env = {**os.environ, "SUPERLOOP_RUNTIME_COMMAND": " ".join(SIM_RUNTIME)}
     argv = [
-        sys.executable, "-m", "superloop_ops.cli.main", "control", "--repo", str(h.repo),
-        "--loop", h.loop.loop_id, "--intent", "cancel", "--idempotency-key", "restart-1",
-        "--timeout-seconds", "0", "--trace-id", "trace-restart",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "superloop_ops.cli.main",
+        "control",
+        "--repo",
+        str(h.repo),
+        "--loop",
+        h.loop.loop_id,
+        "--intent",
+        "cancel",
+        "--idempotency-key",
+        "restart-1",
+        "--timeout-seconds",
+        "0",
+        "--trace-id",
+        "trace-restart",
+    ]
     first = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout)["status"] == "confirmed"
@@ -325,9 +338,23 @@ def test_cli_validation_errors_write_nothing(tmp_path: Path, capsys: pytest.Capt
 def test_cli_prints_the_intents_row_and_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     h = Harness(tmp_path, "running")
     code = cli_main.main(
-        ["control", "--repo", str(h.repo), "--loop", h.loop.loop_id, "--intent", "cancel", "--no-confirm",
-         "--runtime-command", " ".join(SIM_RUNTIME), "--by", "carol", "--trace-id", "cli-1"]
-    )  # fmt: skip
+        [
+            "control",
+            "--repo",
+            str(h.repo),
+            "--loop",
+            h.loop.loop_id,
+            "--intent",
+            "cancel",
+            "--no-confirm",
+            "--runtime-command",
+            " ".join(SIM_RUNTIME),
+            "--by",
+            "carol",
+            "--trace-id",
+            "cli-1",
+        ]
+    )
     assert code == 0
     row = json.loads(capsys.readouterr().out)
     assert row == h.rows("intents.jsonl")[-1]

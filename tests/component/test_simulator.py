@@ -197,8 +197,10 @@ def test_cancel_command_stops_the_run(tmp_path: Path) -> None:
     loop = sim.loops[0]
     done = subprocess.run(
         [sys.executable, "-m", "superloop_ops.cli.main", "simulate", "cancel", "--repo", str(loop.repo)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert done.stdout.splitlines() == ["Cancelled loop: sim-loop-1", "Cancelled loop state."]
     assert not (loop.repo / ".superloop" / "state.json").exists()
     assert not (loop.repo / ".superloop" / "active-run.json").exists()
@@ -215,8 +217,22 @@ def test_cancel_command_stops_the_run(tmp_path: Path) -> None:
 def test_simulate_approve_entry_point_matches_the_runtime(tmp_path: Path) -> None:
     sim, _ = _run(tmp_path, "awaiting_approval")
     loop = sim.loops[0]
-    argv = [sys.executable, "-m", "superloop_ops.cli.main", "simulate", "approve", "--repo", str(loop.repo),
-            "--loop", loop.loop_id, "--by", "dan", "--reject", "--note", "Not yet"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "superloop_ops.cli.main",
+        "simulate",
+        "approve",
+        "--repo",
+        str(loop.repo),
+        "--loop",
+        loop.loop_id,
+        "--by",
+        "dan",
+        "--reject",
+        "--note",
+        "Not yet",
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "Recorded approval decision (rejected) for loop 'sim-loop-1'."
@@ -249,10 +265,23 @@ def test_shared_repo_has_one_state_owner(tmp_path: Path) -> None:
 
 def test_cli_run_once(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "superloop_ops.cli.main", "simulate", "--repo", str(tmp_path), "--loops", "2",
-         "--scenario", "stopped", "--once"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "superloop_ops.cli.main",
+            "simulate",
+            "--repo",
+            str(tmp_path),
+            "--loops",
+            "2",
+            "--scenario",
+            "stopped",
+            "--once",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert done.stdout.splitlines() == [
         f"sim-loop-1\tstopped\t{tmp_path.resolve() / 'sim-loop-1'}",
         f"sim-loop-2\tstopped\t{tmp_path.resolve() / 'sim-loop-2'}",
