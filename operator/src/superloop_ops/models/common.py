@@ -57,6 +57,7 @@ __all__ = [
     "SpecModel",
     "StatusModel",
     "Timestamp",
+    "format_timestamp",
     "format_validation_error",
     "list_default",
     "nested",
@@ -81,15 +82,18 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 
 
 _T = TypeVar("_T")
+_M = TypeVar("_M", bound=BaseModel)
 
 
-def nested(factory: Callable[[], _T]) -> _T:
-    """A nested settings object defaulted to ``{}`` both in Python and in the CRD.
+def nested(factory: Callable[[], _M]) -> _M:
+    """A nested settings object that is always present, in Python and (via a CRD default) in the API.
 
-    The apiserver then fills the nested defaults too, so ``kubectl get -o yaml`` shows every
-    effective setting and CEL rules can rely on the fields being present.
+    The CRD default is the fully defaulted object rather than ``{}``: the apiserver validates a
+    default (CEL rules included) as written, without filling the nested defaults first.
+    ``kubectl get -o yaml`` then shows every effective setting.
     """
-    result: _T = Field(default_factory=factory, json_schema_extra={"default": {}})
+    published: dict[str, Any] = factory().model_dump(mode="json", by_alias=True, exclude_none=True)
+    result: _M = Field(default_factory=factory, json_schema_extra={"default": published})
     return result
 
 
@@ -102,11 +106,20 @@ def list_default(factory: Callable[[], list[_T]], *, max_length: int) -> list[_T
     return result
 
 
+def format_timestamp(moment: datetime) -> str:
+    """Render an aware datetime in the contract's form (UTC, whole seconds, ``Z``)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def parse_timestamp(value: str) -> datetime:
     """Parse a strict ``YYYY-MM-DDTHH:MM:SSZ`` string; a bad form or impossible date raises ValueError."""
+    message = f"must be an ISO-8601 timestamp (YYYY-MM-DDTHH:MM:SSZ): {value!r}"
     if not _TIMESTAMP_RE.match(value):
-        raise ValueError(f"must be an ISO-8601 timestamp (YYYY-MM-DDTHH:MM:SSZ): {value!r}")
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        raise ValueError(message)
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError as exc:  # an impossible calendar date such as Feb 30
+        raise ValueError(message) from exc
 
 
 def _check_timestamp(value: str) -> str:
@@ -182,7 +195,11 @@ class CamelModel(BaseModel):
 
 
 class SpecModel(CamelModel):
-    """Desired state, owned by Git: unknown keys are an error."""
+    """Desired state, owned by Git: unknown keys are an error, and so is a value of the wrong JSON
+    type (strict: ``"yes"`` is not a boolean, ``"3"`` is not an integer), as for the apiserver.
+    """
+
+    model_config = ConfigDict(strict=True)
 
 
 class StatusModel(CamelModel):

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
-from superloop_ops.models.common import Condition, ConditionStatus
+from superloop_ops.models.common import Condition, ConditionStatus, format_timestamp
 
 __all__ = [
     "APPLIED",
@@ -75,10 +75,6 @@ def build_reason(code: str) -> str:
     return out
 
 
-def _format_ts(now: datetime) -> str:
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def find_condition(conditions: Sequence[Condition], type_: str) -> Condition | None:
     """The condition of this type, if present."""
     for cond in conditions:
@@ -108,7 +104,7 @@ def set_condition(
     transition = (
         previous.last_transition_time
         if previous is not None and previous.status == status
-        else _format_ts(now)
+        else format_timestamp(now)
     )
     updated = Condition(
         type=type_,

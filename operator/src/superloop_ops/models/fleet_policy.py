@@ -21,6 +21,7 @@ from pydantic import Field
 
 from superloop_ops.models.common import (
     LOOP_ID_PATTERN,
+    TIMESTAMP_PATTERN,
     CelRule,
     Condition,
     CrdInfo,
@@ -119,8 +120,12 @@ class GovernanceSettings(SpecModel):
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(
+            # Compared only once both have the strict form, so a malformed date reports the
+            # pattern violation alone instead of a CEL conversion error as well.
             rule=(
                 "!has(self.changedAt) || !has(self.reviewBy)"
+                f" || !self.changedAt.matches('{TIMESTAMP_PATTERN}')"
+                f" || !self.reviewBy.matches('{TIMESTAMP_PATTERN}')"
                 " || timestamp(self.reviewBy) > timestamp(self.changedAt)"
             ),
             message=f"{_GOV}.reviewBy must be after {_GOV}.changedAt",
@@ -140,7 +145,19 @@ class GovernanceSettings(SpecModel):
 
 
 class RolloutScope(SpecModel):
-    """Loops autonomous mode may touch; empty means every loop of the fleet."""
+    """Loops autonomous mode may touch; empty means every loop of the fleet.
+
+    The apiserver refuses duplicates structurally (a ``set`` list); the mirror keeps the
+    reference's message. Whether each id is a declared loop is checked against the Fleet.
+    """
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule=None,
+            message="policy.autonomous.rollout.scope.loopIds entries must be unique",
+            check=lambda m: len(set(m.loop_ids)) == len(m.loop_ids),
+        ),
+    )
 
     loop_ids: list[LoopId] = Field(default_factory=list, max_length=500, json_schema_extra=_SET)
 
