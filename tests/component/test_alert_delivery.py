@@ -299,12 +299,13 @@ def test_receiver_down_then_back_delivers_backlog_exactly_once(
     assert state["status"] == "partial"
     assert state["failureReasonCodes"] == ["request_failed"]
     assert (state["escalationsLineOffset"], state["pendingCount"]) == (0, 2)
-    assert h.sleeps == [0.25, 0.25]  # one in-run retry per failed request
+    assert h.sleeps == [0.25]  # one in-run retry; row 2 is deferred, not timed out again
     rows = h.telemetry()
     assert [row["status"] for row in rows] == ["partial", "partial"]
     assert all(row["retryPending"] and row["pendingSinkIds"] == ["chat"] for row in rows)
     assert rows[0]["sinks"][1]["reasonCode"] == "request_failed"
     assert rows[0]["sinks"][1]["httpStatus"] is None
+    assert rows[1]["sinks"][0]["message"] == "deferred: sink unavailable earlier in this run"
 
     append_escalations(tmp_path, [escalation(3)])
     h.clock.advance(5)

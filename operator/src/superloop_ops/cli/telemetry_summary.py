@@ -60,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
         args.loop,
         window=window,
         now=SystemClock().now(),
-        reconcile_file=Path(args.reconcile_telemetry_file) if args.reconcile_telemetry_file else None,
-        control_file=Path(args.control_telemetry_file) if args.control_telemetry_file else None,
+        reconcile_file=args.reconcile_telemetry_file or None,
+        control_file=args.control_telemetry_file or None,
     )
     emit(summary, args.pretty)
     return 0

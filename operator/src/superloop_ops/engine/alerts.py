@@ -130,6 +130,7 @@ class AlertDispatcher:
     sleep: Callable[[float], None] = time.sleep
     catalog: alert_sinks.SinkCatalog | None = None
     """An already-validated catalog (operator: from the Loop spec); else ``catalog_path`` is read."""
+    _unavailable: dict[str, JsonObject] = field(default_factory=dict, init=False, repr=False)
 
     def run(self) -> JsonObject:
         """Dispatch what is new or still pending; returns (and writes) the dispatch state."""
@@ -150,6 +151,7 @@ class AlertDispatcher:
         if cursor.offset == len(lines):
             return self._finish("no_new_escalations", plan.DispatchCounters(), cursor, len(lines))
         catalog = self.catalog or fetch_sink_catalog(self.catalog_path)
+        self._unavailable = {}
         counters = plan.DispatchCounters()
         ledger = dict(cursor.ledger)
         now = self.now()
@@ -245,8 +247,15 @@ class AlertDispatcher:
             sink_id = str(sink.get("id") or "unknown")
             if dispositions.get(sink_id) in ("delivered", "failed"):
                 continue  # already accepted (or refused for good) in an earlier run
-            result = self._send(client, sink, delivery)
+            earlier = self._unavailable.get(sink_id)
+            if earlier is not None:
+                # One outage costs one round of timeouts per run, not one per backlog row.
+                result = {**earlier, "message": "deferred: sink unavailable earlier in this run"}
+            else:
+                result = self._send(client, sink, delivery)
             dispositions[sink_id] = plan.compute_sink_disposition(result)
+            if dispositions[sink_id] == "pending" and result.get("reasonCode") != "missing_secret":
+                self._unavailable.setdefault(sink_id, result)
             results.append({"id": sink_id, "type": sink.get("type") or "unknown", **result})
             entry = replace(entry, sinks=dict(dispositions))
             ledger[entry.line] = entry

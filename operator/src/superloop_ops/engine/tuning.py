@@ -113,22 +113,23 @@ def compute_summary(
     *,
     window: int,
     now: dt.datetime,
-    reconcile_file: Path | None = None,
-    control_file: Path | None = None,
+    reconcile_file: str | Path | None = None,
+    control_file: str | Path | None = None,
 ) -> JsonObject:
     """The telemetry summary of one loop; fails closed when reconcile telemetry is missing."""
     if window < 1:
         raise ContractError("--window must be an integer >= 1")
     telemetry_dir = repo / ".superloop" / "ops-manager" / loop_id / "telemetry"
-    reconcile_path = reconcile_file or telemetry_dir / "reconcile.jsonl"
-    control_path = control_file or telemetry_dir / "control.jsonl"
+    reconcile_label = str(reconcile_file or telemetry_dir / "reconcile.jsonl")
+    control_label = str(control_file or telemetry_dir / "control.jsonl")
+    reconcile_path, control_path = Path(reconcile_label), Path(control_label)
     if not reconcile_path.is_file():
-        raise ContractError(f"reconcile telemetry file not found: {reconcile_path}")
+        raise ContractError(f"reconcile telemetry file not found: {reconcile_label}")
     source = core_summary.SummarySource(
         repo_path=str(repo),
         loop_id=loop_id,
-        reconcile_telemetry_file=str(reconcile_path),
-        control_telemetry_file=str(control_path),
+        reconcile_telemetry_file=reconcile_label,
+        control_telemetry_file=control_label,
         window=window,
     )
     return core_summary.build_telemetry_summary(
