@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
+import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -535,3 +538,59 @@ def test_client_error_for_missing_loop_is_502(tmp_path: Path, start_service: Sta
         client.fetch_snapshot("absent", trace_id=None)
     assert caught.value.code == "502"
     assert "runtime_error" in caught.value.message
+
+
+# --- the sprite-service command as a process ---------------------------------------------------
+
+
+def test_cli_prints_listening_line_and_stops_on_sigterm(tmp_path: Path) -> None:
+    write_runtime_artifacts(tmp_path)
+    env = {**os.environ, "OPS_MANAGER_SERVICE_TOKEN": "env-token"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "superloop_ops.cli.main",
+            "sprite-service",
+            "--repo",
+            str(tmp_path),
+            "--port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        prefix = "ops-manager sprite service listening on http://127.0.0.1:"
+        assert line.startswith(prefix)
+        url = line.removeprefix("ops-manager sprite service listening on ")
+        assert httpx.get(f"{url}/healthz").status_code == 401
+        snapshot = httpx.get(
+            f"{url}/ops/snapshot", params={"loopId": LOOP}, headers={"Authorization": "Bearer env-token"}
+        )
+        assert snapshot.status_code == 200
+        assert snapshot.json()["source"]["repoPath"] == str(tmp_path.resolve())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_cli_refuses_missing_repo(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "superloop_ops.cli.main", "sprite-service", "--repo", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"error: repo path not found: {tmp_path / 'nope'}"

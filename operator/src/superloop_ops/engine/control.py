@@ -178,7 +178,7 @@ def execute_control(
     ops_dir = ops_dir_for(request.repo, request.loop_id)
     started_at = now_fn()
     if request.transport == "sprite_service":
-        draft = _run_sprite(request, service_client)
+        draft = _run_sprite(request, service_client, sleep)
     else:
         with _key_lock(ops_dir, key):
             draft = _run_local(request, ops_dir, started_at, now_fn, sleep, snapshot_fn)
@@ -557,12 +557,15 @@ def poll_confirmation(
 # --- sprite_service path ---------------------------------------------------------------------
 
 
-def _run_sprite(request: ControlRequest, service_client: ServiceClient | None) -> _Draft:
+def _run_sprite(
+    request: ControlRequest, service_client: ServiceClient | None, sleep: Callable[[float], None]
+) -> _Draft:
     client = service_client or ServiceClient(
         request.service_base_url,
         token=request.service_token or None,
         retry_attempts=request.retry_attempts,
         retry_backoff_seconds=float(request.retry_backoff_seconds),
+        sleep=sleep,
     )
     draft = _Draft(command=f"POST {client.base_url}/ops/control")
     body = core_control.build_service_control_body(
