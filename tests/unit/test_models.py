@@ -514,3 +514,14 @@ def test_condition_type_constants() -> None:
         "Executed",
         "Applied",
     )
+
+
+def test_from_body_accepts_read_only_mapping_views() -> None:
+    from types import MappingProxyType
+
+    body = loop_body(transport="sprite_service", service={"baseUrl": "http://svc"})
+    body["spec"]["service"] = MappingProxyType(body["spec"]["service"])
+    view = MappingProxyType({**body, "spec": MappingProxyType(body["spec"])})
+    loop = Loop.from_body(view)
+    assert loop.spec.service is not None
+    assert loop.spec.service.base_url == "http://svc"

@@ -312,6 +312,15 @@ def format_validation_error(kind: str, name: str | None, exc: pydantic.Validatio
     return f"invalid {who}: " + "; ".join(lines)
 
 
+def _plain(value: Any) -> Any:
+    """Deep-copy mappings and sequences into dicts and lists (kopf hands out Mapping views)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
 class KindModel(StatusModel):
     """Base of the top-level kinds: apiVersion, kind, metadata; subclasses add spec and status."""
 
@@ -323,8 +332,12 @@ class KindModel(StatusModel):
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Self:
-        """Parse a raw object (a kopf body, a YAML document); bad input raises InvalidSpecError."""
-        raw = dict(body)
+        """Parse a raw object (a kopf body, a YAML document); bad input raises InvalidSpecError.
+
+        Spec models are strict, so timestamps must arrive as strings: quote them in YAML read
+        with PyYAML, which would otherwise turn ``2026-02-23T00:00:00Z`` into a datetime.
+        """
+        raw: dict[str, Any] = _plain(body)
         meta = raw.get("metadata")
         name = meta.get("name") if isinstance(meta, Mapping) else None
         kind = cls.crd.kind
