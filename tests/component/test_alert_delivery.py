@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from superloop_ops.cli.main import main
 from superloop_ops.clock import FrozenClock
 from superloop_ops.engine import alerts
 
@@ -531,3 +532,42 @@ def test_reconcile_hook_accepts_inline_catalog(tmp_path: Path, receivers: list[R
     )
     assert (state["status"], state["dispatchedCount"]) == ("success", 1)
     assert hook.header(0, "Authorization") == ["Bearer secret-token"]
+
+
+def test_cli_dispatch_reads_secrets_from_env(
+    tmp_path: Path,
+    receivers: list[Receiver],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pager, chat, hook = (new_receiver(receivers) for _ in range(3))
+    catalog = write_catalog(tmp_path / "c.json")
+    for name, value in {
+        "T_HOOK_URL": hook.url,
+        "T_HOOK_TOKEN": "env-token",
+        "T_SLACK_URL": chat.url,
+        "T_PD_KEY": "env-routing-key",
+    }.items():
+        monkeypatch.setenv(name, value)
+    append_escalations(tmp_path, [escalation(1)])
+    code = main(
+        [
+            "alert-dispatch",
+            "--repo",
+            str(tmp_path),
+            "--loop",
+            LOOP,
+            "--alert-config-file",
+            str(catalog),
+            "--pagerduty-url",
+            pager.url,
+            "--trace-id",
+            "trace-cli-1",
+        ]
+    )
+    state = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert (state["status"], state["dispatchedCount"], state["traceId"]) == ("success", 1, "trace-cli-1")
+    assert pager.bodies()[0]["routing_key"] == "env-routing-key"
+    assert hook.header(0, "Authorization") == ["Bearer env-token"]
+    assert len(chat.accepted) == 1
