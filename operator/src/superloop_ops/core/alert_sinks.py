@@ -66,13 +66,6 @@ class Sink:
         return [name for name in self.secret_refs.values() if isinstance(name, str) and name]
 
     @property
-    def required_secret_names(self) -> list[str]:
-        """The secrets without which this sink cannot send (a webhook token is optional)."""
-        if self.type == "webhook":
-            return [self.raw["urlEnv"]]
-        return self.secret_env_names
-
-    @property
     def config(self) -> JsonObject:
         raw = self.raw
         if self.type == "webhook":
