@@ -542,3 +542,20 @@ def test_service_response_and_replay() -> None:
 @pytest.mark.parametrize(("exit_code", "status"), [(0, 200), (2, 409), (1, 500), (7, 500)])
 def test_service_http_status(exit_code: int, status: int) -> None:
     assert control.compute_service_http_status(exit_code) == status
+
+
+@pytest.mark.parametrize(
+    ("loop_id", "safe"),
+    [
+        ("demo-loop", True),
+        ("a.b_c", True),
+        ("", False),
+        (".", False),
+        ("..", False),
+        ("a/b", False),
+        ("a\\b", False),
+        ("a\x00b", False),
+    ],
+)
+def test_safe_loop_ids(loop_id: str, safe: bool) -> None:
+    assert control.is_safe_loop_id(loop_id) is safe

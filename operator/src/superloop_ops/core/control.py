@@ -52,6 +52,7 @@ __all__ = [
     "compute_reason_code",
     "compute_service_http_status",
     "format_command",
+    "is_safe_loop_id",
     "parse_service_control_request",
     "read_service_response",
     "tail_lines",
@@ -89,6 +90,13 @@ def validate_intent(value: object) -> Intent:
     return value  # type: ignore[return-value]
 
 
+def is_safe_loop_id(loop_id: str) -> bool:
+    """A loop id names one directory under ``.superloop/loops``; it must not walk out of it."""
+    if not loop_id or loop_id in (".", ".."):
+        return False
+    return not any(char in loop_id for char in ("/", "\\", "\x00"))
+
+
 def build_default_idempotency_key(intent: str, epoch: int, pid: int, nonce: str = "") -> str:
     """``<intent>-<epoch>-<pid>`` as the reference CLI; ``nonce`` keeps in-process callers unique."""
     key = f"{intent}-{epoch}-{pid}"
@@ -119,11 +127,14 @@ def format_command(argv: Sequence[str]) -> str:
 
 
 def tail_lines(text: str, limit: int = 40, *, skip_blank: bool = False) -> str:
-    """The last ``limit`` lines with trailing CR removed (optionally without blank lines)."""
+    """The last ``limit`` lines, CR stripped, trailing blank lines dropped (``$(tail ...)`` semantics).
+
+    ``skip_blank`` drops every blank line first, as the service does for stderr excerpts.
+    """
     lines = [line.rstrip("\r") for line in text.splitlines()]
     if skip_blank:
         lines = [line for line in lines if line.strip()]
-    while lines and not skip_blank and lines[-1] == "":
+    while lines and not lines[-1]:
         lines.pop()
     return "\n".join(lines[-limit:])
 

@@ -43,6 +43,7 @@ __all__ = [
     "ControlRequest",
     "SnapshotFn",
     "execute_control",
+    "ops_dir_for",
     "poll_confirmation",
     "resolve_runtime_command",
     "write_approval_decision",
@@ -164,6 +165,8 @@ def execute_control(
 ) -> ControlOutcome:
     """Run one intent and append its three journal rows; never raises for runtime failures."""
     core_control.validate_intent(request.intent)
+    if not core_control.is_safe_loop_id(request.loop_id):
+        raise ContractError(f"invalid loop id: {request.loop_id!r}")
     if request.transport not in core_control.TRANSPORTS:
         raise ContractError("--transport must be local or sprite_service")
     if request.transport == "sprite_service" and not request.service_base_url and service_client is None:
@@ -178,12 +181,13 @@ def execute_control(
     ops_dir = ops_dir_for(request.repo, request.loop_id)
     started_at = now_fn()
     if request.transport == "sprite_service":
+        # The service is the idempotency authority: re-sending a key is answered as a replay.
         draft = _run_sprite(request, service_client, sleep)
-    else:
-        with _key_lock(ops_dir, key):
-            draft = _run_local(request, ops_dir, started_at, now_fn, sleep, snapshot_fn)
-            return _finish(request, ops_dir, started_at, now_fn(), draft)
-    return _finish(request, ops_dir, started_at, now_fn(), draft)
+        return _finish(request, ops_dir, started_at, now_fn(), draft)
+    # Local: the lookup, the claim and the result row must not interleave for one key.
+    with _key_lock(ops_dir, key):
+        draft = _run_local(request, ops_dir, started_at, now_fn, sleep, snapshot_fn)
+        return _finish(request, ops_dir, started_at, now_fn(), draft)
 
 
 def _finish(

@@ -108,14 +108,8 @@ class ServiceConfig:
 
 
 def is_safe_loop_id(loop_id: str) -> bool:
-    """A loop id names one directory under ``.superloop/loops``; it must not walk out of it."""
-    return (
-        bool(loop_id)
-        and loop_id not in (".", "..")
-        and "/" not in loop_id
-        and "\\" not in loop_id
-        and ("\x00" not in loop_id)
-    )
+    """Re-exported from the core so callers of the server need not reach into it."""
+    return core_control.is_safe_loop_id(loop_id)
 
 
 class _HttpError(Exception):
