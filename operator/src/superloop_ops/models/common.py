@@ -167,6 +167,7 @@ class CamelModel(BaseModel):
         extra="forbid",
         frozen=False,
         validate_default=False,
+        use_attribute_docstrings=True,
     )
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = ()

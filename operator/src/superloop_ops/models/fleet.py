@@ -86,13 +86,18 @@ class FleetLoopEntry(SpecModel):
     )
 
     loop_id: LoopId
+    """Loop id; unique within the fleet."""
     enabled: bool = True
+    """False skips the loop in fleet passes."""
     loop_ref: LocalObjectRef | None = None
+    """Adopt an existing Loop instead of declaring one inline."""
     transport: Transport | None = None
+    """Inline loops: `local` (needs source.pvc) or `sprite_service`."""
     source: LoopSource | None = None
     sprite: SpriteInfo | None = None
     service: ServiceSettings | None = None
     metadata: JsonObject = Field(default_factory=dict)
+    """Free-form labels echoed into intents and status (e.g. team)."""
 
 
 def _unique_loop_ids(m: FleetSpec) -> bool:
@@ -113,17 +118,25 @@ class FleetSpec(SpecModel):
     )
 
     fleet_id: LoopId | None = None
+    """Fleet id used in journals and telemetry; absent means the object name."""
     loops: list[FleetLoopEntry] = Field(
         min_length=1,
         max_length=500,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["loopId"]},
     )
+    """The fleet registry: inline loops (materialised as owned Loops) or loopRefs."""
     policy_ref: LocalObjectRef | None = None
+    """FleetPolicy governing candidates and autonomous execution."""
     max_parallel: Annotated[int, Field(ge=1, le=64)] = 2
+    """Loops reconciled concurrently in one fleet pass."""
     deterministic_order: bool = False
+    """Process loops sorted by loopId instead of registry order."""
     max_events: Annotated[int, Field(ge=0, le=2_147_483_647)] = 0
+    """Most events per loop per pass; 0 means all."""
     reconcile_interval_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
+    """Seconds between fleet passes."""
     suspend: bool = False
+    """Stop fleet passes (policy, handoff) for this fleet."""
 
 
 class FleetStatus(StatusModel):

@@ -107,6 +107,7 @@ class SafetySettings(SpecModel):
     max_actions_per_loop: NonNegInt = 1
     cooldown_seconds: NonNegInt = 300
     kill_switch: bool = False
+    """Blocks every autonomous action; always wins over promotion."""
 
 
 def _review_after_change(m: GovernanceSettings) -> bool:
@@ -134,10 +135,15 @@ class GovernanceSettings(SpecModel):
     )
 
     actor: ShortText | None = None
+    """Who enabled or changed autonomous mode."""
     approval_ref: ShortText | None = None
+    """Change or approval record (e.g. a CAB ticket)."""
     rationale: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    """Why."""
     changed_at: Timestamp | None = None
+    """When (YYYY-MM-DDTHH:MM:SSZ)."""
     review_by: Timestamp | None = None
+    """Review deadline, after changedAt; once passed, guarded_auto fails closed."""
 
     def review_expired(self, now: datetime) -> bool:
         """True when ``reviewBy`` is absent or not after ``now`` (the fail-closed time gate)."""
@@ -188,6 +194,7 @@ class RolloutSettings(SpecModel):
     """Canary cohort, scope, pause and auto-pause of autonomous execution."""
 
     canary_percent: Annotated[int, Field(ge=0, le=100)] = 100
+    """Share of loops (by deterministic bucket) in the autonomous cohort, 0..100."""
     scope: RolloutScope = nested(RolloutScope)
     selector: RolloutSelector = nested(RolloutSelector)
     pause: PauseSettings = nested(PauseSettings)
@@ -249,10 +256,12 @@ class FleetPolicySpec(SpecModel):
     )
 
     mode: PolicyMode = "advisory"
+    """`advisory` proposes only; `guarded_auto` may execute eligible intents (needs governance)."""
     suppressions: dict[str, list[Category]] = Field(
         default_factory=dict,
         json_schema_extra={"maxProperties": 501},
     )
+    """loopId (or `*`) to categories whose candidates are suppressed."""
     noise_controls: NoiseControls = nested(NoiseControls)
     autonomous: AutonomousSettings = nested(AutonomousSettings)
 

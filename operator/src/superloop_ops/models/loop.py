@@ -96,11 +96,17 @@ class ServiceSettings(SpecModel):
     )
 
     base_url: BaseUrl | None = None
+    """Base URL of the sprite service (http or https)."""
     token_secret_ref: SecretKeyRef | None = None
+    """Secret key holding the service token (sent as a bearer token)."""
     retry_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+    """Tries per request (transient statuses only)."""
     retry_backoff_seconds: Annotated[int, Field(ge=0, le=3600)] = 1
+    """Linear backoff unit: sleep backoff x attempt between tries."""
     connect_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = 5
+    """Connect timeout per try."""
     max_time_seconds: Annotated[int, Field(ge=1, le=3600)] = 30
+    """Total time limit per try."""
 
 
 class ThresholdOverrides(SpecModel):
@@ -140,7 +146,9 @@ class ThresholdSettings(SpecModel):
     )
 
     profile: ProfileName | None = None
+    """Threshold profile name; absent means the catalog default (`balanced`)."""
     overrides: ThresholdOverrides | None = None
+    """Explicit values that win over the profile, field by field."""
     degraded_heartbeat_lag_seconds: NonNegInt = 120
     critical_heartbeat_lag_seconds: NonNegInt = 300
 
@@ -181,15 +189,25 @@ class LoopSpec(SpecModel):
     )
 
     loop_id: LoopId
+    """Loop id in the runtime (`.superloop/loops/<loopId>/`); a label-safe name."""
     transport: Transport = "local"
+    """How artifacts are read: `local` (a mounted PVC) or `sprite_service` (HTTP)."""
     source: LoopSource | None = None
+    """Volume holding the loop repository; required for `local`."""
     service: ServiceSettings | None = None
+    """Sprite service client settings; `baseUrl` is required for `sprite_service`."""
     thresholds: ThresholdSettings = nested(ThresholdSettings)
+    """Health thresholds: a catalog profile plus per-field overrides."""
     drift: DriftSettings = nested(DriftSettings)
+    """Profile-drift evaluation settings."""
     alerts: AlertsSettings = nested(AlertsSettings)
+    """Alert dispatch settings."""
     max_events: NonNegInt = 0
+    """Most events ingested per pass; 0 means all."""
     reconcile_interval_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
+    """Seconds between reconcile passes."""
     suspend: bool = False
+    """Stop reconciling this loop (status keeps its last values)."""
 
 
 class LoopStatus(StatusModel):

@@ -54,10 +54,15 @@ class ApplyGovernance(SpecModel):
     )
 
     by: ShortText
+    """Approver."""
     approval_ref: ShortText
+    """Approval record."""
     rationale: Annotated[str, Field(min_length=1, max_length=4096)]
+    """Why."""
     review_by: Timestamp | None = None
+    """Review deadline (YYYY-MM-DDTHH:MM:SSZ); must be in the future at apply."""
     review_within_days: Annotated[int, Field(ge=1, le=3650)] | None = None
+    """Review deadline relative to the apply time, in days."""
 
 
 class PromotionApplySpec(SpecModel):
@@ -68,15 +73,36 @@ class PromotionApplySpec(SpecModel):
     )
 
     fleet_ref: LocalObjectRef
+    """Fleet whose effective rollout posture moves."""
     intent: PromotionIntent
+    """`expand` widens the canary, `resume` clears the manual pause, `rollback` sets it."""
     expand_step: Annotated[int, Field(ge=1, le=100)] = 25
+    """Canary points added by `expand` (capped at 100)."""
     governance: ApplyGovernance
+    """Approval recorded as the policy governance on apply."""
     idempotency_key: IdempotencyKey | None = None
+    """A second apply with the same key replays the first record."""
     dry_run: bool = False
+    """Compute and report the decision without moving the posture."""
 
 
 class PromotionApplyStatus(StatusModel):
-    """The decision seen and the apply record (before/after posture); frozen once applied."""
+    """The decision seen and the apply record (before/after posture); frozen once applied.
+
+    The transition rules make the freeze an API guarantee: once ``appliedAt`` and ``record`` are
+    written, no later status write (a second operator instance, a manual patch) can change them.
+    """
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule="!has(oldSelf.appliedAt) || (has(self.appliedAt) && self.appliedAt == oldSelf.appliedAt)",
+            message="status.appliedAt is immutable once applied",
+        ),
+        CelRule(
+            rule="!has(oldSelf.record) || (has(self.record) && self.record == oldSelf.record)",
+            message="status.record is immutable once applied",
+        ),
+    )
 
     observed_generation: int | None = None
     conditions: list[Condition] = Field(
