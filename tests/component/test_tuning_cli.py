@@ -82,7 +82,8 @@ def test_summary_recommends_strict_for_stable_window(
 
 
 def test_window_takes_last_physical_lines(tmp_path: Path) -> None:
-    rows: list[dict[str, object]] = [{"status": "failed"}] * 5 + [{"status": "success"}] * 3
+    rows: list[dict[str, object]] = [{"status": "failed"} for _ in range(5)]
+    rows += [{"status": "success"} for _ in range(3)]
     write_reconcile_rows(tmp_path, rows, trailer="\n")
     now = dt.datetime(2026, 2, 22, tzinfo=dt.UTC)
     assert tuning.compute_summary(tmp_path, LOOP, window=1, now=now)["observed"]["reconcileAttempts"] == 0
