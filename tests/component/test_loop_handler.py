@@ -1,0 +1,430 @@
+"""Loop and HandoffIntent handlers called directly: real files, a real simulator and sprite
+service on 127.0.0.1, and an in-memory ``KubeEdge`` standing in for the API server."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import sys
+import threading
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from superloop_ops.cli import sprite_service as sprite_cli
+from superloop_ops.clock import FrozenClock
+from superloop_ops.handlers import handoff_intent as intent_handlers
+from superloop_ops.handlers import loop as loop_handlers
+from superloop_ops.handlers.context import OperatorContext
+from superloop_ops.journal import files
+from superloop_ops.k8s.edge import ObjectNotFoundError, ObjectRef
+from superloop_ops.metrics import build_metrics
+from superloop_ops.service import server as service_server
+from superloop_ops.settings import Settings
+from superloop_ops.sim.simulator import Simulator
+
+NS = "team-a"
+SIM_RUNTIME = (sys.executable, "-m", "superloop_ops.cli.main", "simulate")
+TOKEN = "s3cret-token"
+
+
+class FakeEdge:
+    """In-memory API server: objects, Secrets, status merge patches and Events."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.secrets: dict[tuple[str, str], dict[str, str]] = {}
+        self.events: list[tuple[str, str, str, str]] = []
+        self.status_patches: list[tuple[str, dict[str, Any]]] = []
+
+    def add(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        meta = body.setdefault("metadata", {})
+        meta.setdefault("namespace", NS)
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("generation", 1)
+        self.objects[(plural, meta["namespace"], meta["name"])] = body
+        return body
+
+    def get(self, plural: str, name: str) -> dict[str, Any]:
+        return self.objects[(plural, NS, name)]
+
+    def fetch_secret_value(self, namespace: str, name: str, key: str) -> str:
+        data = self.secrets.get((namespace, name))
+        if data is None or key not in data:
+            raise ObjectNotFoundError(f"Secret {namespace}/{name}: not found")
+        return data[key]
+
+    def fetch_object(self, ref: ObjectRef) -> dict[str, Any] | None:
+        body = self.objects.get((ref.plural, ref.namespace, ref.name))
+        return copy.deepcopy(body) if body is not None else None
+
+    def list_objects(self, ref: ObjectRef) -> list[dict[str, Any]]:
+        return [
+            copy.deepcopy(b)
+            for (p, ns, _), b in self.objects.items()
+            if p == ref.plural and ns == ref.namespace
+        ]
+
+    def patch_status(self, ref: ObjectRef, status: Mapping[str, Any]) -> None:
+        body = self.objects[(ref.plural, ref.namespace, ref.name)]
+        current = body.setdefault("status", {})
+        for key, value in status.items():
+            if value is None:
+                current.pop(key, None)
+            else:
+                current[key] = copy.deepcopy(value)
+        self.status_patches.append((ref.name, copy.deepcopy(dict(status))))
+
+    def patch_annotations(self, ref: ObjectRef, annotations: Mapping[str, str | None]) -> None:
+        meta = self.objects[(ref.plural, ref.namespace, ref.name)]["metadata"]
+        notes = meta.setdefault("annotations", {})
+        for key, value in annotations.items():
+            if value is None:
+                notes.pop(key, None)
+            else:
+                notes[key] = value
+
+    def post_event(self, ref: ObjectRef, event_type: str, reason: str, message: str) -> None:
+        self.events.append((ref.name, event_type, reason, message))
+
+    def reasons(self, name: str) -> list[str]:
+        return [reason for obj, _, reason, _ in self.events if obj == name]
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=1))
+
+
+@pytest.fixture
+def edge() -> FakeEdge:
+    return FakeEdge()
+
+
+def _context(tmp_path: Path, edge: FakeEdge, clock: FrozenClock, **pvcs: Path) -> OperatorContext:
+    settings = Settings(
+        state_dir=tmp_path / "state",
+        pvc_dirs=dict(pvcs),
+        pvc_mount_root=tmp_path / "mounts",
+        metrics_port=0,
+        status_refresh_seconds=300,
+        control_confirm_timeout_seconds=20,
+        control_confirm_interval_seconds=1,
+    )
+    return OperatorContext(
+        settings=settings, edge=edge, clock=clock, metrics=build_metrics(), runtime_command=SIM_RUNTIME
+    )
+
+
+def _loop(name: str, loop_id: str, claim: str = "claim-a", **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": "ops.superloop.dev/v1alpha1",
+        "kind": "Loop",
+        "metadata": {"name": name},
+        "spec": {"loopId": loop_id, "transport": "local", "source": {"pvc": {"claimName": claim}}},
+    }
+    body["spec"].update(spec)
+    return body
+
+
+def _cond(body: Mapping[str, Any], cond_type: str) -> dict[str, Any]:
+    for cond in body["status"]["conditions"]:
+        if cond["type"] == cond_type:
+            return dict(cond)
+    raise AssertionError(f"no {cond_type} condition in {body['status']}")
+
+
+def _sim(tmp_path: Path, clock: FrozenClock, scenario: str, ticks: int) -> tuple[Simulator, Path]:
+    sim = Simulator(tmp_path / "sim", clock, loops=1, scenarios=[scenario], loop_prefix=scenario)
+    sim.run(ticks)
+    return sim, sim.repo_of(f"{scenario}-1")
+
+
+def test_local_loop_reaches_status_and_skips_unchanged_writes(
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
+) -> None:
+    sim, repo = _sim(tmp_path, clock, "running", 4)
+    ctx = _context(tmp_path, edge, clock, **{"claim-a": repo})
+    edge.add("loops", _loop("l1", "running-1"))
+    report = loop_handlers.reconcile_loop(edge.get("loops", "l1"), ctx)
+    assert report.outcome == "success"
+    body = edge.get("loops", "l1")
+    status = body["status"]
+    assert status["lifecycle"] == "running"
+    assert status["healthStatus"] == "healthy"
+    assert status["transport"] == "local"
+    assert status["cursor"]["eventLineOffset"] == status["state"]["cursor"]["eventLineCount"]
+    assert _cond(body, "Ready")["status"] == "True"
+    assert _cond(body, "Ready")["observedGeneration"] == 1
+    assert _cond(body, "Diverged")["status"] == "False"
+    assert edge.reasons("l1") == ["LifecycleChanged"]
+    # the journal lives under the state dir, one tree per namespace, reference layout
+    ops = tmp_path / "state" / NS / ".superloop" / "ops-manager" / "running-1"
+    assert (ops / "state.json").is_file()
+    assert (ops / "telemetry" / "reconcile.jsonl").is_file()
+    assert not (repo / ".superloop" / "ops-manager").exists()
+    # the first empty batches change the transition/sequence blocks (previousLast drops to null)...
+    for _ in range(2):
+        clock.advance(5)
+        assert loop_handlers.reconcile_loop(edge.get("loops", "l1"), ctx).status_written
+    # ...then nothing new: no status write
+    patches = len(edge.status_patches)
+    clock.advance(5)
+    again = loop_handlers.reconcile_loop(edge.get("loops", "l1"), ctx)
+    assert not again.status_written
+    assert len(edge.status_patches) == patches
+    # the runtime moves on: written again
+    sim.run(3)
+    assert loop_handlers.reconcile_loop(edge.get("loops", "l1"), ctx).status_written
+    rendered = ctx.metrics.render().decode()
+    assert 'superloop_ops_loop_lifecycle_state{loop="l1",namespace="team-a",state="running"} 1.0' in rendered
+
+
+def test_lifecycle_transition_and_divergence_appear_with_events(
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
+) -> None:
+    _, repo = _sim(tmp_path, clock, "contradiction", 14)
+    ctx = _context(tmp_path, edge, clock, **{"claim-a": repo})
+    edge.add("loops", _loop("div", "contradiction-1"))
+    loop_handlers.reconcile_loop(edge.get("loops", "div"), ctx)
+    body = edge.get("loops", "div")
+    assert body["status"]["state"]["divergence"]["any"] is True
+    diverged = _cond(body, "Diverged")
+    assert (diverged["status"], diverged["reason"]) == ("True", "DivergenceDetected")
+    assert "DivergenceDetected" in edge.reasons("div")
+    assert "divergence_detected" in body["status"]["reasonCodes"]
+
+
+def test_missing_pvc_directory_is_a_condition_not_a_crash(
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
+) -> None:
+    ctx = _context(tmp_path, edge, clock)
+    edge.add("loops", _loop("l2", "nowhere", claim="absent-claim"))
+    report = loop_handlers.reconcile_loop(edge.get("loops", "l2"), ctx)
+    assert report.outcome == "blocked"
+    assert report.retry_after is not None
+    body = edge.get("loops", "l2")
+    ready = _cond(body, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "SourceNotFound")
+    assert "absent-claim" in ready["message"]
+    assert _cond(body, "Healthy")["status"] == "Unknown"
+    assert edge.reasons("l2") == ["SourceNotFound"]
+    # a repeat does not write or post again
+    assert not loop_handlers.reconcile_loop(edge.get("loops", "l2"), ctx).status_written
+    assert edge.reasons("l2") == ["SourceNotFound"]
+    # the directory appears (the mount root maps absent-claim -> <root>/absent-claim)
+    sim = Simulator(tmp_path / "mounts", clock, loops=1, scenarios=["running"], loop_prefix="absent-claim")
+    sim.run(3)
+    body["spec"]["loopId"] = "absent-claim-1"
+    body["spec"]["source"]["pvc"]["subPath"] = ""
+    edge.objects[("loops", NS, "l2")] = body
+    ctx2 = _context(tmp_path, edge, clock)
+    sim_repo = tmp_path / "mounts" / "absent-claim-1"
+    body["spec"]["source"]["pvc"]["claimName"] = "absent-claim-1"
+    assert sim_repo.is_dir()
+    assert loop_handlers.reconcile_loop(edge.get("loops", "l2"), ctx2).outcome == "success"
+    assert _cond(edge.get("loops", "l2"), "Ready")["status"] == "True"
+    assert "ReconcileRecovered" in edge.reasons("l2")
+
+
+def test_suspend_stops_reconciling(tmp_path: Path, edge: FakeEdge, clock: FrozenClock) -> None:
+    _, repo = _sim(tmp_path, clock, "running", 3)
+    ctx = _context(tmp_path, edge, clock, **{"claim-a": repo})
+    edge.add("loops", _loop("l3", "running-1", suspend=True))
+    report = loop_handlers.reconcile_loop(edge.get("loops", "l3"), ctx)
+    assert report.outcome == "suspended"
+    assert _cond(edge.get("loops", "l3"), "Ready")["reason"] == "Suspended"
+    assert not (tmp_path / "state" / NS / ".superloop" / "ops-manager" / "running-1" / "state.json").exists()
+
+
+def test_replay_annotation_is_handled_once(tmp_path: Path, edge: FakeEdge, clock: FrozenClock) -> None:
+    _, repo = _sim(tmp_path, clock, "complete", 20)
+    ctx = _context(tmp_path, edge, clock, **{"claim-a": repo})
+    body = edge.add("loops", _loop("l4", "complete-1"))
+    loop_handlers.reconcile_loop(edge.get("loops", "l4"), ctx)
+    reconcile_log = tmp_path / "state" / NS / ".superloop" / "ops-manager" / "complete-1" / "telemetry"
+    body["metadata"]["annotations"] = {"ops.superloop.dev/replay": "from-start"}
+    loop_handlers.reconcile_loop(edge.get("loops", "l4"), ctx)
+    loop_handlers.reconcile_loop(edge.get("loops", "l4"), ctx)
+    rows = files.read_jsonl(reconcile_log / "reconcile.jsonl")
+    assert [row["fromStart"] for row in rows] == [False, True, False]
+    assert rows[1]["cursorOffsetBefore"] == 0
+    assert rows[1]["eventsIngested"] == rows[0]["eventsIngested"]
+    assert body["status"]["replayHandled"] == "from-start@"
+    assert edge.reasons("l4").count("ReplayedFromStart") == 1
+
+
+def test_sprite_service_loop_and_missing_secret(tmp_path: Path, edge: FakeEdge, clock: FrozenClock) -> None:
+    _, repo = _sim(tmp_path, clock, "running", 5)
+    config = sprite_cli.build_config(repo.resolve(), token=TOKEN, runtime_command=SIM_RUNTIME)
+    server = service_server.build_server(config, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        ctx = _context(tmp_path, edge, clock)
+        spec = {
+            "loopId": "running-1",
+            "transport": "sprite_service",
+            "service": {
+                "baseUrl": f"http://127.0.0.1:{server.port}",
+                "tokenSecretRef": {"name": "svc-token", "key": "token"},
+                "retryBackoffSeconds": 0,
+            },
+        }
+        edge.add("loops", {"metadata": {"name": "s1"}, "spec": spec})
+        report = loop_handlers.reconcile_loop(edge.get("loops", "s1"), ctx)
+        assert report.outcome == "blocked"
+        assert _cond(edge.get("loops", "s1"), "Ready")["reason"] == "SecretNotFound"
+        edge.secrets[(NS, "svc-token")] = {"token": TOKEN}
+        report = loop_handlers.reconcile_loop(edge.get("loops", "s1"), ctx)
+        assert report.outcome == "success"
+        status = edge.get("loops", "s1")["status"]
+        assert status["lifecycle"] == "running"
+        assert status["transportHealth"]["lastResult"] == "success"
+        # the token never lands in the status or the journal
+        assert TOKEN not in json.dumps(status)
+        ops = tmp_path / "state" / NS / ".superloop" / "ops-manager" / "running-1"
+        assert all(TOKEN not in p.read_text() for p in ops.rglob("*") if p.is_file())
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    # service gone: transport_unreachable
+    clock.advance(5)
+    report = loop_handlers.reconcile_loop(edge.get("loops", "s1"), ctx)
+    assert report.outcome == "failed"
+    body = edge.get("loops", "s1")
+    assert "transport_unreachable" in body["status"]["reasonCodes"]
+    assert _cond(body, "Ready")["reason"] == "ServiceRequestFailed"
+
+
+@pytest.fixture
+def approval_setup(
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
+) -> tuple[OperatorContext, Simulator]:
+    sim, repo = _sim(tmp_path, clock, "awaiting_approval", 20)
+    approval = json.loads(
+        (repo / ".superloop" / "loops" / "awaiting_approval-1" / "approval.json").read_text()
+    )
+    assert approval["status"] == "pending"
+    ctx = _context(tmp_path, edge, clock, **{"claim-a": repo})
+
+    def sleep(seconds: float) -> None:
+        clock.advance(seconds)
+        sim.step()
+
+    ctx.sleep = sleep
+    edge.add("loops", _loop("la", "awaiting_approval-1"))
+    return ctx, sim
+
+
+def _intent(name: str, intent: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "ops.superloop.dev/v1alpha1",
+        "kind": "HandoffIntent",
+        "metadata": {"name": name, "annotations": annotations or {}},
+        "spec": {"loopRef": {"name": "la"}, "intent": intent},
+    }
+
+
+APPROVED = {"ops.superloop.dev/approved": "true", "ops.superloop.dev/approved-by": "alice"}
+
+
+def test_unapproved_intent_never_executes_then_approval_executes_once(
+    tmp_path: Path, edge: FakeEdge, approval_setup: tuple[OperatorContext, Simulator]
+) -> None:
+    ctx, sim = approval_setup
+    body = edge.add("handoffintents", _intent("hi1", "approve"))
+    report = intent_handlers.reconcile_intent(edge.get("handoffintents", "hi1"), ctx)
+    assert report.phase == "pending_operator_confirmation"
+    assert not report.executed
+    ops = tmp_path / "state" / NS / ".superloop" / "ops-manager" / "awaiting_approval-1"
+    assert not (ops / "intents.jsonl").exists()
+    # incomplete approval: reported, not executed
+    body["metadata"]["annotations"] = {"ops.superloop.dev/approved": "true"}
+    report = intent_handlers.reconcile_intent(edge.get("handoffintents", "hi1"), ctx)
+    assert not report.executed
+    assert _cond(edge.get("handoffintents", "hi1"), "Approved")["reason"] == "ApprovalInvalid"
+    body["metadata"]["annotations"] = dict(APPROVED)
+    report = intent_handlers.reconcile_intent(edge.get("handoffintents", "hi1"), ctx)
+    assert report.executed
+    status = edge.get("handoffintents", "hi1")["status"]
+    assert status["phase"] == "executed"
+    assert status["approvedBy"] == "alice"
+    assert status["result"]["execution"]["status"] == "confirmed"
+    assert _cond(edge.get("handoffintents", "hi1"), "Executed")["status"] == "True"
+    phases = [patch["phase"] for name, patch in edge.status_patches if name == "hi1" and "phase" in patch]
+    assert phases[-2:] == ["executing", "executed"]
+    # the simulator shows the effect: the approval was consumed and the run completed
+    events_file = (
+        sim.repo_of("awaiting_approval-1") / ".superloop" / "loops" / "awaiting_approval-1" / "events.jsonl"
+    )
+    names = [json.loads(line)["event"] for line in events_file.read_text().splitlines() if line.strip()]
+    assert names.count("approval_consumed") == 1
+    assert names[-1] == "loop_complete"
+    # journal: three control rows in the state tree, with the approver; executing recorded first
+    rows = files.read_jsonl(ops / "intents.jsonl")
+    assert [(r["intent"], r["requestedBy"], r["status"]) for r in rows] == [("approve", "alice", "confirmed")]
+    handoff = files.read_jsonl(ops / "telemetry" / "handoff-intents.jsonl")
+    assert [r["phase"] for r in handoff] == ["executing", "executed"]
+    assert len(files.read_jsonl(ops / "telemetry" / "control-invocations.jsonl")) == 1
+    # again (same approval, resume after restart): nothing runs a second time
+    fresh = _context(tmp_path, edge, ctx.clock)  # type: ignore[arg-type]
+    report = intent_handlers.reconcile_intent(edge.get("handoffintents", "hi1"), fresh)
+    assert not report.executed
+    assert len(files.read_jsonl(ops / "intents.jsonl")) == 1
+    assert edge.reasons("hi1") == ["AwaitingApproval", "ApprovalInvalid", "Executing", "Executed"]
+    rendered = ctx.metrics.render().decode()
+    assert 'intent="approve"' in rendered
+    assert 'status="executed"' in rendered
+
+
+def test_executing_without_outcome_becomes_ambiguous_and_never_reruns(
+    tmp_path: Path, edge: FakeEdge, approval_setup: tuple[OperatorContext, Simulator]
+) -> None:
+    ctx, sim = approval_setup
+    body = edge.add("handoffintents", _intent("hi2", "reject", dict(APPROVED)))
+    body["status"] = {
+        "phase": "executing",
+        "approvedBy": "alice",
+        "idempotencyKey": "reject-crashed-1",
+        "result": {"attempt": 1, "approval": {"by": "alice", "fingerprint": "alice||"}},
+    }
+    report = intent_handlers.reconcile_intent(edge.get("handoffintents", "hi2"), ctx)
+    assert not report.executed
+    status = edge.get("handoffintents", "hi2")["status"]
+    assert status["phase"] == "execution_ambiguous"
+    assert status["reasonCodes"] == ["control_ambiguous"]
+    executed = _cond(edge.get("handoffintents", "hi2"), "Executed")
+    assert (executed["status"], executed["reason"]) == ("Unknown", "ExecutionAmbiguous")
+    repo = sim.repo_of("awaiting_approval-1")
+    approval = json.loads(
+        (repo / ".superloop" / "loops" / "awaiting_approval-1" / "approval.json").read_text()
+    )
+    assert approval["status"] == "pending"  # the reject never ran
+    # the same approval again: still nothing
+    assert not intent_handlers.reconcile_intent(edge.get("handoffintents", "hi2"), ctx).executed
+    # a new approval (new approved-at stamp) retries with a new key
+    body["metadata"]["annotations"] = {**APPROVED, "ops.superloop.dev/approved-at": "2026-11-26T10:00:00Z"}
+    report = intent_handlers.reconcile_intent(edge.get("handoffintents", "hi2"), ctx)
+    assert report.executed
+    status = edge.get("handoffintents", "hi2")["status"]
+    assert status["idempotencyKey"].endswith("-attempt2")
+    assert status["result"]["previousAttempts"][0]["phase"] == "execution_ambiguous"
+    assert status["phase"] in ("executed", "execution_ambiguous")
+
+
+def test_recovery_uses_the_journal_outcome_when_present(
+    tmp_path: Path, edge: FakeEdge, approval_setup: tuple[OperatorContext, Simulator]
+) -> None:
+    ctx, _ = approval_setup
+    ops = tmp_path / "state" / NS / ".superloop" / "ops-manager" / "awaiting_approval-1"
+    files.append_jsonl(ops / "intents.jsonl", [{"idempotencyKey": "cancel-k1", "status": "confirmed"}])
+    body = edge.add("handoffintents", _intent("hi3", "cancel", dict(APPROVED)))
+    body["status"] = {"phase": "executing", "approvedBy": "alice", "idempotencyKey": "cancel-k1"}
+    intent_handlers.reconcile_intent(edge.get("handoffintents", "hi3"), ctx)
+    assert edge.get("handoffintents", "hi3")["status"]["phase"] == "executed"
