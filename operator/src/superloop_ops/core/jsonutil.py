@@ -39,7 +39,8 @@ def parse_ts(value: object) -> dt.datetime | None:
     if match is None:
         return None
     try:
-        parsed = dt.datetime(*(int(part) for part in match.groups()), tzinfo=dt.UTC)  # type: ignore[misc]
+        year, month, day, hour, minute, second = (int(part) for part in match.groups())
+        parsed = dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
     except ValueError:
         return None
     if parsed.year < 1970:
