@@ -1128,3 +1128,184 @@ def test_import_registry_prints_policy_loops_and_fleet(tmp_path: Path, cli: CliR
     assert entries["loop-b"]["enabled"] is False
     assert entries["loop-a"]["loopRef"] == {"name": "prod-fleet-loop-a"}
     assert all(d["metadata"]["namespace"] == "ops" for d in docs)
+
+
+# --- fleet scenarios of the service and visibility suites ------------------------------------------
+
+
+def test_autonomous_handoff_parity_between_local_and_sprite_service(
+    tmp_path: Path,
+    cli: CliRun,
+    start_service: Callable[[Path], RunningService],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    local_repo, service_repo = tmp_path / "local", tmp_path / "service"
+    for repo in (local_repo, service_repo):
+        write_runtime(repo, "loop-target")
+    service = start_service(service_repo)
+    monkeypatch.setenv("SUPERLOOP_RUNTIME_COMMAND", SIM_RUNTIME)
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    candidates = [("loop-target", "reconcile_failed"), ("loop-target", "health_critical")]
+    _eligible_policy(local_repo, [{"loopId": "loop-target"}], candidates)
+    _eligible_policy(service_repo, [service_loop("loop-target", service.url)], candidates)
+    projections = []
+    states = []
+    for repo in (local_repo, service_repo):
+        policy_file = fleet_dir(repo) / "policy-state.json"
+        doc = json.loads(policy_file.read_text())
+        doc["candidates"][1]["autonomous"] = {
+            "eligible": False,
+            "manualOnly": True,
+            "reasons": ["category_not_allowlisted"],
+        }
+        write_json(policy_file, doc)
+        code, state, err = cli(
+            "fleet", "handoff", "--repo", str(repo), "--trace-id", "trace-parity-1", "--autonomous-execute",
+            "--no-runtime-confirm", "--by", "ops-bot",
+        )  # fmt: skip
+        assert code == 0, err
+        states.append(state)
+        projections.append(_handoff_projection(state))
+    assert projections[0] == projections[1]
+    service_state = states[1]
+    assert service_state["execution"]["mode"] == "autonomous"
+    target = service_state["execution"]["results"][0]
+    assert (target["loopId"], target["traceId"], target["reasonCode"]) == (
+        "loop-target",
+        "trace-parity-1",
+        "control_confirmed",
+    )
+    control_rows = rows(
+        service_repo / ".superloop" / "ops-manager" / "loop-target" / "telemetry" / "control.jsonl"
+    )
+    assert control_rows[-1]["transport"] == "sprite_service"
+    assert control_rows[-1]["idempotencyKey"] == target["idempotencyKey"]
+
+
+def _status_fixture(repo: Path, transport: str, authority: bool) -> None:
+    loops = [{"loopId": "loop-target"}, {"loopId": "loop-review"}]
+    if transport == "sprite_service":
+        loops = [{**loop, **SPRITE} for loop in loops]
+    write_registry(repo, loops)
+    write_json(
+        fleet_dir(repo) / "state.json",
+        fleet_state(
+            result("loop-target", "failed", "critical", transport),
+            result("loop-review", "success", "critical", transport),
+        ),
+    )
+    pause = {
+        "active": True,
+        "reasons": ["autonomous_rollout_paused_auto"],
+        "manual": False,
+        "auto": {
+            "enabled": True,
+            "active": True,
+            "reasons": ["autonomous_autopause_ambiguous_spike"],
+            "metrics": {"attemptedCount": 3},
+        },
+    }
+    gov = governance(reviewWindowDays=330)
+    if not authority:
+        gov["authorityContextPresent"] = False
+    write_json(
+        fleet_dir(repo) / "policy-state.json",
+        {
+            "mode": "guarded_auto",
+            "unsuppressedCount": 2,
+            "autoEligibleCount": 1,
+            "manualOnlyCount": 1,
+            "summary": {
+                "byAutonomyReason": {"category_not_allowlisted": 1, "autonomous_rollout_paused_auto": 1}
+            },
+            "autonomous": {
+                "governance": gov,
+                "controls": {"safety": {"killSwitch": False}},
+                "rollout": {"pause": pause},
+            },
+            "candidates": [],
+        },
+    )
+    write_json(
+        fleet_dir(repo) / "handoff-state.json",
+        {
+            "mode": "guarded_auto",
+            "intents": [
+                {
+                    "intentId": "loop-target:reconcile_failed:cancel",
+                    "loopId": "loop-target",
+                    "status": "execution_failed",
+                    "transport": transport,
+                    "autonomous": {"eligible": True, "manualOnly": False, "reasons": []},
+                },
+                {
+                    "intentId": "loop-review:health_critical:cancel",
+                    "loopId": "loop-review",
+                    "status": "pending_operator_confirmation",
+                    "transport": transport,
+                    "autonomous": {
+                        "eligible": False,
+                        "manualOnly": True,
+                        "reasons": ["category_not_allowlisted"],
+                    },
+                },
+            ],
+            "execution": {
+                "mode": "autonomous",
+                "requestedIntentCount": 1,
+                "executedCount": 0,
+                "ambiguousCount": 0,
+                "failedCount": 1,
+                "results": [
+                    {
+                        "intentId": "loop-target:reconcile_failed:cancel",
+                        "status": "failed",
+                        "reasonCode": "control_failed_command",
+                    }
+                ],
+            },
+        },
+    )
+
+
+def _status_projection(status: dict[str, Any]) -> dict[str, Any]:
+    auto = status["autonomous"]
+    gates = auto["safetyGateDecisions"]
+    return {
+        "governance": {
+            k: auto["governance"].get(k)
+            for k in ("changedBy", "changedAt", "why", "until", "posture", "blocksAutonomous")
+        },
+        "rollout": {k: auto["rollout"][k] for k in ("state", "autopause")},
+        "outcome": auto["outcomeRollup"],
+        "paths": {k: gates["byPath"][k] for k in ("policyGated", "rolloutGated", "governanceGated")},
+        "codes": sorted(
+            c for c in gates["suppressionReasonCodes"] if c != "autonomous_suppression_transport_gated"
+        ),
+    }
+
+
+@pytest.mark.parametrize("authority", [True, False])
+def test_status_projection_is_transport_independent_except_transport_gate(
+    tmp_path: Path, cli: CliRun, authority: bool
+) -> None:
+    statuses = {}
+    for transport in ("local", "sprite_service"):
+        repo = tmp_path / transport
+        _status_fixture(repo, transport, authority)
+        code, status, err = cli("fleet", "status", "--repo", str(repo))
+        assert code == 0, err
+        statuses[transport] = status
+    assert _status_projection(statuses["local"]) == _status_projection(statuses["sprite_service"])
+    posture = statuses["local"]["autonomous"]["governance"]["posture"]
+    assert posture == ("active" if authority else "authority_missing")
+    assert statuses["sprite_service"]["autonomous"]["rollout"]["autopause"]["active"] is True
+    transport_gated = {
+        t: s["autonomous"]["safetyGateDecisions"]["byPath"]["transportGated"]["blockedCount"]
+        for t, s in statuses.items()
+    }
+    assert transport_gated == {"local": 0, "sprite_service": 1}
+    assert (
+        "autonomous_suppression_transport_gated"
+        in statuses["sprite_service"]["autonomous"]["safetyGateDecisions"]["suppressionReasonCodes"]
+    )
