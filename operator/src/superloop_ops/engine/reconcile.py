@@ -31,6 +31,7 @@ from superloop_ops.transports import local
 from superloop_ops.transports import service as service_mod
 
 __all__ = [
+    "TRANSPORTS",
     "AlertDispatchHook",
     "AlertSettings",
     "DriftOutcome",
@@ -44,6 +45,7 @@ __all__ = [
     "ServiceSettings",
     "Transport",
     "generate_trace_id",
+    "ops_dir_for",
     "run_reconcile",
 ]
 
@@ -445,7 +447,7 @@ def run_reconcile(
                 repo_path=str(paths.repo),
                 loop_id=options.loop_id,
             )
-        except (ContractError, ValueError, TypeError, KeyError) as exc:
+        except (ContractError, ValueError, TypeError, KeyError, AttributeError) as exc:
             ingest.ok = False
             ingest.failure_code = "projection_failed"
             ingest.failure_message = reconcile.tail_lines(str(exc))
