@@ -571,3 +571,22 @@ def test_cli_dispatch_reads_secrets_from_env(
     assert pager.bodies()[0]["routing_key"] == "env-routing-key"
     assert hook.header(0, "Authorization") == ["Bearer env-token"]
     assert len(chat.accepted) == 1
+
+
+def test_reconcile_hook_honours_file_overrides(tmp_path: Path) -> None:
+    append_escalations(tmp_path, [escalation(1, "health_degraded")])
+    state_file, telemetry_file = tmp_path / "custom" / "state.json", tmp_path / "custom" / "alerts.jsonl"
+    result = alerts.run_alert_dispatch_step(
+        ops(tmp_path),
+        LOOP,
+        sinks_config=None,
+        secrets={},
+        now=START,
+        trace_id="t",
+        state_file=state_file,
+        telemetry_file=telemetry_file,
+    )
+    assert result["dispatchTelemetryFile"] == str(telemetry_file)
+    assert json.loads(state_file.read_text())["escalationsLineOffset"] == 1
+    assert len(telemetry_file.read_text().splitlines()) == 1
+    assert not (ops(tmp_path) / "alert-dispatch-state.json").exists()

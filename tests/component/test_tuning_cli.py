@@ -323,3 +323,22 @@ def test_reconcile_step_survives_custom_catalog_and_corrupt_state(tmp_path: Path
     assert step.tuning is not None
     assert step.tuning["recommendedProfile"] == "strict"
     assert json.loads((ops_dir(tmp_path) / "profile-drift.json").read_text())["status"] == "no_recommendation"
+
+
+def test_reconcile_step_honours_file_overrides(tmp_path: Path) -> None:
+    write_reconcile_rows(tmp_path, healthy(2))
+    state_file, history_file = tmp_path / "d" / "drift.json", tmp_path / "d" / "drift.jsonl"
+    step = tuning.run_profile_drift_step(
+        ops_dir(tmp_path),
+        LOOP,
+        catalog_profiles=CATALOG_PROFILES,
+        current_profile="strict",
+        now=NOW,
+        state_file=state_file,
+        history_file=history_file,
+    )
+    assert step is not None
+    assert step.drift["status"] == "aligned"
+    assert json.loads(state_file.read_text())["status"] == "aligned"
+    assert len(history_file.read_text().splitlines()) == 1
+    assert not (ops_dir(tmp_path) / "profile-drift.json").exists()

@@ -333,20 +333,24 @@ def run_alert_dispatch_step(
     settings: DispatchSettings | None = None,
     sleep: Callable[[float], None] = time.sleep,
     repo: Path | None = None,
+    state_file: Path | None = None,
+    telemetry_file: Path | None = None,
+    escalations_file: Path | None = None,
 ) -> JsonObject:
     """Reconcile step 14. Never raises: a run that cannot complete returns a ``failed_command``
     summary and appends the ``alert_dispatch_failed`` row; the dispatch state keeps its content.
 
     ``sinks_config`` is a catalog path, an inline catalog mapping, or None (then
     ``OPS_MANAGER_ALERT_SINKS_FILE``, else the shipped catalog). ``secrets`` maps the catalog's
-    env names to values (``os.environ`` in local mode, Secret data in the operator).
+    env names to values (``os.environ`` in local mode, Secret data in the operator). The file
+    arguments override the default paths (``--alert-dispatch-state-file``...).
     """
     repo_path = repo or ops_dir.parents[2]
     paths = DispatchPaths(
         repo=repo_path,
-        escalations_file=ops_dir / "escalations.jsonl",
-        state_file=ops_dir / "alert-dispatch-state.json",
-        telemetry_file=ops_dir / "telemetry" / "alerts.jsonl",
+        escalations_file=escalations_file or ops_dir / "escalations.jsonl",
+        state_file=state_file or ops_dir / "alert-dispatch-state.json",
+        telemetry_file=telemetry_file or ops_dir / "telemetry" / "alerts.jsonl",
     )
     inline = sinks_config if isinstance(sinks_config, Mapping) else None
     if inline is not None:

@@ -201,12 +201,15 @@ def run_profile_drift_step(
     trace_id: str | None = None,
     transport: str = "local",
     repo: Path | None = None,
+    state_file: Path | None = None,
+    history_file: Path | None = None,
 ) -> ProfileDriftStep | None:
     """Reconcile step 13: summary over the drift window, drift evaluation, escalation on activation.
 
     Returns None when the loop has no reconcile telemetry yet. Never aborts reconcile for drift's
     own data: a corrupt ``profile-drift.json`` restarts the streak, and a recommendation the
     catalog lacks counts as no recommendation (both deliberate fixes of reference defects).
+    ``state_file``/``history_file`` override the default drift paths (``--drift-state-file``...).
     """
     chosen = settings or DriftSettings()
     telemetry_dir = ops_dir / "telemetry"
@@ -229,8 +232,8 @@ def run_profile_drift_step(
         summary_window=chosen.summary_window,
         rationale=str(summary.get("rationale") or "") if summary else "",
     )
-    state_file = ops_dir / "profile-drift.json"
-    history_file = telemetry_dir / "profile-drift.jsonl"
+    state_file = state_file or ops_dir / "profile-drift.json"
+    history_file = history_file or telemetry_dir / "profile-drift.jsonl"
     document = ensure_drift_evaluation(
         inputs,
         catalog_profiles=catalog_profiles,
