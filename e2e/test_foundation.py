@@ -1,0 +1,551 @@
+"""The foundation on a real API server: chart, CRD validation, approval attribution, operator RBAC.
+
+Everything here runs against the session's cluster (our loopback control plane or
+``$KUBECONFIG``). There is no kubelet, so the chart's Deployment never gets Pods; the operator
+itself is started as a local process authenticated as the chart's ServiceAccount.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from e2e.harness import controlplane
+from e2e.harness.cluster import Cluster
+from e2e.harness.identities import service_account_username, write_service_account_kubeconfig
+
+REPO = Path(__file__).resolve().parent.parent
+CHART = REPO / "helm" / "superloop-ops"
+SAMPLES = REPO / "config" / "samples"
+INVALID = REPO / "tests" / "data" / "crd-cases" / "invalid"
+GROUP = "ops.superloop.dev"
+KINDS = ("Loop", "Fleet", "FleetPolicy", "HandoffIntent", "PromotionApply")
+PLURALS = ("loops", "fleets", "fleetpolicies", "handoffintents", "promotionapplies")
+APPROVED = "ops.superloop.dev/approved"
+APPROVED_BY = "ops.superloop.dev/approved-by"
+GIVEN_SECRET = "loop-service-token"
+
+
+def _docs(text: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(text) if isinstance(doc, dict)]
+
+
+def _sample_files() -> list[Path]:
+    return sorted(SAMPLES.glob("*.yaml"))
+
+
+def _invalid_files() -> list[Path]:
+    return sorted(INVALID.glob("*.yaml"))
+
+
+def _samples(kind: str) -> list[dict[str, Any]]:
+    return [doc for path in _sample_files() for doc in _docs(path.read_text()) if doc.get("kind") == kind]
+
+
+def _sample_of(kind: str, **spec_match: object) -> dict[str, Any]:
+    for doc in _samples(kind):
+        if all(doc.get("spec", {}).get(key) == value for key, value in spec_match.items()):
+            return doc
+    pytest.fail(f"no {kind} sample with {spec_match} in {SAMPLES}")
+
+
+def _given_secrets() -> list[str]:
+    """The Secrets the test release hands the operator: ours, and those the Loop samples name.
+
+    Other tests leave sample Loops behind in their namespaces; the operator under test sees
+    them all, and must be allowed to read the tokens they reference (then 404, never 403).
+    """
+    names = {GIVEN_SECRET}
+    for loop in _samples("Loop"):
+        ref = (loop.get("spec", {}).get("service") or {}).get("tokenSecretRef") or {}
+        if ref.get("name"):
+            names.add(str(ref["name"]))
+    return sorted(names)
+
+
+def _eventually(check: Callable[[], bool], *, timeout: float = 20.0, what: str) -> None:
+    """Admission policies and RBAC reach the apiserver's caches a moment after they are created."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.3)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for: {what}")
+
+
+# -- chart, offline ----------------------------------------------------------------------------
+
+
+def test_helm_lint_passes_for_default_and_alternative_values(cluster: Cluster) -> None:
+    cluster.helm("lint", "--strict", str(CHART))
+    cluster.helm(
+        "lint",
+        "--strict",
+        str(CHART),
+        "--set",
+        "watch.allNamespaces=false,watch.namespaces={team-a,team-b}",
+        "--set",
+        "serviceMonitor.enabled=true,prometheusRule.enabled=true",
+        "--set",
+        "rbac.secretNames={token-a}",
+    )
+
+
+def test_values_schema_rejects_bad_values(cluster: Cluster) -> None:
+    bad = cluster.helm("template", "x", str(CHART), "--set", "replicaCount=-1", check=False)
+    assert bad.returncode != 0
+    assert "replicaCount" in bad.stderr
+    unknown = cluster.helm("template", "x", str(CHART), "--set", "nosuchkey=1", check=False)
+    assert unknown.returncode != 0
+
+
+def _render(cluster: Cluster, *sets: str, namespace: str = "ops") -> list[dict[str, Any]]:
+    args = ["template", "rel", str(CHART), "--namespace", namespace]
+    for item in sets:
+        args += ["--set", item]
+    return _docs(cluster.helm(*args).stdout)
+
+
+def _one(docs: list[dict[str, Any]], kind: str, name_suffix: str = "") -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(name_suffix)]
+    assert len(found) == 1, (
+        f"expected one {kind} *{name_suffix}, got {[d['metadata']['name'] for d in found]}"
+    )
+    return found[0]
+
+
+def test_helm_template_renders_a_hardened_single_writer_deployment(cluster: Cluster) -> None:
+    docs = _render(cluster)
+    deployment = _one(docs, "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert container["command"] == ["kopf"]
+    args = container["args"]
+    assert args[:3] == ["run", "-m", "superloop_ops.main"]
+    assert "--all-namespaces" in args
+    assert "--peering=superloop-ops" in args
+    assert "--liveness=http://0.0.0.0:8080/healthz" in args
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["SUPERLOOP_STATE_DIR"]["value"] == "/var/lib/superloop/state"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["state"] == "/var/lib/superloop/state"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["state"]["persistentVolumeClaim"]["claimName"] == "rel-superloop-ops-state"
+    assert _one(docs, "PersistentVolumeClaim", "-state")["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    config = _one(docs, "ConfigMap", "-config")["data"]
+    assert json.loads(config["ops-manager-threshold-profiles.v1.json"])["schemaVersion"] == "v1"
+    assert _one(docs, "Service", "-metrics")["spec"]["ports"][0]["port"] == 9090
+    assert _one(docs, "ClusterKopfPeering")["metadata"]["name"] == "superloop-ops"
+    assert not [d for d in docs if d["kind"] in ("ServiceMonitor", "PrometheusRule")]
+
+
+def test_helm_template_optional_pieces_and_loop_claims(cluster: Cluster) -> None:
+    docs = _render(
+        cluster,
+        "serviceMonitor.enabled=true,prometheusRule.enabled=true",
+        "loopClaims.ws-a=/loops/a,loopClaims.ws-b=/loops/b",
+        "watch.allNamespaces=false,watch.namespaces={team-a,team-b}",
+    )
+    assert _one(docs, "ServiceMonitor")["spec"]["endpoints"][0]["port"] == "metrics"
+    assert _one(docs, "PrometheusRule")["spec"]["groups"][0]["rules"]
+    (container,) = _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["SUPERLOOP_PVC_DIRS"] == "ws-a=/loops/a,ws-b=/loops/b"
+    assert {"--namespace=team-a", "--namespace=team-b"} <= set(container["args"])
+    assert "--all-namespaces" not in container["args"]
+    assert {m["mountPath"] for m in container["volumeMounts"]} >= {"/loops/a", "/loops/b"}
+    roles = [d for d in docs if d["kind"] == "Role"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert not [d for d in docs if d["kind"] == "ClusterKopfPeering"]
+    assert sorted(d["metadata"]["namespace"] for d in docs if d["kind"] == "KopfPeering") == [
+        "team-a",
+        "team-b",
+    ]
+
+
+# -- chart, installed --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Release:
+    name: str
+    namespace: str
+    service_account: str
+    peering: str
+
+    @property
+    def username(self) -> str:
+        return service_account_username(self.namespace, self.service_account)
+
+
+@pytest.fixture(scope="module")
+def release(cluster: Cluster) -> Iterator[Release]:
+    """The chart installed once for this module (its admission policies are cluster-wide)."""
+    namespace = f"e2e-chart-{uuid.uuid4().hex[:8]}"
+    peering = f"superloop-ops-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", namespace)
+    name = "ops"
+    try:
+        cluster.helm(
+            "install", name, str(CHART), "--namespace", namespace,
+            "--set", f"peering.name={peering}",
+            "--set", f"rbac.secretNames={{{','.join(_given_secrets())}}}",
+        )  # fmt: skip
+        yield Release(
+            name=name, namespace=namespace, service_account=f"{name}-superloop-ops", peering=peering
+        )
+    finally:
+        cluster.helm("uninstall", name, "--namespace", namespace, "--wait", check=False)
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_chart_installs_every_object(cluster: Cluster, release: Release) -> None:
+    ns, full = release.namespace, f"{release.name}-superloop-ops"
+    cluster_scoped = f"{ns}-{full}"
+    for kind, name in [
+        ("deployment", full),
+        ("serviceaccount", full),
+        ("service", f"{full}-metrics"),
+        ("configmap", f"{full}-config"),
+        ("persistentvolumeclaim", f"{full}-state"),
+    ]:
+        cluster.kubectl("get", kind, name, "-n", ns)
+    for kind, name in [
+        ("clusterrole", f"{cluster_scoped}-framework"),
+        ("clusterrole", f"{cluster_scoped}-operator"),
+        ("clusterrolebinding", f"{cluster_scoped}-operator"),
+        ("validatingadmissionpolicy", f"{cluster_scoped}-approval-attribution"),
+        ("validatingadmissionpolicybinding", f"{cluster_scoped}-approval-attribution"),
+        ("validatingadmissionpolicy", f"{cluster_scoped}-operator-spec-readonly"),
+        ("clusterkopfpeerings.kopf.dev", release.peering),
+        ("crd", "kopfpeerings.kopf.dev"),
+    ]:
+        cluster.kubectl("get", kind, name)
+    for plural in PLURALS:
+        cluster.kubectl("get", "crd", f"{plural}.{GROUP}")
+    status = json.loads(cluster.helm("status", release.name, "--namespace", ns, "-o", "json").stdout)
+    assert status["info"]["status"] == "deployed"
+
+
+# -- CRD validation ----------------------------------------------------------------------------
+
+
+def test_a_sample_exists_for_every_kind() -> None:
+    kinds = {doc.get("kind") for path in _sample_files() for doc in _docs(path.read_text())}
+    assert set(KINDS) <= kinds, f"missing samples for {sorted(set(KINDS) - kinds)}"
+
+
+@pytest.mark.parametrize("path", _sample_files(), ids=lambda p: p.name)
+def test_valid_sample_is_accepted(cluster: Cluster, namespace: str, path: Path) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", str(path))
+    for doc in _docs(path.read_text()):
+        cluster.kubectl("get", f"{doc['kind'].lower()}.{GROUP}", doc["metadata"]["name"], "-n", namespace)
+
+
+def _expectation(path: Path) -> str:
+    first = path.read_text().splitlines()[0]
+    prefix = "# expect:"
+    assert first.startswith(prefix), f"{path.name}: first line must be '# expect: <message substring>'"
+    expected = first[len(prefix) :].strip()
+    assert expected, f"{path.name}: empty expectation"
+    return expected
+
+
+def test_enough_invalid_cases() -> None:
+    assert len(_invalid_files()) >= 15
+
+
+@pytest.mark.parametrize("path", _invalid_files(), ids=lambda p: p.stem)
+def test_invalid_object_is_rejected_with_its_message(cluster: Cluster, namespace: str, path: Path) -> None:
+    expected = _expectation(path)
+    result = cluster.kubectl("apply", "-n", namespace, "-f", str(path), check=False)
+    assert result.returncode != 0, f"{path.name} was accepted:\n{result.stdout}"
+    assert expected in result.stderr, f"{path.name}: {expected!r} not in:\n{result.stderr}"
+
+
+# -- approval attribution (ValidatingAdmissionPolicy) -------------------------------------------
+
+
+def _grant_handoff_editing(cluster: Cluster, namespace: str) -> None:
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "handoff-approvers", "namespace": namespace},
+        "rules": [
+            {"apiGroups": [GROUP], "resources": ["handoffintents"], "verbs": ["get", "create", "patch"]}
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "handoff-approvers", "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "handoff-approvers"},
+        "subjects": [
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": cluster.username(u)}
+            for u in ("alice", "bob")
+        ],
+    }
+    cluster.kubectl(
+        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [role, binding]})
+    )
+    for user in ("alice", "bob"):
+        _eventually(_can_patch_intents(cluster, namespace, user), what=f"RBAC for {user}")
+
+
+def _can_patch_intents(cluster: Cluster, namespace: str, user: str) -> Callable[[], bool]:
+    def check() -> bool:
+        answer = cluster.kubectl(
+            "auth", "can-i", "patch", f"handoffintents.{GROUP}", "-n", namespace, context=user, check=False
+        )
+        return answer.stdout.strip() == "yes"
+
+    return check
+
+
+def _intent(name: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    doc = _sample_of("HandoffIntent")
+    meta: dict[str, Any] = {"name": name}
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return {"apiVersion": doc["apiVersion"], "kind": "HandoffIntent", "metadata": meta, "spec": doc["spec"]}
+
+
+def _annotate(
+    cluster: Cluster, namespace: str, name: str, user: str, approved_by: str
+) -> subprocess.CompletedProcess[str]:
+    return cluster.kubectl(
+        "annotate", "--overwrite", f"handoffintent.{GROUP}/{name}", "-n", namespace,
+        f"{APPROVED}=true", f"{APPROVED_BY}={cluster.username(approved_by)}",
+        context=user, check=False,
+    )  # fmt: skip
+
+
+def test_approval_must_name_the_requesting_user(cluster: Cluster, release: Release, namespace: str) -> None:
+    _grant_handoff_editing(cluster, namespace)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(_intent("cancel-1")))
+
+    # bob approving in alice's name is refused; the policy may need a moment to load.
+    def bob_for_alice_is_denied() -> bool:
+        result = _annotate(cluster, namespace, "cancel-1", "bob", "alice")
+        return result.returncode != 0 and "approved-by must equal the requesting user" in result.stderr
+
+    _eventually(bob_for_alice_is_denied, what="the approval attribution policy to deny bob")
+    denied = _annotate(cluster, namespace, "cancel-1", "alice", "bob")
+    assert denied.returncode != 0
+    assert f"requesting user {cluster.username('alice')}" in denied.stderr
+
+    accepted = _annotate(cluster, namespace, "cancel-1", "alice", "alice")
+    assert accepted.returncode == 0, accepted.stderr
+    annotations = json.loads(
+        cluster.kubectl("get", f"handoffintent.{GROUP}", "cancel-1", "-n", namespace, "-o", "json").stdout
+    )["metadata"]["annotations"]
+    assert annotations[APPROVED_BY] == cluster.username("alice")
+
+    # Once approved, updates that leave the approval alone pass for anyone allowed to patch.
+    relabel = cluster.kubectl(
+        "label", f"handoffintent.{GROUP}/cancel-1", "-n", namespace, "team=x", context="bob", check=False
+    )
+    assert relabel.returncode == 0, relabel.stderr
+
+    # CREATE with an approval: bob may approve as bob, never as alice; no approver at all is refused.
+    own = _intent("cancel-2", {APPROVED: "true", APPROVED_BY: cluster.username("bob")})
+    cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(own), context="bob")
+    forged = _intent("cancel-3", {APPROVED: "true", APPROVED_BY: cluster.username("alice")})
+    result = cluster.kubectl(
+        "create", "-n", namespace, "-f", "-", input=json.dumps(forged), context="bob", check=False
+    )
+    assert result.returncode != 0
+    assert "approved-by must equal the requesting user" in result.stderr
+    anonymous = _intent("cancel-4", {APPROVED: "true"})
+    result = cluster.kubectl(
+        "create", "-n", namespace, "-f", "-", input=json.dumps(anonymous), context="alice", check=False
+    )
+    assert result.returncode != 0
+    assert "(got nothing)" in result.stderr
+
+
+# -- the operator's ServiceAccount ---------------------------------------------------------------
+
+
+def _can_i(cluster: Cluster, release: Release, namespace: str, verb: str, resource: str) -> bool:
+    answer = cluster.kubectl(
+        "auth", "can-i", verb, resource, "-n", namespace, f"--as={release.username}", check=False
+    ).stdout.strip()
+    return answer == "yes"
+
+
+ALLOWED = [
+    *[(verb, f"{plural}.{GROUP}") for plural in PLURALS for verb in ("get", "list", "watch", "patch")],
+    *[("patch", f"{plural}.{GROUP}/status") for plural in PLURALS],
+    ("create", f"loops.{GROUP}"),
+    ("create", f"handoffintents.{GROUP}"),
+    ("create", "events"),
+    ("create", "events.events.k8s.io"),
+    ("get", f"secrets/{GIVEN_SECRET}"),
+    ("list", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("list", "namespaces"),
+]
+DENIED = [
+    ("delete", "secrets"),
+    ("list", "secrets"),
+    ("get", "secrets/some-other-secret"),
+    ("create", "secrets"),
+    *[("update", f"{plural}.{GROUP}") for plural in PLURALS],
+    *[("delete", f"{plural}.{GROUP}") for plural in PLURALS],
+    ("create", f"fleets.{GROUP}"),
+    ("create", f"promotionapplies.{GROUP}"),
+    ("create", "pods"),
+    ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("patch", "clusterkopfpeerings.kopf.dev/someone-elses"),
+    ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+]
+
+
+def test_service_account_rbac_is_least_privilege(cluster: Cluster, release: Release, namespace: str) -> None:
+    def rbac_loaded() -> bool:
+        return _can_i(cluster, release, namespace, "list", f"loops.{GROUP}")
+
+    _eventually(rbac_loaded, what="the chart's RBAC")
+    wrong_allowed = [f"{v} {r}" for v, r in ALLOWED if not _can_i(cluster, release, namespace, v, r)]
+    wrong_denied = [f"{v} {r}" for v, r in DENIED if _can_i(cluster, release, namespace, v, r)]
+    assert wrong_allowed == [], "the operator lacks rights it needs"
+    assert wrong_denied == [], "the operator holds rights it must not have"
+    assert _can_i(cluster, release, namespace, "patch", f"clusterkopfpeerings.kopf.dev/{release.peering}")
+
+
+def _free_port() -> int:
+    return controlplane.find_free_port()
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def test_operator_runs_under_the_chart_service_account(
+    cluster: Cluster, release: Release, namespace: str, tmp_path: Path
+) -> None:
+    sa = write_service_account_kubeconfig(
+        cluster, release.namespace, release.service_account, tmp_path / "sa.kubeconfig"
+    )
+    assert sa.username == release.username
+
+    def as_operator(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [cluster.kubectl_bin, f"--kubeconfig={sa.path}", *args],
+            input=input, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    whoami = as_operator("auth", "whoami", "-o", "json")
+    assert whoami.returncode == 0, whoami.stderr
+    assert json.loads(whoami.stdout)["status"]["userInfo"]["username"] == release.username
+
+    loop = _sample_of("Loop", transport="local")
+    loop_name = loop["metadata"]["name"]
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(loop))
+    denied_delete = as_operator("delete", "secrets", "--all", "-n", namespace)
+    assert denied_delete.returncode != 0
+    assert "forbidden" in denied_delete.stderr.lower()
+    # A PUT of the spec is not in the operator's verbs...
+    current = json.loads(as_operator("get", f"loop.{GROUP}", loop_name, "-n", namespace, "-o", "json").stdout)
+    current["metadata"].setdefault("labels", {})["touched"] = "yes"
+    replaced = as_operator("replace", "-n", namespace, "-f", "-", input=json.dumps(current))
+    assert replaced.returncode != 0
+    assert "forbidden" in replaced.stderr.lower()
+    # ...and a PATCH of spec (patch is needed for finalizers) is refused by the spec guard policy,
+    # while a metadata-only patch passes.
+    label_patch = json.dumps({"metadata": {"labels": {"y": "1"}}})
+    label_only = as_operator(
+        "patch", f"loop.{GROUP}", loop_name, "-n", namespace, "--type=merge", "-p", label_patch
+    )
+    assert label_only.returncode == 0, label_only.stderr
+    spec_change = json.dumps({"spec": {"suspend": not loop["spec"].get("suspend", False)}})
+
+    def spec_patch_denied() -> bool:
+        result = as_operator(
+            "patch", f"loop.{GROUP}", loop_name, "-n", namespace, "--type=merge", "-p", spec_change
+        )
+        return result.returncode != 0 and "never writes spec" in result.stderr
+
+    _eventually(spec_patch_denied, what="the spec guard policy to deny the operator's spec patch")
+
+    # The operator itself starts with only these rights, and reports healthy.
+    port = _free_port()
+    env = dict(os.environ)
+    env.update(
+        KUBECONFIG=str(sa.path),
+        SUPERLOOP_STATE_DIR=str(tmp_path / "state"),
+        SUPERLOOP_METRICS_PORT=str(_free_port()),
+        SUPERLOOP_METRICS_HOST="127.0.0.1",
+        SUPERLOOP_PEERING=release.peering,
+    )
+    log_path = tmp_path / "kopf.log"
+    kopf = [sys.executable, "-m", "kopf"]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                *kopf, "run", "-m", "superloop_ops.main", "--all-namespaces",
+                f"--peering={release.peering}", f"--liveness=http://127.0.0.1:{port}/healthz", "--verbose",
+            ],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and proc.poll() is None and not _healthy(port):
+                time.sleep(0.5)
+            output = log_path.read_text(errors="replace")
+            assert proc.poll() is None, f"kopf exited with {proc.returncode}:\n{output[-4000:]}"
+            assert _healthy(port), f"kopf never became healthy:\n{output[-4000:]}"
+
+            def registered_in_peering() -> bool:
+                peering = json.loads(
+                    cluster.kubectl(
+                        "get", "clusterkopfpeerings.kopf.dev", release.peering, "-o", "json"
+                    ).stdout
+                )
+                return bool(peering.get("status"))
+
+            _eventually(
+                registered_in_peering, timeout=30, what="kopf to announce itself in the peering object"
+            )
+            time.sleep(2)  # let the first watch round run, so RBAC errors would show in the log
+            output = log_path.read_text(errors="replace")
+            assert "403" not in output, output[-4000:]
+            assert "Forbidden" not in output, output[-4000:]
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=10)

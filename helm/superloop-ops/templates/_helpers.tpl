@@ -1,0 +1,97 @@
+{{/* Names and labels shared by every template. */}}
+{{- define "superloop-ops.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "superloop-ops.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Cluster-scoped objects carry the release namespace too, so two releases never collide. */}}
+{{- define "superloop-ops.clusterName" -}}
+{{- printf "%s-%s" .Release.Namespace (include "superloop-ops.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "superloop-ops.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "superloop-ops.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "superloop-ops.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "superloop-ops.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "superloop-ops.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "superloop-ops.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* Namespaces the operator watches when not cluster-wide. */}}
+{{- define "superloop-ops.watchNamespaces" -}}
+{{- if .Values.watch.namespaces -}}
+{{- join "," .Values.watch.namespaces -}}
+{{- else -}}
+{{- .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The five kinds of ops.superloop.dev/v1alpha1. */}}
+{{- define "superloop-ops.kinds" -}}
+- loops
+- fleets
+- fleetpolicies
+- handoffintents
+- promotionapplies
+{{- end -}}
+
+{{/*
+Namespaced rules: exactly the verbs the operator uses in a watched namespace.
+*/}}
+{{- define "superloop-ops.namespacedRules" -}}
+# Watch and reconcile the five kinds; patch carries kopf's finalizers and bookkeeping annotations.
+- apiGroups: [ops.superloop.dev]
+  resources:
+    {{- include "superloop-ops.kinds" . | nindent 4 }}
+  verbs: [get, list, watch, patch]
+- apiGroups: [ops.superloop.dev]
+  resources: [loops/status, fleets/status, fleetpolicies/status, handoffintents/status, promotionapplies/status]
+  verbs: [patch]
+# The Fleet controller materialises Loops and proposes HandoffIntents.
+- apiGroups: [ops.superloop.dev]
+  resources: [loops, handoffintents]
+  verbs: [create]
+# Events on every transition (kopf posts core Events; our code may use events.k8s.io).
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create]
+# Sprite-service tokens referenced by Loops.
+- apiGroups: [""]
+  resources: [secrets]
+  {{- with .Values.rbac.secretNames }}
+  resourceNames:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  verbs: [get]
+{{- end -}}
+
+{{/* loopClaims as claimA=/path,claimB=/path (sorted by claim name). */}}
+{{- define "superloop-ops.pvcDirs" -}}
+{{- $pairs := list -}}
+{{- range $claim, $path := .Values.loopClaims -}}
+{{- $pairs = append $pairs (printf "%s=%s" $claim $path) -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}
