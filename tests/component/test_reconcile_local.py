@@ -356,6 +356,8 @@ def test_events_failure_keeps_cursor_and_previous_state(cli: Cli, repo: Path) ->
     assert after["sequence"] == before["sequence"]
     assert after["trace"]["reconcileTraceId"] == "bad-1"
     assert after["health"]["reasonCodes"] == ["transport_unreachable"]
+    # the drift evaluation still runs on a failed pass and is re-merged into the old state
+    assert after["drift"]["traceId"] == "bad-1"
     assert read_json(ops_dir(repo) / "telemetry" / "transport-health.json")["failureStreak"] == 1
 
 
@@ -579,3 +581,25 @@ def test_module_runs_as_console_entry(repo: Path) -> None:
     )
     assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout)["transition"]["currentState"] == "running"
+
+
+def test_cursor_and_state_file_overrides(cli: Cli, repo: Path, tmp_path: Path) -> None:
+    write_runtime_artifacts(repo, now_ts())
+    cursor, state = tmp_path / "alt" / "cursor.json", tmp_path / "alt" / "state.json"
+    args = ("--cursor-file", str(cursor), "--state-file", str(state), *HUGE_INGEST)
+    assert cli.reconcile(repo, *args).code == 0
+    assert read_json(cursor)["eventLineOffset"] == 2
+    assert read_json(state)["health"]["status"] == "healthy"
+    assert not (ops_dir(repo) / "cursor.json").exists()
+    assert not (ops_dir(repo) / "state.json").exists()
+    again = cli.reconcile(repo, *args)
+    assert last_row(ops_dir(repo) / "telemetry" / "reconcile.jsonl")["cursorOffsetBefore"] == 2
+    assert again.json["transition"]["previousState"] == "running"
+
+
+def test_replay_from_start_resets_cursor_before(cli: Cli, repo: Path) -> None:
+    write_runtime_artifacts(repo, now_ts())
+    assert cli.reconcile(repo, *HUGE_INGEST).code == 0
+    assert cli.reconcile(repo, "--from-start", *HUGE_INGEST).code == 0
+    row = last_row(ops_dir(repo) / "telemetry" / "reconcile.jsonl")
+    assert (row["fromStart"], row["cursorOffsetBefore"], row["eventsIngested"]) == (True, 0, 2)
