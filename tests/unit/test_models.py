@@ -525,3 +525,66 @@ def test_from_body_accepts_read_only_mapping_views() -> None:
     loop = Loop.from_body(view)
     assert loop.spec.service is not None
     assert loop.spec.service.base_url == "http://svc"
+
+
+# -- registry bridge -------------------------------------------------------------------------
+
+
+def _sample(name: str) -> dict[str, Any]:
+    import pathlib
+
+    import yaml
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "config" / "samples" / name
+    body = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert isinstance(body, dict)
+    return body
+
+
+def test_samples_make_a_registry_the_core_validator_accepts() -> None:
+    from superloop_ops.core import fleet_registry
+    from superloop_ops.models.fleet import build_registry_document
+
+    fleet = Fleet.from_body(_sample("fleet.yaml"))
+    policy = FleetPolicy.from_body(_sample("fleetpolicy.yaml"))
+    loop = Loop.from_body(_sample("loop.yaml"))
+    doc = build_registry_document(
+        fleet.spec, fleet_name="demo-fleet", policy=policy.spec, referenced={"demo-loop": loop.spec}
+    )
+    assert fleet_registry.compute_registry_errors(doc, NOW) == []
+    assert [entry["transport"] for entry in doc["loops"]] == ["local", "sprite_service", "local"]
+    assert doc["loops"][1]["service"] == {
+        "baseUrl": "http://loop-blue-sprite.superloop.svc:8787",
+        "retryAttempts": 3,
+        "retryBackoffSeconds": 1,
+    }
+    assert doc["loops"][1]["sprite"] == {"id": "sprite-1", "assignment": "pool-x"}
+    assert doc["policy"]["autonomous"]["rollout"]["canaryPercent"] == 25
+
+
+def test_registry_document_applies_the_effective_posture_and_names_missing_refs() -> None:
+    from superloop_ops.models.fleet import build_registry_document
+    from superloop_ops.models.fleet_policy import EffectiveRollout
+
+    fleet = Fleet.from_body(_sample("fleet.yaml"))
+    policy = FleetPolicy.from_body(_sample("fleetpolicy.yaml"))
+    with pytest.raises(errors.DependencyNotReadyError, match="Loop 'demo-loop'"):
+        build_registry_document(fleet.spec, fleet_name="x", policy=policy.spec)
+    effective = EffectiveRollout(canary_percent=50, manual_pause=True, governance=governance())
+    loop = Loop.from_body(_sample("loop.yaml"))
+    doc = build_registry_document(
+        fleet.spec,
+        fleet_name="x",
+        policy=policy.spec,
+        effective=effective,
+        referenced={"demo-loop": loop.spec},
+    )
+    rollout = doc["policy"]["autonomous"]["rollout"]
+    assert (rollout["canaryPercent"], rollout["pause"]["manual"]) == (50, True)
+    assert doc["policy"]["autonomous"]["governance"] == governance()
+    assert policy.spec.autonomous.rollout.canary_percent == 25  # the spec object is untouched
+    no_policy = build_registry_document(
+        fleet.spec, fleet_name="x", policy=None, referenced={"demo-loop": loop.spec}
+    )
+    assert "policy" not in no_policy
+    assert no_policy["fleetId"] == "demo-fleet"

@@ -14,10 +14,12 @@ Secret (``tokenSecretRef``) instead of an environment variable name (``tokenEnv`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
+from superloop_ops import errors
 from superloop_ops.models.common import (
     CelRule,
     Condition,
@@ -30,7 +32,8 @@ from superloop_ops.models.common import (
     SpecModel,
     StatusModel,
 )
-from superloop_ops.models.loop import BaseUrl, LoopSource, ServiceSettings, Transport
+from superloop_ops.models.fleet_policy import EffectiveRollout, FleetPolicySpec
+from superloop_ops.models.loop import BaseUrl, LoopSource, LoopSpec, ServiceSettings, Transport
 
 __all__ = [
     "Fleet",
@@ -38,6 +41,7 @@ __all__ = [
     "FleetSpec",
     "FleetStatus",
     "SpriteInfo",
+    "build_registry_document",
 ]
 
 _INLINE = ("transport", "source", "service", "sprite")
@@ -182,3 +186,72 @@ class Fleet(KindModel):
     kind: Literal["Fleet"] = "Fleet"
     spec: FleetSpec
     status: FleetStatus = Field(default_factory=FleetStatus)
+
+
+def _registry_service(service: ServiceSettings | None) -> JsonObject | None:
+    if service is None:
+        return None
+    out: JsonObject = {
+        "retryAttempts": service.retry_attempts,
+        "retryBackoffSeconds": service.retry_backoff_seconds,
+    }
+    if service.base_url is not None:
+        out = {"baseUrl": service.base_url, **out}
+    return out
+
+
+def _registry_entry(index: int, entry: FleetLoopEntry, referenced: Mapping[str, LoopSpec]) -> JsonObject:
+    transport: str = entry.transport or "local"
+    service = entry.service
+    if entry.loop_ref is not None:
+        loop = referenced.get(entry.loop_ref.name)
+        if loop is None:
+            raise errors.DependencyNotReadyError(
+                f"loops[{index}]: Loop {entry.loop_ref.name!r} (loopRef of {entry.loop_id!r}) not found"
+            )
+        transport, service = loop.transport, loop.service
+    out: JsonObject = {"loopId": entry.loop_id, "enabled": entry.enabled, "transport": transport}
+    if entry.sprite is not None:
+        out["sprite"] = entry.sprite.model_dump(by_alias=True, exclude_none=True)
+    registry_service = _registry_service(service)
+    if registry_service is not None:
+        out["service"] = registry_service
+    out["metadata"] = dict(entry.metadata)
+    return out
+
+
+def build_registry_document(
+    fleet: FleetSpec,
+    *,
+    fleet_name: str,
+    policy: FleetPolicySpec | None,
+    effective: EffectiveRollout | None = None,
+    referenced: Mapping[str, LoopSpec] | None = None,
+) -> JsonObject:
+    """The registry.v1.json document the reference would read for this Fleet and FleetPolicy.
+
+    Lets the core's registry validator and normaliser run unchanged on Kubernetes objects.
+    ``referenced`` maps a ``loopRef`` name to that Loop's spec (a missing one raises
+    DependencyNotReadyError). ``effective`` is the posture a PromotionApply moved (FleetPolicy
+    status): its canary, manual pause and governance replace the spec's. The token is not part
+    of the document: it comes from ``tokenSecretRef`` at use.
+    """
+    refs = referenced or {}
+    doc: JsonObject = {
+        "schemaVersion": "v1",
+        "fleetId": fleet.fleet_id or fleet_name,
+        "loops": [_registry_entry(i, entry, refs) for i, entry in enumerate(fleet.loops)],
+    }
+    if policy is None:
+        return doc
+    policy_doc = policy.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if effective is not None:
+        rollout = policy_doc["autonomous"]["rollout"]
+        if effective.canary_percent is not None:
+            rollout["canaryPercent"] = effective.canary_percent
+        if effective.manual_pause is not None:
+            rollout["pause"]["manual"] = effective.manual_pause
+        if effective.governance is not None:
+            policy_doc["autonomous"]["governance"] = dict(effective.governance)
+    doc["policy"] = policy_doc
+    return doc
