@@ -10,6 +10,7 @@ import concurrent.futures
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -594,3 +595,57 @@ def test_cli_refuses_missing_repo(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert done.stderr.strip() == f"error: repo path not found: {tmp_path / 'nope'}"
+
+
+def test_invalid_content_length_is_refused(tmp_path: Path, start_service: StartService) -> None:
+    service = start_service(tmp_path)
+    host, port = service.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(
+            b"POST /ops/control HTTP/1.1\r\nHost: x\r\nX-Ops-Token: test-token\r\n"
+            b"Content-Length: abc\r\n\r\n{}"
+        )
+        chunks = []
+        while chunk := conn.recv(65536):  # the server closes this connection after answering
+            chunks.append(chunk)
+        reply = b"".join(chunks).decode()
+    assert reply.startswith("HTTP/1.1 400")
+    assert '"invalid_request"' in reply
+
+
+def test_control_no_confirm_through_the_service(tmp_path: Path, start_service: StartService) -> None:
+    write_runtime_artifacts(tmp_path)
+    service = start_service(tmp_path)
+    outcome = engine_control.execute_control(
+        _control_request(tmp_path, service.url, do_confirm=False, idempotency_key="vis-autonomous-cancel-1")
+    )
+    assert outcome.status == "executed_unconfirmed"
+    assert outcome.exit_code == 0
+    invocations = _rows(
+        tmp_path / ".superloop/ops-manager" / LOOP / "telemetry" / "control-invocations.jsonl"
+    )
+    inner, outer = invocations
+    assert inner["confirmation"]["status"] == "skipped"  # type: ignore[index]
+    assert outer["outcome"]["status"] == "executed_unconfirmed"  # type: ignore[index]
+    assert outer["confirmation"]["status"] == "skipped"  # type: ignore[index]
+    assert outer["traceId"] == inner["traceId"] == "trace-service-control-1"
+
+
+def test_unconfirmed_control_is_ambiguous_not_a_client_timeout(
+    tmp_path: Path, start_service: StartService
+) -> None:
+    """The confirmation window is forwarded, so the service answers 409 before the client gives up."""
+    write_runtime_artifacts(tmp_path)
+    service = start_service(tmp_path, runtime=(sys.executable, "-c", "print('pretend')"))
+    outcome = engine_control.execute_control(
+        _control_request(
+            tmp_path, service.url, timeout_seconds=1, interval_seconds=1, idempotency_key="amb-1"
+        )
+    )
+    # 409 is transient for the client: the retry is answered from the store as a replay
+    assert outcome.status == "ambiguous"
+    assert outcome.exit_code == 2
+    assert outcome.replayed is True
+    assert outcome.record.confirmation_status == "ambiguous"
+    assert outcome.record.confirm["reason"] == "timeout"
+    assert outcome.record.confirm["timeoutSeconds"] == 1

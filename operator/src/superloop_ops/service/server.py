@@ -212,10 +212,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             value = int(raw)
         except ValueError:
-            if strict:
-                raise _HttpError(400, "invalid_request", "invalid Content-Length") from None
-            return 0
+            value = -1
         if value < 0:
+            # The body's extent is unknown: this connection cannot carry another request.
+            self.close_connection = True
             if strict:
                 raise _HttpError(400, "invalid_request", "invalid Content-Length")
             return 0
