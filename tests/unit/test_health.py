@@ -7,6 +7,8 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from superloop_ops.core import health, reconcile
 from superloop_ops.core.jsonutil import format_ts
@@ -247,3 +249,48 @@ def test_streak_must_be_a_non_negative_integer() -> None:
     for bad in (-1, "x", 1.5, None):
         assert reconcile.compute_failure_streak({"failureStreak": bad}) == 0
     assert reconcile.compute_failure_streak({"failureStreak": "3"}) == 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    divergent=st.booleans(),
+    control=st.sampled_from([None, "ambiguous", "failed_command", "confirmed"]),
+    ingest_lag=st.one_of(st.none(), st.integers(min_value=0, max_value=2000)),
+    heartbeat_lag=st.one_of(st.none(), st.integers(min_value=0, max_value=600)),
+    streak=st.integers(min_value=0, max_value=6),
+    drift=st.booleans(),
+    failure=st.sampled_from([None, "snapshot_unavailable", "projection_failed", "service_response_invalid"]),
+)
+def test_reason_invariants(
+    divergent: bool,
+    control: str | None,
+    ingest_lag: int | None,
+    heartbeat_lag: int | None,
+    streak: int,
+    drift: bool,
+    failure: str | None,
+) -> None:
+    state: dict[str, Any] = {"divergence": {"any": divergent}}
+    if ingest_lag is not None:
+        state["projection"] = {"lastEventAt": ago(ingest_lag)}
+    document = health.compute_health(
+        inputs(
+            state=state,
+            last_intent={"status": control},
+            heartbeat_state={} if heartbeat_lag is None else {"heartbeatLagSeconds": heartbeat_lag},
+            transport_health={"failureStreak": streak},
+            sequence_state={"driftActive": drift},
+            ingest_ok=failure is None,
+            failure_code=failure,
+        ),
+        NOW,
+    )
+    keys = [f"{reason['code']}:{reason['severity']}" for reason in document["reasons"]]
+    assert keys == sorted(set(keys), key=lambda key: key.encode())
+    assert document["reasonCodes"] == sorted({reason["code"] for reason in document["reasons"]})
+    severities = {reason["severity"] for reason in document["reasons"]}
+    expected = "critical" if "critical" in severities else ("degraded" if severities else "healthy")
+    assert document["status"] == expected
+    if failure is not None:
+        assert document["status"] != "healthy"
+    assert all(isinstance(reason["observed"], str) for reason in document["reasons"])
