@@ -245,7 +245,7 @@ def _suppression(candidate: Mapping[str, Any], suppressions: Mapping[str, Any]) 
     return None
 
 
-def build_governance_block(governance: Mapping[str, Any], mode: str, audit_file: str) -> JsonObject:
+def build_governance_block(governance: Mapping[str, Any], mode: str) -> JsonObject:
     """The policy state's ``autonomous.governance`` object."""
     block: JsonObject = {
         key: governance[key] for key in (*_GOVERNANCE_KEYS, "reviewWindowDays") if key in governance
@@ -661,7 +661,7 @@ def build_policy_evaluation(
         "autonomous": {
             "enabled": mode == GUARDED_AUTO,
             "governanceAuditFile": paths.governance_audit_file,
-            "governance": build_governance_block(governance, mode, paths.governance_audit_file),
+            "governance": build_governance_block(governance, mode),
             "controls": controls,
             "rollout": {
                 "canaryPercent": rollout.get("canaryPercent", 100),
