@@ -242,7 +242,12 @@ class ReconcileOptions:
 
 @dataclass(frozen=True)
 class ReconcileResult:
-    """Everything one pass decided; ``output`` is the stdout document, ``exit_code`` 0 or 1."""
+    """Everything one pass decided; ``output`` is the stdout document, ``exit_code`` 0 or 1.
+
+    ``heartbeat_state`` and ``sequence_state`` are the documents health used (this pass's, or the
+    previous ones after a failed ingest; ``{}`` when none exist); ``alert_result`` is whatever the
+    alert-dispatch hook returned. The operator mirrors these into Loop status.
+    """
 
     exit_code: int
     output: JsonObject
@@ -260,6 +265,9 @@ class ReconcileResult:
     drift_error: str | None
     alert_error: str | None
     paths: ReconcilePaths
+    heartbeat_state: JsonObject = field(default_factory=dict)
+    sequence_state: JsonObject = field(default_factory=dict)
+    alert_result: object = None
 
 
 @dataclass
@@ -642,9 +650,10 @@ def run_reconcile(
                 )
     # Step 14: alert dispatch (never fatal).
     alert_error: str | None = None
+    alert_result: object = None
     if options.alerts.enabled and options.hooks.alert_dispatch is not None:
         try:
-            options.hooks.alert_dispatch(pass_context)
+            alert_result = options.hooks.alert_dispatch(pass_context)
         except Exception as exc:  # alerting never changes the pass result
             alert_error = reconcile.tail_lines(str(exc) or type(exc).__name__)
             files.append_jsonl(
@@ -684,6 +693,9 @@ def run_reconcile(
         drift_error=drift_error,
         alert_error=alert_error,
         paths=paths,
+        heartbeat_state=heartbeat_state,
+        sequence_state=sequence_state,
+        alert_result=alert_result,
     )
 
 
