@@ -25,7 +25,7 @@ k8s-binaries:
 	bash e2e/harness/build-k8s.sh
 
 lint: install
-	$(BIN)/ruff check operator tests e2e benchmarks
+	$(BIN)/ruff check operator tests e2e benchmarks scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python operator/tools/gen_crds.py --check
