@@ -1309,3 +1309,37 @@ def test_status_projection_is_transport_independent_except_transport_gate(
         "autonomous_suppression_transport_gated"
         in statuses["sprite_service"]["autonomous"]["safetyGateDecisions"]["suppressionReasonCodes"]
     )
+
+
+def test_path_overrides_are_honoured_by_reconcile_and_status(tmp_path: Path, cli: CliRun) -> None:
+    write_runtime(tmp_path, "loop-a")
+    registry_file = tmp_path / "elsewhere" / "fleet.json"
+    write_json(registry_file, {"schemaVersion": "v1", "loops": [{"loopId": "loop-a"}]})
+    state_file = tmp_path / "out" / "fleet-state.json"
+    telemetry_file = tmp_path / "out" / "fleet.jsonl"
+    flags = (
+        "--registry-file",
+        str(registry_file),
+        "--fleet-state-file",
+        str(state_file),
+        "--fleet-telemetry-file",
+        str(telemetry_file),
+    )
+    code, state, err = cli("fleet", "reconcile", "--repo", str(tmp_path), *flags)
+    assert code == 0, err
+    assert state["fleetId"] == "default"
+    assert json.loads(state_file.read_text()) == state
+    assert rows(telemetry_file)[-1]["status"] == "success"
+    assert not (fleet_dir(tmp_path) / "state.json").exists()
+    code, status, err = cli("fleet", "status", "--repo", str(tmp_path), *flags)
+    assert code == 0, err
+    assert status["files"]["fleetStateFile"] == str(state_file)
+    assert status["latestTelemetry"]["status"] == "success"
+
+
+def test_import_registry_fails_closed_on_an_invalid_registry(tmp_path: Path, cli: CliRun) -> None:
+    write_registry(tmp_path, [{"loopId": "a", "transport": "sprite_service"}])
+    code, out, err = cli("import-registry", str(fleet_dir(tmp_path) / "registry.v1.json"))
+    assert code == 1
+    assert out == ""
+    assert "sprite_service loops require service.baseUrl or sprite.serviceBaseUrl" in err
