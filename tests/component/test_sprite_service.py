@@ -649,3 +649,20 @@ def test_unconfirmed_control_is_ambiguous_not_a_client_timeout(
     assert outcome.record.confirmation_status == "ambiguous"
     assert outcome.record.confirm["reason"] == "timeout"
     assert outcome.record.confirm["timeoutSeconds"] == 1
+
+
+def test_control_without_trace_gets_the_inner_generated_trace(
+    tmp_path: Path, start_service: StartService
+) -> None:
+    write_runtime_artifacts(tmp_path)
+    service = start_service(tmp_path)
+    body = {"loopId": LOOP, "intent": "cancel", "noConfirm": True, "by": "  svc-user "}
+    response = httpx.post(f"{service.url}/ops/control", headers={"X-Ops-Token": TOKEN}, json=body, timeout=30)
+    assert response.status_code == 200
+    payload = response.json()
+    assert payload["traceId"] == payload["result"]["traceId"]
+    assert len(payload["traceId"]) == 36
+    assert payload["result"]["requestedBy"] == "svc-user"
+    assert payload["result"]["transport"] == "local"
+    assert "idempotencyKey" in payload["result"]
+    assert not (tmp_path / ".superloop/ops-manager" / LOOP / "service-idempotency.json").exists()

@@ -12,6 +12,7 @@ import shlex
 import signal
 import sys
 import threading
+import uuid
 from pathlib import Path
 from types import FrameType
 
@@ -65,7 +66,8 @@ def build_config(
             note=request.note,
             # The client's key is forwarded so the inner row links to the outer one.
             idempotency_key=request.idempotency_key,
-            trace_id=request.trace_id,
+            # As the reference's inner control run: a trace is generated when none was sent.
+            trace_id=request.trace_id or str(uuid.uuid4()),
             do_confirm=not request.no_confirm,
             timeout_seconds=30 if request.timeout_seconds is None else request.timeout_seconds,
             interval_seconds=2 if request.interval_seconds is None else request.interval_seconds,
