@@ -13,7 +13,6 @@ from superloop_ops.models import (
     ALL_KINDS,
     Fleet,
     FleetPolicy,
-    HandoffIntent,
     Loop,
     PromotionApply,
     common,
@@ -248,9 +247,11 @@ def test_from_body_joins_every_problem_on_one_line() -> None:
     assert "\n" not in msg
 
 
-def test_missing_spec_is_reported() -> None:
+@pytest.mark.parametrize("kind", ALL_KINDS, ids=lambda k: k.crd.kind)
+def test_missing_spec_is_reported(kind: type[common.KindModel]) -> None:
+    # The CRD requires spec too, so the two sides agree.
     with pytest.raises(errors.InvalidSpecError, match="spec: Field required"):
-        HandoffIntent.from_body({"kind": "HandoffIntent", "metadata": {"name": "x"}})
+        kind.from_body({"kind": kind.crd.kind, "metadata": {"name": "x"}})
 
 
 # -- rule mirrors ----------------------------------------------------------------------------

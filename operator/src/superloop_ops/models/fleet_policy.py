@@ -313,5 +313,5 @@ class FleetPolicy(KindModel):
     )
 
     kind: Literal["FleetPolicy"] = "FleetPolicy"
-    spec: FleetPolicySpec = Field(default_factory=FleetPolicySpec)
+    spec: FleetPolicySpec
     status: FleetPolicyStatus = Field(default_factory=FleetPolicyStatus)
