@@ -275,3 +275,15 @@ def test_dispatch_invalid_catalog_keeps_cursor(tmp_path: Path, capsys: pytest.Ca
     assert "alert sink config has invalid top-level shape" in err
     state = json.loads(run_cli(capsys, *base)[1])
     assert state["processedCount"] == 2
+
+
+def test_install_root_from_superloop_ops_home(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "config").mkdir()
+    catalog = tmp_path / "config" / "ops-manager-alert-sinks.v1.json"
+    catalog.write_text(SHIPPED.read_text())
+    monkeypatch.setenv("SUPERLOOP_OPS_HOME", str(tmp_path))
+    code, out, _ = run_cli(capsys, "alert-sink-config")
+    assert code == 0
+    assert json.loads(out)["sourceFile"] == str(catalog)

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from superloop_ops.core import drift as core_drift
 from superloop_ops.core import telemetry_summary as core_summary
 from superloop_ops.core.jsonutil import JsonObject
+from superloop_ops.engine import thresholds as engine_thresholds
 from superloop_ops.errors import ContractError
 from superloop_ops.journal import files
 
@@ -42,7 +43,10 @@ _TAIL_BLOCK = 64 * 1024
 
 
 def shipped_config_path(name: str) -> Path:
-    """``<install>/config/<name>``: the checkout's ``config/`` or, installed, the package data."""
+    """``<install>/config/<name>``: ``$SUPERLOOP_OPS_HOME/config``, the checkout's, or package data."""
+    home = os.environ.get("SUPERLOOP_OPS_HOME")
+    if home:
+        return Path(home) / "config" / name
     checkout = Path(__file__).resolve().parents[4] / "config" / name
     if checkout.is_file():
         return checkout
@@ -52,12 +56,7 @@ def shipped_config_path(name: str) -> Path:
 
 def resolve_threshold_catalog_path(explicit: str | None, env: Mapping[str, str] | None = None) -> str:
     """``--thresholds-file`` > ``OPS_MANAGER_THRESHOLD_PROFILES_FILE`` > shipped catalog."""
-    environ = os.environ if env is None else env
-    return (
-        explicit
-        or environ.get("OPS_MANAGER_THRESHOLD_PROFILES_FILE")
-        or str(shipped_config_path(THRESHOLD_CATALOG_NAME))
-    )
+    return engine_thresholds.compute_catalog_path(explicit, env)
 
 
 def fetch_catalog_profile_names(path: str) -> list[str]:
