@@ -603,3 +603,43 @@ def test_replay_from_start_resets_cursor_before(cli: Cli, repo: Path) -> None:
     assert cli.reconcile(repo, "--from-start", *HUGE_INGEST).code == 0
     row = last_row(ops_dir(repo) / "telemetry" / "reconcile.jsonl")
     assert (row["fromStart"], row["cursorOffsetBefore"], row["eventsIngested"]) == (True, 0, 2)
+
+
+def test_drift_and_alert_file_overrides_are_honoured(cli: Cli, repo: Path, tmp_path: Path) -> None:
+    write_runtime_artifacts(repo, now_ts())
+    alt = tmp_path / "alt"
+    result = cli.reconcile(
+        repo,
+        "--degraded-ingest-lag-seconds",
+        "0",
+        "--drift-state-file",
+        str(alt / "drift.json"),
+        "--drift-history-file",
+        str(alt / "drift.jsonl"),
+        "--alert-dispatch-state-file",
+        str(alt / "dispatch.json"),
+        "--alert-dispatch-telemetry-file",
+        str(alt / "alerts.jsonl"),
+    )
+    assert result.code == 0, result.stderr
+    assert read_json(alt / "drift.json")["status"] == result.json["drift"]["status"]
+    assert (alt / "drift.jsonl").is_file()
+    assert read_json(alt / "dispatch.json")["processedCount"] >= 1
+    assert last_row(alt / "alerts.jsonl")["escalationCategory"] == "health_degraded"
+    assert not (ops_dir(repo) / "profile-drift.json").exists()
+    assert not (ops_dir(repo) / "alert-dispatch-state.json").exists()
+
+
+def test_broken_alert_catalog_records_failed_dispatch_without_failing(
+    cli: Cli, repo: Path, tmp_path: Path
+) -> None:
+    write_runtime_artifacts(repo, now_ts())
+    catalog = tmp_path / "sinks.json"
+    catalog.write_text("{not json")
+    result = cli.reconcile(repo, "--degraded-ingest-lag-seconds", "0", "--alert-config-file", str(catalog))
+    assert result.code == 0, result.stderr
+    row = last_row(ops_dir(repo) / "telemetry" / "alerts.jsonl")
+    assert (row["status"], row["reasonCode"]) == ("failed_command", "alert_dispatch_failed")
+    assert "invalid alert sink config JSON" in row["message"]
+    assert not (ops_dir(repo) / "alert-dispatch-state.json").exists()
+    assert cli.status(repo).json["alerts"]["lastDelivery"]["status"] == "failed_command"

@@ -1,9 +1,11 @@
 """Standard wiring of reconcile steps 13 and 14 to the tuning and alerting components.
 
-``engine.reconcile`` only knows the hook signatures; this module binds them to
-``engine.tuning.run_profile_drift_step`` and ``engine.alerts.run_alert_dispatch_step`` so that
-the CLI and the operator run the same pass. Secrets for alert sinks come from the mapping given
-here (the process environment by default) and are never stored in the options.
+``engine.reconcile`` only knows the hook signatures; this module binds them to the telemetry
+summary, the drift evaluator (``engine.tuning``) and the alert dispatcher (``engine.alerts``),
+so that the CLI and the operator run the same pass. Every path comes from the pass's
+``ReconcilePaths`` (so ``--drift-state-file`` and the alert file flags are honoured). Secrets for
+alert sinks come from the mapping given here (the process environment by default); they are
+never stored in the options and are masked in any failure message.
 """
 
 from __future__ import annotations
@@ -11,49 +13,108 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from superloop_ops.core import drift as core_drift
 from superloop_ops.engine import alerts, tuning
 from superloop_ops.engine import reconcile as engine
 from superloop_ops.engine import thresholds as engine_thresholds
+from superloop_ops.errors import ContractError
 
-__all__ = ["build_standard_hooks"]
+__all__ = ["build_standard_hooks", "evaluate_profile_drift", "run_alert_dispatch"]
+
+
+def evaluate_profile_drift(ctx: engine.PassContext) -> engine.DriftOutcome | None:
+    """Step 13: summary over the drift window, then one drift evaluation (writes its own files).
+
+    A summary failure means "no summary"; a recommendation the catalog lacks counts as no
+    recommendation and a corrupt drift state restarts the streak (see the tuning divergences).
+    """
+    paths, settings = ctx.paths, ctx.options.drift
+    if not paths.reconcile_telemetry_file.is_file():
+        return None
+    summary: dict[str, object] | None
+    try:
+        summary = tuning.compute_summary(
+            paths.repo,
+            ctx.loop_id,
+            window=settings.summary_window,
+            now=ctx.now,
+            reconcile_file=paths.reconcile_telemetry_file,
+            control_file=paths.control_telemetry_file,
+        )
+    except (ContractError, OSError):
+        summary = None
+    catalog = str(ctx.options.thresholds_file or engine_thresholds.default_catalog_path())
+    inputs = core_drift.DriftInputs(
+        loop_id=ctx.loop_id,
+        applied_profile=ctx.applied_profile or "",
+        recommended_profile=str(summary.get("recommendedProfile") or "") if summary else "",
+        recommendation_confidence=str(summary.get("confidence") or "low") if summary else "low",
+        min_confidence=settings.min_confidence,
+        required_streak=settings.required_streak,
+        summary_window=settings.summary_window,
+        rationale=str(summary.get("rationale") or "") if summary else "",
+    )
+    document = tuning.ensure_drift_evaluation(
+        inputs,
+        catalog_profiles=tuning.fetch_catalog_profile_names(catalog),
+        state_file=paths.drift_state_file,
+        history_file=paths.drift_history_file,
+        now=ctx.now,
+        unknown_recommendation="ignore",
+        tolerate_corrupt_state=True,
+    )
+    return engine.DriftOutcome(drift=document, summary=summary)
+
+
+def _masked(message: str, secrets: Mapping[str, str], names: set[str]) -> str:
+    for name in names:
+        value = secrets.get(name, "")
+        if value:
+            message = message.replace(value, "***")
+    return message
 
 
 def build_standard_hooks(secrets: Mapping[str, str] | None = None) -> engine.ReconcileHooks:
     """Hooks that evaluate profile drift and dispatch alerts exactly as the contract describes."""
     environ: Mapping[str, str] = os.environ if secrets is None else secrets
 
-    def profile_drift(ctx: engine.PassContext) -> engine.DriftOutcome | None:
-        catalog = str(ctx.options.thresholds_file or engine_thresholds.default_catalog_path())
-        step = tuning.run_profile_drift_step(
-            ctx.ops_dir,
-            ctx.loop_id,
-            catalog_profiles=tuning.fetch_catalog_profile_names(catalog),
-            current_profile=ctx.applied_profile or "",
-            now=ctx.now,
-            settings=tuning.DriftSettings(
-                min_confidence=ctx.options.drift.min_confidence,
-                required_streak=ctx.options.drift.required_streak,
-                summary_window=ctx.options.drift.summary_window,
-            ),
-            trace_id=ctx.trace_id,
-            transport=ctx.options.transport,
-            repo=ctx.paths.repo,
-        )
-        if step is None:
-            return None
-        return engine.DriftOutcome(
-            drift=step.drift, summary=step.summary, tuning=step.tuning, escalation_written=True
-        )
-
     def alert_dispatch(ctx: engine.PassContext) -> object:
-        return alerts.run_alert_dispatch_step(
-            ctx.ops_dir,
-            ctx.loop_id,
-            sinks_config=ctx.options.alerts.config_file,
-            secrets=environ,
-            now=ctx.now,
-            trace_id=ctx.trace_id,
-            repo=ctx.paths.repo,
-        )
+        return run_alert_dispatch(ctx, environ)
 
-    return engine.ReconcileHooks(profile_drift=profile_drift, alert_dispatch=alert_dispatch)
+    return engine.ReconcileHooks(profile_drift=evaluate_profile_drift, alert_dispatch=alert_dispatch)
+
+
+def run_alert_dispatch(ctx: engine.PassContext, secrets: Mapping[str, str]) -> object:
+    """Step 14: dispatch the new escalation rows; any failure is raised with secrets masked.
+
+    The reconcile engine turns a raised failure into the ``alert_dispatch_failed`` row.
+    """
+    config = ctx.options.alerts.config_file
+    catalog_path = str(config) if config else alerts.resolve_alert_sinks_path(None, {})
+    dispatcher = alerts.AlertDispatcher(
+        paths=alerts.DispatchPaths(
+            repo=ctx.paths.repo,
+            escalations_file=ctx.paths.escalations_file,
+            state_file=ctx.paths.alert_dispatch_state_file,
+            telemetry_file=ctx.paths.alert_dispatch_telemetry_file,
+        ),
+        loop_id=ctx.loop_id,
+        trace_id=ctx.trace_id,
+        catalog_path=catalog_path,
+        secrets=secrets,
+        now=lambda: ctx.now,
+    )
+    try:
+        return dispatcher.run()
+    except Exception as exc:
+        message = f"error: {exc}" if isinstance(exc, ContractError) else f"{type(exc).__name__}: {exc}"
+        raise RuntimeError(_masked(message, secrets, _secret_names(catalog_path))) from exc
+
+
+def _secret_names(catalog_path: str) -> set[str]:
+    """The env variables the sink catalog names as secrets (none when it cannot be read)."""
+    try:
+        catalog = alerts.fetch_sink_catalog(catalog_path)
+    except (ContractError, OSError):
+        return set()
+    return {name for sink in catalog.sinks for name in sink.secret_env_names}
