@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from superloop_ops.core import alert_dispatch as plan
 from superloop_ops.core import alert_sinks
@@ -444,3 +446,17 @@ def test_escalation_key_is_stable_per_row() -> None:
     text = json.dumps(ESCALATION)
     assert plan.compute_escalation_key("l", 3, text) == plan.compute_escalation_key("l", 3, text)
     assert plan.compute_escalation_key("l", 3, text) != plan.compute_escalation_key("l", 4, text)
+
+
+@given(st.integers(min_value=0, max_value=5), st.lists(st.booleans(), max_size=12))
+def test_cursor_never_skips_an_incomplete_row(offset: int, completes: list[bool]) -> None:
+    ledger = {
+        offset + 1 + index: plan.LedgerEntry(offset + 1 + index, "f", "k", complete=done)
+        for index, done in enumerate(completes)
+    }
+    advanced = plan.compute_advanced_cursor(plan.DispatchCursor(offset, ledger))
+    moved = advanced.offset - offset
+    assert all(completes[:moved])
+    assert moved == len(completes) or not completes[moved]
+    assert advanced.pending_count == completes.count(False)
+    assert all(line > advanced.offset for line in advanced.ledger)

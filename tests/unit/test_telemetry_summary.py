@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from superloop_ops.core import telemetry_summary as ts
 
@@ -163,3 +165,34 @@ def test_integral_rates_are_emitted_as_integers() -> None:
     assert isinstance(observed, dict)
     assert observed["health"]["criticalRate"] == 1
     assert isinstance(observed["health"]["criticalRate"], int)
+
+
+_record = st.fixed_dictionaries(
+    {},
+    optional={
+        "status": st.sampled_from(["success", "failed", "other"]),
+        "healthStatus": st.sampled_from(["healthy", "degraded", "critical"]),
+        "healthReasonCodes": st.lists(st.sampled_from(["a", "b", "c"]), max_size=3),
+        "durationSeconds": st.one_of(st.integers(0, 100), st.floats(0, 100), st.text(max_size=3), st.none()),
+    },
+)
+
+
+@given(st.lists(_record, max_size=60))
+def test_summary_invariants(records: list[dict[str, object]]) -> None:
+    summary = summarise(list(records))
+    observed = summary["observed"]
+    assert isinstance(observed, dict)
+    attempts = observed["reconcileAttempts"]
+    assert attempts == len(records)
+    assert observed["reconcileSuccessCount"] + observed["reconcileFailedCount"] <= attempts
+    health = observed["health"]
+    assert 0 <= health["degradedRate"] <= 1
+    assert 0 <= health["criticalRate"] <= 1
+    codes = [record.get("healthReasonCodes") for record in records]
+    expected = sum(len(value) for value in codes if isinstance(value, list))
+    assert sum(item["count"] for item in health["reasonCodeFrequency"]) == expected
+    durations = observed["durationSeconds"]
+    if durations["max"] is not None:
+        assert durations["p50"] <= durations["p95"] <= durations["max"]
+    assert summary["recommendedProfile"] in ts.RECOMMENDABLE_PROFILES
