@@ -126,3 +126,26 @@ def test_path_overrides_are_used_and_reported(cli: Cli, repo: Path, tmp_path: Pa
     document = cli.status(repo, "--health-file", str(elsewhere)).json
     assert document["health"] == {"status": "critical"}
     assert document["files"]["healthFile"] == str(elsewhere)
+
+
+def test_engine_status_with_separate_journal_dir(repo: Path, tmp_path: Path) -> None:
+    import dataclasses
+    import datetime as dt
+
+    from superloop_ops.core import thresholds
+    from superloop_ops.engine import reconcile as engine
+    from superloop_ops.engine import status as engine_status
+
+    write_runtime_artifacts(repo, now_ts())
+    journal = tmp_path / "journal" / LOOP
+    options = engine.ReconcileOptions(
+        repo=repo, loop_id=LOOP, thresholds=thresholds.compute_thresholds(None), ops_dir=journal
+    )
+    result = engine.run_reconcile(dataclasses.replace(options, trace_id="journal-1"))
+    assert result.exit_code == 0
+    assert (journal / "state.json").is_file()
+    assert not ops_dir(repo).exists()
+    paths = engine_status.StatusPaths.build(repo, LOOP, ops_dir=journal)
+    document = engine_status.fetch_status(repo, LOOP, now=dt.datetime.now(dt.UTC), paths=paths)
+    assert document["reconcile"]["lastTraceId"] == "journal-1"
+    assert document["files"]["healthFile"] == str(journal / "health.json")

@@ -71,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _int_at_least(value: str, minimum: int, message: str) -> int:
-    number = core_thresholds.coerce_non_negative_int(value.strip() if isinstance(value, str) else value)
+    number = core_thresholds.coerce_non_negative_int(value)
     if number is None or number < minimum:
         raise ContractError(message)
     return number

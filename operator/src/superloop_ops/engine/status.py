@@ -47,8 +47,16 @@ class StatusPaths:
     control_telemetry_file: Path
 
     @classmethod
-    def build(cls, repo: Path, loop_id: str, overrides: dict[str, Path | None] | None = None) -> StatusPaths:
-        ops = ops_dir_for(repo, loop_id)
+    def build(
+        cls,
+        repo: Path,
+        loop_id: str,
+        overrides: dict[str, Path | None] | None = None,
+        *,
+        ops_dir: Path | None = None,
+    ) -> StatusPaths:
+        """Defaults under ``ops_dir`` (the operator's journal) or ``<repo>/.superloop/ops-manager/<loop>``."""
+        ops = Path(ops_dir).absolute() if ops_dir else ops_dir_for(repo, loop_id)
         tel = ops / "telemetry"
         defaults = {
             "state_file": ops / "state.json",
