@@ -1050,7 +1050,7 @@ def test_drill_ambiguous_outcome_is_retry_guarded_until_a_person_acts(tmp_path: 
     control.outcomes["loop-red"] = 0
     manual = handoff(tmp_path, control, execute=True, confirm=True, by="oncall")
     assert manual["intents"][0]["status"] == "executed"
-    assert manual["retryGuards"] == {}
+    assert "retryGuards" not in manual
     released = handoff(tmp_path, control)
     assert released["intents"][0]["autonomous"]["eligible"] is True
 

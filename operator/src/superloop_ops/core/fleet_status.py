@@ -174,25 +174,21 @@ def _handoff_block(handoff: Mapping[str, Any] | None, rollup: JsonObject) -> Jso
         return None
     summary = _obj(handoff.get("summary"))
     intents = [i for i in _list(handoff.get("intents")) if isinstance(i, Mapping)]
-    raw_execution = handoff.get("execution")
-    execution: JsonObject | None = None
-    if isinstance(raw_execution, Mapping):
-        execution = _prune(
-            {
-                "mode": raw_execution.get("mode"),
-                "requestedBy": raw_execution.get("requestedBy"),
-                "requestedAt": raw_execution.get("requestedAt"),
-                "completedAt": raw_execution.get("completedAt"),
-                "requestedIntentCount": _int(raw_execution.get("requestedIntentCount")),
-                "executedIntentCount": _int(raw_execution.get("executedIntentCount")),
-                "executedCount": _int(raw_execution.get("executedCount")),
-                "ambiguousCount": _int(raw_execution.get("ambiguousCount")),
-                "failedCount": _int(raw_execution.get("failedCount")),
-                "byReasonCode": _tally(
-                    _obj(r).get("reasonCode") for r in _list(raw_execution.get("results"))
-                ),
-            }
-        )
+    raw_execution = _obj(handoff.get("execution"))
+    execution = _prune(
+        {
+            "mode": raw_execution.get("mode"),
+            "requestedBy": raw_execution.get("requestedBy"),
+            "requestedAt": raw_execution.get("requestedAt"),
+            "completedAt": raw_execution.get("completedAt"),
+            "requestedIntentCount": _int(raw_execution.get("requestedIntentCount")),
+            "executedIntentCount": _int(raw_execution.get("executedIntentCount")),
+            "executedCount": _int(raw_execution.get("executedCount")),
+            "ambiguousCount": _int(raw_execution.get("ambiguousCount")),
+            "failedCount": _int(raw_execution.get("failedCount")),
+            "byReasonCode": _tally(_obj(r).get("reasonCode") for r in _list(raw_execution.get("results"))),
+        }
+    )
     return _prune(
         {
             "mode": handoff.get("mode"),
@@ -214,7 +210,7 @@ def _handoff_block(handoff: Mapping[str, Any] | None, rollup: JsonObject) -> Jso
                 for reason in _list(_obj(intent.get("autonomous")).get("reasons"))
             ),
             "pendingManualOnlyCount": _pending_manual_only(handoff),
-            "retryGuards": handoff.get("retryGuards"),
+            "retryGuards": handoff.get("retryGuards") or None,
             "traceId": handoff.get("traceId"),
             "updatedAt": handoff.get("updatedAt"),
         }
@@ -276,7 +272,7 @@ def compute_governance_posture(
 
 
 def _gated_path(by_reason: Mapping[str, int], keys: Sequence[str]) -> JsonObject:
-    selected = {key: by_reason[key] for key in keys if key in by_reason}
+    selected = {key: count for key, count in by_reason.items() if key in keys}
     return {"blockedCount": sum(selected.values()), "byReason": selected}
 
 

@@ -199,7 +199,7 @@ def _build_intent(
                 "retryAttempts": service.get("retryAttempts", 3),
                 "retryBackoffSeconds": service.get("retryBackoffSeconds", 1),
             }.items()
-            if value is not None or key == "baseUrl"
+            if value is not None
         },
         "metadata": loop.get("metadata") or {},
     }
@@ -297,7 +297,8 @@ def build_handoff_plan(
         "intents": intents,
         "summary": summary,
         "reasonCodes": _plan_reason_codes(intents, summary),
-        "retryGuards": guards,
+        # Only present while some intent is guarded (keeps the reference shape otherwise).
+        **({"retryGuards": guards} if guards else {}),
     }
 
 
@@ -453,13 +454,13 @@ def build_executed_state(
         status: sum(1 for r in results if r["status"] == status)
         for status in ("executed", "ambiguous", "failed")
     }
-    return {
-        **plan,
+    state: JsonObject = {
+        **{key: value for key, value in plan.items() if key != "retryGuards"},
         "updatedAt": format_ts(completed_at),
         "intents": intents,
         "summary": summary,
         "reasonCodes": _plan_reason_codes(intents, summary),
-        "retryGuards": guards,
+        **({"retryGuards": guards} if guards else {}),
         "execution": {
             "mode": request.mode,
             "requestedBy": request.requested_by,
@@ -474,6 +475,7 @@ def build_executed_state(
             "results": list(results),
         },
     }
+    return state
 
 
 def build_execute_telemetry_row(state: Mapping[str, Any]) -> JsonObject:
