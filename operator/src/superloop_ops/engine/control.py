@@ -19,6 +19,7 @@ from fresh runtime evidence, ``confirmed`` if the evidence shows the effect, els
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import os
@@ -27,7 +28,7 @@ import shlex
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -142,13 +143,35 @@ class _Draft:
     error_message: str = ""
 
 
-_key_locks: dict[tuple[str, str], threading.Lock] = {}
-_key_locks_guard = threading.Lock()
+class _KeyedLocks:
+    """One lock per key, dropped when nobody holds or waits for it (bounded memory)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._entries: dict[tuple[str, str], tuple[threading.Lock, int]] = {}
+
+    @contextlib.contextmanager
+    def hold(self, key: tuple[str, str]) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._entries.get(key, (threading.Lock(), 0))
+            self._entries[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._entries[key]
+                if users == 1:
+                    del self._entries[key]
+                else:
+                    self._entries[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        with self._guard:
+            return len(self._entries)
 
 
-def _key_lock(ops_dir: Path, key: str) -> threading.Lock:
-    with _key_locks_guard:
-        return _key_locks.setdefault((str(ops_dir), key), threading.Lock())
+_key_locks = _KeyedLocks()
 
 
 def ops_dir_for(repo: Path, loop_id: str) -> Path:
@@ -185,7 +208,7 @@ def execute_control(
         draft = _run_sprite(request, service_client, sleep)
         return _finish(request, ops_dir, started_at, now_fn(), draft)
     # Local: the lookup, the claim and the result row must not interleave for one key.
-    with _key_lock(ops_dir, key):
+    with _key_locks.hold((str(ops_dir), key)):
         draft = _run_local(request, ops_dir, started_at, now_fn, sleep, snapshot_fn)
         return _finish(request, ops_dir, started_at, now_fn(), draft)
 

@@ -17,13 +17,14 @@ Design:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hmac
 import json
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
@@ -120,19 +121,45 @@ class _HttpError(Exception):
         self.message = message
 
 
+class _KeyedLocks:
+    """One lock per key, dropped when nobody holds or waits for it (bounded memory)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._entries: dict[tuple[str, str], tuple[threading.Lock, int]] = {}
+
+    @contextlib.contextmanager
+    def hold(self, key: tuple[str, str]) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._entries.get(key, (threading.Lock(), 0))
+            self._entries[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._entries[key]
+                if users == 1:
+                    del self._entries[key]
+                else:
+                    self._entries[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        with self._guard:
+            return len(self._entries)
+
+
 class SpriteServiceServer(ThreadingHTTPServer):
-    daemon_threads = True
+    """``server_close`` waits for in-flight requests, so a shutdown never abandons a control run."""
+
+    daemon_threads = False
+    block_on_close = True
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], config: ServiceConfig) -> None:
         self.config = config
-        self._key_locks: dict[tuple[str, str], threading.Lock] = {}
-        self._key_locks_guard = threading.Lock()
+        self.key_locks = _KeyedLocks()
         super().__init__(address, _Handler)
-
-    def key_lock(self, loop_id: str, key: str) -> threading.Lock:
-        with self._key_locks_guard:
-            return self._key_locks.setdefault((loop_id, key), threading.Lock())
 
     @property
     def port(self) -> int:
@@ -147,7 +174,9 @@ def build_server(config: ServiceConfig, host: str = "127.0.0.1", port: int = 878
 class _Handler(BaseHTTPRequestHandler):
     server: SpriteServiceServer
     server_version = "SuperloopOpsSpriteService/1"
-    protocol_version = "HTTP/1.1"
+    # One request per connection (as the reference): no idle keep-alive threads to wait for.
+    protocol_version = "HTTP/1.0"
+    timeout = 60  # seconds a slow client may take to send its request
 
     @property
     def cfg(self) -> ServiceConfig:
@@ -347,7 +376,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, response = self._run(request)
             self._send(status, response)
             return
-        with self.server.key_lock(request.loop_id, key):
+        with self.server.key_locks.hold((request.loop_id, key)):
             stored = self.cfg.store.get(request.loop_id, key)
             if stored is not None:
                 self._send(200, core_control.build_service_replay_response(stored, trace_id=request.trace_id))
