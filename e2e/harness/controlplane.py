@@ -34,6 +34,7 @@ import argparse
 import base64
 import contextlib
 import ctypes
+import json
 import os
 import secrets
 import shutil
@@ -137,8 +138,6 @@ def build_kubeconfig(
     *, server: str, ca_file: Path, identities: Sequence[Identity], cert_dir: Path, default: str
 ) -> str:
     """Kubeconfig text with one user and one context per identity (JSON is valid YAML)."""
-    import json
-
     users = []
     for ident in identities:
         if ident.token is not None:
@@ -195,7 +194,8 @@ class ControlPlane:
     """etcd + kube-apiserver + kube-controller-manager under ``workdir``; use as a context manager.
 
     After :meth:`start`, ``kubeconfig`` has the contexts ``admin``, ``alice`` and ``bob``
-    (also listed in ``identities``), and ``server`` is the apiserver URL.
+    (also listed in ``identities``), ``server`` is the apiserver URL, and ``pids.json`` in
+    ``workdir`` names each component's PID.
     """
 
     workdir: Path
@@ -263,6 +263,7 @@ class ControlPlane:
             self.stop()
             raise
         self.start_seconds = time.monotonic() - began
+        _write_private(self.workdir / "pids.json", json.dumps(self.pids(), indent=2) + "\n")
 
     def stop(self) -> None:
         """SIGTERM each process group (reverse start order), SIGKILL after 10 s; remove etcd data."""
