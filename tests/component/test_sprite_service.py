@@ -667,3 +667,34 @@ def test_control_without_trace_gets_the_inner_generated_trace(
     assert payload["result"]["transport"] == "local"
     assert "idempotencyKey" in payload["result"]
     assert not (tmp_path / ".superloop/ops-manager" / LOOP / "service-idempotency.json").exists()
+
+
+def test_sigterm_lets_an_in_flight_control_finish(tmp_path: Path) -> None:
+    write_runtime_artifacts(tmp_path)
+    slow = f"{sys.executable} -c 'import time; time.sleep(1.5); print(\"cancelled slowly\")'"
+    argv = [sys.executable, "-m", "superloop_ops.cli.main", "sprite-service", "--repo", str(tmp_path)]
+    argv += ["--port", "0", "--token", "", "--runtime-command", slow]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip().removeprefix("ops-manager sprite service listening on ")
+        body = {"loopId": LOOP, "intent": "cancel", "noConfirm": True, "idempotencyKey": "slow-1"}
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(httpx.post, f"{url}/ops/control", json=body, timeout=30)
+            intents = tmp_path / ".superloop/ops-manager" / LOOP / "control-claims.jsonl"
+            for _ in range(100):  # wait until the control run has started
+                if intents.exists():
+                    break
+                threading.Event().wait(0.05)
+            proc.send_signal(signal.SIGTERM)
+            response = pending.result(timeout=30)
+        assert response.status_code == 200
+        assert response.json()["result"]["commandOutput"] == "cancelled slowly"
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
