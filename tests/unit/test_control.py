@@ -6,7 +6,9 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from superloop_ops.core import control
 from superloop_ops.errors import ContractError
@@ -559,3 +561,48 @@ def test_service_http_status(exit_code: int, status: int) -> None:
 )
 def test_safe_loop_ids(loop_id: str, safe: bool) -> None:
     assert control.is_safe_loop_id(loop_id) is safe
+
+
+# --- robustness on arbitrary JSON ----------------------------------------------------------------
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+_response_keys = st.sampled_from(["ok", "exitCode", "result", "replayed", "traceId", "stderr"])
+_result_keys = st.sampled_from(["status", "confirmed", "confirm", "confirmExitCode", "traceId"])
+
+
+@hypothesis.given(
+    st.dictionaries(_response_keys, _json, max_size=6),
+    st.dictionaries(_result_keys, _json, max_size=5),
+)
+def test_read_service_response_stays_in_vocabulary(response: dict[str, Any], result: dict[str, Any]) -> None:
+    if result:
+        response = {**response, "result": result}
+    reading = control.read_service_response(response)
+    assert reading.execution_status in ("succeeded", "failed_command")
+    assert reading.confirmation_status in control.CONFIRMATION_STATUSES
+    assert isinstance(reading.status, str)
+    assert reading.status
+    assert reading.exit_code >= 0
+    assert reading.confirm_exit_code >= 0
+    assert (reading.status == "failed_command") == (reading.execution_status == "failed_command")
+
+
+@hypothesis.given(_json, st.text(max_size=5), st.text(max_size=5))
+def test_parse_service_request_fails_only_with_request_errors(payload: Any, key: str, trace: str) -> None:
+    try:
+        parsed = _parse(payload, key=key, trace=trace)
+    except control.ServiceRequestError as exc:
+        code = exc.code
+        parsed = None
+    if parsed is None:
+        assert code == "invalid_request"
+        return
+    assert parsed.intent in control.INTENTS
+    assert parsed.loop_id
+    assert parsed.loop_id == parsed.loop_id.strip()
