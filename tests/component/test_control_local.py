@@ -19,6 +19,7 @@ import pytest
 from superloop_ops.cli import main as cli_main
 from superloop_ops.clock import FrozenClock
 from superloop_ops.engine import control as engine_control
+from superloop_ops.errors import ContractError
 from superloop_ops.sim.simulator import Simulator
 from superloop_ops.transports import local as local_transport
 
@@ -363,3 +364,12 @@ def test_cli_prints_the_intents_row_and_exit_code(tmp_path: Path, capsys: pytest
     assert row["idempotencyKey"].startswith("cancel-")
     invocation = h.rows("telemetry/control-invocations.jsonl")[-1]
     assert invocation["confirmation"] == {"attempted": False, "status": "skipped", "exitCode": 0}
+
+
+def test_key_reused_for_another_intent_fails_closed(tmp_path: Path) -> None:
+    h = Harness(tmp_path, "awaiting_approval", tick_on_sleep=False)
+    h.execute("reject", idempotency_key="shared", do_confirm=False)
+    rows = len(h.rows("intents.jsonl"))
+    with pytest.raises(ContractError, match="idempotency key 'shared' was already used for intent 'reject'"):
+        h.execute("approve", idempotency_key="shared", do_confirm=False)
+    assert len(h.rows("intents.jsonl")) == rows

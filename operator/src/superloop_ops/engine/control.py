@@ -307,9 +307,14 @@ def _run_local(
 ) -> _Draft:
     key = request.idempotency_key
     recorded = _find_recorded(ops_dir, key, "local")
+    claim = _find_claim(ops_dir, key) if recorded is None else None
+    used_for = (recorded or claim or {}).get("intent")
+    if used_for is not None and used_for != request.intent:
+        # A reused key for another intent is a caller bug; replaying the wrong outcome would hide it.
+        raise ContractError(f"idempotency key {key!r} was already used for intent {used_for!r}")
     if recorded is not None:
         return _replay_from_row(recorded)
-    if _find_claim(ops_dir, key) is not None:
+    if claim is not None:
         return _resolve_interrupted(request, now_fn, sleep, snapshot_fn)
     files.append_jsonl(
         ops_dir / CLAIMS_FILE,
