@@ -18,6 +18,7 @@ from superloop_ops.core.thresholds import coerce_non_negative_int
 __all__ = [
     "FAILURE_CODES",
     "TelemetryInputs",
+    "build_alert_failure_row",
     "build_cursor_document",
     "build_drift_merged_state",
     "build_failed_state",
@@ -232,3 +233,20 @@ def build_telemetry_row(inputs: TelemetryInputs) -> JsonObject:
         "healthReasonCodes": list(inputs.health_reason_codes),
     }
     return prune_nulls(row)
+
+
+def build_alert_failure_row(
+    *, loop_id: str, trace_id: str | None, message: str, now: dt.datetime
+) -> JsonObject:
+    """The pruned ``alerts.jsonl`` row recording that the dispatcher itself failed (§5.13)."""
+    return prune_nulls(
+        {
+            "timestamp": format_ts(now),
+            "loopId": loop_id,
+            "traceId": trace_id or None,
+            "category": "alert_dispatch",
+            "status": "failed_command",
+            "reasonCode": "alert_dispatch_failed",
+            "message": message or None,
+        }
+    )

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from superloop_ops import clock as clock_mod
 from superloop_ops.core import escalations, health, heartbeat, projection, reconcile, sequence
-from superloop_ops.core.jsonutil import JsonObject, format_ts
+from superloop_ops.core.jsonutil import JsonObject
 from superloop_ops.core.thresholds import Thresholds, coerce_non_negative_int
 from superloop_ops.engine import tail
 from superloop_ops.errors import ContractError
@@ -544,40 +544,8 @@ def run_reconcile(
         files.write_json_atomic(paths.state_file, state)
     # Step 11: escalations (divergence -> ordering drift -> health).
     context = escalations.EscalationContext(options.loop_id, trace_id, options.transport, now)
-    written: list[JsonObject] = []
-    if ingest.ok and state is not None:
-        _append(
-            paths.escalations_file,
-            escalations.build_divergence_escalation(
-                context, state, state_file=str(paths.state_file), cursor_file=str(paths.cursor_file)
-            ),
-            written,
-        )
-    if diagnostics is not None:
-        _append(
-            paths.escalations_file,
-            escalations.build_ordering_drift_escalation(
-                context,
-                diagnostics.state,
-                state_file=str(paths.state_file),
-                sequence_state_file=str(paths.sequence_state_file),
-                sequence_telemetry_file=str(paths.sequence_telemetry_file),
-            ),
-            written,
-        )
-    _append(
-        paths.escalations_file,
-        escalations.build_health_escalation(
-            context,
-            health_doc,
-            previous_health,
-            ingest_ok=ingest.ok,
-            failure_code=ingest.failure_code,
-            state_file=str(paths.state_file),
-            cursor_file=str(paths.cursor_file),
-            health_file=str(paths.health_file),
-        ),
-        written,
+    written = _write_pass_escalations(
+        paths, context, state if ingest.ok else None, diagnostics, health_doc, previous_health, ingest
     )
     # Step 12: reconcile telemetry.
     completed = clk.now()
@@ -618,58 +586,9 @@ def run_reconcile(
         state=state,
         now=completed,
     )
-    drift_doc: JsonObject | None = None
-    drift_error: str | None = None
-    if options.hooks.profile_drift is not None:
-        try:
-            outcome = options.hooks.profile_drift(pass_context)
-        except Exception as exc:  # a broken evaluator must not stop the pass
-            drift_error = str(exc) or type(exc).__name__
-            log.warning("profile drift evaluation failed for loop %s: %s", options.loop_id, drift_error)
-            outcome = None
-        if outcome is not None:
-            drift_doc = outcome.drift
-            if state is not None and paths.state_file.exists():
-                state = reconcile.build_drift_merged_state(
-                    state, drift=outcome.drift, summary=outcome.summary, trace_id=trace_id
-                )
-                if outcome.tuning is not None:
-                    state["tuning"] = outcome.tuning
-                files.write_json_atomic(paths.state_file, state)
-            if not outcome.escalation_written:
-                _append(
-                    paths.escalations_file,
-                    escalations.build_profile_drift_escalation(
-                        context,
-                        outcome.drift,
-                        state_file=str(paths.state_file),
-                        drift_state_file=str(paths.drift_state_file),
-                        drift_history_file=str(paths.drift_history_file),
-                    ),
-                    written,
-                )
+    state, drift_doc, drift_error = _run_profile_drift(pass_context, context, state, written)
     # Step 14: alert dispatch (never fatal).
-    alert_error: str | None = None
-    alert_result: object = None
-    if options.alerts.enabled and options.hooks.alert_dispatch is not None:
-        try:
-            alert_result = options.hooks.alert_dispatch(pass_context)
-        except Exception as exc:  # alerting never changes the pass result
-            alert_error = reconcile.tail_lines(str(exc) or type(exc).__name__)
-            files.append_jsonl(
-                paths.alert_dispatch_telemetry_file,
-                [
-                    {
-                        "timestamp": format_ts(completed),
-                        "loopId": options.loop_id,
-                        "traceId": trace_id,
-                        "category": "alert_dispatch",
-                        "status": "failed_command",
-                        "reasonCode": "alert_dispatch_failed",
-                        "message": alert_error,
-                    }
-                ],
-            )
+    alert_result, alert_error = _run_alert_dispatch(pass_context)
     # Step 15: output.
     if ingest.ok:
         assert state is not None
@@ -697,6 +616,115 @@ def run_reconcile(
         sequence_state=sequence_state,
         alert_result=alert_result,
     )
+
+
+def _write_pass_escalations(
+    paths: ReconcilePaths,
+    context: escalations.EscalationContext,
+    success_state: JsonObject | None,
+    diagnostics: sequence.SequenceDiagnostics | None,
+    health_doc: JsonObject,
+    previous_health: escalations.PreviousHealth,
+    ingest: _Ingest,
+) -> list[JsonObject]:
+    """Step 11: divergence (successful passes only), ordering drift, then health; returns the rows."""
+    written: list[JsonObject] = []
+    if success_state is not None:
+        _append(
+            paths.escalations_file,
+            escalations.build_divergence_escalation(
+                context, success_state, state_file=str(paths.state_file), cursor_file=str(paths.cursor_file)
+            ),
+            written,
+        )
+    if diagnostics is not None:
+        _append(
+            paths.escalations_file,
+            escalations.build_ordering_drift_escalation(
+                context,
+                diagnostics.state,
+                state_file=str(paths.state_file),
+                sequence_state_file=str(paths.sequence_state_file),
+                sequence_telemetry_file=str(paths.sequence_telemetry_file),
+            ),
+            written,
+        )
+    _append(
+        paths.escalations_file,
+        escalations.build_health_escalation(
+            context,
+            health_doc,
+            previous_health,
+            ingest_ok=ingest.ok,
+            failure_code=ingest.failure_code,
+            state_file=str(paths.state_file),
+            cursor_file=str(paths.cursor_file),
+            health_file=str(paths.health_file),
+        ),
+        written,
+    )
+    return written
+
+
+def _run_profile_drift(
+    ctx: PassContext,
+    context: escalations.EscalationContext,
+    state: JsonObject | None,
+    written: list[JsonObject],
+) -> tuple[JsonObject | None, JsonObject | None, str | None]:
+    """Step 13: the drift hook, the drift/tuning merge and the drift escalation.
+
+    Returns the (possibly merged) state, the drift document and the hook's error. A failing
+    hook is logged and skipped (divergence: the reference aborted the pass).
+    """
+    hook = ctx.options.hooks.profile_drift
+    if hook is None:
+        return state, None, None
+    paths = ctx.paths
+    try:
+        outcome = hook(ctx)
+    except Exception as exc:  # a broken evaluator must not stop the pass
+        error = str(exc) or type(exc).__name__
+        log.warning("profile drift evaluation failed for loop %s: %s", ctx.loop_id, error)
+        return state, None, error
+    if outcome is None:
+        return state, None, None
+    if state is not None and paths.state_file.exists():
+        state = reconcile.build_drift_merged_state(
+            state, drift=outcome.drift, summary=outcome.summary, trace_id=ctx.trace_id
+        )
+        if outcome.tuning is not None:
+            state["tuning"] = outcome.tuning
+        files.write_json_atomic(paths.state_file, state)
+    if not outcome.escalation_written:
+        _append(
+            paths.escalations_file,
+            escalations.build_profile_drift_escalation(
+                context,
+                outcome.drift,
+                state_file=str(paths.state_file),
+                drift_state_file=str(paths.drift_state_file),
+                drift_history_file=str(paths.drift_history_file),
+            ),
+            written,
+        )
+    return state, outcome.drift, None
+
+
+def _run_alert_dispatch(ctx: PassContext) -> tuple[object, str | None]:
+    """Step 14: the dispatch hook; a failure becomes an ``alert_dispatch_failed`` row, never an error."""
+    hook = ctx.options.hooks.alert_dispatch
+    if not ctx.options.alerts.enabled or hook is None:
+        return None, None
+    try:
+        return hook(ctx), None
+    except Exception as exc:  # alerting never changes the pass result
+        message = reconcile.tail_lines(str(exc) or type(exc).__name__)
+        row = reconcile.build_alert_failure_row(
+            loop_id=ctx.loop_id, trace_id=ctx.trace_id, message=message, now=ctx.now
+        )
+        files.append_jsonl(ctx.paths.alert_dispatch_telemetry_file, [row])
+        return None, message
 
 
 def _last_intent(path: Path) -> JsonObject | None:
