@@ -698,3 +698,37 @@ def test_sigterm_lets_an_in_flight_control_finish(tmp_path: Path) -> None:
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+def _control_cli(repo: Path, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "superloop_ops.cli.main", "control", "--repo", str(repo), "--loop", LOOP]
+    argv += ["--intent", "cancel", "--transport", "sprite_service", "--service-base-url", url, *extra]
+    env = {key: value for key, value in os.environ.items() if key != "OPS_MANAGER_SERVICE_TOKEN"}
+    return subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=120)
+
+
+def test_control_cli_over_the_service(tmp_path: Path, start_service: StartService) -> None:
+    """bats "control supports sprite_service transport with idempotency", through the CLI."""
+    write_runtime_artifacts(tmp_path)
+    service = start_service(tmp_path)
+    args = ("--trace-id", "trace-service-control-1", "--service-token", TOKEN, "--idempotency-key", "idem-1")
+    first = _control_cli(tmp_path, service.url, *args)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["status"] == "confirmed"
+    second = _control_cli(tmp_path, service.url, *args)
+    assert second.returncode == 0, second.stderr
+    row = json.loads(second.stdout)
+    assert json.loads(row["commandOutput"])["replayed"] is True
+    assert row["command"] == f"POST {service.url}/ops/control"
+
+
+def test_control_cli_wrong_token(tmp_path: Path, start_service: StartService) -> None:
+    write_runtime_artifacts(tmp_path)
+    service = start_service(tmp_path)
+    done = _control_cli(
+        tmp_path, service.url, "--service-token", "wrong-token", "--idempotency-key", "idem-bad"
+    )
+    assert done.returncode == 1
+    assert "error: service request failed (method=POST" in done.stderr
+    assert "wrong-token" not in done.stderr + done.stdout
+    assert json.loads(done.stdout)["status"] == "failed_command"
