@@ -373,3 +373,30 @@ def test_key_reused_for_another_intent_fails_closed(tmp_path: Path) -> None:
     with pytest.raises(ContractError, match="idempotency key 'shared' was already used for intent 'reject'"):
         h.execute("approve", idempotency_key="shared", do_confirm=False)
     assert len(h.rows("intents.jsonl")) == rows
+
+
+def test_failed_snapshots_count_as_not_confirmed(tmp_path: Path) -> None:
+    h = Harness(tmp_path, "running", tick_on_sleep=False)
+    calls: list[int] = []
+
+    def flaky(repo: Path, loop_id: str, *, trace_id: str | None, now: dt.datetime) -> dict[str, Any]:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ContractError("invalid JSON in final events line")
+        return local_transport.fetch_snapshot(repo, loop_id, trace_id=trace_id, now=now)
+
+    result = engine_control.poll_confirmation(
+        h.repo, h.loop.loop_id, "cancel", timeout_seconds=10, interval_seconds=1,
+        now_fn=h.clock.now, sleep=h.sleep, fetch_snapshot=flaky,
+    )  # fmt: skip
+    assert result.confirmed is False
+    assert result.document["observedStatus"] == "running"  # observed once snapshots worked
+    assert result.document["attempts"] == 11
+    (h.repo / ".superloop" / "state.json").unlink()
+    calls.clear()
+    again = engine_control.poll_confirmation(
+        h.repo, h.loop.loop_id, "cancel", timeout_seconds=10, interval_seconds=1,
+        now_fn=h.clock.now, sleep=h.sleep, fetch_snapshot=flaky,
+    )  # fmt: skip
+    assert again.confirmed is True
+    assert again.document["attempts"] == 3

@@ -567,8 +567,8 @@ def poll_confirmation(
         attempts += 1
         try:
             snapshot = snapshot_fn(repo, loop_id, trace_id=None, now=now_fn())
-        except ContractError:
-            snapshot = None
+        except (ContractError, OSError, ValueError):
+            snapshot = None  # a failed snapshot is "not confirmed yet", as in the reference
         if snapshot is not None:
             observation = core_control.build_observation(snapshot)
             confirmed, reason = core_control.compute_confirmation(intent, observation)
