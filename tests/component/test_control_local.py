@@ -54,7 +54,7 @@ class Harness:
         if self.tick_on_sleep:
             self.sim.step()
 
-    def request(self, intent: str, **overrides: Any) -> engine_control.ControlRequest:
+    def request(self, intent: str = "cancel", **overrides: Any) -> engine_control.ControlRequest:
         fields: dict[str, Any] = {
             "repo": self.repo,
             "loop_id": self.loop.loop_id,
@@ -400,3 +400,26 @@ def test_failed_snapshots_count_as_not_confirmed(tmp_path: Path) -> None:
     )  # fmt: skip
     assert again.confirmed is True
     assert again.document["attempts"] == 3
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"loop_id": "../x"}, "invalid loop id"),
+        ({"transport": "smoke"}, "--transport must be local or sprite_service"),
+        ({"transport": "sprite_service"}, "--service-base-url is required"),
+        ({"timeout_seconds": -1}, "timeout and interval must be non-negative integers"),
+        ({"retry_attempts": 0}, "--retry-attempts must be an integer >= 1"),
+        ({"retry_backoff_seconds": -1}, "--retry-backoff-seconds must be a non-negative integer"),
+        ({"intent": "pause"}, "intent must be one of"),
+    ],
+)
+def test_engine_validation_fails_before_any_row(
+    tmp_path: Path, overrides: dict[str, Any], message: str
+) -> None:
+    h = Harness(tmp_path, "running", ticks=1)
+    fields = {"intent": "cancel", **overrides}
+    request = h.request(**fields)
+    with pytest.raises(ContractError, match=message):
+        engine_control.execute_control(request, now_fn=h.clock.now, sleep=h.sleep)
+    assert not h.ops.exists()

@@ -196,6 +196,10 @@ def execute_control(
         raise ContractError("--service-base-url is required when --transport sprite_service")
     if request.timeout_seconds < 0 or request.interval_seconds < 0:
         raise ContractError("timeout and interval must be non-negative integers")
+    if request.retry_attempts < 1:
+        raise ContractError("--retry-attempts must be an integer >= 1")
+    if request.retry_backoff_seconds < 0:
+        raise ContractError("--retry-backoff-seconds must be a non-negative integer")
     key = request.idempotency_key or core_control.build_default_idempotency_key(
         request.intent, int(now_fn().timestamp()), os.getpid(), secrets.token_hex(4)
     )
