@@ -79,7 +79,7 @@ def read_json(path: Path) -> Any | None:
     """The parsed document, or None when the file is missing or not valid JSON."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
 
 
