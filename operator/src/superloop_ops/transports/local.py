@@ -29,6 +29,7 @@ __all__ = [
     "EventBatch",
     "LoopPaths",
     "build_cursor_document",
+    "clear_memos",
     "fetch_events",
     "fetch_snapshot",
     "read_cursor",
@@ -185,6 +186,13 @@ class _PositionMemo:
 
 
 _POSITIONS = _PositionMemo()
+
+
+def clear_memos() -> None:
+    """Forget the per-process positions and digests (what a fresh CLI process starts with)."""
+    global _DIGESTS, _POSITIONS
+    _DIGESTS = _DigestMemo()
+    _POSITIONS = _PositionMemo()
 
 
 def _events_digest(fd: int, key: str) -> _Digest:
