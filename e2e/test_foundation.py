@@ -7,6 +7,7 @@ itself is started as a local process authenticated as the chart's ServiceAccount
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -502,48 +503,87 @@ def test_operator_runs_under_the_chart_service_account(
     _eventually(spec_patch_denied, what="the spec guard policy to deny the operator's spec patch")
 
     # The operator itself starts with only these rights, and reports healthy.
+    with _operator(sa.path, release.peering, tmp_path / "op") as op:
+        op.wait_healthy()
+
+        def registered_in_peering() -> bool:
+            peering = json.loads(
+                cluster.kubectl("get", "clusterkopfpeerings.kopf.dev", release.peering, "-o", "json").stdout
+            )
+            return bool(peering.get("status"))
+
+        _eventually(registered_in_peering, timeout=30, what="kopf to announce itself in the peering object")
+        time.sleep(2)  # let the first watch round run, so RBAC errors would show in the log
+        assert _FORBIDDEN.findall(op.output()) == [], op.output()[-4000:]
+
+
+def test_peering_lets_only_the_highest_priority_replica_act(
+    cluster: Cluster, release: Release, tmp_path: Path
+) -> None:
+    sa = write_service_account_kubeconfig(
+        cluster, release.namespace, release.service_account, tmp_path / "sa"
+    )
+    resumed = "Resuming the watch-stream for loops."
+
+    def peers() -> int:
+        peering = cluster.kubectl("get", "clusterkopfpeerings.kopf.dev", release.peering, "-o", "json").stdout
+        return len(json.loads(peering).get("status") or {})
+
+    with contextlib.ExitStack() as stack:
+        high = stack.enter_context(_operator(sa.path, release.peering, tmp_path / "high", priority=10))
+        high.wait_healthy()
+        _eventually(lambda: resumed in high.output(), timeout=30, what="the first replica to start handling")
+        with _operator(sa.path, release.peering, tmp_path / "low", priority=0) as low:
+            low.wait_healthy()
+            _eventually(lambda: peers() == 2, timeout=30, what="both replicas in the peering object")
+            time.sleep(5)
+            assert resumed not in low.output(), "a second replica handles objects while the first one runs"
+            stack.close()  # the first replica leaves the peering object when it exits cleanly
+            _eventually(lambda: resumed in low.output(), timeout=60, what="the second replica to take over")
+
+
+@dataclass
+class _Operator:
+    proc: subprocess.Popen[bytes]
+    log: Path
+    port: int
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None and not _healthy(self.port):
+            time.sleep(0.5)
+        assert self.proc.poll() is None, f"kopf exited with {self.proc.returncode}:\n{self.output()[-4000:]}"
+        assert _healthy(self.port), f"kopf never became healthy:\n{self.output()[-4000:]}"
+
+
+@contextlib.contextmanager
+def _operator(kubeconfig: Path, peering: str, workdir: Path, *, priority: int = 0) -> Iterator[_Operator]:
+    """``kopf run`` of our operator as a local process, always stopped (by its process group)."""
+    workdir.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     env = dict(os.environ)
     env.update(
-        KUBECONFIG=str(sa.path),
-        SUPERLOOP_STATE_DIR=str(tmp_path / "state"),
+        KUBECONFIG=str(kubeconfig),
+        SUPERLOOP_STATE_DIR=str(workdir / "state"),
         SUPERLOOP_METRICS_PORT=str(_free_port()),
         SUPERLOOP_METRICS_HOST="127.0.0.1",
-        SUPERLOOP_PEERING=release.peering,
+        SUPERLOOP_PEERING=peering,
     )
-    log_path = tmp_path / "kopf.log"
-    kopf = [sys.executable, "-m", "kopf"]
+    log_path = workdir / "kopf.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [
-                *kopf, "run", "-m", "superloop_ops.main", "--all-namespaces",
-                f"--peering={release.peering}", f"--liveness=http://127.0.0.1:{port}/healthz", "--verbose",
+                sys.executable, "-m", "kopf", "run", "-m", "superloop_ops.main", "--all-namespaces",
+                f"--peering={peering}", f"--priority={priority}",
+                f"--liveness=http://127.0.0.1:{port}/healthz", "--verbose",
             ],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )  # fmt: skip
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and proc.poll() is None and not _healthy(port):
-                time.sleep(0.5)
-            output = log_path.read_text(errors="replace")
-            assert proc.poll() is None, f"kopf exited with {proc.returncode}:\n{output[-4000:]}"
-            assert _healthy(port), f"kopf never became healthy:\n{output[-4000:]}"
-
-            def registered_in_peering() -> bool:
-                peering = json.loads(
-                    cluster.kubectl(
-                        "get", "clusterkopfpeerings.kopf.dev", release.peering, "-o", "json"
-                    ).stdout
-                )
-                return bool(peering.get("status"))
-
-            _eventually(
-                registered_in_peering, timeout=30, what="kopf to announce itself in the peering object"
-            )
-            time.sleep(2)  # let the first watch round run, so RBAC errors would show in the log
-            output = log_path.read_text(errors="replace")
-            denials = _FORBIDDEN.findall(output)
-            assert denials == [], output[-4000:]
+            yield _Operator(proc=proc, log=log_path, port=port)
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
