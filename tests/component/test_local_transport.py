@@ -7,10 +7,13 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from superloop_ops.core import cursor
 from superloop_ops.errors import ContractError
@@ -316,3 +319,56 @@ def test_cursor_document_round_trips_the_byte_hint(tmp_path: Path) -> None:
     path.write_text(json.dumps(doc))
     position = local.read_cursor(path)
     assert position == _hint(batch)
+
+
+# ----------------------------------------------------------------------------- property test on real files
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seqs=st.lists(st.integers(0, 10**6), min_size=1, max_size=30),
+    plan=st.lists(
+        st.tuples(st.integers(1, 300), st.integers(0, 3), st.sampled_from(["file", "memo", "none"])),
+        min_size=1,
+        max_size=40,
+    ),
+)
+def test_real_file_polls_lose_and_duplicate_nothing(
+    seqs: list[int], plan: list[tuple[int, int, str]]
+) -> None:
+    content = b"".join(_line(seq) for seq in seqs)
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp)
+        loop_dir = repo / ".superloop" / "loops" / LOOP
+        loop_dir.mkdir(parents=True)
+        events = loop_dir / "events.jsonl"
+        events.write_bytes(b"")
+        cursor_file = repo / "cursor.json"
+        written = 0
+        emitted: list[int] = []
+        steps = iter(plan)
+        while True:
+            chunk, max_events, source = next(steps, (300, 0, "file"))
+            if written < len(content):
+                _append(events, content[written : written + chunk])
+                written += chunk
+            position = local.read_cursor(cursor_file)
+            if source != "file":
+                if source == "none":
+                    local.clear_memos()
+                position = cursor.CursorPosition(position.line_offset)
+            batch = local.fetch_events(
+                repo,
+                LOOP,
+                offset=position.line_offset,
+                max_events=max_events,
+                trace_id=None,
+                now=NOW,
+                byte_hint=position,
+            )
+            assert batch.offset_after <= batch.line_count
+            cursor_file.write_text(json.dumps(local.build_cursor_document(repo, LOOP, batch, NOW)))
+            emitted.extend(e["event"]["raw"]["seq"] for e in batch.events)
+            if written >= len(content) and not batch.events and max_events == 0:
+                break
+        assert emitted == seqs
