@@ -1,0 +1,568 @@
+"""Fleet and FleetPolicy handlers called directly: real journal files, the real simulator and
+control engine, the real Loop and HandoffIntent handlers, an in-memory API server."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import sys
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from superloop_ops.clock import FrozenClock
+from superloop_ops.core import fleet_k8s
+from superloop_ops.core.jsonutil import format_ts
+from superloop_ops.engine import fleet_operator
+from superloop_ops.handlers import fleet as fleet_handlers
+from superloop_ops.handlers import fleet_policy as policy_handlers
+from superloop_ops.handlers import handoff_intent as intent_handlers
+from superloop_ops.handlers import loop as loop_handlers
+from superloop_ops.handlers.context import OperatorContext
+from superloop_ops.journal import files
+from superloop_ops.k8s.edge import ObjectNotFoundError, ObjectRef
+from superloop_ops.k8s.fleet_edge import AlreadyExistsError
+from superloop_ops.metrics import build_metrics
+from superloop_ops.settings import Settings
+from superloop_ops.sim.simulator import Simulator
+
+NS = "fleet-ns"
+SIM_RUNTIME = (sys.executable, "-m", "superloop_ops.cli.main", "simulate")
+GROUP_VERSION = "ops.superloop.dev/v1alpha1"
+
+
+class FakeFleetEdge:
+    """In-memory API server with what the fleet controller needs (create, delete, label lists)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.events: list[tuple[str, str, str, str]] = []
+        self.deleted: list[tuple[str, str]] = []
+
+    def add(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        meta = body.setdefault("metadata", {})
+        meta.setdefault("namespace", NS)
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("generation", 1)
+        self.objects[(plural, meta["namespace"], meta["name"])] = body
+        return body
+
+    def get(self, plural: str, name: str) -> dict[str, Any]:
+        return self.objects[(plural, NS, name)]
+
+    def names(self, plural: str) -> list[str]:
+        return sorted(name for (p, _, name) in self.objects if p == plural)
+
+    def fetch_secret_value(self, namespace: str, name: str, key: str) -> str:
+        raise ObjectNotFoundError(f"Secret {namespace}/{name}: not found")
+
+    def fetch_object(self, ref: ObjectRef) -> dict[str, Any] | None:
+        body = self.objects.get((ref.plural, ref.namespace, ref.name))
+        return copy.deepcopy(body) if body is not None else None
+
+    def list_objects(self, ref: ObjectRef) -> list[dict[str, Any]]:
+        return [
+            copy.deepcopy(b)
+            for (p, ns, _), b in self.objects.items()
+            if p == ref.plural and ns == ref.namespace
+        ]
+
+    def list_labelled(self, ref: ObjectRef, selector: str) -> list[dict[str, Any]]:
+        key, _, value = selector.partition("=")
+        return [
+            b for b in self.list_objects(ref) if (b.get("metadata", {}).get("labels") or {}).get(key) == value
+        ]
+
+    def create_object(self, ref: ObjectRef, body: Mapping[str, Any]) -> dict[str, Any]:
+        if (ref.plural, ref.namespace, ref.name) in self.objects:
+            raise AlreadyExistsError(f"{ref.name} exists")
+        created = copy.deepcopy(dict(body))
+        created["metadata"]["namespace"] = ref.namespace
+        self.add(ref.plural, created)
+        return copy.deepcopy(created)
+
+    def delete_object(self, ref: ObjectRef, *, uid: str | None = None) -> None:
+        body = self.objects.get((ref.plural, ref.namespace, ref.name))
+        if body is None or (uid and body["metadata"]["uid"] != uid):
+            return
+        del self.objects[(ref.plural, ref.namespace, ref.name)]
+        self.deleted.append((ref.plural, ref.name))
+
+    def patch_status(self, ref: ObjectRef, status: Mapping[str, Any]) -> None:
+        current = self.objects[(ref.plural, ref.namespace, ref.name)].setdefault("status", {})
+        for key, value in status.items():
+            if value is None:
+                current.pop(key, None)
+            else:
+                current[key] = copy.deepcopy(value)
+
+    def replace_status_fields(
+        self,
+        ref: ObjectRef,
+        fields: Mapping[str, Any],
+        *,
+        remove: Sequence[str] = (),
+        has_status: bool = True,
+    ) -> None:
+        current = self.objects[(ref.plural, ref.namespace, ref.name)].setdefault("status", {})
+        current.update(copy.deepcopy(dict(fields)))
+        for key in remove:
+            current.pop(key, None)
+
+    def patch_annotations(self, ref: ObjectRef, annotations: Mapping[str, str | None]) -> None:
+        notes = self.objects[(ref.plural, ref.namespace, ref.name)]["metadata"].setdefault("annotations", {})
+        for key, value in annotations.items():
+            if value is None:
+                notes.pop(key, None)
+            else:
+                notes[key] = value
+
+    def post_event(self, ref: ObjectRef, event_type: str, reason: str, message: str) -> None:
+        self.events.append((ref.name, event_type, reason, message))
+
+    def reasons(self, name: str) -> list[str]:
+        return [reason for obj, _, reason, _ in self.events if obj == name]
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=1))
+
+
+@pytest.fixture
+def edge() -> FakeFleetEdge:
+    return FakeFleetEdge()
+
+
+def _context(
+    tmp_path: Path, edge: FakeFleetEdge, clock: FrozenClock, pvcs: dict[str, Path]
+) -> OperatorContext:
+    settings = Settings(
+        state_dir=tmp_path / "state",
+        pvc_dirs=pvcs,
+        pvc_mount_root=tmp_path / "mounts",
+        metrics_port=0,
+        control_confirm_timeout_seconds=4,
+        control_confirm_interval_seconds=1,
+    )
+    return OperatorContext(
+        settings=settings,
+        edge=edge,
+        clock=clock,
+        metrics=build_metrics(),
+        runtime_command=SIM_RUNTIME,
+        sleep=clock.sleep,
+    )
+
+
+def _fleet(name: str, loops: list[dict[str, Any]], policy: str | None = None, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": GROUP_VERSION,
+        "kind": "Fleet",
+        "metadata": {"name": name},
+        "spec": {"loops": loops, "deterministicOrder": True, "reconcileIntervalSeconds": 2, **spec},
+    }
+    if policy:
+        body["spec"]["policyRef"] = {"name": policy}
+    return body
+
+
+def _governance(clock: FrozenClock) -> dict[str, str]:
+    now = clock.now()
+    return {
+        "actor": "ops-user",
+        "approvalRef": "CAB-7",
+        "rationale": "drill",
+        "changedAt": format_ts(now - dt.timedelta(days=1)),
+        "reviewBy": format_ts(now + dt.timedelta(days=60)),
+    }
+
+
+def _policy(name: str, clock: FrozenClock, *, mode: str = "guarded_auto", **safety: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {"mode": mode, "noiseControls": {"dedupeWindowSeconds": 0}}
+    if mode == "guarded_auto":
+        spec["autonomous"] = {
+            "allow": {"categories": ["reconcile_failed", "health_critical"], "intents": ["cancel"]},
+            "safety": {"maxActionsPerRun": 3, "maxActionsPerLoop": 1, "cooldownSeconds": 0, **safety},
+            "governance": _governance(clock),
+            "rollout": {
+                "autoPause": {"minSampleSize": 2, "lookbackExecutions": 3, "failureRateThreshold": 0.5}
+            },
+        }
+    return {"apiVersion": GROUP_VERSION, "kind": "FleetPolicy", "metadata": {"name": name}, "spec": spec}
+
+
+def _ready(status: str, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "type": "Ready",
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": 1,
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
+
+
+def _failed_status(health: str = "critical", reason: str = "ServiceRequestFailed") -> dict[str, Any]:
+    return {
+        "healthStatus": health,
+        "reasonCodes": ["transport_unreachable"],
+        "conditions": [_ready("False", reason, "service request failed")],
+    }
+
+
+def _ok_status() -> dict[str, Any]:
+    return {
+        "healthStatus": "healthy",
+        "reasonCodes": [],
+        "lifecycle": "running",
+        "conditions": [_ready("True", "ReconcileSucceeded", "ok")],
+    }
+
+
+def _pass(edge: FakeFleetEdge, ctx: OperatorContext, deps: fleet_operator.FleetPassDeps, name: str) -> Any:
+    return fleet_handlers.reconcile_fleet(edge.get("fleets", name), ctx, deps)
+
+
+def _cond(status: Mapping[str, Any], cond_type: str) -> dict[str, Any]:
+    for cond in status.get("conditions") or []:
+        if cond["type"] == cond_type:
+            return dict(cond)
+    raise AssertionError(f"no {cond_type} in {status}")
+
+
+def _fleet_dir(tmp_path: Path, name: str) -> Path:
+    return tmp_path / "state" / NS / ".superloop" / "ops-manager" / "fleet" / name
+
+
+def _sims(tmp_path: Path, clock: FrozenClock, *scenarios: str) -> dict[str, Path]:
+    repos: dict[str, Path] = {}
+    for scenario in scenarios:
+        sim = Simulator(tmp_path / "sims", clock, loops=1, scenarios=[scenario], loop_prefix=f"{scenario}-x")
+        sim.run(4)
+        repos[f"{scenario}-x-1"] = sim.repo_of(f"{scenario}-x-1")
+    return repos
+
+
+def _local(loop_id: str, claim: str, **extra: Any) -> dict[str, Any]:
+    return {"loopId": loop_id, "transport": "local", "source": {"pvc": {"claimName": claim}}, **extra}
+
+
+def test_fleet_materialises_owned_loops_and_rolls_up_their_status(
+    tmp_path: Path, edge: FakeFleetEdge, clock: FrozenClock
+) -> None:
+    repos = _sims(tmp_path, clock, "running", "stopped")
+    ctx = _context(tmp_path, edge, clock, {"c-run": repos["running-x-1"], "c-stop": repos["stopped-x-1"]})
+    deps = fleet_handlers.build_fleet_deps(ctx, edge)
+    edge.add("policies-unused", {"metadata": {"name": "x"}})
+    edge.add("fleetpolicies", _policy("advice", clock, mode="advisory"))
+    loops = [
+        _local("running-x-1", "c-run"),
+        _local("stopped-x-1", "c-stop"),
+        _local("ghost", "c-missing"),
+        _local("off", "c-run", enabled=False),
+    ]
+    fleet = edge.add("fleets", _fleet("prod", loops, policy="advice", maxParallel=2))
+    report = _pass(edge, ctx, deps, "prod")
+    assert not report.ran
+    assert report.blocked_reason == "loops_pending"
+    owned = edge.names("loops")
+    assert owned == ["prod-ghost", "prod-off", "prod-running-x-1", "prod-stopped-x-1"]
+    loop_body = edge.get("loops", "prod-running-x-1")
+    assert loop_body["metadata"]["ownerReferences"][0]["uid"] == fleet["metadata"]["uid"]
+    assert loop_body["metadata"]["ownerReferences"][0]["controller"] is True
+    assert edge.get("loops", "prod-off")["spec"]["suspend"] is True
+    assert _cond(edge.get("fleets", "prod")["status"], "Ready")["reason"] == "LoopsPending"
+    # the Loop controller reconciles each Loop; the fleet pass only reads their status
+    for name in owned:
+        loop_handlers.reconcile_loop(edge.get("loops", name), ctx)
+    report = _pass(edge, ctx, deps, "prod")
+    assert report.ran
+    status = edge.get("fleets", "prod")["status"]
+    assert status["healthStatus"] == "partial_failure"
+    assert status["loopCount"] == 4
+    assert status["failedLoopCount"] == 1
+    assert status["skippedLoopCount"] == 1
+    assert "fleet_loop_skipped" in status["reasonCodes"]
+    by_id = {row["loopId"]: row for row in status["state"]["loops"]}
+    assert by_id["off"]["status"] == "skipped"
+    assert by_id["off"]["reasonCode"] == "loop_disabled"
+    assert by_id["ghost"]["status"] == "failed"
+    assert by_id["ghost"]["reasonCode"] == "source_not_found"
+    assert by_id["running-x-1"]["loop"] == "prod-running-x-1"
+    assert by_id["running-x-1"]["stateFile"].endswith("/ops-manager/running-x-1/state.json")
+    assert [row["loopId"] for row in status["state"]["loops"]] == [
+        "ghost",
+        "off",
+        "running-x-1",
+        "stopped-x-1",
+    ]
+    assert status["fleetStatus"]["exceptions"]["reconcileFailures"] == ["ghost"]
+    assert _cond(status, "Ready")["status"] == "True"
+    assert (_cond(status, "Degraded")["status"], _cond(status, "Degraded")["reason"]) == (
+        "True",
+        "FleetPartialFailure",
+    )
+    assert "FleetStatusChanged" in edge.reasons("prod")
+    # journal in the reference layout, one directory per Fleet
+    base = _fleet_dir(tmp_path, "prod")
+    state = _read_doc(base / "state.json")
+    assert state["execution"] == {
+        "maxParallel": 2,
+        "deterministicOrder": True,
+        "fromStart": False,
+        "maxEvents": 0,
+    }
+    assert len(files.read_jsonl(base / "telemetry" / "reconcile.jsonl")) == 1
+    assert (base / "policy-state.json").is_file()
+    # advisory: one HandoffIntent per unsuppressed candidate, owned by the Fleet, pending
+    intent_name = fleet_k8s.compute_intent_name("prod", "ghost:reconcile_failed:cancel")
+    intent = edge.get("handoffintents", intent_name)
+    assert intent["spec"]["loopRef"] == {"name": "prod-ghost"}
+    assert intent["metadata"]["ownerReferences"][0]["kind"] == "Fleet"
+    assert "IntentProposed" in edge.reasons("prod")
+    policy_status = edge.get("fleetpolicies", "advice")["status"]
+    assert policy_status["mode"] == "advisory"
+    assert policy_status["governancePosture"] == "not_required"
+    assert _cond(policy_status, "Ready")["reason"] == "PolicyEvaluated"
+    rendered = ctx.metrics.render().decode()
+    assert (
+        'superloop_ops_fleet_status{fleet="prod",namespace="fleet-ns",status="partial_failure"} 1.0'
+        in rendered
+    )
+    # a changed inline entry replaces its Loop (the operator never writes spec); a removed one is deleted
+    fleet_body = edge.get("fleets", "prod")
+    fleet_body["spec"]["loops"] = [
+        _local("running-x-1", "c-run", metadata={"team": "a"}),
+        _local("stopped-x-1", "c-run"),
+    ]
+    fleet_body["metadata"]["generation"] = 2
+    _pass(edge, ctx, deps, "prod")
+    assert edge.names("loops") == ["prod-running-x-1", "prod-stopped-x-1"]
+    assert ("loops", "prod-stopped-x-1") in edge.deleted
+    assert ("loops", "prod-running-x-1") not in edge.deleted
+    assert edge.get("loops", "prod-stopped-x-1")["spec"]["source"]["pvc"]["claimName"] == "c-run"
+
+
+def _drill_setup(
+    tmp_path: Path, edge: FakeFleetEdge, clock: FrozenClock, policy: dict[str, Any], count: int = 1
+) -> tuple[OperatorContext, fleet_operator.FleetPassDeps, list[Path]]:
+    repos = []
+    pvcs = {}
+    for index in range(count):
+        sim = Simulator(tmp_path / "sims", clock, loops=1, scenarios=["running"], loop_prefix=f"red{index}")
+        sim.run(4)
+        repos.append(sim.repo_of(f"red{index}-1"))
+        pvcs[f"claim-{index}"] = repos[-1]
+    ctx = _context(tmp_path, edge, clock, pvcs)
+    deps = fleet_handlers.build_fleet_deps(ctx, edge)
+    edge.add("fleetpolicies", policy)
+    loops = [_local(f"red{i}-1", f"claim-{i}") for i in range(count)]
+    edge.add("fleets", _fleet("drill", loops, policy=policy["metadata"]["name"]))
+    _pass(edge, ctx, deps, "drill")  # materialise
+    for index in range(count):
+        edge.get("loops", f"drill-red{index}-1")["status"] = _failed_status()
+    return ctx, deps, repos
+
+
+def _read_doc(path: Path) -> dict[str, Any]:
+    value = files.read_json(path)
+    assert isinstance(value, dict), path
+    return value
+
+
+def _state_alive(repo: Path) -> bool:
+    return (repo / ".superloop" / "state.json").is_file()
+
+
+def test_kill_switch_blocks_autonomy_and_a_person_completes_it(
+    tmp_path: Path, edge: FakeFleetEdge, clock: FrozenClock
+) -> None:
+    ctx, deps, (repo,) = _drill_setup(tmp_path, edge, clock, _policy("pol", clock, killSwitch=True))
+    report = _pass(edge, ctx, deps, "drill")
+    assert report.ran
+    assert report.autonomous_outcomes == ()
+    assert _state_alive(repo)
+    policy_status = edge.get("fleetpolicies", "pol")["status"]
+    assert "fleet_auto_kill_switch_enabled" in policy_status["reasonCodes"]
+    assert policy_status["policyState"]["autoEligibleCount"] == 0
+    names = sorted(edge.names("handoffintents"))
+    assert names == sorted(
+        fleet_k8s.compute_intent_name("drill", f"red0-1:{c}:cancel")
+        for c in ("health_critical", "reconcile_failed")
+    )
+    handoff_block = edge.get("fleets", "drill")["status"]["handoff"]
+    assert all("autonomous_kill_switch_enabled" in i["reasons"] for i in handoff_block["intents"])
+    assert (
+        'superloop_ops_fleet_kill_switch{fleet="drill",namespace="fleet-ns"} 1.0'
+        in ctx.metrics.render().decode()
+    )
+    # the person approves one intent: the HandoffIntent handler executes it (manual)
+    target = fleet_k8s.compute_intent_name("drill", "red0-1:reconcile_failed:cancel")
+    intent_handlers.reconcile_intent(edge.get("handoffintents", target), ctx)  # pending
+    edge.patch_annotations(
+        ObjectRef("HandoffIntent", "handoffintents", NS, target),
+        {"ops.superloop.dev/approved": "true", "ops.superloop.dev/approved-by": "oncall"},
+    )
+    done = intent_handlers.reconcile_intent(edge.get("handoffintents", target), ctx)
+    assert done.phase == "executed"
+    assert edge.get("handoffintents", target)["status"]["mode"] == "manual"
+    assert not _state_alive(repo)
+    # the next fleet pass records the manual execution in the fleet journal
+    clock.advance(2)
+    _pass(edge, ctx, deps, "drill")
+    rows = files.read_jsonl(_fleet_dir(tmp_path, "drill") / "telemetry" / "handoff.jsonl")
+    manual = [
+        r for r in rows if r["category"] == "fleet_handoff_execute" and r["execution"]["mode"] == "manual"
+    ]
+    assert len(manual) == 1
+    assert manual[0]["execution"]["results"][0]["requestedBy"] == "oncall"
+    assert manual[0]["execution"]["executedCount"] == 1
+
+
+def _control_rows(tmp_path: Path, loop_id: str) -> list[Any]:
+    return files.read_jsonl(
+        tmp_path / "state" / NS / ".superloop" / "ops-manager" / loop_id / "intents.jsonl"
+    )
+
+
+def test_ambiguous_autonomous_outcome_is_retry_guarded_until_a_person_approves(
+    tmp_path: Path, edge: FakeFleetEdge, clock: FrozenClock
+) -> None:
+    policy = _policy("pol", clock)
+    policy["spec"]["autonomous"]["allow"]["categories"] = ["reconcile_failed"]
+    ctx, deps, (repo,) = _drill_setup(tmp_path, edge, clock, policy)
+    ctx.runtime_command = ("true",)  # the runtime accepts the cancel but never stops: ambiguous
+    deps.runtime_command = ctx.runtime_command
+    report = _pass(edge, ctx, deps, "drill")
+    name = fleet_k8s.compute_intent_name("drill", "red0-1:reconcile_failed:cancel")
+    assert report.autonomous_outcomes == ((name, "execution_ambiguous"),)
+    status = edge.get("handoffintents", name)["status"]
+    assert (status["mode"], status["phase"]) == ("autonomous", "execution_ambiguous")
+    assert len(_control_rows(tmp_path, "red0-1")) == 1
+    for _ in range(3):  # no storm: later passes never execute the guarded intent again
+        clock.advance(3)
+        again = _pass(edge, ctx, deps, "drill")
+        assert again.autonomous_outcomes == ()
+    assert len(_control_rows(tmp_path, "red0-1")) == 1
+    handoff_state = _read_doc(_fleet_dir(tmp_path, "drill") / "handoff-state.json")
+    assert "fleet_handoff_retry_guarded" in handoff_state["reasonCodes"]
+    guarded = next(i for i in handoff_state["intents"] if i["category"] == "reconcile_failed")
+    assert "autonomous_retry_guard_ambiguous" in guarded["autonomous"]["reasons"]
+    # the manual handler leaves the autonomous outcome alone...
+    assert not intent_handlers.reconcile_intent(edge.get("handoffintents", name), ctx).executed
+    # ...until a person approves: the fleet handler hands it over, the manual path retries once
+    ctx.runtime_command = SIM_RUNTIME
+    edge.patch_annotations(
+        ObjectRef("HandoffIntent", "handoffintents", NS, name),
+        {"ops.superloop.dev/approved": "true", "ops.superloop.dev/approved-by": "oncall"},
+    )
+    handed = fleet_handlers.hand_over_intent(edge.get("handoffintents", name), ctx, edge)
+    assert handed is not None
+    assert handed.phase == "executed"
+    status = edge.get("handoffintents", name)["status"]
+    assert status["mode"] == "manual"
+    assert status["idempotencyKey"].endswith("-attempt2")
+    assert status["result"]["previousAttempts"][0]["phase"] == "execution_ambiguous"
+    assert status["result"]["previousAttempts"][0]["approvedBy"] == "autonomous-policy"
+    assert not _state_alive(repo)
+    clock.advance(3)
+    _pass(edge, ctx, deps, "drill")
+    handoff_state = _read_doc(_fleet_dir(tmp_path, "drill") / "handoff-state.json")
+    assert "retryGuards" not in handoff_state
+
+
+def test_failed_autonomous_executions_trigger_auto_pause_with_manual_fallback(
+    tmp_path: Path, edge: FakeFleetEdge, clock: FrozenClock
+) -> None:
+    ctx, deps, repos = _drill_setup(
+        tmp_path, edge, clock, _policy("pol", clock, maxActionsPerLoop=2), count=2
+    )
+    ctx.runtime_command = ("false",)  # the control command fails
+    deps.runtime_command = ctx.runtime_command
+    report = _pass(edge, ctx, deps, "drill")
+    # four eligible candidates, the run cap (3) holds
+    assert sorted(outcome for _, outcome in report.autonomous_outcomes) == ["execution_failed"] * 3
+    clock.advance(3)
+    report = _pass(edge, ctx, deps, "drill")
+    assert report.autonomous_outcomes == ()
+    pause = edge.get("fleetpolicies", "pol")["status"]["pause"]
+    assert pause["auto"]["active"] is True
+    assert pause["auto"]["reasons"] == ["autonomous_autopause_failure_spike"]
+    reasons = edge.get("fleetpolicies", "pol")["status"]["reasonCodes"]
+    assert {"fleet_auto_candidates_paused", "fleet_auto_candidates_autopause_triggered"} <= set(reasons)
+    intents = edge.get("fleets", "drill")["status"]["handoff"]["intents"]
+    assert all(not i["eligible"] for i in intents)
+    assert all("autonomous_rollout_paused_auto" in i["reasons"] for i in intents)
+    assert "AutoPauseActivated" in edge.reasons("drill")
+    rendered = ctx.metrics.render().decode()
+    assert 'superloop_ops_fleet_autopause_active{fleet="drill",namespace="fleet-ns"} 1.0' in rendered
+    assert 'outcome="execution_failed"} 3.0' in rendered
+    # recovery: the loops report healthy again, the rollup clears
+    for index in range(2):
+        edge.get("loops", f"drill-red{index}-1")["status"] = _ok_status()
+    clock.advance(3)
+    _pass(edge, ctx, deps, "drill")
+    status = edge.get("fleets", "drill")["status"]
+    assert status["healthStatus"] == "success"
+    assert _cond(status, "Degraded")["status"] == "False"
+    assert all(_state_alive(r) for r in repos)
+
+
+def test_autonomous_execution_interrupted_by_a_crash_becomes_ambiguous_and_guarded(
+    tmp_path: Path, edge: FakeFleetEdge, clock: FrozenClock
+) -> None:
+    ctx, deps, _ = _drill_setup(tmp_path, edge, clock, _policy("pol", clock, killSwitch=True))
+    _pass(edge, ctx, deps, "drill")
+    name = fleet_k8s.compute_intent_name("drill", "red0-1:reconcile_failed:cancel")
+    body = edge.get("handoffintents", name)
+    body["status"] = fleet_k8s.build_autonomous_executing_status(
+        previous=None, idempotency_key="key-crash-1", generation=1, now=clock.now()
+    )
+    clock.advance(3)
+    _pass(edge, ctx, deps, "drill")
+    status = edge.get("handoffintents", name)["status"]
+    assert (status["phase"], status["mode"]) == ("execution_ambiguous", "autonomous")
+    handoff_state = _read_doc(_fleet_dir(tmp_path, "drill") / "handoff-state.json")
+    guard = handoff_state["retryGuards"]["red0-1:reconcile_failed:cancel"]
+    assert guard["reason"] == "autonomous_retry_guard_ambiguous"
+
+
+def test_policy_handler_reports_posture_and_expired_review_never_breaks_status(
+    tmp_path: Path, edge: FakeFleetEdge, clock: FrozenClock
+) -> None:
+    ctx, deps, (repo,) = _drill_setup(tmp_path, edge, clock, _policy("pol", clock))
+    governance = edge.get("fleetpolicies", "pol")["spec"]["autonomous"]["governance"]
+    governance["changedAt"] = format_ts(clock.now() - dt.timedelta(days=30))
+    governance["reviewBy"] = format_ts(clock.now() - dt.timedelta(days=1))
+    fleets = policy_handlers.reconcile_policy(edge.get("fleetpolicies", "pol"), ctx, deps)
+    assert fleets == ["drill"]
+    report = _pass(edge, ctx, deps, "drill")
+    assert report.ran
+    assert report.autonomous_outcomes == ()
+    assert _state_alive(repo)
+    status = edge.get("fleetpolicies", "pol")["status"]
+    assert status["governancePosture"] == "review_expired"
+    assert status["governance"]["blocksAutonomous"] is True
+    assert _cond(status, "Ready")["status"] == "True"
+    assert status["effectiveRollout"]["basedOnGeneration"] == 1
+    intents = edge.get("fleets", "drill")["status"]["handoff"]["intents"]
+    assert any("autonomous_governance_review_expired" in i["reasons"] for i in intents)
+
+
+def test_suppression_of_an_undeclared_loop_is_reported_on_both_objects(
+    tmp_path: Path, edge: FakeFleetEdge, clock: FrozenClock
+) -> None:
+    policy = _policy("pol", clock, mode="advisory")
+    policy["spec"]["suppressions"] = {"not-a-loop": ["health_degraded"]}
+    ctx, deps, _ = _drill_setup(tmp_path, edge, clock, policy)
+    report = _pass(edge, ctx, deps, "drill")
+    assert report.blocked_reason == "invalid_registry"
+    ready = _cond(edge.get("fleets", "drill")["status"], "Ready")
+    assert ready["reason"] == "InvalidRegistry"
+    assert "policy.suppressions.not-a-loop key must reference a declared loopId or *" in ready["message"]
+    assert _cond(edge.get("fleetpolicies", "pol")["status"], "Ready")["reason"] == "InvalidPolicy"
+    assert edge.names("handoffintents") == []
