@@ -19,6 +19,8 @@ import kopf
 from superloop_ops import metrics as metrics_mod
 from superloop_ops import settings as settings_mod
 from superloop_ops.clock import SystemClock
+from superloop_ops.handlers import fleet as _fleet_handlers  # registers handlers
+from superloop_ops.handlers import fleet_policy as _fleet_policy_handlers  # registers handlers
 from superloop_ops.handlers import handoff_intent as _handoff_intent_handlers  # registers handlers
 from superloop_ops.handlers import loop as _loop_handlers  # registers handlers
 from superloop_ops.handlers.context import OperatorContext
@@ -26,7 +28,7 @@ from superloop_ops.k8s import edge as k8s_edge
 
 __all__ = ["on_cleanup", "on_startup"]
 
-_REGISTERED = (_loop_handlers, _handoff_intent_handlers)
+_REGISTERED = (_loop_handlers, _handoff_intent_handlers, _fleet_handlers, _fleet_policy_handlers)
 log = logging.getLogger(__name__)
 
 
