@@ -66,10 +66,10 @@ Namespaced rules: exactly the verbs the operator uses in a watched namespace.
 - apiGroups: [ops.superloop.dev]
   resources: [loops/status, fleets/status, fleetpolicies/status, handoffintents/status, promotionapplies/status]
   verbs: [patch]
-# The Fleet controller materialises Loops and proposes HandoffIntents.
+# The Fleet controller materialises Loops and proposes HandoffIntents (delete: replaced or withdrawn ones).
 - apiGroups: [ops.superloop.dev]
   resources: [loops, handoffintents]
-  verbs: [create]
+  verbs: [create, delete]
 # Events on every transition (kopf posts core Events; our code may use events.k8s.io).
 - apiGroups: [""]
   resources: [events]
