@@ -1,0 +1,337 @@
+"""Pure rules of the Fleet controller: names, manifests, Loop-status reading, statuses, Events."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from superloop_ops.core import fleet as core_fleet
+from superloop_ops.core import fleet_k8s
+from superloop_ops.k8s.fleet_edge import build_status_json_patch
+from superloop_ops.models.fleet import FleetLoopEntry
+
+NOW = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _ready(status: str, reason: str, message: str = "") -> dict[str, Any]:
+    return {"type": "Ready", "status": status, "reason": reason, "message": message}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("prod-loop-a", "prod-loop-a"),
+        ("prod-loop-red:reconcile_failed:cancel", "prod-loop-red-reconcile-failed-cancel"),
+        ("fleet-a.b", "fleet-a-b"),
+    ],
+)
+def test_readable_ids_keep_readable_names(raw: str, expected: str) -> None:
+    assert fleet_k8s.compute_dns_name(raw) == expected
+
+
+def test_lossy_or_long_ids_get_a_hash_suffix_and_stay_distinct() -> None:
+    upper = fleet_k8s.compute_dns_name("prod-Loop-A")
+    lower = fleet_k8s.compute_dns_name("prod-loop-a")
+    assert upper != lower
+    assert re.fullmatch(r"prod-loop-a-[0-9a-f]{8}", upper)
+    long_id = "fleet-" + "x" * 80 + ":health_critical:cancel"
+    name = fleet_k8s.compute_dns_name(long_id)
+    assert len(name) <= 63
+    assert DNS_LABEL.match(name)
+    assert name != fleet_k8s.compute_dns_name(long_id.replace("health_critical", "reconcile_failed"))
+    assert fleet_k8s.compute_dns_name(long_id) == name  # deterministic
+
+
+@given(st.text(min_size=1, max_size=120))
+def test_every_id_maps_to_a_dns_label(raw: str) -> None:
+    name = fleet_k8s.compute_dns_name(raw)
+    assert len(name) <= 63
+    assert DNS_LABEL.match(name), name
+
+
+def test_owned_loop_manifest_is_owned_labelled_and_hashed() -> None:
+    entry = FleetLoopEntry.model_validate(
+        {"loopId": "loop-a", "transport": "local", "source": {"pvc": {"claimName": "c"}}}
+    ).model_dump(mode="json", by_alias=True, exclude_none=True)
+    manifest = fleet_k8s.build_owned_loop_manifest(
+        fleet_name="prod", fleet_uid="uid-1", entry=entry, reconcile_interval_seconds=5, max_events=10
+    )
+    meta = manifest["metadata"]
+    assert meta["name"] == "prod-loop-a"
+    assert meta["labels"][fleet_k8s.FLEET_LABEL] == "prod"
+    assert meta["ownerReferences"] == [
+        {
+            "apiVersion": "ops.superloop.dev/v1alpha1",
+            "kind": "Fleet",
+            "name": "prod",
+            "uid": "uid-1",
+            "controller": True,
+            "blockOwnerDeletion": False,
+        }
+    ]
+    assert manifest["spec"]["source"] == {"pvc": {"claimName": "c", "subPath": ""}}
+    assert manifest["spec"]["reconcileIntervalSeconds"] == 5
+    assert meta["annotations"][fleet_k8s.SPEC_HASH_ANNOTATION] == fleet_k8s.compute_spec_hash(
+        manifest["spec"]
+    )
+    other = fleet_k8s.build_owned_loop_manifest(
+        fleet_name="prod", fleet_uid="uid-1", entry=entry, reconcile_interval_seconds=6, max_events=10
+    )
+    assert (
+        other["metadata"]["annotations"][fleet_k8s.SPEC_HASH_ANNOTATION]
+        != meta["annotations"][fleet_k8s.SPEC_HASH_ANNOTATION]
+    )
+
+
+def test_loop_outcome_waits_for_a_first_pass() -> None:
+    assert fleet_k8s.compute_loop_outcome(None) is None
+    assert fleet_k8s.compute_loop_outcome({"healthStatus": "healthy"}) is None
+
+
+def test_successful_pass_carries_health_and_transition() -> None:
+    outcome = fleet_k8s.compute_loop_outcome(
+        {
+            "healthStatus": "degraded",
+            "reasonCodes": ["runtime_heartbeat_stale"],
+            "lifecycle": "running",
+            "conditions": [_ready("True", "ReconcileSucceeded")],
+        }
+    )
+    assert outcome is not None
+    result = core_fleet.build_loop_result(
+        {"loopId": "a", "transport": "local"},
+        repo="/r",
+        trace_id="t-a",
+        started_at=NOW,
+        ended_at=NOW,
+        outcome=outcome,
+    )
+    assert result["status"] == "success"
+    assert result["healthStatus"] == "degraded"
+    assert result["healthReasonCodes"] == ["runtime_heartbeat_stale"]
+    assert result["transitionState"] == "running"
+
+
+@pytest.mark.parametrize(
+    ("reason", "codes", "expected"),
+    [
+        ("ServiceRequestFailed", [], "transport_unreachable"),
+        ("EventsUnavailable", [], "transport_unreachable"),
+        ("ServiceResponseInvalid", [], "invalid_transport_payload"),
+        ("SourceNotFound", [], "source_not_found"),
+        ("ProjectionFailed", ["projection_failed"], "projection_failed"),
+        ("SnapshotUnavailable", ["transport_unreachable"], "transport_unreachable"),
+    ],
+)
+def test_failed_pass_is_classified_by_the_fleet_core(reason: str, codes: list[str], expected: str) -> None:
+    outcome = fleet_k8s.compute_loop_outcome(
+        {"healthStatus": "critical", "reasonCodes": codes, "conditions": [_ready("False", reason, "boom")]}
+    )
+    assert outcome is not None
+    assert outcome.exit_code == 1
+    result = core_fleet.build_loop_result(
+        {"loopId": "a", "transport": "sprite_service"},
+        repo="/r",
+        trace_id="t",
+        started_at=NOW,
+        ended_at=NOW,
+        outcome=outcome,
+    )
+    assert result["status"] == "failed"
+    assert result["reasonCode"] == expected
+    assert result["healthStatus"] == "critical"
+    assert result["outputExcerpt"] == "boom"
+
+
+def test_snake_reason() -> None:
+    assert fleet_k8s.snake_reason("ServiceRequestFailed") == "service_request_failed"
+    assert fleet_k8s.snake_reason("Suspended") == "suspended"
+
+
+def _intent(**extra: Any) -> dict[str, Any]:
+    intent: dict[str, Any] = {
+        "intentId": "loop-a:reconcile_failed:cancel",
+        "candidateId": "loop-a:reconcile_failed",
+        "loopId": "loop-a",
+        "category": "reconcile_failed",
+        "severity": "critical",
+        "confidence": "high",
+        "rationale": "Loop reconcile failed in fleet fan-out",
+        "intent": "cancel",
+        "fleetTraceId": "trace-1",
+        "idempotencyKey": "fleet-handoff-trace-1-loop-a-reconcile-failed-cancel",
+        "autonomous": {"eligible": False, "manualOnly": True, "reasons": ["autonomous_kill_switch_enabled"]},
+    }
+    intent.update(extra)
+    return intent
+
+
+def test_intent_manifest_is_named_from_the_intent_id_and_owned() -> None:
+    manifest = fleet_k8s.build_intent_manifest(
+        fleet_name="prod", fleet_uid="u", intent=_intent(), loop_name="prod-loop-a"
+    )
+    assert manifest["metadata"]["name"] == "prod-loop-a-reconcile-failed-cancel"
+    assert (
+        manifest["metadata"]["annotations"][fleet_k8s.INTENT_ID_ANNOTATION]
+        == "loop-a:reconcile_failed:cancel"
+    )
+    spec = manifest["spec"]
+    assert spec["loopRef"] == {"name": "prod-loop-a"}
+    assert spec["idempotencyKey"] == "fleet-handoff-trace-1-loop-a-reconcile-failed-cancel"
+    assert spec["candidate"]["reasonCodes"] == ["autonomous_kill_switch_enabled"]
+    assert spec["candidate"]["autonomousEligible"] is False
+    assert spec["fleetRef"] == {"name": "prod"}
+    long_key = fleet_k8s.build_intent_manifest(
+        fleet_name="prod", fleet_uid="u", intent=_intent(idempotencyKey="k" * 300), loop_name="l"
+    )["spec"]["idempotencyKey"]
+    assert len(long_key) <= 253
+
+
+def test_autonomous_statuses_and_handover() -> None:
+    executing = fleet_k8s.build_autonomous_executing_status(
+        previous={"phase": "pending_operator_confirmation"}, idempotency_key="k1", generation=1, now=NOW
+    )
+    assert (executing["phase"], executing["mode"], executing["idempotencyKey"]) == (
+        "executing",
+        "autonomous",
+        "k1",
+    )
+    assert executing["result"]["attempt"] == 1
+    done = fleet_k8s.build_autonomous_outcome_status(
+        previous=executing, outcome="execution_ambiguous", execution={"status": "ambiguous"}, message="m",
+        generation=1, now=NOW,
+    )  # fmt: skip
+    assert (done["phase"], done["mode"], done["reasonCodes"]) == (
+        "execution_ambiguous",
+        "autonomous",
+        ["control_ambiguous"],
+    )
+    handed = fleet_k8s.build_manual_handover_status(done)
+    assert handed is not None
+    assert (handed["mode"], handed["phase"]) == ("manual", "execution_ambiguous")
+    assert handed["result"]["attempt"] == 1
+    executed = fleet_k8s.build_autonomous_outcome_status(
+        previous=executing, outcome="executed", execution=None, message="m", generation=1, now=NOW
+    )
+    assert fleet_k8s.build_manual_handover_status(executed) is None
+    assert fleet_k8s.build_manual_handover_status({"mode": "manual", "phase": "execution_failed"}) is None
+
+
+def _state(status: str, codes: list[str]) -> dict[str, Any]:
+    return {
+        "fleetId": "prod",
+        "status": status,
+        "reasonCodes": codes,
+        "loopCount": 2,
+        "failedCount": 1,
+        "skippedCount": 0,
+        "traceId": "t",
+        "updatedAt": "2026-03-01T12:00:00Z",
+        "results": [
+            {"loopId": "a", "status": "failed", "reasonCode": "transport_unreachable",
+             "healthStatus": "critical", "transport": "sprite_service",
+             "files": {"stateFile": "/s/a/state.json"}},
+            {"loopId": "b", "status": "success", "healthStatus": "healthy", "transport": "local",
+             "files": {"stateFile": "/s/b/state.json"}},
+        ],
+    }  # fmt: skip
+
+
+def test_fleet_status_keeps_summaries_and_pointers_and_conditions() -> None:
+    state = _state("partial_failure", ["fleet_health_critical", "fleet_partial_failure"])
+    status = fleet_k8s.build_fleet_status(
+        previous=None, generation=3, now=NOW, fleet_state=state, loop_names={"a": "prod-a", "b": "prod-b"}
+    )
+    assert status["healthStatus"] == "partial_failure"
+    assert "results" not in status["state"]
+    assert status["state"]["loops"][0] == {
+        "loopId": "a",
+        "loop": "prod-a",
+        "status": "failed",
+        "reasonCode": "transport_unreachable",
+        "healthStatus": "critical",
+        "transport": "sprite_service",
+        "stateFile": "/s/a/state.json",
+    }
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["Ready"]["observedGeneration"] == 3
+    assert (conditions["Degraded"]["status"], conditions["Degraded"]["reason"]) == (
+        "True",
+        "FleetPartialFailure",
+    )
+    # a blocked pass keeps the last rollup and says why
+    blocked = fleet_k8s.build_fleet_status(
+        previous=status,
+        generation=4,
+        now=NOW,
+        fleet_state=None,
+        blocked_reason="loops_pending",
+        blocked_message="x",
+    )
+    assert blocked["healthStatus"] == "partial_failure"
+    ready = next(c for c in blocked["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "LoopsPending")
+    events = fleet_k8s.compute_fleet_events(status, blocked)
+    assert [e.reason for e in events] == ["LoopsPending"]
+
+
+def test_fleet_events_only_on_transitions() -> None:
+    first = fleet_k8s.build_fleet_status(
+        previous=None, generation=1, now=NOW, fleet_state=_state("success", [])
+    )
+    second = fleet_k8s.build_fleet_status(
+        previous=first, generation=1, now=NOW, fleet_state=_state("failed", ["fleet_reconcile_failed"])
+    )
+    assert [e.reason for e in fleet_k8s.compute_fleet_events(None, first)] == ["FleetStatusChanged"]
+    assert fleet_k8s.compute_fleet_events(first, first) == []
+    changed = fleet_k8s.compute_fleet_events(
+        first, second, created_intents=["i1"], autonomous_outcomes=[("i1", "execution_failed")]
+    )
+    assert [(e.type, e.reason) for e in changed] == [
+        ("Warning", "FleetStatusChanged"),
+        ("Normal", "IntentProposed"),
+        ("Warning", "AutonomousExecution"),
+    ]
+
+
+def test_policy_status_rebases_effective_rollout_on_a_new_generation() -> None:
+    first = fleet_k8s.build_fleet_policy_status(
+        previous=None, generation=1, now=NOW, mode="guarded_auto", canary_percent=50, manual_pause=False,
+        governance_posture="active",
+    )  # fmt: skip
+    assert first["effectiveRollout"]["canaryPercent"] == 50
+    assert next(c for c in first["conditions"] if c["type"] == "Ready")["reason"] == "AwaitingFleetPass"
+    moved = dict(first, effectiveRollout={**first["effectiveRollout"], "canaryPercent": 75})
+    same_gen = fleet_k8s.build_fleet_policy_status(
+        previous=moved, generation=1, now=NOW, mode="guarded_auto", canary_percent=50, manual_pause=False,
+        governance_posture="active", policy_state={"reasonCodes": ["x"], "candidates": [{"a": 1}]},
+    )  # fmt: skip
+    assert same_gen["effectiveRollout"]["canaryPercent"] == 75
+    assert "candidates" not in same_gen["policyState"]
+    assert next(c for c in same_gen["conditions"] if c["type"] == "Ready")["reason"] == "PolicyEvaluated"
+    new_gen = fleet_k8s.build_fleet_policy_status(
+        previous=same_gen, generation=2, now=NOW, mode="guarded_auto", canary_percent=50, manual_pause=True,
+        governance_posture="active",
+    )  # fmt: skip
+    assert new_gen["effectiveRollout"]["canaryPercent"] == 50
+    assert new_gen["effectiveRollout"]["manualPause"] is True
+    assert new_gen["policyState"] == {"reasonCodes": ["x"]}
+
+
+def test_status_json_patch_sets_fields_whole_and_keeps_nulls() -> None:
+    ops = build_status_json_patch({"policyState": {"x": None}}, ["gone", "policyState"], has_status=True)
+    assert ops == [
+        {"op": "add", "path": "/status/policyState", "value": {"x": None}},
+        {"op": "remove", "path": "/status/gone"},
+    ]
+    assert build_status_json_patch({"a/b": 1}, [], has_status=False) == [
+        {"op": "add", "path": "/status", "value": {}},
+        {"op": "add", "path": "/status/a~1b", "value": 1},
+    ]
