@@ -65,6 +65,9 @@ def _reject_constant(name: str) -> Any:
     raise _InvalidJson(f"non-standard JSON constant {name}")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _loads(data: bytes) -> Any:
     try:
         text = data.decode("utf-8")
@@ -73,7 +76,7 @@ def _loads(data: bytes) -> Any:
     if not text.strip():
         raise _InvalidJson("empty document")
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _DECODER.decode(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise _InvalidJson(str(exc)) from exc
 

@@ -9,6 +9,7 @@ must refuse one from another contract version or another loop before reading any
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +79,12 @@ class SnapshotInputs:
 
 
 _REF_KEYS = ("events", "runSummary", "state", "activeRun", "approval", "heartbeat")
+
+
+@functools.lru_cache(maxsize=16)
+def _stamp(now: dt.datetime) -> str:
+    """``format_ts`` memoised: one poll stamps thousands of envelopes with the same instant."""
+    return format_ts(now)
 
 
 def _field(container: Any, key: str) -> Any:
@@ -166,7 +173,7 @@ def build_event_envelope(
     return {
         "schemaVersion": SCHEMA_VERSION,
         "envelopeType": "loop_run_event",
-        "emittedAt": format_ts(now),
+        "emittedAt": _stamp(now),
         "traceId": trace_id or None,
         "source": {"repoPath": repo_path, "loopId": loop_id},
         "sequence": {"source": SEQUENCE_SOURCE, "value": line_no},
