@@ -406,8 +406,9 @@ def _can_i(cluster: Cluster, release: Release, namespace: str, verb: str, resour
 ALLOWED = [
     *[(verb, f"{plural}.{GROUP}") for plural in PLURALS for verb in ("get", "list", "watch", "patch")],
     *[("patch", f"{plural}.{GROUP}/status") for plural in PLURALS],
-    ("create", f"loops.{GROUP}"),
-    ("create", f"handoffintents.{GROUP}"),
+    # The Fleet controller materialises Loops and proposes HandoffIntents, and deletes the ones
+    # it replaced or withdrew.
+    *[(verb, f"{plural}.{GROUP}") for plural in ("loops", "handoffintents") for verb in ("create", "delete")],
     ("create", "events"),
     ("create", "events.events.k8s.io"),
     ("get", f"secrets/{GIVEN_SECRET}"),
@@ -421,7 +422,8 @@ DENIED = [
     ("get", "secrets/some-other-secret"),
     ("create", "secrets"),
     *[("update", f"{plural}.{GROUP}") for plural in PLURALS],
-    *[("delete", f"{plural}.{GROUP}") for plural in PLURALS],
+    *[("delete", f"{plural}.{GROUP}") for plural in ("fleets", "fleetpolicies", "promotionapplies")],
+    *[("deletecollection", f"{plural}.{GROUP}") for plural in PLURALS],
     ("create", f"fleets.{GROUP}"),
     ("create", f"promotionapplies.{GROUP}"),
     ("create", "pods"),
