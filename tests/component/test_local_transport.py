@@ -242,6 +242,20 @@ def test_hint_that_does_not_verify_falls_back_to_a_full_scan(tmp_path: Path) -> 
     assert [e["sequence"]["value"] for e in second.events] == [4]
 
 
+def test_edited_line_offset_with_a_stale_byte_hint_is_not_trusted(tmp_path: Path) -> None:
+    _write_base(tmp_path)
+    first = _poll(tmp_path)
+    cursor_file = tmp_path / "cursor.json"
+    document = local.build_cursor_document(tmp_path, LOOP, first, NOW)
+    document["eventLineOffset"] = 1  # an operator rewound the line offset by hand
+    cursor_file.write_text(json.dumps(document))
+    local.clear_memos()
+    position = local.read_cursor(cursor_file)
+    replay = _poll(tmp_path, position.line_offset, position)
+    assert [e["sequence"]["value"] for e in replay.events] == [2, 3]
+    assert replay.scanned_bytes == (tmp_path / ".superloop/loops/demo-loop/events.jsonl").stat().st_size
+
+
 def test_truncated_events_file_fails_closed(tmp_path: Path) -> None:
     loop_dir = _write_base(tmp_path)
     first = _poll(tmp_path)

@@ -83,9 +83,15 @@ def parse_cursor_document(data: bytes, path: str) -> CursorPosition:
     return CursorPosition(line_offset)
 
 
-def compute_tail_digest(window: bytes) -> str:
-    """Digest of the (up to ``TAIL_WINDOW``) bytes that end at a remembered position."""
-    return hashlib.sha256(window[-TAIL_WINDOW:]).hexdigest()
+def compute_tail_digest(window: bytes, line_offset: int) -> str:
+    """Digest of the (up to ``TAIL_WINDOW``) bytes that end at a remembered position.
+
+    The line number is part of the digest, so a cursor whose ``eventLineOffset`` was edited
+    without its byte offset no longer verifies (full scan) instead of misnumbering lines.
+    """
+    digest = hashlib.sha256(f"{line_offset}:".encode())
+    digest.update(window[-TAIL_WINDOW:])
+    return digest.hexdigest()
 
 
 def cursor_ahead_error(start: int, total: int) -> ContractError:
@@ -117,7 +123,7 @@ def verify_position(position: CursorPosition, size: int, window: bytes) -> bool:
     return (
         len(window) == expected_len
         and window.endswith(b"\n")
-        and compute_tail_digest(window) == position.tail_sha256
+        and compute_tail_digest(window, position.line_offset) == position.tail_sha256
     )
 
 
@@ -213,7 +219,7 @@ def compute_poll(
         offset_after=last_line,
         line_count=total,
         byte_offset_after=byte_after,
-        tail_sha256=compute_tail_digest(tail),
+        tail_sha256=compute_tail_digest(tail, last_line),
         held_partial_line=bool(data) and not data.endswith(b"\n"),
     )
 

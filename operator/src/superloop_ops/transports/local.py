@@ -205,7 +205,7 @@ def _events_digest(fd: int, key: str) -> _Digest:
         if cached.size == size and cached.mtime_ns == stat.st_mtime_ns:
             return cached
         window = _window_before(fd, cached.size)
-        if cursor.compute_tail_digest(window) == cached.tail_sha256:
+        if cursor.compute_tail_digest(window, cached.line_count) == cached.tail_sha256:
             base, line_count, hasher = cached.size, cached.line_count, cached.hasher.copy()
     offset = base
     tail = _window_before(fd, base) if base else b""
@@ -224,7 +224,7 @@ def _events_digest(fd: int, key: str) -> _Digest:
         mtime_ns=stat.st_mtime_ns,
         line_count=line_count,
         hasher=hasher,
-        tail_sha256=cursor.compute_tail_digest(tail),
+        tail_sha256=cursor.compute_tail_digest(tail, line_count),
     )
     _DIGESTS.put(key, entry)
     return entry
