@@ -1,0 +1,664 @@
+"""Issue 4 on a real control plane: the Loop and HandoffIntent controllers under the chart's RBAC.
+
+The operator runs as a subprocess (``kopf run -m superloop_ops.main --namespace <ns>``) with a
+kubeconfig holding a token of the chart's ServiceAccount, so every API call it makes goes
+through the chart's RBAC and admission policies. Runtime artifacts come from the project's
+simulator (ticking in a thread of this test process), sprite services are the project's server
+as a subprocess, and PVC claims map to directories through the operator's settings.
+Reconcile intervals are 2 s so the suite stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e.harness import controlplane
+from e2e.harness.cluster import Cluster
+from e2e.harness.identities import write_service_account_kubeconfig
+from superloop_ops.clock import SystemClock
+from superloop_ops.journal import files
+from superloop_ops.sim.simulator import Simulator
+
+REPO = Path(__file__).resolve().parent.parent
+CHART = REPO / "helm" / "superloop-ops"
+GROUP = "ops.superloop.dev"
+SECRET = "svc-token"
+TOKEN = "e2e-sprite-token"
+INTERVAL = 2
+SIM_RUNTIME = f"{sys.executable} -m superloop_ops.cli.main simulate"
+PLUGIN = [sys.executable, "-m", "superloop_ops.cli.kubectl_plugin"]
+
+
+def _eventually(check: Callable[[], Any], *, timeout: float = 30.0, what: str, every: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except (AssertionError, KeyError, TypeError, json.JSONDecodeError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+class SimThread:
+    """One simulated loop ticking in the background (the runtime's run process)."""
+
+    def __init__(self, root: Path, scenario: str, prefix: str, tick: float = 0.5) -> None:
+        self.sim = Simulator(root, SystemClock(), loops=1, scenarios=[scenario], loop_prefix=prefix)
+        self.loop_id = f"{prefix}-1"
+        self.repo = self.sim.repo_of(self.loop_id)
+        self._stop = threading.Event()
+        self._tick = tick
+        self.sim.step()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._tick):
+            self.sim.step()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def event_names(self) -> list[str]:
+        path = self.repo / ".superloop" / "loops" / self.loop_id / "events.jsonl"
+        return [json.loads(line).get("event") for line in path.read_text().splitlines() if line.strip()]
+
+    def line_count(self) -> int:
+        path = self.repo / ".superloop" / "loops" / self.loop_id / "events.jsonl"
+        return len([line for line in path.read_text().splitlines() if line.strip()])
+
+
+@dataclass
+class Operator:
+    proc: subprocess.Popen[bytes]
+    log: Path
+    metrics_port: int
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@dataclass
+class Env:
+    cluster: Cluster
+    namespace: str
+    workdir: Path
+    sa_kubeconfig: Path
+    operators: list[Operator] = field(default_factory=list)
+    sims: list[SimThread] = field(default_factory=list)
+    services: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.workdir / "state"
+
+    @property
+    def mounts(self) -> Path:
+        return self.workdir / "pvcs"
+
+    def ops_dir(self, loop_id: str) -> Path:
+        return self.state_dir / self.namespace / ".superloop" / "ops-manager" / loop_id
+
+    def start_operator(self, **extra_env: str) -> Operator:
+        metrics_port = controlplane.find_free_port()
+        liveness = controlplane.find_free_port()
+        env = dict(os.environ)
+        env.update(
+            KUBECONFIG=str(self.sa_kubeconfig),
+            SUPERLOOP_STATE_DIR=str(self.state_dir),
+            SUPERLOOP_PVC_MOUNT_ROOT=str(self.mounts),
+            SUPERLOOP_PVC_DIRS=f"mapped-claim={self.mounts / 'mapped-1'}",
+            SUPERLOOP_METRICS_PORT=str(metrics_port),
+            SUPERLOOP_METRICS_HOST="127.0.0.1",
+            SUPERLOOP_RUNTIME_COMMAND=SIM_RUNTIME,
+            SUPERLOOP_CONTROL_CONFIRM_TIMEOUT_SECONDS="20",
+            SUPERLOOP_CONTROL_CONFIRM_INTERVAL_SECONDS="1",
+            SUPERLOOP_STATUS_REFRESH_SECONDS="30",
+        )
+        env.pop("SUPERLOOP_PEERING", None)
+        env.update(extra_env)
+        log = self.workdir / f"operator-{len(self.operators)}.log"
+        with log.open("wb") as handle:
+            proc = subprocess.Popen(
+                [
+                    sys.executable, "-m", "kopf", "run", "-m", "superloop_ops.main",
+                    f"--namespace={self.namespace}", f"--liveness=http://127.0.0.1:{liveness}/healthz",
+                ],
+                stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            )  # fmt: skip
+        operator = Operator(proc=proc, log=log, metrics_port=metrics_port)
+        self.operators.append(operator)
+
+        def healthy() -> bool:
+            assert proc.poll() is None, f"operator exited:\n{operator.output()[-3000:]}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{liveness}/healthz", timeout=2) as resp:
+                    return bool(resp.status == 200)
+            except (urllib.error.URLError, OSError):
+                return False
+
+        _eventually(healthy, timeout=60, what="the operator to report healthy")
+        return operator
+
+    def simulate(self, scenario: str, prefix: str | None = None, tick: float = 0.5) -> SimThread:
+        name = prefix or f"{scenario.replace('_', '-')}-{uuid.uuid4().hex[:4]}"
+        sim = SimThread(self.mounts, scenario, name, tick=tick)
+        self.sims.append(sim)
+        return sim
+
+    def start_service(self, repo: Path, port: int | None = None) -> tuple[subprocess.Popen[bytes], int]:
+        port = port or controlplane.find_free_port()
+        env = dict(os.environ, SUPERLOOP_RUNTIME_COMMAND=SIM_RUNTIME)
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "superloop_ops.cli.main", "sprite-service", "--repo", str(repo),
+                "--host", "127.0.0.1", "--port", str(port), "--token", TOKEN,
+            ],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+        )  # fmt: skip
+        self.services.append(proc)
+
+        def up() -> bool:
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/healthz", headers={"X-Ops-Token": TOKEN})
+            try:
+                with urllib.request.urlopen(req, timeout=2) as resp:
+                    return bool(resp.status == 200)
+            except (urllib.error.URLError, OSError):
+                return False
+
+        _eventually(up, timeout=20, what="the sprite service")
+        return proc, port
+
+    def apply(self, doc: dict[str, Any]) -> None:
+        self.cluster.kubectl("apply", "-n", self.namespace, "-f", "-", input=json.dumps(doc))
+
+    def get(self, plural: str, name: str) -> dict[str, Any]:
+        out = self.cluster.kubectl("get", f"{plural}.{GROUP}", name, "-n", self.namespace, "-o", "json")
+        result: dict[str, Any] = json.loads(out.stdout)
+        return result
+
+    def status(self, name: str) -> dict[str, Any]:
+        return dict(self.get("loops", name).get("status") or {})
+
+    def events(self, name: str) -> list[str]:
+        out = self.cluster.kubectl(
+            "get",
+            "events",
+            "-n",
+            self.namespace,
+            "--field-selector",
+            f"involvedObject.name={name}",
+            "-o",
+            "json",
+        )
+        return [str(item.get("reason")) for item in json.loads(out.stdout).get("items", [])]
+
+    def plugin(self, *args: str, context: str = "admin") -> subprocess.CompletedProcess[str]:
+        argv = [*PLUGIN, f"--kubeconfig={self.cluster.kubeconfig}", *self.cluster.identity_args(context)]
+        return subprocess.run(
+            [*argv, "-n", self.namespace, *args], capture_output=True, text=True, timeout=60, check=False
+        )
+
+
+def _condition(status: dict[str, Any], cond_type: str) -> dict[str, Any]:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == cond_type:
+            return dict(cond)
+    return {}
+
+
+def _local_loop(name: str, claim: str, loop_id: str, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "Loop",
+        "metadata": {"name": name},
+        "spec": {
+            "loopId": loop_id,
+            "transport": "local",
+            "source": {"pvc": {"claimName": claim}},
+            "reconcileIntervalSeconds": INTERVAL,
+        },
+    }
+    body["spec"].update(spec)
+    return body
+
+
+def _grant_approvers(cluster: Cluster, namespace: str) -> None:
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "approvers", "namespace": namespace},
+        "rules": [
+            {
+                "apiGroups": [GROUP],
+                "resources": ["handoffintents"],
+                "verbs": ["get", "list", "create", "patch"],
+            },
+            {"apiGroups": [GROUP], "resources": ["loops"], "verbs": ["get", "list", "patch"]},
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "approvers", "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "approvers"},
+        "subjects": [
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": cluster.username("alice")}
+        ],
+    }
+    cluster.kubectl(
+        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [role, binding]})
+    )
+
+    def can_patch() -> bool:
+        answer = cluster.kubectl(
+            "auth", "can-i", "patch", f"handoffintents.{GROUP}", "-n", namespace, context="alice", check=False
+        )
+        return answer.stdout.strip() == "yes"
+
+    _eventually(can_patch, what="RBAC for alice")
+
+
+@pytest.fixture(scope="module")
+def release(cluster: Cluster) -> Iterator[tuple[str, str]]:
+    """The chart, installed once: its ServiceAccount, RBAC and admission policies."""
+    namespace = f"e2e-loopop-{uuid.uuid4().hex[:6]}"
+    peering = f"loopop-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", namespace)
+    try:
+        cluster.helm(
+            "install", "loopop", str(CHART), "--namespace", namespace,
+            "--set", f"peering.name={peering}", "--set", f"rbac.secretNames={{{SECRET}}}",
+        )  # fmt: skip
+        yield namespace, "loopop-superloop-ops"
+    finally:
+        cluster.helm("uninstall", "loopop", "--namespace", namespace, "--wait", check=False)
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def _make_env(cluster: Cluster, release: tuple[str, str], tmp: Path) -> Env:
+    namespace = f"e2e-loops-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", namespace)
+    sa = write_service_account_kubeconfig(cluster, release[0], release[1], tmp / "sa.kubeconfig")
+    env = Env(cluster=cluster, namespace=namespace, workdir=tmp, sa_kubeconfig=sa.path)
+    env.mounts.mkdir(parents=True, exist_ok=True)
+    cluster.kubectl("create", "secret", "generic", SECRET, f"--from-literal=token={TOKEN}", "-n", namespace)
+    _grant_approvers(cluster, namespace)
+    return env
+
+
+def _teardown(env: Env) -> None:
+    for operator in env.operators:
+        operator.stop()
+    for sim in env.sims:
+        sim.stop()
+    for proc in env.services:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)
+    env.cluster.kubectl("delete", "namespace", env.namespace, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def env(
+    cluster: Cluster, release: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Env]:
+    """One namespace watched by one operator process for most tests of this module."""
+    handle = _make_env(cluster, release, tmp_path_factory.mktemp("loopop"))
+    try:
+        handle.start_operator()
+        yield handle
+    finally:
+        _teardown(handle)
+
+
+def test_local_loop_reaches_status_and_follows_lifecycle_with_events(env: Env) -> None:
+    sim = env.simulate("stopped", prefix="mapped")  # claim "mapped-claim" -> <mounts>/mapped-1 (settings)
+    env.apply(_local_loop("local-a", "mapped-claim", sim.loop_id))
+    started = time.monotonic()
+
+    def running() -> bool:
+        status = env.status("local-a")
+        return status.get("lifecycle") == "running" and _condition(status, "Ready").get("status") == "True"
+
+    _eventually(running, timeout=2 * INTERVAL + 10, what="lifecycle running with Ready=True")
+    assert time.monotonic() - started < 2 * INTERVAL + 10
+    status = env.status("local-a")
+    assert status["healthStatus"] == "healthy"
+    assert _condition(status, "Healthy")["status"] == "True"
+    assert (
+        _condition(status, "Ready")["observedGeneration"]
+        == env.get("loops", "local-a")["metadata"]["generation"]
+    )
+    _eventually(
+        lambda: env.status("local-a").get("lifecycle") == "stopped", timeout=40, what="lifecycle stopped"
+    )
+    _eventually(lambda: env.events("local-a").count("LifecycleChanged") >= 2, what="LifecycleChanged Events")
+    assert (env.ops_dir(sim.loop_id) / "telemetry" / "reconcile.jsonl").is_file()
+    # the status snapshot of the runbook, through the kubectl plugin
+    shown = env.plugin("status", "local-a")
+    assert shown.returncode == 0, shown.stderr
+    snapshot = json.loads(shown.stdout)
+    assert snapshot["lifecycle"]["state"] == "stopped"
+    assert snapshot["health"]["status"] in ("healthy", "degraded", "critical")
+    assert snapshot["cursor"]["eventLineOffset"] == sim.line_count()
+
+
+def test_stale_heartbeat_out_of_order_and_divergence_appear(env: Env) -> None:
+    stale = env.simulate("stale_heartbeat")
+    drift = env.simulate("out_of_order", tick=1.0)
+    diverged = env.simulate("contradiction")
+    env.apply(
+        _local_loop(
+            "stale", stale.loop_id, stale.loop_id,
+            thresholds={"degradedHeartbeatLagSeconds": 2, "criticalHeartbeatLagSeconds": 100000},
+        )
+    )  # fmt: skip
+    env.apply(_local_loop("drift", drift.loop_id, drift.loop_id))
+    env.apply(_local_loop("diverged", diverged.loop_id, diverged.loop_id))
+
+    def heartbeat_stale() -> bool:
+        status = env.status("stale")
+        return "runtime_heartbeat_stale" in status.get("reasonCodes", []) and status.get("heartbeat", {}).get(
+            "freshnessStatus"
+        ) in ("degraded", "critical")
+
+    _eventually(heartbeat_stale, timeout=40, what="runtime_heartbeat_stale")
+
+    # A truncated events file leaves the cursor ahead of the file: the poll fails (never clamps)
+    # until the operator replays from the start (runbook "Cursor Reset and Replay"); the replayed
+    # batch then shows the sequence going backwards.
+    def drift_or_cursor_ahead() -> bool:
+        status = env.status("drift")
+        ready = _condition(status, "Ready")
+        return (
+            status.get("sequence", {}).get("driftActive") is True
+            or ready.get("reason") == "EventsUnavailable"
+        )
+
+    _eventually(drift_or_cursor_ahead, timeout=60, what="ordering drift or a cursor ahead of the file")
+    if env.status("drift").get("sequence", {}).get("driftActive") is not True:
+        assert "EventsUnavailable" in env.events("drift")
+        replay = env.plugin("replay", "drift")
+        assert replay.returncode == 0, replay.stderr
+
+    def drifting() -> dict[str, Any] | None:
+        status = env.status("drift")
+        return status if status.get("sequence", {}).get("driftActive") is True else None
+
+    seen = _eventually(drifting, timeout=30, what="ordering drift in status.sequence")
+    assert set(seen["sequence"]["violations"]) & {"event_sequence_regression", "snapshot_sequence_regression"}
+    assert "ordering_drift_detected" in seen["reasonCodes"]
+    _eventually(lambda: "OrderingDriftDetected" in env.events("drift"), what="OrderingDriftDetected Event")
+
+    def is_diverged() -> bool:
+        return _condition(env.status("diverged"), "Diverged").get("status") == "True"
+
+    _eventually(is_diverged, timeout=60, what="Diverged=True")
+    assert _condition(env.status("diverged"), "Diverged")["reason"] == "DivergenceDetected"
+    _eventually(lambda: "DivergenceDetected" in env.events("diverged"), what="DivergenceDetected Event")
+
+
+def test_replay_annotation_rebuilds_the_cursor_once(env: Env) -> None:
+    sim = env.simulate("complete")
+    env.apply(_local_loop("replayed", sim.loop_id, sim.loop_id))
+    _eventually(lambda: env.status("replayed").get("lifecycle") == "complete", timeout=60, what="complete")
+    reconcile_log = env.ops_dir(sim.loop_id) / "telemetry" / "reconcile.jsonl"
+    result = env.plugin("replay", "replayed", context="alice")
+    assert result.returncode == 0, result.stderr
+    _eventually(lambda: env.status("replayed").get("replayHandled"), what="replayHandled in status")
+    rows = files.read_jsonl(reconcile_log)
+    replays = [row for row in rows if row.get("fromStart") is True]
+    assert len(replays) == 1
+    assert replays[0]["cursorOffsetBefore"] == 0
+    assert replays[0]["cursorOffsetAfter"] == sim.line_count()
+    time.sleep(2 * INTERVAL + 1)
+    assert len([row for row in files.read_jsonl(reconcile_log) if row.get("fromStart") is True]) == 1
+    assert "ReplayedFromStart" in env.events("replayed")
+
+
+def test_sprite_service_loop_outage_escalates_and_recovers(env: Env) -> None:
+    sim = env.simulate("running")
+    service, port = env.start_service(sim.repo)
+    env.apply(
+        {
+            "apiVersion": f"{GROUP}/v1alpha1",
+            "kind": "Loop",
+            "metadata": {"name": "sprite"},
+            "spec": {
+                "loopId": sim.loop_id,
+                "transport": "sprite_service",
+                "service": {
+                    "baseUrl": f"http://127.0.0.1:{port}",
+                    "tokenSecretRef": {"name": SECRET, "key": "token"},
+                    "retryAttempts": 1,
+                    "retryBackoffSeconds": 0,
+                    "connectTimeoutSeconds": 1,
+                    "maxTimeSeconds": 5,
+                },
+                "thresholds": {
+                    "overrides": {"degradedTransportFailureStreak": 1, "criticalTransportFailureStreak": 3}
+                },
+                "reconcileIntervalSeconds": INTERVAL,
+            },
+        }
+    )
+
+    def ready() -> bool:
+        status = env.status("sprite")
+        return status.get("lifecycle") == "running" and _condition(status, "Ready").get("status") == "True"
+
+    _eventually(ready, timeout=2 * INTERVAL + 10, what="sprite loop running and Ready")
+    os.killpg(service.pid, signal.SIGTERM)
+    service.wait(timeout=10)
+
+    def unreachable() -> bool:
+        status = env.status("sprite")
+        return "transport_unreachable" in status.get("reasonCodes", [])
+
+    _eventually(unreachable, timeout=30, what="transport_unreachable")
+    assert _condition(env.status("sprite"), "Ready")["reason"] == "ServiceRequestFailed"
+    _eventually(lambda: env.status("sprite").get("healthStatus") == "critical", timeout=30, what="critical")
+    assert env.status("sprite")["transportHealth"]["failureStreak"] >= 3
+    env.start_service(sim.repo, port=port)
+
+    def recovered() -> bool:
+        status = env.status("sprite")
+        return (
+            _condition(status, "Ready").get("status") == "True"
+            and "transport_unreachable" not in status.get("reasonCodes", [])
+            and status["transportHealth"]["failureStreak"] == 0
+        )
+
+    _eventually(recovered, timeout=30, what="recovery after the service is back")
+    sim.stop()
+    # no lost events: the ingest cursor catches up with every line the runtime wrote
+    total = sim.line_count()
+    _eventually(
+        lambda: env.status("sprite")["cursor"]["eventLineOffset"] == total, timeout=20, what="cursor catch-up"
+    )
+    ingested = sum(int(r.get("eventsIngested") or 0) for r in files.read_jsonl(
+        env.ops_dir(sim.loop_id) / "telemetry" / "reconcile.jsonl"
+    ))  # fmt: skip
+    assert ingested == total
+
+
+def _intent(name: str, loop: str, intent: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "HandoffIntent",
+        "metadata": {"name": name},
+        "spec": {"loopRef": {"name": loop}, "intent": intent, "note": "e2e"},
+    }
+
+
+def _phase(env: Env, name: str) -> str | None:
+    return (env.get("handoffintents", name).get("status") or {}).get("phase")
+
+
+def test_manual_intents_wait_for_approval_and_execute_once(env: Env) -> None:
+    sim = env.simulate("awaiting_approval")
+    env.apply(_local_loop("gate", sim.loop_id, sim.loop_id))
+    _eventually(
+        lambda: env.status("gate").get("lifecycle") == "awaiting_approval", timeout=60, what="awaiting"
+    )
+    env.apply(_intent("approve-gate", "gate", "approve"))
+    _eventually(lambda: _phase(env, "approve-gate") == "pending_operator_confirmation", what="pending")
+    time.sleep(2 * INTERVAL + 1)
+    assert _phase(env, "approve-gate") == "pending_operator_confirmation"
+    assert "approval_consumed" not in sim.event_names()
+    # bob cannot approve in alice's name (the chart's admission policy)
+    forged = env.cluster.kubectl(
+        "annotate", f"handoffintents.{GROUP}", "approve-gate", "-n", env.namespace,
+        "ops.superloop.dev/approved=true", "ops.superloop.dev/approved-by=alice", context="bob", check=False,
+    )  # fmt: skip
+    assert forged.returncode != 0
+    approved = env.plugin("approve", "approve-gate", "--note", "ship it", context="alice")
+    assert approved.returncode == 0, approved.stderr
+    _eventually(lambda: _phase(env, "approve-gate") == "executed", timeout=60, what="executed")
+    intent = env.get("handoffintents", "approve-gate")
+    assert intent["status"]["approvedBy"] == env.cluster.username("alice")
+    assert _condition(intent["status"], "Executed")["status"] == "True"
+    assert _condition(intent["status"], "Approved")["status"] == "True"
+    assert sim.event_names().count("approval_consumed") == 1
+    _eventually(lambda: "loop_complete" in sim.event_names(), what="loop_complete in the runtime")
+    _eventually(lambda: env.status("gate").get("lifecycle") == "complete", timeout=30, what="complete")
+    rows = files.read_jsonl(env.ops_dir(sim.loop_id) / "intents.jsonl")
+    assert [(r["intent"], r["status"]) for r in rows] == [("approve", "confirmed")]
+    assert rows[0]["requestedBy"] == env.cluster.username("alice")
+    assert {"Executing", "Executed"} <= set(env.events("approve-gate"))
+    listing = env.plugin("intents")
+    assert "approve-gate" in listing.stdout
+    assert "executed" in listing.stdout
+    # a reject over the sprite path on another loop: the simulator shows the effect
+    other = env.simulate("awaiting_approval")
+    _, port = env.start_service(other.repo)
+    env.apply(
+        {
+            "apiVersion": f"{GROUP}/v1alpha1",
+            "kind": "Loop",
+            "metadata": {"name": "gate-sprite"},
+            "spec": {
+                "loopId": other.loop_id,
+                "transport": "sprite_service",
+                "service": {
+                    "baseUrl": f"http://127.0.0.1:{port}",
+                    "tokenSecretRef": {"name": SECRET, "key": "token"},
+                    "maxTimeSeconds": 60,
+                },
+                "reconcileIntervalSeconds": INTERVAL,
+            },
+        }
+    )
+    _eventually(
+        lambda: env.status("gate-sprite").get("lifecycle") == "awaiting_approval", timeout=60, what="awaiting"
+    )
+    env.apply(_intent("reject-gate", "gate-sprite", "reject"))
+    assert env.plugin("approve", "reject-gate", context="alice").returncode == 0
+    _eventually(
+        lambda: _phase(env, "reject-gate") in ("executed", "executed_unconfirmed"), timeout=60, what="done"
+    )
+    _eventually(
+        lambda: "approval_rejected" in other.event_names(), what="the runtime to consume the rejection"
+    )
+    time.sleep(2 * INTERVAL)
+    assert other.event_names().count("approval_rejected") == 1
+    assert other.event_names().count("approval_decision") == 1
+
+
+def test_metrics_endpoint_passes_promtool(env: Env) -> None:
+    sim = env.simulate("running")
+    env.apply(_local_loop("metered", sim.loop_id, sim.loop_id))
+    port = env.operators[0].metrics_port
+
+    def scrape() -> bytes | None:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            body = bytes(response.read())
+        return body if b'loop="metered"' in body else None
+
+    body = _eventually(scrape, timeout=2 * INTERVAL + 15, what="metrics of the loop")
+    text = body.decode()
+    assert (
+        f'superloop_ops_loop_health_status{{loop="metered",namespace="{env.namespace}",status="healthy"}}'
+        in text
+    )
+    labels = f'loop="metered",namespace="{env.namespace}"'
+    assert f'superloop_ops_loop_lifecycle_state{{{labels},state="running"}} 1.0' in text
+    assert "superloop_ops_reconcile_duration_seconds_bucket{" in text
+    assert "trace" not in text.lower().replace("superloop_ops", "")
+    promtool = shutil.which("promtool")
+    assert promtool is not None, "promtool missing: scripts/install-tools.sh installs Debian's prometheus"
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=body, capture_output=True, timeout=30, check=False
+    )
+    assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
+
+
+def test_sigkill_between_executing_and_outcome_is_ambiguous_and_never_rerun(
+    cluster: Cluster, release: tuple[str, str], tmp_path: Path
+) -> None:
+    env = _make_env(cluster, release, tmp_path)
+    try:
+        sim = env.simulate("awaiting_approval")
+        paused = env.start_operator(SUPERLOOP_TEST_PAUSE_AFTER_EXECUTING_SECONDS="60")
+        env.apply(_local_loop("crash", sim.loop_id, sim.loop_id))
+        _eventually(
+            lambda: env.status("crash").get("lifecycle") == "awaiting_approval", timeout=60, what="awaiting"
+        )
+        env.apply(_intent("approve-crash", "crash", "approve"))
+        assert env.plugin("approve", "approve-crash", context="alice").returncode == 0
+        _eventually(lambda: _phase(env, "approve-crash") == "executing", timeout=30, what="executing")
+        key = env.get("handoffintents", "approve-crash")["status"]["idempotencyKey"]
+        paused.kill()  # SIGKILL while paused between executing and the side effect
+        env.start_operator()
+        _eventually(
+            lambda: _phase(env, "approve-crash") == "execution_ambiguous", timeout=30, what="ambiguous"
+        )
+        status = env.get("handoffintents", "approve-crash")["status"]
+        assert status["idempotencyKey"] == key
+        assert status["reasonCodes"] == ["control_ambiguous"]
+        time.sleep(2 * INTERVAL + 1)
+        assert _phase(env, "approve-crash") == "execution_ambiguous"
+        assert "approval_consumed" not in sim.event_names()  # never executed
+        assert not (env.ops_dir(sim.loop_id) / "intents.jsonl").exists()
+        handoff = files.read_jsonl(env.ops_dir(sim.loop_id) / "telemetry" / "handoff-intents.jsonl")
+        assert [row["phase"] for row in handoff] == ["executing", "execution_ambiguous"]
+        assert handoff[-1].get("recovered") is True
+        assert "ExecutionAmbiguous" in env.events("approve-crash")
+    finally:
+        _teardown(env)
