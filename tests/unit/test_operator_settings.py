@@ -1,0 +1,70 @@
+"""Operator settings: read once from an env mapping, failing closed on bad values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from superloop_ops.errors import InvalidSpecError
+from superloop_ops.settings import Settings, build_pvc_dirs, fetch_settings
+
+
+def test_defaults_from_an_empty_environment() -> None:
+    settings = fetch_settings({})
+    assert settings == Settings()
+    assert settings.state_dir == Path("/var/lib/superloop/state")
+    assert settings.metrics_port == 9090
+    assert settings.default_reconcile_interval_seconds == 60.0
+    assert settings.peering_name == ""
+    assert settings.test_pause_after_executing_seconds == 0.0
+
+
+def test_values_from_the_environment() -> None:
+    settings = fetch_settings(
+        {
+            "SUPERLOOP_STATE_DIR": "/srv/state",
+            "SUPERLOOP_PVC_DIRS": "claimA=/data/a, claimB=/data/b,",
+            "SUPERLOOP_PVC_MOUNT_ROOT": "/mnt/pvcs",
+            "SUPERLOOP_METRICS_PORT": "0",
+            "SUPERLOOP_RECONCILE_INTERVAL_SECONDS": "2",
+            "SUPERLOOP_NAMESPACES": "a, b",
+            "SUPERLOOP_PEERING": "ops",
+            "SUPERLOOP_TEST_PAUSE_AFTER_EXECUTING_SECONDS": "1.5",
+        }
+    )
+    assert settings.pvc_dirs == {"claimA": Path("/data/a"), "claimB": Path("/data/b")}
+    assert settings.metrics_port == 0
+    assert settings.default_reconcile_interval_seconds == 2.0
+    assert settings.namespaces == ("a", "b")
+    assert settings.namespace_state_dir("team") == Path("/srv/state/team")
+    assert settings.resolve_pvc_dir("claimA") == Path("/data/a")
+    assert settings.resolve_pvc_dir("claimA", "sub/dir") == Path("/data/a/sub/dir")
+    assert settings.resolve_pvc_dir("other") == Path("/mnt/pvcs/other")
+    assert settings.test_pause_after_executing_seconds == 1.5
+
+
+@pytest.mark.parametrize("sub_path", ["/etc", "../other", "a/../../b"])
+def test_sub_path_must_stay_inside_the_claim(sub_path: str) -> None:
+    with pytest.raises(InvalidSpecError, match="subPath"):
+        Settings().resolve_pvc_dir("claim", sub_path)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SUPERLOOP_PVC_DIRS": "claimA"}, "claim=/path"),
+        ({"SUPERLOOP_PVC_DIRS": "=/x"}, "claim=/path"),
+        ({"SUPERLOOP_METRICS_PORT": "http"}, "non-negative integer"),
+        ({"SUPERLOOP_METRICS_PORT": "70000"}, "out of range"),
+        ({"SUPERLOOP_RECONCILE_INTERVAL_SECONDS": "0"}, ">= 1"),
+        ({"SUPERLOOP_RECONCILE_INTERVAL_SECONDS": "soon"}, "must be a number"),
+    ],
+)
+def test_bad_values_fail_closed(env: dict[str, str], message: str) -> None:
+    with pytest.raises(InvalidSpecError, match=message):
+        fetch_settings(env)
+
+
+def test_pvc_dirs_parser_ignores_blank_entries() -> None:
+    assert build_pvc_dirs(" , ,") == {}
