@@ -414,9 +414,9 @@ ALLOWED = [
     ("get", f"secrets/{GIVEN_SECRET}"),
     ("list", "customresourcedefinitions.apiextensions.k8s.io"),
     ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
-    ("list", "namespaces"),
 ]
 DENIED = [
+    ("list", "namespaces"),  # kopf lists namespaces only when watching a list of them
     ("delete", "secrets"),
     ("list", "secrets"),
     ("get", "secrets/some-other-secret"),
@@ -544,6 +544,44 @@ def test_peering_lets_only_the_highest_priority_replica_act(
             _eventually(lambda: resumed in low.output(), timeout=60, what="the second replica to take over")
 
 
+def test_namespaced_release_runs_the_operator_without_denials(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """watch.allNamespaces=false: Roles and a KopfPeering in the watched namespace only."""
+    name, peering = "scoped", f"scoped-{uuid.uuid4().hex[:6]}"
+    cluster.helm(
+        "install", name, str(CHART), "--namespace", namespace,
+        "--set", f"watch.allNamespaces=false,watch.namespaces={{{namespace}}},peering.name={peering}",
+        "--set", "state.persistence.enabled=false",
+    )  # fmt: skip
+    try:
+        cluster.kubectl("get", "role", f"{name}-superloop-ops", "-n", namespace)
+        cluster.kubectl("get", "kopfpeerings.kopf.dev", peering, "-n", namespace)
+        sa_name = f"{name}-superloop-ops"
+        user = service_account_username(namespace, sa_name)
+        other = cluster.kubectl(
+            "auth", "can-i", "list", f"loops.{GROUP}", "-n", "default", f"--as={user}", check=False
+        )
+        assert other.stdout.strip() == "no"
+        listing = cluster.kubectl("auth", "can-i", "list", "namespaces", f"--as={user}", check=False)
+        assert listing.stdout.strip() == "yes"
+        cluster.kubectl(
+            "apply", "-n", namespace, "-f", "-", input=json.dumps(_sample_of("Loop", transport="local"))
+        )
+        sa = write_service_account_kubeconfig(cluster, namespace, sa_name, tmp_path / "sa")
+        with _operator(sa.path, peering, tmp_path / "op", scope=(f"--namespace={namespace}",)) as op:
+            op.wait_healthy()
+            _eventually(
+                lambda: "Resuming the watch-stream for loops." in op.output(),
+                timeout=30,
+                what="the namespaced operator to start handling",
+            )
+            time.sleep(2)
+            assert _FORBIDDEN.findall(op.output()) == [], op.output()[-4000:]
+    finally:
+        cluster.helm("uninstall", name, "--namespace", namespace, "--wait", check=False)
+
+
 @dataclass
 class _Operator:
     proc: subprocess.Popen[bytes]
@@ -562,7 +600,14 @@ class _Operator:
 
 
 @contextlib.contextmanager
-def _operator(kubeconfig: Path, peering: str, workdir: Path, *, priority: int = 0) -> Iterator[_Operator]:
+def _operator(
+    kubeconfig: Path,
+    peering: str,
+    workdir: Path,
+    *,
+    priority: int = 0,
+    scope: tuple[str, ...] = ("--all-namespaces",),
+) -> Iterator[_Operator]:
     """``kopf run`` of our operator as a local process, always stopped (by its process group)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = _free_port()
@@ -578,7 +623,7 @@ def _operator(kubeconfig: Path, peering: str, workdir: Path, *, priority: int = 
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [
-                sys.executable, "-m", "kopf", "run", "-m", "superloop_ops.main", "--all-namespaces",
+                sys.executable, "-m", "kopf", "run", "-m", "superloop_ops.main", *scope,
                 f"--peering={peering}", f"--priority={priority}",
                 f"--liveness=http://127.0.0.1:{port}/healthz", "--verbose",
             ],
