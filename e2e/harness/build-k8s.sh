@@ -16,10 +16,16 @@ WANT=(kube-apiserver kube-controller-manager kubectl etcd helm)
 have_all() { for b in "${WANT[@]}"; do [ -x "$BIN/$b" ] || return 1; done; }
 if have_all; then echo "$BIN"; exit 0; fi
 
-command -v go >/dev/null || { echo "build-k8s: go is required (Go >= 1.26)" >&2; exit 1; }
+command -v go >/dev/null || {
+  echo "build-k8s: a Go toolchain is required (any Go >= 1.21 fetches the 1.26 toolchain it needs" \
+       "from the module proxy; e.g. apt-get install golang-go)" >&2
+  exit 1
+}
 mkdir -p "$BIN" "$ROOT/mod" "$ROOT/build" "$ROOT/work"
 export GOMODCACHE=$ROOT/mod GOCACHE=$ROOT/build GOPATH=$ROOT/gopath
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-trimpath -mod=mod"
+# auto: use the local Go when it satisfies the release's `go` line, else fetch that toolchain
+# from the module proxy (an older distribution Go is enough to start).
+export GOTOOLCHAIN=${GOTOOLCHAIN:-auto} CGO_ENABLED=0 GOFLAGS="-trimpath -mod=mod"
 # Only the module proxy is reachable; never fall back to VCS.
 export GOPROXY=${GOPROXY_OVERRIDE:-https://proxy.golang.org} GONOSUMDB= GOFLAGS="$GOFLAGS"
 case "$(go env GOPROXY)" in *direct*) export GOPROXY=${GOPROXY%%,direct};; esac
@@ -38,6 +44,8 @@ if [ ! -f go.mod ]; then
   {
     printf 'module local.invalid/superloop-k8s-bin\n\ngo %s\n\n%s\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' \
       "$GOVER" "$GODEBUG_LINE" "$K8S"
+    # Every staging module the release requires at v0.0.0 (33 are replaced upstream; the two
+    # sample-* ones are never required, so 31 for v1.36).
     grep -E '^\s+k8s\.io/[A-Za-z0-9._-]+ v0\.0\.0$' "$UPSTREAM" | awk '{print $1}' | sort -u |
       while read -r m; do printf '\t%s => %s %s\n' "$m" "$m" "$STAGING"; done
     printf ')\n'
@@ -79,5 +87,5 @@ if [ ! -x "$BIN/helm" ]; then
   (cd "$ROOT" && GOFLAGS=-trimpath GOBIN="$BIN" go install -ldflags "$HLD" "helm.sh/helm/v3/cmd/helm@$HELM")
 fi
 have_all || { echo "build-k8s: some binaries are missing in $BIN" >&2; exit 1; }
-log "done: $("$BIN/kube-apiserver" --version)"
+log "done in ${SECONDS}s: $("$BIN/kube-apiserver" --version)"
 echo "$BIN"
