@@ -69,7 +69,6 @@ class KubernetesFleetEdge(KubernetesEdge):
 
     def __init__(self, api_client: Any, *, component: str = "superloop-ops") -> None:
         super().__init__(api_client, component=component)
-        self._api_client = api_client
 
     def _guard(self, what: str, fn: Callable[[], Any], *, ok_statuses: tuple[int, ...] = ()) -> Any:
         from kubernetes.client.exceptions import ApiException
@@ -128,16 +127,15 @@ class KubernetesFleetEdge(KubernetesEdge):
         ops = build_status_json_patch(fields, remove, has_status=has_status)
         if not ops:
             return
-        path = f"/apis/{ref.group}/{ref.version}/namespaces/{ref.namespace}/{ref.plural}/{ref.name}/status"
         self._guard(
             f"{ref.kind} {ref.namespace}/{ref.name} status",
-            lambda: self._api_client.call_api(
-                path,
-                "PATCH",
-                header_params={"Content-Type": "application/json-patch+json", "Accept": "application/json"},
-                body=ops,
-                auth_settings=["BearerToken"],
-                response_type="object",
-                _return_http_data_only=True,
+            lambda: self._custom.patch_namespaced_custom_object_status(
+                ref.group,
+                ref.version,
+                ref.namespace,
+                ref.plural,
+                ref.name,
+                ops,
+                _content_type="application/json-patch+json",
             ),
         )
