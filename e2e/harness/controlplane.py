@@ -74,6 +74,7 @@ CLUSTER_NAME = "superloop-e2e"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 _PR_SET_PDEATHSIG = 1
 _EC_CURVE = "ec_paramgen_curve:prime256v1"
+_START_ATTEMPTS = 3
 
 
 class ControlPlaneError(RuntimeError):
@@ -247,23 +248,34 @@ class ControlPlane:
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "logs").mkdir(exist_ok=True)
         advertise = self.advertise_address or detect_advertise_address()
-        try:
-            self._write_pki(advertise)
-            etcd_port = self._start_etcd()
-            api_port = find_free_port()
-            self.server = f"https://127.0.0.1:{api_port}"
-            self._start_apiserver(etcd_port, api_port, advertise)
-            self._write_kubeconfigs()
-            self._wait_ready(f"{self.server}/readyz", "kube-apiserver", client_cert=True)
-            kcm_port = self._start_controller_manager()
-            self._wait_ready(
-                f"https://127.0.0.1:{kcm_port}/healthz", "kube-controller-manager", client_cert=False
-            )
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            try:
+                self._start_once(advertise)
+                break
+            except ControlPlaneError as exc:
+                self.stop()
+                # Free ports are picked before the components bind them; another cluster
+                # starting at the same moment can win the race. Only that is retried.
+                if attempt == _START_ATTEMPTS or "address already in use" not in str(exc):
+                    raise
+            except BaseException:
+                self.stop()
+                raise
         self.start_seconds = time.monotonic() - began
         _write_private(self.workdir / "pids.json", json.dumps(self.pids(), indent=2) + "\n")
+
+    def _start_once(self, advertise: str) -> None:
+        self._write_pki(advertise)
+        etcd_port = self._start_etcd()
+        api_port = find_free_port()
+        self.server = f"https://127.0.0.1:{api_port}"
+        self._start_apiserver(etcd_port, api_port, advertise)
+        self._write_kubeconfigs()
+        self._wait_ready(f"{self.server}/readyz", "kube-apiserver", client_cert=True)
+        kcm_port = self._start_controller_manager()
+        self._wait_ready(
+            f"https://127.0.0.1:{kcm_port}/healthz", "kube-controller-manager", client_cert=False
+        )
 
     def stop(self) -> None:
         """SIGTERM each process group (reverse start order), SIGKILL after 10 s; remove etcd data."""
