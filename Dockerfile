@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Multi-stage build of the superloop-ops operator image.
 #   docker build -t superloop-ops .
-# Stage 1 builds a wheel and installs it with its dependencies into a virtualenv;
+# Stage 1 installs the package and its dependencies into a virtualenv;
 # stage 2 copies only that virtualenv and runs as an unprivileged user.
 
 FROM python:3.11-slim AS build
@@ -11,8 +11,7 @@ COPY pyproject.toml ./
 COPY operator/ operator/
 RUN python -m venv /opt/superloop-ops \
  && /opt/superloop-ops/bin/pip install --upgrade pip \
- && /opt/superloop-ops/bin/pip wheel --no-deps --wheel-dir /tmp/wheels . \
- && /opt/superloop-ops/bin/pip install /tmp/wheels/*.whl
+ && /opt/superloop-ops/bin/pip install .
 
 FROM python:3.11-slim AS runtime
 RUN groupadd --system --gid 10001 superloop \
