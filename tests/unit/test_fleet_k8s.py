@@ -335,3 +335,25 @@ def test_status_json_patch_sets_fields_whole_and_keeps_nulls() -> None:
         {"op": "add", "path": "/status", "value": {}},
         {"op": "add", "path": "/status/a~1b", "value": 1},
     ]
+
+
+def test_kubectl_fleet_view_reads_the_statuses() -> None:
+    from superloop_ops.cli import kubectl_fleet
+
+    state = _state("partial_failure", ["fleet_partial_failure"])
+    status = fleet_k8s.build_fleet_status(
+        previous=None, generation=1, now=NOW, fleet_state=state, loop_names={"a": "prod-a"}
+    )
+    fleet = {"metadata": {"name": "prod"}, "spec": {"policyRef": {"name": "pol"}}, "status": status}
+    policy = {
+        "metadata": {"name": "pol"},
+        "spec": {"mode": "guarded_auto", "autonomous": {"safety": {"killSwitch": True}}},
+        "status": {"mode": "guarded_auto", "governancePosture": "active", "pause": {"active": False}},
+    }
+    view = kubectl_fleet.build_fleet_view(fleet, policy)
+    assert view["status"] == "partial_failure"
+    assert view["loops"][0]["loop"] == "prod-a"
+    assert view["ready"] == {"status": "True", "reason": "FleetReconciled", "message": "fleet pass completed"}
+    assert view["policy"]["killSwitch"] is True
+    assert view["policy"]["governancePosture"] == "active"
+    assert "policy" not in kubectl_fleet.build_fleet_view(fleet, None)
