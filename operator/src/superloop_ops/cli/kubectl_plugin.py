@@ -18,6 +18,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from superloop_ops.cli import kubectl_fleet
 from superloop_ops.core.handoff_intent import (
     ANNOTATION_APPROVED,
     ANNOTATION_APPROVED_AT,
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     approve.add_argument("--note", default=None)
     replay = sub.add_parser("replay", help="replay a Loop's events from the start (one-shot)")
     replay.add_argument("loop")
+    kubectl_fleet.add_parser(sub)
     return parser
 
 
@@ -215,6 +217,8 @@ def run(args: argparse.Namespace, now: dt.datetime | None = None) -> int:
         else:
             print(json.dumps(snapshot, indent=2))
         return 0
+    if args.command == "fleet":
+        return kubectl_fleet.run(cluster, args)
     if args.command == "intents":
         rows = [["NAME", "LOOP", "INTENT", "PHASE", "APPROVED-BY", "KEY"]]
         for item in sorted(cluster.list("handoffintents"), key=lambda i: str(_get(i, "metadata", "name"))):
