@@ -1,0 +1,610 @@
+"""Issue 6 on a real control plane: Fleet and FleetPolicy controllers and the three incident drills.
+
+One operator process (``kopf run -m superloop_ops.main``) watches one namespace with a token of
+the chart's ServiceAccount, so the Fleet controller's creates, deletes and status writes go
+through the chart's RBAC and admission policies. Seven loops mix ``local`` (simulator repos
+mapped as PVC directories) and ``sprite_service`` (the project's sprite service as a
+subprocess in front of a simulator repo), in three Fleets, one per drill:
+
+1. kill switch: autonomous execution is halted; a person completes the intent by annotation;
+2. sprite service outage: failed autonomous executions trigger auto-pause, candidates fall
+   back to reason-coded manual intents, and the fleet recovers when the services return;
+3. ambiguous outcome: the retry guard holds (executions counted at the sprite service) until a
+   person approves.
+
+Intervals are 1-2 s so the module stays well under five minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e.harness import controlplane
+from e2e.harness.cluster import Cluster
+from e2e.harness.identities import write_service_account_kubeconfig
+from superloop_ops.clock import SystemClock
+from superloop_ops.core import fleet_k8s
+from superloop_ops.core.jsonutil import format_ts
+from superloop_ops.journal import files
+from superloop_ops.sim.simulator import Simulator
+
+REPO = Path(__file__).resolve().parent.parent
+CHART = REPO / "helm" / "superloop-ops"
+GROUP = "ops.superloop.dev"
+API = f"{GROUP}/v1alpha1"
+SECRET = "fleet-svc-token"
+TOKEN = "e2e-fleet-token"
+SIM_RUNTIME = f"{sys.executable} -m superloop_ops.cli.main simulate"
+PLUGIN = [sys.executable, "-m", "superloop_ops.cli.kubectl_plugin"]
+
+
+def _eventually(check: Callable[[], Any], *, timeout: float = 40.0, what: str, every: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except (AssertionError, KeyError, TypeError, IndexError, json.JSONDecodeError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+class Sim:
+    """One simulated loop ticking in a background thread (the runtime's run process)."""
+
+    def __init__(self, root: Path, scenario: str, prefix: str) -> None:
+        self.sim = Simulator(root, SystemClock(), loops=1, scenarios=[scenario], loop_prefix=prefix)
+        self.loop_id = f"{prefix}-1"
+        self.repo = self.sim.repo_of(self.loop_id)
+        self.sim.step()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self.sim.step()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    @property
+    def alive(self) -> bool:
+        """The runtime's cancel removes state.json; a live run keeps one."""
+        return (self.repo / ".superloop" / "state.json").is_file()
+
+    def service_executions(self) -> int:
+        """Control executions the sprite service recorded for this loop."""
+        path = self.repo / ".superloop" / "ops-manager" / self.loop_id / "intents.jsonl"
+        return len(files.read_jsonl(path))
+
+
+@dataclass
+class Env:
+    cluster: Cluster
+    namespace: str
+    workdir: Path
+    sa_kubeconfig: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    sims: list[Sim] = field(default_factory=list)
+    operator_log: Path | None = None
+
+    @property
+    def mounts(self) -> Path:
+        return self.workdir / "pvcs"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.workdir / "state"
+
+    def fleet_dir(self, fleet: str) -> Path:
+        return self.state_dir / self.namespace / ".superloop" / "ops-manager" / "fleet" / fleet
+
+    def start_operator(self) -> None:
+        liveness = controlplane.find_free_port()
+        env = dict(os.environ)
+        env.update(
+            KUBECONFIG=str(self.sa_kubeconfig),
+            SUPERLOOP_STATE_DIR=str(self.state_dir),
+            SUPERLOOP_PVC_MOUNT_ROOT=str(self.mounts),
+            SUPERLOOP_METRICS_PORT="0",
+            SUPERLOOP_RUNTIME_COMMAND=SIM_RUNTIME,
+            SUPERLOOP_CONTROL_CONFIRM_TIMEOUT_SECONDS="4",
+            SUPERLOOP_CONTROL_CONFIRM_INTERVAL_SECONDS="1",
+            SUPERLOOP_STATUS_REFRESH_SECONDS="30",
+        )
+        env.pop("SUPERLOOP_PEERING", None)
+        self.operator_log = self.workdir / "operator.log"
+        with self.operator_log.open("wb") as handle:
+            proc = subprocess.Popen(
+                [
+                    sys.executable, "-m", "kopf", "run", "-m", "superloop_ops.main",
+                    f"--namespace={self.namespace}", f"--liveness=http://127.0.0.1:{liveness}/healthz",
+                ],
+                stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            )  # fmt: skip
+        self.procs.append(proc)
+
+        def healthy() -> bool:
+            assert proc.poll() is None, f"operator exited:\n{self.operator_output()[-3000:]}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{liveness}/healthz", timeout=2) as resp:
+                    return bool(resp.status == 200)
+            except (urllib.error.URLError, OSError):
+                return False
+
+        _eventually(healthy, timeout=60, what="the operator to report healthy")
+
+    def operator_output(self) -> str:
+        return self.operator_log.read_text(errors="replace") if self.operator_log else ""
+
+    def simulate(self, scenario: str, prefix: str) -> Sim:
+        sim = Sim(self.mounts, scenario, prefix)
+        self.sims.append(sim)
+        return sim
+
+    def start_service(self, repo: Path, port: int, runtime: str = SIM_RUNTIME) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "superloop_ops.cli.main", "sprite-service", "--repo", str(repo),
+                "--host", "127.0.0.1", "--port", str(port), "--token", TOKEN,
+            ],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=dict(os.environ, SUPERLOOP_RUNTIME_COMMAND=runtime), start_new_session=True,
+        )  # fmt: skip
+        self.procs.append(proc)
+
+        def up() -> bool:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/healthz", headers={"X-Ops-Token": TOKEN}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=2) as resp:
+                    return bool(resp.status == 200)
+            except (urllib.error.URLError, OSError):
+                return False
+
+        _eventually(up, timeout=20, what="the sprite service")
+        return proc
+
+    @staticmethod
+    def stop_proc(proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=15)
+
+    def apply(self, doc: dict[str, Any], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.cluster.kubectl(
+            "apply", "-n", self.namespace, "-f", "-", input=json.dumps(doc), check=check
+        )
+
+    def get(self, plural: str, name: str) -> dict[str, Any]:
+        out = self.cluster.kubectl("get", f"{plural}.{GROUP}", name, "-n", self.namespace, "-o", "json")
+        result: dict[str, Any] = json.loads(out.stdout)
+        return result
+
+    def status(self, plural: str, name: str) -> dict[str, Any]:
+        return dict(self.get(plural, name).get("status") or {})
+
+    def exists(self, plural: str, name: str) -> bool:
+        out = self.cluster.kubectl(
+            "get", f"{plural}.{GROUP}", name, "-n", self.namespace, "--ignore-not-found", "-o", "name"
+        )
+        return bool(out.stdout.strip())
+
+    def events(self, name: str) -> list[str]:
+        out = self.cluster.kubectl(
+            "get",
+            "events",
+            "-n",
+            self.namespace,
+            "--field-selector",
+            f"involvedObject.name={name}",
+            "-o",
+            "json",
+        )
+        return [str(item.get("reason")) for item in json.loads(out.stdout).get("items", [])]
+
+    def approve(self, intent: str, context: str = "alice") -> None:
+        argv = [*PLUGIN, f"--kubeconfig={self.cluster.kubeconfig}", *self.cluster.identity_args(context)]
+        result = subprocess.run(
+            [*argv, "-n", self.namespace, "approve", intent],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+
+
+def _cond(status: dict[str, Any], cond_type: str) -> dict[str, Any]:
+    return next((dict(c) for c in status.get("conditions") or [] if c.get("type") == cond_type), {})
+
+
+def _local(sim: Sim) -> dict[str, Any]:
+    return {"loopId": sim.loop_id, "transport": "local", "source": {"pvc": {"claimName": sim.loop_id}}}
+
+
+def _sprite(sim: Sim, port: int, retry_attempts: int = 1) -> dict[str, Any]:
+    return {
+        "loopId": sim.loop_id,
+        "transport": "sprite_service",
+        "sprite": {"id": f"sprite-{sim.loop_id}"},
+        "service": {
+            "baseUrl": f"http://127.0.0.1:{port}",
+            "tokenSecretRef": {"name": SECRET, "key": "token"},
+            "retryAttempts": retry_attempts,
+            "retryBackoffSeconds": 0,
+            "connectTimeoutSeconds": 1,
+            "maxTimeSeconds": 8,
+        },
+    }
+
+
+def _fleet(name: str, policy: str, loops: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "Fleet",
+        "metadata": {"name": name},
+        "spec": {
+            "policyRef": {"name": policy},
+            "loops": loops,
+            "maxParallel": 2,
+            "deterministicOrder": True,
+            "reconcileIntervalSeconds": 2,
+        },
+    }
+
+
+def _governance() -> dict[str, str]:
+    now = time.time()
+    return {
+        "actor": "ops-user",
+        "approvalRef": "CAB-42",
+        "rationale": "e2e drill",
+        "changedAt": format_ts(_utc(now - 86400)),
+        "reviewBy": format_ts(_utc(now + 30 * 86400)),
+    }
+
+
+def _utc(seconds: float) -> Any:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(int(seconds), dt.UTC)
+
+
+def _policy(name: str, *, categories: list[str], **autonomous: Any) -> dict[str, Any]:
+    safety = {
+        "maxActionsPerRun": 3,
+        "maxActionsPerLoop": 3,
+        "cooldownSeconds": 0,
+        **autonomous.pop("safety", {}),
+    }
+    return {
+        "apiVersion": API,
+        "kind": "FleetPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "mode": "guarded_auto",
+            "noiseControls": {"dedupeWindowSeconds": 0},
+            "autonomous": {
+                "allow": {"categories": categories, "intents": ["cancel"]},
+                "safety": safety,
+                "governance": _governance(),
+                **autonomous,
+            },
+        },
+    }
+
+
+def _grant_alice(cluster: Cluster, namespace: str) -> None:
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "fleet-approvers", "namespace": namespace},
+        "rules": [{"apiGroups": [GROUP], "resources": ["handoffintents"], "verbs": ["get", "list", "patch"]}],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "fleet-approvers", "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "fleet-approvers"},
+        "subjects": [
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": cluster.username("alice")}
+        ],
+    }
+    cluster.kubectl(
+        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [role, binding]})
+    )
+
+    def can_patch() -> bool:
+        answer = cluster.kubectl(
+            "auth", "can-i", "patch", f"handoffintents.{GROUP}", "-n", namespace, context="alice", check=False
+        )
+        return answer.stdout.strip() == "yes"
+
+    _eventually(can_patch, what="RBAC for alice")
+
+
+def _wait_for_operator_rbac(cluster: Cluster, kubeconfig: Path, namespace: str) -> None:
+    """The chart's RBAC as the operator's ServiceAccount sees it (bindings propagate asynchronously)."""
+    checks = (
+        ("list", "namespaces", None),
+        ("create", f"loops.{GROUP}", namespace),
+        ("delete", f"handoffintents.{GROUP}", namespace),
+    )
+
+    def allowed() -> bool:
+        for verb, resource, ns in checks:
+            argv = [cluster.kubectl_bin, f"--kubeconfig={kubeconfig}", "auth", "can-i", verb, resource]
+            argv += ["-n", ns] if ns else []
+            answer = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+            if answer.stdout.strip() != "yes":
+                return False
+        return True
+
+    _eventually(allowed, timeout=60, what="the operator ServiceAccount's RBAC")
+
+
+@pytest.fixture(scope="module")
+def env(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    """The chart for one watched namespace (Role, admission policies) and one operator watching it."""
+    release_ns = f"e2e-fleetrel-{uuid.uuid4().hex[:6]}"
+    namespace = f"e2e-fleet-{uuid.uuid4().hex[:8]}"
+    workdir = tmp_path_factory.mktemp("fleetop")
+    cluster.kubectl("create", "namespace", release_ns)
+    cluster.kubectl("create", "namespace", namespace)
+    handle: Env | None = None
+    try:
+        cluster.helm(
+            "install", "fleetop", str(CHART), "--namespace", release_ns,
+            "--set", f"peering.name=fleetop-{uuid.uuid4().hex[:6]}",
+            "--set", f"rbac.secretNames={{{SECRET}}}",
+            "--set", f"watch.allNamespaces=false,watch.namespaces={{{namespace}}}",
+        )  # fmt: skip
+        sa = write_service_account_kubeconfig(
+            cluster, release_ns, "fleetop-superloop-ops", workdir / "sa.kubeconfig"
+        )
+        handle = Env(cluster=cluster, namespace=namespace, workdir=workdir, sa_kubeconfig=sa.path)
+        handle.mounts.mkdir(parents=True, exist_ok=True)
+        cluster.kubectl(
+            "create", "secret", "generic", SECRET, f"--from-literal=token={TOKEN}", "-n", namespace
+        )
+        _grant_alice(cluster, namespace)
+        _wait_for_operator_rbac(cluster, sa.path, namespace)
+        handle.start_operator()
+        yield handle
+    finally:
+        if handle is not None:
+            for proc in handle.procs:
+                try:
+                    Env.stop_proc(proc)
+                except (subprocess.TimeoutExpired, ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            for sim in handle.sims:
+                sim.stop()
+        cluster.helm("uninstall", "fleetop", "--namespace", release_ns, "--wait", check=False)
+        for ns in (namespace, release_ns):
+            cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def test_guarded_auto_without_governance_is_rejected_by_apply(env: Env) -> None:
+    policy = _policy("no-governance", categories=["reconcile_failed"])
+    del policy["spec"]["autonomous"]["governance"]
+    result = env.apply(policy, check=False)
+    assert result.returncode != 0
+    assert "policy.autonomous.governance is required when policy.mode is guarded_auto" in result.stderr
+    partial = _policy("half-governance", categories=["reconcile_failed"])
+    del partial["spec"]["autonomous"]["governance"]["approvalRef"]
+    result = env.apply(partial, check=False)
+    assert result.returncode != 0
+    assert "approvalRef is required when policy.mode is guarded_auto" in result.stderr
+
+
+def _intent_name(fleet: str, intent_id: str) -> str:
+    return fleet_k8s.compute_intent_name(fleet, intent_id)
+
+
+def _handoff_rows(env: Env, fleet: str) -> list[Any]:
+    return files.read_jsonl(env.fleet_dir(fleet) / "telemetry" / "handoff.jsonl")
+
+
+def test_drill_kill_switch_halts_autonomy_and_a_person_completes_it(env: Env) -> None:
+    stale = env.simulate("stale_heartbeat", "ks-stale")
+    running = env.simulate("running", "ks-run")
+    remote = env.simulate("running", "ks-remote")
+    port = controlplane.find_free_port()
+    env.start_service(remote.repo, port)
+    env.apply(_policy("ks-policy", categories=["health_critical"], safety={"killSwitch": True}))
+    env.apply(_fleet("ks", "ks-policy", [_local(stale), _local(running), _sprite(remote, port)]))
+    owned = [fleet_k8s.compute_loop_name("ks", s.loop_id) for s in (stale, running, remote)]
+    _eventually(lambda: all(env.exists("loops", n) for n in owned), what="owned Loops")
+    assert env.get("loops", owned[2])["metadata"]["ownerReferences"][0]["kind"] == "Fleet"
+    intent = _intent_name("ks", f"{stale.loop_id}:health_critical:cancel")
+    _eventually(lambda: env.exists("handoffintents", intent), timeout=60, what="the proposed HandoffIntent")
+    _eventually(
+        lambda: env.status("fleets", "ks")["handoff"]["intents"], what="the intents in the Fleet status"
+    )
+    status = env.status("fleets", "ks")
+    assert status["loopCount"] == 3
+    assert "fleet_health_critical" in status["reasonCodes"]
+    assert {row["transport"] for row in status["state"]["loops"]} == {"local", "sprite_service"}
+    policy = env.status("fleetpolicies", "ks-policy")
+    assert "fleet_auto_kill_switch_enabled" in policy["reasonCodes"]
+    assert policy["governancePosture"] == "active"
+    # several passes later: still nothing executed autonomously
+    time.sleep(5)
+    assert stale.alive
+    assert env.status("handoffintents", intent).get("phase") == "pending_operator_confirmation"
+    listed = next(i for i in env.status("fleets", "ks")["handoff"]["intents"] if i["handoffIntent"] == intent)
+    assert "autonomous_kill_switch_enabled" in listed["reasons"]
+    assert not listed["eligible"]
+    # a person completes it through the approval annotation
+    env.approve(intent)
+    _eventually(
+        lambda: env.status("handoffintents", intent).get("phase") == "executed", timeout=60, what="executed"
+    )
+    done = env.status("handoffintents", intent)
+    assert done["mode"] == "manual"
+    assert done["approvedBy"] == env.cluster.username("alice")
+    assert not stale.alive
+
+    def manual_recorded() -> bool:
+        return any(
+            row["category"] == "fleet_handoff_execute" and row["execution"]["mode"] == "manual"
+            for row in _handoff_rows(env, "ks")
+        )
+
+    _eventually(manual_recorded, what="the manual execution in the fleet journal")
+    assert not any(
+        row["category"] == "fleet_handoff_execute" and row["execution"]["mode"] == "autonomous"
+        for row in _handoff_rows(env, "ks")
+    )
+    assert "IntentProposed" in env.events("ks")
+    # the kubectl plugin's fleet view
+    argv = [*PLUGIN, f"--kubeconfig={env.cluster.kubeconfig}", *env.cluster.identity_args("admin")]
+    shown = subprocess.run(
+        [*argv, "-n", env.namespace, "fleet", "ks"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert shown.returncode == 0, shown.stderr
+    view = json.loads(shown.stdout)
+    assert view["loopCount"] == 3
+    assert view["policy"]["killSwitch"] is True
+    assert any(i["handoffIntent"] == intent for i in view["intents"])
+
+
+def test_drill_sprite_outage_auto_pauses_with_manual_fallback_and_recovers(env: Env) -> None:
+    remotes = [env.simulate("running", f"out-{i}") for i in range(2)]
+    local = env.simulate("running", "out-local")
+    ports = [controlplane.find_free_port() for _ in remotes]
+    services = [env.start_service(sim.repo, port) for sim, port in zip(remotes, ports, strict=True)]
+    autopause = {
+        "minSampleSize": 2,
+        "lookbackExecutions": 3,
+        "failureRateThreshold": 0.5,
+        "ambiguityRateThreshold": 0.9,
+    }
+    env.apply(_policy("out-policy", categories=["reconcile_failed"], rollout={"autoPause": autopause}))
+    loops = [_sprite(sim, port) for sim, port in zip(remotes, ports, strict=True)] + [_local(local)]
+    env.apply(_fleet("out", "out-policy", loops))
+    _eventually(
+        lambda: env.status("fleets", "out").get("healthStatus") == "success",
+        timeout=60,
+        what="a healthy fleet",
+    )
+    for service in services:
+        Env.stop_proc(service)
+
+    def outage_seen() -> bool:
+        status = env.status("fleets", "out")
+        failed = {r["loopId"]: r for r in status["state"]["loops"] if r["status"] == "failed"}
+        return set(failed) == {s.loop_id for s in remotes} and all(
+            r["reasonCode"] == "transport_unreachable" for r in failed.values()
+        )
+
+    _eventually(outage_seen, timeout=60, what="transport_unreachable on both sprite loops")
+    assert env.status("fleets", "out")["healthStatus"] == "partial_failure"
+
+    def paused() -> bool:
+        return (
+            env.status("fleetpolicies", "out-policy").get("pause", {}).get("auto", {}).get("active") is True
+        )
+
+    _eventually(paused, timeout=60, what="auto-pause")
+    policy = env.status("fleetpolicies", "out-policy")
+    assert policy["pause"]["auto"]["reasons"] == ["autonomous_autopause_failure_spike"]
+    assert {"fleet_auto_candidates_paused", "fleet_auto_candidates_autopause_triggered"} <= set(
+        policy["reasonCodes"]
+    )
+    autonomous_rows = [
+        r for r in _handoff_rows(env, "out")
+        if r["category"] == "fleet_handoff_execute" and r["execution"]["mode"] == "autonomous"
+    ]  # fmt: skip
+    assert sum(r["execution"]["failedCount"] for r in autonomous_rows) >= 2
+    # manual fallback: every planned intent is pending for a person, with its reasons
+    intents = env.status("fleets", "out")["handoff"]["intents"]
+    assert intents
+    assert all(not i["eligible"] for i in intents)
+    assert all("autonomous_rollout_paused_auto" in i["reasons"] for i in intents)
+    assert "AutoPauseActivated" in env.events("out")
+    executions_before = len(autonomous_rows)
+    time.sleep(5)
+    assert len([
+        r for r in _handoff_rows(env, "out")
+        if r["category"] == "fleet_handoff_execute" and r["execution"]["mode"] == "autonomous"
+    ]) == executions_before  # fmt: skip
+    # recovery: the services come back, the loops and the fleet rollup recover
+    for sim, port in zip(remotes, ports, strict=True):
+        env.start_service(sim.repo, port)
+    _eventually(
+        lambda: env.status("fleets", "out").get("healthStatus") == "success",
+        timeout=60,
+        what="fleet recovery",
+    )
+    status = env.status("fleets", "out")
+    assert status["failedLoopCount"] == 0
+    assert not {"fleet_partial_failure", "fleet_reconcile_failed"} & set(status["reasonCodes"])
+    assert _cond(status, "Degraded")["reason"] != "FleetPartialFailure"
+    assert all(sim.alive for sim in remotes)  # nothing was cancelled during the outage
+
+
+def test_drill_ambiguous_outcome_is_retry_guarded_until_a_person_approves(env: Env) -> None:
+    sim = env.simulate("stale_heartbeat", "amb")
+    port = controlplane.find_free_port()
+    env.start_service(sim.repo, port, runtime="true")  # accepts every intent, never stops: ambiguous
+    env.apply(_policy("amb-policy", categories=["health_critical"]))
+    # a second attempt with the same idempotency key reads the service's stored (ambiguous)
+    # answer instead of the transient 409, exactly as a client retry would
+    env.apply(_fleet("amb", "amb-policy", [_sprite(sim, port, retry_attempts=2)]))
+    intent = _intent_name("amb", f"{sim.loop_id}:health_critical:cancel")
+
+    def ambiguous() -> bool:
+        status = env.status("handoffintents", intent) if env.exists("handoffintents", intent) else {}
+        return status.get("phase") == "execution_ambiguous"
+
+    _eventually(ambiguous, timeout=90, what="an ambiguous autonomous execution")
+    status = env.status("handoffintents", intent)
+    assert status["mode"] == "autonomous"
+    assert status["reasonCodes"] == ["control_ambiguous"]
+    assert sim.service_executions() == 1
+    time.sleep(8)  # four fleet passes: no retry storm
+    assert sim.service_executions() == 1
+    handoff = env.status("fleets", "amb")["handoff"]
+    assert "fleet_handoff_retry_guarded" in handoff["reasonCodes"]
+    guarded = next(i for i in handoff["intents"] if i["intentId"].endswith(":health_critical:cancel"))
+    assert "autonomous_retry_guard_ambiguous" in guarded["reasons"]
+    assert handoff["retryGuards"][guarded["intentId"]]["reason"] == "autonomous_retry_guard_ambiguous"
+    # a person approves: one more execution, as a manual retry with a new key
+    env.approve(intent)
+
+    def retried() -> bool:
+        current = env.status("handoffintents", intent)
+        return current.get("mode") == "manual" and current.get("phase") in ("execution_ambiguous", "executed")
+
+    _eventually(retried, timeout=60, what="the manual retry")
+    current = env.status("handoffintents", intent)
+    assert current["idempotencyKey"].endswith("-attempt2")
+    assert current["result"]["previousAttempts"][0]["phase"] == "execution_ambiguous"
+    assert sim.service_executions() == 2
+    time.sleep(6)
+    assert sim.service_executions() == 2
