@@ -63,7 +63,7 @@ def _eventually(check: Callable[[], Any], *, timeout: float = 30.0, what: str, e
 class SimThread:
     """One simulated loop ticking in the background (the runtime's run process)."""
 
-    def __init__(self, root: Path, scenario: str, prefix: str, tick: float = 0.5) -> None:
+    def __init__(self, root: Path, scenario: str, prefix: str, tick: float = 0.5, auto: bool = True) -> None:
         self.sim = Simulator(root, SystemClock(), loops=1, scenarios=[scenario], loop_prefix=prefix)
         self.loop_id = f"{prefix}-1"
         self.repo = self.sim.repo_of(self.loop_id)
@@ -71,7 +71,8 @@ class SimThread:
         self._tick = tick
         self.sim.step()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        if auto:
+            self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(self._tick):
@@ -79,7 +80,8 @@ class SimThread:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
 
     def event_names(self) -> list[str]:
         path = self.repo / ".superloop" / "loops" / self.loop_id / "events.jsonl"
@@ -175,9 +177,11 @@ class Env:
         _eventually(healthy, timeout=60, what="the operator to report healthy")
         return operator
 
-    def simulate(self, scenario: str, prefix: str | None = None, tick: float = 0.5) -> SimThread:
+    def simulate(
+        self, scenario: str, prefix: str | None = None, tick: float = 0.5, auto: bool = True
+    ) -> SimThread:
         name = prefix or f"{scenario.replace('_', '-')}-{uuid.uuid4().hex[:4]}"
-        sim = SimThread(self.mounts, scenario, name, tick=tick)
+        sim = SimThread(self.mounts, scenario, name, tick=tick, auto=auto)
         self.sims.append(sim)
         return sim
 
@@ -294,27 +298,39 @@ def _grant_approvers(cluster: Cluster, namespace: str) -> None:
     _eventually(can_patch, what="RBAC for alice")
 
 
+@dataclass(frozen=True)
+class Release:
+    namespace: str
+    service_account: str
+    watched: tuple[str, str]  # (shared operator's namespace, crash test's namespace)
+
+
 @pytest.fixture(scope="module")
-def release(cluster: Cluster) -> Iterator[tuple[str, str]]:
-    """The chart, installed once: its ServiceAccount, RBAC and admission policies."""
-    namespace = f"e2e-loopop-{uuid.uuid4().hex[:6]}"
-    peering = f"loopop-{uuid.uuid4().hex[:6]}"
-    cluster.kubectl("create", "namespace", namespace)
+def release(cluster: Cluster) -> Iterator[Release]:
+    """The chart installed once as a namespace-scoped release: its ServiceAccount, Roles in the
+    two watched namespaces, and its admission policies."""
+    suffix = uuid.uuid4().hex[:6]
+    namespace = f"e2e-loopop-{suffix}"
+    watched = (f"e2e-loops-{suffix}", f"e2e-crash-{suffix}")
+    for name in (namespace, *watched):
+        cluster.kubectl("create", "namespace", name)
     try:
         cluster.helm(
-            "install", "loopop", str(CHART), "--namespace", namespace,
-            "--set", f"peering.name={peering}", "--set", f"rbac.secretNames={{{SECRET}}}",
+            "install", f"loopop-{suffix}", str(CHART), "--namespace", namespace,
+            "--set", "watch.allNamespaces=false", "--set", f"watch.namespaces={{{','.join(watched)}}}",
+            "--set", f"peering.name=loopop-{suffix}", "--set", f"rbac.secretNames={{{SECRET}}}",
         )  # fmt: skip
-        yield namespace, "loopop-superloop-ops"
+        yield Release(namespace=namespace, service_account=f"loopop-{suffix}-superloop-ops", watched=watched)
     finally:
-        cluster.helm("uninstall", "loopop", "--namespace", namespace, "--wait", check=False)
-        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        cluster.helm("uninstall", f"loopop-{suffix}", "--namespace", namespace, "--wait", check=False)
+        for name in (namespace, *watched):
+            cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
-def _make_env(cluster: Cluster, release: tuple[str, str], tmp: Path) -> Env:
-    namespace = f"e2e-loops-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", namespace)
-    sa = write_service_account_kubeconfig(cluster, release[0], release[1], tmp / "sa.kubeconfig")
+def _make_env(cluster: Cluster, release: Release, namespace: str, tmp: Path) -> Env:
+    sa = write_service_account_kubeconfig(
+        cluster, release.namespace, release.service_account, tmp / "sa.kubeconfig"
+    )
     env = Env(cluster=cluster, namespace=namespace, workdir=tmp, sa_kubeconfig=sa.path)
     env.mounts.mkdir(parents=True, exist_ok=True)
     cluster.kubectl("create", "secret", "generic", SECRET, f"--from-literal=token={TOKEN}", "-n", namespace)
@@ -331,15 +347,12 @@ def _teardown(env: Env) -> None:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=10)
-    env.cluster.kubectl("delete", "namespace", env.namespace, "--wait=false", check=False)
 
 
 @pytest.fixture(scope="module")
-def env(
-    cluster: Cluster, release: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Env]:
+def env(cluster: Cluster, release: Release, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     """One namespace watched by one operator process for most tests of this module."""
-    handle = _make_env(cluster, release, tmp_path_factory.mktemp("loopop"))
+    handle = _make_env(cluster, release, release.watched[0], tmp_path_factory.mktemp("loopop"))
     try:
         handle.start_operator()
         yield handle
@@ -348,7 +361,9 @@ def env(
 
 
 def test_local_loop_reaches_status_and_follows_lifecycle_with_events(env: Env) -> None:
-    sim = env.simulate("stopped", prefix="mapped")  # claim "mapped-claim" -> <mounts>/mapped-1 (settings)
+    # claim "mapped-claim" -> <mounts>/mapped-1 through the settings; the runtime is stepped by hand
+    sim = env.simulate("stopped", prefix="mapped", auto=False)
+    sim.sim.run(3)
     env.apply(_local_loop("local-a", "mapped-claim", sim.loop_id))
     started = time.monotonic()
 
@@ -365,8 +380,10 @@ def test_local_loop_reaches_status_and_follows_lifecycle_with_events(env: Env) -
         _condition(status, "Ready")["observedGeneration"]
         == env.get("loops", "local-a")["metadata"]["generation"]
     )
+    sim.sim.run(20)  # the rest of the iteration, then loop_stop
+    assert sim.event_names()[-1] == "loop_stop"
     _eventually(
-        lambda: env.status("local-a").get("lifecycle") == "stopped", timeout=40, what="lifecycle stopped"
+        lambda: env.status("local-a").get("lifecycle") == "stopped", timeout=2 * INTERVAL + 10, what="stopped"
     )
     _eventually(lambda: env.events("local-a").count("LifecycleChanged") >= 2, what="LifecycleChanged Events")
     assert (env.ops_dir(sim.loop_id) / "telemetry" / "reconcile.jsonl").is_file()
@@ -630,9 +647,9 @@ def test_metrics_endpoint_passes_promtool(env: Env) -> None:
 
 
 def test_sigkill_between_executing_and_outcome_is_ambiguous_and_never_rerun(
-    cluster: Cluster, release: tuple[str, str], tmp_path: Path
+    cluster: Cluster, release: Release, tmp_path: Path
 ) -> None:
-    env = _make_env(cluster, release, tmp_path)
+    env = _make_env(cluster, release, release.watched[1], tmp_path)
     try:
         sim = env.simulate("awaiting_approval")
         paused = env.start_operator(SUPERLOOP_TEST_PAUSE_AFTER_EXECUTING_SECONDS="60")
