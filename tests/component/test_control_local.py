@@ -423,3 +423,20 @@ def test_engine_validation_fails_before_any_row(
     with pytest.raises(ContractError, match=message):
         engine_control.execute_control(request, now_fn=h.clock.now, sleep=h.sleep)
     assert not h.ops.exists()
+
+
+def test_ops_dir_override_journals_only_there(tmp_path: Path) -> None:
+    """The operator's journal tree receives the rows and the claim; the repository receives none."""
+    h = Harness(tmp_path / "repo", "running")
+    journal = tmp_path / "state" / ".superloop" / "ops-manager" / h.loop.loop_id
+    outcome = h.execute("cancel", ops_dir=journal, idempotency_key="cancel-ops-dir-1")
+    assert outcome.status == "confirmed"
+    assert not h.ops.exists()
+    intents = [json.loads(line) for line in (journal / "intents.jsonl").read_text().splitlines()]
+    assert [row["idempotencyKey"] for row in intents] == ["cancel-ops-dir-1"]
+    assert (journal / "telemetry" / "control.jsonl").read_text().count("\n") == 1
+    assert (journal / "telemetry" / "control-invocations.jsonl").read_text().count("\n") == 1
+    # a replay of the same key is answered from the override journal, not re-executed
+    again = h.execute("cancel", ops_dir=journal, idempotency_key="cancel-ops-dir-1")
+    assert again.replayed
+    assert not h.ops.exists()

@@ -102,6 +102,12 @@ class ControlRequest:
     service_base_url: str = ""
     service_token: str = dataclasses.field(default="", repr=False)
     forward_confirmation_window: bool = True
+    ops_dir: Path | None = None
+    """Where the journal rows (and local claims) go; None is the reference layout under ``repo``.
+
+    The operator sets its own state tree here, so the loop's repository (a PVC it only reads
+    runtime evidence from) never receives manager rows.
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,7 +211,7 @@ def execute_control(
     )
     request = dataclasses.replace(request, idempotency_key=key)
     snapshot_fn = fetch_snapshot or _default_fetch_snapshot
-    ops_dir = ops_dir_for(request.repo, request.loop_id)
+    ops_dir = request.ops_dir if request.ops_dir is not None else ops_dir_for(request.repo, request.loop_id)
     started_at = now_fn()
     if request.transport == "sprite_service":
         # The service is the idempotency authority: re-sending a key is answered as a replay.

@@ -9,9 +9,9 @@ engines, ``<state>/<namespace>`` is the "repository" of the journal:
 - ``sprite_service`` loops have no local artifacts: the state tree is both their repository
   and their journal.
 
-The control engine always journals under ``<repo>/.superloop/ops-manager/<loop>``; for a local
-loop that is the PVC, so after a local control the three journal rows are appended to the
-state tree as well (the state tree is what health and the status surface read).
+Control journals the same way: ``ControlRequest.ops_dir`` points the control engine at the state
+tree, so a local loop's PVC only ever holds runtime artifacts (and the runtime's own approval
+decision), and each control row is written once, where health and the status surface read it.
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ __all__ = [
     "build_handoff_row",
     "build_loop_target",
     "build_reconcile_options",
-    "ensure_control_journal",
     "fetch_journal_outcome",
     "run_loop_control",
     "run_loop_pass",
@@ -227,20 +226,6 @@ def fetch_journal_outcome(target: LoopTarget, idempotency_key: str) -> JsonObjec
     return None
 
 
-def ensure_control_journal(target: LoopTarget, outcome: engine_control.ControlOutcome) -> None:
-    """Mirror a local control's three rows into the state journal (idempotent per key)."""
-    if target.repo == target.journal_root:
-        return  # the control engine already wrote them there
-    if fetch_journal_outcome(target, outcome.record.idempotency_key) is not None:
-        return
-    ops = target.ops_dir
-    files.append_jsonl(ops / "intents.jsonl", [outcome.intent_row])
-    files.append_jsonl(ops / "telemetry" / "control.jsonl", [core_control.build_control_row(outcome.record)])
-    files.append_jsonl(
-        ops / "telemetry" / "control-invocations.jsonl", [core_control.build_invocation_row(outcome.record)]
-    )
-
-
 def run_loop_control(
     loop: Loop,
     target: LoopTarget,
@@ -276,12 +261,12 @@ def run_loop_control(
         runtime_command=runtime_command or engine_control.resolve_runtime_command(),
         service_base_url=(service.base_url or "") if service else "",
         service_token=token or "",
+        ops_dir=target.ops_dir,
     )
     try:
         outcome = engine_control.execute_control(request, now_fn=now_fn, sleep=sleep)
     except ContractError as exc:
         raise InvalidSpecError(str(exc)) from exc
-    ensure_control_journal(target, outcome)
     return outcome
 
 
