@@ -59,6 +59,9 @@ class FakeFleetEdge:
     def fetch_secret_value(self, namespace: str, name: str, key: str) -> str:
         raise ObjectNotFoundError(f"Secret {namespace}/{name}: not found")
 
+    def fetch_config_map_value(self, namespace: str, name: str, key: str) -> str:
+        raise ObjectNotFoundError(f"ConfigMap {namespace}/{name}: not found")
+
     def fetch_object(self, ref: ObjectRef) -> dict[str, Any] | None:
         body = self.objects.get((ref.plural, ref.namespace, ref.name))
         return copy.deepcopy(body) if body is not None else None
@@ -566,3 +569,47 @@ def test_suppression_of_an_undeclared_loop_is_reported_on_both_objects(
     assert "policy.suppressions.not-a-loop key must reference a declared loopId or *" in ready["message"]
     assert _cond(edge.get("fleetpolicies", "pol")["status"], "Ready")["reason"] == "InvalidPolicy"
     assert edge.names("handoffintents") == []
+
+
+def test_loop_ref_entries_use_existing_loops_without_owning_them(
+    tmp_path: Path, edge: FakeFleetEdge, clock: FrozenClock
+) -> None:
+    ctx = _context(tmp_path, edge, clock, {})
+    deps = fleet_handlers.build_fleet_deps(ctx, edge)
+    edge.add(
+        "loops",
+        {
+            "apiVersion": GROUP_VERSION,
+            "kind": "Loop",
+            "metadata": {"name": "team-loop"},
+            "spec": {
+                "loopId": "shared-1",
+                "transport": "sprite_service",
+                "service": {"baseUrl": "http://127.0.0.1:9"},
+            },
+            "status": _failed_status(health="degraded"),
+        },
+    )
+    edge.add("fleets", _fleet("adopt", [{"loopId": "shared-1", "loopRef": {"name": "team-loop"}}]))
+    report = _pass(edge, ctx, deps, "adopt")
+    assert report.ran
+    assert edge.names("loops") == ["team-loop"]  # nothing materialised
+    assert "ownerReferences" not in edge.get("loops", "team-loop")["metadata"]
+    status = edge.get("fleets", "adopt")["status"]
+    (row,) = status["state"]["loops"]
+    assert row == {
+        "loopId": "shared-1",
+        "loop": "team-loop",
+        "status": "failed",
+        "reasonCode": "transport_unreachable",
+        "healthStatus": "degraded",
+        "transport": "sprite_service",
+        "stateFile": str(tmp_path / "state" / NS / ".superloop" / "ops-manager" / "shared-1" / "state.json"),
+    }
+    assert status["healthStatus"] == "failed"
+    assert "handoff" not in status  # no policy: rollup only
+    # the referenced Loop disappears: the pass waits instead of guessing
+    del edge.objects[("loops", NS, "team-loop")]
+    blocked = _pass(edge, ctx, deps, "adopt")
+    assert blocked.blocked_reason == "loops_pending"
+    assert edge.get("fleets", "adopt")["status"]["healthStatus"] == "failed"  # last rollup kept
