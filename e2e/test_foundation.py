@@ -40,6 +40,7 @@ PLURALS = ("loops", "fleets", "fleetpolicies", "handoffintents", "promotionappli
 APPROVED = "ops.superloop.dev/approved"
 APPROVED_BY = "ops.superloop.dev/approved-by"
 GIVEN_SECRET = "loop-service-token"
+GIVEN_CONFIG_MAP = "loop-alert-sinks"
 # An HTTP 403 in kopf's --verbose request log, or kopf's own wording for it.
 _FORBIDDEN = re.compile(r'HTTP/1\.1" 403 |403 Forbidden|APIForbiddenError|forbidden:')
 
@@ -76,6 +77,19 @@ def _given_secrets() -> list[str]:
     names = {GIVEN_SECRET}
     for loop in _samples("Loop"):
         ref = (loop.get("spec", {}).get("service") or {}).get("tokenSecretRef") or {}
+        if ref.get("name"):
+            names.add(str(ref["name"]))
+        alert_ref = (loop.get("spec", {}).get("alerts") or {}).get("secretRef") or {}
+        if alert_ref.get("name"):
+            names.add(str(alert_ref["name"]))
+    return sorted(names)
+
+
+def _given_config_maps() -> list[str]:
+    """The ConfigMaps the test release lets the operator read: ours, and the samples' sink catalogs."""
+    names = {GIVEN_CONFIG_MAP}
+    for loop in _samples("Loop"):
+        ref = (loop.get("spec", {}).get("alerts") or {}).get("sinksConfigMapRef") or {}
         if ref.get("name"):
             names.add(str(ref["name"]))
     return sorted(names)
@@ -219,6 +233,7 @@ def release(cluster: Cluster) -> Iterator[Release]:
             "install", name, str(CHART), "--namespace", namespace,
             "--set", f"peering.name={peering}",
             "--set", f"rbac.secretNames={{{','.join(_given_secrets())}}}",
+            "--set", f"rbac.configMapNames={{{','.join(_given_config_maps())}}}",
         )  # fmt: skip
         yield Release(
             name=name, namespace=namespace, service_account=f"{name}-superloop-ops", peering=peering
@@ -412,6 +427,7 @@ ALLOWED = [
     ("create", "events"),
     ("create", "events.events.k8s.io"),
     ("get", f"secrets/{GIVEN_SECRET}"),
+    ("get", f"configmaps/{GIVEN_CONFIG_MAP}"),  # an alert sink catalog a Loop references
     ("list", "customresourcedefinitions.apiextensions.k8s.io"),
     ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
 ]
@@ -421,6 +437,9 @@ DENIED = [
     ("list", "secrets"),
     ("get", "secrets/some-other-secret"),
     ("create", "secrets"),
+    ("get", "configmaps/some-other-configmap"),
+    ("list", "configmaps"),
+    ("update", "configmaps"),
     *[("update", f"{plural}.{GROUP}") for plural in PLURALS],
     *[("delete", f"{plural}.{GROUP}") for plural in ("fleets", "fleetpolicies", "promotionapplies")],
     *[("deletecollection", f"{plural}.{GROUP}") for plural in PLURALS],

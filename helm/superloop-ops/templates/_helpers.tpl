@@ -77,10 +77,18 @@ Namespaced rules: exactly the verbs the operator uses in a watched namespace.
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create]
-# Sprite-service tokens referenced by Loops.
+# Secrets referenced by Loops: sprite-service tokens and alert sink secrets (spec.alerts.secretRef).
 - apiGroups: [""]
   resources: [secrets]
   {{- with .Values.rbac.secretNames }}
+  resourceNames:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  verbs: [get]
+# Alert sink catalogs referenced by Loops (spec.alerts.sinksConfigMapRef).
+- apiGroups: [""]
+  resources: [configmaps]
+  {{- with .Values.rbac.configMapNames }}
   resourceNames:
     {{- toYaml . | nindent 4 }}
   {{- end }}

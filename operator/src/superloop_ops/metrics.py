@@ -24,6 +24,8 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = [
+    "ALERT_DELIVERY_OUTCOMES",
+    "ALERT_SINK_TYPES",
     "CONTROL_STATUSES",
     "HEALTH_STATUSES",
     "LIFECYCLE_STATES",
@@ -73,6 +75,19 @@ REASON_CODES: frozenset[str] = frozenset(
 CONTROL_INTENTS: frozenset[str] = frozenset({"cancel", "approve", "reject"})
 CONTROL_STATUSES: frozenset[str] = frozenset(
     {"executed", "executed_unconfirmed", "execution_ambiguous", "execution_failed"}
+)
+ALERT_SINK_TYPES: frozenset[str] = frozenset({"webhook", "slack", "pagerduty_events"})
+# "success", or the sink reason code of tuning §5.5.
+ALERT_DELIVERY_OUTCOMES: frozenset[str] = frozenset(
+    {
+        "success",
+        "http_error",
+        "request_failed",
+        "missing_secret",
+        "unsupported_sink_type",
+        "invalid_sink_result",
+        "sink_dispatch_failed",
+    }
 )
 _OTHER = "other"
 _LABEL_VALUE = re.compile(r"\A[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")
@@ -163,6 +178,12 @@ class OperatorMetrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
             registry=self.registry,
         )
+        self.alert_deliveries = Counter(
+            f"{PREFIX}_alert_deliveries",
+            "Alert deliveries to sinks (one per escalation and sink), by sink type and outcome.",
+            ("namespace", "sink_type", "outcome"),
+            registry=self.registry,
+        )
         self.reconcile_errors = Counter(
             f"{PREFIX}_reconcile_errors",
             "Loop reconcile passes that failed, by reason code.",
@@ -206,6 +227,12 @@ class OperatorMetrics:
             _object_name(loop),
             _bounded(intent, CONTROL_INTENTS),
             _bounded(status, CONTROL_STATUSES),
+        ).inc()
+
+    def record_alert_delivery(self, namespace: str, sink_type: str, outcome: str) -> None:
+        """One sink's outcome for one escalation: ``success`` or the sink's reason code."""
+        self.alert_deliveries.labels(
+            namespace, _bounded(sink_type, ALERT_SINK_TYPES), _bounded(outcome, ALERT_DELIVERY_OUTCOMES)
         ).inc()
 
     def observe_reconcile_duration(self, namespace: str, seconds: float) -> None:

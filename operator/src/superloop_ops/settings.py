@@ -22,6 +22,11 @@ Environment variables (all optional):
   so ageing values (lags) do not go stale forever (default 300).
 - ``SUPERLOOP_CONTROL_CONFIRM_TIMEOUT_SECONDS`` / ``SUPERLOOP_CONTROL_CONFIRM_INTERVAL_SECONDS``:
   confirmation polling for HandoffIntents (defaults 30 / 2, the control contract's defaults).
+- ``SUPERLOOP_CONFIG_DIR``: directory of the mounted default catalogs (the chart's ConfigMap);
+  a Loop without ``spec.alerts.sinksConfigMapRef`` uses ``ops-manager-alert-sinks.v1.json`` from
+  here when the file exists, else the packaged default.
+- ``SUPERLOOP_ALERT_PAGERDUTY_URL``: PagerDuty Events API v2 endpoint (default the public one;
+  set it for an egress proxy, or a local receiver in tests).
 - ``SUPERLOOP_PEERING``: kopf peering name; empty means standalone (the chart runs one replica).
 - ``SUPERLOOP_TEST_PAUSE_AFTER_EXECUTING_SECONDS``: test hook only. After a HandoffIntent is
   recorded ``executing`` and before the side effect, sleep this long so an e2e test can SIGKILL
@@ -59,6 +64,8 @@ class Settings:
     control_confirm_interval_seconds: int = 2
     peering_name: str = ""
     test_pause_after_executing_seconds: float = 0.0
+    config_dir: Path | None = None
+    alert_pagerduty_url: str = ""
 
     def resolve_pvc_dir(self, claim_name: str, sub_path: str | None = None) -> Path:
         """Directory holding a claim's files: the dev mapping first, else the in-cluster mount.
@@ -141,4 +148,18 @@ def fetch_settings(env: Mapping[str, str] | None = None) -> Settings:
         test_pause_after_executing_seconds=_number(
             source, "SUPERLOOP_TEST_PAUSE_AFTER_EXECUTING_SECONDS", 0.0
         ),
+        config_dir=_optional_path(source, "SUPERLOOP_CONFIG_DIR"),
+        alert_pagerduty_url=_url(source, "SUPERLOOP_ALERT_PAGERDUTY_URL"),
     )
+
+
+def _optional_path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name, "").strip()
+    return Path(raw) if raw else None
+
+
+def _url(env: Mapping[str, str], name: str) -> str:
+    raw = env.get(name, "").strip()
+    if raw and not raw.startswith(("http://", "https://")):
+        raise InvalidSpecError(f"{name} must be an http(s) URL: {raw}")
+    return raw

@@ -1,8 +1,9 @@
 """Loop controller: one ``reconcile_loop`` for create, resume, update and the periodic pass.
 
 Each pass reacts to the current object, never to a diff: parse the body, gather (PVC directory
-or Secret token, one reconcile pass through the engine, the status surface), decide (the pure
-``core.loop_status``), act (at most one status patch, Events on transitions, metrics). A missing
+or Secret token, the alert sink catalog and its Secret, one reconcile pass through the engine,
+the status surface), decide (the pure ``core.loop_status``), act (at most one status patch,
+Events on transitions, metrics). A missing
 source directory or Secret is not a crash: the status says so (Ready=False with the reason) and
 the pass is retried after a delay. ``spec.suspend`` stops reconciling; the replay annotation is
 handled once and recorded in ``status.replayHandled``.
@@ -23,7 +24,7 @@ from typing import Any
 import kopf
 
 from superloop_ops.core import loop_status
-from superloop_ops.engine import loop_operator
+from superloop_ops.engine import loop_alerts, loop_operator
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
 from superloop_ops.handlers.context import OperatorContext, fetch_context
 from superloop_ops.k8s.edge import GROUP, VERSION, ObjectNotFoundError, ObjectRef
@@ -132,6 +133,12 @@ def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext) -> PassReport:
             else:
                 target = loop_operator.build_loop_target(loop, ref.namespace, ref.name, ctx.settings)
                 token = _token(loop, ref.namespace, ctx)
+                alert_config = loop_alerts.fetch_loop_alert_config(
+                    loop,
+                    ref.namespace,
+                    ctx.edge,
+                    default_catalog=loop_alerts.compute_default_catalog_path(ctx.settings.config_dir),
+                )
                 view, result = loop_operator.run_loop_pass(
                     loop,
                     target,
@@ -139,6 +146,9 @@ def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext) -> PassReport:
                     replay_token=replay_token,
                     replay_pending=replay_pending,
                     clock=ctx.clock,
+                    hooks=loop_alerts.build_operator_hooks(
+                        alert_config, pagerduty_url=ctx.settings.alert_pagerduty_url
+                    ),
                 )
         except OperatorError as exc:
             error = exc
@@ -166,6 +176,9 @@ def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext) -> PassReport:
                     "could not post Event %s for %s/%s: %s", event.reason, ref.namespace, ref.name, exc
                 )
         _observe(ctx, ref, view, new_status, time.monotonic() - started, error, result is not None)
+        if result is not None and isinstance(result.alert_result, loop_alerts.LoopDispatchReport):
+            for delivery in result.alert_result.deliveries:
+                ctx.metrics.record_alert_delivery(ref.namespace, delivery.sink_type, delivery.outcome)
     retry = error.delay if isinstance(error, DependencyNotReadyError) else None
     return PassReport(view.outcome, written, new_status, error, retry)
 

@@ -67,6 +67,8 @@ class KubeEdge(Protocol):
 
     def fetch_secret_value(self, namespace: str, name: str, key: str) -> str: ...
 
+    def fetch_config_map_value(self, namespace: str, name: str, key: str) -> str: ...
+
     def fetch_object(self, ref: ObjectRef) -> JsonObject | None: ...
 
     def patch_status(self, ref: ObjectRef, status: Mapping[str, Any]) -> None: ...
@@ -141,6 +143,15 @@ class KubernetesEdge:
             raise InvalidSpecError(
                 f"Secret {namespace}/{name} key {key!r} is not valid UTF-8 base64"
             ) from None
+
+    def fetch_config_map_value(self, namespace: str, name: str, key: str) -> str:
+        config_map = self._call(
+            f"ConfigMap {namespace}/{name}", lambda: self._core.read_namespaced_config_map(name, namespace)
+        )
+        data = config_map.data or {}
+        if key not in data:
+            raise ObjectNotFoundError(f"ConfigMap {namespace}/{name} has no key {key!r}", delay=15.0)
+        return str(data[key])
 
     def fetch_object(self, ref: ObjectRef) -> JsonObject | None:
         try:

@@ -22,6 +22,7 @@ from superloop_ops.models.common import (
     CrdInfo,
     JsonObject,
     KindModel,
+    LocalObjectRef,
     LoopId,
     PrinterColumn,
     SecretKeyRef,
@@ -165,11 +166,18 @@ class AlertsSettings(SpecModel):
     """Alert dispatch settings (tuning §5.9).
 
     The sink catalog is read from a ConfigMap key (default key ``ops-manager-alert-sinks.v1.json``);
-    without a reference the shipped catalog (all sinks disabled) applies.
+    without a reference the operator's default catalog applies (``SUPERLOOP_CONFIG_DIR``, else the
+    packaged one, all sinks disabled). The catalog names its secrets as environment variable names
+    (``urlEnv``, ``routingKeyEnv``...); in Kubernetes each name is a key of the Secret
+    ``secretRef`` names. A missing Secret or key blocks only the sinks that need it.
     """
 
     enabled: bool = True
+    """Dispatch new escalations to the catalog's sinks; false skips dispatch for this Loop."""
     sinks_config_map_ref: ConfigMapKeyRef | None = None
+    """ConfigMap (and key) holding the alert sink catalog JSON."""
+    secret_ref: LocalObjectRef | None = None
+    """Secret whose keys are the catalog's secret env names (values: URLs, tokens, routing keys)."""
 
 
 class LoopSpec(SpecModel):
