@@ -43,6 +43,7 @@ __all__ = [
     "CelRule",
     "Condition",
     "ConditionStatus",
+    "ConditionedStatus",
     "ConfigMapKeyRef",
     "CrdInfo",
     "JsonObject",
@@ -238,6 +239,20 @@ class Condition(StatusModel):
     last_transition_time: Timestamp
     reason: Annotated[str, Field(min_length=1, max_length=1024, pattern=CONDITION_REASON_PATTERN)]
     message: Annotated[str, Field(max_length=32768)] = ""
+
+
+class ConditionedStatus(StatusModel):
+    """The status head every kind shares: the generation last acted on and its conditions.
+
+    ``conditions`` is a list-map keyed by ``type`` so that server-side apply merges one condition
+    at a time, as for metav1.Condition lists.
+    """
+
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
 
 
 class OwnerReference(StatusModel):

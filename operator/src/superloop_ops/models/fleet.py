@@ -22,7 +22,7 @@ from pydantic import Field
 from superloop_ops import errors
 from superloop_ops.models.common import (
     CelRule,
-    Condition,
+    ConditionedStatus,
     CrdInfo,
     JsonObject,
     KindModel,
@@ -30,7 +30,6 @@ from superloop_ops.models.common import (
     LoopId,
     PrinterColumn,
     SpecModel,
-    StatusModel,
 )
 from superloop_ops.models.fleet_policy import EffectiveRollout, FleetPolicySpec
 from superloop_ops.models.loop import BaseUrl, LoopSource, LoopSpec, ServiceSettings, Transport
@@ -143,14 +142,9 @@ class FleetSpec(SpecModel):
     """Stop fleet passes (policy, handoff) for this fleet."""
 
 
-class FleetStatus(StatusModel):
+class FleetStatus(ConditionedStatus):
     """Fleet rollups; ``state`` and ``fleetStatus`` mirror the reference's fleet surfaces."""
 
-    observed_generation: int | None = None
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
     fleet_id: str | None = None
     loop_count: int | None = None
     skipped_loop_count: int | None = None

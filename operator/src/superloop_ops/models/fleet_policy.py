@@ -23,7 +23,7 @@ from superloop_ops.models.common import (
     LOOP_ID_PATTERN,
     TIMESTAMP_PATTERN,
     CelRule,
-    Condition,
+    ConditionedStatus,
     CrdInfo,
     JsonObject,
     KindModel,
@@ -277,14 +277,9 @@ class EffectiveRollout(StatusModel):
     governance: JsonObject | None = None
 
 
-class FleetPolicyStatus(StatusModel):
+class FleetPolicyStatus(ConditionedStatus):
     """Observed policy posture; ``policyState`` mirrors the reference's policy-state.json."""
 
-    observed_generation: int | None = None
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
     mode: str | None = None
     governance_posture: str | None = None
     reason_codes: list[str] = Field(default_factory=list)

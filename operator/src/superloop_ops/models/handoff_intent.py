@@ -15,14 +15,13 @@ from pydantic import Field
 
 from superloop_ops.models.common import (
     CelRule,
-    Condition,
+    ConditionedStatus,
     CrdInfo,
     JsonObject,
     KindModel,
     LocalObjectRef,
     PrinterColumn,
     SpecModel,
-    StatusModel,
     Timestamp,
 )
 from superloop_ops.models.fleet_policy import Category
@@ -103,14 +102,9 @@ class HandoffIntentSpec(SpecModel):
     """The Fleet that created the intent, if any."""
 
 
-class HandoffIntentStatus(StatusModel):
+class HandoffIntentStatus(ConditionedStatus):
     """Execution progress and outcome; ``result`` mirrors the reference's intent execution record."""
 
-    observed_generation: int | None = None
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
     phase: Phase | None = None
     mode: ExecutionMode | None = None
     approved_by: str | None = None

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from superloop_ops.models.common import (
     CelRule,
-    Condition,
+    ConditionedStatus,
     CrdInfo,
     JsonObject,
     KindModel,
@@ -24,7 +24,6 @@ from superloop_ops.models.common import (
     PrinterColumn,
     ShortText,
     SpecModel,
-    StatusModel,
     Timestamp,
 )
 
@@ -86,7 +85,7 @@ class PromotionApplySpec(SpecModel):
     """Compute and report the decision without moving the posture."""
 
 
-class PromotionApplyStatus(StatusModel):
+class PromotionApplyStatus(ConditionedStatus):
     """The decision seen and the apply record (before/after posture); frozen once applied.
 
     The transition rules make the freeze an API guarantee: once ``appliedAt`` and ``record`` are
@@ -104,11 +103,6 @@ class PromotionApplyStatus(StatusModel):
         ),
     )
 
-    observed_generation: int | None = None
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
     phase: ApplyPhase | None = None
     decision: str | None = None
     reason_codes: list[str] = Field(default_factory=list)
