@@ -9,7 +9,7 @@ walks the reference's intent statuses (fleet §5.6, loop-core §8.5).
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, get_args
 
 from pydantic import Field
 
@@ -54,14 +54,7 @@ Phase = Literal[
     "execution_ambiguous",
     "execution_failed",
 ]
-PHASES: tuple[Phase, ...] = (
-    "pending_operator_confirmation",
-    "executing",
-    "executed",
-    "executed_unconfirmed",
-    "execution_ambiguous",
-    "execution_failed",
-)
+PHASES: tuple[Phase, ...] = get_args(Phase)
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9._:-]+$")]
 
 
