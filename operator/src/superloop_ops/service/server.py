@@ -17,14 +17,12 @@ Design:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import hmac
 import json
 import logging
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,6 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 from superloop_ops.core import control as core_control
 from superloop_ops.core.jsonutil import JsonObject, dumps_compact, format_ts, prune_nulls
 from superloop_ops.errors import ContractError
+from superloop_ops.journal.locks import KeyedLocks
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -121,34 +120,6 @@ class _HttpError(Exception):
         self.message = message
 
 
-class _KeyedLocks:
-    """One lock per key, dropped when nobody holds or waits for it (bounded memory)."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._entries: dict[tuple[str, str], tuple[threading.Lock, int]] = {}
-
-    @contextlib.contextmanager
-    def hold(self, key: tuple[str, str]) -> Iterator[None]:
-        with self._guard:
-            lock, users = self._entries.get(key, (threading.Lock(), 0))
-            self._entries[key] = (lock, users + 1)
-        try:
-            with lock:
-                yield
-        finally:
-            with self._guard:
-                lock, users = self._entries[key]
-                if users == 1:
-                    del self._entries[key]
-                else:
-                    self._entries[key] = (lock, users - 1)
-
-    def __len__(self) -> int:
-        with self._guard:
-            return len(self._entries)
-
-
 class SpriteServiceServer(ThreadingHTTPServer):
     """``server_close`` waits for in-flight requests, so a shutdown never abandons a control run."""
 
@@ -158,7 +129,7 @@ class SpriteServiceServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], config: ServiceConfig) -> None:
         self.config = config
-        self.key_locks = _KeyedLocks()
+        self.key_locks: KeyedLocks[tuple[str, str]] = KeyedLocks()
         super().__init__(address, _Handler)
 
     @property
