@@ -133,36 +133,17 @@ def compute_sequence_diagnostics(
         "recoveredFromDrift": prev_drift and not drift,
     }
     stamp = format_ts(now)
-    state = prune_nulls(
-        {
-            "schemaVersion": "v1",
-            "updatedAt": stamp,
-            "loopId": loop_id,
-            "traceId": trace_id or None,
-            "transport": transport,
-            "status": status,
-            "reasonCode": reason,
-            "driftActive": drift,
-            "violations": violations,
-            "snapshot": snapshot_part,
-            "events": events_part,
-            "transition": transition,
-        }
-    )
-    row = prune_nulls(
-        {
-            "timestamp": stamp,
-            "loopId": loop_id,
-            "traceId": trace_id or None,
-            "transport": transport,
-            "category": "envelope_sequence",
-            "status": status,
-            "reasonCode": reason,
-            "driftActive": drift,
-            "violations": violations,
-            "snapshot": snapshot_part,
-            "events": events_part,
-            "transition": transition,
-        }
-    )
+    identity = {"loopId": loop_id, "traceId": trace_id or None, "transport": transport}
+    # The state file and the telemetry row carry the same verdict; only their heads differ.
+    verdict = {
+        "status": status,
+        "reasonCode": reason,
+        "driftActive": drift,
+        "violations": violations,
+        "snapshot": snapshot_part,
+        "events": events_part,
+        "transition": transition,
+    }
+    state = prune_nulls({"schemaVersion": "v1", "updatedAt": stamp, **identity, **verdict})
+    row = prune_nulls({"timestamp": stamp, **identity, "category": "envelope_sequence", **verdict})
     return SequenceDiagnostics(state=state, row=row)
