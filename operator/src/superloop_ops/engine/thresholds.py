@@ -23,6 +23,7 @@ __all__ = [
     "default_catalog_path",
     "fetch_catalog",
     "fetch_profile",
+    "shipped_config_path",
 ]
 
 CATALOG_FILENAME = "ops-manager-threshold-profiles.v1.json"
@@ -30,17 +31,22 @@ PROFILES_FILE_ENV = "OPS_MANAGER_THRESHOLD_PROFILES_FILE"
 PROFILE_ENV = "OPS_MANAGER_THRESHOLD_PROFILE"
 
 
-def default_catalog_path() -> Path:
-    """The shipped catalog: ``$SUPERLOOP_OPS_HOME/config``, the checkout's ``config``, or package data."""
+def shipped_config_path(name: str) -> Path:
+    """``<install>/config/<name>``: ``$SUPERLOOP_OPS_HOME/config``, the checkout's, or package data."""
     home = os.environ.get("SUPERLOOP_OPS_HOME")
     if home:
-        return Path(home) / "config" / CATALOG_FILENAME
+        return Path(home) / "config" / name
     # operator/src/superloop_ops/engine/thresholds.py -> the checkout root is four levels up.
-    checkout = Path(__file__).resolve().parents[4] / "config" / CATALOG_FILENAME
+    checkout = Path(__file__).resolve().parents[4] / "config" / name
     if checkout.is_file():
         return checkout
-    packaged = Path(__file__).resolve().parents[1] / "data" / CATALOG_FILENAME
+    packaged = Path(__file__).resolve().parents[1] / "data" / name
     return packaged if packaged.is_file() else checkout
+
+
+def default_catalog_path() -> Path:
+    """The shipped threshold catalog (see `shipped_config_path`)."""
+    return shipped_config_path(CATALOG_FILENAME)
 
 
 def compute_catalog_path(flag: str | None, env: Mapping[str, str] | None = None) -> str:

@@ -38,20 +38,10 @@ __all__ = [
     "shipped_config_path",
 ]
 
-THRESHOLD_CATALOG_NAME = "ops-manager-threshold-profiles.v1.json"
+THRESHOLD_CATALOG_NAME = engine_thresholds.CATALOG_FILENAME
 _TAIL_BLOCK = 64 * 1024
-
-
-def shipped_config_path(name: str) -> Path:
-    """``<install>/config/<name>``: ``$SUPERLOOP_OPS_HOME/config``, the checkout's, or package data."""
-    home = os.environ.get("SUPERLOOP_OPS_HOME")
-    if home:
-        return Path(home) / "config" / name
-    checkout = Path(__file__).resolve().parents[4] / "config" / name
-    if checkout.is_file():
-        return checkout
-    packaged = Path(__file__).resolve().parents[1] / "data" / name
-    return packaged if packaged.is_file() else checkout
+# Re-exported: the alert engines look up their shipped sink catalog through this module.
+shipped_config_path = engine_thresholds.shipped_config_path
 
 
 def resolve_threshold_catalog_path(explicit: str | None, env: Mapping[str, str] | None = None) -> str:
