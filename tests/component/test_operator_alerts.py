@@ -295,6 +295,8 @@ def test_critical_loop_pages_once_with_the_routing_key_from_the_secret(
     assert status["alerts"]["dispatch"]["lastTraceId"] == status["traceId"]
     assert status["tuning"]["summaryWindow"] == 200
     assert "recommendedProfile" in status["tuning"]
+    assert {"confidence", "rationale", "appliedProfile"} <= set(status["tuning"])
+    assert status["drift"]["status"]  # the drift state file, mirrored
     # further passes: no new escalation, no second page (the webhook stays pending, retried later)
     for _ in range(3):
         status = _pass(edge, ctx, clock)
