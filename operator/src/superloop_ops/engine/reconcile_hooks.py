@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from superloop_ops.core import drift as core_drift
 from superloop_ops.engine import alerts, tuning
 from superloop_ops.engine import reconcile as engine
 from superloop_ops.engine import thresholds as engine_thresholds
@@ -31,39 +30,24 @@ def evaluate_profile_drift(ctx: engine.PassContext) -> engine.DriftOutcome | Non
     paths, settings = ctx.paths, ctx.options.drift
     if not paths.reconcile_telemetry_file.is_file():
         return None
-    summary: dict[str, object] | None
-    try:
-        summary = tuning.compute_summary(
-            paths.repo,
-            ctx.loop_id,
-            window=settings.summary_window,
-            now=ctx.now,
-            reconcile_file=paths.reconcile_telemetry_file,
-            control_file=paths.control_telemetry_file,
-        )
-    except (ContractError, OSError):
-        summary = None
     catalog = str(ctx.options.thresholds_file or engine_thresholds.default_catalog_path())
-    inputs = core_drift.DriftInputs(
-        loop_id=ctx.loop_id,
+    evaluation = tuning.ensure_window_drift_evaluation(
+        paths.repo,
+        ctx.loop_id,
         applied_profile=ctx.applied_profile or "",
-        recommended_profile=str(summary.get("recommendedProfile") or "") if summary else "",
-        recommendation_confidence=str(summary.get("confidence") or "low") if summary else "low",
-        min_confidence=settings.min_confidence,
-        required_streak=settings.required_streak,
-        summary_window=settings.summary_window,
-        rationale=str(summary.get("rationale") or "") if summary else "",
-    )
-    document = tuning.ensure_drift_evaluation(
-        inputs,
+        settings=tuning.DriftSettings(
+            min_confidence=settings.min_confidence,
+            required_streak=settings.required_streak,
+            summary_window=settings.summary_window,
+        ),
         catalog_profiles=tuning.fetch_catalog_profile_names(catalog),
         state_file=paths.drift_state_file,
         history_file=paths.drift_history_file,
         now=ctx.now,
-        unknown_recommendation="ignore",
-        tolerate_corrupt_state=True,
+        reconcile_file=paths.reconcile_telemetry_file,
+        control_file=paths.control_telemetry_file,
     )
-    return engine.DriftOutcome(drift=document, summary=summary)
+    return engine.DriftOutcome(drift=evaluation.document, summary=evaluation.summary)
 
 
 def _masked(message: str, secrets: Mapping[str, str], names: set[str]) -> str:

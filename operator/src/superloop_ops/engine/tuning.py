@@ -4,7 +4,8 @@ Reads bounded windows of ``telemetry/reconcile.jsonl`` and ``telemetry/control.j
 file's tail is read, never the whole journal), calls ``core.telemetry_summary`` and
 ``core.drift``, then writes ``profile-drift.json``, appends ``telemetry/profile-drift.jsonl`` and,
 on the activation edge, the ``profile_drift_detected`` escalation. Used by the CLI commands and,
-through ``run_profile_drift_step``, by the reconcile engine (its step 13).
+through ``ensure_window_drift_evaluation``, by the reconcile engine's step-13 hook
+(``engine.reconcile_hooks``); ``run_profile_drift_step`` is the same step with its own escalation.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ __all__ = [
     "THRESHOLD_CATALOG_NAME",
     "DriftSettings",
     "ProfileDriftStep",
+    "WindowDriftEvaluation",
     "compute_summary",
     "ensure_drift_evaluation",
+    "ensure_window_drift_evaluation",
     "fetch_catalog_profile_names",
     "fetch_tail_lines",
     "fetch_window_records",
@@ -170,6 +173,67 @@ class DriftSettings:
 
 
 @dataclass(frozen=True)
+class WindowDriftEvaluation:
+    """One drift evaluation and the telemetry summary it used (None when there was none)."""
+
+    document: JsonObject
+    summary: JsonObject | None
+
+
+def ensure_window_drift_evaluation(
+    repo: Path,
+    loop_id: str,
+    *,
+    applied_profile: str,
+    settings: DriftSettings,
+    catalog_profiles: Collection[str],
+    state_file: Path,
+    history_file: Path,
+    now: dt.datetime,
+    reconcile_file: Path | None = None,
+    control_file: Path | None = None,
+) -> WindowDriftEvaluation:
+    """Reconcile step 13's evaluation: summary over the drift window, then one tolerant evaluation.
+
+    A summary failure means "no summary"; a recommendation the catalog lacks counts as no
+    recommendation and a corrupt drift state restarts the streak (deliberate fixes of reference
+    defects). Writes ``state_file`` and appends ``history_file``.
+    """
+    summary: JsonObject | None
+    try:
+        summary = compute_summary(
+            repo,
+            loop_id,
+            window=settings.summary_window,
+            now=now,
+            reconcile_file=reconcile_file,
+            control_file=control_file,
+        )
+    except (ContractError, OSError):
+        summary = None
+    inputs = core_drift.DriftInputs(
+        loop_id=loop_id,
+        applied_profile=applied_profile,
+        recommended_profile=str(summary.get("recommendedProfile") or "") if summary else "",
+        recommendation_confidence=str(summary.get("confidence") or "low") if summary else "low",
+        min_confidence=settings.min_confidence,
+        required_streak=settings.required_streak,
+        summary_window=settings.summary_window,
+        rationale=str(summary.get("rationale") or "") if summary else "",
+    )
+    document = ensure_drift_evaluation(
+        inputs,
+        catalog_profiles=catalog_profiles,
+        state_file=state_file,
+        history_file=history_file,
+        now=now,
+        unknown_recommendation="ignore",
+        tolerate_corrupt_state=True,
+    )
+    return WindowDriftEvaluation(document=document, summary=summary)
+
+
+@dataclass(frozen=True)
 class ProfileDriftStep:
     """What reconcile merges into state.json: ``drift`` (with traceId) and ``tuning`` (or None)."""
 
@@ -205,33 +269,19 @@ def run_profile_drift_step(
     reconcile_file = telemetry_dir / "reconcile.jsonl"
     if not reconcile_file.is_file():
         return None
-    repo_path = repo or ops_dir.parents[2]
-    summary: JsonObject | None
-    try:
-        summary = compute_summary(repo_path, loop_id, window=chosen.summary_window, now=now)
-    except (ContractError, OSError):
-        summary = None
-    inputs = core_drift.DriftInputs(
-        loop_id=loop_id,
-        applied_profile=current_profile,
-        recommended_profile=str(summary.get("recommendedProfile") or "") if summary else "",
-        recommendation_confidence=str(summary.get("confidence") or "low") if summary else "low",
-        min_confidence=chosen.min_confidence,
-        required_streak=chosen.required_streak,
-        summary_window=chosen.summary_window,
-        rationale=str(summary.get("rationale") or "") if summary else "",
-    )
     state_file = state_file or ops_dir / "profile-drift.json"
     history_file = history_file or telemetry_dir / "profile-drift.jsonl"
-    document = ensure_drift_evaluation(
-        inputs,
+    evaluation = ensure_window_drift_evaluation(
+        repo or ops_dir.parents[2],
+        loop_id,
+        applied_profile=current_profile,
+        settings=chosen,
         catalog_profiles=catalog_profiles,
         state_file=state_file,
         history_file=history_file,
         now=now,
-        unknown_recommendation="ignore",
-        tolerate_corrupt_state=True,
     )
+    document, summary = evaluation.document, evaluation.summary
     escalation = core_drift.build_drift_escalation(
         document,
         loop_id=loop_id,
