@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _loop_reconcile_helpers import SIM_RUNTIME, RunningService
 
 from superloop_ops.cli import sprite_service as sprite_cli
 from superloop_ops.core import thresholds as thresholds_mod
@@ -29,7 +30,6 @@ from superloop_ops.transports.service import ServiceClient, ServiceError
 
 TOKEN = "test-token"
 LOOP = "demo-loop"
-SIM_RUNTIME = (sys.executable, "-m", "superloop_ops.cli.main", "simulate")
 
 
 def write_runtime_artifacts(repo: Path, loop_id: str = LOOP) -> None:
@@ -105,21 +105,6 @@ def write_heartbeat(repo: Path, timestamp: str, loop_id: str = LOOP) -> None:
             }
         )
     )
-
-
-class RunningService:
-    def __init__(self, server: service_server.SpriteServiceServer) -> None:
-        self.server = server
-        self.url = f"http://127.0.0.1:{server.port}"
-        self.thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
 
 StartService = Callable[..., RunningService]
