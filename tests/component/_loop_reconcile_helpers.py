@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shlex
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -29,6 +30,27 @@ TOKEN = "test-token"
 STALE = "2020-01-01T00:00:00Z"
 SIM_RUNTIME = (sys.executable, "-m", "superloop_ops.cli.main", "simulate")
 HUGE_INGEST = ("--degraded-ingest-lag-seconds", "999999", "--critical-ingest-lag-seconds", "9999999")
+
+
+#: Environment variables the CLI reads as defaults; cleared so a developer's shell cannot leak in.
+CLI_ENV_NAMES = (
+    "OPS_MANAGER_TRACE_ID",
+    "OPS_MANAGER_THRESHOLD_PROFILE",
+    "OPS_MANAGER_THRESHOLD_PROFILES_FILE",
+    "OPS_MANAGER_ALERTS_ENABLED",
+    "OPS_MANAGER_ALERT_SINKS_FILE",
+    "OPS_MANAGER_DRIFT_MIN_CONFIDENCE",
+    "OPS_MANAGER_DRIFT_REQUIRED_STREAK",
+    "OPS_MANAGER_DRIFT_SUMMARY_WINDOW",
+    "OPS_MANAGER_SERVICE_TOKEN",
+)
+
+
+def isolate_cli_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clear the CLI's env defaults and point cancel at the simulator's runtime CLI."""
+    for name in CLI_ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SUPERLOOP_RUNTIME_COMMAND", shlex.join(SIM_RUNTIME))
 
 
 def now_ts() -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import shlex
 import sys
 from pathlib import Path
 
@@ -17,10 +16,10 @@ import pytest
 from _loop_reconcile_helpers import (
     HUGE_INGEST,
     LOOP,
-    SIM_RUNTIME,
     STALE,
     Cli,
     event_line,
+    isolate_cli_env,
     last_row,
     now_ts,
     ops_dir,
@@ -50,20 +49,7 @@ def repo(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "OPS_MANAGER_TRACE_ID",
-        "OPS_MANAGER_THRESHOLD_PROFILE",
-        "OPS_MANAGER_THRESHOLD_PROFILES_FILE",
-        "OPS_MANAGER_ALERTS_ENABLED",
-        "OPS_MANAGER_ALERT_SINKS_FILE",
-        "OPS_MANAGER_DRIFT_MIN_CONFIDENCE",
-        "OPS_MANAGER_DRIFT_REQUIRED_STREAK",
-        "OPS_MANAGER_DRIFT_SUMMARY_WINDOW",
-        "OPS_MANAGER_SERVICE_TOKEN",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SUPERLOOP_RUNTIME_COMMAND", shlex.join(SIM_RUNTIME))
-    return
+    isolate_cli_env(monkeypatch)
 
 
 # --------------------------------------------------------------------- observability.bats

@@ -8,7 +8,6 @@ scenario locally and through the service and compare the reason surfaces. A smal
 from __future__ import annotations
 
 import json
-import shlex
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,10 +18,10 @@ import pytest
 from _loop_reconcile_helpers import (
     HUGE_INGEST,
     LOOP,
-    SIM_RUNTIME,
     STALE,
     Cli,
     StartService,
+    isolate_cli_env,
     last_row,
     now_ts,
     ops_dir,
@@ -56,15 +55,7 @@ def repos(tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "OPS_MANAGER_TRACE_ID",
-        "OPS_MANAGER_THRESHOLD_PROFILE",
-        "OPS_MANAGER_THRESHOLD_PROFILES_FILE",
-        "OPS_MANAGER_ALERTS_ENABLED",
-        "OPS_MANAGER_SERVICE_TOKEN",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SUPERLOOP_RUNTIME_COMMAND", shlex.join(SIM_RUNTIME))
+    isolate_cli_env(monkeypatch)
 
 
 def sorted_codes(document: dict[str, Any]) -> list[str]:
