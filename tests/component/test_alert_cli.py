@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from helpers.alert_configs import enabled_webhook_config
 from superloop_ops.cli.main import main
 
 LOOP = "demo-loop"
@@ -28,29 +29,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
 
 
 def write_enabled_webhook_config(path: Path) -> Path:
-    path.write_text(
-        json.dumps(
-            {
-                "schemaVersion": "v1",
-                "defaultMinSeverity": "warning",
-                "sinks": {
-                    "webhook-a": {"enabled": True, "type": "webhook", "urlEnv": URL_ENV, "timeoutSeconds": 5}
-                },
-                "routing": {
-                    "defaultSinks": ["webhook-a"],
-                    "categorySeverity": {"health_degraded": "warning"},
-                    "routes": [
-                        {
-                            "category": "health_degraded",
-                            "sinks": ["webhook-a"],
-                            "minSeverity": "warning",
-                            "enabled": True,
-                        }
-                    ],
-                },
-            }
-        )
-    )
+    path.write_text(json.dumps(enabled_webhook_config(URL_ENV)))
     return path
 
 

@@ -9,35 +9,13 @@ from typing import Any
 
 import pytest
 
+from helpers.alert_configs import WEBHOOK_URL_ENV, enabled_webhook_config
 from superloop_ops.core import alert_sinks as sinks
 from superloop_ops.errors import ContractError
 
 SHIPPED = json.loads(
     (Path(__file__).resolve().parents[2] / "config" / "ops-manager-alert-sinks.v1.json").read_text()
 )
-WEBHOOK_URL_ENV = "OPS_MANAGER_TEST_WEBHOOK_URL"
-
-
-def enabled_webhook_config() -> dict[str, Any]:
-    return {
-        "schemaVersion": "v1",
-        "defaultMinSeverity": "warning",
-        "sinks": {
-            "webhook-a": {"enabled": True, "type": "webhook", "urlEnv": WEBHOOK_URL_ENV, "timeoutSeconds": 5}
-        },
-        "routing": {
-            "defaultSinks": ["webhook-a"],
-            "categorySeverity": {"health_degraded": "warning"},
-            "routes": [
-                {
-                    "category": "health_degraded",
-                    "sinks": ["webhook-a"],
-                    "minSeverity": "warning",
-                    "enabled": True,
-                }
-            ],
-        },
-    }
 
 
 def test_lists_shipped_sinks_in_catalog_order() -> None:
