@@ -19,7 +19,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from superloop_ops.core import artifacts, cursor, envelopes, projection
 from superloop_ops.core.jsonutil import JsonObject
@@ -38,6 +38,7 @@ __all__ = [
 
 _CHUNK = 1 << 20
 _MEMO_LIMIT = 1024
+_V = TypeVar("_V")
 
 
 @dataclass(frozen=True)
@@ -140,21 +141,21 @@ class _Digest:
     tail_sha256: str
 
 
-class _DigestMemo:
-    """Per-process memo of (line count, SHA-256) of append-only files, extended incrementally."""
+class _Memo(Generic[_V]):
+    """Per-process memo keyed by file path, bounded to the ``_MEMO_LIMIT`` most recently used."""
 
     def __init__(self) -> None:
-        self._entries: OrderedDict[str, _Digest] = OrderedDict()
+        self._entries: OrderedDict[str, _V] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> _Digest | None:
+    def get(self, key: str, *, touch: bool = True) -> _V | None:
         with self._lock:
             entry = self._entries.get(key)
-            if entry is not None:
+            if entry is not None and touch:
                 self._entries.move_to_end(key)
             return entry
 
-    def put(self, key: str, entry: _Digest) -> None:
+    def put(self, key: str, entry: _V) -> None:
         with self._lock:
             self._entries[key] = entry
             self._entries.move_to_end(key)
@@ -162,37 +163,22 @@ class _DigestMemo:
                 self._entries.popitem(last=False)
 
 
-_DIGESTS = _DigestMemo()
+#: (line count, SHA-256) of append-only files, extended incrementally.
+_DIGESTS: _Memo[_Digest] = _Memo()
+#: The last verified (line, byte) position per events file.
+_POSITIONS: _Memo[cursor.CursorPosition] = _Memo()
 
 
-class _PositionMemo:
-    """Per-process memo: the last verified (line, byte) position per events file."""
-
-    def __init__(self) -> None:
-        self._entries: OrderedDict[str, cursor.CursorPosition] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str, line_offset: int) -> cursor.CursorPosition | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            return entry if entry is not None and entry.line_offset == line_offset else None
-
-    def put(self, key: str, entry: cursor.CursorPosition) -> None:
-        with self._lock:
-            self._entries[key] = entry
-            self._entries.move_to_end(key)
-            while len(self._entries) > _MEMO_LIMIT:
-                self._entries.popitem(last=False)
-
-
-_POSITIONS = _PositionMemo()
+def _remembered_position(key: str, line_offset: int) -> cursor.CursorPosition | None:
+    entry = _POSITIONS.get(key, touch=False)
+    return entry if entry is not None and entry.line_offset == line_offset else None
 
 
 def clear_memos() -> None:
     """Forget the per-process positions and digests (what a fresh CLI process starts with)."""
     global _DIGESTS, _POSITIONS
-    _DIGESTS = _DigestMemo()
-    _POSITIONS = _PositionMemo()
+    _DIGESTS = _Memo()
+    _POSITIONS = _Memo()
 
 
 def _events_digest(fd: int, key: str) -> _Digest:
@@ -375,7 +361,7 @@ def fetch_events(
     events_label = str(paths.events)
     hint = byte_hint if byte_hint is not None and byte_hint.line_offset == offset else None
     if hint is None or not hint.has_hint:
-        hint = _POSITIONS.get(events_label, offset)
+        hint = _remembered_position(events_label, offset)
     try:
         fd = os.open(paths.events, os.O_RDONLY)
     except OSError as exc:
