@@ -1343,3 +1343,33 @@ def test_import_registry_fails_closed_on_an_invalid_registry(tmp_path: Path, cli
     assert code == 1
     assert out == ""
     assert "sprite_service loops require service.baseUrl or sprite.serviceBaseUrl" in err
+
+
+def test_real_control_ambiguous_and_failed_outcomes_map_to_intent_statuses(
+    tmp_path: Path, cli: CliRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_runtime(tmp_path, "loop-red")
+    _eligible_policy(tmp_path, [{"loopId": "loop-red"}], [("loop-red", "reconcile_failed")])
+    args = ("fleet", "handoff", "--repo", str(tmp_path), "--autonomous-execute", "--timeout-seconds", "0")
+    # A runtime that accepts the cancel but never stops the run: confirmation times out -> ambiguous.
+    monkeypatch.setenv("SUPERLOOP_RUNTIME_COMMAND", "true")
+    code, state, err = cli(*args, "--trace-id", "trace-real-amb")
+    assert code == 0, err
+    assert state["intents"][0]["status"] == "execution_ambiguous"
+    assert state["execution"]["results"][0]["controlExitCode"] == 2
+    assert state["execution"]["results"][0]["control"]["status"] == "ambiguous"
+    code, state, err = cli(*args, "--trace-id", "trace-real-amb-2")
+    assert code == 0, err
+    assert state["execution"]["requestedIntentCount"] == 0
+    assert "autonomous_retry_guard_ambiguous" in state["intents"][0]["autonomous"]["reasons"]
+    # A runtime command that fails: the manual retry is recorded as failed and the guard stays.
+    monkeypatch.setenv("SUPERLOOP_RUNTIME_COMMAND", "false")
+    code, state, err = cli(
+        "fleet", "handoff", "--repo", str(tmp_path), "--execute", "--confirm", "--timeout-seconds", "0"
+    )
+    assert code == 0, err
+    assert state["intents"][0]["status"] == "execution_failed"
+    assert state["execution"]["results"][0]["reasonCode"] == "control_failed_command"
+    assert (
+        state["retryGuards"]["loop-red:reconcile_failed:cancel"]["reason"] == "autonomous_retry_guard_failed"
+    )
