@@ -11,34 +11,42 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["fetch_last_jsonl_row", "fetch_last_line"]
+__all__ = ["fetch_last_jsonl_row", "fetch_last_line", "fetch_last_lines"]
 
 _BLOCK = 8192
+
+
+def fetch_last_lines(path: Path, count: int, *, block: int = _BLOCK) -> list[str]:
+    """The last ``count`` physical lines (``tail -n count``: a trailing newline ends the last line).
+
+    Reads backwards ``block`` bytes at a time until it holds more than ``count`` line breaks.
+    Raises ``FileNotFoundError`` (and the like) when the file cannot be opened.
+    """
+    if count < 1:
+        return []
+    with path.open("rb") as handle:
+        position = handle.seek(0, os.SEEK_END)
+        data = b""
+        while position > 0 and data.count(b"\n") <= count:
+            step = min(block, position)
+            position -= step
+            handle.seek(position)
+            data = handle.read(step) + data
+    if data.endswith(b"\n"):
+        data = data[:-1]
+    if not data and position == 0:
+        return []
+    lines = data.split(b"\n")
+    return [line.decode("utf-8", errors="replace") for line in lines[-count:]]
 
 
 def fetch_last_line(path: Path) -> str | None:
     """The physical last line (``tail -n 1``), without its newline; None when the file is missing."""
     try:
-        handle = path.open("rb")
+        lines = fetch_last_lines(path, 1)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return None
-    with handle:
-        size = handle.seek(0, os.SEEK_END)
-        if size == 0:
-            return ""
-        handle.seek(size - 1)
-        stop = size - 1 if handle.read(1) == b"\n" else size
-        buffer = b""
-        position = stop
-        while position > 0:
-            step = min(_BLOCK, position)
-            position -= step
-            handle.seek(position)
-            buffer = handle.read(step) + buffer  # covers [position, stop)
-            newline = buffer.rfind(b"\n")
-            if newline >= 0:
-                return buffer[newline + 1 :].decode("utf-8", errors="replace")
-        return buffer.decode("utf-8", errors="replace")
+    return lines[-1] if lines else ""
 
 
 def fetch_last_jsonl_row(path: Path) -> Any | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any, Literal
 from superloop_ops.core import drift as core_drift
 from superloop_ops.core import telemetry_summary as core_summary
 from superloop_ops.core.jsonutil import JsonObject
+from superloop_ops.engine import tail
 from superloop_ops.engine import thresholds as engine_thresholds
 from superloop_ops.errors import ContractError
 from superloop_ops.journal import files
@@ -62,24 +62,8 @@ def fetch_catalog_profile_names(path: str) -> list[str]:
 
 
 def fetch_tail_lines(path: Path, count: int) -> list[str]:
-    """The last ``count`` physical lines (a trailing newline ends the last line, as ``tail``)."""
-    if count < 1:
-        return []
-    with path.open("rb") as handle:
-        handle.seek(0, os.SEEK_END)
-        position = handle.tell()
-        data = b""
-        while position > 0 and data.count(b"\n") <= count:
-            step = min(_TAIL_BLOCK, position)
-            position -= step
-            handle.seek(position)
-            data = handle.read(step) + data
-    if data.endswith(b"\n"):
-        data = data[:-1]
-    if not data and position == 0:
-        return []
-    lines = data.split(b"\n")
-    return [line.decode("utf-8", errors="replace") for line in lines[-count:]]
+    """The last ``count`` physical lines, read backwards in large blocks (windows hold many lines)."""
+    return tail.fetch_last_lines(path, count, block=_TAIL_BLOCK)
 
 
 def fetch_window_records(path: Path, count: int) -> list[Any]:
