@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ __all__ = [
     "compute_last_event",
     "event_name_of",
     "jq_alt",
+    "jq_get",
     "jq_number",
     "jq_text",
     "jq_text_or_empty",
@@ -146,14 +148,19 @@ def _tidy_number(value: float) -> int | float:
     return value
 
 
-def _get(container: Any, key: str) -> Any:
-    """``container.key`` without jq's type errors: anything that is not an object has no fields."""
-    return container.get(key) if isinstance(container, dict) else None
+def jq_get(container: Any, *path: str) -> Any:
+    """``container.a.b`` without jq's type errors: anything that is not an object has no fields."""
+    node = container
+    for key in path:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(key)
+    return node
 
 
 def latest_summary_entry(summary: Any) -> JsonObject | None:
     """The last element of ``entries`` (spec §1.3); missing file, key or empty list mean ``None``."""
-    entries = _get(summary, "entries")
+    entries = jq_get(summary, "entries")
     if not isinstance(entries, list) or not entries:
         return None
     last = entries[-1]
@@ -218,7 +225,7 @@ def jq_text_or_empty(value: Any) -> str:
 
 def event_name_of(event: Any) -> str:
     """``.event // .type // ""`` as text: the runtime's event name, or empty."""
-    return jq_text_or_empty(jq_alt(_get(event, "event"), _get(event, "type")))
+    return jq_text_or_empty(jq_alt(jq_get(event, "event"), jq_get(event, "type")))
 
 
 @dataclass(frozen=True)
@@ -235,4 +242,3 @@ class RuntimeArtifacts:
     @property
     def latest_entry(self) -> JsonObject | None:
         return latest_summary_entry(self.summary)
-

@@ -20,6 +20,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal, TypeGuard
 
+from superloop_ops.core.artifacts import jq_get as _get
 from superloop_ops.core.jsonutil import JsonObject, format_ts, prune_nulls
 from superloop_ops.errors import ContractError
 
@@ -162,15 +163,6 @@ def _text_or_none(value: object) -> str | None:
     if value is True:
         return "true"
     return str(value)
-
-
-def _get(document: Mapping[str, Any], *path: str) -> Any:
-    node: Any = document
-    for key in path:
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(key)
-    return node
 
 
 def build_observation(snapshot: Mapping[str, Any]) -> Observation:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from superloop_ops.core import artifacts
+from superloop_ops.core.artifacts import jq_get
 from superloop_ops.core.jsonutil import JsonObject, format_ts
 from superloop_ops.errors import ContractError
 
@@ -87,16 +88,12 @@ def _stamp(now: dt.datetime) -> str:
     return format_ts(now)
 
 
-def _field(container: Any, key: str) -> Any:
-    return container.get(key) if isinstance(container, dict) else None
-
-
 def _resolve_run_id(inputs: SnapshotInputs) -> str:
     if inputs.run_id_override:
         return inputs.run_id_override
     entry = inputs.runtime.latest_entry
     last_event = inputs.runtime.last_event.event
-    for candidate in (_field(entry, "run_id"), _field(last_event, "run_id")):
+    for candidate in (jq_get(entry, "run_id"), jq_get(last_event, "run_id")):
         text = artifacts.jq_text_or_empty(candidate)
         if text:
             return text
@@ -107,8 +104,8 @@ def _resolve_iteration(inputs: SnapshotInputs) -> int | float:
     entry = inputs.runtime.latest_entry
     last_event = inputs.runtime.last_event.event
     value: Any = None
-    for candidate in (_field(entry, "iteration"), _field(last_event, "iteration"),
-                      _field(inputs.runtime.state, "iteration")):
+    for candidate in (jq_get(entry, "iteration"), jq_get(last_event, "iteration"),
+                      jq_get(inputs.runtime.state, "iteration")):
         value = artifacts.jq_alt(value, candidate)
     return artifacts.jq_number(value)
 
@@ -123,8 +120,8 @@ def build_snapshot_envelope(inputs: SnapshotInputs, now: dt.datetime) -> JsonObj
     entry = runtime.latest_entry
     last_event = runtime.last_event.event
     line_count = runtime.last_event.line_count
-    last_summary_at = artifacts.jq_alt(_field(runtime.summary, "updated_at"), _field(entry, "ended_at"))
-    pending = runtime.approval is not None and _field(runtime.approval, "status") == "pending"
+    last_summary_at = artifacts.jq_alt(jq_get(runtime.summary, "updated_at"), jq_get(entry, "ended_at"))
+    pending = runtime.approval is not None and jq_get(runtime.approval, "status") == "pending"
     refs = {key: build_artifact_reference(inputs.refs[key]) for key in _REF_KEYS}
     return {
         "schemaVersion": SCHEMA_VERSION,
@@ -149,12 +146,12 @@ def build_snapshot_envelope(inputs: SnapshotInputs, now: dt.datetime) -> JsonObj
         "cursor": {"eventLineOffset": line_count, "eventLineCount": line_count},
         "health": {
             "eventCount": line_count,
-            "lastEventAt": _text_or_null(_field(last_event, "timestamp")),
+            "lastEventAt": _text_or_null(jq_get(last_event, "timestamp")),
             "lastEventName": artifacts.event_name_of(last_event) or None,
             "lastSummaryAt": _text_or_null(last_summary_at),
             "hasPendingApproval": pending,
-            "gates": artifacts.jq_alt(_field(entry, "gates"), None),
-            "stuck": artifacts.jq_alt(_field(entry, "stuck"), None),
+            "gates": artifacts.jq_alt(jq_get(entry, "gates"), None),
+            "stuck": artifacts.jq_alt(jq_get(entry, "stuck"), None),
         },
     }
 
@@ -200,7 +197,7 @@ def check_snapshot_envelope(snapshot: Any, loop_id: str) -> JsonObject:
         isinstance(snapshot, dict)
         and snapshot.get("schemaVersion") == SCHEMA_VERSION
         and snapshot.get("envelopeType") == "loop_run_snapshot"
-        and _field(snapshot.get("source"), "loopId") == loop_id
+        and jq_get(snapshot.get("source"), "loopId") == loop_id
     ):
         raise ContractError("snapshot envelope is invalid or loop id mismatch")
     return snapshot
@@ -212,8 +209,8 @@ def check_event_envelope(event: Any, loop_id: str) -> JsonObject:
         isinstance(event, dict)
         and event.get("schemaVersion") == SCHEMA_VERSION
         and event.get("envelopeType") == "loop_run_event"
-        and _field(event.get("source"), "loopId") == loop_id
-        and artifacts.jq_text_or_empty(_field(event.get("event"), "name"))
+        and jq_get(event.get("source"), "loopId") == loop_id
+        and artifacts.jq_text_or_empty(jq_get(event.get("event"), "name"))
     ):
         raise ContractError("event envelope is invalid or loop id mismatch")
     return event

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from superloop_ops.core.artifacts import jq_get as _get
 from superloop_ops.core.jsonutil import JsonObject, format_ts, parse_ts
 from superloop_ops.core.reconcile import compute_failure_reason_code, compute_failure_streak
 from superloop_ops.core.thresholds import Thresholds, coerce_non_negative_int
@@ -41,15 +42,6 @@ class HealthInputs:
     thresholds: Thresholds
     ingest_ok: bool
     failure_code: str | None
-
-
-def _get(document: Mapping[str, Any], *path: str) -> Any:
-    current: Any = document
-    for key in path:
-        if not isinstance(current, Mapping):
-            return None
-        current = current.get(key)
-    return current
 
 
 def _present(value: object) -> bool:

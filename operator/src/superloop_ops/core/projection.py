@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from superloop_ops.core import artifacts, envelopes
+from superloop_ops.core.artifacts import jq_get
 from superloop_ops.core.jsonutil import JsonObject, format_ts
 from superloop_ops.errors import ContractError
 
@@ -52,23 +53,19 @@ class LifecycleFacts:
     """L: the last line of events.jsonl (not the polled batch)."""
 
 
-def _field(container: Any, key: str) -> Any:
-    return container.get(key) if isinstance(container, dict) else None
-
-
 def _approval_pending(facts: LifecycleFacts) -> bool:
-    return facts.approval is not None and _field(facts.approval, "status") == "pending"
+    return facts.approval is not None and jq_get(facts.approval, "status") == "pending"
 
 
 def _completed(facts: LifecycleFacts) -> bool:
-    return facts.latest_entry is not None and _field(facts.latest_entry, "completion_ok") is True
+    return facts.latest_entry is not None and jq_get(facts.latest_entry, "completion_ok") is True
 
 
 def _running_here(facts: LifecycleFacts) -> bool:
     return (
         facts.state is not None
-        and _field(facts.state, "active") is True
-        and _field(facts.state, "current_loop_id") == facts.loop_id
+        and jq_get(facts.state, "active") is True
+        and jq_get(facts.state, "current_loop_id") == facts.loop_id
     )
 
 
@@ -77,7 +74,7 @@ def _stopped(facts: LifecycleFacts) -> bool:
 
 
 def _failed(facts: LifecycleFacts) -> bool:
-    status = artifacts.jq_alt(_field(facts.last_event, "status"), "")
+    status = artifacts.jq_alt(jq_get(facts.last_event, "status"), "")
     return isinstance(status, str) and status in artifacts.FAILURE_STATUSES
 
 
@@ -85,7 +82,7 @@ def _idle(facts: LifecycleFacts) -> bool:
     # ``(.active // false) == false``: only null, false or a missing key count as inactive.
     return (
         facts.state is not None
-        and artifacts.jq_alt(_field(facts.state, "active"), False) is False
+        and artifacts.jq_alt(jq_get(facts.state, "active"), False) is False
         and facts.latest_entry is not None
     )
 
@@ -119,21 +116,21 @@ def compute_divergence(
     snapshot: JsonObject, last_event_name: str, previous_state: JsonObject | None
 ) -> dict[str, bool]:
     """The three divergence flags of §4.4 plus ``any``."""
-    runtime_state = _field(_field(snapshot, "runtime"), "superloopState")
+    runtime_state = jq_get(snapshot, "runtime", "superloopState")
     active_mismatch = (
-        _field(runtime_state, "active") is not True
+        jq_get(runtime_state, "active") is not True
         and last_event_name in artifacts.ACTIVE_PHASE_EVENTS
     )
-    approval = _field(_field(snapshot, "runtime"), "approval")
+    approval = jq_get(snapshot, "runtime", "approval")
     conflict = (
-        _field(approval, "status") == "pending"
+        jq_get(approval, "status") == "pending"
         and _completion_ok(snapshot) is True
     )
     previous_offset = _non_negative_int(
-        artifacts.jq_alt(_field(_field(previous_state, "cursor"), "eventLineOffset"), 0)
+        artifacts.jq_alt(jq_get(previous_state, "cursor", "eventLineOffset"), 0)
     )
     current_offset = _non_negative_int(
-        artifacts.jq_alt(_field(_field(snapshot, "cursor"), "eventLineOffset"), 0)
+        artifacts.jq_alt(jq_get(snapshot, "cursor", "eventLineOffset"), 0)
     )
     regression = (
         previous_offset is not None and current_offset is not None and previous_offset > current_offset
@@ -148,7 +145,7 @@ def compute_divergence(
 
 def _completion_ok(snapshot: JsonObject) -> bool:
     """``run.summary.completion_ok`` as a boolean; any other value cannot be projected (§4.6)."""
-    value = _field(_field(_field(snapshot, "run"), "summary"), "completion_ok")
+    value = jq_get(snapshot, "run", "summary", "completion_ok")
     if value is None:
         return False
     if not isinstance(value, bool):
@@ -185,20 +182,20 @@ def compute_projection(
     for event in events:
         envelopes.check_event_envelope(event, loop_id)
     last_envelope = events[-1] if events else None
-    last_event_name = artifacts.jq_text_or_empty(_field(_field(last_envelope, "event"), "name"))
+    last_event_name = artifacts.jq_text_or_empty(jq_get(last_envelope, "event", "name"))
 
-    run = _field(snapshot, "run")
-    health = _field(snapshot, "health")
-    runtime = _field(snapshot, "runtime")
-    cursor = _field(snapshot, "cursor")
-    current_state = artifacts.jq_text(artifacts.jq_alt(_field(run, "status"), "unknown"))
+    run = jq_get(snapshot, "run")
+    health = jq_get(snapshot, "health")
+    runtime = jq_get(snapshot, "runtime")
+    cursor = jq_get(snapshot, "cursor")
+    current_state = artifacts.jq_text(artifacts.jq_alt(jq_get(run, "status"), "unknown"))
     previous = "none"
     if isinstance(previous_state, dict):
         previous = artifacts.jq_text(
-            artifacts.jq_alt(_field(_field(previous_state, "transition"), "currentState"), "none")
+            artifacts.jq_alt(jq_get(previous_state, "transition", "currentState"), "none")
         )
     flags = compute_divergence(snapshot, last_event_name, previous_state)
-    has_pending = _field(_field(runtime, "approval"), "status") == "pending"
+    has_pending = jq_get(runtime, "approval", "status") == "pending"
     completion_ok = _completion_ok(snapshot)
     if flags["any"]:
         confidence = "low"
@@ -213,8 +210,8 @@ def compute_projection(
         "generatedAt": format_ts(now),
         "source": {"repoPath": repo_path, "loopId": loop_id},
         "run": {
-            "runId": artifacts.jq_text(artifacts.jq_alt(_field(run, "runId"), "unknown")),
-            "iteration": artifacts.jq_number(_field(run, "iteration")),
+            "runId": artifacts.jq_text(artifacts.jq_alt(jq_get(run, "runId"), "unknown")),
+            "iteration": artifacts.jq_number(jq_get(run, "iteration")),
         },
         "transition": {
             "previousState": previous,
@@ -226,16 +223,16 @@ def compute_projection(
             "status": current_state,
             "hasPendingApproval": has_pending,
             "completionOk": completion_ok,
-            "gates": artifacts.jq_alt(_field(health, "gates"), None),
-            "stuck": artifacts.jq_alt(_field(health, "stuck"), None),
+            "gates": artifacts.jq_alt(jq_get(health, "gates"), None),
+            "stuck": artifacts.jq_alt(jq_get(health, "stuck"), None),
             # jq's ``active // null`` turns false into null; kept (see docs/divergences.d/ingest.md).
-            "active": artifacts.jq_alt(_field(_field(runtime, "superloopState"), "active"), None),
-            "lastEventName": artifacts.jq_alt(_field(health, "lastEventName"), None),
-            "lastEventAt": artifacts.jq_alt(_field(health, "lastEventAt"), None),
+            "active": artifacts.jq_alt(jq_get(runtime, "superloopState", "active"), None),
+            "lastEventName": artifacts.jq_alt(jq_get(health, "lastEventName"), None),
+            "lastEventAt": artifacts.jq_alt(jq_get(health, "lastEventAt"), None),
         },
         "cursor": {
-            "eventLineOffset": _number_or_zero(_field(cursor, "eventLineOffset")),
-            "eventLineCount": _number_or_zero(_field(cursor, "eventLineCount")),
+            "eventLineOffset": _number_or_zero(jq_get(cursor, "eventLineOffset")),
+            "eventLineCount": _number_or_zero(jq_get(cursor, "eventLineCount")),
         },
         "divergence": {
             "any": flags["any"],
@@ -250,7 +247,7 @@ def compute_projection(
             "eventsFile": events_file or None,
             "snapshotEnvelope": {
                 "runStatus": current_state,
-                "lastEventName": artifacts.jq_alt(_field(health, "lastEventName"), None),
+                "lastEventName": artifacts.jq_alt(jq_get(health, "lastEventName"), None),
                 "hasPendingApproval": has_pending,
             },
             "lastEventEnvelope": last_envelope,

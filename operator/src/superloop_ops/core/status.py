@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from superloop_ops.core.artifacts import jq_get as _get
 from superloop_ops.core.jsonutil import JsonObject, format_ts, prune_nulls
 
 __all__ = ["STATUS_FILE_KEYS", "StatusDocuments", "TraceIds", "compute_status", "compute_trace_ids"]
@@ -64,15 +65,6 @@ class StatusDocuments:
     drift_state: Any = None
     dispatch_state: Any = None
     last_alert: Any = None
-
-
-def _get(document: object, *path: str) -> Any:
-    current: Any = document
-    for key in path:
-        if not isinstance(current, Mapping):
-            return None
-        current = current.get(key)
-    return current
 
 
 def _first(*values: object) -> Any:
