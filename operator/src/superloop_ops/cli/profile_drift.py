@@ -10,6 +10,7 @@ from superloop_ops.clock import SystemClock
 from superloop_ops.core.drift import DriftInputs
 from superloop_ops.engine import tuning
 from superloop_ops.errors import ContractError
+from superloop_ops.journal import layout
 
 __all__ = ["add_arguments", "run"]
 
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     repo = require_repo(args.repo, args.loop)
     catalog_path = tuning.resolve_threshold_catalog_path(args.thresholds_file or None)
     profiles = tuning.fetch_catalog_profile_names(catalog_path)
-    ops_dir = repo / ".superloop" / "ops-manager" / args.loop
+    ops_dir = layout.loop_ops_dir(repo, args.loop)
     document = tuning.ensure_drift_evaluation(
         inputs,
         catalog_profiles=profiles,

@@ -16,6 +16,7 @@ from superloop_ops.clock import SystemClock
 from superloop_ops.core import envelopes, projection
 from superloop_ops.core.jsonutil import dumps_compact
 from superloop_ops.errors import ContractError
+from superloop_ops.journal import layout
 from superloop_ops.journal.files import read_json, write_text_atomic
 from superloop_ops.transports import local
 
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     paths = local.LoopPaths.of(args.repo, args.loop)
     if not paths.repo.is_dir():
         raise ContractError(f"repository not found: {paths.repo}")
-    state_file: Path = args.state_file or paths.superloop / "ops-manager" / args.loop / "state.json"
+    state_file: Path = args.state_file or layout.loop_ops_dir(paths.repo, args.loop) / "state.json"
     clock = SystemClock()
 
     snapshot_file: str | None = None

@@ -29,7 +29,7 @@ from superloop_ops.core import alert_sinks
 from superloop_ops.core.jsonutil import JsonObject, dumps_compact
 from superloop_ops.engine.tuning import shipped_config_path
 from superloop_ops.errors import ContractError
-from superloop_ops.journal import files
+from superloop_ops.journal import files, layout
 
 __all__ = [
     "ALERT_SINKS_CATALOG_NAME",
@@ -97,7 +97,7 @@ class DispatchPaths:
 
     @classmethod
     def for_loop(cls, repo: Path, loop_id: str) -> DispatchPaths:
-        ops_dir = repo / ".superloop" / "ops-manager" / loop_id
+        ops_dir = layout.loop_ops_dir(repo, loop_id)
         return cls(
             repo=repo,
             escalations_file=ops_dir / "escalations.jsonl",

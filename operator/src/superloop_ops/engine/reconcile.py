@@ -26,7 +26,7 @@ from superloop_ops.core.jsonutil import JsonObject
 from superloop_ops.core.thresholds import Thresholds, coerce_non_negative_int
 from superloop_ops.engine import tail
 from superloop_ops.errors import ContractError
-from superloop_ops.journal import files
+from superloop_ops.journal import files, layout
 from superloop_ops.transports import local
 from superloop_ops.transports import service as service_mod
 
@@ -149,7 +149,7 @@ class ReconcilePaths:
 
 def ops_dir_for(repo: Path, loop_id: str) -> Path:
     """``<repo>/.superloop/ops-manager/<loop>``, the reference layout."""
-    return Path(repo).absolute() / ".superloop" / "ops-manager" / loop_id
+    return layout.loop_ops_dir(Path(repo).absolute(), loop_id)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from superloop_ops.core.jsonutil import JsonObject
 from superloop_ops.engine import tail
 from superloop_ops.engine import thresholds as engine_thresholds
 from superloop_ops.errors import ContractError
-from superloop_ops.journal import files
+from superloop_ops.journal import files, layout
 
 __all__ = [
     "THRESHOLD_CATALOG_NAME",
@@ -95,7 +95,7 @@ def compute_summary(
     """The telemetry summary of one loop; fails closed when reconcile telemetry is missing."""
     if window < 1:
         raise ContractError("--window must be an integer >= 1")
-    telemetry_dir = repo / ".superloop" / "ops-manager" / loop_id / "telemetry"
+    telemetry_dir = layout.loop_ops_dir(repo, loop_id) / "telemetry"
     reconcile_label = str(reconcile_file or telemetry_dir / "reconcile.jsonl")
     control_label = str(control_file or telemetry_dir / "control.jsonl")
     reconcile_path, control_path = Path(reconcile_label), Path(control_label)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from superloop_ops.core.jsonutil import JsonObject
-from superloop_ops.journal import files
+from superloop_ops.journal import files, layout
 
 __all__ = ["STORE_FILE", "FileIdempotencyStore"]
 
@@ -26,7 +26,7 @@ class FileIdempotencyStore:
         self._lock = threading.Lock()
 
     def path(self, loop_id: str) -> Path:
-        return self._repo / ".superloop" / "ops-manager" / loop_id / STORE_FILE
+        return layout.loop_ops_dir(self._repo, loop_id) / STORE_FILE
 
     def _load(self, loop_id: str) -> dict[str, Any]:
         loaded = files.read_json(self.path(loop_id))
