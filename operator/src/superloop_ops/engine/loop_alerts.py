@@ -37,7 +37,7 @@ from superloop_ops.core import alert_sinks
 from superloop_ops.core.jsonutil import JsonObject
 from superloop_ops.engine import alerts, reconcile_hooks
 from superloop_ops.engine import reconcile as engine
-from superloop_ops.engine.tuning import shipped_config_path
+from superloop_ops.engine.thresholds import shipped_config_path
 from superloop_ops.errors import ContractError, OperatorError
 from superloop_ops.models.loop import Loop
 
