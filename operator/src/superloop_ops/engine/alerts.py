@@ -17,7 +17,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ __all__ = [
     "AlertDispatcher",
     "DispatchPaths",
     "DispatchSettings",
+    "describe_dispatch_failure",
     "fetch_sink_catalog",
     "resolve_alert_sinks_path",
     "resolve_trace_id",
@@ -55,6 +56,16 @@ def resolve_alert_sinks_path(explicit: str | None, env: Mapping[str, str] | None
         or environ.get("OPS_MANAGER_ALERT_SINKS_FILE")
         or str(shipped_config_path(ALERT_SINKS_CATALOG_NAME))
     )
+
+
+def describe_dispatch_failure(exc: BaseException, secret_values: Iterable[str]) -> str:
+    """The text recorded for a dispatch run that failed: a contract error as the CLI prints it,
+    anything else by its type; every non-empty secret value is masked."""
+    message = f"error: {exc}" if isinstance(exc, ContractError) else f"{type(exc).__name__}: {exc}"
+    for value in secret_values:
+        if value:
+            message = message.replace(value, "***")
+    return message
 
 
 def resolve_trace_id(explicit: str | None, env: Mapping[str, str] | None = None) -> str:
@@ -373,10 +384,7 @@ def run_alert_dispatch_step(
             dispatcher.catalog = alert_sinks.build_sink_catalog(dict(inline))
         return dispatcher.run()
     except Exception as exc:  # alerting must never change reconcile's outcome
-        message = f"error: {exc}" if isinstance(exc, ContractError) else f"{type(exc).__name__}: {exc}"
-        for value in secrets.values():
-            if value:
-                message = message.replace(value, "***")
+        message = describe_dispatch_failure(exc, secrets.values())
         row = plan.build_failed_command_row(loop_id=loop_id, trace_id=trace_id, message=message, now=now)
         try:
             files.append_jsonl(paths.telemetry_file, [row])

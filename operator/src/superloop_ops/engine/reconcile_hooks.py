@@ -50,14 +50,6 @@ def evaluate_profile_drift(ctx: engine.PassContext) -> engine.DriftOutcome | Non
     return engine.DriftOutcome(drift=evaluation.document, summary=evaluation.summary)
 
 
-def _masked(message: str, secrets: Mapping[str, str], names: set[str]) -> str:
-    for name in names:
-        value = secrets.get(name, "")
-        if value:
-            message = message.replace(value, "***")
-    return message
-
-
 def build_standard_hooks(secrets: Mapping[str, str] | None = None) -> engine.ReconcileHooks:
     """Hooks that evaluate profile drift and dispatch alerts exactly as the contract describes."""
     environ: Mapping[str, str] = os.environ if secrets is None else secrets
@@ -91,8 +83,8 @@ def run_alert_dispatch(ctx: engine.PassContext, secrets: Mapping[str, str]) -> o
     try:
         return dispatcher.run()
     except Exception as exc:
-        message = f"error: {exc}" if isinstance(exc, ContractError) else f"{type(exc).__name__}: {exc}"
-        raise RuntimeError(_masked(message, secrets, _secret_names(catalog_path))) from exc
+        values = (secrets.get(name, "") for name in _secret_names(catalog_path))
+        raise RuntimeError(alerts.describe_dispatch_failure(exc, values)) from exc
 
 
 def _secret_names(catalog_path: str) -> set[str]:
