@@ -12,7 +12,7 @@ import os
 import re
 from pathlib import Path
 
-from superloop_ops.cli.telemetry_summary import emit, require_repo
+from superloop_ops.cli.telemetry_summary import emit, require_repo, require_repo_and_loop
 from superloop_ops.core.alert_dispatch import DEFAULT_PAGERDUTY_URL
 from superloop_ops.engine import alerts
 from superloop_ops.errors import ContractError
@@ -42,10 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.repo:
-        raise ContractError("--repo is required")
-    if not args.loop:
-        raise ContractError("--loop is required")
+    require_repo_and_loop(args.repo, args.loop)
     if not _DIGITS.match(args.max_escalations):
         raise ContractError("--max-escalations must be a non-negative integer")
     repo = require_repo(args.repo, args.loop)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from superloop_ops.cli.telemetry_summary import emit, require_repo, require_window
+from superloop_ops.cli.telemetry_summary import emit, require_repo, require_repo_and_loop, require_window
 from superloop_ops.clock import SystemClock
 from superloop_ops.core.drift import DriftInputs
 from superloop_ops.engine import tuning
-from superloop_ops.errors import ContractError
 from superloop_ops.journal import layout
 
 __all__ = ["add_arguments", "run"]
@@ -32,10 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.repo:
-        raise ContractError("--repo is required")
-    if not args.loop:
-        raise ContractError("--loop is required")
+    require_repo_and_loop(args.repo, args.loop)
     streak = require_window(args.required_streak, "--required-streak")
     window = require_window(args.summary_window, "--summary-window")
     inputs = DriftInputs(

@@ -12,7 +12,7 @@ from superloop_ops.core.jsonutil import JsonObject, dumps_compact
 from superloop_ops.engine import tuning
 from superloop_ops.errors import ContractError
 
-__all__ = ["add_arguments", "emit", "require_repo", "require_window", "run"]
+__all__ = ["add_arguments", "emit", "require_repo", "require_repo_and_loop", "require_window", "run"]
 
 _DIGITS = re.compile(r"\A[0-9]+\Z")
 
@@ -33,11 +33,16 @@ def require_window(value: str, flag: str) -> int:
     return int(value)
 
 
-def require_repo(repo: str, loop: str) -> Path:
+def require_repo_and_loop(repo: str, loop: str) -> None:
+    """Both flags given; checked first, so their errors come before any other flag's."""
     if not repo:
         raise ContractError("--repo is required")
     if not loop:
         raise ContractError("--loop is required")
+
+
+def require_repo(repo: str, loop: str) -> Path:
+    require_repo_and_loop(repo, loop)
     path = Path(repo)
     if not path.is_dir():
         raise ContractError(f"repo directory not found: {repo}")
@@ -49,10 +54,7 @@ def emit(document: JsonObject, pretty: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.repo:
-        raise ContractError("--repo is required")
-    if not args.loop:
-        raise ContractError("--loop is required")
+    require_repo_and_loop(args.repo, args.loop)
     window = require_window(args.window, "--window")
     repo = require_repo(args.repo, args.loop)
     summary = tuning.compute_summary(
