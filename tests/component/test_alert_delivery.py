@@ -590,3 +590,76 @@ def test_reconcile_hook_honours_file_overrides(tmp_path: Path) -> None:
     assert json.loads(state_file.read_text())["escalationsLineOffset"] == 1
     assert len(telemetry_file.read_text().splitlines()) == 1
     assert not (ops(tmp_path) / "alert-dispatch-state.json").exists()
+
+
+def _count_bytes_read(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Spy on ``Path.open``: the sizes of what every read returned."""
+    sizes: list[int] = []
+    original_open = Path.open
+
+    def spying_open(self: Path, *args: Any, **kwargs: Any) -> Any:
+        handle = original_open(self, *args, **kwargs)
+        original_read = handle.read
+
+        def read(size: int = -1) -> Any:
+            data = original_read(size)
+            sizes.append(len(data))
+            return data
+
+        handle.read = read
+        return handle
+
+    monkeypatch.setattr(Path, "open", spying_open)
+    return sizes
+
+
+def test_repeated_dispatch_reads_only_the_new_tail_of_a_long_escalations_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator dispatches every pass: a long escalations log must not be read whole each time."""
+    old_rows = 20_000
+    append_escalations(tmp_path, [escalation(1, "health_degraded")] * old_rows)
+    state_file = ops(tmp_path) / "alert-dispatch-state.json"
+    state_file.write_text(json.dumps({"escalationsLineOffset": old_rows}))
+
+    def dispatch() -> dict[str, Any]:
+        return alerts.run_alert_dispatch_step(
+            ops(tmp_path), LOOP, sinks_config=None, secrets={}, now=START, trace_id="trace-tail-1"
+        )
+
+    first = dispatch()  # a fresh process reads the log once
+    assert (first["status"], first["escalationsLineOffset"]) == ("no_new_escalations", old_rows)
+    append_escalations(tmp_path, [escalation(2, "health_degraded")])
+    sizes = _count_bytes_read(monkeypatch)
+    second = dispatch()
+    assert (second["status"], second["processedCount"], second["skippedCount"]) == ("success", 1, 1)
+    assert second["escalationsLineOffset"] == old_rows + 1
+    log_size = (ops(tmp_path) / "escalations.jsonl").stat().st_size
+    escalation_reads = sum(sizes)
+    sizes.clear()
+    third = dispatch()
+    assert (third["status"], third["escalationsLineOffset"]) == ("no_new_escalations", old_rows + 1)
+    assert escalation_reads < log_size // 10
+    assert sum(sizes) < log_size // 10
+
+
+def test_dispatch_rereads_a_log_rewritten_under_the_cursor(tmp_path: Path) -> None:
+    """A log replaced by a shorter one is seen as such, not through a remembered position."""
+    append_escalations(tmp_path, [escalation(1, "health_degraded")] * 5)
+    state_file = ops(tmp_path) / "alert-dispatch-state.json"
+    state_file.write_text(json.dumps({"escalationsLineOffset": 5}))
+
+    def dispatch() -> dict[str, Any]:
+        return alerts.run_alert_dispatch_step(
+            ops(tmp_path), LOOP, sinks_config=None, secrets={}, now=START, trace_id="trace-tail-2"
+        )
+
+    assert dispatch()["status"] == "no_new_escalations"
+    log = ops(tmp_path) / "escalations.jsonl"
+    log.write_text("".join(json.dumps(escalation(n, "health_degraded")) + "\n" for n in (1, 2, 3)))
+    failed = dispatch()
+    assert failed["status"] == "failed_command"
+    assert "offset is ahead of escalation file: 5 > 3" in failed["message"]
+    log.write_text("".join(json.dumps(escalation(n, "health_degraded")) + "\n" for n in range(1, 8)))
+    resumed = dispatch()
+    assert (resumed["status"], resumed["processedCount"], resumed["escalationsLineOffset"]) == ("success", 2, 7)

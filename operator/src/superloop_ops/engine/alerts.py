@@ -12,11 +12,14 @@ in the operator) and are never logged or written.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -117,13 +120,121 @@ class DispatchPaths:
         )
 
 
-def _complete_lines(path: Path) -> list[str]:
-    """Newline-terminated lines only: a half-written last row waits for its newline."""
-    data = path.read_bytes()
-    end = data.rfind(b"\n")
-    if end < 0:
-        return []
-    return [line.decode("utf-8", errors="replace") for line in data[:end].split(b"\n")]
+# The operator dispatches on every reconcile pass while escalations.jsonl only grows; a
+# per-process memo of where the cursor's line ends lets a pass read just the new tail.
+_VERIFY_WINDOW = 4096
+_MEMO_LIMIT = 1024
+
+
+@dataclass(frozen=True)
+class _LogPosition:
+    """Complete line ``line`` of a log ends at ``byte``; the file is recognised by its identity
+    and by the digest of the bytes just before ``byte`` (a rewrite falls back to a full read)."""
+
+    line: int
+    byte: int
+    file_id: tuple[int, int]
+    before_sha256: str
+
+
+class _PositionMemo:
+    def __init__(self) -> None:
+        self._entries: OrderedDict[str, _LogPosition] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> _LogPosition | None:
+        with self._lock:
+            return self._entries.get(key)
+
+    def put(self, key: str, entry: _LogPosition) -> None:
+        with self._lock:
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > _MEMO_LIMIT:
+                self._entries.popitem(last=False)
+
+
+_POSITIONS = _PositionMemo()
+
+
+def _window_digest(data: bytes, data_start: int, end: int) -> str:
+    start = max(0, end - _VERIFY_WINDOW)
+    return hashlib.sha256(data[start - data_start : end - data_start]).hexdigest()
+
+
+@dataclass(frozen=True)
+class _EscalationLog:
+    """The complete lines of a log after line ``base_line`` (a half-written last row waits)."""
+
+    key: str
+    file_id: tuple[int, int]
+    data: bytes
+    data_start: int
+    base_line: int
+    base_byte: int
+    lines: tuple[str, ...]
+    ends: tuple[int, ...]
+
+    @property
+    def line_count(self) -> int:
+        return self.base_line + len(self.lines)
+
+    def line(self, number: int) -> str:
+        return self.lines[number - self.base_line - 1]
+
+    def remember(self, line: int) -> None:
+        """Let the next run in this process start after ``line``."""
+        if not self.base_line <= line <= self.line_count:
+            return
+        byte = self.base_byte if line == self.base_line else self.ends[line - self.base_line - 1]
+        digest = _window_digest(self.data, self.data_start, byte)
+        _POSITIONS.put(self.key, _LogPosition(line, byte, self.file_id, digest))
+
+
+def _read_escalation_log(path: Path, offset: int) -> _EscalationLog:
+    """Read the log whole, or only past ``offset`` when this process saw the file there."""
+    key = str(path)
+    with path.open("rb") as handle:
+        stat = os.fstat(handle.fileno())
+        file_id = (stat.st_dev, stat.st_ino)
+        known = _POSITIONS.get(key)
+        base_line = base_byte = data_start = 0
+        data: bytes | None = None
+        if (
+            known is not None
+            and known.line == offset
+            and known.file_id == file_id
+            and stat.st_size >= known.byte
+        ):
+            data_start = max(0, known.byte - _VERIFY_WINDOW)
+            handle.seek(data_start)
+            data = handle.read()
+            if _window_digest(data, data_start, known.byte) == known.before_sha256:
+                base_line, base_byte = known.line, known.byte
+            else:
+                data = None
+        if data is None:
+            handle.seek(0)
+            data_start = 0
+            data = handle.read()
+    body = data[base_byte - data_start :]
+    end = body.rfind(b"\n")
+    raw_lines = body[:end].split(b"\n") if end >= 0 else []
+    ends: list[int] = []
+    position = base_byte
+    for raw in raw_lines:
+        position += len(raw) + 1
+        ends.append(position)
+    return _EscalationLog(
+        key=key,
+        file_id=file_id,
+        data=data,
+        data_start=data_start,
+        base_line=base_line,
+        base_byte=base_byte,
+        lines=tuple(raw.decode("utf-8", errors="replace") for raw in raw_lines),
+        ends=tuple(ends),
+    )
 
 
 @dataclass
@@ -154,23 +265,24 @@ class AlertDispatcher:
             return self._finish(
                 "no_source", plan.DispatchCounters(), plan.DispatchCursor(cursor.offset, {}), cursor.offset
             )
-        lines = _complete_lines(paths.escalations_file)
-        if cursor.offset > len(lines):
+        log = _read_escalation_log(paths.escalations_file, cursor.offset)
+        if cursor.offset > log.line_count:
             raise ContractError(
-                f"dispatch state offset is ahead of escalation file: {cursor.offset} > {len(lines)}"
+                f"dispatch state offset is ahead of escalation file: {cursor.offset} > {log.line_count}"
             )
-        if cursor.offset == len(lines):
-            return self._finish("no_new_escalations", plan.DispatchCounters(), cursor, len(lines))
+        if cursor.offset == log.line_count:
+            log.remember(cursor.offset)
+            return self._finish("no_new_escalations", plan.DispatchCounters(), cursor, log.line_count)
         catalog = self.catalog or fetch_sink_catalog(self.catalog_path)
         self._unavailable = {}
         counters = plan.DispatchCounters()
         ledger = dict(cursor.ledger)
         now = self.now()
         with httpx.Client(transport=self.transport, follow_redirects=False) as client:
-            for number in range(cursor.offset + 1, len(lines) + 1):
+            for number in range(cursor.offset + 1, log.line_count + 1):
                 if 0 < self.settings.max_escalations <= counters.processed:
                     break
-                text = lines[number - 1]
+                text = log.line(number)
                 fingerprint = plan.compute_fingerprint(text)
                 entry = ledger.get(number)
                 if entry is not None and entry.fingerprint != fingerprint:
@@ -202,7 +314,9 @@ class AlertDispatcher:
                 entry, counters = self._deliver_row(client, decision, entry, ledger, previous, counters)
                 ledger[number] = entry
         final = plan.compute_advanced_cursor(plan.DispatchCursor(cursor.offset, ledger))
-        return self._finish(plan.compute_run_status(counters), counters, final, len(lines))
+        state = self._finish(plan.compute_run_status(counters), counters, final, log.line_count)
+        log.remember(final.offset)
+        return state
 
     # -- internals
 
