@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from helpers.ingest_runtime import INGEST_RUNTIME, write_ingest_runtime
 from superloop_ops.cli import main as cli
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ingest"
-RUNTIME = DATA / "runtime"
+RUNTIME = INGEST_RUNTIME
 ENVELOPES = DATA / "envelopes"
 LOOP = "demo-loop"
 
 
 def _write_base(repo: Path, *, with_role_end: bool = True) -> Path:
-    loop_dir = repo / ".superloop" / "loops" / LOOP
-    loop_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy(RUNTIME / "state-active.json", repo / ".superloop" / "state.json")
-    shutil.copy(RUNTIME / "active-run.json", repo / ".superloop" / "active-run.json")
-    shutil.copy(RUNTIME / "run-summary.json", loop_dir / "run-summary.json")
-    events = (RUNTIME / "events-base.jsonl").read_bytes()
-    if with_role_end:
-        events += (RUNTIME / "event-role-end.jsonl").read_bytes()
-    (loop_dir / "events.jsonl").write_bytes(events)
-    return loop_dir
+    return write_ingest_runtime(repo, LOOP, with_role_end=with_role_end)
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

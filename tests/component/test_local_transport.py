@@ -6,7 +6,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,27 +14,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers.ingest_runtime import INGEST_RUNTIME, write_ingest_runtime
 from superloop_ops.core import cursor
 from superloop_ops.errors import ContractError
 from superloop_ops.transports import local
 
 NOW = dt.datetime(2026, 3, 1, 8, 0, 40, tzinfo=dt.UTC)
-RUNTIME = Path(__file__).resolve().parents[1] / "data" / "ingest" / "runtime"
+RUNTIME = INGEST_RUNTIME
 LOOP = "demo-loop"
 
 
 def _write_base(repo: Path, *, with_role_end: bool = True, active_run: bool = True) -> Path:
-    loop_dir = repo / ".superloop" / "loops" / LOOP
-    loop_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy(RUNTIME / "state-active.json", repo / ".superloop" / "state.json")
-    if active_run:
-        shutil.copy(RUNTIME / "active-run.json", repo / ".superloop" / "active-run.json")
-    shutil.copy(RUNTIME / "run-summary.json", loop_dir / "run-summary.json")
-    events = (RUNTIME / "events-base.jsonl").read_bytes()
-    if with_role_end:
-        events += (RUNTIME / "event-role-end.jsonl").read_bytes()
-    (loop_dir / "events.jsonl").write_bytes(events)
-    return loop_dir
+    return write_ingest_runtime(repo, LOOP, with_role_end=with_role_end, active_run=active_run)
 
 
 def _line(seq: int) -> bytes:
