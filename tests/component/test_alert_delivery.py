@@ -662,4 +662,5 @@ def test_dispatch_rereads_a_log_rewritten_under_the_cursor(tmp_path: Path) -> No
     assert "offset is ahead of escalation file: 5 > 3" in failed["message"]
     log.write_text("".join(json.dumps(escalation(n, "health_degraded")) + "\n" for n in range(1, 8)))
     resumed = dispatch()
-    assert (resumed["status"], resumed["processedCount"], resumed["escalationsLineOffset"]) == ("success", 2, 7)
+    assert (resumed["status"], resumed["processedCount"]) == ("success", 2)
+    assert resumed["escalationsLineOffset"] == 7
