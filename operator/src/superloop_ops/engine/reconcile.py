@@ -326,7 +326,9 @@ def _ingest_service(
     trace_id: str,
     now: dt.datetime,
     client: service_mod.ServiceClient,
+    start: int,
 ) -> _Ingest:
+    """``start`` is the pass's lenient cursor offset (0 for a replay from the start)."""
     try:
         snapshot = client.fetch_snapshot(options.loop_id, trace_id=trace_id)
     except service_mod.ServiceResponseInvalidError as exc:
@@ -335,7 +337,6 @@ def _ingest_service(
         return _Ingest(False, "service_request_failed", reconcile.tail_lines(exc.message))
     if not isinstance(snapshot, dict):
         return _Ingest(False, "service_response_invalid", "service /ops/snapshot response is not an object")
-    start = 0 if options.from_start else _read_cursor_offset_lenient(paths.cursor_file)
     try:
         response = client.fetch_events(
             options.loop_id, cursor=start, max_events=options.max_events, trace_id=trace_id
@@ -436,7 +437,7 @@ def run_reconcile(
             sleep=clk.sleep,
         )
         try:
-            ingest = _ingest_service(options, paths, trace_id, started, client)
+            ingest = _ingest_service(options, paths, trace_id, started, client, offset_before)
         finally:
             if owned_client:
                 client.close()
