@@ -8,11 +8,15 @@ runs the three steps through the fleet engine in local mode (in-process loop rec
 ``maxParallel`` 4, deterministic order). Each step is timed; the child's peak RSS is reported.
 
 When ``SUPERLOOP_REFERENCE_DIR`` names a checkout of the bash reference, its fleet scripts run
-on a copy of the same 50-loop repository and registry (in the background, bounded by
-``--reference-timeout``, default 600 s) and a ratio table compares the two. The 1,000-loop
+on a copy of the same 50-loop repository and registry, after our runs so the two never share
+the CPU, in a child process bounded by ``--reference-timeout`` (default 600 s; the scripts'
+process group is killed when the budget runs out), and a ratio table compares the two. The 1,000-loop
 case is never given to the reference: it spawns several jq processes per loop and event.
 
     .venv/bin/python benchmarks/bench_fleet.py [--sizes 50,1000] [--reference-timeout 600]
+
+Every size up to 50 is also given to the reference (``--sizes 5,50,1000`` adds a small fleet
+whose reference run finishes). A step killed at the budget shows ``>`` (a lower bound).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -121,17 +126,22 @@ def run_reference(reference: Path, repo: Path, timeout: float) -> dict[str, Any]
         if remaining <= 0:
             return {"seconds": timings, "error": f"{step}: time budget exhausted"}
         start = time.perf_counter()
+        proc = subprocess.Popen(
+            [str(part) for part in commands[step]],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=reference,
+            start_new_session=True,  # the scripts fork jq and subshells: stop them as a group
+        )
         try:
-            done = subprocess.run(
-                [str(part) for part in commands[step]],
-                capture_output=True,
-                text=True,
-                timeout=remaining,
-                check=False,
-                cwd=reference,
-            )
+            _, stderr = proc.communicate(timeout=remaining)
         except subprocess.TimeoutExpired:
-            return {"seconds": timings, "error": f"{step}: timed out"}
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            timings[step] = time.perf_counter() - start
+            return {"seconds": timings, "timedOut": step, "error": f"{step}: timed out"}
+        done = subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr)
         timings[step] = time.perf_counter() - start
         if done.returncode != 0:
             return {
@@ -190,24 +200,26 @@ def main(argv: list[str] | None = None) -> int:
         ("loops", "impl", "peak RSS (MiB)", "fleet status", "candidates", "intents")
     ]
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
+        results: dict[int, dict[str, Any]] = {}
         for size in sizes:
             repo = build_fleet_repo(Path(tmp) / f"fleet-{size}", size)
-            reference: subprocess.Popen[str] | None = None
-            ref_result: dict[str, Any] | None = None
             if reference_dir and size <= 50:
-                ref_repo = Path(tmp) / f"ref-{size}"
-                shutil.copytree(repo, ref_repo, symlinks=True)
-                reference = subprocess.Popen(
-                    [sys.executable, __file__, "--reference-child", str(ref_repo),
-                     "--reference-timeout", str(args.reference_timeout)],
-                    stdout=subprocess.PIPE, text=True,
-                )  # fmt: skip
-            ours = _child(repo)
-            if reference is not None:
-                stdout, _ = reference.communicate(timeout=args.reference_timeout + 60)
-                ref_result = (
-                    json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else {"error": "no output"}
-                )
+                shutil.copytree(repo, Path(tmp) / f"ref-{size}", symlinks=True)
+            results[size] = _child(repo)
+        references: dict[int, dict[str, Any]] = {}
+        for size in sizes:
+            if not (reference_dir and size <= 50):
+                continue
+            out = subprocess.run(
+                [sys.executable, __file__, "--reference-child", str(Path(tmp) / f"ref-{size}"),
+                 "--reference-timeout", str(args.reference_timeout)],
+                capture_output=True, text=True, check=False, timeout=args.reference_timeout + 120,
+            )  # fmt: skip
+            lines = out.stdout.strip().splitlines()
+            references[size] = json.loads(lines[-1]) if lines else {"error": out.stderr.strip()[-300:]}
+        for size in sizes:
+            ours = results[size]
+            ref_result = references.get(size)
             memory.append(
                 (str(size), "ours", f"{ours['peakRssMiB']:.0f}", str(ours["fleetStatus"]),
                  str(ours["candidates"]), str(ours["intents"]))
@@ -215,8 +227,10 @@ def main(argv: list[str] | None = None) -> int:
             for step in STEPS:
                 mine = ours["seconds"][step]
                 theirs = (ref_result or {}).get("seconds", {}).get(step)
-                ratio = f"{theirs / mine:.1f}x" if theirs and mine > 0 else "-"
-                rows.append((str(size), step, f"{mine:.3f}", f"{theirs:.3f}" if theirs else "-", ratio))
+                bound = ">" if (ref_result or {}).get("timedOut") == step else ""  # killed: a lower bound
+                ratio = f"{bound}{theirs / mine:.1f}x" if theirs and mine > 0 else "-"
+                shown = f"{bound}{theirs:.3f}" if theirs else "-"
+                rows.append((str(size), step, f"{mine:.3f}", shown, ratio))
             if ref_result is not None:
                 if "error" in ref_result:
                     print(f"reference ({size} loops): {ref_result['error']}", file=sys.stderr)
