@@ -19,16 +19,14 @@ from fresh runtime evidence, ``confirmed`` if the evidence shows the effect, els
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import os
 import secrets
 import shlex
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -36,7 +34,8 @@ from superloop_ops.clock import SystemClock
 from superloop_ops.core import control as core_control
 from superloop_ops.core.jsonutil import JsonObject, dumps_compact, format_ts, prune_nulls
 from superloop_ops.errors import ContractError
-from superloop_ops.journal import files
+from superloop_ops.journal import files, layout
+from superloop_ops.journal.locks import KeyedLocks
 from superloop_ops.transports.service import ServiceClient, ServiceError
 
 __all__ = [
@@ -44,7 +43,6 @@ __all__ = [
     "ControlRequest",
     "SnapshotFn",
     "execute_control",
-    "ops_dir_for",
     "poll_confirmation",
     "resolve_runtime_command",
     "write_approval_decision",
@@ -149,39 +147,7 @@ class _Draft:
     error_message: str = ""
 
 
-class _KeyedLocks:
-    """One lock per key, dropped when nobody holds or waits for it (bounded memory)."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._entries: dict[tuple[str, str], tuple[threading.Lock, int]] = {}
-
-    @contextlib.contextmanager
-    def hold(self, key: tuple[str, str]) -> Iterator[None]:
-        with self._guard:
-            lock, users = self._entries.get(key, (threading.Lock(), 0))
-            self._entries[key] = (lock, users + 1)
-        try:
-            with lock:
-                yield
-        finally:
-            with self._guard:
-                lock, users = self._entries[key]
-                if users == 1:
-                    del self._entries[key]
-                else:
-                    self._entries[key] = (lock, users - 1)
-
-    def __len__(self) -> int:
-        with self._guard:
-            return len(self._entries)
-
-
-_key_locks = _KeyedLocks()
-
-
-def ops_dir_for(repo: Path, loop_id: str) -> Path:
-    return repo / ".superloop" / "ops-manager" / loop_id
+_key_locks: KeyedLocks[tuple[str, str]] = KeyedLocks()
 
 
 def execute_control(
@@ -211,7 +177,9 @@ def execute_control(
     )
     request = dataclasses.replace(request, idempotency_key=key)
     snapshot_fn = fetch_snapshot or _default_fetch_snapshot
-    ops_dir = request.ops_dir if request.ops_dir is not None else ops_dir_for(request.repo, request.loop_id)
+    ops_dir = request.ops_dir
+    if ops_dir is None:
+        ops_dir = layout.loop_ops_dir(request.repo, request.loop_id)
     started_at = now_fn()
     if request.transport == "sprite_service":
         # The service is the idempotency authority: re-sending a key is answered as a replay.
