@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from superloop_ops.cli import kubectl_fleet
+from superloop_ops.core.artifacts import jq_get
 from superloop_ops.core.handoff_intent import (
     ANNOTATION_APPROVED,
     ANNOTATION_APPROVED_AT,
@@ -57,14 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _get(doc: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(doc, Mapping):
-            return None
-        doc = doc.get(key)
-    return doc
-
-
 def build_status_snapshot(loop: Mapping[str, Any], now: dt.datetime) -> JsonObject:
     """The runbook's status snapshot (tuning spec §6.3 order) rebuilt from a Loop's status."""
     status = loop.get("status") or {}
@@ -74,20 +67,20 @@ def build_status_snapshot(loop: Mapping[str, Any], now: dt.datetime) -> JsonObje
     )
     last_ok = ready.get("status") == "True"
     visibility = status.get("visibility")
-    trace = _get(visibility, "trace") or {}
+    trace = jq_get(visibility, "trace") or {}
     snapshot: JsonObject = {
         "schemaVersion": "v1",
         "generatedAt": format_ts(now),
         "source": {
             "namespace": meta.get("namespace"),
             "loop": meta.get("name"),
-            "loopId": _get(loop, "spec", "loopId"),
+            "loopId": jq_get(loop, "spec", "loopId"),
         },
         "lifecycle": {
             "state": status.get("lifecycle") or "unknown",
-            "confidence": _get(status, "state", "transition", "confidence"),
-            "runId": _get(status, "state", "run", "runId"),
-            "iteration": _get(status, "state", "run", "iteration"),
+            "confidence": jq_get(status, "state", "transition", "confidence"),
+            "runId": jq_get(status, "state", "run", "runId"),
+            "iteration": jq_get(status, "state", "run", "iteration"),
         },
         "health": status.get("health")
         or ({"status": status["healthStatus"]} if status.get("healthStatus") else {}),
@@ -104,7 +97,7 @@ def build_status_snapshot(loop: Mapping[str, Any], now: dt.datetime) -> JsonObje
             "lastStatus": None if not ready else ("success" if last_ok else "failed"),
             "lastTimestamp": status.get("lastReconcileAt"),
             "lastTransport": status.get("transport"),
-            "lastFailureCode": None if last_ok else _get(status, "transportHealth", "lastFailureCode"),
+            "lastFailureCode": None if last_ok else jq_get(status, "transportHealth", "lastFailureCode"),
             "lastReason": ready.get("reason"),
             "lastTraceId": status.get("traceId"),
         },
@@ -221,15 +214,15 @@ def run(args: argparse.Namespace, now: dt.datetime | None = None) -> int:
         return kubectl_fleet.run(cluster, args)
     if args.command == "intents":
         rows = [["NAME", "LOOP", "INTENT", "PHASE", "APPROVED-BY", "KEY"]]
-        for item in sorted(cluster.list("handoffintents"), key=lambda i: str(_get(i, "metadata", "name"))):
-            if args.loop and _get(item, "spec", "loopRef", "name") != args.loop:
+        for item in sorted(cluster.list("handoffintents"), key=lambda i: str(jq_get(i, "metadata", "name"))):
+            if args.loop and jq_get(item, "spec", "loopRef", "name") != args.loop:
                 continue
             status = item.get("status") or {}
             rows.append(
                 [
-                    str(_get(item, "metadata", "name")),
-                    str(_get(item, "spec", "loopRef", "name") or ""),
-                    str(_get(item, "spec", "intent") or ""),
+                    str(jq_get(item, "metadata", "name")),
+                    str(jq_get(item, "spec", "loopRef", "name") or ""),
+                    str(jq_get(item, "spec", "intent") or ""),
                     str(status.get("phase") or "pending_operator_confirmation"),
                     str(status.get("approvedBy") or ""),
                     str(status.get("idempotencyKey") or ""),

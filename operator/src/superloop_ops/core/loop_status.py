@@ -24,6 +24,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+from superloop_ops.core.artifacts import jq_get
 from superloop_ops.core.conditions_util import ConditionSpec, build_conditions, camel_reason, find_condition
 from superloop_ops.core.jsonutil import JsonObject, format_ts, parse_ts
 from superloop_ops.models import conditions as model_conditions
@@ -341,20 +342,11 @@ def needs_status_write(
     return (now - written).total_seconds() >= refresh_seconds
 
 
-def _get(doc: Mapping[str, Any] | None, *path: str) -> Any:
-    current: Any = doc
-    for key in path:
-        if not isinstance(current, Mapping):
-            return None
-        current = current.get(key)
-    return current
-
-
 def compute_loop_events(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[EventSpec]:
     """Events for the transitions between two statuses (lifecycle, health, divergence, ...)."""
     events: list[EventSpec] = []
-    old_ready = find_condition(_get(previous, "conditions"), COND_READY)
-    new_ready = find_condition(_get(new, "conditions"), COND_READY)
+    old_ready = find_condition(jq_get(previous, "conditions"), COND_READY)
+    new_ready = find_condition(jq_get(new, "conditions"), COND_READY)
     if new_ready is not None:
         was = (old_ready or {}).get("status"), (old_ready or {}).get("reason")
         now_ = new_ready.get("status"), new_ready.get("reason")
@@ -363,16 +355,16 @@ def compute_loop_events(previous: Mapping[str, Any] | None, new: Mapping[str, An
         elif now_[0] == "True" and was[0] == "False":
             events.append(EventSpec("Normal", "ReconcileRecovered", "reconcile passes succeed again"))
 
-    old_state = _get(previous, "lifecycle")
-    new_state = _get(new, "lifecycle")
+    old_state = jq_get(previous, "lifecycle")
+    new_state = jq_get(new, "lifecycle")
     if new_state is not None and new_state != old_state:
         events.append(
             EventSpec("Normal", "LifecycleChanged", f"lifecycle {old_state or 'none'} -> {new_state}")
         )
 
-    old_health = _get(previous, "healthStatus")
-    new_health = _get(new, "healthStatus")
-    new_codes = _get(new, "reasonCodes")
+    old_health = jq_get(previous, "healthStatus")
+    new_health = jq_get(new, "healthStatus")
+    new_codes = jq_get(new, "reasonCodes")
     codes_text = ", ".join(str(c) for c in new_codes) if isinstance(new_codes, list) and new_codes else "none"
     if new_health is not None and new_health != old_health:
         if new_health == "healthy":
@@ -383,31 +375,31 @@ def compute_loop_events(previous: Mapping[str, Any] | None, new: Mapping[str, An
             events.append(
                 EventSpec("Warning", reason, f"health {old_health or 'none'} -> {new_health}: {codes_text}")
             )
-    elif new_health in ("degraded", "critical") and _get(previous, "reasonCodes") != new_codes:
+    elif new_health in ("degraded", "critical") and jq_get(previous, "reasonCodes") != new_codes:
         events.append(EventSpec("Warning", "HealthReasonsChanged", f"health {new_health}: {codes_text}"))
 
-    old_div = _get(previous, "state", "divergence", "any") is True
-    new_div = _get(new, "state", "divergence", "any") is True
+    old_div = jq_get(previous, "state", "divergence", "any") is True
+    new_div = jq_get(new, "state", "divergence", "any") is True
     if new_div and not old_div:
-        flags = _get(new, "state", "divergence", "flags")
+        flags = jq_get(new, "state", "divergence", "flags")
         raised = (
             ", ".join(sorted(k for k, v in flags.items() if v is True)) if isinstance(flags, Mapping) else ""
         )
         events.append(EventSpec("Warning", "DivergenceDetected", f"runtime artifacts disagree: {raised}"))
-    elif old_div and not new_div and _get(new, "state", "divergence") is not None:
+    elif old_div and not new_div and jq_get(new, "state", "divergence") is not None:
         events.append(EventSpec("Normal", "DivergenceCleared", "runtime artifacts agree again"))
 
-    old_drift = _get(previous, "sequence", "driftActive") is True
-    new_drift = _get(new, "sequence", "driftActive") is True
+    old_drift = jq_get(previous, "sequence", "driftActive") is True
+    new_drift = jq_get(new, "sequence", "driftActive") is True
     if new_drift and not old_drift:
-        violations = _get(new, "sequence", "violations")
+        violations = jq_get(new, "sequence", "violations")
         listed = ", ".join(str(v) for v in violations) if isinstance(violations, list) else ""
         events.append(EventSpec("Warning", "OrderingDriftDetected", f"sequence violations: {listed}"))
-    elif old_drift and not new_drift and _get(new, "sequence") is not None:
+    elif old_drift and not new_drift and jq_get(new, "sequence") is not None:
         events.append(EventSpec("Normal", "OrderingDriftCleared", "event sequence is monotonic again"))
 
-    old_token = _get(previous, "replayHandled")
-    new_token = _get(new, "replayHandled")
+    old_token = jq_get(previous, "replayHandled")
+    new_token = jq_get(new, "replayHandled")
     if new_token is not None and new_token != old_token:
         events.append(
             EventSpec("Normal", "ReplayedFromStart", "cursor reset: replayed the events from the start")
