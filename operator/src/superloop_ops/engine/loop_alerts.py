@@ -168,13 +168,6 @@ def fetch_loop_alert_config(
     )
 
 
-def _masked(message: str, secrets: Mapping[str, str]) -> str:
-    for value in secrets.values():
-        if value:
-            message = message.replace(value, "***")
-    return message
-
-
 def compute_sink_deliveries(rows: list[Any]) -> tuple[SinkDelivery, ...]:
     """Sink outcomes of delivery rows (R6); results deferred without a request are not counted."""
     deliveries: list[SinkDelivery] = []
@@ -242,8 +235,7 @@ def run_loop_alert_dispatch(
     try:
         state = dispatcher.run()
     except Exception as exc:
-        message = f"error: {exc}" if isinstance(exc, ContractError) else f"{type(exc).__name__}: {exc}"
-        raise RuntimeError(_masked(message, config.secrets)) from None
+        raise RuntimeError(alerts.describe_dispatch_failure(exc, config.secrets.values())) from None
     return LoopDispatchReport(state=state, deliveries=compute_sink_deliveries(_rows_after(telemetry, before)))
 
 
