@@ -5,7 +5,6 @@ both between the local and sprite_service transports (the service is our own ser
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,10 +12,10 @@ from typing import Any
 import pytest
 from _loop_reconcile_helpers import (
     LOOP,
-    SIM_RUNTIME,
     STALE,
     Cli,
     StartService,
+    isolate_cli_env,
     ops_dir,
     read_json,
     service_fixture,
@@ -65,16 +64,7 @@ def start_service() -> Iterator[StartService]:
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "OPS_MANAGER_TRACE_ID",
-        "OPS_MANAGER_THRESHOLD_PROFILE",
-        "OPS_MANAGER_THRESHOLD_PROFILES_FILE",
-        "OPS_MANAGER_ALERTS_ENABLED",
-        "OPS_MANAGER_ALERT_SINKS_FILE",
-        "OPS_MANAGER_SERVICE_TOKEN",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SUPERLOOP_RUNTIME_COMMAND", shlex.join(SIM_RUNTIME))
+    isolate_cli_env(monkeypatch)
 
 
 def _repo(tmp_path: Path, name: str) -> Path:
