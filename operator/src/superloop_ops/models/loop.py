@@ -17,7 +17,7 @@ from pydantic import Field
 
 from superloop_ops.models.common import (
     CelRule,
-    Condition,
+    ConditionedStatus,
     ConfigMapKeyRef,
     CrdInfo,
     JsonObject,
@@ -27,7 +27,6 @@ from superloop_ops.models.common import (
     PrinterColumn,
     SecretKeyRef,
     SpecModel,
-    StatusModel,
     Timestamp,
     nested,
 )
@@ -218,14 +217,9 @@ class LoopSpec(SpecModel):
     """Stop reconciling this loop (status keeps its last values)."""
 
 
-class LoopStatus(StatusModel):
+class LoopStatus(ConditionedStatus):
     """Observed posture of a loop; the reference's JSON surfaces are mirrored as-is."""
 
-    observed_generation: int | None = None
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
     transport: str | None = None
     lifecycle: str | None = None
     health_status: str | None = None
