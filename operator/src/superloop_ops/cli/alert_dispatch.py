@@ -12,7 +12,7 @@ import os
 import re
 from pathlib import Path
 
-from superloop_ops.cli.telemetry_summary import emit, require_repo, require_repo_and_loop
+from superloop_ops.cli._common import emit, require_repo, require_repo_and_loop
 from superloop_ops.core.alert_dispatch import DEFAULT_PAGERDUTY_URL
 from superloop_ops.engine import alerts
 from superloop_ops.errors import ContractError

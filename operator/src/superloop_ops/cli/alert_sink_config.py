@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from superloop_ops.cli.telemetry_summary import emit
+from superloop_ops.cli._common import emit
 from superloop_ops.core import alert_sinks
 from superloop_ops.engine import alerts
 

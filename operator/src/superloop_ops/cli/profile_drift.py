@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from superloop_ops.cli.telemetry_summary import emit, require_repo, require_repo_and_loop, require_window
+from superloop_ops.cli._common import emit, require_repo, require_repo_and_loop, require_window
 from superloop_ops.clock import SystemClock
 from superloop_ops.core.drift import DriftInputs
 from superloop_ops.engine import tuning
