@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ __all__ = [
     "build_handoff_row",
     "build_loop_target",
     "build_reconcile_options",
+    "compute_threshold_catalog_path",
     "fetch_journal_outcome",
     "run_loop_control",
     "run_loop_pass",
@@ -64,14 +66,32 @@ class LoopTarget:
     transport: str
     repo: Path  # artifacts (local) or the journal root (sprite_service)
     journal_root: Path  # <state>/<namespace>
+    threshold_catalog: str | None = None
+    """The threshold profile catalog; None is the CLI's precedence (env, then the shipped one)."""
 
     @property
     def ops_dir(self) -> Path:
         return engine.ops_dir_for(self.journal_root, self.loop_id)
 
 
+def compute_threshold_catalog_path(config_dir: Path | None, env: Mapping[str, str] | None = None) -> str:
+    """The operator's threshold catalog: ``OPS_MANAGER_THRESHOLD_PROFILES_FILE`` when set, else the
+    catalog the chart mounts under ``SUPERLOOP_CONFIG_DIR`` when it is there, else the shipped one.
+
+    The mounted catalog takes the shipped default's place (as for the alert sink catalog), so an
+    edit of the chart's ConfigMap reaches every Loop without a new image.
+    """
+    environ = os.environ if env is None else env
+    if config_dir is not None and not environ.get(engine_thresholds.PROFILES_FILE_ENV, ""):
+        mounted = config_dir / engine_thresholds.CATALOG_FILENAME
+        if mounted.is_file():
+            return str(mounted)
+    return engine_thresholds.compute_catalog_path(None, environ)
+
+
 def build_loop_target(loop: Loop, namespace: str, name: str, settings: Settings) -> LoopTarget:
-    """Resolve the directories of a Loop; a missing PVC directory is a temporary condition."""
+    """Resolve the directories (and the threshold catalog) of a Loop; a missing PVC directory is
+    a temporary condition."""
     journal_root = settings.namespace_state_dir(namespace).absolute()
     spec = loop.spec
     if spec.transport == "local":
@@ -92,6 +112,7 @@ def build_loop_target(loop: Loop, namespace: str, name: str, settings: Settings)
         transport=spec.transport,
         repo=repo,
         journal_root=journal_root,
+        threshold_catalog=compute_threshold_catalog_path(settings.config_dir),
     )
 
 
@@ -105,7 +126,7 @@ def build_reconcile_options(
 ) -> engine.ReconcileOptions:
     """The reconcile flags of §5.1, taken from the Loop spec instead of the command line."""
     spec = loop.spec
-    catalog_path = engine_thresholds.compute_catalog_path(None)
+    catalog_path = target.threshold_catalog or engine_thresholds.compute_catalog_path(None)
     try:
         profile = engine_thresholds.fetch_profile(catalog_path, spec.thresholds.profile)
         overrides = spec.thresholds.overrides
