@@ -347,6 +347,11 @@ def _run_local(
         fetch_snapshot=snapshot_fn,
     )
     draft.confirm = result.document
+    return _judge_confirmation(draft, result)
+
+
+def _judge_confirmation(draft: _Draft, result: core_control.ConfirmationResult) -> _Draft:
+    """Fresh evidence decides: ``confirmed``, else ``ambiguous`` with the poll's exit code."""
     if result.confirmed:
         draft.status = draft.confirmation_status = "confirmed"
         draft.confirmed = True
@@ -381,13 +386,7 @@ def _resolve_interrupted(
         confirmation_attempted=True,
         confirm=result.document,
     )
-    if result.confirmed:
-        draft.status = draft.confirmation_status = "confirmed"
-        draft.confirmed = True
-    else:
-        draft.status = draft.confirmation_status = "ambiguous"
-        draft.confirm_exit_code = result.exit_code
-    return draft
+    return _judge_confirmation(draft, result)
 
 
 def _run_command(argv: Sequence[str]) -> tuple[int, str]:
