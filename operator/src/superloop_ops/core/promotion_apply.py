@@ -42,11 +42,11 @@ __all__ = [
     "compute_posture_after",
     "compute_promotion_apply",
     "compute_review_by",
-    "fetch_decision",
     "find_replay_record",
     "parse_expand_step",
     "read_registry_posture",
     "require_guarded_auto",
+    "select_decision",
     "validate_review_by",
 ]
 
@@ -138,7 +138,7 @@ def compute_review_by(review_by: str | None, review_within_days: int | None, now
 # gating
 
 
-def fetch_decision(promotion_state: Any, path: str) -> Any:
+def select_decision(promotion_state: Any) -> Any:
     """``summary.decision`` of a promotion state (or CI result) document; fails when absent/empty."""
     decision = _coalesce(_field(_field(promotion_state, "summary"), "decision"), None)
     if decision is None or decision == "":
