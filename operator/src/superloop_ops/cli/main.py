@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "profile-drift": ("superloop_ops.cli.profile_drift", "evaluate threshold profile drift (advisory)"),
     "alert-sink-config": ("superloop_ops.cli.alert_sink_config", "validate alert sinks, resolve routes"),
     "alert-dispatch": ("superloop_ops.cli.alert_dispatch", "deliver new escalations to alert sinks"),
+    "promotion": ("superloop_ops.cli.promotion", "promotion gates / ci / apply / orchestrate"),
 }
 
 
