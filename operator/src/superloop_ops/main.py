@@ -23,18 +23,37 @@ from superloop_ops.handlers import fleet as _fleet_handlers  # registers handler
 from superloop_ops.handlers import fleet_policy as _fleet_policy_handlers  # registers handlers
 from superloop_ops.handlers import handoff_intent as _handoff_intent_handlers  # registers handlers
 from superloop_ops.handlers import loop as _loop_handlers  # registers handlers
+from superloop_ops.handlers import promotion_apply as _promotion_apply_handlers  # registers handlers
 from superloop_ops.handlers.context import OperatorContext
 from superloop_ops.k8s import edge as k8s_edge
 
-__all__ = ["on_cleanup", "on_startup"]
+__all__ = ["on_cleanup", "on_startup", "quiet_url_logging"]
 
-_REGISTERED = (_loop_handlers, _handoff_intent_handlers, _fleet_handlers, _fleet_policy_handlers)
+_REGISTERED = (
+    _loop_handlers,
+    _handoff_intent_handlers,
+    _fleet_handlers,
+    _fleet_policy_handlers,
+    _promotion_apply_handlers,
+)
 log = logging.getLogger(__name__)
+
+
+# Loggers that write full request URLs at INFO. A Slack incoming-webhook URL (and many webhook
+# URLs) is itself a secret, and kopf runs at INFO, so these must never log below WARNING.
+URL_LOGGERS = ("httpx", "httpcore", "urllib3")
+
+
+def quiet_url_logging() -> None:
+    """Keep HTTP client libraries from logging request URLs (they may carry secrets)."""
+    for name in URL_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @kopf.on.startup()
 def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Configure kopf and build the edges the handlers use; fails closed on bad settings."""
+    quiet_url_logging()
     config = settings_mod.fetch_settings()
     if not settings.peering.mandatory:
         if config.peering_name:
