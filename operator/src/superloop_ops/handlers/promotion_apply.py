@@ -1,0 +1,124 @@
+"""PromotionApply controller: one governed move of a Fleet's effective rollout posture, once.
+
+The evaluation (``engine.promotion_operator.run_promotion_apply``) runs under the Fleet's lock,
+the lock the fleet pass holds while it writes the same FleetPolicy status, so a pass never
+interleaves with a posture move. This module gathers the dependencies, writes the
+PromotionApply status (the record and ``appliedAt`` once: the CRD freezes them), posts Events,
+and after a move asks the Fleet for a pass so eligibility follows at once rather than at the
+next interval. A missing Fleet or FleetPolicy is retried; every other outcome is final.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from superloop_ops.core import promotion_k8s
+from superloop_ops.engine import fleet_operator, promotion_operator
+from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
+from superloop_ops.handlers import fleet as fleet_handlers
+from superloop_ops.handlers.context import OperatorContext, fetch_context
+from superloop_ops.k8s.edge import GROUP, VERSION, ObjectRef
+
+__all__ = [
+    "build_promotion_deps",
+    "fetch_promotion_deps",
+    "on_promotion_apply",
+    "reconcile_promotion",
+]
+
+log = logging.getLogger(__name__)
+
+
+def build_promotion_deps(
+    ctx: OperatorContext, deps: fleet_operator.FleetPassDeps
+) -> promotion_operator.PromotionDeps:
+    return promotion_operator.PromotionDeps(edge=deps.edge, settings=ctx.settings, clock=ctx.clock)
+
+
+def fetch_promotion_deps(memo: Any) -> promotion_operator.PromotionDeps:
+    deps = getattr(memo, "promotion_deps", None)
+    if isinstance(deps, promotion_operator.PromotionDeps):
+        return deps
+    deps = build_promotion_deps(fetch_context(memo), fleet_handlers.fetch_fleet_deps(memo))
+    memo.promotion_deps = deps
+    return deps
+
+
+def _post(ctx_edge: Any, ref: ObjectRef, events: list[promotion_k8s.PromotionEvent]) -> None:
+    for event in events:
+        try:
+            ctx_edge.post_event(ref, event.type, event.reason, event.message)
+        except OperatorError as exc:
+            log.warning("could not post Event %s for %s/%s: %s", event.reason, ref.namespace, ref.name, exc)
+
+
+def _fleet_lock_key(deps: promotion_operator.PromotionDeps, namespace: str, fleet_name: str) -> str:
+    """The key ``handlers.fleet.reconcile_fleet`` locks on (the Fleet's uid)."""
+    body = deps.edge.fetch_object(fleet_operator.fleet_ref(namespace, fleet_name))
+    uid = str(((body or {}).get("metadata") or {}).get("uid") or "")
+    return uid or f"{namespace}/{fleet_name}"
+
+
+def reconcile_promotion(
+    body: Mapping[str, Any],
+    ctx: OperatorContext,
+    deps: promotion_operator.PromotionDeps,
+    fleet_deps: fleet_operator.FleetPassDeps | None = None,
+) -> promotion_operator.PromotionReport:
+    """One look at a PromotionApply (synchronous); ``fleet_deps`` enables the follow-up fleet pass."""
+    meta = body.get("metadata") or {}
+    ref = promotion_operator.promotion_ref(
+        str(meta.get("namespace", "")), str(meta.get("name", "")), str(meta.get("uid", ""))
+    )
+    fresh = deps.edge.fetch_object(ref)
+    if fresh is None:
+        return promotion_operator.PromotionReport(phase="gone", status={})
+    previous = dict(fresh.get("status") or {})
+    if previous.get("phase") in promotion_k8s.TERMINAL_PHASES:
+        return promotion_operator.PromotionReport(phase=str(previous["phase"]), status=previous)
+    fleet_name = str(((fresh.get("spec") or {}).get("fleetRef") or {}).get("name") or "")
+    with ctx.lock_for(_fleet_lock_key(deps, ref.namespace, fleet_name)):
+        again = deps.edge.fetch_object(ref)  # a concurrent look may have finished it meanwhile
+        if again is None:
+            return promotion_operator.PromotionReport(phase="gone", status={})
+        previous = dict(again.get("status") or {})
+        report = promotion_operator.run_promotion_apply(again, deps)
+        if dict(report.status) != previous:
+            deps.edge.patch_status(ref, report.status)
+        _post(deps.edge, ref, promotion_k8s.compute_promotion_events(previous, report.status))
+    if report.moved and report.policy_name:
+        policy = fleet_operator.policy_ref(ref.namespace, report.policy_name)
+        record = report.status.get("record")
+        message = f"PromotionApply {ref.name}: " + promotion_k8s.describe_record(
+            record if isinstance(record, Mapping) else {}
+        )
+        _post(deps.edge, policy, [promotion_k8s.PromotionEvent("Normal", "RolloutPostureChanged", message)])
+    if report.moved and report.fleet_name and fleet_deps is not None:
+        fleet_body = deps.edge.fetch_object(fleet_operator.fleet_ref(ref.namespace, report.fleet_name))
+        if fleet_body is not None:
+            try:
+                fleet_handlers.reconcile_fleet(fleet_body, ctx, fleet_deps)
+            except OperatorError as exc:  # the periodic pass picks the posture up anyway
+                log.warning("fleet pass after PromotionApply %s failed: %s", ref.name, exc)
+    return report
+
+
+@kopf.on.create(GROUP, VERSION, "promotionapplies")
+@kopf.on.resume(GROUP, VERSION, "promotionapplies")
+def on_promotion_apply(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Evaluate once; a missing Fleet or FleetPolicy is retried, everything else is final."""
+    ctx = fetch_context(memo)
+    try:
+        report = reconcile_promotion(
+            dict(body), ctx, fetch_promotion_deps(memo), fleet_handlers.fetch_fleet_deps(memo)
+        )
+    except InvalidSpecError as exc:
+        raise kopf.PermanentError(str(exc)) from exc
+    except DependencyNotReadyError as exc:
+        raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
+    if report.retry_after is not None:
+        raise kopf.TemporaryError(str(report.status.get("message") or report.phase), delay=report.retry_after)
