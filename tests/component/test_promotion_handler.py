@@ -180,6 +180,8 @@ class Env:
         return fleet_handlers.reconcile_fleet(self.edge.get("fleets", FLEET), self.ctx, self.fleet_deps)
 
     def decide(self, decision: str, *codes: str) -> None:
+        """Fix the decision: read this state file instead of evaluating the gates."""
+        self.deps.decision_source = promotion_operator.fetch_promotion_state
         files.write_json_atomic(
             self.journal / "promotion-state.json",
             {"schemaVersion": "v1", "summary": {"decision": decision, "reasonCodes": list(codes)}},
@@ -317,6 +319,7 @@ def test_expand_needs_promote_then_moves_the_canary_and_autonomy_follows(
     env = Env(tmp_path, clock, canaryPercent=0)
     env.fleet_pass()
     assert all("autonomous_rollout_canary_excluded" in i["reasons"] for i in env.intents())
+    env.deps.decision_source = promotion_operator.fetch_promotion_state  # no state file written yet
     env.create("grow-0", "expand", expandStep=100)
     assert env.run("grow-0").phase == "rejected"
     assert env.status("grow-0")["reasonCodes"] == ["promotion_apply_decision_missing"]
@@ -473,3 +476,34 @@ def test_restarts_never_apply_twice(tmp_path: Path, clock: FrozenClock) -> None:
     assert env.status("c")["record"]["rollout"]["before"]["canaryPercent"] == 30
     assert env.effective()["canaryPercent"] == 40
     assert len(env.records()) == 3
+
+
+def test_the_gates_are_evaluated_over_the_fleet_journal_at_apply_time(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    env = Env(tmp_path, clock, canaryPercent=10)
+    env.create("too-soon", "expand")
+    assert env.run("too-soon").phase == "rejected"  # no fleet pass yet: no decision to read
+    assert env.status("too-soon")["reasonCodes"] == ["promotion_apply_decision_missing"]
+    env.fleet_pass()
+    env.create("grow", "expand")
+    assert env.run("grow").phase == "rejected"
+    status = env.status("grow")
+    uid = env.edge.get("promotionapplies", "grow")["metadata"]["uid"]
+    state = files.read_json(env.journal / "promotion-state.json")
+    assert isinstance(state, dict)
+    assert state["traceId"] == uid
+    assert state["summary"]["decision"] == status["decision"] == "hold"
+    assert state["source"]["drillStateFile"] == str(env.journal / "drills" / "promotion.v1.json")
+    assert state["source"]["handoffTelemetryFile"] == str(env.journal / "telemetry" / "handoff.jsonl")
+    assert status["reasonCodes"][0] == "promotion_apply_decision_not_promote"
+    assert status["reasonCodes"][1:] == state["summary"]["reasonCodes"]
+    assert {"promotion_drill_state_missing", "promotion_autonomous_sample_insufficient"} <= set(
+        status["reasonCodes"]
+    )
+    assert len(files.read_jsonl(env.journal / "telemetry" / "promotion.jsonl")) == 1
+    # a rollback records the decision it saw and applies anyway
+    env.create("stop", "rollback")
+    assert env.run("stop").phase == "applied"
+    assert env.status("stop")["record"]["decision"] == "hold"
+    assert env.effective()["manualPause"] is True

@@ -8,8 +8,14 @@ so the runbook's ``jq`` recipes work on it. The posture moves in FleetPolicy
 ``status.effectiveRollout``; the next fleet pass builds the registry from it.
 
 The decision: the injectable ``DecisionSource`` returns the promotion decision document (the
-gates' output, ``summary.decision``); the default reads the fleet journal's
-``promotion-state.json``. A missing document blocks ``expand``/``resume`` and never a rollback.
+gates' output, ``summary.decision``). The default, ``evaluate_promotion_gates``, runs the
+promotion engine's five gates at evaluation time over the Fleet's own journal (the fleet status
+surface, ``telemetry/handoff.jsonl``, ``drills/promotion.v1.json``) with the PromotionApply's uid
+as trace id, and persists the document as the gates do (``promotion-state.json`` plus a
+``telemetry/promotion.jsonl`` line), so the decision an apply saw is audited next to its record.
+A stale decision is never used. ``fetch_promotion_state`` (read the state file only) is the
+alternative for a journal whose decision is produced elsewhere. No decision (no fleet pass yet)
+blocks ``expand``/``resume`` and never a rollback.
 
 Exactly once, across restarts: the apply record's ``traceId`` is the PromotionApply's uid. An
 apply writes, in order, (1) a pending marker holding the record, (2) the FleetPolicy posture
@@ -32,7 +38,9 @@ from superloop_ops.clock import Clock
 from superloop_ops.core import promotion_apply
 from superloop_ops.core import promotion_k8s as core
 from superloop_ops.core.jsonutil import JsonObject
+from superloop_ops.engine import fleet as engine_fleet
 from superloop_ops.engine import fleet_operator
+from superloop_ops.engine import promotion as engine_promotion
 from superloop_ops.errors import ContractError, InvalidSpecError
 from superloop_ops.journal import files
 from superloop_ops.k8s.edge import ObjectRef
@@ -48,6 +56,7 @@ __all__ = [
     "PromotionPaths",
     "PromotionReport",
     "build_promotion_paths",
+    "evaluate_promotion_gates",
     "fetch_promotion_state",
     "promotion_ref",
     "run_promotion_apply",
@@ -60,10 +69,12 @@ PENDING_FILE = "promotion-apply-pending.json"
 class PromotionPaths:
     """The promotion files of one Fleet's journal (reference names, one directory per Fleet)."""
 
+    fleet: engine_fleet.FleetPaths
     base: Path
     registry_file: Path
     promotion_state_file: Path
     promotion_telemetry_file: Path
+    drill_state_file: Path
     apply_state_file: Path
     apply_telemetry_file: Path
     pending_file: Path
@@ -78,28 +89,51 @@ class PromotionPaths:
         }
 
 
-DecisionSource = Callable[[PromotionPaths, Clock], Mapping[str, Any] | None]
-"""Returns the promotion decision document for a Fleet (``summary.decision``), or None."""
+DecisionSource = Callable[[PromotionPaths, Clock, str], Mapping[str, Any] | None]
+"""``(paths, clock, trace_id)`` -> the promotion decision document (``summary.decision``), or None."""
 
 
 def build_promotion_paths(settings: Settings, namespace: str, fleet_name: str) -> PromotionPaths:
     fleet = fleet_operator.build_fleet_paths(settings, namespace, fleet_name)
     base = fleet.registry_file.parent
     return PromotionPaths(
+        fleet=fleet,
         base=base,
         registry_file=fleet.registry_file,
         promotion_state_file=base / "promotion-state.json",
         promotion_telemetry_file=base / "telemetry" / "promotion.jsonl",
+        drill_state_file=base / "drills" / "promotion.v1.json",
         apply_state_file=base / "promotion-apply-state.json",
         apply_telemetry_file=base / "telemetry" / "promotion-apply.jsonl",
         pending_file=base / PENDING_FILE,
     )
 
 
-def fetch_promotion_state(paths: PromotionPaths, clock: Clock) -> Mapping[str, Any] | None:
-    """The gates' last decision document in the fleet journal; None when missing or invalid."""
+def fetch_promotion_state(paths: PromotionPaths, clock: Clock, trace_id: str) -> Mapping[str, Any] | None:
+    """The last decision document in the fleet journal; None when missing or invalid."""
     value = files.read_json(paths.promotion_state_file)
     return value if isinstance(value, Mapping) else None
+
+
+def evaluate_promotion_gates(paths: PromotionPaths, clock: Clock, trace_id: str) -> Mapping[str, Any] | None:
+    """The five gates now, over this Fleet's journal; None when the Fleet has no pass recorded yet."""
+
+    def fleet_status(_repo: Path) -> Any:
+        return engine_fleet.run_fleet_status(paths.fleet, clock=clock)
+
+    options = engine_promotion.GatesOptions(
+        repo=paths.fleet.repo,
+        handoff_telemetry_file=str(paths.fleet.handoff_telemetry_file),
+        drill_state_file=str(paths.drill_state_file),
+        promotion_state_file=str(paths.promotion_state_file),
+        promotion_telemetry_file=str(paths.promotion_telemetry_file),
+        trace_id=trace_id,
+    )
+    try:
+        evaluation = engine_promotion.run_promotion_gates(options, status_producer=fleet_status, clock=clock)
+    except ContractError:
+        return None
+    return evaluation.document
 
 
 @dataclasses.dataclass
@@ -109,7 +143,7 @@ class PromotionDeps:
     edge: FleetEdge
     settings: Settings
     clock: Clock
-    decision_source: DecisionSource = fetch_promotion_state
+    decision_source: DecisionSource = evaluate_promotion_gates
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,7 +297,7 @@ def run_promotion_apply(body: Mapping[str, Any], deps: PromotionDeps) -> Promoti
                 message=str(exc),
                 retry_after=60.0,
             )
-    decision, gate_codes = _decision_of(deps.decision_source(paths, deps.clock))
+    decision, gate_codes = _decision_of(deps.decision_source(paths, deps.clock, ev.uid or ev.name))
     review_by = request.apply.review_by
     verdict = core.decide_apply(request.apply, decision=decision, now=ev.now)
     if verdict.action == "reject":
