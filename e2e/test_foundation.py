@@ -167,6 +167,15 @@ def test_helm_template_renders_a_hardened_single_writer_deployment(cluster: Clus
     assert "--peering=superloop-ops" in args
     assert "--liveness=http://0.0.0.0:8080/healthz" in args
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
+    # Startup and readiness probes on the same endpoint; the startup probe gives a slow start
+    # (kopf opens /healthz only after the startup handlers) minutes, not seconds.
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
+    startup = container["startupProbe"]
+    assert startup["failureThreshold"] * startup["periodSeconds"] >= 300
+    assert "successThreshold" not in startup
+    assert container["readinessProbe"]["successThreshold"] == 1
+    assert {p["name"]: p["containerPort"] for p in container["ports"]}["liveness"] == 8080
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["SUPERLOOP_STATE_DIR"]["value"] == "/var/lib/superloop/state"
@@ -180,6 +189,34 @@ def test_helm_template_renders_a_hardened_single_writer_deployment(cluster: Clus
     assert _one(docs, "Service", "-metrics")["spec"]["ports"][0]["port"] == 9090
     assert _one(docs, "ClusterKopfPeering")["metadata"]["name"] == "superloop-ops"
     assert not [d for d in docs if d["kind"] in ("ServiceMonitor", "PrometheusRule")]
+
+
+def test_helm_template_probe_values(cluster: Cluster) -> None:
+    """Each probe's timings come from values; a probe can be dropped; bad timings fail the schema."""
+    docs = _render(
+        cluster,
+        "probes.startup.failureThreshold=60,probes.startup.periodSeconds=5",
+        "probes.readiness.enabled=false",
+        "probes.liveness.initialDelaySeconds=15",
+        "liveness.port=8181",
+    )
+    (container,) = _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert container["startupProbe"]["failureThreshold"] == 60
+    assert container["startupProbe"]["periodSeconds"] == 5
+    assert "readinessProbe" not in container
+    assert container["livenessProbe"]["initialDelaySeconds"] == 15
+    assert container["livenessProbe"]["httpGet"]["port"] == "liveness"
+    assert {p["name"]: p["containerPort"] for p in container["ports"]}["liveness"] == 8181
+    assert "--liveness=http://0.0.0.0:8181/healthz" in container["args"]
+    for bad in (
+        "probes.startup.failureThreshold=0",
+        "probes.readiness.periodSeconds=-1",
+        "probes.liveness.successThreshold=2",  # the kubelet requires 1 for liveness and startup
+        "probes.readiness.httpGet=x",
+    ):
+        result = cluster.helm("template", "x", str(CHART), "--set", bad, check=False)
+        assert result.returncode != 0, f"{bad} was accepted"
+        assert "probes" in result.stderr, result.stderr
 
 
 def test_helm_template_optional_pieces_and_loop_claims(cluster: Cluster) -> None:
