@@ -48,7 +48,10 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def run(capsys: pytest.CaptureFixture[str]) -> Run:
     def invoke(*argv: str) -> tuple[int, str, str]:
         capsys.readouterr()
-        code = cli_main.main(["promotion", *argv])
+        try:
+            code = cli_main.main(["promotion", *argv])
+        except SystemExit as exc:  # usage errors exit from the parser, as at the real entry point
+            code = exc.code if isinstance(exc.code, int) else 1
         out, err = capsys.readouterr()
         return code, out, err
 
@@ -797,3 +800,13 @@ def test_apply_relative_paths_are_echoed_as_given(tmp_path: Path, run: Run) -> N
     assert record["files"]["applyStateFile"] == "out/apply.json"
     assert record["files"]["registryFile"] == str(fleet_dir(repo) / "registry.v1.json")
     assert read_json(tmp_path / "out" / "apply.json") == record
+
+
+def test_usage_errors_exit_1_not_the_hold_code(tmp_path: Path, run: Run) -> None:
+    code, out, err = run("ci", "--repo", str(tmp_path), "--bogus", "x")
+    assert code == 1
+    assert out.startswith("usage: superloop-ops promotion ci")
+    assert err.strip() == "error: unknown argument: --bogus"
+    code, out, err = run("orchestrate", "--repo", str(tmp_path), "--mode")
+    assert code == 1
+    assert err.strip() == "error: argument --mode: expected one argument"

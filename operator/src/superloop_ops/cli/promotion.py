@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from superloop_ops import clock as clock_mod
 from superloop_ops.cli._common import emit
@@ -49,6 +50,27 @@ _HELP = {
     "apply": "apply a governed rollout step (expand, resume, rollback) to the fleet registry",
     "orchestrate": "run CI, then (apply/rollback mode) one governed apply; result + summary",
 }
+
+
+class _ContractParser(argparse.ArgumentParser):
+    """Usage errors exit 1 (usage on stdout, ``error: ...`` on stderr), never argparse's 2.
+
+    Exit 2 means "hold under --fail-on-hold" in this contract; a mistyped flag in a CI job must
+    not look like a hold.
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unknown argument: {extras[0]}")
+        return parsed, extras
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stdout)
+        sys.stderr.write(f"error: {message}\n")
+        raise SystemExit(1)
 
 
 def _add_gates(parser: argparse.ArgumentParser) -> None:
@@ -136,7 +158,9 @@ _ADDERS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="promotion_command", metavar="PROMOTION_COMMAND", required=True)
+    sub = parser.add_subparsers(
+        dest="promotion_command", metavar="PROMOTION_COMMAND", required=True, parser_class=_ContractParser
+    )
     for name, adder in _ADDERS.items():
         adder(sub.add_parser(name, help=_HELP[name], description=_HELP[name]))
 
@@ -163,7 +187,7 @@ def _in_process(command: str) -> engine.StepRunner:
     """Run one of our own subcommands here, capturing stdout and stderr together."""
 
     def run_child(argv: Sequence[str]) -> engine.StepResult:
-        parser = argparse.ArgumentParser(prog=f"superloop-ops promotion {command}")
+        parser = _ContractParser(prog=f"superloop-ops promotion {command}")
         _ADDERS[command](parser)
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
