@@ -613,3 +613,104 @@ def test_loop_ref_entries_use_existing_loops_without_owning_them(
     blocked = _pass(edge, ctx, deps, "adopt")
     assert blocked.blocked_reason == "loops_pending"
     assert edge.get("fleets", "adopt")["status"]["healthStatus"] == "failed"  # last rollup kept
+
+
+# -- fleet metrics: candidates by category and suppression, autonomous executions --------------
+
+CANDIDATES = "superloop_ops_fleet_candidates"
+AUTONOMOUS = "superloop_ops_fleet_autonomous_executions_total"
+CANDIDATE_LABELS = {"namespace", "fleet", "category", "suppression"}
+AUTONOMOUS_LABELS = {"namespace", "fleet", "outcome"}
+CATEGORY_VALUES = {"reconcile_failed", "health_critical", "health_degraded"}
+SUPPRESSION_VALUES = {"none", "loop", "global", "cooldown"}
+OUTCOME_VALUES = {"executed", "executed_unconfirmed", "execution_ambiguous", "execution_failed", "other"}
+
+
+def _fleet_samples(ctx: OperatorContext, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The samples of one metric family, keyed by their sorted label pairs."""
+    return {
+        tuple(sorted(sample.labels.items())): sample.value
+        for family in ctx.metrics.registry.collect()
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
+def _candidate_counts(ctx: OperatorContext, fleet: str) -> dict[tuple[str, str], float]:
+    out = {}
+    for labels, value in _fleet_samples(ctx, CANDIDATES).items():
+        found = dict(labels)
+        assert set(found) == CANDIDATE_LABELS
+        if (found["namespace"], found["fleet"]) == (NS, fleet):
+            out[(found["category"], found["suppression"])] = value
+    return out
+
+
+def test_fleet_metrics_count_candidates_by_category_and_suppression_and_autonomous_executions(
+    tmp_path: Path, edge: FakeFleetEdge, clock: FrozenClock
+) -> None:
+    policy = _policy("pol", clock)
+    policy["spec"]["suppressions"] = {"red1-1": ["reconcile_failed"], "*": ["health_critical"]}
+    policy["spec"]["noiseControls"]["dedupeWindowSeconds"] = 600
+    ctx, deps, repos = _drill_setup(tmp_path, edge, clock, policy, count=3)
+    edge.get("loops", "drill-red2-1")["status"] = _failed_status(health="degraded")
+
+    report = _pass(edge, ctx, deps, "drill")
+    assert report.ran
+    # red0: reconcile_failed (open) + health_critical (global); red1: reconcile_failed (its own
+    # loop entry) + health_critical (global); red2: reconcile_failed + health_degraded (open).
+    expected = {(c, s): 0.0 for c in CATEGORY_VALUES for s in SUPPRESSION_VALUES}
+    expected |= {
+        ("reconcile_failed", "none"): 2.0,
+        ("reconcile_failed", "loop"): 1.0,
+        ("health_critical", "global"): 2.0,
+        ("health_degraded", "none"): 1.0,
+    }
+    assert _candidate_counts(ctx, "drill") == expected
+    # The two open reconcile_failed candidates are allowed (category, intent cancel) and within
+    # the caps (3 per run, 1 per loop): both execute autonomously through the simulator.
+    executed = sorted(name for name, outcome in report.autonomous_outcomes if outcome == "executed")
+    assert executed == sorted(
+        fleet_k8s.compute_intent_name("drill", f"{loop}:reconcile_failed:cancel")
+        for loop in ("red0-1", "red2-1")
+    )
+    assert not _state_alive(repos[0])
+    assert not _state_alive(repos[2])
+    assert _state_alive(repos[1])
+    autonomous = _fleet_samples(ctx, AUTONOMOUS)
+    assert autonomous == {(("fleet", "drill"), ("namespace", NS), ("outcome", "executed")): 2.0}
+
+    # Within the dedupe window the same open candidates come back cooldown-suppressed, so nothing
+    # new is proposed or executed; the gauge is replaced (not added to), the counter holds.
+    clock.advance(3)
+    again = _pass(edge, ctx, deps, "drill")
+    assert again.autonomous_outcomes == ()
+    expected = {(c, s): 0.0 for c in CATEGORY_VALUES for s in SUPPRESSION_VALUES}
+    expected |= {
+        ("reconcile_failed", "cooldown"): 2.0,
+        ("reconcile_failed", "loop"): 1.0,
+        ("health_critical", "global"): 2.0,
+        ("health_degraded", "cooldown"): 1.0,
+    }
+    assert _candidate_counts(ctx, "drill") == expected
+    assert _fleet_samples(ctx, AUTONOMOUS) == autonomous
+
+    # Label values stay within closed vocabularies and object names: no trace ids, intent names
+    # or candidate ids, whatever the pass produced.
+    policy_state = _read_doc(_fleet_dir(tmp_path, "drill") / "policy-state.json")
+    unbounded = {str(c.get("traceId")) for c in policy_state["candidates"]} | {
+        str(c["candidateId"]) for c in policy_state["candidates"]
+    }
+    unbounded |= set(edge.names("handoffintents"))
+    for name in (CANDIDATES, AUTONOMOUS):
+        for labels in _fleet_samples(ctx, name):
+            values = dict(labels)
+            assert values["namespace"] == NS
+            assert values["fleet"] == "drill"
+            assert values.get("category", "reconcile_failed") in CATEGORY_VALUES
+            assert values.get("suppression", "none") in SUPPRESSION_VALUES
+            assert values.get("outcome", "executed") in OUTCOME_VALUES
+            assert not set(values.values()) & unbounded
+    assert {frozenset(dict(labels)) for labels in _fleet_samples(ctx, AUTONOMOUS)} == {
+        frozenset(AUTONOMOUS_LABELS)
+    }
