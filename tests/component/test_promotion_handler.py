@@ -87,8 +87,6 @@ class FakeEdge:
             del self.objects[(ref.plural, ref.namespace, ref.name)]
 
     def patch_status(self, ref: ObjectRef, status: Mapping[str, Any]) -> None:
-        if ref.name in self.fail_status_of:
-            raise ObjectNotFoundError("simulated crash before the status write")
         current = self.objects[(ref.plural, ref.namespace, ref.name)].setdefault("status", {})
         for key, value in status.items():
             if value is None:
@@ -104,6 +102,8 @@ class FakeEdge:
         remove: Sequence[str] = (),
         has_status: bool = True,
     ) -> None:
+        if ref.name in self.fail_status_of:
+            raise ObjectNotFoundError("simulated crash before the status write")
         current = self.objects[(ref.plural, ref.namespace, ref.name)].setdefault("status", {})
         current.update(copy.deepcopy(dict(fields)))
         for key in remove:
@@ -506,4 +506,6 @@ def test_the_gates_are_evaluated_over_the_fleet_journal_at_apply_time(
     env.create("stop", "rollback")
     assert env.run("stop").phase == "applied"
     assert env.status("stop")["record"]["decision"] == "hold"
+    assert env.status("stop")["record"]["idempotencyKey"] is None  # explicit null kept, as in the journal
+    assert env.status("stop")["record"] == env.records()[-1]
     assert env.effective()["manualPause"] is True

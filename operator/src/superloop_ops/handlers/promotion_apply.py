@@ -87,8 +87,8 @@ def reconcile_promotion(
             return promotion_operator.PromotionReport(phase="gone", status={})
         previous = dict(again.get("status") or {})
         report = promotion_operator.run_promotion_apply(again, deps)
-        if dict(report.status) != previous:
-            deps.edge.patch_status(ref, report.status)
+        # whole top-level fields by JSON patch: the record keeps its explicit nulls
+        fleet_handlers.write_status(deps.edge, ref, previous, report.status)
         _post(deps.edge, ref, promotion_k8s.compute_promotion_events(previous, report.status))
     if report.moved and report.policy_name:
         policy = fleet_operator.policy_ref(ref.namespace, report.policy_name)
