@@ -13,11 +13,14 @@ are set; tests pass stubs. The fleet status producer is a plain callable for the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import datetime as dt
+import fcntl
 import json
 import os
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -373,6 +376,18 @@ def _read_apply_rows(path: Path) -> list[Any]:
         return []
 
 
+@contextlib.contextmanager
+def _apply_lock(telemetry: Path) -> Iterator[None]:
+    """One apply at a time per journal: the replay check and the registry patch must not
+    interleave (two concurrent calls with one key would otherwise both apply)."""
+    with (telemetry.parent / f".{telemetry.name}.lock").open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def _read_registry_raw(path: Path) -> JsonObject:
     details = "registry file not found"
     if path.is_file():
@@ -414,6 +429,28 @@ def run_promotion_apply(options: ApplyOptions, *, clock: clock_mod.Clock | None 
     decision = promotion_apply.select_decision(promotion_state)
     promotion_apply.check_apply_allowed(request, decision, now)
 
+    files_used = {
+        "registryFile": registry_file,
+        "promotionStateFile": state_file,
+        "applyStateFile": apply_state,
+        "applyTelemetryFile": apply_telemetry,
+    }
+    with _apply_lock(Path(apply_telemetry)):
+        return _apply_locked(request, decision=decision, now=now, trace_id=trace_id, files_used=files_used)
+
+
+def _apply_locked(
+    request: promotion_apply.ApplyRequest,
+    *,
+    decision: Any,
+    now: dt.datetime,
+    trace_id: str,
+    files_used: Mapping[str, str],
+) -> JsonObject:
+    """Steps 7-15 of §3.2 (replay, registry, patch, record), under the journal's apply lock."""
+    registry_file = files_used["registryFile"]
+    apply_state = files_used["applyStateFile"]
+    apply_telemetry = files_used["applyTelemetryFile"]
     prior = promotion_apply.find_replay_record(
         _read_apply_rows(Path(apply_telemetry)), request.idempotency_key
     )
@@ -440,12 +477,7 @@ def run_promotion_apply(options: ApplyOptions, *, clock: clock_mod.Clock | None 
         fleet_id=fleet_registry.build_normalized_registry(raw, registry_file)["fleetId"],
         trace_id=trace_id,
         now=now,
-        files={
-            "registryFile": registry_file,
-            "promotionStateFile": state_file,
-            "applyStateFile": apply_state,
-            "applyTelemetryFile": apply_telemetry,
-        },
+        files=files_used,
     )
     assert outcome.after is not None
     assert outcome.governance is not None
