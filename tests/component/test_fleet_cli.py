@@ -201,6 +201,7 @@ def service_loop(loop_id: str, url: str) -> dict[str, Any]:
 # --- registry ---------------------------------------------------------------------------------
 
 
+# fleet.bats #1: the registry command fails closed on a sprite_service loop without a base URL
 def test_registry_command_prints_errors_in_order_and_exits_1(tmp_path: Path, cli: CliRun) -> None:
     write_registry(tmp_path, [{"loopId": "a", "transport": "sprite_service"}])
     code, _, err = cli("fleet", "registry", "--repo", str(tmp_path))
@@ -238,6 +239,7 @@ def test_commands_need_a_repo_and_a_registry(tmp_path: Path, cli: CliRun) -> Non
 # --- reconcile (real loop reconciler) -------------------------------------------------------
 
 
+# fleet.bats #11: partial failure with deterministic order and trace linkage
 def test_reconcile_partial_failure_with_deterministic_order_and_trace(tmp_path: Path, cli: CliRun) -> None:
     write_runtime(tmp_path, "loop-b")
     write_registry(tmp_path, [{"loopId": "loop-b"}, {"loopId": "loop-a"}])
@@ -261,6 +263,7 @@ def test_reconcile_partial_failure_with_deterministic_order_and_trace(tmp_path: 
     assert json.loads((fleet_dir(tmp_path) / "state.json").read_text()) == state
 
 
+# fleet.bats #12: deterministic order is stable across two runs
 def test_reconcile_deterministic_order_is_stable_across_runs(tmp_path: Path, cli: CliRun) -> None:
     for loop_id in ("loop-c", "loop-a", "loop-b"):
         write_runtime(tmp_path, loop_id)
@@ -275,6 +278,7 @@ def test_reconcile_deterministic_order_is_stable_across_runs(tmp_path: Path, cli
     assert orders == [["loop-a", "loop-b", "loop-c"]] * 2
 
 
+# fleet.bats #13: a local and a sprite_service loop both reconcile
 def test_reconcile_local_and_sprite_service_loops(
     tmp_path: Path,
     cli: CliRun,
@@ -296,6 +300,7 @@ def test_reconcile_local_and_sprite_service_loops(
     assert state["results"][1]["status"] == "success"
 
 
+# fleet.bats #14: degraded, critical and unreachable loops across both transports
 def test_reconcile_mixed_degraded_critical_and_failures(
     tmp_path: Path,
     cli: CliRun,
@@ -348,6 +353,7 @@ def _projection(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# fleet.bats #15: equivalent local and service repos project identically
 def test_reconcile_surfaces_match_between_equivalent_local_and_service_repos(
     tmp_path: Path,
     cli: CliRun,
@@ -500,6 +506,7 @@ def result(
     }
 
 
+# fleet.bats #16: advisory suppressions and exception buckets through policy and status
 def test_policy_and_status_project_suppressions_and_exceptions(tmp_path: Path, cli: CliRun) -> None:
     write_registry(
         tmp_path,
@@ -528,6 +535,7 @@ def test_policy_and_status_project_suppressions_and_exceptions(tmp_path: Path, c
     assert rows(tel / "policy-governance.jsonl")[0]["eventType"] == "autonomous_policy_initialized"
 
 
+# fleet.bats #19: suppression precedence and advisory cooldown across two runs
 def test_policy_cooldown_dedupes_across_runs_through_history(tmp_path: Path, cli: CliRun) -> None:
     write_registry(
         tmp_path,
@@ -554,6 +562,7 @@ def test_policy_cooldown_dedupes_across_runs_through_history(tmp_path: Path, cli
     assert (code, err.strip()) == (1, "error: --dedupe-window-seconds must be a non-negative integer")
 
 
+# fleet.bats #29: governance audit file: initialised, mutated, toggled
 def test_governance_audit_file_records_init_mutation_and_toggle(tmp_path: Path, cli: CliRun) -> None:
     loops = [{"loopId": "loop-a"}]
     write_json(fleet_dir(tmp_path) / "state.json", fleet_state(result("loop-a", "failed")))
@@ -588,6 +597,68 @@ def test_governance_audit_file_records_init_mutation_and_toggle(tmp_path: Path, 
     (fleet_dir(tmp_path) / "policy-state.json").unlink()
     cli("fleet", "policy", "--repo", str(tmp_path))
     assert rows(audit)[-1]["eventType"] == "autonomous_policy_initialized"
+
+
+# fleet.bats #30: governance audit snapshots stay deterministic across mutation reruns
+def test_governance_audit_snapshots_are_deterministic_across_mutation_reruns(
+    tmp_path: Path, cli: CliRun
+) -> None:
+    """One line per real change: the snapshot pair (previous, current) is taken from the
+    normalised controls, so an identical rerun after a mutation appends nothing."""
+    loops = [{"loopId": "loop-red"}]
+    audit = fleet_dir(tmp_path) / "telemetry" / "policy-governance.jsonl"
+    write_json(fleet_dir(tmp_path) / "state.json", fleet_state(result("loop-red", health="critical")))
+
+    def write(approval: str, rationale: str, run_cap: int) -> None:
+        write_registry(
+            tmp_path,
+            loops,
+            mode="guarded_auto",
+            noiseControls={"dedupeWindowSeconds": 0},
+            autonomous={
+                "governance": governance(approvalRef=approval, rationale=rationale),
+                "allow": {"categories": ["health_critical"], "intents": ["cancel"]},
+                "thresholds": {"minSeverity": "critical", "minConfidence": "high"},
+                "safety": {
+                    "maxActionsPerRun": run_cap,
+                    "maxActionsPerLoop": 1,
+                    "cooldownSeconds": 0,
+                    "killSwitch": False,
+                },
+            },
+        )
+
+    def run(trace: str) -> None:
+        code, _, err = cli("fleet", "policy", "--repo", str(tmp_path), "--trace-id", trace)
+        assert code == 0, err
+
+    write("CAB-301", "baseline approval", 1)
+    run("trace-audit-1")
+    (first,) = rows(audit)
+    assert first["eventType"] == "autonomous_policy_initialized"
+    assert first["controls"]["safety"]["maxActionsPerRun"] == 1
+    assert first["governance"]["approvalRef"] == "CAB-301"
+
+    write("CAB-302", "expanded run cap", 2)
+    run("trace-audit-2")
+    events = rows(audit)
+    assert len(events) == 2
+    assert events[0] == first  # append-only: the first snapshot is never rewritten
+    mutated = events[1]
+    assert mutated["eventType"] == "autonomous_policy_mutated"
+    assert mutated["traceId"] == "trace-audit-2"
+    assert mutated["previousGovernance"]["approvalRef"] == "CAB-301"
+    assert mutated["governance"]["approvalRef"] == "CAB-302"
+    assert mutated["previousControls"]["safety"]["maxActionsPerRun"] == 1
+    assert mutated["controls"]["safety"]["maxActionsPerRun"] == 2
+    # The previous snapshot of the mutation is exactly the snapshot the first event recorded.
+    assert mutated["previousGovernance"] == first["governance"]
+    assert mutated["previousControls"] == first["controls"]
+
+    before = audit.read_bytes()
+    for trace in ("trace-audit-3", "trace-audit-4"):
+        run(trace)
+    assert audit.read_bytes() == before
 
 
 def test_regression_expired_review_keeps_status_working(tmp_path: Path, cli: CliRun) -> None:
@@ -662,6 +733,7 @@ def guarded_registry(repo: Path, loops: list[dict[str, Any]], **autonomous: Any)
     )
 
 
+# fleet.bats #32: the plan maps unsuppressed candidates to pending cancel intents
 def test_plan_maps_unsuppressed_candidates_to_pending_intents(tmp_path: Path, cli: CliRun) -> None:
     write_registry(
         tmp_path, [{"loopId": "loop-red"}, {"loopId": "loop-blue"}], suppressions={"*": ["health_degraded"]}
@@ -683,6 +755,7 @@ def test_plan_maps_unsuppressed_candidates_to_pending_intents(tmp_path: Path, cl
     assert rows(fleet_dir(tmp_path) / "telemetry" / "handoff.jsonl")[-1]["category"] == "fleet_handoff_plan"
 
 
+# fleet.bats #33: the handoff keeps the policy's eligibility classification
 def test_handoff_keeps_eligibility_from_policy(tmp_path: Path) -> None:
     guarded_registry(
         tmp_path,
@@ -702,6 +775,7 @@ def test_handoff_keeps_eligibility_from_policy(tmp_path: Path) -> None:
     assert "fleet_handoff_auto_eligible_intents" in state["reasonCodes"]
 
 
+# fleet.bats #34: execute needs --confirm and propagates trace and idempotency key
 def test_execute_needs_confirm_and_propagates_trace_and_key_to_the_loop_journal(
     tmp_path: Path, cli: CliRun, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -760,6 +834,7 @@ def test_execute_needs_confirm_and_propagates_trace_and_key_to_the_loop_journal(
     assert state["execution"]["note"] == "manual_action"
 
 
+# fleet.bats #35: autonomous execute needs a guarded_auto policy
 def test_autonomous_execute_requires_guarded_auto_policy(tmp_path: Path, cli: CliRun) -> None:
     write_registry(tmp_path, [{"loopId": "loop-red"}])
     code, _, err = cli("fleet", "handoff", "--repo", str(tmp_path), "--autonomous-execute")
@@ -796,6 +871,7 @@ def test_unmatched_filter_fails_closed_after_the_plan_row(tmp_path: Path) -> Non
     assert rows(fleet_dir(tmp_path) / "telemetry" / "handoff.jsonl")[-1]["category"] == "fleet_handoff_plan"
 
 
+# fleet.bats #22: drill: the kill switch halts autonomy, a person executes
 def test_drill_kill_switch_falls_back_to_manual(tmp_path: Path) -> None:
     guarded_registry(
         tmp_path,
@@ -829,6 +905,7 @@ def test_drill_kill_switch_falls_back_to_manual(tmp_path: Path) -> None:
     assert control.calls[0].note == f"fleet_handoff:manual:{intent_id}"
 
 
+# fleet.bats #26: manual pause blocks autonomous dispatch, manual path stays
 def test_manual_pause_blocks_autonomous_dispatch_but_keeps_manual_path(tmp_path: Path) -> None:
     guarded_registry(tmp_path, [{"loopId": "loop-red"}], rollout={"pause": {"manual": True}})
     write_json(fleet_dir(tmp_path) / "state.json", fleet_state(result("loop-red", "failed")))
@@ -856,6 +933,7 @@ def _write_execute_rows(repo: Path, *executions: dict[str, int]) -> None:
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
+# fleet.bats #27: auto-pause on an ambiguity spike keeps the manual fallback
 def test_auto_pause_on_ambiguity_spike_keeps_manual_fallback(tmp_path: Path) -> None:
     guarded_registry(tmp_path, [{"loopId": "loop-red"}])
     write_json(fleet_dir(tmp_path) / "state.json", fleet_state(result("loop-red", "failed")))
@@ -883,6 +961,7 @@ def test_auto_pause_on_ambiguity_spike_keeps_manual_fallback(tmp_path: Path) -> 
     ) == (1, 0, 1)
 
 
+# fleet.bats #28: drill: a sprite_service outage auto-pauses autonomy
 def test_drill_sprite_outage_auto_pause(tmp_path: Path) -> None:
     guarded_registry(
         tmp_path,
@@ -975,6 +1054,7 @@ def _handoff_projection(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# fleet.bats #31: mixed autonomous outcomes project identically in two repos
 def test_mixed_autonomous_outcomes_project_identically_in_two_repos(tmp_path: Path) -> None:
     projections = []
     for name in ("one", "two"):
@@ -1006,6 +1086,7 @@ def test_mixed_autonomous_outcomes_project_identically_in_two_repos(tmp_path: Pa
     } <= set(projections[0]["reasonCodes"])
 
 
+# fleet.bats #36: autonomous execute dispatches only eligible intents
 def test_autonomous_execute_dispatches_only_eligible_intents(tmp_path: Path) -> None:
     _eligible_policy(
         tmp_path,
@@ -1029,6 +1110,7 @@ def test_autonomous_execute_dispatches_only_eligible_intents(tmp_path: Path) -> 
     assert control.calls[0].note == "fleet_handoff:autonomous:loop-red:reconcile_failed:cancel"
 
 
+# fleet.bats #37: drill: an ambiguous outcome is retry-guarded
 def test_drill_ambiguous_outcome_is_retry_guarded_until_a_person_acts(tmp_path: Path) -> None:
     _eligible_policy(tmp_path, [{"loopId": "loop-red"}], [("loop-red", "reconcile_failed")])
     control = RecordingControl({"loop-red": 2})
@@ -1055,6 +1137,7 @@ def test_drill_ambiguous_outcome_is_retry_guarded_until_a_person_acts(tmp_path: 
     assert released["intents"][0]["autonomous"]["eligible"] is True
 
 
+# fleet.bats #38: outcome to status mapping across transports
 def test_status_mapping_across_transports(tmp_path: Path) -> None:
     loops = [{"loopId": "loop-ok"}, {"loopId": "loop-amb", **SPRITE}, {"loopId": "loop-fail", **SPRITE}]
     _eligible_policy(

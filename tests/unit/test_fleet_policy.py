@@ -146,6 +146,7 @@ def test_cohort_bucket_is_in_range_and_deterministic(loop_id: str, salt: str) ->
 # --- advisory: candidates and suppression ---------------------------------------------------
 
 
+# fleet.bats #16: advisory suppressions split the candidates (policy half)
 def test_advisory_suppressions_split_candidates() -> None:
     reg = registry(
         ["loop-red", "loop-blue"], suppressions={"loop-red": ["reconcile_failed"], "*": ["health_degraded"]}
@@ -168,6 +169,7 @@ def test_advisory_suppressions_split_candidates() -> None:
     ]
 
 
+# fleet.bats #19: loop over global precedence, then advisory cooldown
 def test_suppression_precedence_then_advisory_cooldown_dedupes_the_second_run() -> None:
     reg = registry(
         ["loop-red", "loop-blue", "loop-green"],
@@ -222,6 +224,7 @@ def test_zero_window_disables_dedupe() -> None:
 # --- guarded_auto: gates, kill switch, caps, cooldown --------------------------------------------
 
 
+# fleet.bats #20: guarded_auto keeps advisory candidates and marks one eligible
 def test_guarded_auto_keeps_advisory_semantics_and_marks_one_eligible() -> None:
     reg = guarded(["loop-red"], allow={"categories": ["reconcile_failed"]})
     out = evaluate(reg, fleet_state(result("loop-red", "failed", "critical")))
@@ -239,6 +242,7 @@ def test_guarded_auto_keeps_advisory_semantics_and_marks_one_eligible() -> None:
     assert isinstance(out.history_rows[-1]["autonomousEligible"], bool)
 
 
+# fleet.bats #21: the kill switch blocks every otherwise eligible candidate
 def test_kill_switch_blocks_every_candidate_that_passed_other_gates() -> None:
     reg = guarded(
         ["loop-red"],
@@ -254,6 +258,7 @@ def test_kill_switch_blocks_every_candidate_that_passed_other_gates() -> None:
     assert "fleet_auto_kill_switch_enabled" in state["reasonCodes"]
 
 
+# fleet.bats #23: per-run and per-loop caps
 def test_run_and_loop_caps_are_consumed_in_loop_then_category_order() -> None:
     reg = guarded(
         ["loop-a", "loop-b", "loop-c"],
@@ -282,6 +287,7 @@ def test_run_and_loop_caps_are_consumed_in_loop_then_category_order() -> None:
     assert "fleet_auto_candidates_safety_blocked" in state["reasonCodes"]
 
 
+# fleet.bats #24: autonomous cooldown from history blocks a repeat
 def test_autonomous_cooldown_from_history_blocks_a_repeat() -> None:
     reg = guarded(
         ["loop-red"], safety={"maxActionsPerRun": 5, "maxActionsPerLoop": 5, "cooldownSeconds": 600}
@@ -306,6 +312,7 @@ def test_autonomous_cooldown_from_history_blocks_a_repeat() -> None:
     assert "fleet_auto_candidates_safety_blocked" in state["reasonCodes"]
 
 
+# fleet.bats #25: deterministic rollout cohort: scope and canary
 def test_rollout_cohort_scope_and_canary_are_stable_across_runs() -> None:
     # cohort-seed-v1 buckets: loop-1 55, loop-2 15, loop-3 75; canary 50.
     reg = guarded(
@@ -346,6 +353,7 @@ def test_canary_extremes(canary: int, selected: bool) -> None:
     assert candidate["autonomous"]["gates"]["rolloutCanarySelected"] is selected
 
 
+# fleet.bats #26: manual pause gates every candidate (policy half)
 def test_manual_pause_gates_every_candidate() -> None:
     reg = guarded(["loop-red"], rollout={"pause": {"manual": True}})
     state = evaluate(reg, fleet_state(result("loop-red", "failed"))).state
@@ -355,6 +363,7 @@ def test_manual_pause_gates_every_candidate() -> None:
     assert "fleet_auto_candidates_paused" in state["reasonCodes"]
 
 
+# fleet.bats #27: auto-pause on an ambiguity spike (policy half)
 def test_auto_pause_on_ambiguity_spike() -> None:
     reg = guarded(["loop-red"])
     handoff = [execute_row(2, ambiguous=1, minutes_ago=10), execute_row(2, ambiguous=1, minutes_ago=5)]
@@ -371,6 +380,7 @@ def test_auto_pause_on_ambiguity_spike() -> None:
     )
 
 
+# fleet.bats #28: sprite_service outage failure spike (policy half)
 def test_sprite_outage_failure_spike_pauses_both_candidates() -> None:
     reg = guarded(
         ["loop-sprite"],
@@ -523,6 +533,7 @@ def test_caps_hold_across_restarts_of_the_same_run(
 # --- governance audit -----------------------------------------------------------------------
 
 
+# fleet.bats #29: governance audit events: initialised, mutated, toggled
 def test_governance_audit_initialises_mutates_and_toggles() -> None:
     state_in = fleet_state(result("loop-a", "failed"))
     first = evaluate(registry(["loop-a"], mode="guarded_auto"), state_in, trace="t1")
@@ -551,6 +562,7 @@ def test_governance_audit_initialises_mutates_and_toggles() -> None:
     assert toggled.governance_event["mode"] == "advisory"
 
 
+# fleet.bats #30: governance audit snapshots of controls (core half)
 def test_governance_audit_tracks_control_changes_and_ignores_suppressions() -> None:
     state_in = fleet_state(result("loop-a", "failed"))
     base = registry(["loop-a"], mode="guarded_auto", autonomous={"safety": {"maxActionsPerRun": 1}})

@@ -50,16 +50,19 @@ def normalized(doc: dict[str, Any]) -> dict[str, Any]:
 # --- the ten registry scenarios of the reference suite -----------------------------------------
 
 
+# fleet.bats #1: a sprite_service loop without a base URL is refused
 def test_sprite_service_loop_needs_a_base_url() -> None:
     doc = registry({"loopId": "loop-a", "transport": "sprite_service"})
     assert errors(doc) == ["loops[0]: sprite_service loops require service.baseUrl or sprite.serviceBaseUrl"]
 
 
+# fleet.bats #2: an unknown category under the * suppression is refused
 def test_unknown_category_in_the_wildcard_suppression_is_refused() -> None:
     doc = registry(suppressions={"*": ["health_degraded", "made_up"]})
     assert errors(doc) == ["policy.suppressions.* contains unknown categories"]
 
 
+# fleet.bats #3: guarded_auto with full governance normalises custom allow/thresholds/safety
 def test_guarded_auto_with_full_governance_normalises_custom_controls() -> None:
     doc = registry(
         mode="guarded_auto",
@@ -82,16 +85,19 @@ def test_guarded_auto_with_full_governance_normalises_custom_controls() -> None:
     assert auto["governance"]["reviewWindowDays"] == 311
 
 
+# fleet.bats #4: an unsupported allow.categories value is refused
 def test_unsupported_autonomous_category_is_refused() -> None:
     doc = registry(autonomous={"allow": {"categories": ["reconcile_failed", "loop_on_fire"]}})
     assert errors(doc) == ["policy.autonomous.allow.categories contains unsupported categories"]
 
 
+# fleet.bats #5: approve in allow.intents is refused
 def test_approve_is_not_an_autonomous_intent() -> None:
     doc = registry(autonomous={"allow": {"intents": ["cancel", "approve"]}})
     assert errors(doc) == ["policy.autonomous.allow.intents contains unsupported intents"]
 
 
+# fleet.bats #6: bad minConfidence and a negative run cap give both messages
 def test_bad_confidence_and_negative_run_cap_both_reported_in_order() -> None:
     doc = registry(
         autonomous={"thresholds": {"minConfidence": "certain"}, "safety": {"maxActionsPerRun": -1}}
@@ -102,6 +108,7 @@ def test_bad_confidence_and_negative_run_cap_both_reported_in_order() -> None:
     ]
 
 
+# fleet.bats #7: rollout canary and scope normalise with cohort defaults
 def test_rollout_controls_normalise_with_cohort_defaults() -> None:
     doc = registry(
         {"loopId": "loop-a"},
@@ -116,6 +123,7 @@ def test_rollout_controls_normalise_with_cohort_defaults() -> None:
     assert rollout["autoPause"]["lookbackExecutions"] == 5
 
 
+# fleet.bats #8: canary 101, unknown scope id, failure rate 1.5: one message each
 def test_invalid_rollout_controls_give_one_message_each() -> None:
     doc = registry(
         autonomous={
@@ -134,6 +142,7 @@ def test_invalid_rollout_controls_give_one_message_each() -> None:
     ]
 
 
+# fleet.bats #9: guarded_auto without governance lists every missing field
 def test_guarded_auto_without_governance_lists_every_missing_field() -> None:
     found = errors(registry(mode="guarded_auto"))
     assert found == [
@@ -146,6 +155,7 @@ def test_guarded_auto_without_governance_lists_every_missing_field() -> None:
     ]
 
 
+# fleet.bats #10: guarded_auto with a past reviewBy is refused
 def test_guarded_auto_review_deadline_in_the_past_is_refused() -> None:
     doc = registry(
         mode="guarded_auto",

@@ -132,6 +132,7 @@ def intent(
 # --- scenarios ---------------------------------------------------------------------------------
 
 
+# fleet.bats #16: status: exception buckets and drill-down pointers (status half)
 def test_advisory_policy_and_exception_buckets_with_drill_down_pointers() -> None:
     state = fleet_state(result("loop-red", "failed", "critical"), result("loop-blue", "success", "degraded"))
     policy = {
@@ -161,6 +162,7 @@ def test_advisory_policy_and_exception_buckets_with_drill_down_pointers() -> Non
     ]  # fmt: skip
 
 
+# fleet.bats #17: status: safety-gate decisions and autonomous handoff outcomes
 def test_autonomous_safety_gates_and_handoff_outcomes() -> None:
     state = fleet_state(result("loop-red", "failed", "critical"), result("loop-blue", "success", "critical"))
     policy = {
@@ -236,6 +238,7 @@ def test_autonomous_safety_gates_and_handoff_outcomes() -> None:
     assert out["traceLinkage"]["sharedTraceId"] is None
 
 
+# fleet.bats #18: status: governance posture, outcome rollups, suppression paths
 def test_governance_posture_rollups_and_suppression_paths() -> None:
     state = fleet_state(
         result("loop-red", "failed", "critical"),

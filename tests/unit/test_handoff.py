@@ -145,6 +145,7 @@ def test_control_status_to_exit_code(status: str | None, code: int) -> None:
 # --- plan ------------------------------------------------------------------------------------
 
 
+# fleet.bats #32: the plan maps unsuppressed candidates to pending intents (core)
 def test_plan_maps_unsuppressed_candidates_to_pending_intents() -> None:
     state = plan(
         policy(
@@ -180,6 +181,7 @@ def test_plan_maps_unsuppressed_candidates_to_pending_intents() -> None:
     assert row["summary"]["policyTraceId"] == "trace-policy-1"
 
 
+# fleet.bats #33: the plan preserves the policy's eligibility (core)
 def test_plan_preserves_policy_eligibility() -> None:
     state = plan(
         policy(
@@ -233,6 +235,7 @@ def test_expired_governance_strips_autonomous_eligibility() -> None:
 # --- execution -------------------------------------------------------------------------------
 
 
+# fleet.bats #36: autonomous execution dispatches only eligible intents (core)
 def test_autonomous_execution_dispatches_only_eligible_intents() -> None:
     state = plan(
         policy(
@@ -260,6 +263,7 @@ def test_autonomous_execution_dispatches_only_eligible_intents() -> None:
     assert row["execution"]["requestedIntentCount"] == 1
 
 
+# fleet.bats #38: outcome to intent status mapping (core)
 def test_status_mapping_across_outcomes() -> None:
     red = candidate("loop-red", "reconcile_failed", eligible=True)
     blue = candidate("loop-blue", "health_critical", eligible=True)
@@ -322,6 +326,7 @@ def test_precheck_refuses_service_intent_without_base_url() -> None:
 # --- retry guard ------------------------------------------------------------------------------
 
 
+# fleet.bats #37: an ambiguous outcome guards the next autonomous run (core)
 def test_ambiguous_outcome_guards_the_next_autonomous_run() -> None:
     pol = policy(candidate("loop-red", "reconcile_failed", eligible=True), mode="guarded_auto")
     first = execute(plan(pol), "autonomous", {"loop-red": 2})
