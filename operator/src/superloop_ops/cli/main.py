@@ -51,7 +51,10 @@ def _load(name: str) -> _Command:
 
 
 def build_parser(selected: str | None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="superloop-ops", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="superloop-ops",
+        description="The runbook's commands on a plain repository directory (no cluster needed).",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_, help_text) in COMMANDS.items():
         child = sub.add_parser(name, help=help_text, description=help_text)
