@@ -21,7 +21,7 @@ from superloop_ops.engine import fleet_operator, promotion_operator
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
 from superloop_ops.handlers import fleet as fleet_handlers
 from superloop_ops.handlers.context import OperatorContext, fetch_context
-from superloop_ops.k8s.edge import GROUP, VERSION, ObjectRef
+from superloop_ops.k8s.edge import GROUP, VERSION, KubeEdge, ObjectRef
 
 __all__ = [
     "build_promotion_deps",
@@ -48,10 +48,10 @@ def fetch_promotion_deps(memo: Any) -> promotion_operator.PromotionDeps:
     return deps
 
 
-def _post(ctx_edge: Any, ref: ObjectRef, events: list[promotion_k8s.PromotionEvent]) -> None:
+def _post(edge: KubeEdge, ref: ObjectRef, events: list[promotion_k8s.PromotionEvent]) -> None:
     for event in events:
         try:
-            ctx_edge.post_event(ref, event.type, event.reason, event.message)
+            edge.post_event(ref, event.type, event.reason, event.message)
         except OperatorError as exc:
             log.warning("could not post Event %s for %s/%s: %s", event.reason, ref.namespace, ref.name, exc)
 
