@@ -9,6 +9,8 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml ./
 COPY operator/ operator/
+# the package data (operator/src/superloop_ops/data/) are symlinks into config/
+COPY config/ config/
 RUN python -m venv /opt/superloop-ops \
  && /opt/superloop-ops/bin/pip install --upgrade pip \
  && /opt/superloop-ops/bin/pip install .
