@@ -4,7 +4,8 @@
 (the operator mirrors the JSON surfaces there), ``intents`` lists HandoffIntents with their
 phase, ``approve <intent>`` annotates an intent as the current user (the name comes from a
 SelfSubjectReview, so the chart's admission policy, which demands ``approved-by`` equal to the
-requesting user, accepts it), and ``replay <loop>`` asks for a one-shot replay from the start.
+requesting user, accepts it), ``replay <loop>`` asks for a one-shot replay from the start, and
+``drill record`` records incident drill evidence for the promotion gates (``kubectl_drill``).
 
 Honours ``--kubeconfig``, ``--context`` and ``-n/--namespace`` like kubectl itself.
 """
@@ -18,7 +19,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from superloop_ops.cli import kubectl_fleet
+from superloop_ops.cli import kubectl_drill, kubectl_fleet
 from superloop_ops.core.artifacts import jq_get
 from superloop_ops.core.handoff_intent import (
     ANNOTATION_APPROVED,
@@ -33,7 +34,7 @@ from superloop_ops.core.loop_status import (
     REPLAY_FROM_START,
 )
 from superloop_ops.errors import OperatorError
-from superloop_ops.k8s.edge import GROUP, VERSION, build_api_client, map_api_exception
+from superloop_ops.k8s.edge import GROUP, VERSION, ObjectNotFoundError, build_api_client, map_api_exception
 
 __all__ = ["build_parser", "build_status_snapshot", "main"]
 
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="replay a Loop's events from the start (one-shot)")
     replay.add_argument("loop")
     kubectl_fleet.add_parser(sub)
+    kubectl_drill.add_parser(sub)
     return parser
 
 
@@ -166,6 +168,42 @@ class _Cluster:
             ),
         )
 
+    def _write(self, what: str, fn: Any) -> Any:
+        """Like ``_call``, with 409 (changed or created meanwhile) as ``WriteConflictError``."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            return fn()
+        except ApiException as exc:
+            if exc.status == 409:
+                raise kubectl_drill.WriteConflictError(f"{what}: conflict") from exc
+            raise map_api_exception(exc, what) from exc
+        except (HTTPError, OSError) as exc:
+            raise map_api_exception(exc, what) from exc
+
+    def fetch_config_map(self, name: str) -> tuple[dict[str, str], str] | None:
+        core = self._client.CoreV1Api(self.api)
+        try:
+            found = self._call(
+                f"configmaps/{name}", lambda: core.read_namespaced_config_map(name, self.namespace)
+            )
+        except ObjectNotFoundError:
+            return None
+        return dict(found.data or {}), str(found.metadata.resource_version)
+
+    def create_config_map(self, name: str, data: Mapping[str, str]) -> None:
+        core = self._client.CoreV1Api(self.api)
+        body = self._client.V1ConfigMap(metadata=self._client.V1ObjectMeta(name=name), data=dict(data))
+        self._write(f"configmaps/{name}", lambda: core.create_namespaced_config_map(self.namespace, body))
+
+    def patch_config_map(self, name: str, data: Mapping[str, str], resource_version: str) -> None:
+        core = self._client.CoreV1Api(self.api)
+        body = {"metadata": {"resourceVersion": resource_version}, "data": dict(data)}
+        self._write(
+            f"configmaps/{name}", lambda: core.patch_namespaced_config_map(name, self.namespace, body)
+        )
+
     def username(self) -> str:
         """Who the API server says we are (SelfSubjectReview), as the admission policy sees it."""
         api = self._client.AuthenticationV1Api(self.api)
@@ -212,6 +250,8 @@ def run(args: argparse.Namespace, now: dt.datetime | None = None) -> int:
         return 0
     if args.command == "fleet":
         return kubectl_fleet.run(cluster, args)
+    if args.command == "drill":
+        return kubectl_drill.run(cluster, args, moment)
     if args.command == "intents":
         rows = [["NAME", "LOOP", "INTENT", "PHASE", "APPROVED-BY", "KEY"]]
         for item in sorted(cluster.list("handoffintents"), key=lambda i: str(jq_get(i, "metadata", "name"))):

@@ -34,6 +34,7 @@ from superloop_ops.journal import files
 __all__ = [
     "ApplyOptions",
     "CiOptions",
+    "DrillEvidenceText",
     "GatesOptions",
     "PromotionPaths",
     "StatusProducer",
@@ -208,6 +209,17 @@ class GatesOptions:
     trace_id: str | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class DrillEvidenceText:
+    """Drill evidence read somewhere other than a file (the operator's ConfigMap).
+
+    ``text`` None means missing; ``source`` is echoed as ``source.drillStateFile``.
+    """
+
+    source: str
+    text: str | None
+
+
 def _load_status_file(path: str) -> Any:
     if not Path(path).is_file():
         raise ContractError(f"fleet status file not found: {path}")
@@ -226,8 +238,12 @@ def run_promotion_gates(
     *,
     status_producer: StatusProducer | None = None,
     clock: clock_mod.Clock | None = None,
+    drill_evidence: DrillEvidenceText | None = None,
 ) -> promotion_gates.PromotionEvaluation:
-    """Evaluate the five gates; write the state file and append the telemetry row (§1.6)."""
+    """Evaluate the five gates; write the state file and append the telemetry row (§1.6).
+
+    ``drill_evidence`` replaces the drill state file (the operator reads a ConfigMap).
+    """
     clk = clock or clock_mod.SystemClock()
     paths = PromotionPaths(options.repo)
     trace_id = resolve_trace_id(options.trace_id)
@@ -239,14 +255,22 @@ def run_promotion_gates(
         repo_path=str(options.repo),
         fleet_status_file=options.fleet_status_file or None,
         handoff_telemetry_file=paths.pick("handoff_telemetry_file", options.handoff_telemetry_file),
-        drill_state_file=paths.pick("drill_state_file", options.drill_state_file),
+        drill_state_file=(
+            drill_evidence.source
+            if drill_evidence is not None
+            else paths.pick("drill_state_file", options.drill_state_file)
+        ),
         promotion_state_file=paths.pick("promotion_state_file", options.promotion_state_file),
         promotion_telemetry_file=paths.pick("promotion_telemetry_file", options.promotion_telemetry_file),
     )
     evaluation = promotion_gates.build_promotion_evaluation(
         status=status,
         handoff=promotion_gates.build_handoff_evidence(fetch_evidence_text(sources.handoff_telemetry_file)),
-        drills=promotion_gates.build_drill_evidence(fetch_evidence_text(sources.drill_state_file)),
+        drills=promotion_gates.build_drill_evidence(
+            drill_evidence.text
+            if drill_evidence is not None
+            else fetch_evidence_text(sources.drill_state_file)
+        ),
         thresholds=options.thresholds,
         sources=sources,
         trace_id=trace_id,

@@ -13,6 +13,8 @@ promotion engine's five gates at evaluation time over the Fleet's own journal (t
 surface, ``telemetry/handoff.jsonl``, ``drills/promotion.v1.json``) with the PromotionApply's uid
 as trace id, and persists the document as the gates do (``promotion-state.json`` plus a
 ``telemetry/promotion.jsonl`` line), so the decision an apply saw is audited next to its record.
+When the FleetPolicy names a drill evidence ConfigMap (``spec.promotion.drillEvidenceConfigMapRef``)
+the drills come from it instead of the journal file (``engine.promotion_drills``).
 A stale decision is never used. ``fetch_promotion_state`` (read the state file only) is the
 alternative for a journal whose decision is produced elsewhere. No decision (no fleet pass yet)
 blocks ``expand``/``resume`` and never a rollback.
@@ -30,16 +32,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from superloop_ops.clock import Clock
 from superloop_ops.core import promotion_apply
 from superloop_ops.core import promotion_k8s as core
 from superloop_ops.core.jsonutil import JsonObject
 from superloop_ops.engine import fleet as engine_fleet
-from superloop_ops.engine import fleet_operator
+from superloop_ops.engine import fleet_operator, promotion_drills
 from superloop_ops.engine import promotion as engine_promotion
 from superloop_ops.errors import ContractError, InvalidSpecError
 from superloop_ops.journal import files
@@ -89,8 +91,22 @@ class PromotionPaths:
         }
 
 
-DecisionSource = Callable[[PromotionPaths, Clock, str], Mapping[str, Any] | None]
-"""``(paths, clock, trace_id)`` -> the promotion decision document (``summary.decision``), or None."""
+class DecisionSource(Protocol):
+    """``(paths, clock, trace_id, drills=...)`` -> the decision document (``summary.decision``), or None.
+
+    ``drills`` is the drill evidence read from the FleetPolicy's ConfigMap (None: use the
+    journal's drill file).
+    """
+
+    def __call__(
+        self,
+        paths: PromotionPaths,
+        clock: Clock,
+        trace_id: str,
+        /,
+        *,
+        drills: engine_promotion.DrillEvidenceText | None = None,
+    ) -> Mapping[str, Any] | None: ...
 
 
 def build_promotion_paths(settings: Settings, namespace: str, fleet_name: str) -> PromotionPaths:
@@ -109,13 +125,25 @@ def build_promotion_paths(settings: Settings, namespace: str, fleet_name: str) -
     )
 
 
-def fetch_promotion_state(paths: PromotionPaths, clock: Clock, trace_id: str) -> Mapping[str, Any] | None:
+def fetch_promotion_state(
+    paths: PromotionPaths,
+    clock: Clock,
+    trace_id: str,
+    *,
+    drills: engine_promotion.DrillEvidenceText | None = None,
+) -> Mapping[str, Any] | None:
     """The last decision document in the fleet journal; None when missing or invalid."""
     value = files.read_json(paths.promotion_state_file)
     return value if isinstance(value, Mapping) else None
 
 
-def evaluate_promotion_gates(paths: PromotionPaths, clock: Clock, trace_id: str) -> Mapping[str, Any] | None:
+def evaluate_promotion_gates(
+    paths: PromotionPaths,
+    clock: Clock,
+    trace_id: str,
+    *,
+    drills: engine_promotion.DrillEvidenceText | None = None,
+) -> Mapping[str, Any] | None:
     """The five gates now, over this Fleet's journal; None when the Fleet has no pass recorded yet."""
 
     def fleet_status(_repo: Path) -> Any:
@@ -130,7 +158,9 @@ def evaluate_promotion_gates(paths: PromotionPaths, clock: Clock, trace_id: str)
         trace_id=trace_id,
     )
     try:
-        evaluation = engine_promotion.run_promotion_gates(options, status_producer=fleet_status, clock=clock)
+        evaluation = engine_promotion.run_promotion_gates(
+            options, status_producer=fleet_status, clock=clock, drill_evidence=drills
+        )
     except ContractError:
         return None
     return evaluation.document
@@ -297,7 +327,10 @@ def run_promotion_apply(body: Mapping[str, Any], deps: PromotionDeps) -> Promoti
                 message=str(exc),
                 retry_after=60.0,
             )
-    decision, gate_codes = _decision_of(deps.decision_source(paths, deps.clock, ev.uid or ev.name))
+    drills = promotion_drills.fetch_drill_evidence(deps.edge, ev.namespace, policy)
+    decision, gate_codes = _decision_of(
+        deps.decision_source(paths, deps.clock, ev.uid or ev.name, drills=drills)
+    )
     review_by = request.apply.review_by
     verdict = core.decide_apply(request.apply, decision=decision, now=ev.now)
     if verdict.action == "reject":

@@ -31,6 +31,7 @@ from superloop_ops.handlers.context import OperatorContext, fetch_context
 from superloop_ops.k8s.edge import GROUP, VERSION, ObjectRef
 from superloop_ops.k8s.fleet_edge import FleetEdge, KubernetesFleetEdge
 from superloop_ops.metrics_fleet import fetch_fleet_metrics
+from superloop_ops.metrics_promotion import fetch_promotion_metrics
 from superloop_ops.models.fleet_policy import FleetPolicy
 
 __all__ = [
@@ -251,6 +252,9 @@ def on_fleet_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Drop the fleet gauges; owned Loops and HandoffIntents go with the Fleet (garbage collection)."""
     meta = body.get("metadata") or {}
     fetch_fleet_metrics(fetch_context(memo).metrics).forget_fleet(
+        str(meta.get("namespace", "")), str(meta.get("name", ""))
+    )
+    fetch_promotion_metrics(fetch_context(memo).metrics).forget_fleet(
         str(meta.get("namespace", "")), str(meta.get("name", ""))
     )
 

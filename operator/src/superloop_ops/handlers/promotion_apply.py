@@ -22,6 +22,7 @@ from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, Oper
 from superloop_ops.handlers import fleet as fleet_handlers
 from superloop_ops.handlers.context import OperatorContext, fetch_context
 from superloop_ops.k8s.edge import GROUP, VERSION, KubeEdge, ObjectRef
+from superloop_ops.metrics_promotion import fetch_promotion_metrics
 
 __all__ = [
     "build_promotion_deps",
@@ -63,6 +64,20 @@ def _fleet_lock_key(deps: promotion_operator.PromotionDeps, namespace: str, flee
     return uid or f"{namespace}/{fleet_name}"
 
 
+def _observe(
+    ctx: OperatorContext,
+    namespace: str,
+    fleet_name: str,
+    body: Mapping[str, Any],
+    report: promotion_operator.PromotionReport,
+) -> None:
+    """Metrics of one evaluation: the gates' decision, and the outcome once it is final."""
+    metrics = fetch_promotion_metrics(ctx.metrics)
+    metrics.observe_decision(namespace, fleet_name, report.status.get("decision"))
+    intent = str((body.get("spec") or {}).get("intent") or "")
+    metrics.record_apply(namespace, fleet_name, intent, report.phase)
+
+
 def reconcile_promotion(
     body: Mapping[str, Any],
     ctx: OperatorContext,
@@ -90,6 +105,8 @@ def reconcile_promotion(
         # whole top-level fields by JSON patch: the record keeps its explicit nulls
         fleet_handlers.write_status(deps.edge, ref, previous, report.status)
         _post(deps.edge, ref, promotion_k8s.compute_promotion_events(previous, report.status))
+        if previous.get("phase") not in promotion_k8s.TERMINAL_PHASES:
+            _observe(ctx, ref.namespace, fleet_name, again, report)
     if report.moved and report.policy_name:
         policy = fleet_operator.policy_ref(ref.namespace, report.policy_name)
         record = report.status.get("record")

@@ -239,6 +239,7 @@ def build_registry_document(
     if policy is None:
         return doc
     policy_doc = policy.model_dump(mode="json", by_alias=True, exclude_none=True)
+    policy_doc.pop("promotion", None)  # operator-only evidence sources, not a registry field
     if effective is not None:
         rollout = policy_doc["autonomous"]["rollout"]
         if effective.canary_percent is not None:

@@ -40,11 +40,13 @@ from superloop_ops.models.common import (
 
 __all__ = [
     "CATEGORIES",
+    "DEFAULT_DRILL_EVIDENCE_KEY",
     "DEFAULT_SALT",
     "AllowSettings",
     "AutoPauseSettings",
     "AutonomousSettings",
     "Category",
+    "DrillEvidenceConfigMapRef",
     "EffectiveRollout",
     "FleetPolicy",
     "FleetPolicySpec",
@@ -53,6 +55,7 @@ __all__ = [
     "NoiseControls",
     "PauseSettings",
     "PolicyMode",
+    "PromotionSettings",
     "RolloutScope",
     "RolloutSelector",
     "RolloutSettings",
@@ -64,6 +67,7 @@ Category = Literal["reconcile_failed", "health_critical", "health_degraded"]
 CATEGORIES: tuple[Category, ...] = ("reconcile_failed", "health_critical", "health_degraded")
 PolicyMode = Literal["advisory", "guarded_auto"]
 DEFAULT_SALT = "fleet-autonomous-rollout-v1"
+DEFAULT_DRILL_EVIDENCE_KEY = "promotion.v1.json"
 _GA = "policy.mode is guarded_auto"
 _GOV = "policy.autonomous.governance"
 
@@ -211,6 +215,35 @@ class AutonomousSettings(SpecModel):
     rollout: RolloutSettings = nested(RolloutSettings)
 
 
+class DrillEvidenceConfigMapRef(SpecModel):
+    """A ConfigMap in the FleetPolicy's namespace holding the drill evidence document.
+
+    The key holds the document the runbook writes to ``drills/promotion.v1.json``
+    (``{schemaVersion, updatedAt, drills: [{id, status, completedAt}]}``); ``kubectl superloop
+    drill record`` creates and updates it. The operator only reads it (RBAC ``get``).
+    """
+
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+    """ConfigMap name."""
+    key: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")] = (
+        DEFAULT_DRILL_EVIDENCE_KEY
+    )
+    """Data key holding the JSON document."""
+
+
+class PromotionSettings(SpecModel):
+    """Where the promotion gates find evidence that only people can produce."""
+
+    drill_evidence_config_map_ref: DrillEvidenceConfigMapRef | None = None
+    """Drill evidence for the drill_recency gate, kept in a ConfigMap (GitOps-friendly).
+
+    When set, PromotionApply evaluations read the drills from this ConfigMap instead of the
+    Fleet journal's drills/promotion.v1.json: a missing ConfigMap or key gives
+    promotion_drill_state_missing, a value that is not valid JSON (or whose drills is not an
+    array) gives promotion_drill_state_invalid. When unset, the journal file is read.
+    """
+
+
 def _governance_field_rule(cel_field: str, py_field: str) -> CelRule:
     return CelRule(
         rule=(
@@ -264,6 +297,8 @@ class FleetPolicySpec(SpecModel):
     """loopId (or `*`) to categories whose candidates are suppressed."""
     noise_controls: NoiseControls = nested(NoiseControls)
     autonomous: AutonomousSettings = nested(AutonomousSettings)
+    promotion: PromotionSettings | None = None
+    """Promotion evidence sources (drill evidence ConfigMap); not part of the registry policy."""
 
 
 class EffectiveRollout(StatusModel):
