@@ -85,7 +85,8 @@ Namespaced rules: exactly the verbs the operator uses in a watched namespace.
     {{- toYaml . | nindent 4 }}
   {{- end }}
   verbs: [get]
-# Alert sink catalogs referenced by Loops (spec.alerts.sinksConfigMapRef).
+# Alert sink catalogs referenced by Loops (spec.alerts.sinksConfigMapRef) and drill evidence
+# referenced by FleetPolicies (spec.promotion.drillEvidenceConfigMapRef): read only.
 - apiGroups: [""]
   resources: [configmaps]
   {{- with .Values.rbac.configMapNames }}
