@@ -477,6 +477,9 @@ DENIED = [
     ("get", "configmaps/some-other-configmap"),
     ("list", "configmaps"),
     ("update", "configmaps"),
+    # drill evidence ConfigMaps are written by people (kubectl superloop drill record); the operator reads
+    ("create", "configmaps"),
+    ("patch", f"configmaps/{GIVEN_CONFIG_MAP}"),
     *[("update", f"{plural}.{GROUP}") for plural in PLURALS],
     *[("delete", f"{plural}.{GROUP}") for plural in ("fleets", "fleetpolicies", "promotionapplies")],
     *[("deletecollection", f"{plural}.{GROUP}") for plural in PLURALS],

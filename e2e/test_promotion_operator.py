@@ -11,10 +11,17 @@ FleetPolicy with a 50% canary:
 - after an operator restart, a second object with the same idempotency key replays the record
   and moves nothing (the journal remembers);
 - the spec of a PromotionApply cannot be edited (``kubectl apply`` is rejected by the CRD).
+
+A second Fleet, whose FleetPolicy names a drill evidence ConfigMap: an ``expand`` is held on
+missing drills; a person (``alice``, with her own RBAC on that ConfigMap: the operator may only
+read it) records the three drills with ``kubectl superloop drill record``; the gates then pass
+``drill_recency``, and with 20 clean autonomous executions seeded into the fleet's handoff
+telemetry (the outcome_reliability sample) a second ``expand`` is applied and moves the canary.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -26,7 +33,18 @@ import pytest
 
 from e2e.harness.cluster import Cluster
 from e2e.harness.identities import write_service_account_kubeconfig
-from e2e.test_fleet_operator import API, CHART, Env, _cond, _eventually, _fleet, _local, _policy
+from e2e.test_fleet_operator import (
+    API,
+    CHART,
+    GROUP,
+    PLUGIN,
+    Env,
+    _cond,
+    _eventually,
+    _fleet,
+    _local,
+    _policy,
+)
 from superloop_ops.journal import files
 
 FLEET = "promo"
@@ -174,3 +192,141 @@ def test_promotion_apply_moves_the_effective_posture_once(env: Env) -> None:
     assert edited.returncode != 0
     assert "spec is immutable" in edited.stderr
     assert env.get("promotionapplies", "stop-1")["spec"]["intent"] == "rollback"
+
+
+DRILL_FLEET = "drilled"
+DRILL_POLICY = "drilled-policy"
+DRILL_CM = "drilled-evidence"
+DRILLS = ("kill_switch", "sprite_service_outage", "ambiguous_retry_guard")
+
+
+def _grant_drill_recorder(env: Env) -> None:
+    """``alice`` may read FleetPolicies and create/patch the evidence ConfigMap, nothing more."""
+    cluster, namespace = env.cluster, env.namespace
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "drill-recorders", "namespace": namespace},
+        "rules": [
+            {"apiGroups": [GROUP], "resources": ["fleetpolicies"], "verbs": ["get"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+            {
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "resourceNames": [DRILL_CM],
+                "verbs": ["get", "patch"],
+            },
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "drill-recorders", "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "drill-recorders"},
+        "subjects": [
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": cluster.username("alice")}
+        ],
+    }
+    cluster.kubectl(
+        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [role, binding]})
+    )
+
+    def can_create() -> bool:
+        answer = cluster.kubectl(
+            "auth", "can-i", "create", "configmaps", "-n", namespace, context="alice", check=False
+        )
+        return answer.stdout.strip() == "yes"
+
+    _eventually(can_create, what="RBAC for the drill recorder")
+
+
+def _record_drill(env: Env, drill: str, status: str) -> subprocess.CompletedProcess[str]:
+    argv = [*PLUGIN, f"--kubeconfig={env.cluster.kubeconfig}", *env.cluster.identity_args("alice")]
+    argv += ["-n", env.namespace, "drill", "record", "--fleet-policy", DRILL_POLICY]
+    argv += ["--drill", drill, "--status", status]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+def _gates_state(env: Env) -> dict[str, Any]:
+    state = files.read_json(env.fleet_dir(DRILL_FLEET) / "promotion-state.json")
+    assert isinstance(state, dict)
+    return state
+
+
+def _expand(name: str) -> dict[str, Any]:
+    body = _promotion(name, "expand", name, expandStep=25)
+    body["spec"]["fleetRef"] = {"name": DRILL_FLEET}
+    return body
+
+
+def test_drills_recorded_with_the_plugin_pass_the_drill_gate_and_an_expand_moves_the_canary(env: Env) -> None:
+    sim = env.simulate("running", "drilled")
+    policy = _policy(DRILL_POLICY, categories=["health_critical"], rollout={"canaryPercent": 25})
+    policy["spec"]["promotion"] = {"drillEvidenceConfigMapRef": {"name": DRILL_CM}}
+    env.apply(policy)
+    env.apply(_fleet(DRILL_FLEET, DRILL_POLICY, [_local(sim)]))
+    _eventually(
+        lambda: env.status("fleets", DRILL_FLEET).get("healthStatus") == "success",
+        timeout=90,
+        what="a pass of the drilled fleet",
+    )
+    source = f"configmap://{env.namespace}/{DRILL_CM}/promotion.v1.json"
+
+    # 1. no ConfigMap yet: the expand is held on missing drill evidence, read from the ConfigMap
+    env.apply(_expand("drilled-grow-0"))
+    _eventually(lambda: _phase(env, "drilled-grow-0") == "rejected", timeout=60, what="the first expand")
+    assert "promotion_drill_state_missing" in env.status("promotionapplies", "drilled-grow-0")["reasonCodes"]
+    state = _gates_state(env)
+    assert state["source"]["drillStateFile"] == source
+    assert state["gates"]["drillRecency"]["reasons"] == ["promotion_drill_state_missing"]
+
+    # 2. alice records the three drills (a failed run first, then its passing re-run)
+    _grant_drill_recorder(env)
+    first = _record_drill(env, "sprite_service_outage", "fail")
+    assert first.returncode == 0, first.stderr
+    for drill in DRILLS:
+        done = _record_drill(env, drill, "pass")
+        assert done.returncode == 0, done.stderr
+        assert f"drill {drill} recorded as pass" in done.stdout
+    stored = env.cluster.kubectl("get", "configmap", DRILL_CM, "-n", env.namespace, "-o", "json")
+    evidence = json.loads(json.loads(stored.stdout)["data"]["promotion.v1.json"])
+    assert [(d["id"], d["status"]) for d in evidence["drills"]] == [(d, "pass") for d in DRILLS]
+    # bob has no rights on the ConfigMap, and the plugin says so
+    denied = subprocess.run(
+        [*PLUGIN, f"--kubeconfig={env.cluster.kubeconfig}", *env.cluster.identity_args("bob"),
+         "-n", env.namespace, "drill", "record", "--fleet-policy", DRILL_POLICY,
+         "--drill", "kill_switch", "--status", "fail"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert denied.returncode == 1
+    assert denied.stderr.startswith("error: ")
+
+    # 3. the outcome_reliability gate's sample: 20 clean autonomous executions in the fleet journal
+    row = {
+        "category": "fleet_handoff_execute",
+        "execution": {
+            "mode": "autonomous", "requestedIntentCount": 1, "executedCount": 1,
+            "ambiguousCount": 0, "failedCount": 0,
+        },
+    }  # fmt: skip
+    files.append_jsonl(env.fleet_dir(DRILL_FLEET) / "telemetry" / "handoff.jsonl", [row] * 20)
+
+    # 4. the gates now promote: the expand applies and moves the canary in FleetPolicy status
+    env.apply(_expand("drilled-grow-1"))
+    _eventually(lambda: _phase(env, "drilled-grow-1") in ("applied", "rejected"), timeout=60, what="expand")
+    state = _gates_state(env)
+    assert state["gates"]["drillRecency"] == {
+        "status": "pass",
+        "reasons": [],
+        "requiredDrills": list(DRILLS),
+        "drills": evidence["drills"],
+    }
+    grown = env.status("promotionapplies", "drilled-grow-1")
+    assert state["summary"]["failedGates"] == [], state["summary"]
+    assert grown["phase"] == "applied", grown
+    assert grown["decision"] == "promote"
+    assert grown["record"]["rollout"]["after"] == {"canaryPercent": 50, "manualPause": False}
+    effective = env.status("fleetpolicies", DRILL_POLICY)["effectiveRollout"]
+    assert (effective["canaryPercent"], effective["manualPause"]) == (50, False)
+    uid = env.get("promotionapplies", "drilled-grow-1")["metadata"]["uid"]
+    assert effective["lastApply"] == f"drilled-grow-1/{uid}"
