@@ -40,6 +40,7 @@ CHART = REPO / "helm" / "superloop-ops"
 GROUP = "ops.superloop.dev"
 SECRET = "svc-token"
 TOKEN = "e2e-sprite-token"
+DRIFT_INTERVAL = 10
 INTERVAL = 2
 SIM_RUNTIME = f"{sys.executable} -m superloop_ops.cli.main simulate"
 PLUGIN = [sys.executable, "-m", "superloop_ops.cli.kubectl_plugin"]
@@ -398,7 +399,8 @@ def test_local_loop_reaches_status_and_follows_lifecycle_with_events(env: Env) -
 
 def test_stale_heartbeat_out_of_order_and_divergence_appear(env: Env) -> None:
     stale = env.simulate("stale_heartbeat")
-    drift = env.simulate("out_of_order", tick=1.0)
+    # The test steps this runtime itself, so the rotation lands between two known passes.
+    drift = env.simulate("out_of_order", auto=False)
     diverged = env.simulate("contradiction")
     env.apply(
         _local_loop(
@@ -406,7 +408,10 @@ def test_stale_heartbeat_out_of_order_and_divergence_appear(env: Env) -> None:
             thresholds={"degradedHeartbeatLagSeconds": 2, "criticalHeartbeatLagSeconds": 100000},
         )
     )  # fmt: skip
-    env.apply(_local_loop("drift", drift.loop_id, drift.loop_id))
+    for _ in range(4):  # ticks 2..5: no truncation yet (the scenario truncates on every 6th tick)
+        drift.sim.step()
+    # A long interval keeps each pass's verdict in status long enough to observe under load.
+    env.apply(_local_loop("drift", drift.loop_id, drift.loop_id, reconcileIntervalSeconds=DRIFT_INTERVAL))
     env.apply(_local_loop("diverged", diverged.loop_id, diverged.loop_id))
 
     def heartbeat_stale() -> bool:
@@ -417,29 +422,32 @@ def test_stale_heartbeat_out_of_order_and_divergence_appear(env: Env) -> None:
 
     _eventually(heartbeat_stale, timeout=40, what="runtime_heartbeat_stale")
 
-    # A truncated events file leaves the cursor ahead of the file: the poll fails (never clamps)
-    # until the operator replays from the start (runbook "Cursor Reset and Replay"); the replayed
-    # batch then shows the sequence going backwards.
-    def drift_or_cursor_ahead() -> bool:
-        status = env.status("drift")
-        ready = _condition(status, "Ready")
-        return (
-            status.get("sequence", {}).get("driftActive") is True
-            or ready.get("reason") == "EventsUnavailable"
-        )
+    lines_before = drift.line_count()
+    _eventually(
+        lambda: env.status("drift").get("cursor", {}).get("eventLineOffset") == lines_before,
+        timeout=40, what="the drift loop's first pass",
+    )  # fmt: skip
+    drift.sim.step()  # tick 6: the events file is rotated back to one line, then one event is appended
+    assert drift.line_count() < lines_before
 
-    _eventually(drift_or_cursor_ahead, timeout=60, what="ordering drift or a cursor ahead of the file")
-    if env.status("drift").get("sequence", {}).get("driftActive") is not True:
-        assert "EventsUnavailable" in env.events("drift")
-        replay = env.plugin("replay", "drift")
-        assert replay.returncode == 0, replay.stderr
+    # The cursor is now ahead of the file: the poll fails closed (never clamps) until the operator
+    # replays from the start (runbook "Cursor Reset and Replay"); the replayed batch then shows the
+    # sequence going backwards.
+    _eventually(
+        lambda: _condition(env.status("drift"), "Ready").get("reason") == "EventsUnavailable",
+        timeout=DRIFT_INTERVAL * 3, what="a cursor ahead of the file",
+    )  # fmt: skip
+    assert "EventsUnavailable" in env.events("drift")
+    replay = env.plugin("replay", "drift")
+    assert replay.returncode == 0, replay.stderr
 
     def drifting() -> dict[str, Any] | None:
         status = env.status("drift")
         return status if status.get("sequence", {}).get("driftActive") is True else None
 
-    seen = _eventually(drifting, timeout=30, what="ordering drift in status.sequence")
-    assert set(seen["sequence"]["violations"]) & {"event_sequence_regression", "snapshot_sequence_regression"}
+    seen = _eventually(drifting, timeout=30, every=0.2, what="ordering drift in status.sequence")
+    violations = set(seen["sequence"]["violations"])
+    assert {"event_sequence_regression", "snapshot_sequence_regression"} <= violations
     assert "ordering_drift_detected" in seen["reasonCodes"]
     _eventually(lambda: "OrderingDriftDetected" in env.events("drift"), what="OrderingDriftDetected Event")
 
