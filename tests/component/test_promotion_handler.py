@@ -509,3 +509,40 @@ def test_the_gates_are_evaluated_over_the_fleet_journal_at_apply_time(
     assert env.status("stop")["record"]["idempotencyKey"] is None  # explicit null kept, as in the journal
     assert env.status("stop")["record"] == env.records()[-1]
     assert env.effective()["manualPause"] is True
+
+
+def test_the_fleet_status_carries_the_latest_promotion_decision_from_its_journal(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    env = Env(tmp_path, clock, canaryPercent=10)
+    env.fleet_pass()
+    fleet_status = env.edge.get("fleets", FLEET)["status"]
+    assert "promotionDecision" not in fleet_status  # no gates evaluated yet: the column stays empty
+    assert "promotion" not in fleet_status
+    env.create("grow", "expand")
+    assert env.run("grow").phase == "rejected"
+    state = files.read_json(env.journal / "promotion-state.json")
+    assert isinstance(state, dict)
+    clock.advance(30)
+    env.fleet_pass()
+    fleet_status = env.edge.get("fleets", FLEET)["status"]
+    assert fleet_status["promotionDecision"] == "hold"
+    assert fleet_status["promotion"] == {
+        "decision": "hold",
+        "evaluatedAt": state["generatedAt"],
+        "traceId": env.edge.get("promotionapplies", "grow")["metadata"]["uid"],
+        "failedGates": state["summary"]["failedGates"],
+        "reasonCodes": state["summary"]["reasonCodes"],
+    }
+    # a decision written elsewhere (promotion CI on the same journal) shows on the next pass
+    env.decide("promote")
+    env.fleet_pass()
+    fleet_status = env.edge.get("fleets", FLEET)["status"]
+    assert fleet_status["promotionDecision"] == "promote"
+    assert fleet_status["promotion"]["decision"] == "promote"
+    # the state file gone: the fields are dropped, not left stale
+    (env.journal / "promotion-state.json").unlink()
+    env.fleet_pass()
+    fleet_status = env.edge.get("fleets", FLEET)["status"]
+    assert "promotionDecision" not in fleet_status
+    assert "promotion" not in fleet_status

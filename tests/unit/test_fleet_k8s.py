@@ -357,3 +357,62 @@ def test_kubectl_fleet_view_reads_the_statuses() -> None:
     assert view["policy"]["killSwitch"] is True
     assert view["policy"]["governancePosture"] == "active"
     assert "policy" not in kubectl_fleet.build_fleet_view(fleet, None)
+
+
+def _gates_document(decision: Any, **summary: Any) -> dict[str, Any]:
+    return {
+        "schemaVersion": "v1",
+        "generatedAt": "2026-03-01T11:59:00Z",
+        "traceId": "pa-uid-1",
+        "summary": {"decision": decision, **summary},
+    }
+
+
+def test_fleet_status_carries_the_promotion_decision_and_when_it_was_evaluated() -> None:
+    document = _gates_document(
+        "hold", failedGates=["drill_recency"], reasonCodes=["promotion_drill_state_missing"]
+    )
+    status = fleet_k8s.build_fleet_status(
+        previous=None, generation=1, now=NOW, fleet_state=_state("success", []), promotion_state=document
+    )
+    assert status["promotionDecision"] == "hold"
+    assert status["promotion"] == {
+        "decision": "hold",
+        "evaluatedAt": "2026-03-01T11:59:00Z",
+        "traceId": "pa-uid-1",
+        "failedGates": ["drill_recency"],
+        "reasonCodes": ["promotion_drill_state_missing"],
+    }
+    # a blocked pass keeps the last decision with the rest of the rollup
+    blocked = fleet_k8s.build_fleet_status(
+        previous=status, generation=1, now=NOW, fleet_state=None, blocked_reason="loops_pending"
+    )
+    assert (blocked["promotionDecision"], blocked["promotion"]) == ("hold", status["promotion"])
+    # a completed pass without a decision document leaves both fields unset
+    cleared = fleet_k8s.build_fleet_status(
+        previous=status, generation=1, now=NOW, fleet_state=_state("success", [])
+    )
+    assert "promotionDecision" not in cleared
+    assert "promotion" not in cleared
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        None,
+        {},
+        {"summary": "promote"},
+        _gates_document("skipped"),
+        _gates_document(None),
+        _gates_document(True),
+    ],
+)
+def test_only_a_promote_or_hold_decision_reaches_the_fleet_status(document: Any) -> None:
+    assert fleet_k8s.build_promotion_status(document) == {}
+
+
+def test_promotion_status_drops_malformed_lists() -> None:
+    document = _gates_document("promote", failedGates="x", reasonCodes=[1, "a"])
+    block = fleet_k8s.build_promotion_status(document)
+    assert block["promotionDecision"] == "promote"
+    assert (block["promotion"]["failedGates"], block["promotion"]["reasonCodes"]) == ([], ["a"])

@@ -46,6 +46,7 @@ __all__ = [
     "build_manual_handover_status",
     "build_owned_loop_manifest",
     "build_owner_reference",
+    "build_promotion_status",
     "compute_dns_name",
     "compute_fleet_events",
     "compute_intent_name",
@@ -419,6 +420,35 @@ def _compact_handoff(
     return block
 
 
+_PROMOTION_DECISIONS = frozenset({"promote", "hold"})
+
+
+def _strings(value: Any) -> list[str]:
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+def build_promotion_status(promotion_state: Mapping[str, Any] | None) -> JsonObject:
+    """``promotionDecision`` and a compact ``promotion`` block from the gates' ``promotion-state.json``.
+
+    The Fleet shows the latest gate decision so ``kubectl get fleets`` answers "may autonomy
+    widen?" without reading the journal. Only ``promote``/``hold`` count: a missing, foreign or
+    malformed document leaves both fields unset rather than showing a guess.
+    """
+    summary = _obj(_obj(promotion_state).get("summary"))
+    decision = summary.get("decision")
+    if decision not in _PROMOTION_DECISIONS:
+        return {}
+    state = _obj(promotion_state)
+    block: JsonObject = {
+        "decision": decision,
+        "evaluatedAt": state.get("generatedAt"),
+        "traceId": state.get("traceId"),
+        "failedGates": _strings(summary.get("failedGates")),
+        "reasonCodes": _strings(summary.get("reasonCodes")),
+    }
+    return {"promotionDecision": decision, "promotion": block}
+
+
 def build_fleet_status(
     *,
     previous: Mapping[str, Any] | None,
@@ -429,13 +459,15 @@ def build_fleet_status(
     handoff_state: Mapping[str, Any] | None = None,
     loop_names: Mapping[str, str] | None = None,
     intent_objects: Mapping[str, Mapping[str, Any]] | None = None,
+    promotion_state: Mapping[str, Any] | None = None,
     blocked_reason: str | None = None,
     blocked_message: str = "",
 ) -> JsonObject:
     """The Fleet status: rollup summary, per-loop pointers, the status surface, handoff summary.
 
     Per-loop detail stays on the Loop objects and in the journal; the Fleet keeps one compact row
-    per loop (status, reason code, health, the Loop's name and its state file). A blocked pass
+    per loop (status, reason code, health, the Loop's name and its state file), plus the latest
+    promotion decision from ``promotion_state`` (``build_promotion_status``). A blocked pass
     (loops not reconciled yet, invalid registry, ...) keeps the last rollup and says why on Ready.
     """
     prev = dict(previous or {})
@@ -460,10 +492,11 @@ def build_fleet_status(
         handoff_block = _compact_handoff(handoff_state, intent_objects or {})
         if handoff_block is not None:
             status["handoff"] = handoff_block
+        status.update(build_promotion_status(promotion_state))
     else:
         for key in (
             "fleetId", "loopCount", "skippedLoopCount", "failedLoopCount", "healthStatus", "reasonCodes",
-            "traceId", "lastReconcileAt", "state", "fleetStatus", "handoff",
+            "traceId", "lastReconcileAt", "state", "fleetStatus", "handoff", "promotionDecision", "promotion",
         ):  # fmt: skip
             if key in prev:
                 status[key] = prev[key]

@@ -51,6 +51,7 @@ from superloop_ops.settings import Settings
 
 __all__ = [
     "AUTONOMOUS_ACTOR",
+    "PROMOTION_STATE_FILE",
     "FleetPassDeps",
     "FleetPassReport",
     "build_fleet_paths",
@@ -62,6 +63,8 @@ __all__ = [
 
 AUTONOMOUS_ACTOR = "superloop-ops/autonomous"
 LEDGER_FILE = "operator-recorded-executions.json"
+PROMOTION_STATE_FILE = "promotion-state.json"
+"""The promotion gates' decision document in a Fleet's journal (written by the PromotionApply controller)."""
 _BUSY_PHASES = frozenset({core_intent.EXECUTING})
 
 
@@ -776,6 +779,7 @@ def run_fleet_pass(body: Mapping[str, Any], deps: FleetPassDeps) -> FleetPassRep
                 )
                 existing = _intent_bodies(deps, namespace, name, uid)
     surface = engine_fleet.run_fleet_status(paths, clock=deps.clock)
+    promotion_state = files.read_json(paths.registry_file.parent / PROMOTION_STATE_FILE)
     objects = {
         intent_id: {"name": _meta(b).get("name"), "phase": _phase(b)} for intent_id, b in existing.items()
     }
@@ -783,6 +787,7 @@ def run_fleet_pass(body: Mapping[str, Any], deps: FleetPassDeps) -> FleetPassRep
         previous=previous, generation=generation, now=deps.clock.now(), fleet_state=fleet_state,
         fleet_status_surface=surface, handoff_state=handoff_state, loop_names=loop_names,
         intent_objects=objects,
+        promotion_state=promotion_state if isinstance(promotion_state, Mapping) else None,
     )  # fmt: skip
     return FleetPassReport(
         ran=True,

@@ -116,7 +116,7 @@ def build_promotion_paths(settings: Settings, namespace: str, fleet_name: str) -
         fleet=fleet,
         base=base,
         registry_file=fleet.registry_file,
-        promotion_state_file=base / "promotion-state.json",
+        promotion_state_file=base / fleet_operator.PROMOTION_STATE_FILE,
         promotion_telemetry_file=base / "telemetry" / "promotion.jsonl",
         drill_state_file=base / "drills" / "promotion.v1.json",
         apply_state_file=base / "promotion-apply-state.json",
