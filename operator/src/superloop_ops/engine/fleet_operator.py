@@ -410,30 +410,55 @@ def _sync_intents(
     for intent_id, intent in planned.items():
         if intent_id in existing or intent.get("status") != handoff.PENDING:
             continue
-        loop_name = loop_names.get(str(intent.get("loopId")))
-        if loop_name is None:
-            continue
-        manifest = fleet_k8s.build_intent_manifest(
-            fleet_name=name, fleet_uid=uid, intent=intent, loop_name=loop_name
+        proposed = _create_intent(
+            deps, namespace=namespace, name=name, uid=uid, intent=intent, loop_names=loop_names
         )
-        try:
-            existing[intent_id] = (
-                deps.edge.create_object(_intent_ref(namespace, manifest["metadata"]["name"]), manifest)
-                or manifest
-            )
-            created.append(str(manifest["metadata"]["name"]))
-        except AlreadyExistsError:
+        if proposed is None:
             continue
+        object_name, existing[intent_id] = proposed
+        created.append(object_name)
     live = _live_intent_ids(policy_state)
     for intent_id, body in list(existing.items()):
         if intent_id in live or intent_id in planned or _phase(body) in _BUSY_PHASES:
             continue
-        deps.edge.delete_object(
-            _intent_ref(namespace, str(_meta(body).get("name"))),
-            uid=str(_meta(body).get("uid") or "") or None,
-        )
+        _delete_intent(deps, namespace, body)
         del existing[intent_id]
     return created
+
+
+def _create_intent(
+    deps: FleetPassDeps,
+    *,
+    namespace: str,
+    name: str,
+    uid: str,
+    intent: Mapping[str, Any],
+    loop_names: Mapping[str, str],
+) -> tuple[str, JsonObject] | None:
+    """Create the HandoffIntent object of a planned intent: (object name, body as created).
+
+    None when the intent's loop has no Loop object or an object of that name already exists (a
+    concurrent pass created it; the next pass lists it).
+    """
+    loop_name = loop_names.get(str(intent.get("loopId")))
+    if loop_name is None:
+        return None
+    manifest = fleet_k8s.build_intent_manifest(
+        fleet_name=name, fleet_uid=uid, intent=intent, loop_name=loop_name
+    )
+    object_name = str(manifest["metadata"]["name"])
+    try:
+        return object_name, deps.edge.create_object(_intent_ref(namespace, object_name), manifest) or manifest
+    except AlreadyExistsError:
+        return None
+
+
+def _delete_intent(deps: FleetPassDeps, namespace: str, body: Mapping[str, Any]) -> None:
+    """Delete one HandoffIntent object, preconditioned on its uid when known."""
+    deps.edge.delete_object(
+        _intent_ref(namespace, str(_meta(body).get("name"))),
+        uid=str(_meta(body).get("uid") or "") or None,
+    )
 
 
 def _recover_autonomous(
@@ -504,26 +529,16 @@ def _autonomous_targets(
         if body is not None and (phase in _BUSY_PHASES or core_intent.ANNOTATION_APPROVED in annotations):
             continue  # a person is acting on it
         if body is not None and phase in core_intent.OUTCOMES:
-            deps.edge.delete_object(
-                _intent_ref(namespace, str(_meta(body).get("name"))),
-                uid=str(_meta(body).get("uid") or "") or None,
-            )
+            _delete_intent(deps, namespace, body)
             existing.pop(intent_id, None)
             body = None
         if body is None:
-            loop_name = loop_names.get(str(intent.get("loopId")))
-            if loop_name is None:
-                continue
-            manifest = fleet_k8s.build_intent_manifest(
-                fleet_name=name, fleet_uid=uid, intent=intent, loop_name=loop_name
+            proposed = _create_intent(
+                deps, namespace=namespace, name=name, uid=uid, intent=intent, loop_names=loop_names
             )
-            try:
-                existing[intent_id] = (
-                    deps.edge.create_object(_intent_ref(namespace, manifest["metadata"]["name"]), manifest)
-                    or manifest
-                )
-            except AlreadyExistsError:
+            if proposed is None:
                 continue
+            existing[intent_id] = proposed[1]
         ready.append(intent_id)
     return ready
 
