@@ -17,7 +17,9 @@ from __future__ import annotations
 import dataclasses
 import re
 import threading
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
+from typing import TypeVar, cast
 from wsgiref.simple_server import WSGIServer
 
 import prometheus_client
@@ -34,6 +36,8 @@ __all__ = [
     "MetricsServer",
     "OperatorMetrics",
     "build_metrics",
+    "fetch_families",
+    "remove_series",
     "start_metrics_server",
 ]
 
@@ -256,10 +260,7 @@ class OperatorMetrics:
 
     @staticmethod
     def _remove(gauge: Gauge, *labels: str) -> None:
-        try:
-            gauge.remove(*labels)
-        except KeyError:
-            pass
+        remove_series(gauge, *labels)
 
     def _set_or_remove(self, gauge: Gauge, ns: str, loop: str, value: float | None) -> None:
         if value is None:
@@ -274,6 +275,35 @@ class OperatorMetrics:
 
 def build_metrics() -> OperatorMetrics:
     return OperatorMetrics(CollectorRegistry(auto_describe=True))
+
+
+def remove_series(gauge: Gauge, *labels: str) -> None:
+    """Drop one labelled series; a series that was never set is not an error."""
+    try:
+        gauge.remove(*labels)
+    except KeyError:
+        pass
+
+
+_F = TypeVar("_F")
+_FAMILIES: weakref.WeakKeyDictionary[OperatorMetrics, dict[object, object]] = weakref.WeakKeyDictionary()
+_FAMILIES_GUARD = threading.Lock()
+
+
+def fetch_families(base: OperatorMetrics, build: Callable[[OperatorMetrics], _F]) -> _F:
+    """The families ``build`` registers on ``base``'s registry, built once per registry.
+
+    A registry refuses a second registration of a name, and controllers look their families up
+    on every pass, so each group is built once and kept beside its registry (weakly: a test's
+    registry takes its families with it).
+    """
+    with _FAMILIES_GUARD:
+        groups = _FAMILIES.setdefault(base, {})
+        found = groups.get(build)
+        if found is None:
+            found = build(base)
+            groups[build] = found
+        return cast(_F, found)
 
 
 @dataclasses.dataclass(frozen=True)

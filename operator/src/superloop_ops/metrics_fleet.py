@@ -8,14 +8,12 @@ both. Labels are bounded: ``namespace`` and ``fleet`` are object names; ``status
 
 from __future__ import annotations
 
-import threading
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from superloop_ops.metrics import PREFIX, OperatorMetrics
+from superloop_ops.metrics import PREFIX, OperatorMetrics, fetch_families, remove_series
 
 __all__ = [
     "AUTONOMOUS_OUTCOMES",
@@ -115,30 +113,14 @@ class FleetMetrics:
     def forget_fleet(self, namespace: str, fleet: str) -> None:
         """Drop the gauges of a deleted Fleet."""
         for status in FLEET_STATUSES:
-            _remove(self.status, namespace, fleet, status)
+            remove_series(self.status, namespace, fleet, status)
         for category in CATEGORIES:
             for scope in SUPPRESSIONS:
-                _remove(self.candidates, namespace, fleet, category, scope)
-        _remove(self.auto_pause, namespace, fleet)
-        _remove(self.kill_switch, namespace, fleet)
-
-
-def _remove(gauge: Gauge, *labels: str) -> None:
-    try:
-        gauge.remove(*labels)
-    except KeyError:
-        pass
-
-
-_CACHE: weakref.WeakKeyDictionary[OperatorMetrics, FleetMetrics] = weakref.WeakKeyDictionary()
-_GUARD = threading.Lock()
+                remove_series(self.candidates, namespace, fleet, category, scope)
+        remove_series(self.auto_pause, namespace, fleet)
+        remove_series(self.kill_switch, namespace, fleet)
 
 
 def fetch_fleet_metrics(base: OperatorMetrics) -> FleetMetrics:
     """The fleet families on ``base``'s registry, registered once per registry."""
-    with _GUARD:
-        found = _CACHE.get(base)
-        if found is None:
-            found = FleetMetrics(base)
-            _CACHE[base] = found
-        return found
+    return fetch_families(base, FleetMetrics)

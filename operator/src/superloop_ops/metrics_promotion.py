@@ -9,12 +9,9 @@ not counted), and a gauge of the promotion decision each Fleet's gates last gave
 
 from __future__ import annotations
 
-import threading
-import weakref
-
 from prometheus_client import Counter, Gauge
 
-from superloop_ops.metrics import PREFIX, OperatorMetrics
+from superloop_ops.metrics import PREFIX, OperatorMetrics, fetch_families, remove_series
 
 __all__ = [
     "PROMOTION_INTENTS",
@@ -61,21 +58,9 @@ class PromotionMetrics:
 
     def forget_fleet(self, namespace: str, fleet: str) -> None:
         """Drop the decision gauge of a deleted Fleet (counters keep their history)."""
-        try:
-            self.decision.remove(namespace, fleet)
-        except KeyError:
-            pass
-
-
-_CACHE: weakref.WeakKeyDictionary[OperatorMetrics, PromotionMetrics] = weakref.WeakKeyDictionary()
-_GUARD = threading.Lock()
+        remove_series(self.decision, namespace, fleet)
 
 
 def fetch_promotion_metrics(base: OperatorMetrics) -> PromotionMetrics:
     """The promotion families on ``base``'s registry, registered once per registry."""
-    with _GUARD:
-        found = _CACHE.get(base)
-        if found is None:
-            found = PromotionMetrics(base)
-            _CACHE[base] = found
-        return found
+    return fetch_families(base, PromotionMetrics)
