@@ -3,22 +3,36 @@
 Handlers never build clients themselves: they read the edges from here, so component tests can
 pass an in-memory ``KubeEdge``, a frozen clock and a private metrics registry. The per-object
 locks serialise the create/update handlers and the periodic daemon of one object (kopf already
-serialises handlers of one object, but not a handler against a daemon).
+serialises handlers of one object, but not a handler against a daemon). ``post_events`` is the
+one best-effort Event poster every handler uses.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 from superloop_ops.clock import Clock
-from superloop_ops.k8s.edge import KubeEdge
+from superloop_ops.errors import OperatorError
+from superloop_ops.k8s.edge import KubeEdge, ObjectRef
 from superloop_ops.metrics import OperatorMetrics
 from superloop_ops.settings import Settings
 
-__all__ = ["OperatorContext", "fetch_context"]
+__all__ = ["EventSpec", "OperatorContext", "fetch_context", "post_events"]
+
+
+class EventSpec(Protocol):
+    """A Kubernetes Event a controller's pure part asks for (each kind has its own dataclass)."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def message(self) -> str: ...
 
 
 @dataclasses.dataclass
@@ -44,3 +58,12 @@ def fetch_context(memo: Any) -> OperatorContext:
     if not isinstance(ctx, OperatorContext):
         raise RuntimeError("operator context missing from memo: superloop_ops.main startup did not run")
     return ctx
+
+
+def post_events(edge: KubeEdge, ref: ObjectRef, events: Iterable[EventSpec], log: logging.Logger) -> None:
+    """Post each Event on ``ref``; best effort (they expire, the status already says it): log, never raise."""
+    for event in events:
+        try:
+            edge.post_event(ref, event.type, event.reason, event.message)
+        except OperatorError as exc:
+            log.warning("could not post Event %s for %s/%s: %s", event.reason, ref.namespace, ref.name, exc)

@@ -27,7 +27,7 @@ from superloop_ops.core import handoff_intent as core_intent
 from superloop_ops.engine import fleet_operator
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
 from superloop_ops.handlers import handoff_intent as intent_handlers
-from superloop_ops.handlers.context import OperatorContext, fetch_context
+from superloop_ops.handlers.context import OperatorContext, fetch_context, post_events
 from superloop_ops.k8s.edge import GROUP, VERSION, ObjectRef
 from superloop_ops.k8s.fleet_edge import FleetEdge, KubernetesFleetEdge
 from superloop_ops.metrics_fleet import fetch_fleet_metrics
@@ -90,14 +90,6 @@ def write_status(
         return False
     edge.replace_status_fields(ref, changed, remove=removed, has_status=bool(previous))
     return True
-
-
-def _post(edge: FleetEdge, ref: ObjectRef, events: list[fleet_k8s.FleetEvent]) -> None:
-    for event in events:
-        try:
-            edge.post_event(ref, event.type, event.reason, event.message)
-        except OperatorError as exc:
-            log.warning("could not post Event %s for %s/%s: %s", event.reason, ref.namespace, ref.name, exc)
 
 
 def write_policy_status(
@@ -168,7 +160,7 @@ def reconcile_fleet(
                 ran=False, status=status, blocked_reason=reason, retry_after=delay, error=exc
             )
         write_status(deps.edge, ref, previous, report.status)
-        _post(
+        post_events(
             deps.edge,
             ref,
             fleet_k8s.compute_fleet_events(
@@ -177,6 +169,7 @@ def reconcile_fleet(
                 created_intents=report.created_intents,
                 autonomous_outcomes=report.autonomous_outcomes,
             ),
+            log,
         )
         metrics = fetch_fleet_metrics(ctx.metrics)
         metrics.observe_fleet(

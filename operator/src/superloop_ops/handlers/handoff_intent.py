@@ -28,7 +28,7 @@ from superloop_ops.core import handoff_intent as core_intent
 from superloop_ops.core.jsonutil import format_ts
 from superloop_ops.engine import loop_operator
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
-from superloop_ops.handlers.context import OperatorContext, fetch_context
+from superloop_ops.handlers.context import OperatorContext, fetch_context, post_events
 from superloop_ops.journal import files
 from superloop_ops.k8s.edge import GROUP, VERSION, ObjectNotFoundError, ObjectRef
 from superloop_ops.models.handoff_intent import HandoffIntent
@@ -62,11 +62,7 @@ def intent_ref(body: Mapping[str, Any]) -> ObjectRef:
 def _post_events(
     ctx: OperatorContext, ref: ObjectRef, previous: Mapping[str, Any], new: Mapping[str, Any]
 ) -> None:
-    for event in core_intent.compute_intent_events(previous, new):
-        try:
-            ctx.edge.post_event(ref, event.type, event.reason, event.message)
-        except OperatorError as exc:
-            log.warning("could not post Event %s for %s/%s: %s", event.reason, ref.namespace, ref.name, exc)
+    post_events(ctx.edge, ref, core_intent.compute_intent_events(previous, new), log)
 
 
 def _write(ctx: OperatorContext, ref: ObjectRef, previous: Mapping[str, Any], new: Mapping[str, Any]) -> None:

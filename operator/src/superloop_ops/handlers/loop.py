@@ -26,7 +26,7 @@ import kopf
 from superloop_ops.core import loop_status
 from superloop_ops.engine import loop_alerts, loop_operator
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
-from superloop_ops.handlers.context import OperatorContext, fetch_context
+from superloop_ops.handlers.context import OperatorContext, fetch_context, post_events
 from superloop_ops.k8s.edge import GROUP, VERSION, ObjectNotFoundError, ObjectRef
 from superloop_ops.metrics import LoopObservation
 from superloop_ops.models.loop import Loop
@@ -168,13 +168,7 @@ def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext) -> PassReport:
         ):
             ctx.edge.patch_status(ref, _status_patch(previous, new_status))
             written = True
-        for event in loop_status.compute_loop_events(previous, new_status):
-            try:
-                ctx.edge.post_event(ref, event.type, event.reason, event.message)
-            except OperatorError as exc:  # an Event is best effort; the status already says it
-                log.warning(
-                    "could not post Event %s for %s/%s: %s", event.reason, ref.namespace, ref.name, exc
-                )
+        post_events(ctx.edge, ref, loop_status.compute_loop_events(previous, new_status), log)
         _observe(ctx, ref, view, new_status, time.monotonic() - started, error, result is not None)
         if result is not None and isinstance(result.alert_result, loop_alerts.LoopDispatchReport):
             for delivery in result.alert_result.deliveries:

@@ -20,8 +20,8 @@ from superloop_ops.core import promotion_k8s
 from superloop_ops.engine import fleet_operator, promotion_operator
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
 from superloop_ops.handlers import fleet as fleet_handlers
-from superloop_ops.handlers.context import OperatorContext, fetch_context
-from superloop_ops.k8s.edge import GROUP, VERSION, KubeEdge, ObjectRef
+from superloop_ops.handlers.context import OperatorContext, fetch_context, post_events
+from superloop_ops.k8s.edge import GROUP, VERSION
 from superloop_ops.metrics_promotion import fetch_promotion_metrics
 
 __all__ = [
@@ -47,14 +47,6 @@ def fetch_promotion_deps(memo: Any) -> promotion_operator.PromotionDeps:
     deps = build_promotion_deps(fetch_context(memo), fleet_handlers.fetch_fleet_deps(memo))
     memo.promotion_deps = deps
     return deps
-
-
-def _post(edge: KubeEdge, ref: ObjectRef, events: list[promotion_k8s.PromotionEvent]) -> None:
-    for event in events:
-        try:
-            edge.post_event(ref, event.type, event.reason, event.message)
-        except OperatorError as exc:
-            log.warning("could not post Event %s for %s/%s: %s", event.reason, ref.namespace, ref.name, exc)
 
 
 def _fleet_lock_key(deps: promotion_operator.PromotionDeps, namespace: str, fleet_name: str) -> str:
@@ -104,7 +96,7 @@ def reconcile_promotion(
         report = promotion_operator.run_promotion_apply(again, deps)
         # whole top-level fields by JSON patch: the record keeps its explicit nulls
         fleet_handlers.write_status(deps.edge, ref, previous, report.status)
-        _post(deps.edge, ref, promotion_k8s.compute_promotion_events(previous, report.status))
+        post_events(deps.edge, ref, promotion_k8s.compute_promotion_events(previous, report.status), log)
         if previous.get("phase") not in promotion_k8s.TERMINAL_PHASES:
             _observe(ctx, ref.namespace, fleet_name, again, report)
     if report.moved and report.policy_name:
@@ -113,7 +105,9 @@ def reconcile_promotion(
         message = f"PromotionApply {ref.name}: " + promotion_k8s.describe_record(
             record if isinstance(record, Mapping) else {}
         )
-        _post(deps.edge, policy, [promotion_k8s.PromotionEvent("Normal", "RolloutPostureChanged", message)])
+        post_events(
+            deps.edge, policy, [promotion_k8s.PromotionEvent("Normal", "RolloutPostureChanged", message)], log
+        )
     if report.moved and report.fleet_name and fleet_deps is not None:
         fleet_body = deps.edge.fetch_object(fleet_operator.fleet_ref(ref.namespace, report.fleet_name))
         if fleet_body is not None:
