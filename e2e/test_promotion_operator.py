@@ -172,6 +172,17 @@ def test_promotion_apply_moves_the_effective_posture_once(env: Env) -> None:
     assert state["traceId"] == env.get("promotionapplies", "grow-1")["metadata"]["uid"]
     assert env.status("fleetpolicies", POLICY)["effectiveRollout"] == effective
     assert len(_records(env)) == 1
+    # the next fleet pass shows that decision on the Fleet (status and the Promotion printer column)
+    _eventually(
+        lambda: (env.status("fleets", FLEET).get("promotion") or {}).get("traceId") == state["traceId"],
+        timeout=60,
+        what="the decision on the Fleet",
+    )
+    fleet_status = env.status("fleets", FLEET)
+    assert fleet_status["promotionDecision"] == "hold"
+    assert fleet_status["promotion"]["evaluatedAt"] == state["generatedAt"]
+    listed = env.cluster.kubectl("get", "fleets.ops.superloop.dev", FLEET, "-n", env.namespace)
+    assert "hold" in listed.stdout.splitlines()[1].split()
 
     # 3. across an operator restart, the same idempotency key replays and moves nothing
     operator = env.procs[0]
