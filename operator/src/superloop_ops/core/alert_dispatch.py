@@ -8,7 +8,7 @@ every row before it is *complete* (each routed sink delivered or permanently fai
 it that were already tried live in ``deliveryLedger`` with each sink's outcome, so a retry (next
 run, or a restarted process) sends only to the sinks that have not accepted the alert yet, and a
 sink outage never holds back other sinks or later rows. The reference moved its cursor past
-every row whatever the outcome; see docs/divergences.d/tuning-alerts.md.
+every row whatever the outcome; see docs/divergences.md.
 """
 
 from __future__ import annotations

@@ -180,7 +180,7 @@ def compute_confirmation(intent: Intent, observation: Observation) -> tuple[bool
     """``(confirmed, reason)``: does this evidence show the intent took effect?
 
     A reject is confirmed by any ``approval_decision`` event, an approval included: that is
-    the reference's rule and it is kept (see docs/divergences.d/control-service.md).
+    the reference's rule and it is kept (see docs/divergences.md).
     """
     if intent == "cancel":
         if not observation.active and observation.status != "running":

@@ -8,7 +8,7 @@ Both are extra keys that readers of the contract ignore. The shell verifies the 
 without a verified hint it hands us the whole file. Either way this module sees the same
 lines with the same numbers, so the outcome is identical; only the cost differs.
 
-Decisions (docs/divergences.d/ingest.md): an unterminated final line is still being written,
+Decisions (docs/divergences.md): an unterminated final line is still being written,
 so it is never consumed: the cursor never passes the newline count. A file that shrank below
 the remembered byte position was truncated or rotated and fails like a cursor ahead of the
 file (§3.4): the operator must reset the cursor or replay from the start.

@@ -4,7 +4,7 @@ The registry is the one input every fleet command trusts, so validation collects
 problem, in a fixed order and with fixed wording (operators diff these messages), before any
 command does work. Normalisation fills the documented defaults so downstream code never has to.
 
-Two reference defects are fixed here (see docs/divergences.d/fleet.md):
+Two reference defects are fixed here (see docs/divergences.md):
 
 * the reference treats ``false`` like a missing value, so ``enabled: false`` and
   ``autoPause.enabled: false`` silently became ``true``; we keep ``false``;

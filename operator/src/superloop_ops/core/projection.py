@@ -225,7 +225,7 @@ def compute_projection(
             "completionOk": completion_ok,
             "gates": artifacts.jq_alt(jq_get(health, "gates"), None),
             "stuck": artifacts.jq_alt(jq_get(health, "stuck"), None),
-            # jq's ``active // null`` turns false into null; kept (see docs/divergences.d/ingest.md).
+            # jq's ``active // null`` turns false into null; kept (see docs/divergences.md).
             "active": artifacts.jq_alt(jq_get(runtime, "superloopState", "active"), None),
             "lastEventName": artifacts.jq_alt(jq_get(health, "lastEventName"), None),
             "lastEventAt": artifacts.jq_alt(jq_get(health, "lastEventAt"), None),

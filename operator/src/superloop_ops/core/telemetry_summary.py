@@ -3,7 +3,7 @@
 The recommendation is advisory input for the profile-drift evaluator (``core.drift``). The rules
 (rates, confidence by attempt count, first-match recommendation, literal rationales) are the
 contract's; this module only sees already-read records, so a torn or garbage line the shell
-could not parse simply never reaches it (see docs/divergences.d/tuning-alerts.md).
+could not parse simply never reaches it (see docs/divergences.md).
 """
 
 from __future__ import annotations

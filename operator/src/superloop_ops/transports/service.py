@@ -1,6 +1,6 @@
 """Sprite-service HTTP client (manager side, §9.6), synchronous httpx.
 
-Retry policy (documented divergence from the reference, see docs/divergences.d/control-service.md):
+Retry policy (documented divergence from the reference, see docs/divergences.md):
 
 * statuses 408, 409, 425, 429, 500, 502, 503, 504 are transient, as in the reference;
 * connection failures and timeouts (reported as code ``"000"``) are transient too; the
