@@ -3,16 +3,14 @@ control engine, the real Loop and HandoffIntent handlers, an in-memory API serve
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
-import sys
-import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from helpers.operator_fakes import SIM_RUNTIME, FakeEdge, build_context, build_frozen_clock
 from superloop_ops.clock import FrozenClock
 from superloop_ops.core import fleet_k8s
 from superloop_ops.core.jsonutil import format_ts
@@ -23,142 +21,25 @@ from superloop_ops.handlers import handoff_intent as intent_handlers
 from superloop_ops.handlers import loop as loop_handlers
 from superloop_ops.handlers.context import OperatorContext
 from superloop_ops.journal import files
-from superloop_ops.k8s.edge import ObjectNotFoundError, ObjectRef
-from superloop_ops.k8s.fleet_edge import AlreadyExistsError
-from superloop_ops.metrics import build_metrics
-from superloop_ops.settings import Settings
+from superloop_ops.k8s.edge import ObjectRef
 from superloop_ops.sim.simulator import Simulator
 
 NS = "fleet-ns"
-SIM_RUNTIME = (sys.executable, "-m", "superloop_ops.cli.main", "simulate")
 GROUP_VERSION = "ops.superloop.dev/v1alpha1"
-
-
-class FakeFleetEdge:
-    """In-memory API server with what the fleet controller needs (create, delete, label lists)."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.events: list[tuple[str, str, str, str]] = []
-        self.deleted: list[tuple[str, str]] = []
-
-    def add(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
-        meta = body.setdefault("metadata", {})
-        meta.setdefault("namespace", NS)
-        meta.setdefault("uid", str(uuid.uuid4()))
-        meta.setdefault("generation", 1)
-        self.objects[(plural, meta["namespace"], meta["name"])] = body
-        return body
-
-    def get(self, plural: str, name: str) -> dict[str, Any]:
-        return self.objects[(plural, NS, name)]
-
-    def names(self, plural: str) -> list[str]:
-        return sorted(name for (p, _, name) in self.objects if p == plural)
-
-    def fetch_secret_value(self, namespace: str, name: str, key: str) -> str:
-        raise ObjectNotFoundError(f"Secret {namespace}/{name}: not found")
-
-    def fetch_config_map_value(self, namespace: str, name: str, key: str) -> str:
-        raise ObjectNotFoundError(f"ConfigMap {namespace}/{name}: not found")
-
-    def fetch_object(self, ref: ObjectRef) -> dict[str, Any] | None:
-        body = self.objects.get((ref.plural, ref.namespace, ref.name))
-        return copy.deepcopy(body) if body is not None else None
-
-    def list_objects(self, ref: ObjectRef) -> list[dict[str, Any]]:
-        return [
-            copy.deepcopy(b)
-            for (p, ns, _), b in self.objects.items()
-            if p == ref.plural and ns == ref.namespace
-        ]
-
-    def list_labelled(self, ref: ObjectRef, selector: str) -> list[dict[str, Any]]:
-        key, _, value = selector.partition("=")
-        return [
-            b for b in self.list_objects(ref) if (b.get("metadata", {}).get("labels") or {}).get(key) == value
-        ]
-
-    def create_object(self, ref: ObjectRef, body: Mapping[str, Any]) -> dict[str, Any]:
-        if (ref.plural, ref.namespace, ref.name) in self.objects:
-            raise AlreadyExistsError(f"{ref.name} exists")
-        created = copy.deepcopy(dict(body))
-        created["metadata"]["namespace"] = ref.namespace
-        self.add(ref.plural, created)
-        return copy.deepcopy(created)
-
-    def delete_object(self, ref: ObjectRef, *, uid: str | None = None) -> None:
-        body = self.objects.get((ref.plural, ref.namespace, ref.name))
-        if body is None or (uid and body["metadata"]["uid"] != uid):
-            return
-        del self.objects[(ref.plural, ref.namespace, ref.name)]
-        self.deleted.append((ref.plural, ref.name))
-
-    def patch_status(self, ref: ObjectRef, status: Mapping[str, Any]) -> None:
-        current = self.objects[(ref.plural, ref.namespace, ref.name)].setdefault("status", {})
-        for key, value in status.items():
-            if value is None:
-                current.pop(key, None)
-            else:
-                current[key] = copy.deepcopy(value)
-
-    def replace_status_fields(
-        self,
-        ref: ObjectRef,
-        fields: Mapping[str, Any],
-        *,
-        remove: Sequence[str] = (),
-        has_status: bool = True,
-    ) -> None:
-        current = self.objects[(ref.plural, ref.namespace, ref.name)].setdefault("status", {})
-        current.update(copy.deepcopy(dict(fields)))
-        for key in remove:
-            current.pop(key, None)
-
-    def patch_annotations(self, ref: ObjectRef, annotations: Mapping[str, str | None]) -> None:
-        notes = self.objects[(ref.plural, ref.namespace, ref.name)]["metadata"].setdefault("annotations", {})
-        for key, value in annotations.items():
-            if value is None:
-                notes.pop(key, None)
-            else:
-                notes[key] = value
-
-    def post_event(self, ref: ObjectRef, event_type: str, reason: str, message: str) -> None:
-        self.events.append((ref.name, event_type, reason, message))
-
-    def reasons(self, name: str) -> list[str]:
-        return [reason for obj, _, reason, _ in self.events if obj == name]
 
 
 @pytest.fixture
 def clock() -> FrozenClock:
-    return FrozenClock(dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=1))
+    return build_frozen_clock()
 
 
 @pytest.fixture
-def edge() -> FakeFleetEdge:
-    return FakeFleetEdge()
+def edge() -> FakeEdge:
+    return FakeEdge(NS)
 
 
-def _context(
-    tmp_path: Path, edge: FakeFleetEdge, clock: FrozenClock, pvcs: dict[str, Path]
-) -> OperatorContext:
-    settings = Settings(
-        state_dir=tmp_path / "state",
-        pvc_dirs=pvcs,
-        pvc_mount_root=tmp_path / "mounts",
-        metrics_port=0,
-        control_confirm_timeout_seconds=4,
-        control_confirm_interval_seconds=1,
-    )
-    return OperatorContext(
-        settings=settings,
-        edge=edge,
-        clock=clock,
-        metrics=build_metrics(),
-        runtime_command=SIM_RUNTIME,
-        sleep=clock.sleep,
-    )
+def _context(tmp_path: Path, edge: FakeEdge, clock: FrozenClock, pvcs: dict[str, Path]) -> OperatorContext:
+    return build_context(tmp_path, edge, clock, pvcs, control_confirm_timeout_seconds=4, sleep=clock.sleep)
 
 
 def _fleet(name: str, loops: list[dict[str, Any]], policy: str | None = None, **spec: Any) -> dict[str, Any]:
@@ -226,7 +107,7 @@ def _ok_status() -> dict[str, Any]:
     }
 
 
-def _pass(edge: FakeFleetEdge, ctx: OperatorContext, deps: fleet_operator.FleetPassDeps, name: str) -> Any:
+def _pass(edge: FakeEdge, ctx: OperatorContext, deps: fleet_operator.FleetPassDeps, name: str) -> Any:
     return fleet_handlers.reconcile_fleet(edge.get("fleets", name), ctx, deps)
 
 
@@ -255,7 +136,7 @@ def _local(loop_id: str, claim: str, **extra: Any) -> dict[str, Any]:
 
 
 def test_fleet_materialises_owned_loops_and_rolls_up_their_status(
-    tmp_path: Path, edge: FakeFleetEdge, clock: FrozenClock
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
 ) -> None:
     repos = _sims(tmp_path, clock, "running", "stopped")
     ctx = _context(tmp_path, edge, clock, {"c-run": repos["running-x-1"], "c-stop": repos["stopped-x-1"]})
@@ -351,7 +232,7 @@ def test_fleet_materialises_owned_loops_and_rolls_up_their_status(
 
 
 def _drill_setup(
-    tmp_path: Path, edge: FakeFleetEdge, clock: FrozenClock, policy: dict[str, Any], count: int = 1
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock, policy: dict[str, Any], count: int = 1
 ) -> tuple[OperatorContext, fleet_operator.FleetPassDeps, list[Path]]:
     repos = []
     pvcs = {}
@@ -382,7 +263,7 @@ def _state_alive(repo: Path) -> bool:
 
 
 def test_kill_switch_blocks_autonomy_and_a_person_completes_it(
-    tmp_path: Path, edge: FakeFleetEdge, clock: FrozenClock
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
 ) -> None:
     ctx, deps, (repo,) = _drill_setup(tmp_path, edge, clock, _policy("pol", clock, killSwitch=True))
     report = _pass(edge, ctx, deps, "drill")
@@ -433,7 +314,7 @@ def _control_rows(tmp_path: Path, loop_id: str) -> list[Any]:
 
 
 def test_ambiguous_autonomous_outcome_is_retry_guarded_until_a_person_approves(
-    tmp_path: Path, edge: FakeFleetEdge, clock: FrozenClock
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
 ) -> None:
     policy = _policy("pol", clock)
     policy["spec"]["autonomous"]["allow"]["categories"] = ["reconcile_failed"]
@@ -479,7 +360,7 @@ def test_ambiguous_autonomous_outcome_is_retry_guarded_until_a_person_approves(
 
 
 def test_failed_autonomous_executions_trigger_auto_pause_with_manual_fallback(
-    tmp_path: Path, edge: FakeFleetEdge, clock: FrozenClock
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
 ) -> None:
     ctx, deps, repos = _drill_setup(
         tmp_path, edge, clock, _policy("pol", clock, maxActionsPerLoop=2), count=2
@@ -516,7 +397,7 @@ def test_failed_autonomous_executions_trigger_auto_pause_with_manual_fallback(
 
 
 def test_autonomous_execution_interrupted_by_a_crash_becomes_ambiguous_and_guarded(
-    tmp_path: Path, edge: FakeFleetEdge, clock: FrozenClock
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
 ) -> None:
     ctx, deps, _ = _drill_setup(tmp_path, edge, clock, _policy("pol", clock, killSwitch=True))
     _pass(edge, ctx, deps, "drill")
@@ -535,7 +416,7 @@ def test_autonomous_execution_interrupted_by_a_crash_becomes_ambiguous_and_guard
 
 
 def test_policy_handler_reports_posture_and_expired_review_never_breaks_status(
-    tmp_path: Path, edge: FakeFleetEdge, clock: FrozenClock
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
 ) -> None:
     ctx, deps, (repo,) = _drill_setup(tmp_path, edge, clock, _policy("pol", clock))
     governance = edge.get("fleetpolicies", "pol")["spec"]["autonomous"]["governance"]
@@ -557,7 +438,7 @@ def test_policy_handler_reports_posture_and_expired_review_never_breaks_status(
 
 
 def test_suppression_of_an_undeclared_loop_is_reported_on_both_objects(
-    tmp_path: Path, edge: FakeFleetEdge, clock: FrozenClock
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
 ) -> None:
     policy = _policy("pol", clock, mode="advisory")
     policy["spec"]["suppressions"] = {"not-a-loop": ["health_degraded"]}
@@ -572,7 +453,7 @@ def test_suppression_of_an_undeclared_loop_is_reported_on_both_objects(
 
 
 def test_loop_ref_entries_use_existing_loops_without_owning_them(
-    tmp_path: Path, edge: FakeFleetEdge, clock: FrozenClock
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
 ) -> None:
     ctx = _context(tmp_path, edge, clock, {})
     deps = fleet_handlers.build_fleet_deps(ctx, edge)
@@ -647,7 +528,7 @@ def _candidate_counts(ctx: OperatorContext, fleet: str) -> dict[tuple[str, str],
 
 
 def test_fleet_metrics_count_candidates_by_category_and_suppression_and_autonomous_executions(
-    tmp_path: Path, edge: FakeFleetEdge, clock: FrozenClock
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
 ) -> None:
     policy = _policy("pol", clock)
     policy["spec"]["suppressions"] = {"red1-1": ["reconcile_failed"], "*": ["health_critical"]}

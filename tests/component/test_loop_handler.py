@@ -3,120 +3,41 @@ service on 127.0.0.1, and an in-memory ``KubeEdge`` standing in for the API serv
 
 from __future__ import annotations
 
-import copy
-import datetime as dt
 import json
-import sys
 import threading
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from helpers.operator_fakes import SIM_RUNTIME, FakeEdge, build_context, build_frozen_clock
 from superloop_ops.cli import sprite_service as sprite_cli
 from superloop_ops.clock import FrozenClock
 from superloop_ops.handlers import handoff_intent as intent_handlers
 from superloop_ops.handlers import loop as loop_handlers
 from superloop_ops.handlers.context import OperatorContext
 from superloop_ops.journal import files
-from superloop_ops.k8s.edge import ObjectNotFoundError, ObjectRef
-from superloop_ops.metrics import build_metrics
 from superloop_ops.service import server as service_server
-from superloop_ops.settings import Settings
 from superloop_ops.sim.simulator import Simulator
 
 NS = "team-a"
-SIM_RUNTIME = (sys.executable, "-m", "superloop_ops.cli.main", "simulate")
 TOKEN = "s3cret-token"
-
-
-class FakeEdge:
-    """In-memory API server: objects, Secrets, status merge patches and Events."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.secrets: dict[tuple[str, str], dict[str, str]] = {}
-        self.events: list[tuple[str, str, str, str]] = []
-        self.status_patches: list[tuple[str, dict[str, Any]]] = []
-
-    def add(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
-        meta = body.setdefault("metadata", {})
-        meta.setdefault("namespace", NS)
-        meta.setdefault("uid", str(uuid.uuid4()))
-        meta.setdefault("generation", 1)
-        self.objects[(plural, meta["namespace"], meta["name"])] = body
-        return body
-
-    def get(self, plural: str, name: str) -> dict[str, Any]:
-        return self.objects[(plural, NS, name)]
-
-    def fetch_secret_value(self, namespace: str, name: str, key: str) -> str:
-        data = self.secrets.get((namespace, name))
-        if data is None or key not in data:
-            raise ObjectNotFoundError(f"Secret {namespace}/{name}: not found")
-        return data[key]
-
-    def fetch_object(self, ref: ObjectRef) -> dict[str, Any] | None:
-        body = self.objects.get((ref.plural, ref.namespace, ref.name))
-        return copy.deepcopy(body) if body is not None else None
-
-    def list_objects(self, ref: ObjectRef) -> list[dict[str, Any]]:
-        return [
-            copy.deepcopy(b)
-            for (p, ns, _), b in self.objects.items()
-            if p == ref.plural and ns == ref.namespace
-        ]
-
-    def patch_status(self, ref: ObjectRef, status: Mapping[str, Any]) -> None:
-        body = self.objects[(ref.plural, ref.namespace, ref.name)]
-        current = body.setdefault("status", {})
-        for key, value in status.items():
-            if value is None:
-                current.pop(key, None)
-            else:
-                current[key] = copy.deepcopy(value)
-        self.status_patches.append((ref.name, copy.deepcopy(dict(status))))
-
-    def patch_annotations(self, ref: ObjectRef, annotations: Mapping[str, str | None]) -> None:
-        meta = self.objects[(ref.plural, ref.namespace, ref.name)]["metadata"]
-        notes = meta.setdefault("annotations", {})
-        for key, value in annotations.items():
-            if value is None:
-                notes.pop(key, None)
-            else:
-                notes[key] = value
-
-    def post_event(self, ref: ObjectRef, event_type: str, reason: str, message: str) -> None:
-        self.events.append((ref.name, event_type, reason, message))
-
-    def reasons(self, name: str) -> list[str]:
-        return [reason for obj, _, reason, _ in self.events if obj == name]
 
 
 @pytest.fixture
 def clock() -> FrozenClock:
-    return FrozenClock(dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=1))
+    return build_frozen_clock()
 
 
 @pytest.fixture
 def edge() -> FakeEdge:
-    return FakeEdge()
+    return FakeEdge(NS)
 
 
 def _context(tmp_path: Path, edge: FakeEdge, clock: FrozenClock, **pvcs: Path) -> OperatorContext:
-    settings = Settings(
-        state_dir=tmp_path / "state",
-        pvc_dirs=dict(pvcs),
-        pvc_mount_root=tmp_path / "mounts",
-        metrics_port=0,
-        status_refresh_seconds=300,
-        control_confirm_timeout_seconds=20,
-        control_confirm_interval_seconds=1,
-    )
-    return OperatorContext(
-        settings=settings, edge=edge, clock=clock, metrics=build_metrics(), runtime_command=SIM_RUNTIME
+    return build_context(
+        tmp_path, edge, clock, pvcs, control_confirm_timeout_seconds=20, status_refresh_seconds=300
     )
 
 
@@ -303,9 +224,7 @@ def test_sprite_service_loop_and_missing_secret(tmp_path: Path, edge: FakeEdge, 
 
 
 @pytest.fixture
-def approval_setup(
-    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
-) -> tuple[OperatorContext, Simulator]:
+def approval_setup(tmp_path: Path, edge: FakeEdge, clock: FrozenClock) -> tuple[OperatorContext, Simulator]:
     sim, repo = _sim(tmp_path, clock, "awaiting_approval", 20)
     approval = json.loads(
         (repo / ".superloop" / "loops" / "awaiting_approval-1" / "approval.json").read_text()

@@ -3,121 +3,28 @@ simulator repos, control engine), real journal files, an in-memory API server.""
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
-import sys
-import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from helpers.operator_fakes import FakeEdge, build_context, build_frozen_clock
 from superloop_ops.clock import FrozenClock
 from superloop_ops.core.jsonutil import format_ts
 from superloop_ops.engine import fleet_operator, promotion_operator
 from superloop_ops.handlers import fleet as fleet_handlers
 from superloop_ops.handlers import fleet_policy as policy_handlers
 from superloop_ops.handlers import promotion_apply as promotion_handlers
-from superloop_ops.handlers.context import OperatorContext
 from superloop_ops.journal import files
-from superloop_ops.k8s.edge import ObjectNotFoundError, ObjectRef
-from superloop_ops.k8s.fleet_edge import AlreadyExistsError
-from superloop_ops.metrics import build_metrics
-from superloop_ops.settings import Settings
+from superloop_ops.k8s.edge import ObjectNotFoundError
 from superloop_ops.sim.simulator import Simulator
 
 NS = "promo-ns"
 API = "ops.superloop.dev/v1alpha1"
-SIM_RUNTIME = (sys.executable, "-m", "superloop_ops.cli.main", "simulate")
 FLEET = "canary"
 POLICY = "canary-policy"
-
-
-class FakeEdge:
-    """In-memory API server: objects by (plural, namespace, name), status writes, Events."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.events: list[tuple[str, str, str, str]] = []
-        self.fail_status_of: set[str] = set()
-
-    def add(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
-        meta = body.setdefault("metadata", {})
-        meta.setdefault("namespace", NS)
-        meta.setdefault("uid", str(uuid.uuid4()))
-        meta.setdefault("generation", 1)
-        self.objects[(plural, meta["namespace"], meta["name"])] = body
-        return body
-
-    def get(self, plural: str, name: str) -> dict[str, Any]:
-        return self.objects[(plural, NS, name)]
-
-    def fetch_secret_value(self, namespace: str, name: str, key: str) -> str:
-        raise ObjectNotFoundError(f"Secret {namespace}/{name}: not found")
-
-    def fetch_config_map_value(self, namespace: str, name: str, key: str) -> str:
-        raise ObjectNotFoundError(f"ConfigMap {namespace}/{name}: not found")
-
-    def fetch_object(self, ref: ObjectRef) -> dict[str, Any] | None:
-        body = self.objects.get((ref.plural, ref.namespace, ref.name))
-        return copy.deepcopy(body) if body is not None else None
-
-    def list_objects(self, ref: ObjectRef) -> list[dict[str, Any]]:
-        return [
-            copy.deepcopy(b)
-            for (p, ns, _), b in self.objects.items()
-            if p == ref.plural and ns == ref.namespace
-        ]
-
-    def list_labelled(self, ref: ObjectRef, selector: str) -> list[dict[str, Any]]:
-        key, _, value = selector.partition("=")
-        return [b for b in self.list_objects(ref) if (b["metadata"].get("labels") or {}).get(key) == value]
-
-    def create_object(self, ref: ObjectRef, body: Mapping[str, Any]) -> dict[str, Any]:
-        if (ref.plural, ref.namespace, ref.name) in self.objects:
-            raise AlreadyExistsError(f"{ref.name} exists")
-        created = copy.deepcopy(dict(body))
-        created["metadata"]["namespace"] = ref.namespace
-        return copy.deepcopy(self.add(ref.plural, created))
-
-    def delete_object(self, ref: ObjectRef, *, uid: str | None = None) -> None:
-        body = self.objects.get((ref.plural, ref.namespace, ref.name))
-        if body is not None and (not uid or body["metadata"]["uid"] == uid):
-            del self.objects[(ref.plural, ref.namespace, ref.name)]
-
-    def patch_status(self, ref: ObjectRef, status: Mapping[str, Any]) -> None:
-        current = self.objects[(ref.plural, ref.namespace, ref.name)].setdefault("status", {})
-        for key, value in status.items():
-            if value is None:
-                current.pop(key, None)
-            else:
-                current[key] = copy.deepcopy(value)
-
-    def replace_status_fields(
-        self,
-        ref: ObjectRef,
-        fields: Mapping[str, Any],
-        *,
-        remove: Sequence[str] = (),
-        has_status: bool = True,
-    ) -> None:
-        if ref.name in self.fail_status_of:
-            raise ObjectNotFoundError("simulated crash before the status write")
-        current = self.objects[(ref.plural, ref.namespace, ref.name)].setdefault("status", {})
-        current.update(copy.deepcopy(dict(fields)))
-        for key in remove:
-            current.pop(key, None)
-
-    def patch_annotations(self, ref: ObjectRef, annotations: Mapping[str, str | None]) -> None:
-        notes = self.objects[(ref.plural, ref.namespace, ref.name)]["metadata"].setdefault("annotations", {})
-        notes.update({k: v for k, v in annotations.items() if v is not None})
-
-    def post_event(self, ref: ObjectRef, event_type: str, reason: str, message: str) -> None:
-        self.events.append((ref.name, event_type, reason, message))
-
-    def reasons(self, name: str) -> list[str]:
-        return [reason for obj, _, reason, _ in self.events if obj == name]
 
 
 class Env:
@@ -126,22 +33,18 @@ class Env:
     def __init__(self, tmp_path: Path, clock: FrozenClock, **rollout: Any) -> None:
         self.tmp_path = tmp_path
         self.clock = clock
-        self.edge = FakeEdge()
+        self.edge = FakeEdge(NS, drop_none_annotations=False)
         sim = Simulator(tmp_path / "sims", clock, loops=1, scenarios=["running"], loop_prefix="red")
         sim.run(4)
         self.repo = sim.repo_of("red-1")
-        settings = Settings(
-            state_dir=tmp_path / "state",
-            pvc_dirs={"claim-0": self.repo},
-            pvc_mount_root=tmp_path / "mounts",
-            metrics_port=0,
+        self.ctx = build_context(
+            tmp_path,
+            self.edge,
+            clock,
+            {"claim-0": self.repo},
             control_confirm_timeout_seconds=4,
-            control_confirm_interval_seconds=1,
+            sleep=clock.sleep,
         )
-        self.ctx = OperatorContext(
-            settings=settings, edge=self.edge, clock=clock, metrics=build_metrics(),
-            runtime_command=SIM_RUNTIME, sleep=clock.sleep,
-        )  # fmt: skip
         self.fleet_deps = fleet_handlers.build_fleet_deps(self.ctx, self.edge)
         self.deps = promotion_handlers.build_promotion_deps(self.ctx, self.fleet_deps)
         self.edge.add("fleetpolicies", policy_body(clock, **rollout))
@@ -257,7 +160,7 @@ def _cond(status: Mapping[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def clock() -> FrozenClock:
-    return FrozenClock(dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=1))
+    return build_frozen_clock()
 
 
 def test_rollback_pauses_the_fleet_once_and_a_replayed_key_does_not_apply_again(
