@@ -1,7 +1,7 @@
 """Alerting in operator mode: the sink catalog from a ConfigMap, sink secrets from a Secret, and
 delivery from inside the Loop reconcile, against real HTTP receivers on 127.0.0.1.
 
-The API server is the in-memory edge of the Loop handler tests, extended with ConfigMaps; the
+The API server is the shared in-memory edge of the handler tests, extended with ConfigMaps; the
 runtime is the project's simulator on real files; deliveries are counted at the receivers.
 """
 
@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 from test_alert_delivery import Receiver
-from test_loop_handler import NS, FakeEdge
+from test_loop_handler import NS
 
+from helpers.operator_fakes import FakeEdge
 from superloop_ops.clock import FrozenClock
 from superloop_ops.engine import alerts, loop_alerts
 from superloop_ops.errors import InvalidSpecError
@@ -40,7 +41,7 @@ class AlertEdge(FakeEdge):
     """The Loop handler tests' in-memory API server, plus ConfigMaps and a forbidden Secret."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(NS)
         self.config_maps: dict[tuple[str, str], dict[str, str]] = {}
         self.forbidden: set[str] = set()
         self.secret_reads: list[tuple[str, str]] = []
