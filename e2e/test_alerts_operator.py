@@ -25,7 +25,10 @@ import pytest
 from e2e.harness import controlplane
 from e2e.harness.cluster import Cluster
 from e2e.harness.identities import write_service_account_kubeconfig
-from e2e.test_loop_operator import CHART, INTERVAL, Env, _eventually, _local_loop, _teardown
+from e2e.operator_harness import LoopEnv as Env
+from e2e.operator_harness import chart_release
+from e2e.operator_harness import loop_eventually as _eventually
+from e2e.test_loop_operator import INTERVAL, _local_loop
 from superloop_ops.journal import files
 
 CONFIG_MAP = "alert-sinks"
@@ -107,20 +110,11 @@ class Release:
 def release(cluster: Cluster) -> Iterator[Release]:
     suffix = uuid.uuid4().hex[:6]
     namespace, watched = f"e2e-alertop-{suffix}", f"e2e-alerts-{suffix}"
-    for name in (namespace, watched):
-        cluster.kubectl("create", "namespace", name)
-    try:
-        cluster.helm(
-            "install", f"alertop-{suffix}", str(CHART), "--namespace", namespace,
-            "--set", "watch.allNamespaces=false", "--set", f"watch.namespaces={{{watched}}}",
-            "--set", f"peering.name=alertop-{suffix}",
-            "--set", f"rbac.secretNames={{{SECRET}}}", "--set", f"rbac.configMapNames={{{CONFIG_MAP}}}",
-        )  # fmt: skip
-        yield Release(namespace=namespace, service_account=f"alertop-{suffix}-superloop-ops", watched=watched)
-    finally:
-        cluster.helm("uninstall", f"alertop-{suffix}", "--namespace", namespace, "--wait", check=False)
-        for name in (namespace, watched):
-            cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with chart_release(
+        cluster, f"alertop-{suffix}", namespace, [watched], peering=f"alertop-{suffix}",
+        sets=[f"rbac.secretNames={{{SECRET}}}", f"rbac.configMapNames={{{CONFIG_MAP}}}"],
+    ) as account:  # fmt: skip
+        yield Release(namespace=namespace, service_account=account, watched=watched)
 
 
 @pytest.fixture
@@ -141,7 +135,7 @@ def env(cluster: Cluster, release: Release, tmp_path: Path) -> Iterator[Env]:
     try:
         yield handle
     finally:
-        _teardown(handle)
+        handle.close()
 
 
 def _metric(port: int, prefix: str) -> float:

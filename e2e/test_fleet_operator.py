@@ -18,17 +18,10 @@ Intervals are 1-2 s so the module stays well under five minutes.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,208 +30,24 @@ import pytest
 from e2e.harness import controlplane
 from e2e.harness.cluster import Cluster
 from e2e.harness.identities import write_service_account_kubeconfig
-from superloop_ops.clock import SystemClock
+from e2e.operator_harness import (
+    API,
+    GROUP,
+    PLUGIN,
+    chart_release,
+    grant_role,
+    wait_for_rbac,
+)
+from e2e.operator_harness import FleetEnv as Env
+from e2e.operator_harness import SimThread as Sim
+from e2e.operator_harness import condition as _cond
+from e2e.operator_harness import fleet_eventually as _eventually
 from superloop_ops.core import fleet_k8s
 from superloop_ops.core.jsonutil import format_ts
 from superloop_ops.journal import files
-from superloop_ops.sim.simulator import Simulator
 
-REPO = Path(__file__).resolve().parent.parent
-CHART = REPO / "helm" / "superloop-ops"
-GROUP = "ops.superloop.dev"
-API = f"{GROUP}/v1alpha1"
 SECRET = "fleet-svc-token"
 TOKEN = "e2e-fleet-token"
-SIM_RUNTIME = f"{sys.executable} -m superloop_ops.cli.main simulate"
-PLUGIN = [sys.executable, "-m", "superloop_ops.cli.kubectl_plugin"]
-
-
-def _eventually(check: Callable[[], Any], *, timeout: float = 40.0, what: str, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (AssertionError, KeyError, TypeError, IndexError, json.JSONDecodeError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-
-
-class Sim:
-    """One simulated loop ticking in a background thread (the runtime's run process)."""
-
-    def __init__(self, root: Path, scenario: str, prefix: str) -> None:
-        self.sim = Simulator(root, SystemClock(), loops=1, scenarios=[scenario], loop_prefix=prefix)
-        self.loop_id = f"{prefix}-1"
-        self.repo = self.sim.repo_of(self.loop_id)
-        self.sim.step()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            self.sim.step()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    @property
-    def alive(self) -> bool:
-        """The runtime's cancel removes state.json; a live run keeps one."""
-        return (self.repo / ".superloop" / "state.json").is_file()
-
-    def service_executions(self) -> int:
-        """Control executions the sprite service recorded for this loop."""
-        path = self.repo / ".superloop" / "ops-manager" / self.loop_id / "intents.jsonl"
-        return len(files.read_jsonl(path))
-
-
-@dataclass
-class Env:
-    cluster: Cluster
-    namespace: str
-    workdir: Path
-    sa_kubeconfig: Path
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    sims: list[Sim] = field(default_factory=list)
-    operator_log: Path | None = None
-
-    @property
-    def mounts(self) -> Path:
-        return self.workdir / "pvcs"
-
-    @property
-    def state_dir(self) -> Path:
-        return self.workdir / "state"
-
-    def fleet_dir(self, fleet: str) -> Path:
-        return self.state_dir / self.namespace / ".superloop" / "ops-manager" / "fleet" / fleet
-
-    def start_operator(self) -> None:
-        liveness = controlplane.find_free_port()
-        env = dict(os.environ)
-        env.update(
-            KUBECONFIG=str(self.sa_kubeconfig),
-            SUPERLOOP_STATE_DIR=str(self.state_dir),
-            SUPERLOOP_PVC_MOUNT_ROOT=str(self.mounts),
-            SUPERLOOP_METRICS_PORT="0",
-            SUPERLOOP_RUNTIME_COMMAND=SIM_RUNTIME,
-            SUPERLOOP_CONTROL_CONFIRM_TIMEOUT_SECONDS="4",
-            SUPERLOOP_CONTROL_CONFIRM_INTERVAL_SECONDS="1",
-            SUPERLOOP_STATUS_REFRESH_SECONDS="30",
-        )
-        env.pop("SUPERLOOP_PEERING", None)
-        self.operator_log = self.workdir / "operator.log"
-        with self.operator_log.open("wb") as handle:
-            proc = subprocess.Popen(
-                [
-                    sys.executable, "-m", "kopf", "run", "-m", "superloop_ops.main",
-                    f"--namespace={self.namespace}", f"--liveness=http://127.0.0.1:{liveness}/healthz",
-                ],
-                stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-            )  # fmt: skip
-        self.procs.append(proc)
-
-        def healthy() -> bool:
-            assert proc.poll() is None, f"operator exited:\n{self.operator_output()[-3000:]}"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{liveness}/healthz", timeout=2) as resp:
-                    return bool(resp.status == 200)
-            except (urllib.error.URLError, OSError):
-                return False
-
-        _eventually(healthy, timeout=60, what="the operator to report healthy")
-
-    def operator_output(self) -> str:
-        return self.operator_log.read_text(errors="replace") if self.operator_log else ""
-
-    def simulate(self, scenario: str, prefix: str) -> Sim:
-        sim = Sim(self.mounts, scenario, prefix)
-        self.sims.append(sim)
-        return sim
-
-    def start_service(self, repo: Path, port: int, runtime: str = SIM_RUNTIME) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "superloop_ops.cli.main", "sprite-service", "--repo", str(repo),
-                "--host", "127.0.0.1", "--port", str(port), "--token", TOKEN,
-            ],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env=dict(os.environ, SUPERLOOP_RUNTIME_COMMAND=runtime), start_new_session=True,
-        )  # fmt: skip
-        self.procs.append(proc)
-
-        def up() -> bool:
-            request = urllib.request.Request(
-                f"http://127.0.0.1:{port}/healthz", headers={"X-Ops-Token": TOKEN}
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=2) as resp:
-                    return bool(resp.status == 200)
-            except (urllib.error.URLError, OSError):
-                return False
-
-        _eventually(up, timeout=20, what="the sprite service")
-        return proc
-
-    @staticmethod
-    def stop_proc(proc: subprocess.Popen[bytes]) -> None:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=15)
-
-    def apply(self, doc: dict[str, Any], *, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.cluster.kubectl(
-            "apply", "-n", self.namespace, "-f", "-", input=json.dumps(doc), check=check
-        )
-
-    def get(self, plural: str, name: str) -> dict[str, Any]:
-        out = self.cluster.kubectl("get", f"{plural}.{GROUP}", name, "-n", self.namespace, "-o", "json")
-        result: dict[str, Any] = json.loads(out.stdout)
-        return result
-
-    def status(self, plural: str, name: str) -> dict[str, Any]:
-        return dict(self.get(plural, name).get("status") or {})
-
-    def exists(self, plural: str, name: str) -> bool:
-        out = self.cluster.kubectl(
-            "get", f"{plural}.{GROUP}", name, "-n", self.namespace, "--ignore-not-found", "-o", "name"
-        )
-        return bool(out.stdout.strip())
-
-    def events(self, name: str) -> list[str]:
-        out = self.cluster.kubectl(
-            "get",
-            "events",
-            "-n",
-            self.namespace,
-            "--field-selector",
-            f"involvedObject.name={name}",
-            "-o",
-            "json",
-        )
-        return [str(item.get("reason")) for item in json.loads(out.stdout).get("items", [])]
-
-    def approve(self, intent: str, context: str = "alice") -> None:
-        argv = [*PLUGIN, f"--kubeconfig={self.cluster.kubeconfig}", *self.cluster.identity_args(context)]
-        result = subprocess.run(
-            [*argv, "-n", self.namespace, "approve", intent],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr
-
-
-def _cond(status: dict[str, Any], cond_type: str) -> dict[str, Any]:
-    return next((dict(c) for c in status.get("conditions") or [] if c.get("type") == cond_type), {})
 
 
 def _local(sim: Sim) -> dict[str, Any]:
@@ -318,52 +127,18 @@ def _policy(name: str, *, categories: list[str], **autonomous: Any) -> dict[str,
 
 
 def _grant_alice(cluster: Cluster, namespace: str) -> None:
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": {"name": "fleet-approvers", "namespace": namespace},
-        "rules": [{"apiGroups": [GROUP], "resources": ["handoffintents"], "verbs": ["get", "list", "patch"]}],
-    }
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": "fleet-approvers", "namespace": namespace},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "fleet-approvers"},
-        "subjects": [
-            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": cluster.username("alice")}
-        ],
-    }
-    cluster.kubectl(
-        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [role, binding]})
-    )
-
-    def can_patch() -> bool:
-        answer = cluster.kubectl(
-            "auth", "can-i", "patch", f"handoffintents.{GROUP}", "-n", namespace, context="alice", check=False
-        )
-        return answer.stdout.strip() == "yes"
-
-    _eventually(can_patch, what="RBAC for alice")
+    rules = [{"apiGroups": [GROUP], "resources": ["handoffintents"], "verbs": ["get", "list", "patch"]}]
+    grant_role(cluster, namespace, "fleet-approvers", rules, timeout=40.0)
 
 
 def _wait_for_operator_rbac(cluster: Cluster, kubeconfig: Path, namespace: str) -> None:
     """The chart's RBAC as the operator's ServiceAccount sees it (bindings propagate asynchronously)."""
     checks = (
-        ("list", "namespaces", None),
-        ("create", f"loops.{GROUP}", namespace),
-        ("delete", f"handoffintents.{GROUP}", namespace),
+        ("list", "namespaces"),
+        ("create", f"loops.{GROUP}", "-n", namespace),
+        ("delete", f"handoffintents.{GROUP}", "-n", namespace),
     )
-
-    def allowed() -> bool:
-        for verb, resource, ns in checks:
-            argv = [cluster.kubectl_bin, f"--kubeconfig={kubeconfig}", "auth", "can-i", verb, resource]
-            argv += ["-n", ns] if ns else []
-            answer = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-            if answer.stdout.strip() != "yes":
-                return False
-        return True
-
-    _eventually(allowed, timeout=60, what="the operator ServiceAccount's RBAC")
+    wait_for_rbac(cluster, kubeconfig, checks)
 
 
 @pytest.fixture(scope="module")
@@ -372,40 +147,31 @@ def env(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     release_ns = f"e2e-fleetrel-{uuid.uuid4().hex[:6]}"
     namespace = f"e2e-fleet-{uuid.uuid4().hex[:8]}"
     workdir = tmp_path_factory.mktemp("fleetop")
-    cluster.kubectl("create", "namespace", release_ns)
-    cluster.kubectl("create", "namespace", namespace)
-    handle: Env | None = None
-    try:
-        cluster.helm(
-            "install", "fleetop", str(CHART), "--namespace", release_ns,
-            "--set", f"peering.name=fleetop-{uuid.uuid4().hex[:6]}",
-            "--set", f"rbac.secretNames={{{SECRET}}}",
-            "--set", f"watch.allNamespaces=false,watch.namespaces={{{namespace}}}",
-        )  # fmt: skip
-        sa = write_service_account_kubeconfig(
-            cluster, release_ns, "fleetop-superloop-ops", workdir / "sa.kubeconfig"
-        )
-        handle = Env(cluster=cluster, namespace=namespace, workdir=workdir, sa_kubeconfig=sa.path)
-        handle.mounts.mkdir(parents=True, exist_ok=True)
-        cluster.kubectl(
-            "create", "secret", "generic", SECRET, f"--from-literal=token={TOKEN}", "-n", namespace
-        )
-        _grant_alice(cluster, namespace)
-        _wait_for_operator_rbac(cluster, sa.path, namespace)
-        handle.start_operator()
-        yield handle
-    finally:
-        if handle is not None:
-            for proc in handle.procs:
-                try:
-                    Env.stop_proc(proc)
-                except (subprocess.TimeoutExpired, ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-            for sim in handle.sims:
-                sim.stop()
-        cluster.helm("uninstall", "fleetop", "--namespace", release_ns, "--wait", check=False)
-        for ns in (namespace, release_ns):
-            cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+    with chart_release(
+        cluster, "fleetop", release_ns, [namespace],
+        peering=f"fleetop-{uuid.uuid4().hex[:6]}", sets=[f"rbac.secretNames={{{SECRET}}}"],
+    ) as account:  # fmt: skip
+        handle: Env | None = None
+        try:
+            sa = write_service_account_kubeconfig(cluster, release_ns, account, workdir / "sa.kubeconfig")
+            handle = Env(
+                cluster=cluster,
+                namespace=namespace,
+                workdir=workdir,
+                sa_kubeconfig=sa.path,
+                sprite_token=TOKEN,
+            )
+            handle.mounts.mkdir(parents=True, exist_ok=True)
+            cluster.kubectl(
+                "create", "secret", "generic", SECRET, f"--from-literal=token={TOKEN}", "-n", namespace
+            )
+            _grant_alice(cluster, namespace)
+            _wait_for_operator_rbac(cluster, sa.path, namespace)
+            handle.start_operator()
+            yield handle
+        finally:
+            if handle is not None:
+                handle.close()
 
 
 def test_guarded_auto_without_governance_is_rejected_by_apply(env: Env) -> None:

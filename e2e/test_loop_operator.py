@@ -15,236 +15,29 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from e2e.harness import controlplane
 from e2e.harness.cluster import Cluster
 from e2e.harness.identities import write_service_account_kubeconfig
-from superloop_ops.clock import SystemClock
+from e2e.operator_harness import GROUP, chart_release, grant_role
+from e2e.operator_harness import LoopEnv as Env
+from e2e.operator_harness import condition as _condition
+from e2e.operator_harness import loop_eventually as _eventually
 from superloop_ops.journal import files
-from superloop_ops.sim.simulator import Simulator
 
-REPO = Path(__file__).resolve().parent.parent
-CHART = REPO / "helm" / "superloop-ops"
-GROUP = "ops.superloop.dev"
 SECRET = "svc-token"
 TOKEN = "e2e-sprite-token"
 DRIFT_INTERVAL = 10
 INTERVAL = 2
-SIM_RUNTIME = f"{sys.executable} -m superloop_ops.cli.main simulate"
-PLUGIN = [sys.executable, "-m", "superloop_ops.cli.kubectl_plugin"]
-
-
-def _eventually(check: Callable[[], Any], *, timeout: float = 30.0, what: str, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (AssertionError, KeyError, TypeError, json.JSONDecodeError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-
-
-class SimThread:
-    """One simulated loop ticking in the background (the runtime's run process)."""
-
-    def __init__(self, root: Path, scenario: str, prefix: str, tick: float = 0.5, auto: bool = True) -> None:
-        self.sim = Simulator(root, SystemClock(), loops=1, scenarios=[scenario], loop_prefix=prefix)
-        self.loop_id = f"{prefix}-1"
-        self.repo = self.sim.repo_of(self.loop_id)
-        self._stop = threading.Event()
-        self._tick = tick
-        self.sim.step()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        if auto:
-            self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._tick):
-            self.sim.step()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def event_names(self) -> list[str]:
-        path = self.repo / ".superloop" / "loops" / self.loop_id / "events.jsonl"
-        return [json.loads(line).get("event") for line in path.read_text().splitlines() if line.strip()]
-
-    def line_count(self) -> int:
-        path = self.repo / ".superloop" / "loops" / self.loop_id / "events.jsonl"
-        return len([line for line in path.read_text().splitlines() if line.strip()])
-
-
-@dataclass
-class Operator:
-    proc: subprocess.Popen[bytes]
-    log: Path
-    metrics_port: int
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-@dataclass
-class Env:
-    cluster: Cluster
-    namespace: str
-    workdir: Path
-    sa_kubeconfig: Path
-    operators: list[Operator] = field(default_factory=list)
-    sims: list[SimThread] = field(default_factory=list)
-    services: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    @property
-    def state_dir(self) -> Path:
-        return self.workdir / "state"
-
-    @property
-    def mounts(self) -> Path:
-        return self.workdir / "pvcs"
-
-    def ops_dir(self, loop_id: str) -> Path:
-        return self.state_dir / self.namespace / ".superloop" / "ops-manager" / loop_id
-
-    def start_operator(self, **extra_env: str) -> Operator:
-        metrics_port = controlplane.find_free_port()
-        liveness = controlplane.find_free_port()
-        env = dict(os.environ)
-        env.update(
-            KUBECONFIG=str(self.sa_kubeconfig),
-            SUPERLOOP_STATE_DIR=str(self.state_dir),
-            SUPERLOOP_PVC_MOUNT_ROOT=str(self.mounts),
-            SUPERLOOP_PVC_DIRS=f"mapped-claim={self.mounts / 'mapped-1'}",
-            SUPERLOOP_METRICS_PORT=str(metrics_port),
-            SUPERLOOP_METRICS_HOST="127.0.0.1",
-            SUPERLOOP_RUNTIME_COMMAND=SIM_RUNTIME,
-            SUPERLOOP_CONTROL_CONFIRM_TIMEOUT_SECONDS="20",
-            SUPERLOOP_CONTROL_CONFIRM_INTERVAL_SECONDS="1",
-            SUPERLOOP_STATUS_REFRESH_SECONDS="30",
-        )
-        env.pop("SUPERLOOP_PEERING", None)
-        env.update(extra_env)
-        log = self.workdir / f"operator-{len(self.operators)}.log"
-        with log.open("wb") as handle:
-            proc = subprocess.Popen(
-                [
-                    sys.executable, "-m", "kopf", "run", "-m", "superloop_ops.main",
-                    f"--namespace={self.namespace}", f"--liveness=http://127.0.0.1:{liveness}/healthz",
-                ],
-                stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-            )  # fmt: skip
-        operator = Operator(proc=proc, log=log, metrics_port=metrics_port)
-        self.operators.append(operator)
-
-        def healthy() -> bool:
-            assert proc.poll() is None, f"operator exited:\n{operator.output()[-3000:]}"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{liveness}/healthz", timeout=2) as resp:
-                    return bool(resp.status == 200)
-            except (urllib.error.URLError, OSError):
-                return False
-
-        _eventually(healthy, timeout=60, what="the operator to report healthy")
-        return operator
-
-    def simulate(
-        self, scenario: str, prefix: str | None = None, tick: float = 0.5, auto: bool = True
-    ) -> SimThread:
-        name = prefix or f"{scenario.replace('_', '-')}-{uuid.uuid4().hex[:4]}"
-        sim = SimThread(self.mounts, scenario, name, tick=tick, auto=auto)
-        self.sims.append(sim)
-        return sim
-
-    def start_service(self, repo: Path, port: int | None = None) -> tuple[subprocess.Popen[bytes], int]:
-        port = port or controlplane.find_free_port()
-        env = dict(os.environ, SUPERLOOP_RUNTIME_COMMAND=SIM_RUNTIME)
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "superloop_ops.cli.main", "sprite-service", "--repo", str(repo),
-                "--host", "127.0.0.1", "--port", str(port), "--token", TOKEN,
-            ],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
-        )  # fmt: skip
-        self.services.append(proc)
-
-        def up() -> bool:
-            req = urllib.request.Request(f"http://127.0.0.1:{port}/healthz", headers={"X-Ops-Token": TOKEN})
-            try:
-                with urllib.request.urlopen(req, timeout=2) as resp:
-                    return bool(resp.status == 200)
-            except (urllib.error.URLError, OSError):
-                return False
-
-        _eventually(up, timeout=20, what="the sprite service")
-        return proc, port
-
-    def apply(self, doc: dict[str, Any]) -> None:
-        self.cluster.kubectl("apply", "-n", self.namespace, "-f", "-", input=json.dumps(doc))
-
-    def get(self, plural: str, name: str) -> dict[str, Any]:
-        out = self.cluster.kubectl("get", f"{plural}.{GROUP}", name, "-n", self.namespace, "-o", "json")
-        result: dict[str, Any] = json.loads(out.stdout)
-        return result
-
-    def status(self, name: str) -> dict[str, Any]:
-        return dict(self.get("loops", name).get("status") or {})
-
-    def events(self, name: str) -> list[str]:
-        out = self.cluster.kubectl(
-            "get",
-            "events",
-            "-n",
-            self.namespace,
-            "--field-selector",
-            f"involvedObject.name={name}",
-            "-o",
-            "json",
-        )
-        return [str(item.get("reason")) for item in json.loads(out.stdout).get("items", [])]
-
-    def plugin(self, *args: str, context: str = "admin") -> subprocess.CompletedProcess[str]:
-        argv = [*PLUGIN, f"--kubeconfig={self.cluster.kubeconfig}", *self.cluster.identity_args(context)]
-        return subprocess.run(
-            [*argv, "-n", self.namespace, *args], capture_output=True, text=True, timeout=60, check=False
-        )
-
-
-def _condition(status: dict[str, Any], cond_type: str) -> dict[str, Any]:
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == cond_type:
-            return dict(cond)
-    return {}
 
 
 def _local_loop(name: str, claim: str, loop_id: str, **spec: Any) -> dict[str, Any]:
@@ -264,39 +57,11 @@ def _local_loop(name: str, claim: str, loop_id: str, **spec: Any) -> dict[str, A
 
 
 def _grant_approvers(cluster: Cluster, namespace: str) -> None:
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": {"name": "approvers", "namespace": namespace},
-        "rules": [
-            {
-                "apiGroups": [GROUP],
-                "resources": ["handoffintents"],
-                "verbs": ["get", "list", "create", "patch"],
-            },
-            {"apiGroups": [GROUP], "resources": ["loops"], "verbs": ["get", "list", "patch"]},
-        ],
-    }
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": "approvers", "namespace": namespace},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "approvers"},
-        "subjects": [
-            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": cluster.username("alice")}
-        ],
-    }
-    cluster.kubectl(
-        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [role, binding]})
-    )
-
-    def can_patch() -> bool:
-        answer = cluster.kubectl(
-            "auth", "can-i", "patch", f"handoffintents.{GROUP}", "-n", namespace, context="alice", check=False
-        )
-        return answer.stdout.strip() == "yes"
-
-    _eventually(can_patch, what="RBAC for alice")
+    rules = [
+        {"apiGroups": [GROUP], "resources": ["handoffintents"], "verbs": ["get", "list", "create", "patch"]},
+        {"apiGroups": [GROUP], "resources": ["loops"], "verbs": ["get", "list", "patch"]},
+    ]
+    grant_role(cluster, namespace, "approvers", rules, timeout=30.0)
 
 
 @dataclass(frozen=True)
@@ -313,26 +78,18 @@ def release(cluster: Cluster) -> Iterator[Release]:
     suffix = uuid.uuid4().hex[:6]
     namespace = f"e2e-loopop-{suffix}"
     watched = (f"e2e-loops-{suffix}", f"e2e-crash-{suffix}")
-    for name in (namespace, *watched):
-        cluster.kubectl("create", "namespace", name)
-    try:
-        cluster.helm(
-            "install", f"loopop-{suffix}", str(CHART), "--namespace", namespace,
-            "--set", "watch.allNamespaces=false", "--set", f"watch.namespaces={{{','.join(watched)}}}",
-            "--set", f"peering.name=loopop-{suffix}", "--set", f"rbac.secretNames={{{SECRET}}}",
-        )  # fmt: skip
-        yield Release(namespace=namespace, service_account=f"loopop-{suffix}-superloop-ops", watched=watched)
-    finally:
-        cluster.helm("uninstall", f"loopop-{suffix}", "--namespace", namespace, "--wait", check=False)
-        for name in (namespace, *watched):
-            cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with chart_release(
+        cluster, f"loopop-{suffix}", namespace, watched,
+        peering=f"loopop-{suffix}", sets=[f"rbac.secretNames={{{SECRET}}}"],
+    ) as account:  # fmt: skip
+        yield Release(namespace=namespace, service_account=account, watched=watched)
 
 
 def _make_env(cluster: Cluster, release: Release, namespace: str, tmp: Path) -> Env:
     sa = write_service_account_kubeconfig(
         cluster, release.namespace, release.service_account, tmp / "sa.kubeconfig"
     )
-    env = Env(cluster=cluster, namespace=namespace, workdir=tmp, sa_kubeconfig=sa.path)
+    env = Env(cluster=cluster, namespace=namespace, workdir=tmp, sa_kubeconfig=sa.path, sprite_token=TOKEN)
     env.mounts.mkdir(parents=True, exist_ok=True)
     cluster.kubectl("create", "secret", "generic", SECRET, f"--from-literal=token={TOKEN}", "-n", namespace)
     _grant_approvers(cluster, namespace)
@@ -340,14 +97,7 @@ def _make_env(cluster: Cluster, release: Release, namespace: str, tmp: Path) -> 
 
 
 def _teardown(env: Env) -> None:
-    for operator in env.operators:
-        operator.stop()
-    for sim in env.sims:
-        sim.stop()
-    for proc in env.services:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
+    env.close()
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,6 @@ telemetry (the outcome_reliability sample) a second ``expand`` is applied and mo
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -33,18 +31,11 @@ import pytest
 
 from e2e.harness.cluster import Cluster
 from e2e.harness.identities import write_service_account_kubeconfig
-from e2e.test_fleet_operator import (
-    API,
-    CHART,
-    GROUP,
-    PLUGIN,
-    Env,
-    _cond,
-    _eventually,
-    _fleet,
-    _local,
-    _policy,
-)
+from e2e.operator_harness import API, GROUP, PLUGIN, chart_release, grant_role, wait_for_rbac
+from e2e.operator_harness import FleetEnv as Env
+from e2e.operator_harness import condition as _cond
+from e2e.operator_harness import fleet_eventually as _eventually
+from e2e.test_fleet_operator import _fleet, _local, _policy
 from superloop_ops.journal import files
 
 FLEET = "promo"
@@ -57,44 +48,21 @@ def env(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     release_ns = f"e2e-promorel-{uuid.uuid4().hex[:6]}"
     namespace = f"e2e-promo-{uuid.uuid4().hex[:8]}"
     workdir = tmp_path_factory.mktemp("promoop")
-    cluster.kubectl("create", "namespace", release_ns)
-    cluster.kubectl("create", "namespace", namespace)
-    handle: Env | None = None
-    try:
-        cluster.helm(
-            "install", "promoop", str(CHART), "--namespace", release_ns,
-            "--set", f"peering.name=promoop-{uuid.uuid4().hex[:6]}",
-            "--set", f"watch.allNamespaces=false,watch.namespaces={{{namespace}}}",
-        )  # fmt: skip
-        sa = write_service_account_kubeconfig(
-            cluster, release_ns, "promoop-superloop-ops", workdir / "sa.kubeconfig"
-        )
-        handle = Env(cluster=cluster, namespace=namespace, workdir=workdir, sa_kubeconfig=sa.path)
-        handle.mounts.mkdir(parents=True, exist_ok=True)
-
-        def can_patch_status() -> bool:
-            argv = [
-                cluster.kubectl_bin, f"--kubeconfig={sa.path}", "auth", "can-i", "patch",
-                "promotionapplies.ops.superloop.dev", "--subresource=status", "-n", namespace,
-            ]  # fmt: skip
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-            return done.stdout.strip() == "yes"
-
-        _eventually(can_patch_status, timeout=60, what="the operator ServiceAccount's RBAC")
-        handle.start_operator()
-        yield handle
-    finally:
-        if handle is not None:
-            for proc in handle.procs:
-                try:
-                    Env.stop_proc(proc)
-                except (subprocess.TimeoutExpired, ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-            for sim in handle.sims:
-                sim.stop()
-        cluster.helm("uninstall", "promoop", "--namespace", release_ns, "--wait", check=False)
-        for ns in (namespace, release_ns):
-            cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+    with chart_release(
+        cluster, "promoop", release_ns, [namespace], peering=f"promoop-{uuid.uuid4().hex[:6]}"
+    ) as account:
+        handle: Env | None = None
+        try:
+            sa = write_service_account_kubeconfig(cluster, release_ns, account, workdir / "sa.kubeconfig")
+            handle = Env(cluster=cluster, namespace=namespace, workdir=workdir, sa_kubeconfig=sa.path)
+            handle.mounts.mkdir(parents=True, exist_ok=True)
+            status_patch = ("patch", f"promotionapplies.{GROUP}", "--subresource=status", "-n", namespace)
+            wait_for_rbac(cluster, sa.path, [status_patch])
+            handle.start_operator()
+            yield handle
+        finally:
+            if handle is not None:
+                handle.close()
 
 
 def _promotion(name: str, intent: str, key: str, **spec: Any) -> dict[str, Any]:
@@ -213,42 +181,20 @@ DRILLS = ("kill_switch", "sprite_service_outage", "ambiguous_retry_guard")
 
 def _grant_drill_recorder(env: Env) -> None:
     """``alice`` may read FleetPolicies and create/patch the evidence ConfigMap, nothing more."""
-    cluster, namespace = env.cluster, env.namespace
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": {"name": "drill-recorders", "namespace": namespace},
-        "rules": [
-            {"apiGroups": [GROUP], "resources": ["fleetpolicies"], "verbs": ["get"]},
-            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
-            {
-                "apiGroups": [""],
-                "resources": ["configmaps"],
-                "resourceNames": [DRILL_CM],
-                "verbs": ["get", "patch"],
-            },
-        ],
-    }
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": "drill-recorders", "namespace": namespace},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "drill-recorders"},
-        "subjects": [
-            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": cluster.username("alice")}
-        ],
-    }
-    cluster.kubectl(
-        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [role, binding]})
-    )
-
-    def can_create() -> bool:
-        answer = cluster.kubectl(
-            "auth", "can-i", "create", "configmaps", "-n", namespace, context="alice", check=False
-        )
-        return answer.stdout.strip() == "yes"
-
-    _eventually(can_create, what="RBAC for the drill recorder")
+    rules = [
+        {"apiGroups": [GROUP], "resources": ["fleetpolicies"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": [DRILL_CM],
+            "verbs": ["get", "patch"],
+        },
+    ]
+    grant_role(
+        env.cluster, env.namespace, "drill-recorders", rules,
+        timeout=40.0, can_i=("create", "configmaps"), what="RBAC for the drill recorder",
+    )  # fmt: skip
 
 
 def _record_drill(env: Env, drill: str, status: str) -> subprocess.CompletedProcess[str]:
