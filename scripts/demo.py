@@ -3,8 +3,10 @@
 ``make demo`` runs this. It starts the project's own kube-apiserver + etcd + controller manager on
 127.0.0.1 (binaries built once by ``e2e/harness/build-k8s.sh``), installs the CRDs, simulates
 five loop runs (one served over the sprite HTTP service, four read from "PVC" directories),
-creates a Loop object for each, starts the operator (``kopf run``) and prints the posture
-(``kubectl get loops,handoffintents``) as it changes. Ctrl-C stops everything it started.
+creates a Loop object for each and a Fleet (with an advisory FleetPolicy) over them, starts the
+operator (``kopf run``) and prints the posture (``kubectl get loops,fleets,handoffintents``) as it
+changes: the fleet proposes a HandoffIntent for each unsuppressed candidate, which a person
+approves with ``kubectl superloop approve``. Ctrl-C stops everything it started.
 
 Options: ``--duration SECONDS`` stops on its own (0 = until Ctrl-C), ``--refresh SECONDS`` sets how
 often the table is printed, ``--workdir`` where the demo keeps its files (default ``.demo/``).
@@ -65,6 +67,21 @@ def _loop_manifest(loop_id: str, *, sprite_url: str | None, claim: str, interval
         f"spec:\n  loopId: {loop_id}\n{transport}"
         f"  reconcileIntervalSeconds: {interval}\n"
         "  alerts: {enabled: false}\n"
+    )
+
+
+def _fleet_manifests(loop_ids: list[str]) -> str:
+    """A Fleet referencing the demo Loops, and an advisory policy (proposals only, nothing autonomous)."""
+    entries = "".join(f"  - {{loopId: {loop_id}, loopRef: {{name: {loop_id}}}}}\n" for loop_id in loop_ids)
+    return (
+        "apiVersion: ops.superloop.dev/v1alpha1\nkind: FleetPolicy\n"
+        f"metadata: {{name: demo-policy, namespace: {NAMESPACE}}}\n"
+        "spec:\n  mode: advisory\n  suppressions: {'*': [health_degraded]}\n"
+        "---\n"
+        "apiVersion: ops.superloop.dev/v1alpha1\nkind: Fleet\n"
+        f"metadata: {{name: demo-fleet, namespace: {NAMESPACE}}}\n"
+        "spec:\n  fleetId: demo-fleet\n  policyRef: {name: demo-policy}\n  reconcileIntervalSeconds: 10\n"
+        f"  loops:\n{entries}"
     )
 
 
@@ -143,6 +160,8 @@ def main() -> int:
                     for n in range(2, len(SCENARIOS) + 1)
                 ]
                 _kubectl(plane, "apply", "-f", "-", stdin="\n---\n".join(manifests))
+                loop_ids = [f"demo-{n}" for n in range(1, len(SCENARIOS) + 1)]
+                _kubectl(plane, "apply", "-f", "-", stdin=_fleet_manifests(loop_ids))
 
                 env = dict(os.environ)
                 env.update(
@@ -154,13 +173,16 @@ def main() -> int:
                 operator_argv = [str(BIN / "kopf"), "run", "-m", "superloop_ops.main",
                                  "--namespace", NAMESPACE, "--standalone", "--quiet"]
                 with _process(operator_argv, work / "logs" / "operator.log", env=env) as operator:
-                    print(f"operator started (logs in {work / 'logs'}); Ctrl-C to stop\n", flush=True)
+                    print(f"operator started (logs in {work / 'logs'}); Ctrl-C to stop")
+                    print(f"  try: KUBECONFIG={plane.kubeconfig} {BIN / 'kubectl-superloop'} -n {NAMESPACE} "
+                          "intents | status demo-2 | fleet demo-fleet | approve <intent>\n", flush=True)
                     try:
                         while stop_at is None or time.monotonic() < stop_at:
                             if operator.poll() is not None:
                                 raise SystemExit(f"the operator exited; see {work / 'logs' / 'operator.log'}")
                             print(time.strftime("--- %H:%M:%S ---"))
-                            print(_kubectl(plane, "-n", NAMESPACE, "get", "loops,handoffintents"), flush=True)
+                            posture = _kubectl(plane, "-n", NAMESPACE, "get", "loops,fleets,handoffintents")
+                            print(posture, flush=True)
                             time.sleep(args.refresh)
                     except KeyboardInterrupt:
                         print("\nstopping ...")
