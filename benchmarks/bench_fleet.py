@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from superloop_ops.clock import FrozenClock
-from superloop_ops.core.fleet import FanOutSettings
-from superloop_ops.core.jsonutil import format_ts
-from superloop_ops.engine import fleet as engine_fleet
+from superloop_ops.core.common.jsonutil import format_ts
+from superloop_ops.core.fleet.rollup import FanOutSettings
+from superloop_ops.engine.fleet import fleet_commands
 from superloop_ops.sim.simulator import Simulator
 
 SCENARIOS = ("running", "failing", "stopped", "stale_heartbeat", "awaiting_approval")
@@ -87,18 +87,18 @@ def build_fleet_repo(root: Path, size: int) -> Path:
 
 def run_ours(repo: Path) -> dict[str, Any]:
     """The three steps in this process (called in a fresh child); seconds per step, peak RSS."""
-    paths = engine_fleet.FleetPaths.for_repo(repo)
+    paths = fleet_commands.FleetPaths.for_repo(repo)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    state = engine_fleet.run_fleet_reconcile(
+    state = fleet_commands.run_fleet_reconcile(
         paths, settings=FanOutSettings(max_parallel=4, deterministic_order=True), env={}
     )
     timings["reconcile"] = time.perf_counter() - start
     start = time.perf_counter()
-    policy = engine_fleet.run_fleet_policy(paths, env={})
+    policy = fleet_commands.run_fleet_policy(paths, env={})
     timings["policy"] = time.perf_counter() - start
     start = time.perf_counter()
-    plan = engine_fleet.run_fleet_handoff(paths, engine_fleet.HandoffOptions(), env={})
+    plan = fleet_commands.run_fleet_handoff(paths, fleet_commands.HandoffOptions(), env={})
     timings["handoff"] = time.perf_counter() - start
     return {
         "seconds": timings,

@@ -13,7 +13,7 @@ grows with the iterations, and so does that part of a pass. A second in-process 
 at 100 entries to show what the events history alone costs.
 
 Also in-process (no interpreter start-up) the incremental pass through
-:func:`superloop_ops.engine.reconcile.run_reconcile`, to show its cost does not grow with history.
+:func:`superloop_ops.engine.loop.reconcile_pass.run_reconcile`, to show its cost does not grow with history.
 
 With ``SUPERLOOP_REFERENCE_DIR`` pointing at a checkout of the reference implementation, the
 reference's ``scripts/ops-manager-reconcile.sh`` runs on a copy of the same repository for the sizes
@@ -142,10 +142,10 @@ def reference(ref_dir: Path, repo: Path) -> list[str]:
 
 def in_process_incremental(repo: Path, events: int) -> float:
     """Median of 5 in-process incremental passes of 100 new events each."""
-    from superloop_ops.core import thresholds
-    from superloop_ops.engine import reconcile
+    from superloop_ops.core.loop import threshold_profiles
+    from superloop_ops.engine.loop import reconcile_pass
 
-    resolved = thresholds.Thresholds(
+    resolved = threshold_profiles.Thresholds(
         profile=None,
         degraded_ingest_lag_seconds=10**9,
         critical_ingest_lag_seconds=10**9 + 1,
@@ -154,12 +154,12 @@ def in_process_incremental(repo: Path, events: int) -> float:
         degraded_transport_failure_streak=2,
         critical_transport_failure_streak=4,
     )
-    options = reconcile.ReconcileOptions(repo=repo, loop_id=LOOP, thresholds=resolved)
+    options = reconcile_pass.ReconcileOptions(repo=repo, loop_id=LOOP, thresholds=resolved)
     samples = []
     for round_ in range(5):
         append_events(repo, events + 100 * round_, 100)
         started = time.perf_counter()
-        reconcile.run_reconcile(options)
+        reconcile_pass.run_reconcile(options)
         samples.append(time.perf_counter() - started)
     return sorted(samples)[len(samples) // 2]
 

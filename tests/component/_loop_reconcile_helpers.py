@@ -22,7 +22,7 @@ import pytest
 
 from superloop_ops.cli import main as cli_main
 from superloop_ops.cli import sprite_service as sprite_cli
-from superloop_ops.core.jsonutil import format_ts
+from superloop_ops.core.common.jsonutil import format_ts
 from superloop_ops.service import server as service_server
 
 LOOP = "demo-loop"

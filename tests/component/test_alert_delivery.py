@@ -22,7 +22,7 @@ import pytest
 
 from superloop_ops.cli.main import main
 from superloop_ops.clock import FrozenClock
-from superloop_ops.engine import alerts
+from superloop_ops.engine.alerts import alert_delivery
 
 LOOP = "demo-loop"
 START = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
@@ -196,16 +196,16 @@ class Harness:
     transport: httpx.BaseTransport | None = None
     retries: int = 1
 
-    def dispatcher(self) -> alerts.AlertDispatcher:
+    def dispatcher(self) -> alert_delivery.AlertDispatcher:
         """A fresh engine instance: what a restarted process would build."""
-        return alerts.AlertDispatcher(
-            paths=alerts.DispatchPaths.for_loop(self.repo, LOOP),
+        return alert_delivery.AlertDispatcher(
+            paths=alert_delivery.DispatchPaths.for_loop(self.repo, LOOP),
             loop_id=LOOP,
             trace_id="trace-run",
             catalog_path=str(self.catalog),
             secrets=self.secrets,
             transport=self.transport,
-            settings=alerts.DispatchSettings(
+            settings=alert_delivery.DispatchSettings(
                 retries=self.retries, backoff_seconds=0.25, pagerduty_url=self.secrets.get("PD_URL", "")
             ),
             now=self.clock.now,
@@ -453,7 +453,7 @@ def test_reconcile_hook_never_raises(tmp_path: Path, receivers: list[Receiver]) 
     append_escalations(tmp_path, [escalation(1, "health_degraded")])
     state_file = ops(tmp_path) / "alert-dispatch-state.json"
     state_file.write_text('{"escalationsLineOffset": 9}')
-    result = alerts.run_alert_dispatch_step(
+    result = alert_delivery.run_alert_dispatch_step(
         ops(tmp_path),
         LOOP,
         sinks_config=write_catalog(tmp_path / "c.json"),
@@ -472,7 +472,7 @@ def test_reconcile_hook_never_raises(tmp_path: Path, receivers: list[Receiver]) 
 
     state_file.unlink()
     secrets = {"T_HOOK_URL": hook.url, "T_HOOK_TOKEN": "tok", "T_SLACK_URL": chat.url, "T_PD_KEY": "k"}
-    first = alerts.run_alert_dispatch_step(
+    first = alert_delivery.run_alert_dispatch_step(
         ops(tmp_path),
         LOOP,
         sinks_config=tmp_path / "c.json",
@@ -481,7 +481,7 @@ def test_reconcile_hook_never_raises(tmp_path: Path, receivers: list[Receiver]) 
         trace_id="trace-rec-1",
     )
     assert (first["status"], first["processedCount"], first["traceId"]) == ("success", 1, "trace-rec-1")
-    second = alerts.run_alert_dispatch_step(
+    second = alert_delivery.run_alert_dispatch_step(
         ops(tmp_path),
         LOOP,
         sinks_config=tmp_path / "c.json",
@@ -496,7 +496,7 @@ def test_reconcile_hook_never_raises(tmp_path: Path, receivers: list[Receiver]) 
 def test_reconcile_hook_with_shipped_catalog_skips(tmp_path: Path) -> None:
     """Port of bats 'reconcile invokes alert dispatch' at the hook: shipped catalog, nothing enabled."""
     append_escalations(tmp_path, [escalation(1, "health_degraded")])
-    first = alerts.run_alert_dispatch_step(
+    first = alert_delivery.run_alert_dispatch_step(
         ops(tmp_path), LOOP, sinks_config=None, secrets={}, now=START, trace_id="trace-alert-status-1"
     )
     assert (first["status"], first["processedCount"], first["skippedCount"]) == ("success", 1, 1)
@@ -506,7 +506,7 @@ def test_reconcile_hook_with_shipped_catalog_skips(tmp_path: Path) -> None:
         "no_dispatchable_sinks",
         "trace-alert-status-1",
     )
-    again = alerts.run_alert_dispatch_step(
+    again = alert_delivery.run_alert_dispatch_step(
         ops(tmp_path), LOOP, sinks_config=None, secrets={}, now=START, trace_id="trace-alert-status-1"
     )
     assert (again["status"], again["processedCount"]) == ("no_new_escalations", 0)
@@ -517,12 +517,12 @@ def test_reconcile_hook_accepts_inline_catalog(tmp_path: Path, receivers: list[R
     hook = new_receiver(receivers)
     catalog = json.loads(write_catalog(tmp_path / "c.json", slack=False, pagerduty=False).read_text())
     append_escalations(tmp_path, [escalation(1, "health_degraded")])
-    broken = alerts.run_alert_dispatch_step(
+    broken = alert_delivery.run_alert_dispatch_step(
         ops(tmp_path), LOOP, sinks_config={"schemaVersion": "v1"}, secrets={}, now=START, trace_id="t"
     )
     assert broken["status"] == "failed_command"
     assert "invalid top-level shape" in broken["message"]
-    state = alerts.run_alert_dispatch_step(
+    state = alert_delivery.run_alert_dispatch_step(
         ops(tmp_path),
         LOOP,
         sinks_config=catalog,
@@ -576,7 +576,7 @@ def test_cli_dispatch_reads_secrets_from_env(
 def test_reconcile_hook_honours_file_overrides(tmp_path: Path) -> None:
     append_escalations(tmp_path, [escalation(1, "health_degraded")])
     state_file, telemetry_file = tmp_path / "custom" / "state.json", tmp_path / "custom" / "alerts.jsonl"
-    result = alerts.run_alert_dispatch_step(
+    result = alert_delivery.run_alert_dispatch_step(
         ops(tmp_path),
         LOOP,
         sinks_config=None,
@@ -623,7 +623,7 @@ def test_repeated_dispatch_reads_only_the_new_tail_of_a_long_escalations_log(
     state_file.write_text(json.dumps({"escalationsLineOffset": old_rows}))
 
     def dispatch() -> dict[str, Any]:
-        return alerts.run_alert_dispatch_step(
+        return alert_delivery.run_alert_dispatch_step(
             ops(tmp_path), LOOP, sinks_config=None, secrets={}, now=START, trace_id="trace-tail-1"
         )
 
@@ -650,7 +650,7 @@ def test_dispatch_rereads_a_log_rewritten_under_the_cursor(tmp_path: Path) -> No
     state_file.write_text(json.dumps({"escalationsLineOffset": 5}))
 
     def dispatch() -> dict[str, Any]:
-        return alerts.run_alert_dispatch_step(
+        return alert_delivery.run_alert_dispatch_step(
             ops(tmp_path), LOOP, sinks_config=None, secrets={}, now=START, trace_id="trace-tail-2"
         )
 

@@ -132,20 +132,19 @@ def test_engine_status_with_separate_journal_dir(repo: Path, tmp_path: Path) -> 
     import dataclasses
     import datetime as dt
 
-    from superloop_ops.core import thresholds
-    from superloop_ops.engine import reconcile as engine
-    from superloop_ops.engine import status as engine_status
+    from superloop_ops.core.loop import threshold_profiles
+    from superloop_ops.engine.loop import reconcile_pass, status_read
 
     write_runtime_artifacts(repo, now_ts())
     journal = tmp_path / "journal" / LOOP
-    options = engine.ReconcileOptions(
-        repo=repo, loop_id=LOOP, thresholds=thresholds.compute_thresholds(None), ops_dir=journal
+    options = reconcile_pass.ReconcileOptions(
+        repo=repo, loop_id=LOOP, thresholds=threshold_profiles.compute_thresholds(None), ops_dir=journal
     )
-    result = engine.run_reconcile(dataclasses.replace(options, trace_id="journal-1"))
+    result = reconcile_pass.run_reconcile(dataclasses.replace(options, trace_id="journal-1"))
     assert result.exit_code == 0
     assert (journal / "state.json").is_file()
     assert not ops_dir(repo).exists()
-    paths = engine_status.StatusPaths.build(repo, LOOP, ops_dir=journal)
-    document = engine_status.fetch_status(repo, LOOP, now=dt.datetime.now(dt.UTC), paths=paths)
+    paths = status_read.StatusPaths.build(repo, LOOP, ops_dir=journal)
+    document = status_read.fetch_status(repo, LOOP, now=dt.datetime.now(dt.UTC), paths=paths)
     assert document["reconcile"]["lastTraceId"] == "journal-1"
     assert document["files"]["healthFile"] == str(journal / "health.json")

@@ -18,7 +18,7 @@ import pytest
 
 from superloop_ops.cli import main as cli_main
 from superloop_ops.clock import FrozenClock
-from superloop_ops.engine import control as engine_control
+from superloop_ops.engine.loop import control_run
 from superloop_ops.errors import ContractError
 from superloop_ops.sim.simulator import Simulator
 from superloop_ops.transports import local as local_transport
@@ -54,7 +54,7 @@ class Harness:
         if self.tick_on_sleep:
             self.sim.step()
 
-    def request(self, intent: str = "cancel", **overrides: Any) -> engine_control.ControlRequest:
+    def request(self, intent: str = "cancel", **overrides: Any) -> control_run.ControlRequest:
         fields: dict[str, Any] = {
             "repo": self.repo,
             "loop_id": self.loop.loop_id,
@@ -65,10 +65,10 @@ class Harness:
             "interval_seconds": 2,
         }
         fields.update(overrides)
-        return engine_control.ControlRequest(**fields)
+        return control_run.ControlRequest(**fields)
 
-    def execute(self, intent: str, **overrides: Any) -> engine_control.ControlOutcome:
-        return engine_control.execute_control(
+    def execute(self, intent: str, **overrides: Any) -> control_run.ControlOutcome:
+        return control_run.execute_control(
             self.request(intent, **overrides), now_fn=self.clock.now, sleep=self.sleep
         )
 
@@ -385,7 +385,7 @@ def test_failed_snapshots_count_as_not_confirmed(tmp_path: Path) -> None:
             raise ContractError("invalid JSON in final events line")
         return local_transport.fetch_snapshot(repo, loop_id, trace_id=trace_id, now=now)
 
-    result = engine_control.poll_confirmation(
+    result = control_run.poll_confirmation(
         h.repo, h.loop.loop_id, "cancel", timeout_seconds=10, interval_seconds=1,
         now_fn=h.clock.now, sleep=h.sleep, fetch_snapshot=flaky,
     )  # fmt: skip
@@ -394,7 +394,7 @@ def test_failed_snapshots_count_as_not_confirmed(tmp_path: Path) -> None:
     assert result.document["attempts"] == 11
     (h.repo / ".superloop" / "state.json").unlink()
     calls.clear()
-    again = engine_control.poll_confirmation(
+    again = control_run.poll_confirmation(
         h.repo, h.loop.loop_id, "cancel", timeout_seconds=10, interval_seconds=1,
         now_fn=h.clock.now, sleep=h.sleep, fetch_snapshot=flaky,
     )  # fmt: skip
@@ -421,7 +421,7 @@ def test_engine_validation_fails_before_any_row(
     fields = {"intent": "cancel", **overrides}
     request = h.request(**fields)
     with pytest.raises(ContractError, match=message):
-        engine_control.execute_control(request, now_fn=h.clock.now, sleep=h.sleep)
+        control_run.execute_control(request, now_fn=h.clock.now, sleep=h.sleep)
     assert not h.ops.exists()
 
 

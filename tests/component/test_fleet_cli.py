@@ -24,10 +24,10 @@ import yaml
 from superloop_ops.cli import main as cli_main
 from superloop_ops.cli import sprite_service as sprite_cli
 from superloop_ops.clock import FrozenClock, SystemClock
-from superloop_ops.core import fleet as core_fleet
-from superloop_ops.core.handoff import ControlOutcome
-from superloop_ops.core.jsonutil import format_ts
-from superloop_ops.engine import fleet as engine_fleet
+from superloop_ops.core.common.jsonutil import format_ts
+from superloop_ops.core.fleet import rollup
+from superloop_ops.core.handoff.handoff_plan import ControlOutcome
+from superloop_ops.engine.fleet import fleet_commands
 from superloop_ops.errors import ContractError
 from superloop_ops.service import server as service_server
 
@@ -384,15 +384,15 @@ def test_regression_disabled_loop_is_skipped_and_never_reconciled(tmp_path: Path
     write_registry(tmp_path, [{"loopId": "on"}, {"loopId": "off", "enabled": False}])
     seen: list[str] = []
 
-    def reconciler(request: engine_fleet.LoopReconcileRequest) -> core_fleet.LoopRunOutcome:
+    def reconciler(request: fleet_commands.LoopReconcileRequest) -> rollup.LoopRunOutcome:
         seen.append(request.loop_id)
-        return core_fleet.LoopRunOutcome(
+        return rollup.LoopRunOutcome(
             exit_code=0, document={"health": {"status": "healthy", "reasonCodes": []}}
         )
 
-    state = engine_fleet.run_fleet_reconcile(
-        engine_fleet.FleetPaths.for_repo(tmp_path),
-        settings=core_fleet.FanOutSettings(),
+    state = fleet_commands.run_fleet_reconcile(
+        fleet_commands.FleetPaths.for_repo(tmp_path),
+        settings=rollup.FanOutSettings(),
         reconciler=reconciler,
     )
     assert seen == ["on"]
@@ -413,12 +413,12 @@ def test_missing_token_env_fails_the_loop_before_any_call(
     monkeypatch.delenv(TOKEN_ENV, raising=False)
     write_registry(tmp_path, [service_loop("svc", "http://127.0.0.1:9")])
 
-    def reconciler(request: engine_fleet.LoopReconcileRequest) -> core_fleet.LoopRunOutcome:
+    def reconciler(request: fleet_commands.LoopReconcileRequest) -> rollup.LoopRunOutcome:
         raise AssertionError("must not be called")
 
-    state = engine_fleet.run_fleet_reconcile(
-        engine_fleet.FleetPaths.for_repo(tmp_path),
-        settings=core_fleet.FanOutSettings(),
+    state = fleet_commands.run_fleet_reconcile(
+        fleet_commands.FleetPaths.for_repo(tmp_path),
+        settings=rollup.FanOutSettings(),
         reconciler=reconciler,
     )
     assert state["results"][0]["reasonCode"] == "missing_service_token_env"
@@ -432,7 +432,7 @@ def test_fan_out_respects_max_parallel_and_keeps_start_order(tmp_path: Path) -> 
     lock = threading.Lock()
     active = [0, 0]  # current, peak
 
-    def reconciler(request: engine_fleet.LoopReconcileRequest) -> core_fleet.LoopRunOutcome:
+    def reconciler(request: fleet_commands.LoopReconcileRequest) -> rollup.LoopRunOutcome:
         with lock:
             active[0] += 1
             active[1] = max(active[1], active[0])
@@ -441,11 +441,11 @@ def test_fan_out_respects_max_parallel_and_keeps_start_order(tmp_path: Path) -> 
             active[0] -= 1
         if request.loop_id == "loop-3":
             raise RuntimeError("boom in one loop")
-        return core_fleet.LoopRunOutcome(exit_code=0, document={})
+        return rollup.LoopRunOutcome(exit_code=0, document={})
 
-    state = engine_fleet.run_fleet_reconcile(
-        engine_fleet.FleetPaths.for_repo(tmp_path),
-        settings=core_fleet.FanOutSettings(max_parallel=2),
+    state = fleet_commands.run_fleet_reconcile(
+        fleet_commands.FleetPaths.for_repo(tmp_path),
+        settings=rollup.FanOutSettings(max_parallel=2),
         reconciler=reconciler,
     )
     assert active[1] <= 2
@@ -702,10 +702,10 @@ class RecordingControl:
     """The per-loop control seam: records every call, answers by loop id (default confirmed)."""
 
     def __init__(self, outcomes: dict[str, int] | None = None) -> None:
-        self.calls: list[engine_fleet.ControlCall] = []
+        self.calls: list[fleet_commands.ControlCall] = []
         self.outcomes = outcomes or {}
 
-    def __call__(self, call: engine_fleet.ControlCall) -> ControlOutcome:
+    def __call__(self, call: fleet_commands.ControlCall) -> ControlOutcome:
         self.calls.append(call)
         code = self.outcomes.get(call.loop_id, 0)
         status = {0: "confirmed", 2: "ambiguous"}.get(code, "failed_command")
@@ -713,9 +713,9 @@ class RecordingControl:
 
 
 def handoff(repo: Path, control: RecordingControl | None = None, **options: Any) -> dict[str, Any]:
-    return engine_fleet.run_fleet_handoff(
-        engine_fleet.FleetPaths.for_repo(repo),
-        engine_fleet.HandoffOptions(**options),
+    return fleet_commands.run_fleet_handoff(
+        fleet_commands.FleetPaths.for_repo(repo),
+        fleet_commands.HandoffOptions(**options),
         control=control or RecordingControl(),
         clock=FrozenClock(now()),
         env={},
@@ -723,7 +723,7 @@ def handoff(repo: Path, control: RecordingControl | None = None, **options: Any)
 
 
 def policy(repo: Path, trace: str | None = None) -> dict[str, Any]:
-    return engine_fleet.run_fleet_policy(engine_fleet.FleetPaths.for_repo(repo), trace_id=trace, env={})
+    return fleet_commands.run_fleet_policy(fleet_commands.FleetPaths.for_repo(repo), trace_id=trace, env={})
 
 
 def guarded_registry(repo: Path, loops: list[dict[str, Any]], **autonomous: Any) -> None:

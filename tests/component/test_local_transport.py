@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers.ingest_runtime import INGEST_RUNTIME, write_ingest_runtime
-from superloop_ops.core import cursor
+from superloop_ops.core.loop import cursor
 from superloop_ops.errors import ContractError
 from superloop_ops.transports import local
 

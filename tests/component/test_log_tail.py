@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from superloop_ops.engine import tail
+from superloop_ops.journal import tail
 
 
 @pytest.mark.parametrize(

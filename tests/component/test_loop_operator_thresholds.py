@@ -13,9 +13,9 @@ import pytest
 from _loop_reconcile_helpers import LOOP, isolate_cli_env, read_json, write_runtime_artifacts
 
 from superloop_ops.clock import FrozenClock
-from superloop_ops.core.jsonutil import format_ts
-from superloop_ops.engine import loop_operator
-from superloop_ops.engine import thresholds as engine_thresholds
+from superloop_ops.controllers import loop_controller
+from superloop_ops.core.common.jsonutil import format_ts
+from superloop_ops.engine.loop import threshold_files
 from superloop_ops.errors import InvalidSpecError
 from superloop_ops.models.loop import Loop
 from superloop_ops.settings import Settings
@@ -51,7 +51,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _mount_catalog(config_dir: Path, catalog: dict[str, Any]) -> Path:
     config_dir.mkdir(parents=True, exist_ok=True)
-    path = config_dir / engine_thresholds.CATALOG_FILENAME
+    path = config_dir / threshold_files.CATALOG_FILENAME
     path.write_text(json.dumps(catalog), encoding="utf-8")
     return path
 
@@ -72,16 +72,16 @@ def _loop(**thresholds: Any) -> Loop:
     return Loop.from_body({"metadata": {"name": "l1", "namespace": NS}, "spec": spec})
 
 
-def _target(tmp_path: Path, config_dir: Path | None) -> loop_operator.LoopTarget:
+def _target(tmp_path: Path, config_dir: Path | None) -> loop_controller.LoopTarget:
     (tmp_path / "pvc").mkdir(exist_ok=True)
-    return loop_operator.build_loop_target(_loop(), NS, "l1", _settings(tmp_path, config_dir))
+    return loop_controller.build_loop_target(_loop(), NS, "l1", _settings(tmp_path, config_dir))
 
 
 def test_mounted_catalog_replaces_the_shipped_default(tmp_path: Path) -> None:
     mounted = _mount_catalog(tmp_path / "config", SITE_CATALOG)
     target = _target(tmp_path, tmp_path / "config")
     assert target.threshold_catalog == str(mounted)
-    options = loop_operator.build_reconcile_options(_loop(), target, token=None, from_start=False)
+    options = loop_controller.build_reconcile_options(_loop(), target, token=None, from_start=False)
     assert options.thresholds_file == mounted
     assert options.thresholds.profile == "site"
     assert options.thresholds.degraded_ingest_lag_seconds == 4321
@@ -94,19 +94,19 @@ def test_a_profile_only_the_mounted_catalog_has_is_selectable(tmp_path: Path) ->
     _mount_catalog(tmp_path / "config", SITE_CATALOG)
     loop = _loop(profile="site-strict")
     target = _target(tmp_path, tmp_path / "config")
-    options = loop_operator.build_reconcile_options(loop, target, token=None, from_start=False)
+    options = loop_controller.build_reconcile_options(loop, target, token=None, from_start=False)
     assert options.thresholds.profile == "site-strict"
     assert options.thresholds.degraded_ingest_lag_seconds == 11
     assert options.thresholds.critical_transport_failure_streak == 2
 
 
 def test_without_config_dir_or_mounted_file_the_shipped_catalog_applies(tmp_path: Path) -> None:
-    shipped = str(engine_thresholds.default_catalog_path())
+    shipped = str(threshold_files.default_catalog_path())
     assert _target(tmp_path, None).threshold_catalog == shipped
     (tmp_path / "empty-config").mkdir()
     target = _target(tmp_path, tmp_path / "empty-config")
     assert target.threshold_catalog == shipped
-    options = loop_operator.build_reconcile_options(_loop(), target, token=None, from_start=False)
+    options = loop_controller.build_reconcile_options(_loop(), target, token=None, from_start=False)
     assert options.thresholds.profile == "balanced"
     assert options.thresholds.degraded_ingest_lag_seconds == 300
 
@@ -116,20 +116,20 @@ def test_the_profiles_file_env_still_wins_over_the_mounted_catalog(
 ) -> None:
     _mount_catalog(tmp_path / "config", SITE_CATALOG)
     explicit = _mount_catalog(tmp_path / "explicit", {**SITE_CATALOG, "defaultProfile": "site-strict"})
-    monkeypatch.setenv(engine_thresholds.PROFILES_FILE_ENV, str(explicit))
+    monkeypatch.setenv(threshold_files.PROFILES_FILE_ENV, str(explicit))
     assert _target(tmp_path, tmp_path / "config").threshold_catalog == str(explicit)
-    assert loop_operator.compute_threshold_catalog_path(tmp_path / "config", env={}) == str(
-        tmp_path / "config" / engine_thresholds.CATALOG_FILENAME
+    assert loop_controller.compute_threshold_catalog_path(tmp_path / "config", env={}) == str(
+        tmp_path / "config" / threshold_files.CATALOG_FILENAME
     )
 
 
 def test_an_invalid_mounted_catalog_fails_the_spec_closed(tmp_path: Path) -> None:
     config_dir = tmp_path / "config"
     config_dir.mkdir()
-    (config_dir / engine_thresholds.CATALOG_FILENAME).write_text("{not json", encoding="utf-8")
+    (config_dir / threshold_files.CATALOG_FILENAME).write_text("{not json", encoding="utf-8")
     target = _target(tmp_path, config_dir)
     with pytest.raises(InvalidSpecError, match="invalid threshold profiles JSON"):
-        loop_operator.build_reconcile_options(_loop(), target, token=None, from_start=False)
+        loop_controller.build_reconcile_options(_loop(), target, token=None, from_start=False)
 
 
 def test_a_reconcile_pass_records_the_mounted_thresholds_in_health(tmp_path: Path) -> None:
@@ -137,7 +137,7 @@ def test_a_reconcile_pass_records_the_mounted_thresholds_in_health(tmp_path: Pat
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     target = _target(tmp_path, tmp_path / "config")
     write_runtime_artifacts(target.repo, format_ts(now - dt.timedelta(seconds=30)))
-    view, result = loop_operator.run_loop_pass(
+    view, result = loop_controller.run_loop_pass(
         _loop(),
         target,
         token=None,

@@ -20,7 +20,8 @@ from test_loop_handler import NS
 
 from helpers.operator_fakes import FakeEdge
 from superloop_ops.clock import FrozenClock
-from superloop_ops.engine import alerts, loop_alerts
+from superloop_ops.controllers import loop_alerts
+from superloop_ops.engine.alerts import alert_delivery
 from superloop_ops.errors import InvalidSpecError
 from superloop_ops.handlers import loop as loop_handlers
 from superloop_ops.handlers.context import OperatorContext
@@ -332,7 +333,7 @@ def test_secret_added_later_delivers_the_pending_webhook_once(
         _pass(edge, ctx, clock)
         assert hook.seen == []
         edge.secrets[(NS, "alert-secrets")][WEBHOOK_ENV] = hook.url
-        clock.advance(alerts.DispatchSettings().max_retry_interval_seconds)
+        clock.advance(alert_delivery.DispatchSettings().max_retry_interval_seconds)
         for _ in range(3):
             status = _pass(edge, ctx, clock)
         assert len(hook.accepted) == 1

@@ -21,7 +21,7 @@ import pytest
 
 from superloop_ops.cli import main as cli_main
 from superloop_ops.clock import SystemClock
-from superloop_ops.core.jsonutil import format_ts
+from superloop_ops.core.common.jsonutil import format_ts
 
 ENV_NAMES = (
     "OPS_MANAGER_TRACE_ID",
@@ -815,19 +815,19 @@ def test_usage_errors_exit_1_not_the_hold_code(tmp_path: Path, run: Run) -> None
 def test_concurrent_applies_with_one_key_apply_once(tmp_path: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from superloop_ops.core import promotion_apply
-    from superloop_ops.engine import promotion as engine
+    from superloop_ops.core.promotion import apply_rules
+    from superloop_ops.engine.promotion import promotion_commands
 
     repo = make_repo(tmp_path)
     registry = write_registry(repo, 10, True)
     write_decision(repo, "promote")
-    request = promotion_apply.build_apply_request(
+    request = apply_rules.build_apply_request(
         intent="expand", expand_step="5", by="ops", approval_ref="CAB-7", rationale="race",
         review_by=future(), idempotency_key="same-key",
     )  # fmt: skip
-    options = engine.ApplyOptions(repo=repo, request=request)
+    options = promotion_commands.ApplyOptions(repo=repo, request=request)
     with ThreadPoolExecutor(max_workers=6) as pool:
-        records = list(pool.map(lambda _: engine.run_promotion_apply(options), range(6)))
+        records = list(pool.map(lambda _: promotion_commands.run_promotion_apply(options), range(6)))
     assert sum(1 for record in records if "replayed" not in record) == 1
     assert read_json(registry)["policy"]["autonomous"]["rollout"]["canaryPercent"] == 15
     assert len(lines(fleet_dir(repo) / "telemetry" / "promotion-apply.jsonl")) == 1

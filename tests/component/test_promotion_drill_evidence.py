@@ -15,8 +15,8 @@ import pytest
 from test_promotion_handler import NS, POLICY, Env
 
 from superloop_ops.clock import FrozenClock
-from superloop_ops.core import promotion_drills
-from superloop_ops.core.jsonutil import format_ts
+from superloop_ops.core.common.jsonutil import format_ts
+from superloop_ops.core.promotion import drill_records
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError
 from superloop_ops.journal import files
 from superloop_ops.k8s.edge import ObjectNotFoundError
@@ -74,9 +74,9 @@ def _evidence(clock: FrozenClock, *entries: tuple[str, str, float]) -> str:
     """Drills recorded one by one, as the plugin does: (id, status, hours ago)."""
     text: str | None = None
     for drill, status, hours in entries:
-        record = promotion_drills.DrillRecord(drill_id=drill, status=status, completed_at=_ago(clock, hours))
-        document = promotion_drills.build_drill_document(text, record, now=clock.now(), where=CM)
-        text = promotion_drills.format_drill_document(document)
+        record = drill_records.DrillRecord(drill_id=drill, status=status, completed_at=_ago(clock, hours))
+        document = drill_records.build_drill_document(text, record, now=clock.now(), where=CM)
+        text = drill_records.format_drill_document(document)
     assert text is not None
     return text
 

@@ -12,8 +12,8 @@ import pytest
 
 from helpers.operator_fakes import FakeEdge, build_context, build_frozen_clock
 from superloop_ops.clock import FrozenClock
-from superloop_ops.core.jsonutil import format_ts
-from superloop_ops.engine import fleet_operator, promotion_operator
+from superloop_ops.controllers import fleet_controller, promotion_apply_controller
+from superloop_ops.core.common.jsonutil import format_ts
 from superloop_ops.handlers import fleet as fleet_handlers
 from superloop_ops.handlers import fleet_policy as policy_handlers
 from superloop_ops.handlers import promotion_apply as promotion_handlers
@@ -79,12 +79,12 @@ class Env:
     def journal(self) -> Path:
         return self.tmp_path / "state" / NS / ".superloop" / "ops-manager" / "fleet" / FLEET
 
-    def fleet_pass(self) -> fleet_operator.FleetPassReport:
+    def fleet_pass(self) -> fleet_controller.FleetPassReport:
         return fleet_handlers.reconcile_fleet(self.edge.get("fleets", FLEET), self.ctx, self.fleet_deps)
 
     def decide(self, decision: str, *codes: str) -> None:
         """Fix the decision: read this state file instead of evaluating the gates."""
-        self.deps.decision_source = promotion_operator.fetch_promotion_state
+        self.deps.decision_source = promotion_apply_controller.fetch_promotion_state
         files.write_json_atomic(
             self.journal / "promotion-state.json",
             {"schemaVersion": "v1", "summary": {"decision": decision, "reasonCodes": list(codes)}},
@@ -106,7 +106,7 @@ class Env:
         }
         return self.edge.add("promotionapplies", body)
 
-    def run(self, name: str) -> promotion_operator.PromotionReport:
+    def run(self, name: str) -> promotion_apply_controller.PromotionReport:
         return promotion_handlers.reconcile_promotion(
             self.edge.get("promotionapplies", name), self.ctx, self.deps, self.fleet_deps
         )
@@ -189,7 +189,7 @@ def test_rollback_pauses_the_fleet_once_and_a_replayed_key_does_not_apply_again(
     assert effective["governance"]["actor"] == "ops-user"
     assert env.records() == [record]
     assert files.read_json(env.journal / "promotion-apply-state.json") == record
-    assert not (env.journal / promotion_operator.PENDING_FILE).exists()
+    assert not (env.journal / promotion_apply_controller.PENDING_FILE).exists()
     assert "PromotionApplied" in env.edge.reasons("stop-1")
     assert "RolloutPostureChanged" in env.edge.reasons(POLICY)
     # the follow-up fleet pass read the paused posture: nothing executes autonomously
@@ -222,7 +222,7 @@ def test_expand_needs_promote_then_moves_the_canary_and_autonomy_follows(
     env = Env(tmp_path, clock, canaryPercent=0)
     env.fleet_pass()
     assert all("autonomous_rollout_canary_excluded" in i["reasons"] for i in env.intents())
-    env.deps.decision_source = promotion_operator.fetch_promotion_state  # no state file written yet
+    env.deps.decision_source = promotion_apply_controller.fetch_promotion_state  # no state file written yet
     env.create("grow-0", "expand", expandStep=100)
     assert env.run("grow-0").phase == "rejected"
     assert env.status("grow-0")["reasonCodes"] == ["promotion_apply_decision_missing"]
@@ -360,7 +360,7 @@ def test_restarts_never_apply_twice(tmp_path: Path, clock: FrozenClock) -> None:
     journal_lines = (env.journal / "telemetry" / "promotion-apply.jsonl").read_text().splitlines()
     (env.journal / "telemetry" / "promotion-apply.jsonl").write_text(journal_lines[0] + "\n")
     files.write_json_atomic(
-        env.journal / promotion_operator.PENDING_FILE,
+        env.journal / promotion_apply_controller.PENDING_FILE,
         {"applyId": env.effective()["lastApply"], "record": record_b},
     )
     assert env.effective()["canaryPercent"] == 30
@@ -368,12 +368,13 @@ def test_restarts_never_apply_twice(tmp_path: Path, clock: FrozenClock) -> None:
     assert env.records()[-1] == record_b
     assert len(env.records()) == 2
     assert env.effective()["canaryPercent"] == 30
-    assert not (env.journal / promotion_operator.PENDING_FILE).exists()
+    assert not (env.journal / promotion_apply_controller.PENDING_FILE).exists()
     # crash after the marker only: the posture was never moved, so the apply starts over, once
     env.create("c", "expand", expandStep=10)
     c_uid = env.edge.get("promotionapplies", "c")["metadata"]["uid"]
     files.write_json_atomic(
-        env.journal / promotion_operator.PENDING_FILE, {"applyId": f"c/{c_uid}", "record": {"stale": True}}
+        env.journal / promotion_apply_controller.PENDING_FILE,
+        {"applyId": f"c/{c_uid}", "record": {"stale": True}},
     )
     assert env.run("c").phase == "applied"
     assert env.status("c")["record"]["rollout"]["before"]["canaryPercent"] == 30

@@ -31,8 +31,8 @@ from _loop_reconcile_helpers import (
 
 from superloop_ops.cli import reconcile as cli_reconcile
 from superloop_ops.clock import FrozenClock
-from superloop_ops.core import thresholds
-from superloop_ops.engine import reconcile as engine
+from superloop_ops.core.loop import threshold_profiles
+from superloop_ops.engine.loop import reconcile_pass
 
 
 @pytest.fixture
@@ -463,11 +463,11 @@ def test_profile_drift_persisted_and_shown_by_status(cli: Cli, repo: Path) -> No
 # --------------------------------------------------------------------- engine API and hooks
 
 
-def _options(repo: Path, **overrides: object) -> engine.ReconcileOptions:
-    base = engine.ReconcileOptions(
+def _options(repo: Path, **overrides: object) -> reconcile_pass.ReconcileOptions:
+    base = reconcile_pass.ReconcileOptions(
         repo=repo,
         loop_id=LOOP,
-        thresholds=thresholds.compute_thresholds(None),
+        thresholds=threshold_profiles.compute_thresholds(None),
         trace_id="hook-trace",
     )
     return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
@@ -475,13 +475,13 @@ def _options(repo: Path, **overrides: object) -> engine.ReconcileOptions:
 
 def test_drift_hook_failure_is_not_fatal_and_alerts_still_run(repo: Path) -> None:
     write_runtime_artifacts(repo, now_ts())
-    seen: list[engine.PassContext] = []
+    seen: list[reconcile_pass.PassContext] = []
 
-    def broken_drift(ctx: engine.PassContext) -> engine.DriftOutcome | None:
+    def broken_drift(ctx: reconcile_pass.PassContext) -> reconcile_pass.DriftOutcome | None:
         raise RuntimeError("corrupt profile-drift.json")
 
-    hooks = engine.ReconcileHooks(profile_drift=broken_drift, alert_dispatch=seen.append)
-    result = engine.run_reconcile(_options(repo, hooks=hooks))
+    hooks = reconcile_pass.ReconcileHooks(profile_drift=broken_drift, alert_dispatch=seen.append)
+    result = reconcile_pass.run_reconcile(_options(repo, hooks=hooks))
     assert result.exit_code == 0
     assert result.drift_error == "corrupt profile-drift.json"
     assert "drift" not in result.output
@@ -493,7 +493,7 @@ def test_drift_hook_failure_is_not_fatal_and_alerts_still_run(repo: Path) -> Non
 def test_alert_hook_failure_appends_failed_command_row(repo: Path) -> None:
     write_runtime_artifacts(repo, now_ts())
 
-    def broken_alerts(ctx: engine.PassContext) -> object:
+    def broken_alerts(ctx: reconcile_pass.PassContext) -> object:
         raise RuntimeError("sink exploded\r\nsecond line")
 
     drift_doc = {
@@ -502,11 +502,11 @@ def test_alert_hook_failure_appends_failed_command_row(repo: Path) -> None:
         "reasonCode": "profile_drift_detected",
     }
 
-    def drift(ctx: engine.PassContext) -> engine.DriftOutcome:
-        return engine.DriftOutcome(drift=drift_doc, summary=None)
+    def drift(ctx: reconcile_pass.PassContext) -> reconcile_pass.DriftOutcome:
+        return reconcile_pass.DriftOutcome(drift=drift_doc, summary=None)
 
-    hooks = engine.ReconcileHooks(profile_drift=drift, alert_dispatch=broken_alerts)
-    result = engine.run_reconcile(_options(repo, hooks=hooks))
+    hooks = reconcile_pass.ReconcileHooks(profile_drift=drift, alert_dispatch=broken_alerts)
+    result = reconcile_pass.run_reconcile(_options(repo, hooks=hooks))
     assert result.exit_code == 0
     row = last_row(ops_dir(repo) / "telemetry" / "alerts.jsonl")
     assert row["category"] == "alert_dispatch"
@@ -521,13 +521,13 @@ def test_alert_hook_failure_appends_failed_command_row(repo: Path) -> None:
 
 def test_alerts_disabled_skips_dispatch(repo: Path) -> None:
     write_runtime_artifacts(repo, now_ts())
-    calls: list[engine.PassContext] = []
+    calls: list[reconcile_pass.PassContext] = []
     options = _options(
         repo,
-        hooks=engine.ReconcileHooks(alert_dispatch=calls.append),
-        alerts=engine.AlertSettings(enabled=False),
+        hooks=reconcile_pass.ReconcileHooks(alert_dispatch=calls.append),
+        alerts=reconcile_pass.AlertSettings(enabled=False),
     )
-    engine.run_reconcile(options)
+    reconcile_pass.run_reconcile(options)
     assert calls == []
 
 
@@ -541,14 +541,14 @@ def test_frozen_clock_gives_deterministic_duration(repo: Path) -> None:
             return moment
 
     start = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    result = engine.run_reconcile(_options(repo), clock=SteppingClock(start))
+    result = reconcile_pass.run_reconcile(_options(repo), clock=SteppingClock(start))
     assert result.telemetry_row["startedAt"] < result.telemetry_row["timestamp"]
     assert result.telemetry_row["durationSeconds"] >= 1
 
 
 def test_cli_hooks_factory_seam(cli: Cli, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_runtime_artifacts(repo, now_ts())
-    monkeypatch.setattr(cli_reconcile, "HOOKS_FACTORY", lambda args: engine.ReconcileHooks())
+    monkeypatch.setattr(cli_reconcile, "HOOKS_FACTORY", lambda args: reconcile_pass.ReconcileHooks())
     assert cli.reconcile(repo, *HUGE_INGEST).code == 0
     assert not (ops_dir(repo) / "alert-dispatch-state.json").exists()
     assert not (ops_dir(repo) / "profile-drift.json").exists()

@@ -365,7 +365,7 @@ def double(tmp_path: Path) -> Iterator[Callable[[bytes, bytes], str]]:
     write_runtime_artifacts(snapshot_repo, now_ts())
 
     def start(events_body: bytes, snapshot_body: bytes | None = None) -> str:
-        from superloop_ops.core.jsonutil import dumps_compact, parse_ts
+        from superloop_ops.core.common.jsonutil import dumps_compact, parse_ts
         from superloop_ops.transports import local as local_transport
 
         now = parse_ts(now_ts())

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from superloop_ops.clock import FrozenClock
-from superloop_ops.core import jsonutil
-from superloop_ops.engine import control as engine_control
+from superloop_ops.core.common import jsonutil
+from superloop_ops.engine.loop import control_run
 from superloop_ops.sim import simulator as sim_mod
 from superloop_ops.transports import local as local_transport
 
@@ -165,7 +165,7 @@ def test_approval_request_shape(tmp_path: Path) -> None:
 def test_approve_is_consumed_to_completion(tmp_path: Path) -> None:
     sim, clock = _run(tmp_path, "awaiting_approval")
     loop = sim.loops[0]
-    engine_control.write_approval_decision(
+    control_run.write_approval_decision(
         loop.repo, loop.loop_id, decision="approved", by="ann", note="", now=clock.now()
     )
     clock.advance(5)
@@ -179,7 +179,7 @@ def test_approve_is_consumed_to_completion(tmp_path: Path) -> None:
 def test_reject_resumes_with_a_new_iteration(tmp_path: Path) -> None:
     sim, clock = _run(tmp_path, "awaiting_approval")
     loop = sim.loops[0]
-    engine_control.write_approval_decision(
+    control_run.write_approval_decision(
         loop.repo, loop.loop_id, decision="rejected", by="ann", note="", now=clock.now()
     )
     clock.advance(5)

@@ -1,7 +1,7 @@
 """The sprite HTTP service on 127.0.0.1 with a real httpx client (ports of ops-manager-service.bats).
 
 The service runs in-process on a free port; control runs the local path through
-``engine.control`` with the simulator's runtime CLI as the configured cancel command.
+``engine.loop.control_run`` with the simulator's runtime CLI as the configured cancel command.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ import pytest
 from _loop_reconcile_helpers import SIM_RUNTIME, RunningService
 
 from superloop_ops.cli import sprite_service as sprite_cli
-from superloop_ops.core import thresholds as thresholds_mod
-from superloop_ops.engine import control as engine_control
-from superloop_ops.engine import reconcile as engine_reconcile
+from superloop_ops.core.loop import threshold_profiles
+from superloop_ops.engine.loop import control_run, reconcile_pass
 from superloop_ops.service import server as service_server
 from superloop_ops.transports.service import ServiceClient, ServiceError
 
@@ -314,7 +313,7 @@ def test_control_body_is_bounded(tmp_path: Path, start_service: StartService) ->
 # --- bats 4 / 5: control through the service ---------------------------------------------------
 
 
-def _control_request(repo: Path, url: str, **overrides: object) -> engine_control.ControlRequest:
+def _control_request(repo: Path, url: str, **overrides: object) -> control_run.ControlRequest:
     fields: dict[str, object] = {
         "repo": repo,
         "loop_id": LOOP,
@@ -329,7 +328,7 @@ def _control_request(repo: Path, url: str, **overrides: object) -> engine_contro
         "retry_backoff_seconds": 0,
     }
     fields.update(overrides)
-    return engine_control.ControlRequest(**fields)  # type: ignore[arg-type]
+    return control_run.ControlRequest(**fields)  # type: ignore[arg-type]
 
 
 def _rows(path: Path) -> list[dict[str, object]]:
@@ -339,11 +338,11 @@ def _rows(path: Path) -> list[dict[str, object]]:
 def test_control_sprite_service_with_idempotency(tmp_path: Path, start_service: StartService) -> None:
     write_runtime_artifacts(tmp_path)
     service = start_service(tmp_path)
-    first = engine_control.execute_control(_control_request(tmp_path, service.url))
+    first = control_run.execute_control(_control_request(tmp_path, service.url))
     assert first.exit_code == 0
     assert first.status == "confirmed"
     assert first.replayed is False
-    second = engine_control.execute_control(_control_request(tmp_path, service.url))
+    second = control_run.execute_control(_control_request(tmp_path, service.url))
     assert second.exit_code == 0
     ops = tmp_path / ".superloop" / "ops-manager" / LOOP
     last_intent = _rows(ops / "intents.jsonl")[-1]
@@ -364,7 +363,7 @@ def test_control_sprite_service_with_idempotency(tmp_path: Path, start_service: 
 def test_control_fails_closed_with_wrong_token(tmp_path: Path, start_service: StartService) -> None:
     write_runtime_artifacts(tmp_path)
     service = start_service(tmp_path)
-    outcome = engine_control.execute_control(
+    outcome = control_run.execute_control(
         _control_request(tmp_path, service.url, service_token="wrong-token", idempotency_key="idem-bad")
     )
     assert outcome.exit_code == 1
@@ -383,7 +382,7 @@ def test_control_failure_is_retried_into_a_replay(tmp_path: Path, start_service:
     service = start_service(
         tmp_path, runtime=(sys.executable, "-c", "import sys; print('boom'); sys.exit(7)")
     )
-    outcome = engine_control.execute_control(
+    outcome = control_run.execute_control(
         _control_request(tmp_path, service.url, idempotency_key="idem-fail")
     )
     assert outcome.status == "failed_command"
@@ -464,8 +463,8 @@ def test_concurrent_requests_with_one_key_execute_once(tmp_path: Path, start_ser
 # --- bats 3 / 6: reconcile through the service -------------------------------------------------
 
 
-def _thresholds() -> thresholds_mod.Thresholds:
-    return thresholds_mod.Thresholds(
+def _thresholds() -> threshold_profiles.Thresholds:
+    return threshold_profiles.Thresholds(
         profile=None,
         degraded_ingest_lag_seconds=999999999,
         critical_ingest_lag_seconds=999999999,
@@ -478,17 +477,17 @@ def _thresholds() -> thresholds_mod.Thresholds:
 
 def _reconcile(
     repo: Path, transport: str, url: str = "", trace: str | None = None
-) -> engine_reconcile.ReconcileResult:
-    options = engine_reconcile.ReconcileOptions(
+) -> reconcile_pass.ReconcileResult:
+    options = reconcile_pass.ReconcileOptions(
         repo=repo,
         loop_id=LOOP,
         thresholds=_thresholds(),
         transport=transport,  # type: ignore[arg-type]
-        service=engine_reconcile.ServiceSettings(base_url=url or None, token=TOKEN, retry_backoff_seconds=0),
+        service=reconcile_pass.ServiceSettings(base_url=url or None, token=TOKEN, retry_backoff_seconds=0),
         trace_id=trace,
-        alerts=engine_reconcile.AlertSettings(enabled=False),
+        alerts=reconcile_pass.AlertSettings(enabled=False),
     )
-    return engine_reconcile.run_reconcile(options)
+    return reconcile_pass.run_reconcile(options)
 
 
 def test_reconcile_supports_sprite_service_transport(tmp_path: Path, start_service: StartService) -> None:
@@ -602,7 +601,7 @@ def test_invalid_content_length_is_refused(tmp_path: Path, start_service: StartS
 def test_control_no_confirm_through_the_service(tmp_path: Path, start_service: StartService) -> None:
     write_runtime_artifacts(tmp_path)
     service = start_service(tmp_path)
-    outcome = engine_control.execute_control(
+    outcome = control_run.execute_control(
         _control_request(tmp_path, service.url, do_confirm=False, idempotency_key="vis-autonomous-cancel-1")
     )
     assert outcome.status == "executed_unconfirmed"
@@ -623,7 +622,7 @@ def test_unconfirmed_control_is_ambiguous_not_a_client_timeout(
     """The confirmation window is forwarded, so the service answers 409 before the client gives up."""
     write_runtime_artifacts(tmp_path)
     service = start_service(tmp_path, runtime=(sys.executable, "-c", "print('pretend')"))
-    outcome = engine_control.execute_control(
+    outcome = control_run.execute_control(
         _control_request(
             tmp_path, service.url, timeout_seconds=1, interval_seconds=1, idempotency_key="amb-1"
         )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from superloop_ops.cli.main import main
-from superloop_ops.engine import tuning
+from superloop_ops.engine.loop import tuning_pass
 
 LOOP = "demo-loop"
 
@@ -86,8 +86,10 @@ def test_window_takes_last_physical_lines(tmp_path: Path) -> None:
     rows += [{"status": "success"} for _ in range(3)]
     write_reconcile_rows(tmp_path, rows, trailer="\n")
     now = dt.datetime(2026, 2, 22, tzinfo=dt.UTC)
-    assert tuning.compute_summary(tmp_path, LOOP, window=1, now=now)["observed"]["reconcileAttempts"] == 0
-    three = tuning.compute_summary(tmp_path, LOOP, window=4, now=now)["observed"]
+    assert (
+        tuning_pass.compute_summary(tmp_path, LOOP, window=1, now=now)["observed"]["reconcileAttempts"] == 0
+    )
+    three = tuning_pass.compute_summary(tmp_path, LOOP, window=4, now=now)["observed"]
     assert (three["reconcileAttempts"], three["reconcileFailedCount"]) == (3, 0)
 
 
@@ -96,15 +98,17 @@ def test_bad_json_line_in_window_is_skipped_not_fatal(tmp_path: Path) -> None:
     with path.open("a") as handle:
         handle.write('{"status": "succ')
     now = dt.datetime(2026, 2, 22, tzinfo=dt.UTC)
-    assert tuning.compute_summary(tmp_path, LOOP, window=10, now=now)["observed"]["reconcileAttempts"] == 3
+    assert (
+        tuning_pass.compute_summary(tmp_path, LOOP, window=10, now=now)["observed"]["reconcileAttempts"] == 3
+    )
 
 
 def test_tail_reads_large_files_in_blocks(tmp_path: Path) -> None:
     path = tmp_path / "big.jsonl"
     path.write_text("".join(f'{{"n": {i}, "pad": "{"x" * 200}"}}\n' for i in range(2000)))
-    lines = tuning.fetch_tail_lines(path, 3)
+    lines = tuning_pass.fetch_tail_lines(path, 3)
     assert [json.loads(line)["n"] for line in lines] == [1997, 1998, 1999]
-    assert len(tuning.fetch_tail_lines(path, 5000)) == 2000
+    assert len(tuning_pass.fetch_tail_lines(path, 5000)) == 2000
 
 
 @pytest.mark.parametrize(
@@ -262,8 +266,8 @@ NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 def test_reconcile_step_persists_drift_and_escalates_once(tmp_path: Path) -> None:
     """Port of the reconcile half of bats 'reconcile persists profile drift artifacts' at the hook."""
     write_reconcile_rows(tmp_path, healthy(1))
-    settings = tuning.DriftSettings(min_confidence="low", required_streak=1, summary_window=25)
-    step = tuning.run_profile_drift_step(
+    settings = tuning_pass.DriftSettings(min_confidence="low", required_streak=1, summary_window=25)
+    step = tuning_pass.run_profile_drift_step(
         ops_dir(tmp_path),
         LOOP,
         catalog_profiles=CATALOG_PROFILES,
@@ -289,7 +293,7 @@ def test_reconcile_step_persists_drift_and_escalates_once(tmp_path: Path) -> Non
         "local",
     )
     assert row["driftStateFile"] == str(ops_dir(tmp_path) / "profile-drift.json")
-    again = tuning.run_profile_drift_step(
+    again = tuning_pass.run_profile_drift_step(
         ops_dir(tmp_path),
         LOOP,
         catalog_profiles=CATALOG_PROFILES,
@@ -304,7 +308,7 @@ def test_reconcile_step_persists_drift_and_escalates_once(tmp_path: Path) -> Non
 
 
 def test_reconcile_step_without_telemetry_is_a_no_op(tmp_path: Path) -> None:
-    step = tuning.run_profile_drift_step(
+    step = tuning_pass.run_profile_drift_step(
         ops_dir(tmp_path), LOOP, catalog_profiles=CATALOG_PROFILES, current_profile="balanced", now=NOW
     )
     assert step is None
@@ -315,7 +319,7 @@ def test_reconcile_step_survives_custom_catalog_and_corrupt_state(tmp_path: Path
     """Fixes of §3.6 and §8.4: neither a narrow catalog nor a corrupt drift file breaks reconcile."""
     write_reconcile_rows(tmp_path, healthy(5))
     (ops_dir(tmp_path) / "profile-drift.json").write_text("{corrupt")
-    step = tuning.run_profile_drift_step(
+    step = tuning_pass.run_profile_drift_step(
         ops_dir(tmp_path), LOOP, catalog_profiles=("balanced",), current_profile="balanced", now=NOW
     )
     assert step is not None
@@ -328,7 +332,7 @@ def test_reconcile_step_survives_custom_catalog_and_corrupt_state(tmp_path: Path
 def test_reconcile_step_honours_file_overrides(tmp_path: Path) -> None:
     write_reconcile_rows(tmp_path, healthy(2))
     state_file, history_file = tmp_path / "d" / "drift.json", tmp_path / "d" / "drift.jsonl"
-    step = tuning.run_profile_drift_step(
+    step = tuning_pass.run_profile_drift_step(
         ops_dir(tmp_path),
         LOOP,
         catalog_profiles=CATALOG_PROFILES,

@@ -11,11 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from superloop_ops.core import alert_dispatch as plan
-from superloop_ops.core import alert_sinks
+from superloop_ops.core.alerts import dispatch_plan, sink_catalog
 
 NOW = dt.datetime(2026, 2, 22, 11, 0, 5, tzinfo=dt.UTC)
-SHIPPED = alert_sinks.build_sink_catalog(
+SHIPPED = sink_catalog.build_sink_catalog(
     json.loads(
         (Path(__file__).resolve().parents[2] / "config" / "ops-manager-alert-sinks.v1.json").read_text()
     )
@@ -24,9 +23,9 @@ SHIPPED = alert_sinks.build_sink_catalog(
 
 def catalog_with(
     *sink_entries: tuple[str, dict[str, Any]], min_severity: str = "warning"
-) -> alert_sinks.SinkCatalog:
+) -> sink_catalog.SinkCatalog:
     ids = [sink_id for sink_id, _ in sink_entries]
-    return alert_sinks.build_sink_catalog(
+    return sink_catalog.build_sink_catalog(
         {
             "schemaVersion": "v1",
             "defaultMinSeverity": "warning",
@@ -62,9 +61,9 @@ ESCALATION = {
 
 
 def plan_line(
-    text: str, catalog: alert_sinks.SinkCatalog = SHIPPED, env: dict[str, str] | None = None
+    text: str, catalog: sink_catalog.SinkCatalog = SHIPPED, env: dict[str, str] | None = None
 ) -> Any:
-    return plan.plan_row(
+    return dispatch_plan.plan_row(
         text,
         1,
         loop_id="demo-loop",
@@ -78,12 +77,12 @@ def plan_line(
 
 def test_blank_line_is_skipped_without_telemetry() -> None:
     decision = plan_line("   ")
-    assert decision == plan.RowTerminal(counter="skipped", reason_code=None, telemetry=None)
+    assert decision == dispatch_plan.RowTerminal(counter="skipped", reason_code=None, telemetry=None)
 
 
 def test_invalid_json_row() -> None:
     decision = plan_line("{not json")
-    assert isinstance(decision, plan.RowTerminal)
+    assert isinstance(decision, dispatch_plan.RowTerminal)
     assert decision.counter == "failed"
     assert decision.telemetry == {
         "timestamp": "2026-02-22T11:00:05Z",
@@ -99,7 +98,7 @@ def test_invalid_json_row() -> None:
 @pytest.mark.parametrize("text", ['{"category": ""}', '{"category": false}', '"text"', "[1]", "3"])
 def test_missing_category_and_non_object_rows(text: str) -> None:
     decision = plan_line(text)
-    assert isinstance(decision, plan.RowTerminal)
+    assert isinstance(decision, dispatch_plan.RowTerminal)
     assert decision.reason_code == "missing_escalation_category"
     assert decision.telemetry is not None
     assert decision.telemetry["escalation"] == json.loads(text)
@@ -107,7 +106,7 @@ def test_missing_category_and_non_object_rows(text: str) -> None:
 
 def test_invalid_row_severity_fails_route_resolution() -> None:
     decision = plan_line(json.dumps({**ESCALATION, "severity": "loud"}))
-    assert isinstance(decision, plan.RowTerminal)
+    assert isinstance(decision, dispatch_plan.RowTerminal)
     assert decision.reason_code == "route_resolution_failed"
     assert decision.telemetry is not None
     assert decision.telemetry["message"] == "error: --severity must be one of: info, warning, critical"
@@ -116,7 +115,7 @@ def test_invalid_row_severity_fails_route_resolution() -> None:
 
 def test_shipped_catalog_skips_with_no_dispatchable_sinks() -> None:
     decision = plan_line(json.dumps(ESCALATION))
-    assert isinstance(decision, plan.RowTerminal)
+    assert isinstance(decision, dispatch_plan.RowTerminal)
     assert decision.counter == "skipped"
     row = decision.telemetry
     assert row is not None
@@ -132,16 +131,16 @@ def test_shipped_catalog_skips_with_no_dispatchable_sinks() -> None:
 def test_severity_below_min_is_skipped() -> None:
     catalog = catalog_with(WEBHOOK, min_severity="critical")
     decision = plan_line(json.dumps(ESCALATION), catalog)
-    assert isinstance(decision, plan.RowTerminal)
+    assert isinstance(decision, dispatch_plan.RowTerminal)
     assert decision.reason_code == "severity_below_min"
 
 
 def test_missing_secret_does_not_block_routing() -> None:
     """Fix of §8.10: a missing secret no longer fails the row at routing time."""
     decision = plan_line(json.dumps(ESCALATION), catalog_with(WEBHOOK, SLACK), env={"SLACK_URL": "http://s"})
-    assert isinstance(decision, plan.RowDelivery)
+    assert isinstance(decision, dispatch_plan.RowDelivery)
     assert [sink["id"] for sink in decision.sinks] == ["hook", "chat"]
-    hook = plan.build_sink_request(
+    hook = dispatch_plan.build_sink_request(
         decision.sinks[0], decision, {"SLACK_URL": "http://s"}, repo_path="/r", now=NOW
     )
     assert hook == {
@@ -150,23 +149,25 @@ def test_missing_secret_does_not_block_routing() -> None:
         "httpStatus": None,
         "message": "webhook url env is unset",
     }
-    chat = plan.build_sink_request(
+    chat = dispatch_plan.build_sink_request(
         decision.sinks[1], decision, {"SLACK_URL": "http://s"}, repo_path="/r", now=NOW
     )
-    assert isinstance(chat, plan.SinkRequest)
+    assert isinstance(chat, dispatch_plan.SinkRequest)
 
 
-def _delivery(escalation: dict[str, Any] = ESCALATION) -> plan.RowDelivery:
+def _delivery(escalation: dict[str, Any] = ESCALATION) -> dispatch_plan.RowDelivery:
     decision = plan_line(json.dumps(escalation), catalog_with(WEBHOOK, SLACK, PAGER))
-    assert isinstance(decision, plan.RowDelivery)
+    assert isinstance(decision, dispatch_plan.RowDelivery)
     return decision
 
 
 def test_webhook_request_headers_and_body() -> None:
     delivery = _delivery()
     secrets = {"HOOK_URL": "http://hook.example/in", "HOOK_TOKEN": "tok-123"}
-    request = plan.build_sink_request(delivery.sinks[0], delivery, secrets, repo_path="/abs/repo", now=NOW)
-    assert isinstance(request, plan.SinkRequest)
+    request = dispatch_plan.build_sink_request(
+        delivery.sinks[0], delivery, secrets, repo_path="/abs/repo", now=NOW
+    )
+    assert isinstance(request, dispatch_plan.SinkRequest)
     assert request.url == "http://hook.example/in"
     names = [name for name, _ in request.headers]
     assert names == ["Content-Type", "Authorization", "X-Team", "Idempotency-Key"]
@@ -190,10 +191,10 @@ def test_webhook_request_headers_and_body() -> None:
 
 def test_slack_payload_keeps_reference_text_quirks() -> None:
     delivery = _delivery()
-    request = plan.build_sink_request(
+    request = dispatch_plan.build_sink_request(
         delivery.sinks[1], delivery, {"SLACK_URL": "http://s"}, repo_path="/r", now=NOW
     )
-    assert isinstance(request, plan.SinkRequest)
+    assert isinstance(request, dispatch_plan.SinkRequest)
     text = "[ops-manager][warning] health_degraded loop=demo-loop trace=trace-esc"
     assert request.body == {
         "text": text,
@@ -217,14 +218,14 @@ def test_slack_payload_keeps_reference_text_quirks() -> None:
 
 def test_slack_without_timestamp() -> None:
     escalation = {key: value for key, value in ESCALATION.items() if key != "timestamp"}
-    payload = plan.build_slack_payload(_delivery(escalation).context, "warning", {})
+    payload = dispatch_plan.build_slack_payload(_delivery(escalation).context, "warning", {})
     assert payload["blocks"][1]["elements"][0]["text"] == "Escalation timestamp unavailable"
     assert "channel" not in payload
 
 
 def test_pagerduty_events_v2_payload() -> None:
     delivery = _delivery()
-    request = plan.build_sink_request(
+    request = dispatch_plan.build_sink_request(
         delivery.sinks[2],
         delivery,
         {"PD_KEY": "rk-1"},
@@ -232,7 +233,7 @@ def test_pagerduty_events_v2_payload() -> None:
         now=NOW,
         pagerduty_url="http://pd/enqueue",
     )
-    assert isinstance(request, plan.SinkRequest)
+    assert isinstance(request, dispatch_plan.SinkRequest)
     assert request.url == "http://pd/enqueue"
     assert request.body == {
         "routing_key": "rk-1",
@@ -251,7 +252,9 @@ def test_pagerduty_events_v2_payload() -> None:
 
 
 def test_unsupported_sink_type_result() -> None:
-    result = plan.build_sink_request({"id": "x", "type": "email"}, _delivery(), {}, repo_path="/r", now=NOW)
+    result = dispatch_plan.build_sink_request(
+        {"id": "x", "type": "email"}, _delivery(), {}, repo_path="/r", now=NOW
+    )
     assert result == {
         "status": "failed",
         "reasonCode": "unsupported_sink_type",
@@ -261,13 +264,13 @@ def test_unsupported_sink_type_result() -> None:
 
 
 def test_response_classification_and_redaction() -> None:
-    assert plan.classify_response(202, "") == {
+    assert dispatch_plan.classify_response(202, "") == {
         "status": "success",
         "httpStatus": 202,
         "reasonCode": None,
         "message": None,
     }
-    failed = plan.classify_response(
+    failed = dispatch_plan.classify_response(
         500, "boom\nat https://secret.example/x " + "y" * 400, ["https://secret.example/x"]
     )
     assert failed["reasonCode"] == "http_error"
@@ -275,7 +278,7 @@ def test_response_classification_and_redaction() -> None:
     assert "secret.example" not in failed["message"]
     assert "\n" not in failed["message"]
     assert len(failed["message"]) == 300
-    error = plan.classify_request_error("ConnectError: refused")
+    error = dispatch_plan.classify_request_error("ConnectError: refused")
     assert error == {
         "status": "failed",
         "reasonCode": "request_failed",
@@ -299,7 +302,7 @@ def test_response_classification_and_redaction() -> None:
     ],
 )
 def test_sink_disposition(result: dict[str, Any], disposition: str) -> None:
-    assert plan.compute_sink_disposition(result) == disposition
+    assert dispatch_plan.compute_sink_disposition(result) == disposition
 
 
 @pytest.mark.parametrize(
@@ -311,22 +314,22 @@ def test_sink_disposition(result: dict[str, Any], disposition: str) -> None:
     ],
 )
 def test_row_outcome(statuses: list[str], outcome: tuple[str, str | None]) -> None:
-    assert plan.compute_row_outcome([{"status": status} for status in statuses]) == outcome
+    assert dispatch_plan.compute_row_outcome([{"status": status} for status in statuses]) == outcome
 
 
 def test_counters_and_run_status() -> None:
-    counters = plan.DispatchCounters()
-    assert plan.compute_run_status(counters) == "no_new_escalations"
+    counters = dispatch_plan.DispatchCounters()
+    assert dispatch_plan.compute_run_status(counters) == "no_new_escalations"
     counters = counters.add_skipped()
-    assert plan.compute_run_status(counters) == "success"
+    assert dispatch_plan.compute_run_status(counters) == "success"
     counters = counters.add_delivery(
         "partial", [{"status": "success"}, {"status": "failed", "reasonCode": None}]
     )
     assert (counters.processed, counters.dispatched, counters.failed) == (2, 1, 1)
     assert counters.failure_codes == {"sink_dispatch_failed"}
-    assert plan.compute_run_status(counters) == "partial"
-    only_failed = plan.DispatchCounters().add_failed("invalid_escalation_json")
-    assert plan.compute_run_status(only_failed) == "failed"
+    assert dispatch_plan.compute_run_status(counters) == "partial"
+    only_failed = dispatch_plan.DispatchCounters().add_failed("invalid_escalation_json")
+    assert dispatch_plan.compute_run_status(only_failed) == "failed"
 
 
 def test_delivery_telemetry_row_shape() -> None:
@@ -349,7 +352,7 @@ def test_delivery_telemetry_row_shape() -> None:
             "message": "x",
         },
     ]
-    row = plan.build_delivery_telemetry(delivery, results, pending_sink_ids=["chat"], now=NOW)
+    row = dispatch_plan.build_delivery_telemetry(delivery, results, pending_sink_ids=["chat"], now=NOW)
     assert row["status"] == "partial"
     assert row["reasonCode"] == "partial_dispatch_failure"
     assert (row["sinkCount"], row["dispatchedSinkCount"], row["failedSinkCount"]) == (2, 1, 1)
@@ -359,14 +362,14 @@ def test_delivery_telemetry_row_shape() -> None:
     assert row["retryPending"] is True
     assert row["pendingSinkIds"] == ["chat"]
     assert row["sinks"][0]["reasonCode"] is None
-    done = plan.build_delivery_telemetry(delivery, results[:1], pending_sink_ids=[], now=NOW)
+    done = dispatch_plan.build_delivery_telemetry(delivery, results[:1], pending_sink_ids=[], now=NOW)
     assert "reasonCode" not in done
     assert "retryPending" not in done
 
 
 def test_cursor_advances_only_over_complete_prefix() -> None:
-    entry = plan.LedgerEntry
-    cursor = plan.DispatchCursor(
+    entry = dispatch_plan.LedgerEntry
+    cursor = dispatch_plan.DispatchCursor(
         offset=2,
         ledger={
             3: entry(3, "f3", "k3", complete=True),
@@ -374,24 +377,24 @@ def test_cursor_advances_only_over_complete_prefix() -> None:
             5: entry(5, "f5", "k5", complete=True),
         },
     )
-    advanced = plan.compute_advanced_cursor(cursor)
+    advanced = dispatch_plan.compute_advanced_cursor(cursor)
     assert advanced.offset == 3
     assert sorted(advanced.ledger) == [4, 5]
     assert advanced.pending_count == 1
 
 
 def test_state_round_trips_through_json() -> None:
-    cursor = plan.DispatchCursor(
+    cursor = dispatch_plan.DispatchCursor(
         offset=1,
         ledger={
-            2: plan.LedgerEntry(
+            2: dispatch_plan.LedgerEntry(
                 2, "fp", "key", attempts=1, next_attempt_at="2026-02-22T11:01:00Z", sinks={"a": "pending"}
             )
         },
     )
-    state = plan.build_dispatch_state(
+    state = dispatch_plan.build_dispatch_state(
         status="failed",
-        counters=plan.DispatchCounters().add_failed("request_failed"),
+        counters=dispatch_plan.DispatchCounters().add_failed("request_failed"),
         cursor=cursor,
         line_count=2,
         loop_id="demo-loop",
@@ -416,10 +419,10 @@ def test_state_round_trips_through_json() -> None:
         "escalationsLineOffset",
         "escalationsLineCount",
     ]
-    parsed = plan.parse_dispatch_state(json.loads(json.dumps(state)))
+    parsed = dispatch_plan.parse_dispatch_state(json.loads(json.dumps(state)))
     assert parsed == cursor
-    assert not plan.is_due(parsed.ledger[2], NOW)
-    assert plan.is_due(parsed.ledger[2], NOW + dt.timedelta(minutes=1))
+    assert not dispatch_plan.is_due(parsed.ledger[2], NOW)
+    assert dispatch_plan.is_due(parsed.ledger[2], NOW + dt.timedelta(minutes=1))
 
 
 @pytest.mark.parametrize(
@@ -433,28 +436,41 @@ def test_state_round_trips_through_json() -> None:
     ],
 )
 def test_malformed_offsets_read_as_zero(previous: object) -> None:
-    assert plan.parse_dispatch_state(previous).offset == 0
+    assert dispatch_plan.parse_dispatch_state(previous).offset == 0
 
 
 def test_next_attempt_backs_off_exponentially_with_cap() -> None:
-    assert plan.compute_next_attempt_at(1, NOW, base_seconds=30, cap_seconds=900) == "2026-02-22T11:00:35Z"
-    assert plan.compute_next_attempt_at(3, NOW, base_seconds=30, cap_seconds=900) == "2026-02-22T11:02:05Z"
-    assert plan.compute_next_attempt_at(20, NOW, base_seconds=30, cap_seconds=900) == "2026-02-22T11:15:05Z"
+    assert (
+        dispatch_plan.compute_next_attempt_at(1, NOW, base_seconds=30, cap_seconds=900)
+        == "2026-02-22T11:00:35Z"
+    )
+    assert (
+        dispatch_plan.compute_next_attempt_at(3, NOW, base_seconds=30, cap_seconds=900)
+        == "2026-02-22T11:02:05Z"
+    )
+    assert (
+        dispatch_plan.compute_next_attempt_at(20, NOW, base_seconds=30, cap_seconds=900)
+        == "2026-02-22T11:15:05Z"
+    )
 
 
 def test_escalation_key_is_stable_per_row() -> None:
     text = json.dumps(ESCALATION)
-    assert plan.compute_escalation_key("l", 3, text) == plan.compute_escalation_key("l", 3, text)
-    assert plan.compute_escalation_key("l", 3, text) != plan.compute_escalation_key("l", 4, text)
+    assert dispatch_plan.compute_escalation_key("l", 3, text) == dispatch_plan.compute_escalation_key(
+        "l", 3, text
+    )
+    assert dispatch_plan.compute_escalation_key("l", 3, text) != dispatch_plan.compute_escalation_key(
+        "l", 4, text
+    )
 
 
 @given(st.integers(min_value=0, max_value=5), st.lists(st.booleans(), max_size=12))
 def test_cursor_never_skips_an_incomplete_row(offset: int, completes: list[bool]) -> None:
     ledger = {
-        offset + 1 + index: plan.LedgerEntry(offset + 1 + index, "f", "k", complete=done)
+        offset + 1 + index: dispatch_plan.LedgerEntry(offset + 1 + index, "f", "k", complete=done)
         for index, done in enumerate(completes)
     }
-    advanced = plan.compute_advanced_cursor(plan.DispatchCursor(offset, ledger))
+    advanced = dispatch_plan.compute_advanced_cursor(dispatch_plan.DispatchCursor(offset, ledger))
     moved = advanced.offset - offset
     assert all(completes[:moved])
     assert moved == len(completes) or not completes[moved]

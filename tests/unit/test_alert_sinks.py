@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from helpers.alert_configs import WEBHOOK_URL_ENV, enabled_webhook_config
-from superloop_ops.core import alert_sinks as sinks
+from superloop_ops.core.alerts import sink_catalog
 from superloop_ops.errors import ContractError
 
 SHIPPED = json.loads(
@@ -20,8 +20,8 @@ SHIPPED = json.loads(
 
 def test_lists_shipped_sinks_in_catalog_order() -> None:
     """Port of bats: resolver lists default sink catalog entries."""
-    catalog = sinks.build_sink_catalog(SHIPPED)
-    assert sinks.build_sink_listing(catalog) == [
+    catalog = sink_catalog.build_sink_catalog(SHIPPED)
+    assert sink_catalog.build_sink_listing(catalog) == [
         "webhook-default\twebhook\tfalse",
         "slack-default\tslack\tfalse",
         "pagerduty-default\tpagerduty_events\tfalse",
@@ -30,8 +30,8 @@ def test_lists_shipped_sinks_in_catalog_order() -> None:
 
 def test_shipped_summary_has_no_enabled_sinks() -> None:
     """Port of bats: resolver returns default config summary."""
-    catalog = sinks.build_sink_catalog(SHIPPED)
-    summary = sinks.build_catalog_summary(catalog, source_file="cfg.json", env={}, env_check=True)
+    catalog = sink_catalog.build_sink_catalog(SHIPPED)
+    summary = sink_catalog.build_catalog_summary(catalog, source_file="cfg.json", env={}, env_check=True)
     assert summary["defaultMinSeverity"] == "warning"
     assert summary["enabledSinkCount"] == 0
     assert summary["sinks"][0] == {
@@ -67,19 +67,19 @@ def test_shipped_summary_has_no_enabled_sinks() -> None:
 def test_argument_checks(kwargs: dict[str, Any], message: str) -> None:
     """Port of bats: resolver rejects severity without category (plus the sibling checks)."""
     with pytest.raises(ContractError, match=message):
-        sinks.validate_severity_args(**kwargs)
+        sink_catalog.validate_severity_args(**kwargs)
 
 
 def test_fails_closed_when_enabled_sink_secret_is_missing() -> None:
     """Port of bats: resolver fails closed when enabled sink secret env var is missing."""
-    catalog = sinks.build_sink_catalog(enabled_webhook_config())
+    catalog = sink_catalog.build_sink_catalog(enabled_webhook_config())
     with pytest.raises(
         ContractError, match=f"enabled sink secret env var\\(s\\) are unset: {WEBHOOK_URL_ENV}"
     ):
-        sinks.ensure_secrets_present(catalog, {})
-    sinks.ensure_secrets_present(catalog, {WEBHOOK_URL_ENV: "https://example.test/webhook"})
+        sink_catalog.ensure_secrets_present(catalog, {})
+    sink_catalog.ensure_secrets_present(catalog, {WEBHOOK_URL_ENV: "https://example.test/webhook"})
     with pytest.raises(ContractError):
-        sinks.ensure_secrets_present(catalog, {WEBHOOK_URL_ENV: ""})
+        sink_catalog.ensure_secrets_present(catalog, {WEBHOOK_URL_ENV: ""})
 
 
 def test_missing_secrets_cover_every_enabled_sink_sorted() -> None:
@@ -87,9 +87,9 @@ def test_missing_secrets_cover_every_enabled_sink_sorted() -> None:
     config["sinks"]["webhook-a"]["authTokenEnv"] = "B_TOKEN"
     config["sinks"]["pd"] = {"enabled": True, "type": "pagerduty_events", "routingKeyEnv": "A_KEY"}
     config["sinks"]["off"] = {"enabled": False, "type": "slack", "webhookUrlEnv": "C_OFF"}
-    catalog = sinks.build_sink_catalog(config)
-    assert sinks.compute_missing_secrets(catalog, {}) == ["A_KEY", "B_TOKEN", WEBHOOK_URL_ENV]
-    assert list(sinks.compute_env_status(catalog, {"C_OFF": "x"})) == [
+    catalog = sink_catalog.build_sink_catalog(config)
+    assert sink_catalog.compute_missing_secrets(catalog, {}) == ["A_KEY", "B_TOKEN", WEBHOOK_URL_ENV]
+    assert list(sink_catalog.compute_env_status(catalog, {"C_OFF": "x"})) == [
         "A_KEY",
         "B_TOKEN",
         "C_OFF",
@@ -99,9 +99,9 @@ def test_missing_secrets_cover_every_enabled_sink_sorted() -> None:
 
 def test_resolves_route_and_dispatchable_sinks() -> None:
     """Port of bats: resolver resolves route and dispatchable sinks when env var is set."""
-    catalog = sinks.build_sink_catalog(enabled_webhook_config())
+    catalog = sink_catalog.build_sink_catalog(enabled_webhook_config())
     env = {WEBHOOK_URL_ENV: "https://example.test/webhook"}
-    route = sinks.build_route_resolution(
+    route = sink_catalog.build_route_resolution(
         catalog, "health_degraded", "warning", source_file="cfg.json", env=env, env_check=True
     )
     assert route["shouldDispatch"] is True
@@ -113,8 +113,8 @@ def test_resolves_route_and_dispatchable_sinks() -> None:
 
 def test_min_severity_gate() -> None:
     """Port of bats: resolver enforces min severity gate during category resolution."""
-    catalog = sinks.build_sink_catalog(enabled_webhook_config())
-    route = sinks.build_route_resolution(
+    catalog = sink_catalog.build_sink_catalog(enabled_webhook_config())
+    route = sink_catalog.build_route_resolution(
         catalog, "health_degraded", "info", source_file="cfg.json", env={}, env_check=True
     )
     assert route["shouldDispatch"] is False
@@ -123,19 +123,21 @@ def test_min_severity_gate() -> None:
 
 
 def test_shipped_catalog_routes_every_category_to_disabled_sinks() -> None:
-    catalog = sinks.build_sink_catalog(SHIPPED)
+    catalog = sink_catalog.build_sink_catalog(SHIPPED)
     for category in ("health_critical", "health_degraded", "divergence_detected", "profile_drift_detected"):
-        route = sinks.build_route_resolution(catalog, category, None, source_file="c", env={}, env_check=True)
+        route = sink_catalog.build_route_resolution(
+            catalog, category, None, source_file="c", env={}, env_check=True
+        )
         assert route["shouldDispatch"] is True
         assert route["dispatchableSinks"] == []
-    unmapped = sinks.build_route_resolution(
+    unmapped = sink_catalog.build_route_resolution(
         catalog, "ordering_drift_detected", None, source_file="c", env={}, env_check=True
     )
     assert unmapped["eventSeverity"] == "warning"
     assert "route" not in unmapped
     assert "categoryMappedSeverity" not in unmapped
     assert [sink["id"] for sink in unmapped["selectedSinks"]] == ["webhook-default"]
-    critical = sinks.build_route_resolution(
+    critical = sink_catalog.build_route_resolution(
         catalog, "health_critical", None, source_file="c", env={}, env_check=True
     )
     pagerduty = critical["selectedSinks"][0]
@@ -155,8 +157,8 @@ def test_disabled_route_never_matches() -> None:
         {"category": "health_degraded", "sinks": ["webhook-b"], "minSeverity": "info", "enabled": False},
         {"category": "health_degraded", "sinks": ["webhook-a"], "minSeverity": "critical"},
     ]
-    catalog = sinks.build_sink_catalog(config)
-    route = sinks.build_route_resolution(
+    catalog = sink_catalog.build_sink_catalog(config)
+    route = sink_catalog.build_route_resolution(
         catalog, "health_degraded", None, source_file="c", env={}, env_check=False
     )
     assert route["route"]["sinks"] == ["webhook-a"]
@@ -167,8 +169,8 @@ def test_disabled_route_never_matches() -> None:
 def test_route_without_sinks_falls_back_to_default_sinks() -> None:
     config = enabled_webhook_config()
     config["routing"]["routes"] = [{"category": "health_degraded", "sinks": []}]
-    catalog = sinks.build_sink_catalog(config)
-    route = sinks.build_route_resolution(
+    catalog = sink_catalog.build_sink_catalog(config)
+    route = sink_catalog.build_route_resolution(
         catalog, "health_degraded", None, source_file="c", env={}, env_check=False
     )
     assert [sink["id"] for sink in route["selectedSinks"]] == ["webhook-a"]
@@ -218,7 +220,7 @@ ROUTING = "alert sink config routing is invalid"
 )
 def test_validation_stages_fail_closed_with_their_message(path: list[Any], value: Any, message: str) -> None:
     with pytest.raises(ContractError) as excinfo:
-        sinks.build_sink_catalog(_mutated(path, value))
+        sink_catalog.build_sink_catalog(_mutated(path, value))
     assert str(excinfo.value) == message
 
 
@@ -234,10 +236,10 @@ def test_validation_stages_fail_closed_with_their_message(path: list[Any], value
     ],
 )
 def test_validation_accepts_what_the_script_accepts(path: list[Any], value: Any) -> None:
-    catalog = sinks.build_sink_catalog(_mutated(path, value))
+    catalog = sink_catalog.build_sink_catalog(_mutated(path, value))
     assert catalog.sinks[0].timeout_seconds in (5, 2.5)
 
 
 def test_non_object_catalog_is_a_shape_error() -> None:
     with pytest.raises(ContractError, match=SHAPE):
-        sinks.build_sink_catalog(["not", "an", "object"])
+        sink_catalog.build_sink_catalog(["not", "an", "object"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from superloop_ops.core import artifacts
+from superloop_ops.core.loop import artifacts
 from superloop_ops.errors import ContractError
 
 EVENTS = "/repo/.superloop/loops/demo-loop/events.jsonl"

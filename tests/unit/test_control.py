@@ -10,7 +10,7 @@ import hypothesis
 import pytest
 from hypothesis import strategies as st
 
-from superloop_ops.core import control
+from superloop_ops.core.loop import control_rules
 from superloop_ops.errors import ContractError
 
 NOW = dt.datetime(2026, 2, 22, 10, 0, 30, tzinfo=dt.UTC)
@@ -22,7 +22,7 @@ START = NOW - dt.timedelta(seconds=2)
 
 @pytest.mark.parametrize("intent", ["cancel", "approve", "reject"])
 def test_valid_intents(intent: str) -> None:
-    assert control.validate_intent(intent) == intent
+    assert control_rules.validate_intent(intent) == intent
 
 
 @pytest.mark.parametrize(
@@ -36,12 +36,12 @@ def test_valid_intents(intent: str) -> None:
 )
 def test_invalid_intents_fail_closed(value: object, message: str) -> None:
     with pytest.raises(ContractError, match=message):
-        control.validate_intent(value)
+        control_rules.validate_intent(value)
 
 
 def test_default_idempotency_key() -> None:
-    assert control.build_default_idempotency_key("cancel", 1771754404, 1234) == "cancel-1771754404-1234"
-    assert control.build_default_idempotency_key("reject", 1, 2, "ab12") == "reject-1-2-ab12"
+    assert control_rules.build_default_idempotency_key("cancel", 1771754404, 1234) == "cancel-1771754404-1234"
+    assert control_rules.build_default_idempotency_key("reject", 1, 2, "ab12") == "reject-1-2-ab12"
 
 
 @pytest.mark.parametrize(
@@ -73,14 +73,15 @@ def test_default_idempotency_key() -> None:
         ),
     ],
 )
-def test_runtime_argv(intent: control.Intent, note: str, expected: list[str]) -> None:
-    argv = control.build_runtime_argv(("sl",), intent, repo="/r", loop_id="demo", by="alice", note=note)
+def test_runtime_argv(intent: control_rules.Intent, note: str, expected: list[str]) -> None:
+    argv = control_rules.build_runtime_argv(("sl",), intent, repo="/r", loop_id="demo", by="alice", note=note)
     assert argv == expected
 
 
 def test_format_command_quotes_arguments() -> None:
     assert (
-        control.format_command(["sl", "approve", "--note", "Looks good"]) == "sl approve --note 'Looks good'"
+        control_rules.format_command(["sl", "approve", "--note", "Looks good"])
+        == "sl approve --note 'Looks good'"
     )
 
 
@@ -95,7 +96,7 @@ def test_format_command_quotes_arguments() -> None:
     ],
 )
 def test_tail_lines(text: str, kwargs: dict[str, Any], expected: str) -> None:
-    assert control.tail_lines(text, **kwargs) == expected
+    assert control_rules.tail_lines(text, **kwargs) == expected
 
 
 # --- confirmation ------------------------------------------------------------------------------
@@ -120,11 +121,13 @@ def _snapshot(
 
 
 def test_observation_defaults_on_empty_snapshot() -> None:
-    assert control.build_observation({}) == control.Observation("unknown", None, None, False, False)
+    assert control_rules.build_observation({}) == control_rules.Observation(
+        "unknown", None, None, False, False
+    )
 
 
 def test_observation_reads_the_five_fields() -> None:
-    observed = control.build_observation(
+    observed = control_rules.build_observation(
         _snapshot(
             status="complete",
             last_event="loop_complete",
@@ -133,11 +136,11 @@ def test_observation_reads_the_five_fields() -> None:
             completion_ok=True,
         )
     )
-    assert observed == control.Observation("complete", "loop_complete", "approved", False, True)
+    assert observed == control_rules.Observation("complete", "loop_complete", "approved", False, True)
 
 
 def test_observation_treats_non_true_as_false() -> None:
-    observed = control.build_observation(_snapshot(active="true", completion_ok="true", last_event=""))
+    observed = control_rules.build_observation(_snapshot(active="true", completion_ok="true", last_event=""))
     assert observed.active is False
     assert observed.completion_ok is False
     assert observed.last_event is None
@@ -169,14 +172,14 @@ def test_observation_treats_non_true_as_false() -> None:
     ],
 )
 def test_confirmation_truth_table(
-    intent: control.Intent, snapshot: dict[str, Any], expected: tuple[bool, str]
+    intent: control_rules.Intent, snapshot: dict[str, Any], expected: tuple[bool, str]
 ) -> None:
-    assert control.compute_confirmation(intent, control.build_observation(snapshot)) == expected
+    assert control_rules.compute_confirmation(intent, control_rules.build_observation(snapshot)) == expected
 
 
 def test_confirmation_document() -> None:
-    observed = control.Observation("running", "iteration_start", None, True, False)
-    result = control.build_confirmation_result(
+    observed = control_rules.Observation("running", "iteration_start", None, True, False)
+    result = control_rules.build_confirmation_result(
         "cancel",
         confirmed=False,
         reason="inactive_not_running",
@@ -251,7 +254,7 @@ def test_confirmation_document() -> None:
     ],
 )
 def test_read_service_response(response: dict[str, Any], expected: tuple[Any, ...]) -> None:
-    r = control.read_service_response(response)
+    r = control_rules.read_service_response(response)
     got = (
         r.status,
         r.exit_code,
@@ -265,7 +268,7 @@ def test_read_service_response(response: dict[str, Any], expected: tuple[Any, ..
 
 
 def test_read_service_response_confirm_exit_code() -> None:
-    reading = control.read_service_response(
+    reading = control_rules.read_service_response(
         {"result": {"status": "ambiguous", "confirmExitCode": 1, "confirm": {}}}
     )
     assert reading.confirm_exit_code == 1
@@ -273,7 +276,7 @@ def test_read_service_response_confirm_exit_code() -> None:
 
 
 def test_service_control_body_is_pruned() -> None:
-    body = control.build_service_control_body(
+    body = control_rules.build_service_control_body(
         loop_id="demo",
         intent="cancel",
         by="alice",
@@ -289,7 +292,7 @@ def test_service_control_body_is_pruned() -> None:
         "idempotencyKey": "k",
         "noConfirm": True,
     }
-    full = control.build_service_control_body(
+    full = control_rules.build_service_control_body(
         loop_id="demo",
         intent="reject",
         by="a",
@@ -321,19 +324,19 @@ def test_service_control_body_is_pruned() -> None:
     ],
 )
 def test_exit_and_reason_codes(status: str, exit_code: int, reason: str | None) -> None:
-    assert control.compute_exit_code(status) == exit_code
-    assert control.compute_reason_code(status) == reason
+    assert control_rules.compute_exit_code(status) == exit_code
+    assert control_rules.compute_reason_code(status) == reason
 
 
 def test_duration_is_clamped() -> None:
-    assert control.compute_duration_seconds(START, NOW) == 2
-    assert control.compute_duration_seconds(NOW, START) == 0
+    assert control_rules.compute_duration_seconds(START, NOW) == 2
+    assert control_rules.compute_duration_seconds(NOW, START) == 0
 
 
 # --- journal rows ------------------------------------------------------------------------------
 
 
-def _record(**overrides: Any) -> control.ControlRecord:
+def _record(**overrides: Any) -> control_rules.ControlRecord:
     fields: dict[str, Any] = {
         "loop_id": "demo-loop",
         "intent": "reject",
@@ -362,11 +365,11 @@ def _record(**overrides: Any) -> control.ControlRecord:
         "retry_backoff_seconds": 1,
     }
     fields.update(overrides)
-    return control.ControlRecord(**fields)
+    return control_rules.ControlRecord(**fields)
 
 
 def test_intent_row_shape_and_order() -> None:
-    row = control.build_intent_row(_record())
+    row = control_rules.build_intent_row(_record())
     assert list(row) == [
         "timestamp",
         "loopId",
@@ -388,7 +391,7 @@ def test_intent_row_shape_and_order() -> None:
 
 
 def test_intent_row_prunes_empty_note_output_and_confirm() -> None:
-    row = control.build_intent_row(_record(note="", command_output="", trace_id=""))
+    row = control_rules.build_intent_row(_record(note="", command_output="", trace_id=""))
     assert "note" not in row
     assert "commandOutput" not in row
     assert "confirm" not in row
@@ -396,7 +399,7 @@ def test_intent_row_prunes_empty_note_output_and_confirm() -> None:
 
 
 def test_control_row() -> None:
-    row = control.build_control_row(_record())
+    row = control_rules.build_control_row(_record())
     assert row == {
         "timestamp": "2026-02-22T10:00:30Z",
         "startedAt": "2026-02-22T10:00:28Z",
@@ -431,7 +434,7 @@ def test_invocation_row() -> None:
         confirm_exit_code=1,
         command_output="",
     )
-    row = control.build_invocation_row(record)
+    row = control_rules.build_invocation_row(record)
     assert row["schemaVersion"] == "v1"
     assert "note" not in row
     assert row["request"] == {
@@ -471,15 +474,15 @@ def test_record_properties() -> None:
 # --- service endpoint parsing ------------------------------------------------------------------
 
 
-def _parse(payload: object, key: str = "", trace: str = "") -> control.ServiceControlRequest:
-    return control.parse_service_control_request(
+def _parse(payload: object, key: str = "", trace: str = "") -> control_rules.ServiceControlRequest:
+    return control_rules.parse_service_control_request(
         payload, header_idempotency_key=key, header_trace_id=trace, default_by="ops-service"
     )
 
 
 def test_parse_trims_and_uses_header_fallbacks() -> None:
     parsed = _parse({"loopId": " demo ", "intent": " cancel ", "note": " hi "}, key=" hk ", trace=" ht ")
-    assert parsed == control.ServiceControlRequest(
+    assert parsed == control_rules.ServiceControlRequest(
         loop_id="demo",
         intent="cancel",
         by="ops-service",
@@ -522,28 +525,32 @@ def test_parse_no_confirm_truthiness(value: object, expected: bool) -> None:
     ],
 )
 def test_parse_rejections(payload: object, code: str, message: str) -> None:
-    with pytest.raises(control.ServiceRequestError) as caught:
+    with pytest.raises(control_rules.ServiceRequestError) as caught:
         _parse(payload)
     assert (caught.value.code, caught.value.message) == (code, message)
 
 
 def test_service_response_and_replay() -> None:
     result = {"status": "confirmed", "traceId": "inner"}
-    response = control.build_service_control_response(exit_code=0, result=result, stderr="", trace_id="")
+    response = control_rules.build_service_control_response(
+        exit_code=0, result=result, stderr="", trace_id=""
+    )
     assert response == {"ok": True, "exitCode": 0, "result": result, "replayed": False, "traceId": "inner"}
-    failed = control.build_service_control_response(exit_code=2, result=None, stderr="warn", trace_id="t")
+    failed = control_rules.build_service_control_response(
+        exit_code=2, result=None, stderr="warn", trace_id="t"
+    )
     assert failed == {"ok": False, "exitCode": 2, "stderr": "warn", "replayed": False, "traceId": "t"}
-    replay = control.build_service_replay_response(failed, trace_id="other")
+    replay = control_rules.build_service_replay_response(failed, trace_id="other")
     assert replay["replayed"] is True
     assert replay["traceId"] == "t"
     assert failed["replayed"] is False  # the stored copy is untouched
-    no_trace = control.build_service_replay_response({"ok": True}, trace_id="new")
+    no_trace = control_rules.build_service_replay_response({"ok": True}, trace_id="new")
     assert no_trace == {"ok": True, "replayed": True, "traceId": "new"}
 
 
 @pytest.mark.parametrize(("exit_code", "status"), [(0, 200), (2, 409), (1, 500), (7, 500)])
 def test_service_http_status(exit_code: int, status: int) -> None:
-    assert control.compute_service_http_status(exit_code) == status
+    assert control_rules.compute_service_http_status(exit_code) == status
 
 
 @pytest.mark.parametrize(
@@ -560,7 +567,7 @@ def test_service_http_status(exit_code: int, status: int) -> None:
     ],
 )
 def test_safe_loop_ids(loop_id: str, safe: bool) -> None:
-    assert control.is_safe_loop_id(loop_id) is safe
+    assert control_rules.is_safe_loop_id(loop_id) is safe
 
 
 # --- robustness on arbitrary JSON ----------------------------------------------------------------
@@ -583,9 +590,9 @@ _result_keys = st.sampled_from(["status", "confirmed", "confirm", "confirmExitCo
 def test_read_service_response_stays_in_vocabulary(response: dict[str, Any], result: dict[str, Any]) -> None:
     if result:
         response = {**response, "result": result}
-    reading = control.read_service_response(response)
+    reading = control_rules.read_service_response(response)
     assert reading.execution_status in ("succeeded", "failed_command")
-    assert reading.confirmation_status in control.CONFIRMATION_STATUSES
+    assert reading.confirmation_status in control_rules.CONFIRMATION_STATUSES
     assert isinstance(reading.status, str)
     assert reading.status
     assert reading.exit_code >= 0
@@ -597,12 +604,12 @@ def test_read_service_response_stays_in_vocabulary(response: dict[str, Any], res
 def test_parse_service_request_fails_only_with_request_errors(payload: Any, key: str, trace: str) -> None:
     try:
         parsed = _parse(payload, key=key, trace=trace)
-    except control.ServiceRequestError as exc:
+    except control_rules.ServiceRequestError as exc:
         code = exc.code
         parsed = None
     if parsed is None:
         assert code == "invalid_request"
         return
-    assert parsed.intent in control.INTENTS
+    assert parsed.intent in control_rules.INTENTS
     assert parsed.loop_id
     assert parsed.loop_id == parsed.loop_id.strip()

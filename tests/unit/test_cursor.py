@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from superloop_ops.core import cursor
+from superloop_ops.core.loop import cursor
 from superloop_ops.errors import ContractError
 
 NOW = dt.datetime(2026, 3, 1, 8, 0, 40, tzinfo=dt.UTC)

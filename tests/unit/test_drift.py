@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from superloop_ops.core import drift
+from superloop_ops.core.tuning import drift
 from superloop_ops.errors import ContractError
 
 NOW = dt.datetime(2026, 2, 22, 10, 5, tzinfo=dt.UTC)

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from superloop_ops.core import artifacts, envelopes
-from superloop_ops.core.jsonutil import dumps_compact
+from superloop_ops.core.common.jsonutil import dumps_compact
+from superloop_ops.core.loop import artifacts, envelopes
 from superloop_ops.errors import ContractError
 
 NOW = dt.datetime(2026, 3, 1, 8, 0, 30, tzinfo=dt.UTC)

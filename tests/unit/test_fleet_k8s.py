@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from superloop_ops.core import fleet as core_fleet
-from superloop_ops.core import fleet_k8s
+from superloop_ops.core.fleet import fleet_resource, rollup
 from superloop_ops.k8s.fleet_edge import build_status_json_patch
 from superloop_ops.models.fleet import FleetLoopEntry
 
@@ -32,25 +31,25 @@ def _ready(status: str, reason: str, message: str = "") -> dict[str, Any]:
     ],
 )
 def test_readable_ids_keep_readable_names(raw: str, expected: str) -> None:
-    assert fleet_k8s.compute_dns_name(raw) == expected
+    assert fleet_resource.compute_dns_name(raw) == expected
 
 
 def test_lossy_or_long_ids_get_a_hash_suffix_and_stay_distinct() -> None:
-    upper = fleet_k8s.compute_dns_name("prod-Loop-A")
-    lower = fleet_k8s.compute_dns_name("prod-loop-a")
+    upper = fleet_resource.compute_dns_name("prod-Loop-A")
+    lower = fleet_resource.compute_dns_name("prod-loop-a")
     assert upper != lower
     assert re.fullmatch(r"prod-loop-a-[0-9a-f]{8}", upper)
     long_id = "fleet-" + "x" * 80 + ":health_critical:cancel"
-    name = fleet_k8s.compute_dns_name(long_id)
+    name = fleet_resource.compute_dns_name(long_id)
     assert len(name) <= 63
     assert DNS_LABEL.match(name)
-    assert name != fleet_k8s.compute_dns_name(long_id.replace("health_critical", "reconcile_failed"))
-    assert fleet_k8s.compute_dns_name(long_id) == name  # deterministic
+    assert name != fleet_resource.compute_dns_name(long_id.replace("health_critical", "reconcile_failed"))
+    assert fleet_resource.compute_dns_name(long_id) == name  # deterministic
 
 
 @given(st.text(min_size=1, max_size=120))
 def test_every_id_maps_to_a_dns_label(raw: str) -> None:
-    name = fleet_k8s.compute_dns_name(raw)
+    name = fleet_resource.compute_dns_name(raw)
     assert len(name) <= 63
     assert DNS_LABEL.match(name), name
 
@@ -59,12 +58,12 @@ def test_owned_loop_manifest_is_owned_labelled_and_hashed() -> None:
     entry = FleetLoopEntry.model_validate(
         {"loopId": "loop-a", "transport": "local", "source": {"pvc": {"claimName": "c"}}}
     ).model_dump(mode="json", by_alias=True, exclude_none=True)
-    manifest = fleet_k8s.build_owned_loop_manifest(
+    manifest = fleet_resource.build_owned_loop_manifest(
         fleet_name="prod", fleet_uid="uid-1", entry=entry, reconcile_interval_seconds=5, max_events=10
     )
     meta = manifest["metadata"]
     assert meta["name"] == "prod-loop-a"
-    assert meta["labels"][fleet_k8s.FLEET_LABEL] == "prod"
+    assert meta["labels"][fleet_resource.FLEET_LABEL] == "prod"
     assert meta["ownerReferences"] == [
         {
             "apiVersion": "ops.superloop.dev/v1alpha1",
@@ -77,25 +76,25 @@ def test_owned_loop_manifest_is_owned_labelled_and_hashed() -> None:
     ]
     assert manifest["spec"]["source"] == {"pvc": {"claimName": "c", "subPath": ""}}
     assert manifest["spec"]["reconcileIntervalSeconds"] == 5
-    assert meta["annotations"][fleet_k8s.SPEC_HASH_ANNOTATION] == fleet_k8s.compute_spec_hash(
+    assert meta["annotations"][fleet_resource.SPEC_HASH_ANNOTATION] == fleet_resource.compute_spec_hash(
         manifest["spec"]
     )
-    other = fleet_k8s.build_owned_loop_manifest(
+    other = fleet_resource.build_owned_loop_manifest(
         fleet_name="prod", fleet_uid="uid-1", entry=entry, reconcile_interval_seconds=6, max_events=10
     )
     assert (
-        other["metadata"]["annotations"][fleet_k8s.SPEC_HASH_ANNOTATION]
-        != meta["annotations"][fleet_k8s.SPEC_HASH_ANNOTATION]
+        other["metadata"]["annotations"][fleet_resource.SPEC_HASH_ANNOTATION]
+        != meta["annotations"][fleet_resource.SPEC_HASH_ANNOTATION]
     )
 
 
 def test_loop_outcome_waits_for_a_first_pass() -> None:
-    assert fleet_k8s.compute_loop_outcome(None) is None
-    assert fleet_k8s.compute_loop_outcome({"healthStatus": "healthy"}) is None
+    assert fleet_resource.compute_loop_outcome(None) is None
+    assert fleet_resource.compute_loop_outcome({"healthStatus": "healthy"}) is None
 
 
 def test_successful_pass_carries_health_and_transition() -> None:
-    outcome = fleet_k8s.compute_loop_outcome(
+    outcome = fleet_resource.compute_loop_outcome(
         {
             "healthStatus": "degraded",
             "reasonCodes": ["runtime_heartbeat_stale"],
@@ -104,7 +103,7 @@ def test_successful_pass_carries_health_and_transition() -> None:
         }
     )
     assert outcome is not None
-    result = core_fleet.build_loop_result(
+    result = rollup.build_loop_result(
         {"loopId": "a", "transport": "local"},
         repo="/r",
         trace_id="t-a",
@@ -130,12 +129,12 @@ def test_successful_pass_carries_health_and_transition() -> None:
     ],
 )
 def test_failed_pass_is_classified_by_the_fleet_core(reason: str, codes: list[str], expected: str) -> None:
-    outcome = fleet_k8s.compute_loop_outcome(
+    outcome = fleet_resource.compute_loop_outcome(
         {"healthStatus": "critical", "reasonCodes": codes, "conditions": [_ready("False", reason, "boom")]}
     )
     assert outcome is not None
     assert outcome.exit_code == 1
-    result = core_fleet.build_loop_result(
+    result = rollup.build_loop_result(
         {"loopId": "a", "transport": "sprite_service"},
         repo="/r",
         trace_id="t",
@@ -150,8 +149,8 @@ def test_failed_pass_is_classified_by_the_fleet_core(reason: str, codes: list[st
 
 
 def test_snake_reason() -> None:
-    assert fleet_k8s.snake_reason("ServiceRequestFailed") == "service_request_failed"
-    assert fleet_k8s.snake_reason("Suspended") == "suspended"
+    assert fleet_resource.snake_reason("ServiceRequestFailed") == "service_request_failed"
+    assert fleet_resource.snake_reason("Suspended") == "suspended"
 
 
 def _intent(**extra: Any) -> dict[str, Any]:
@@ -173,12 +172,12 @@ def _intent(**extra: Any) -> dict[str, Any]:
 
 
 def test_intent_manifest_is_named_from_the_intent_id_and_owned() -> None:
-    manifest = fleet_k8s.build_intent_manifest(
+    manifest = fleet_resource.build_intent_manifest(
         fleet_name="prod", fleet_uid="u", intent=_intent(), loop_name="prod-loop-a"
     )
     assert manifest["metadata"]["name"] == "prod-loop-a-reconcile-failed-cancel"
     assert (
-        manifest["metadata"]["annotations"][fleet_k8s.INTENT_ID_ANNOTATION]
+        manifest["metadata"]["annotations"][fleet_resource.INTENT_ID_ANNOTATION]
         == "loop-a:reconcile_failed:cancel"
     )
     spec = manifest["spec"]
@@ -187,14 +186,14 @@ def test_intent_manifest_is_named_from_the_intent_id_and_owned() -> None:
     assert spec["candidate"]["reasonCodes"] == ["autonomous_kill_switch_enabled"]
     assert spec["candidate"]["autonomousEligible"] is False
     assert spec["fleetRef"] == {"name": "prod"}
-    long_key = fleet_k8s.build_intent_manifest(
+    long_key = fleet_resource.build_intent_manifest(
         fleet_name="prod", fleet_uid="u", intent=_intent(idempotencyKey="k" * 300), loop_name="l"
     )["spec"]["idempotencyKey"]
     assert len(long_key) <= 253
 
 
 def test_autonomous_statuses_and_handover() -> None:
-    executing = fleet_k8s.build_autonomous_executing_status(
+    executing = fleet_resource.build_autonomous_executing_status(
         previous={"phase": "pending_operator_confirmation"}, idempotency_key="k1", generation=1, now=NOW
     )
     assert (executing["phase"], executing["mode"], executing["idempotencyKey"]) == (
@@ -203,7 +202,7 @@ def test_autonomous_statuses_and_handover() -> None:
         "k1",
     )
     assert executing["result"]["attempt"] == 1
-    done = fleet_k8s.build_autonomous_outcome_status(
+    done = fleet_resource.build_autonomous_outcome_status(
         previous=executing, outcome="execution_ambiguous", execution={"status": "ambiguous"}, message="m",
         generation=1, now=NOW,
     )  # fmt: skip
@@ -212,15 +211,17 @@ def test_autonomous_statuses_and_handover() -> None:
         "autonomous",
         ["control_ambiguous"],
     )
-    handed = fleet_k8s.build_manual_handover_status(done)
+    handed = fleet_resource.build_manual_handover_status(done)
     assert handed is not None
     assert (handed["mode"], handed["phase"]) == ("manual", "execution_ambiguous")
     assert handed["result"]["attempt"] == 1
-    executed = fleet_k8s.build_autonomous_outcome_status(
+    executed = fleet_resource.build_autonomous_outcome_status(
         previous=executing, outcome="executed", execution=None, message="m", generation=1, now=NOW
     )
-    assert fleet_k8s.build_manual_handover_status(executed) is None
-    assert fleet_k8s.build_manual_handover_status({"mode": "manual", "phase": "execution_failed"}) is None
+    assert fleet_resource.build_manual_handover_status(executed) is None
+    assert (
+        fleet_resource.build_manual_handover_status({"mode": "manual", "phase": "execution_failed"}) is None
+    )
 
 
 def _state(status: str, codes: list[str]) -> dict[str, Any]:
@@ -245,7 +246,7 @@ def _state(status: str, codes: list[str]) -> dict[str, Any]:
 
 def test_fleet_status_keeps_summaries_and_pointers_and_conditions() -> None:
     state = _state("partial_failure", ["fleet_health_critical", "fleet_partial_failure"])
-    status = fleet_k8s.build_fleet_status(
+    status = fleet_resource.build_fleet_status(
         previous=None, generation=3, now=NOW, fleet_state=state, loop_names={"a": "prod-a", "b": "prod-b"}
     )
     assert status["healthStatus"] == "partial_failure"
@@ -267,7 +268,7 @@ def test_fleet_status_keeps_summaries_and_pointers_and_conditions() -> None:
         "FleetPartialFailure",
     )
     # a blocked pass keeps the last rollup and says why
-    blocked = fleet_k8s.build_fleet_status(
+    blocked = fleet_resource.build_fleet_status(
         previous=status,
         generation=4,
         now=NOW,
@@ -278,20 +279,20 @@ def test_fleet_status_keeps_summaries_and_pointers_and_conditions() -> None:
     assert blocked["healthStatus"] == "partial_failure"
     ready = next(c for c in blocked["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "LoopsPending")
-    events = fleet_k8s.compute_fleet_events(status, blocked)
+    events = fleet_resource.compute_fleet_events(status, blocked)
     assert [e.reason for e in events] == ["LoopsPending"]
 
 
 def test_fleet_events_only_on_transitions() -> None:
-    first = fleet_k8s.build_fleet_status(
+    first = fleet_resource.build_fleet_status(
         previous=None, generation=1, now=NOW, fleet_state=_state("success", [])
     )
-    second = fleet_k8s.build_fleet_status(
+    second = fleet_resource.build_fleet_status(
         previous=first, generation=1, now=NOW, fleet_state=_state("failed", ["fleet_reconcile_failed"])
     )
-    assert [e.reason for e in fleet_k8s.compute_fleet_events(None, first)] == ["FleetStatusChanged"]
-    assert fleet_k8s.compute_fleet_events(first, first) == []
-    changed = fleet_k8s.compute_fleet_events(
+    assert [e.reason for e in fleet_resource.compute_fleet_events(None, first)] == ["FleetStatusChanged"]
+    assert fleet_resource.compute_fleet_events(first, first) == []
+    changed = fleet_resource.compute_fleet_events(
         first, second, created_intents=["i1"], autonomous_outcomes=[("i1", "execution_failed")]
     )
     assert [(e.type, e.reason) for e in changed] == [
@@ -302,21 +303,21 @@ def test_fleet_events_only_on_transitions() -> None:
 
 
 def test_policy_status_rebases_effective_rollout_on_a_new_generation() -> None:
-    first = fleet_k8s.build_fleet_policy_status(
+    first = fleet_resource.build_fleet_policy_status(
         previous=None, generation=1, now=NOW, mode="guarded_auto", canary_percent=50, manual_pause=False,
         governance_posture="active",
     )  # fmt: skip
     assert first["effectiveRollout"]["canaryPercent"] == 50
     assert next(c for c in first["conditions"] if c["type"] == "Ready")["reason"] == "AwaitingFleetPass"
     moved = dict(first, effectiveRollout={**first["effectiveRollout"], "canaryPercent": 75})
-    same_gen = fleet_k8s.build_fleet_policy_status(
+    same_gen = fleet_resource.build_fleet_policy_status(
         previous=moved, generation=1, now=NOW, mode="guarded_auto", canary_percent=50, manual_pause=False,
         governance_posture="active", policy_state={"reasonCodes": ["x"], "candidates": [{"a": 1}]},
     )  # fmt: skip
     assert same_gen["effectiveRollout"]["canaryPercent"] == 75
     assert "candidates" not in same_gen["policyState"]
     assert next(c for c in same_gen["conditions"] if c["type"] == "Ready")["reason"] == "PolicyEvaluated"
-    new_gen = fleet_k8s.build_fleet_policy_status(
+    new_gen = fleet_resource.build_fleet_policy_status(
         previous=same_gen, generation=2, now=NOW, mode="guarded_auto", canary_percent=50, manual_pause=True,
         governance_posture="active",
     )  # fmt: skip
@@ -341,7 +342,7 @@ def test_kubectl_fleet_view_reads_the_statuses() -> None:
     from superloop_ops.cli import kubectl_fleet
 
     state = _state("partial_failure", ["fleet_partial_failure"])
-    status = fleet_k8s.build_fleet_status(
+    status = fleet_resource.build_fleet_status(
         previous=None, generation=1, now=NOW, fleet_state=state, loop_names={"a": "prod-a"}
     )
     fleet = {"metadata": {"name": "prod"}, "spec": {"policyRef": {"name": "pol"}}, "status": status}
@@ -372,7 +373,7 @@ def test_fleet_status_carries_the_promotion_decision_and_when_it_was_evaluated()
     document = _gates_document(
         "hold", failedGates=["drill_recency"], reasonCodes=["promotion_drill_state_missing"]
     )
-    status = fleet_k8s.build_fleet_status(
+    status = fleet_resource.build_fleet_status(
         previous=None, generation=1, now=NOW, fleet_state=_state("success", []), promotion_state=document
     )
     assert status["promotionDecision"] == "hold"
@@ -384,12 +385,12 @@ def test_fleet_status_carries_the_promotion_decision_and_when_it_was_evaluated()
         "reasonCodes": ["promotion_drill_state_missing"],
     }
     # a blocked pass keeps the last decision with the rest of the rollup
-    blocked = fleet_k8s.build_fleet_status(
+    blocked = fleet_resource.build_fleet_status(
         previous=status, generation=1, now=NOW, fleet_state=None, blocked_reason="loops_pending"
     )
     assert (blocked["promotionDecision"], blocked["promotion"]) == ("hold", status["promotion"])
     # a completed pass without a decision document leaves both fields unset
-    cleared = fleet_k8s.build_fleet_status(
+    cleared = fleet_resource.build_fleet_status(
         previous=status, generation=1, now=NOW, fleet_state=_state("success", [])
     )
     assert "promotionDecision" not in cleared
@@ -408,11 +409,11 @@ def test_fleet_status_carries_the_promotion_decision_and_when_it_was_evaluated()
     ],
 )
 def test_only_a_promote_or_hold_decision_reaches_the_fleet_status(document: Any) -> None:
-    assert fleet_k8s.build_promotion_status(document) == {}
+    assert fleet_resource.build_promotion_status(document) == {}
 
 
 def test_promotion_status_drops_malformed_lists() -> None:
     document = _gates_document("promote", failedGates="x", reasonCodes=[1, "a"])
-    block = fleet_k8s.build_promotion_status(document)
+    block = fleet_resource.build_promotion_status(document)
     assert block["promotionDecision"] == "promote"
     assert (block["promotion"]["failedGates"], block["promotion"]["reasonCodes"]) == ([], ["a"])

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from superloop_ops.core import fleet_policy, fleet_registry
-from superloop_ops.core.jsonutil import format_ts
+from superloop_ops.core.common.jsonutil import format_ts
+from superloop_ops.core.fleet import fleet_registry, policy_rules
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, 0, tzinfo=dt.UTC)
-PATHS = fleet_policy.PolicyPaths(
+PATHS = policy_rules.PolicyPaths(
     registry_file="/r/registry.v1.json",
     fleet_state_file="/r/state.json",
     policy_state_file="/r/policy-state.json",
@@ -66,8 +66,8 @@ def evaluate(
     window: int | None = None,
     trace: str = "trace-policy-1",
     now: dt.datetime = NOW,
-) -> fleet_policy.PolicyEvaluation:
-    return fleet_policy.build_policy_evaluation(
+) -> policy_rules.PolicyEvaluation:
+    return policy_rules.build_policy_evaluation(
         registry=reg,
         fleet_state=state,
         history=history or [],
@@ -128,19 +128,19 @@ def execute_row(requested: int, ambiguous: int = 0, failed: int = 0, minutes_ago
     ],
 )
 def test_cohort_bucket_matches_hand_computed_values(loop_id: str, salt: str, bucket: int) -> None:
-    assert fleet_policy.compute_cohort_bucket(loop_id, salt) == bucket
+    assert policy_rules.compute_cohort_bucket(loop_id, salt) == bucket
 
 
 def test_cohort_bucket_hand_computation_for_a_short_seed() -> None:
     # "a|b": h = 17 -> 17*31+97=624 -> 624*31+124=19468 -> 19468*31+98=603606 (< 1000003) -> 6
-    assert fleet_policy.compute_cohort_bucket("a", "b") == 6
+    assert policy_rules.compute_cohort_bucket("a", "b") == 6
 
 
 @given(st.text(min_size=1, max_size=40), st.text(min_size=1, max_size=40))
 def test_cohort_bucket_is_in_range_and_deterministic(loop_id: str, salt: str) -> None:
-    first = fleet_policy.compute_cohort_bucket(loop_id, salt)
+    first = policy_rules.compute_cohort_bucket(loop_id, salt)
     assert 0 <= first <= 99
-    assert fleet_policy.compute_cohort_bucket(loop_id, salt) == first
+    assert policy_rules.compute_cohort_bucket(loop_id, salt) == first
 
 
 # --- advisory: candidates and suppression ---------------------------------------------------
@@ -435,7 +435,7 @@ def test_auto_pause_window_ignores_plans_and_manual_runs_and_prefers_executed_co
         },
         execute_row(1, minutes_ago=1),
     ]
-    pause = fleet_policy.compute_autopause(rollout, rows)
+    pause = policy_rules.compute_autopause(rollout, rows)
     assert pause["auto"]["metrics"]["windowExecutionCount"] == 2
     assert pause["auto"]["metrics"]["attemptedCount"] == 2
     assert pause["auto"]["metrics"]["failedCount"] == 0

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from superloop_ops.core import fleet_registry
-from superloop_ops.core.jsonutil import format_ts
+from superloop_ops.core.common.jsonutil import format_ts
+from superloop_ops.core.fleet import fleet_registry
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, 0, tzinfo=dt.UTC)
 WHEN_GUARDED = "when policy.mode is guarded_auto"

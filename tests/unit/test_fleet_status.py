@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from superloop_ops.core import fleet_status
-from superloop_ops.core.jsonutil import format_ts
+from superloop_ops.core.common.jsonutil import format_ts
+from superloop_ops.core.fleet import fleet_surface
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, 0, tzinfo=dt.UTC)
 FILES = {
@@ -77,7 +77,7 @@ def status(
     handoff_row: dict[str, Any] | None = None,
     now: dt.datetime = NOW,
 ) -> dict[str, Any]:
-    inputs = fleet_status.StatusInputs(
+    inputs = fleet_surface.StatusInputs(
         repo_path="/repo",
         registry={"fleetId": "fleet-x"},
         fleet_state=state,
@@ -87,7 +87,7 @@ def status(
         latest_handoff_telemetry=handoff_row,
         files=FILES,
     )
-    return fleet_status.build_fleet_status(inputs, now)
+    return fleet_surface.build_fleet_status(inputs, now)
 
 
 def governance(**overrides: Any) -> dict[str, Any]:
@@ -375,7 +375,7 @@ def test_governance_posture_rollups_and_suppression_paths() -> None:
 )
 def test_governance_posture_over_time(review_in: dt.timedelta, posture: str, blocks: bool) -> None:
     gov = governance(reviewBy=format_ts(NOW + review_in))
-    out = fleet_status.compute_governance_posture(gov, "guarded_auto", True, NOW)
+    out = fleet_surface.compute_governance_posture(gov, "guarded_auto", True, NOW)
     assert out["posture"] == posture
     assert out["blocksAutonomous"] is blocks
 
@@ -394,7 +394,7 @@ def test_regression_expired_review_is_reported_not_fatal() -> None:
 
 
 def test_advisory_governance_is_not_required() -> None:
-    out = fleet_status.compute_governance_posture({}, "advisory", True, NOW)
+    out = fleet_surface.compute_governance_posture({}, "advisory", True, NOW)
     assert out["posture"] == "not_required"
     assert out["reasonCodes"] == []
     assert out["blocksAutonomous"] is False

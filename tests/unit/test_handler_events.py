@@ -8,8 +8,8 @@ from typing import Any, cast
 
 import pytest
 
-from superloop_ops.core.fleet_k8s import FleetEvent
-from superloop_ops.core.promotion_k8s import PromotionEvent
+from superloop_ops.core.fleet.fleet_resource import FleetEvent
+from superloop_ops.core.promotion.promotion_apply_resource import PromotionEvent
 from superloop_ops.errors import DependencyNotReadyError
 from superloop_ops.handlers.context import post_events
 from superloop_ops.k8s.edge import KubeEdge, ObjectRef

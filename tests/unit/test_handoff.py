@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from superloop_ops.core import handoff
+from superloop_ops.core.handoff import handoff_plan
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, 0, tzinfo=dt.UTC)
 REGISTRY = {
@@ -78,7 +78,7 @@ def plan(
     trace: str = "trace-handoff-1",
     expired: bool = False,
 ) -> dict[str, Any]:
-    return handoff.build_handoff_plan(
+    return handoff_plan.build_handoff_plan(
         policy_state=policy_state,
         registry=REGISTRY,
         prior_state=prior,
@@ -94,16 +94,16 @@ def plan(
 def execute(
     state: dict[str, Any], mode: str, outcomes: dict[str, int], *, intent_ids: tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    request = handoff.ExecutionRequest(mode=mode, requested_by="ops-bot", requested_at=NOW)
-    targets = handoff.select_execution_targets(state, mode=mode, intent_ids=intent_ids)
+    request = handoff_plan.ExecutionRequest(mode=mode, requested_by="ops-bot", requested_at=NOW)
+    targets = handoff_plan.select_execution_targets(state, mode=mode, intent_ids=intent_ids)
     results = [
-        handoff.build_execution_result(
+        handoff_plan.build_execution_result(
             target,
             request=request,
             trace_id=state["traceId"],
             idempotency_key=target["idempotencyKey"],
             executed_at=NOW,
-            outcome=handoff.ControlOutcome(
+            outcome=handoff_plan.ControlOutcome(
                 exit_code=outcomes[target["loopId"]],
                 document={
                     "status": {0: "confirmed", 2: "ambiguous"}.get(
@@ -115,7 +115,7 @@ def execute(
         )
         for target in targets
     ]
-    return handoff.build_executed_state(
+    return handoff_plan.build_executed_state(
         state, results, request=request, requested_count=len(targets), completed_at=NOW
     )
 
@@ -124,14 +124,14 @@ def execute(
 
 
 def test_idempotency_key_slugs_every_part() -> None:
-    key = handoff.compute_idempotency_key(
+    key = handoff_plan.compute_idempotency_key(
         "Pre--fix-", "--My Trace!!ID--", "Loop_Red", "reconcile_failed", "cancel"
     )
     assert key == "pre-fix-my-trace-id-loop_red-reconcile_failed-cancel"
 
 
 def test_empty_slugs_are_dropped() -> None:
-    assert handoff.compute_idempotency_key("p", "!!!", "a", "b", "c") == "p-a-b-c"
+    assert handoff_plan.compute_idempotency_key("p", "!!!", "a", "b", "c") == "p-a-b-c"
 
 
 @pytest.mark.parametrize(
@@ -139,7 +139,7 @@ def test_empty_slugs_are_dropped() -> None:
     [("confirmed", 0), ("executed_unconfirmed", 0), ("ambiguous", 2), ("failed_command", 1), (None, 1)],
 )
 def test_control_status_to_exit_code(status: str | None, code: int) -> None:
-    assert handoff.compute_control_exit_code(status) == code
+    assert handoff_plan.compute_control_exit_code(status) == code
 
 
 # --- plan ------------------------------------------------------------------------------------
@@ -176,7 +176,7 @@ def test_plan_maps_unsuppressed_candidates_to_pending_intents() -> None:
     assert first["metadata"] == {"team": "blue"}
     assert first["policyTraceId"] == "trace-policy-1"
     assert first["candidateTraceId"] == "trace-fleet-loop-blue"
-    row = handoff.build_plan_telemetry_row(state)
+    row = handoff_plan.build_plan_telemetry_row(state)
     assert row["category"] == "fleet_handoff_plan"
     assert row["summary"]["policyTraceId"] == "trace-policy-1"
 
@@ -228,8 +228,8 @@ def test_expired_governance_strips_autonomous_eligibility() -> None:
         "manualOnly": True,
         "reasons": ["autonomous_governance_review_expired"],
     }
-    with pytest.raises(handoff.UnmatchedFilterError):
-        handoff.select_execution_targets(state, mode="autonomous", loops=("loop-red",))
+    with pytest.raises(handoff_plan.UnmatchedFilterError):
+        handoff_plan.select_execution_targets(state, mode="autonomous", loops=("loop-red",))
 
 
 # --- execution -------------------------------------------------------------------------------
@@ -258,7 +258,7 @@ def test_autonomous_execution_dispatches_only_eligible_intents() -> None:
     assert red["execution"]["confirmed"] is True
     assert red["execution"]["controlStatus"] == "confirmed"
     assert "fleet_handoff_executed" in done["reasonCodes"]
-    row = handoff.build_execute_telemetry_row(done)
+    row = handoff_plan.build_execute_telemetry_row(done)
     assert row["category"] == "fleet_handoff_execute"
     assert row["execution"]["requestedIntentCount"] == 1
 
@@ -300,15 +300,15 @@ def test_manual_execution_targets_every_pending_intent_and_clears_pending_code()
 def test_unmatched_filters_fail_closed() -> None:
     state = plan(policy(candidate("loop-red", "reconcile_failed"), mode="guarded_auto"))
     with pytest.raises(
-        handoff.UnmatchedFilterError, match="loop filter not found in manual execution intents: nope,zip"
+        handoff_plan.UnmatchedFilterError, match="loop filter not found in manual execution intents: nope,zip"
     ):
-        handoff.select_execution_targets(state, mode="manual", loops=("loop-red", "nope", "zip"))
+        handoff_plan.select_execution_targets(state, mode="manual", loops=("loop-red", "nope", "zip"))
     with pytest.raises(
-        handoff.UnmatchedFilterError,
+        handoff_plan.UnmatchedFilterError,
         match="intent filter not found in autonomous execution intents: loop-red",
     ):
-        handoff.select_execution_targets(state, mode="autonomous", intent_ids=("loop-red",))
-    picked = handoff.select_execution_targets(
+        handoff_plan.select_execution_targets(state, mode="autonomous", intent_ids=("loop-red",))
+    picked = handoff_plan.select_execution_targets(
         state, mode="manual", intent_ids=("loop-red:reconcile_failed:cancel",)
     )
     assert [i["loopId"] for i in picked] == ["loop-red"]
@@ -316,11 +316,11 @@ def test_unmatched_filters_fail_closed() -> None:
 
 def test_precheck_refuses_service_intent_without_base_url() -> None:
     intent = {"intentId": "x", "transport": "sprite_service", "service": {}, "autonomous": {"eligible": True}}
-    assert handoff.compute_precheck_failure(intent, "manual") == "missing_service_base_url"
+    assert handoff_plan.compute_precheck_failure(intent, "manual") == "missing_service_base_url"
     intent["service"] = {"baseUrl": "http://s"}
-    assert handoff.compute_precheck_failure(intent, "manual") is None
+    assert handoff_plan.compute_precheck_failure(intent, "manual") is None
     intent["autonomous"] = {"eligible": False}
-    assert handoff.compute_precheck_failure(intent, "autonomous") == "autonomous_intent_not_eligible"
+    assert handoff_plan.compute_precheck_failure(intent, "autonomous") == "autonomous_intent_not_eligible"
 
 
 # --- retry guard ------------------------------------------------------------------------------
@@ -338,7 +338,7 @@ def test_ambiguous_outcome_guards_the_next_autonomous_run() -> None:
     assert intent["autonomous"]["manualOnly"] is True
     assert "autonomous_retry_guard_ambiguous" in intent["autonomous"]["reasons"]
     assert {"fleet_handoff_retry_guarded", "fleet_handoff_confirmation_pending"} <= set(second["reasonCodes"])
-    assert handoff.select_execution_targets(second, mode="autonomous") == []
+    assert handoff_plan.select_execution_targets(second, mode="autonomous") == []
 
 
 def test_regression_retry_guard_lasts_until_a_person_executes_successfully() -> None:
@@ -365,6 +365,6 @@ def test_guard_is_also_read_from_a_reference_state_without_guard_map() -> None:
         "intents": [{"intentId": "loop-red:reconcile_failed:cancel", "status": "execution_failed"}],
         "updatedAt": "x",
     }
-    guards = handoff.compute_retry_guards(prior)
+    guards = handoff_plan.compute_retry_guards(prior)
     assert guards["loop-red:reconcile_failed:cancel"]["reason"] == "autonomous_retry_guard_failed"
-    assert handoff.compute_retry_guards(None) == {}
+    assert handoff_plan.compute_retry_guards(None) == {}

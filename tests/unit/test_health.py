@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from superloop_ops.core import health, reconcile
-from superloop_ops.core.jsonutil import format_ts
-from superloop_ops.core.thresholds import Thresholds, compute_thresholds
+from superloop_ops.core.common.jsonutil import format_ts
+from superloop_ops.core.loop import health, pass_rules
+from superloop_ops.core.loop.threshold_profiles import Thresholds, compute_thresholds
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -234,7 +234,7 @@ def test_duplicate_composite_key_keeps_first_added() -> None:
     ],
 )
 def test_failure_code_mapping(code: str | None, reason: str) -> None:
-    assert reconcile.compute_failure_reason_code(code) == reason
+    assert pass_rules.compute_failure_reason_code(code) == reason
     document = health.compute_health(inputs(ingest_ok=False, failure_code=code), NOW)
     assert document["reasonCodes"] == [reason]
 
@@ -247,8 +247,8 @@ def test_lifecycle_state_fallbacks() -> None:
 
 def test_streak_must_be_a_non_negative_integer() -> None:
     for bad in (-1, "x", 1.5, None):
-        assert reconcile.compute_failure_streak({"failureStreak": bad}) == 0
-    assert reconcile.compute_failure_streak({"failureStreak": "3"}) == 3
+        assert pass_rules.compute_failure_streak({"failureStreak": bad}) == 0
+    assert pass_rules.compute_failure_streak({"failureStreak": "3"}) == 3
 
 
 @settings(max_examples=200, deadline=None)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from superloop_ops.core import heartbeat, sequence
+from superloop_ops.core.loop import heartbeat, sequence
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 

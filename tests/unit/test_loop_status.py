@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from superloop_ops.core import loop_status as ls
-from superloop_ops.core.conditions_util import camel_reason, find_condition
+from superloop_ops.core.common.status_conditions import camel_reason, find_condition
+from superloop_ops.core.loop import loop_resource
 
 NOW = dt.datetime(2026, 2, 22, 10, 0, 0, tzinfo=dt.UTC)
 
@@ -41,12 +41,12 @@ def _surface(state: str = "running", health: dict[str, Any] | None = None) -> di
     }
 
 
-def _view(outcome: str = "success", **kw: Any) -> ls.LoopPassView:
+def _view(outcome: str = "success", **kw: Any) -> loop_resource.LoopPassView:
     kw.setdefault("surface", _surface())
     kw.setdefault(
         "state", {"divergence": {"any": False, "flags": {}}, "transition": {"previousState": "none"}}
     )
-    return ls.LoopPassView(outcome=outcome, **kw)
+    return loop_resource.LoopPassView(outcome=outcome, **kw)
 
 
 def _cond(status: dict[str, Any], cond_type: str) -> dict[str, Any]:
@@ -68,7 +68,7 @@ def test_camel_reason(code: str, reason: str) -> None:
 
 
 def test_successful_pass_mirrors_surfaces_and_sets_conditions() -> None:
-    status = ls.build_loop_status(previous=None, view=_view(), generation=3, now=NOW)
+    status = loop_resource.build_loop_status(previous=None, view=_view(), generation=3, now=NOW)
     assert status["observedGeneration"] == 3
     assert status["lifecycle"] == "running"
     assert status["state"]["transition"] == {"previousState": "none"}
@@ -93,7 +93,7 @@ def test_critical_reason_leads_the_degraded_condition() -> None:
         {"code": "ingest_stale", "severity": "degraded"},
         {"code": "transport_unreachable", "severity": "critical"},
     ]
-    status = ls.build_loop_status(
+    status = loop_resource.build_loop_status(
         previous=None, view=_view(surface=_surface(health=health)), generation=1, now=NOW
     )
     degraded = _cond(status, "Degraded")
@@ -105,7 +105,7 @@ def test_critical_reason_leads_the_degraded_condition() -> None:
 
 def test_divergence_sets_diverged_with_flags() -> None:
     state = {"divergence": {"any": True, "flags": {"activeMismatch": True, "cursorRegression": False}}}
-    status = ls.build_loop_status(previous=None, view=_view(state=state), generation=1, now=NOW)
+    status = loop_resource.build_loop_status(previous=None, view=_view(state=state), generation=1, now=NOW)
     diverged = _cond(status, "Diverged")
     assert (diverged["status"], diverged["reason"]) == ("True", "DivergenceDetected")
     assert "activeMismatch" in diverged["message"]
@@ -113,17 +113,19 @@ def test_divergence_sets_diverged_with_flags() -> None:
 
 def test_failed_ingest_sets_ready_false_with_failure_code() -> None:
     view = _view("failed", failure_code="service_request_failed", failure_message="curl\nerror: refused\n")
-    status = ls.build_loop_status(previous=None, view=view, generation=1, now=NOW)
+    status = loop_resource.build_loop_status(previous=None, view=view, generation=1, now=NOW)
     ready = _cond(status, "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "ServiceRequestFailed")
     assert ready["message"].endswith("error: refused")
 
 
 def test_blocked_pass_keeps_previous_surfaces_and_health_conditions() -> None:
-    first = ls.build_loop_status(previous=None, view=_view(), generation=1, now=NOW)
+    first = loop_resource.build_loop_status(previous=None, view=_view(), generation=1, now=NOW)
     later = NOW + dt.timedelta(seconds=30)
-    view = ls.LoopPassView(outcome="blocked", blocked_reason="source_not_found", blocked_message="no dir /x")
-    status = ls.build_loop_status(previous=first, view=view, generation=2, now=later)
+    view = loop_resource.LoopPassView(
+        outcome="blocked", blocked_reason="source_not_found", blocked_message="no dir /x"
+    )
+    status = loop_resource.build_loop_status(previous=first, view=view, generation=2, now=later)
     assert status["lifecycle"] == first["lifecycle"]
     assert status["health"] == first["health"]
     assert status["lastReconcileAt"] == first["lastReconcileAt"]
@@ -137,8 +139,10 @@ def test_blocked_pass_keeps_previous_surfaces_and_health_conditions() -> None:
 
 
 def test_first_blocked_visit_sets_unknown_conditions() -> None:
-    view = ls.LoopPassView(outcome="blocked", blocked_reason="secret_not_found", blocked_message="m")
-    status = ls.build_loop_status(previous=None, view=view, generation=1, now=NOW)
+    view = loop_resource.LoopPassView(
+        outcome="blocked", blocked_reason="secret_not_found", blocked_message="m"
+    )
+    status = loop_resource.build_loop_status(previous=None, view=view, generation=1, now=NOW)
     assert _cond(status, "Healthy")["status"] == "Unknown"
     assert _cond(status, "Diverged")["status"] == "Unknown"
     assert "lifecycle" not in status
@@ -151,62 +155,68 @@ def test_active_profile_drift_sets_diverged() -> None:
         "appliedProfile": "balanced",
         "recommendedProfile": "strict",
     }
-    status = ls.build_loop_status(previous=None, view=_view(surface=surface), generation=1, now=NOW)
+    status = loop_resource.build_loop_status(
+        previous=None, view=_view(surface=surface), generation=1, now=NOW
+    )
     assert _cond(status, "Diverged")["reason"] == "ProfileDriftDetected"
     assert status["drift"]["status"] == "drift_active"
 
 
 def test_suspended_is_stated_in_ready() -> None:
-    status = ls.build_loop_status(
-        previous=None, view=ls.LoopPassView(outcome="suspended"), generation=1, now=NOW
+    status = loop_resource.build_loop_status(
+        previous=None, view=loop_resource.LoopPassView(outcome="suspended"), generation=1, now=NOW
     )
     assert _cond(status, "Ready")["reason"] == "Suspended"
 
 
 def test_unchanged_pass_is_skipped_until_refresh() -> None:
-    first = ls.build_loop_status(previous=None, view=_view(), generation=1, now=NOW)
+    first = loop_resource.build_loop_status(previous=None, view=_view(), generation=1, now=NOW)
     later = NOW + dt.timedelta(seconds=10)
     aged = _surface()
     aged["health"] = _health()
     aged["health"]["updatedAt"] = "2026-02-22T10:00:10Z"
     aged["health"]["metrics"]["ingestLagSeconds"] = 13
-    second = ls.build_loop_status(previous=first, view=_view(surface=aged), generation=1, now=later)
-    assert not ls.needs_status_write(first, second, now=later, refresh_seconds=300)
+    second = loop_resource.build_loop_status(
+        previous=first, view=_view(surface=aged), generation=1, now=later
+    )
+    assert not loop_resource.needs_status_write(first, second, now=later, refresh_seconds=300)
     much_later = NOW + dt.timedelta(seconds=301)
-    assert ls.needs_status_write(first, second, now=much_later, refresh_seconds=300)
+    assert loop_resource.needs_status_write(first, second, now=much_later, refresh_seconds=300)
 
 
 def test_real_change_is_written() -> None:
-    first = ls.build_loop_status(previous=None, view=_view(), generation=1, now=NOW)
-    second = ls.build_loop_status(
+    first = loop_resource.build_loop_status(previous=None, view=_view(), generation=1, now=NOW)
+    second = loop_resource.build_loop_status(
         previous=first, view=_view(surface=_surface("complete")), generation=1, now=NOW
     )
-    assert ls.needs_status_write(first, second, now=NOW, refresh_seconds=300)
-    assert ls.needs_status_write(None, first, now=NOW, refresh_seconds=300)
+    assert loop_resource.needs_status_write(first, second, now=NOW, refresh_seconds=300)
+    assert loop_resource.needs_status_write(None, first, now=NOW, refresh_seconds=300)
 
 
 def test_events_on_lifecycle_and_health_transitions() -> None:
-    first = ls.build_loop_status(previous=None, view=_view(), generation=1, now=NOW)
-    events = ls.compute_loop_events(None, first)
+    first = loop_resource.build_loop_status(previous=None, view=_view(), generation=1, now=NOW)
+    events = loop_resource.compute_loop_events(None, first)
     assert [(e.type, e.reason) for e in events] == [("Normal", "LifecycleChanged")]
     degraded = _surface("complete", _health("degraded", ["runtime_heartbeat_stale"]))
-    second = ls.build_loop_status(previous=first, view=_view(surface=degraded), generation=1, now=NOW)
-    reasons = [(e.type, e.reason) for e in ls.compute_loop_events(first, second)]
+    second = loop_resource.build_loop_status(
+        previous=first, view=_view(surface=degraded), generation=1, now=NOW
+    )
+    reasons = [(e.type, e.reason) for e in loop_resource.compute_loop_events(first, second)]
     assert reasons == [("Normal", "LifecycleChanged"), ("Warning", "HealthDegraded")]
-    third = ls.build_loop_status(
+    third = loop_resource.build_loop_status(
         previous=second, view=_view(surface=_surface("complete")), generation=1, now=NOW
     )
-    assert [e.reason for e in ls.compute_loop_events(second, third)] == ["HealthRecovered"]
-    assert ls.compute_loop_events(third, third) == []
+    assert [e.reason for e in loop_resource.compute_loop_events(second, third)] == ["HealthRecovered"]
+    assert loop_resource.compute_loop_events(third, third) == []
 
 
 def test_events_for_ready_divergence_drift_and_replay() -> None:
-    first = ls.build_loop_status(previous=None, view=_view(), generation=1, now=NOW)
-    failed = ls.build_loop_status(
+    first = loop_resource.build_loop_status(previous=None, view=_view(), generation=1, now=NOW)
+    failed = loop_resource.build_loop_status(
         previous=first, view=_view("failed", failure_code="snapshot_unavailable"), generation=1, now=NOW
     )
     assert ("Warning", "SnapshotUnavailable") in [
-        (e.type, e.reason) for e in ls.compute_loop_events(first, failed)
+        (e.type, e.reason) for e in loop_resource.compute_loop_events(first, failed)
     ]
     state = {"divergence": {"any": True, "flags": {"approvalCompletionConflict": True}}}
     view = _view(
@@ -214,8 +224,8 @@ def test_events_for_ready_divergence_drift_and_replay() -> None:
         sequence={"driftActive": True, "violations": ["event_sequence_regression"]},
         replay_token="from-start@",
     )
-    recovered = ls.build_loop_status(previous=failed, view=view, generation=1, now=NOW)
-    reasons = [e.reason for e in ls.compute_loop_events(failed, recovered)]
+    recovered = loop_resource.build_loop_status(previous=failed, view=view, generation=1, now=NOW)
+    reasons = [e.reason for e in loop_resource.compute_loop_events(failed, recovered)]
     assert reasons == [
         "ReconcileRecovered",
         "DivergenceDetected",
@@ -225,18 +235,22 @@ def test_events_for_ready_divergence_drift_and_replay() -> None:
 
 
 def test_replay_token_parsing_and_one_shot_bookkeeping() -> None:
-    assert ls.compute_replay_token(None) is None
-    assert ls.compute_replay_token({"ops.superloop.dev/replay": "later"}) is None
-    token = ls.compute_replay_token(
+    assert loop_resource.compute_replay_token(None) is None
+    assert loop_resource.compute_replay_token({"ops.superloop.dev/replay": "later"}) is None
+    token = loop_resource.compute_replay_token(
         {
             "ops.superloop.dev/replay": "from-start",
             "ops.superloop.dev/replay-requested-at": "2026-02-22T09:00:00Z",
         }
     )
     assert token == "from-start@2026-02-22T09:00:00Z"
-    handled = ls.build_loop_status(previous=None, view=_view(replay_token=token), generation=1, now=NOW)
+    handled = loop_resource.build_loop_status(
+        previous=None, view=_view(replay_token=token), generation=1, now=NOW
+    )
     assert handled["replayHandled"] == token
-    still = ls.build_loop_status(previous=handled, view=_view(replay_pending=True), generation=1, now=NOW)
+    still = loop_resource.build_loop_status(
+        previous=handled, view=_view(replay_pending=True), generation=1, now=NOW
+    )
     assert still["replayHandled"] == token
-    removed = ls.build_loop_status(previous=still, view=_view(), generation=1, now=NOW)
+    removed = loop_resource.build_loop_status(previous=still, view=_view(), generation=1, now=NOW)
     assert "replayHandled" not in removed

@@ -543,7 +543,7 @@ def _sample(name: str) -> dict[str, Any]:
 
 
 def test_samples_make_a_registry_the_core_validator_accepts() -> None:
-    from superloop_ops.core import fleet_registry
+    from superloop_ops.core.fleet import fleet_registry
     from superloop_ops.models.fleet import build_registry_document
 
     fleet = Fleet.from_body(_sample("fleet.yaml"))

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from superloop_ops.core import envelopes, projection
+from superloop_ops.core.loop import envelopes, projection
 from superloop_ops.errors import ContractError
 
 NOW = dt.datetime(2026, 3, 1, 8, 0, 31, tzinfo=dt.UTC)

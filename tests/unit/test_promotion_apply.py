@@ -10,16 +10,16 @@ from typing import Any
 
 import pytest
 
-from superloop_ops.core import fleet_registry
-from superloop_ops.core import promotion_apply as apply
-from superloop_ops.core.jsonutil import format_ts
+from superloop_ops.core.common.jsonutil import format_ts
+from superloop_ops.core.fleet import fleet_registry
+from superloop_ops.core.promotion import apply_rules
 from superloop_ops.errors import ContractError
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 REVIEW_BY = format_ts(NOW + dt.timedelta(days=30))
 
 
-def request(intent: str = "expand", **overrides: Any) -> apply.ApplyRequest:
+def request(intent: str = "expand", **overrides: Any) -> apply_rules.ApplyRequest:
     fields: dict[str, Any] = {
         "intent": intent,
         "expand_step": "25",
@@ -30,19 +30,19 @@ def request(intent: str = "expand", **overrides: Any) -> apply.ApplyRequest:
         "idempotency_key": None,
     }
     fields.update(overrides)
-    return apply.build_apply_request(**fields)
+    return apply_rules.build_apply_request(**fields)
 
 
 def outcome(
-    req: apply.ApplyRequest,
+    req: apply_rules.ApplyRequest,
     decision: Any = "promote",
-    posture: apply.RolloutPosture | None = None,
+    posture: apply_rules.RolloutPosture | None = None,
     prior: tuple[Any, ...] = (),
-) -> apply.ApplyOutcome:
-    return apply.compute_promotion_apply(
+) -> apply_rules.ApplyOutcome:
+    return apply_rules.compute_promotion_apply(
         request=req,
         decision=decision,
-        posture=posture or apply.RolloutPosture(25, True),
+        posture=posture or apply_rules.RolloutPosture(25, True),
         fleet_id="fleet-phase11",
         trace_id="trace-01",
         now=NOW,
@@ -128,8 +128,8 @@ def test_expand_and_resume_require_promote(decision: str) -> None:
 
 @pytest.mark.parametrize("decision", ["hold", "skipped", "unknown", "promote"])
 def test_rollback_is_safety_allowed_on_any_decision(decision: str) -> None:
-    result = outcome(request("rollback"), decision=decision, posture=apply.RolloutPosture(70, False))
-    assert result.after == apply.RolloutPosture(70, True)
+    result = outcome(request("rollback"), decision=decision, posture=apply_rules.RolloutPosture(70, False))
+    assert result.after == apply_rules.RolloutPosture(70, True)
     assert result.record["decision"] == decision
 
 
@@ -161,7 +161,7 @@ def test_gating_precedes_review_by_checks() -> None:
 
 
 def test_select_decision() -> None:
-    assert apply.select_decision({"summary": {"decision": "hold"}}) == "hold"
+    assert apply_rules.select_decision({"summary": {"decision": "hold"}}) == "hold"
     documents: tuple[Any, ...] = (
         None,
         {},
@@ -171,7 +171,7 @@ def test_select_decision() -> None:
     )
     for document in documents:
         with pytest.raises(ContractError, match=r"^promotion state missing summary.decision$"):
-            apply.select_decision(document)
+            apply_rules.select_decision(document)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,22 +188,24 @@ def test_expand_adds_step_and_clears_pause() -> None:
 
 
 def test_expand_clamps_at_100() -> None:
-    result = outcome(request("expand"), posture=apply.RolloutPosture(90, False))
+    result = outcome(request("expand"), posture=apply_rules.RolloutPosture(90, False))
     assert result.record["rollout"]["after"] == {"canaryPercent": 100, "manualPause": False}
     assert result.record["rollout"]["changed"] == {"canaryPercent": True, "manualPause": False}
-    full = outcome(request("expand"), posture=apply.RolloutPosture(100, False))
+    full = outcome(request("expand"), posture=apply_rules.RolloutPosture(100, False))
     assert full.record["rollout"]["changed"] == {"canaryPercent": False, "manualPause": False}
 
 
 def test_resume_keeps_canary_and_clears_pause() -> None:
-    result = outcome(request("resume"), posture=apply.RolloutPosture(40, True))
-    assert result.after == apply.RolloutPosture(40, False)
+    result = outcome(request("resume"), posture=apply_rules.RolloutPosture(40, True))
+    assert result.after == apply_rules.RolloutPosture(40, False)
     assert result.record["rollout"]["changed"] == {"canaryPercent": False, "manualPause": True}
 
 
 def test_read_registry_posture_defaults() -> None:
-    assert apply.read_registry_posture({}) == apply.RolloutPosture(100, False)
-    assert apply.read_registry_posture(registry(canary=0, manual=True)) == apply.RolloutPosture(0, True)
+    assert apply_rules.read_registry_posture({}) == apply_rules.RolloutPosture(100, False)
+    assert apply_rules.read_registry_posture(registry(canary=0, manual=True)) == apply_rules.RolloutPosture(
+        0, True
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,9 +269,9 @@ def test_replay_is_still_gated_by_decision_and_review_by() -> None:
 
 def test_replay_needs_a_key_and_no_posture() -> None:
     prior = (outcome(request("expand", idempotency_key="k")).record,)
-    assert apply.find_replay_record(prior, None) is None
-    assert apply.find_replay_record(prior, "") is None
-    replay = apply.compute_promotion_apply(
+    assert apply_rules.find_replay_record(prior, None) is None
+    assert apply_rules.find_replay_record(prior, "") is None
+    replay = apply_rules.compute_promotion_apply(
         request=request("expand", idempotency_key="k"),
         decision="promote",
         posture=None,
@@ -280,7 +282,7 @@ def test_replay_needs_a_key_and_no_posture() -> None:
     )
     assert replay.replayed
     with pytest.raises(ContractError, match="failed to read/validate fleet registry"):
-        apply.compute_promotion_apply(
+        apply_rules.compute_promotion_apply(
             request=request("expand"), decision="promote", posture=None, fleet_id="f", trace_id="t", now=NOW
         )
 
@@ -292,10 +294,10 @@ def test_replay_needs_a_key_and_no_posture() -> None:
 def test_patched_registry_changes_only_promotion_fields_and_stays_valid() -> None:
     raw = registry()
     original = copy.deepcopy(raw)
-    result = outcome(request("expand"), posture=apply.read_registry_posture(raw))
+    result = outcome(request("expand"), posture=apply_rules.read_registry_posture(raw))
     assert result.after is not None
     assert result.governance is not None
-    patched = apply.build_patched_registry(raw, result.after, result.governance)
+    patched = apply_rules.build_patched_registry(raw, result.after, result.governance)
     assert raw == original
     expected = copy.deepcopy(original)
     expected["policy"]["autonomous"]["rollout"]["canaryPercent"] = 50
@@ -309,8 +311,8 @@ def test_patched_registry_changes_only_promotion_fields_and_stays_valid() -> Non
 
 def test_patched_registry_creates_missing_sections() -> None:
     raw: dict[str, Any] = {"schemaVersion": "v1", "loops": [], "policy": {"mode": "guarded_auto"}}
-    governance = apply.ApplyGovernance("a", "b", "c", format_ts(NOW), REVIEW_BY)
-    patched = apply.build_patched_registry(raw, apply.RolloutPosture(100, True), governance)
+    governance = apply_rules.ApplyGovernance("a", "b", "c", format_ts(NOW), REVIEW_BY)
+    patched = apply_rules.build_patched_registry(raw, apply_rules.RolloutPosture(100, True), governance)
     assert patched["policy"]["autonomous"] == {
         "rollout": {"canaryPercent": 100, "pause": {"manual": True}},
         "governance": governance.to_json(),
@@ -318,14 +320,14 @@ def test_patched_registry_creates_missing_sections() -> None:
 
 
 def test_require_guarded_auto() -> None:
-    apply.require_guarded_auto(registry())
+    apply_rules.require_guarded_auto(registry())
     for raw in (registry(mode="advisory"), {}, {"policy": {"mode": None}}):
         with pytest.raises(ContractError, match=r"^promotion apply requires policy.mode guarded_auto$"):
-            apply.require_guarded_auto(raw)
+            apply_rules.require_guarded_auto(raw)
 
 
 def test_compute_review_by() -> None:
-    assert apply.compute_review_by("2030-01-01T00:00:00Z", None, NOW) == "2030-01-01T00:00:00Z"
-    assert apply.compute_review_by(None, 14, NOW) == "2026-03-15T12:00:00Z"
+    assert apply_rules.compute_review_by("2030-01-01T00:00:00Z", None, NOW) == "2030-01-01T00:00:00Z"
+    assert apply_rules.compute_review_by(None, 14, NOW) == "2026-03-15T12:00:00Z"
     with pytest.raises(ContractError, match="--review-by is required"):
-        apply.compute_review_by(None, None, NOW)
+        apply_rules.compute_review_by(None, None, NOW)

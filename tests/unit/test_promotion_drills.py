@@ -1,4 +1,4 @@
-"""Drill evidence records (core.promotion_drills) and ``kubectl superloop drill record`` against an
+"""Drill evidence records (core.promotion.drill_records) and ``kubectl superloop drill record`` against an
 in-memory cluster: merge order, replacement, refusal of broken documents, conflict retries."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from superloop_ops.cli import kubectl_drill, kubectl_plugin
-from superloop_ops.core import promotion_drills
-from superloop_ops.core.jsonutil import format_ts
-from superloop_ops.core.promotion_gates import (
+from superloop_ops.core.common.jsonutil import format_ts
+from superloop_ops.core.promotion import drill_records
+from superloop_ops.core.promotion.promotion_gates import (
     REQUIRED_DRILLS,
     GateThresholds,
     build_drill_evidence,
@@ -29,8 +29,8 @@ TS = "2026-03-01T10:00:00Z"
 WHERE = "ConfigMap ns/drills key promotion.v1.json"
 
 
-def _record(drill: str, status: str = "pass", completed_at: str = TS) -> promotion_drills.DrillRecord:
-    return promotion_drills.DrillRecord(drill_id=drill, status=status, completed_at=completed_at)
+def _record(drill: str, status: str = "pass", completed_at: str = TS) -> drill_records.DrillRecord:
+    return drill_records.DrillRecord(drill_id=drill, status=status, completed_at=completed_at)
 
 
 def _ids(document: Mapping[str, Any]) -> list[str]:
@@ -38,7 +38,7 @@ def _ids(document: Mapping[str, Any]) -> list[str]:
 
 
 def test_first_record_creates_the_document() -> None:
-    doc = promotion_drills.build_drill_document(None, _record("sprite_service_outage"), now=NOW, where=WHERE)
+    doc = drill_records.build_drill_document(None, _record("sprite_service_outage"), now=NOW, where=WHERE)
     assert doc == {
         "schemaVersion": "v1",
         "updatedAt": "2026-03-01T12:00:00Z",
@@ -49,8 +49,8 @@ def test_first_record_creates_the_document() -> None:
 def test_records_merge_in_the_required_order_whatever_the_recording_order() -> None:
     text = None
     for drill in ("ambiguous_retry_guard", "kill_switch", "sprite_service_outage"):
-        doc = promotion_drills.build_drill_document(text, _record(drill), now=NOW, where=WHERE)
-        text = promotion_drills.format_drill_document(doc)
+        doc = drill_records.build_drill_document(text, _record(drill), now=NOW, where=WHERE)
+        text = drill_records.format_drill_document(doc)
     assert text is not None
     assert text.endswith("}\n")
     assert _ids(json.loads(text)) == ["kill_switch", "sprite_service_outage", "ambiguous_retry_guard"]
@@ -67,7 +67,7 @@ def test_a_new_record_replaces_the_entry_of_its_id_and_its_duplicates() -> None:
             {"id": "ambiguous_retry_guard", "status": "pass", "completedAt": TS, "note": "kept"},
         ],
     }
-    doc = promotion_drills.build_drill_document(
+    doc = drill_records.build_drill_document(
         json.dumps(existing), _record("kill_switch", "pass", "2026-03-01T11:00:00Z"), now=NOW, where=WHERE
     )
     assert doc["drills"] == [
@@ -81,7 +81,7 @@ def test_a_new_record_replaces_the_entry_of_its_id_and_its_duplicates() -> None:
 
 @pytest.mark.parametrize("text", ["", "  \n", "null", "{}", '{"drills": null}'])
 def test_empty_or_null_content_counts_as_no_drills(text: str) -> None:
-    doc = promotion_drills.build_drill_document(text, _record("kill_switch"), now=NOW, where=WHERE)
+    doc = drill_records.build_drill_document(text, _record("kill_switch"), now=NOW, where=WHERE)
     assert _ids(doc) == ["kill_switch"]
 
 
@@ -95,7 +95,7 @@ def test_empty_or_null_content_counts_as_no_drills(text: str) -> None:
 )
 def test_content_the_gates_would_call_invalid_is_refused_not_overwritten(text: str, message: str) -> None:
     with pytest.raises(ContractError, match=message) as caught:
-        promotion_drills.build_drill_document(text, _record("kill_switch"), now=NOW, where=WHERE)
+        drill_records.build_drill_document(text, _record("kill_switch"), now=NOW, where=WHERE)
     assert WHERE in str(caught.value)
 
 
@@ -110,14 +110,14 @@ def test_content_the_gates_would_call_invalid_is_refused_not_overwritten(text: s
 )
 def test_records_are_validated(drill: str, status: str, completed_at: str, message: str) -> None:
     with pytest.raises(ContractError, match=message):
-        promotion_drills.DrillRecord(drill_id=drill, status=status, completed_at=completed_at)
+        drill_records.DrillRecord(drill_id=drill, status=status, completed_at=completed_at)
 
 
 def test_three_recorded_passes_satisfy_the_drill_recency_gate() -> None:
     text = None
     for drill in ("kill_switch", "sprite_service_outage", "ambiguous_retry_guard"):
-        doc = promotion_drills.build_drill_document(text, _record(drill), now=NOW, where=WHERE)
-        text = promotion_drills.format_drill_document(doc)
+        doc = drill_records.build_drill_document(text, _record(drill), now=NOW, where=WHERE)
+        text = drill_records.format_drill_document(doc)
     gates = compute_gates({}, build_handoff_evidence(None), build_drill_evidence(text), GateThresholds(), NOW)
     drill_gate = next(gate for gate in gates if gate.name == "drill_recency")
     assert drill_gate.passed
@@ -125,7 +125,7 @@ def test_three_recorded_passes_satisfy_the_drill_recency_gate() -> None:
 
 
 def test_config_map_source_label() -> None:
-    assert promotion_drills.compute_config_map_source("ns", "drills", "promotion.v1.json") == (
+    assert drill_records.compute_config_map_source("ns", "drills", "promotion.v1.json") == (
         "configmap://ns/drills/promotion.v1.json"
     )
 

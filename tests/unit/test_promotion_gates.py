@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from superloop_ops.core import promotion_gates as gates
-from superloop_ops.core.jsonutil import format_ts
+from superloop_ops.core.common.jsonutil import format_ts
+from superloop_ops.core.promotion import promotion_gates
 from superloop_ops.errors import ContractError
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -67,14 +67,14 @@ def handoff_text(
 
 def drill_text(status: str = "pass", completed_at: Any = None, **overrides: Any) -> str:
     drills = []
-    for drill_id in gates.REQUIRED_DRILLS:
+    for drill_id in promotion_gates.REQUIRED_DRILLS:
         entry = {"id": drill_id, "status": status, "completedAt": completed_at or hours_ago(1)}
         entry.update(overrides.get(drill_id, {}))
         drills.append(entry)
     return json.dumps({"schemaVersion": "v1", "updatedAt": hours_ago(1), "drills": drills})
 
 
-SOURCES = gates.GateSources(
+SOURCES = promotion_gates.GateSources(
     repo_path="/abs/repo",
     fleet_status_file="status.json",
     handoff_telemetry_file="handoff.jsonl",
@@ -88,20 +88,20 @@ def evaluate(
     status: Any = None,
     handoff: str | None = "default",
     drills: str | None = "default",
-    thresholds: gates.GateThresholds | None = None,
-) -> gates.PromotionEvaluation:
-    return gates.build_promotion_evaluation(
+    thresholds: promotion_gates.GateThresholds | None = None,
+) -> promotion_gates.PromotionEvaluation:
+    return promotion_gates.build_promotion_evaluation(
         status=status_doc() if status is None else status,
-        handoff=gates.build_handoff_evidence(handoff_text(20) if handoff == "default" else handoff),
-        drills=gates.build_drill_evidence(drill_text() if drills == "default" else drills),
-        thresholds=thresholds or gates.GateThresholds(),
+        handoff=promotion_gates.build_handoff_evidence(handoff_text(20) if handoff == "default" else handoff),
+        drills=promotion_gates.build_drill_evidence(drill_text() if drills == "default" else drills),
+        thresholds=thresholds or promotion_gates.GateThresholds(),
         sources=SOURCES,
         trace_id="trace-1",
         now=NOW,
     )
 
 
-def gate(evaluation: gates.PromotionEvaluation, key: str) -> dict[str, Any]:
+def gate(evaluation: promotion_gates.PromotionEvaluation, key: str) -> dict[str, Any]:
     result: dict[str, Any] = evaluation.document["gates"][key]
     return result
 
@@ -226,7 +226,7 @@ def test_empty_or_malformed_drill_evidence_is_invalid(text: str) -> None:
 @pytest.mark.parametrize("text", ["null", "{}", '{"drills": null}', '{"drills": false}'])
 def test_drill_document_without_drills_reports_each_missing(text: str) -> None:
     reasons = gate(evaluate(drills=text), "drillRecency")["reasons"]
-    assert reasons == [f"promotion_drill_missing_{drill_id}" for drill_id in gates.REQUIRED_DRILLS]
+    assert reasons == [f"promotion_drill_missing_{drill_id}" for drill_id in promotion_gates.REQUIRED_DRILLS]
 
 
 def test_autopause_false_falls_through_to_state_flag() -> None:
@@ -247,7 +247,8 @@ def test_attempts_zero_and_rates_at_the_limit() -> None:
     assert (detail["ambiguityRate"], detail["failureRate"]) == (0.2, 0.2)
     assert at_limit.promote
     over = evaluate(
-        handoff=rows, thresholds=gates.GateThresholds(max_ambiguity_rate=0.19, max_failure_rate=0.19)
+        handoff=rows,
+        thresholds=promotion_gates.GateThresholds(max_ambiguity_rate=0.19, max_failure_rate=0.19),
     )
     assert over.reason_codes == (
         "promotion_autonomous_ambiguity_rate_exceeded",
@@ -277,7 +278,7 @@ def test_stream_parsing_accepts_any_whitespace_layout() -> None:
         handoff_text(10).replace("\n", " ")
         + '\n{"category":\n"fleet_handoff_execute","execution":{"mode":"autonomous"}}'
     )
-    evidence = gates.build_handoff_evidence(text)
+    evidence = promotion_gates.build_handoff_evidence(text)
     assert evidence.state == "ok"
     assert len(evidence.records) == 11
 
@@ -302,7 +303,7 @@ def test_missing_and_empty_handoff() -> None:
 
 
 def test_window_smaller_than_min_sample_never_passes() -> None:
-    evaluation = evaluate(thresholds=gates.GateThresholds(window_executions=5, min_sample_size=10))
+    evaluation = evaluate(thresholds=promotion_gates.GateThresholds(window_executions=5, min_sample_size=10))
     assert evaluation.reason_codes == ("promotion_autonomous_sample_insufficient",)
 
 
@@ -340,7 +341,9 @@ def test_missing_autonomous_section_fails_every_status_gate() -> None:
     assert gate(evaluation, "governance")["posture"] is None
     assert gate(evaluation, "governance")["blocksAutonomous"] is False
     assert gate(evaluation, "safetySuppression")["byPath"] is None
-    assert gate(evaluation, "safetySuppression")["missingPaths"] == list(gates.REQUIRED_SUPPRESSION_PATHS)
+    assert gate(evaluation, "safetySuppression")["missingPaths"] == list(
+        promotion_gates.REQUIRED_SUPPRESSION_PATHS
+    )
 
 
 @pytest.mark.parametrize(
@@ -364,7 +367,7 @@ def test_drill_staleness_boundary_and_future_and_first_entry_wins() -> None:
     assert gate(evaluate(drills=exact), "drillRecency")["reasons"] == []
     stale = drill_text(completed_at=format_ts(NOW - dt.timedelta(hours=168, seconds=1)))
     assert gate(evaluate(drills=stale), "drillRecency")["reasons"] == [
-        f"promotion_drill_stale_{drill_id}" for drill_id in gates.REQUIRED_DRILLS
+        f"promotion_drill_stale_{drill_id}" for drill_id in promotion_gates.REQUIRED_DRILLS
     ]
     future = drill_text(completed_at=format_ts(NOW + dt.timedelta(hours=3)))
     assert gate(evaluate(drills=future), "drillRecency")["reasons"] == []
@@ -389,7 +392,7 @@ def test_document_shape_and_key_order() -> None:
         "gates",
     ]
     assert document["generatedAt"] == "2026-03-01T12:00:00Z"
-    assert list(document["gates"]) == [key for _, key in gates.GATE_ORDER]
+    assert list(document["gates"]) == [key for _, key in promotion_gates.GATE_ORDER]
     assert document["source"]["fleetStatusSource"] == "file"
     assert document["thresholds"] == {
         "windowExecutions": 20,
@@ -414,27 +417,30 @@ def dataclass_replace_sources(**changes: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("text", "value"), [(".5", 0.5), ("0.20", 0.2), ("1.0", 1), ("1", 1), ("0", 0)])
 def test_rate_parsing_accepts(text: str, value: float) -> None:
-    assert gates.parse_rate(text, "--max-ambiguity-rate") == value
+    assert promotion_gates.parse_rate(text, "--max-ambiguity-rate") == value
 
 
 @pytest.mark.parametrize("text", ["1.5", "abc", "1e-1", "-0.1", "1.", ""])
 def test_rate_parsing_rejects(text: str) -> None:
     with pytest.raises(ContractError, match="--max-failure-rate must be a number between 0 and 1"):
-        gates.parse_rate(text, "--max-failure-rate")
+        promotion_gates.parse_rate(text, "--max-failure-rate")
 
 
 def test_threshold_flags_validate_in_order_and_accept_leading_zeros() -> None:
     assert (
-        gates.GateThresholds.from_flags(window_executions="08", max_manual_backlog="0").window_executions == 8
+        promotion_gates.GateThresholds.from_flags(
+            window_executions="08", max_manual_backlog="0"
+        ).window_executions
+        == 8
     )
     with pytest.raises(ContractError, match="--window-executions must be an integer >= 1"):
-        gates.GateThresholds.from_flags(window_executions="0", min_sample_size="x")
+        promotion_gates.GateThresholds.from_flags(window_executions="0", min_sample_size="x")
     with pytest.raises(ContractError, match="--min-sample-size must be an integer >= 1"):
-        gates.GateThresholds.from_flags(min_sample_size="x", max_ambiguity_rate="x")
+        promotion_gates.GateThresholds.from_flags(min_sample_size="x", max_ambiguity_rate="x")
     with pytest.raises(ContractError, match="--max-manual-backlog must be an integer >= 0"):
-        gates.GateThresholds.from_flags(max_manual_backlog="-1")
+        promotion_gates.GateThresholds.from_flags(max_manual_backlog="-1")
     with pytest.raises(ContractError, match="--max-drill-age-hours must be an integer >= 1"):
-        gates.GateThresholds.from_flags(max_drill_age_hours="0")
+        promotion_gates.GateThresholds.from_flags(max_drill_age_hours="0")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -442,7 +448,7 @@ def test_threshold_flags_validate_in_order_and_accept_leading_zeros() -> None:
 
 
 def test_ci_skip_result_and_summary_render_paths_in_backticks() -> None:
-    result = gates.build_ci_skip_result("/abs/repo", ["/abs/h.jsonl", "d.json"], NOW)
+    result = promotion_gates.build_ci_skip_result("/abs/repo", ["/abs/h.jsonl", "d.json"], NOW)
     assert result == {
         "schemaVersion": "v1",
         "generatedAt": "2026-03-01T12:00:00Z",
@@ -454,7 +460,7 @@ def test_ci_skip_result_and_summary_render_paths_in_backticks() -> None:
             "missingEvidencePaths": ["/abs/h.jsonl", "d.json"],
         },
     }
-    assert gates.build_ci_skip_summary(["/abs/h.jsonl", "d.json"]).splitlines() == [
+    assert promotion_gates.build_ci_skip_summary(["/abs/h.jsonl", "d.json"]).splitlines() == [
         "## Ops Manager Promotion CI",
         "",
         "Decision: `skipped`",
@@ -469,7 +475,7 @@ def test_ci_skip_result_and_summary_render_paths_in_backticks() -> None:
 
 def test_ci_summary_lists_gates_codes_and_file_paths() -> None:
     document = evaluate(status_doc(backlog=10, autopause=True)).document
-    text = gates.build_ci_summary(
+    text = promotion_gates.build_ci_summary(
         document, result_file="r.json", promotion_state_file="s.json", promotion_telemetry_file="t.jsonl"
     )
     assert text.splitlines() == [
@@ -487,7 +493,7 @@ def test_ci_summary_lists_gates_codes_and_file_paths() -> None:
         "",
         "Promotion telemetry: `t.jsonl`",
     ]
-    empty = gates.build_ci_summary(
+    empty = promotion_gates.build_ci_summary(
         {}, result_file="r", promotion_state_file="s", promotion_telemetry_file="t"
     )
     assert "Decision: `unknown`" in empty

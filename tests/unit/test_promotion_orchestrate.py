@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from superloop_ops.core import promotion_orchestrate as orch
+from superloop_ops.core.promotion import promotion_orchestrate
 from superloop_ops.errors import ContractError
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, 5, tzinfo=dt.UTC)
@@ -27,9 +27,9 @@ FILES = {
 
 def req(
     mode: str | None = "apply", apply_intent: str = "expand", expand_step: str = "25", **rest: Any
-) -> orch.OrchestrateRequest:
+) -> promotion_orchestrate.OrchestrateRequest:
     fields = {**GOVERNANCE, **rest} if mode != "dry_run" else rest
-    return orch.build_orchestrate_request(
+    return promotion_orchestrate.build_orchestrate_request(
         mode=mode, apply_intent=apply_intent, expand_step=expand_step, **fields
     )
 
@@ -58,9 +58,11 @@ def test_governance_required_in_order_for_mutating_modes(mode: str) -> None:
     ):
         fields = {**GOVERNANCE, missing: ""}
         with pytest.raises(ContractError, match=f"^{flag} is required for mode {mode}$"):
-            orch.build_orchestrate_request(mode=mode, apply_intent="expand", expand_step="25", **fields)
+            promotion_orchestrate.build_orchestrate_request(
+                mode=mode, apply_intent="expand", expand_step="25", **fields
+            )
     with pytest.raises(ContractError, match=f"^--by is required for mode {mode}$"):
-        orch.build_orchestrate_request(mode=mode, apply_intent="expand", expand_step="25")
+        promotion_orchestrate.build_orchestrate_request(mode=mode, apply_intent="expand", expand_step="25")
 
 
 def test_dry_run_ignores_governance_and_rollback_accepts_resume() -> None:
@@ -79,7 +81,7 @@ def test_ci_argv_forwards_only_what_is_set_in_order() -> None:
         fail_on_hold=True,
         trace_id="trace-01",
     )
-    assert orch.build_ci_argv(request, "/repo", "/r/ci.json", "/r/ci.md") == [
+    assert promotion_orchestrate.build_ci_argv(request, "/repo", "/r/ci.json", "/r/ci.md") == [
         "--repo", "/repo", "--result-file", "/r/ci.json", "--summary-file", "/r/ci.md",
         "--fleet-status-file", "status file.json",
         "--drill-state-file", "d.json",
@@ -87,14 +89,14 @@ def test_ci_argv_forwards_only_what_is_set_in_order() -> None:
         "--skip-on-missing-evidence", "--fail-on-hold",
         "--trace-id", "trace-01",
     ]  # fmt: skip
-    assert orch.build_ci_argv(req("dry_run"), "/repo", "a", "b") == [
+    assert promotion_orchestrate.build_ci_argv(req("dry_run"), "/repo", "a", "b") == [
         "--repo", "/repo", "--result-file", "a", "--summary-file", "b"
     ]  # fmt: skip
 
 
 def test_apply_argv_per_mode() -> None:
-    assert orch.build_apply_argv(req("dry_run"), "/repo", "/r/ci.json") is None
-    expand = orch.build_apply_argv(
+    assert promotion_orchestrate.build_apply_argv(req("dry_run"), "/repo", "/r/ci.json") is None
+    expand = promotion_orchestrate.build_apply_argv(
         req("apply", expand_step="30", idempotency_key="idmp-01", trace_id="t"), "/repo", "/r/ci.json"
     )
     assert expand == [
@@ -103,11 +105,13 @@ def test_apply_argv_per_mode() -> None:
         "--review-by", "2026-04-01T00:00:00Z", "--expand-step", "30",
         "--idempotency-key", "idmp-01", "--trace-id", "t",
     ]  # fmt: skip
-    resume = orch.build_apply_argv(req("apply", apply_intent="resume"), "/repo", "c")
+    resume = promotion_orchestrate.build_apply_argv(req("apply", apply_intent="resume"), "/repo", "c")
     assert resume is not None
     assert "--expand-step" not in resume
     assert resume[resume.index("--intent") + 1] == "resume"
-    rollback = orch.build_apply_argv(req("rollback", apply_intent="resume", expand_step="40"), "/repo", "c")
+    rollback = promotion_orchestrate.build_apply_argv(
+        req("rollback", apply_intent="resume", expand_step="40"), "/repo", "c"
+    )
     assert rollback is not None
     assert rollback[rollback.index("--intent") + 1] == "rollback"
     assert "--expand-step" not in rollback
@@ -121,7 +125,7 @@ def test_dry_run_result_and_summary() -> None:
             "reasonCodes": ["promotion_manual_backlog_exceeded"],
         }
     }
-    result = orch.build_orchestrate_result(
+    result = promotion_orchestrate.build_orchestrate_result(
         request=req("dry_run", idempotency_key="k-1"),
         ci_result=ci_result,
         apply_record=None,
@@ -138,7 +142,7 @@ def test_dry_run_result_and_summary() -> None:
         "apply": {"executed": False, "intent": None, "idempotencyKey": "k-1", "record": None},
         "files": FILES,
     }
-    assert orch.build_orchestrate_summary(result).splitlines() == [
+    assert promotion_orchestrate.build_orchestrate_summary(result).splitlines() == [
         "## Ops Manager Promotion Orchestration",
         "",
         "Mode: `dry_run`",
@@ -160,19 +164,19 @@ def test_dry_run_result_and_summary() -> None:
 def test_applied_result_uses_the_record_intent_and_summary_names_it() -> None:
     record = {"schemaVersion": "v1", "status": "applied", "intent": "expand", "replayed": True}
     ci_result = {"summary": {"decision": "skipped", "reasonCodes": ["promotion_ci_missing_evidence"]}}
-    result = orch.build_orchestrate_result(
+    result = promotion_orchestrate.build_orchestrate_result(
         request=req("rollback"), ci_result=ci_result, apply_record=record, files=FILES, now=NOW
     )
     assert result["status"] == "rolled_back"
     assert result["apply"] == {"executed": True, "intent": "expand", "idempotencyKey": None, "record": record}
     assert result["summary"] == {"failedGates": [], "reasonCodes": ["promotion_ci_missing_evidence"]}
-    lines = orch.build_orchestrate_summary(result).splitlines()
+    lines = promotion_orchestrate.build_orchestrate_summary(result).splitlines()
     assert lines[10:14] == ["Reason codes: promotion_ci_missing_evidence", "", "Apply intent: `expand`", ""]
     assert "Failed gates: none" in lines
 
 
 def test_unknown_decision_and_missing_intent() -> None:
-    result = orch.build_orchestrate_result(
+    result = promotion_orchestrate.build_orchestrate_result(
         request=req("apply"), ci_result=[], apply_record={"intent": ""}, files=FILES, now=NOW
     )
     assert result["decision"] == "unknown"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from superloop_ops.core import escalations, reconcile
+from superloop_ops.core.alerts import escalations
+from superloop_ops.core.loop import pass_rules
 
 NOW = dt.datetime(2026, 3, 1, 12, 10, 0, tzinfo=dt.UTC)
 CTX = escalations.EscalationContext("demo-loop", "t", "local", NOW)
@@ -13,7 +14,7 @@ CTX = escalations.EscalationContext("demo-loop", "t", "local", NOW)
 
 def test_transport_health_failure_then_success() -> None:
     prior = {"failureStreak": 1, "lastSuccessAt": "2026-03-01T12:00:00Z", "lastFailureAt": "x"}
-    failed = reconcile.compute_transport_health(
+    failed = pass_rules.compute_transport_health(
         prior,
         success=False,
         failure_code="service_request_failed",
@@ -32,7 +33,7 @@ def test_transport_health_failure_then_success() -> None:
         "lastSuccessAt": "2026-03-01T12:00:00Z",
         "lastFailureAt": "2026-03-01T12:10:00Z",
     }
-    ok = reconcile.compute_transport_health(
+    ok = pass_rules.compute_transport_health(
         failed, success=True, failure_code=None, trace_id="tr", transport="local", now=NOW
     )
     assert ok["failureStreak"] == 0
@@ -42,7 +43,7 @@ def test_transport_health_failure_then_success() -> None:
 
 
 def test_transport_health_bad_previous_streak_restarts() -> None:
-    document = reconcile.compute_transport_health(
+    document = pass_rules.compute_transport_health(
         {"failureStreak": "-3"}, success=False, failure_code="x", trace_id="t", transport="local", now=NOW
     )
     assert document["failureStreak"] == 1
@@ -61,12 +62,12 @@ def test_success_state_key_order_and_trace() -> None:
         "divergence": {},
         "evidence": {},
     }
-    state = reconcile.build_success_state(
+    state = pass_rules.build_success_state(
         projected, health={"status": "healthy"}, sequence={"s": 1}, trace_id="t"
     )
     assert list(state)[-3:] == ["health", "trace", "sequence"]
     assert state["trace"] == {"reconcileTraceId": "t"}
-    merged = reconcile.build_drift_merged_state(
+    merged = pass_rules.build_drift_merged_state(
         state,
         drift={"status": "aligned"},
         summary={"recommendedProfile": "strict", "source": {"window": 25}},
@@ -80,7 +81,7 @@ def test_success_state_key_order_and_trace() -> None:
 
 def test_failed_state_keeps_projection_and_merges_trace() -> None:
     previous = {"projection": {"status": "running"}, "trace": {"other": "x", "reconcileTraceId": "old"}}
-    state = reconcile.build_failed_state(previous, health={"status": "degraded"}, trace_id="new")
+    state = pass_rules.build_failed_state(previous, health={"status": "degraded"}, trace_id="new")
     assert state["projection"] == {"status": "running"}
     assert state["trace"] == {"other": "x", "reconcileTraceId": "new"}
     assert state["health"] == {"status": "degraded"}
@@ -110,7 +111,7 @@ def test_telemetry_row_success_and_failure() -> None:
         "health_status": "healthy",
         "health_reason_codes": [],
     }
-    row = reconcile.build_telemetry_row(reconcile.TelemetryInputs(**base))
+    row = pass_rules.build_telemetry_row(pass_rules.TelemetryInputs(**base))
     assert list(row) == [
         "timestamp",
         "startedAt",
@@ -140,7 +141,7 @@ def test_telemetry_row_success_and_failure() -> None:
         sequence_status="skipped_ingest_failed",
         completed_at=NOW - dt.timedelta(seconds=5),
     )
-    failed = reconcile.build_telemetry_row(reconcile.TelemetryInputs(**base))
+    failed = pass_rules.build_telemetry_row(pass_rules.TelemetryInputs(**base))
     assert (failed["status"], failed["failureCode"], failed["failureMessage"]) == (
         "failed",
         "events_unavailable",
@@ -151,7 +152,7 @@ def test_telemetry_row_success_and_failure() -> None:
 
 def test_tail_lines_keeps_last_forty_and_strips_cr() -> None:
     text = "\r\n".join(f"line {n}" for n in range(50))
-    tailed = reconcile.tail_lines(text)
+    tailed = pass_rules.tail_lines(text)
     assert tailed.splitlines()[0] == "line 10"
     assert "\r" not in tailed
 

@@ -6,19 +6,19 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from superloop_ops.core import status
+from superloop_ops.core.loop import status_surface
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
-FILES = {key: f"/repo/{key}" for key in status.STATUS_FILE_KEYS}
+FILES = {key: f"/repo/{key}" for key in status_surface.STATUS_FILE_KEYS}
 
 
-def docs(**overrides: Any) -> status.StatusDocuments:
-    base = status.StatusDocuments(repo_path="/repo", loop_id="L", summary_window=200, files=FILES)
+def docs(**overrides: Any) -> status_surface.StatusDocuments:
+    base = status_surface.StatusDocuments(repo_path="/repo", loop_id="L", summary_window=200, files=FILES)
     return dataclasses.replace(base, **overrides)
 
 
 def test_only_health_file_gives_contract_defaults() -> None:
-    document = status.compute_status(docs(health={"status": "healthy"}), NOW)
+    document = status_surface.compute_status(docs(health={"status": "healthy"}), NOW)
     assert document == {
         "schemaVersion": "v1",
         "generatedAt": "2026-03-01T12:00:00Z",
@@ -61,7 +61,7 @@ def test_only_health_file_gives_contract_defaults() -> None:
         },
         "files": FILES,
     }
-    assert list(document["files"]) == list(status.STATUS_FILE_KEYS)
+    assert list(document["files"]) == list(status_surface.STATUS_FILE_KEYS)
 
 
 def test_state_health_wins_over_health_file_and_lifecycle_from_state() -> None:
@@ -71,7 +71,7 @@ def test_state_health_wins_over_health_file_and_lifecycle_from_state() -> None:
         "health": {"status": "degraded", "thresholds": {"profile": "strict"}},
         "cursor": {"eventLineOffset": 4, "eventLineCount": 5},
     }
-    document = status.compute_status(
+    document = status_surface.compute_status(
         docs(state=state, health={"status": "healthy", "thresholds": {"profile": "relaxed"}}), NOW
     )
     assert document["health"]["status"] == "degraded"
@@ -86,7 +86,7 @@ def test_state_health_wins_over_health_file_and_lifecycle_from_state() -> None:
 
 
 def test_cursor_file_wins_over_state_cursor() -> None:
-    document = status.compute_status(
+    document = status_surface.compute_status(
         docs(cursor={"eventLineOffset": 9}, state={"cursor": {"eventLineOffset": 4, "eventLineCount": 5}}),
         NOW,
     )
@@ -94,7 +94,7 @@ def test_cursor_file_wins_over_state_cursor() -> None:
 
 
 def test_heartbeat_visibility_from_state_then_rows() -> None:
-    from_state = status.compute_status(
+    from_state = status_surface.compute_status(
         docs(
             heartbeat_state={
                 "freshnessStatus": "degraded",
@@ -117,7 +117,7 @@ def test_heartbeat_visibility_from_state_then_rows() -> None:
         "transport": "local",
         "traceId": "hb-1",
     }
-    from_row = status.compute_status(
+    from_row = status_surface.compute_status(
         docs(
             last_heartbeat={
                 "timestamp": "t",
@@ -138,7 +138,7 @@ def test_heartbeat_visibility_from_state_then_rows() -> None:
 
 
 def test_health_details_fallbacks_are_read_from_health_file() -> None:
-    document = status.compute_status(
+    document = status_surface.compute_status(
         docs(health={"details": {"heartbeatFreshnessStatus": "critical", "sequenceStatus": "ok"}}), NOW
     )
     assert document["visibility"]["heartbeat"] == {"freshnessStatus": "critical"}
@@ -154,12 +154,12 @@ def test_sequence_visibility_drops_false_drift_flag() -> None:
         "events": {"last": 2},
         "traceId": "s",
     }
-    document = status.compute_status(docs(sequence_state=base), NOW)
+    document = status_surface.compute_status(docs(sequence_state=base), NOW)
     view = document["visibility"]["sequence"]
     assert "driftActive" not in view
     assert view["violations"] == []
     assert (view["snapshotCurrent"], view["eventsLast"]) == (2, 2)
-    drift = status.compute_status(
+    drift = status_surface.compute_status(
         docs(sequence_state={**base, "driftActive": True, "status": "ordering_drift_detected"}), NOW
     )
     assert drift["visibility"]["sequence"]["driftActive"] is True
@@ -176,7 +176,7 @@ def test_invocation_audit_drops_false_replayed() -> None:
         "outcome": {"status": "confirmed"},
         "traceId": "c-1",
     }
-    view = status.compute_status(docs(last_invocation=row), NOW)["visibility"]["invocationAudit"]
+    view = status_surface.compute_status(docs(last_invocation=row), NOW)["visibility"]["invocationAudit"]
     assert view == {
         "timestamp": "t",
         "intent": "cancel",
@@ -188,13 +188,13 @@ def test_invocation_audit_drops_false_replayed() -> None:
         "traceId": "c-1",
     }
     replayed = {**row, "execution": {"status": "succeeded", "replayed": True}}
-    assert status.compute_status(docs(last_invocation=replayed), NOW)["visibility"]["invocationAudit"][
-        "replayed"
-    ]
+    assert status_surface.compute_status(docs(last_invocation=replayed), NOW)["visibility"][
+        "invocationAudit"
+    ]["replayed"]
 
 
 def test_two_shared_trace_rules_differ() -> None:
-    document = status.compute_status(
+    document = status_surface.compute_status(
         docs(
             last_intent={"traceId": "ctl-1"},
             last_reconcile={"traceId": "ctl-1"},
@@ -210,14 +210,14 @@ def test_two_shared_trace_rules_differ() -> None:
 
 
 def test_single_trace_source_is_shared_in_visibility_only() -> None:
-    document = status.compute_status(docs(last_reconcile={"traceId": "r-1", "status": "failed"}), NOW)
+    document = status_surface.compute_status(docs(last_reconcile={"traceId": "r-1", "status": "failed"}), NOW)
     assert document["visibility"]["trace"] == {"reconcileTraceId": "r-1", "sharedTraceId": "r-1"}
     assert document["traceLinkage"]["sharedTraceId"] is None
     assert document["reconcile"]["lastStatus"] == "failed"
 
 
 def test_invocation_trace_does_not_break_sharing_and_control_falls_back() -> None:
-    document = status.compute_status(
+    document = status_surface.compute_status(
         docs(
             last_control={"traceId": "x"},
             last_reconcile={"traceId": "x"},
@@ -232,7 +232,7 @@ def test_invocation_trace_does_not_break_sharing_and_control_falls_back() -> Non
 
 
 def test_alert_trace_prefers_last_row_over_newer_state() -> None:
-    document = status.compute_status(
+    document = status_surface.compute_status(
         docs(
             last_alert={"traceId": "old"}, dispatch_state={"traceId": "new", "status": "no_new_escalations"}
         ),
@@ -243,7 +243,7 @@ def test_alert_trace_prefers_last_row_over_newer_state() -> None:
 
 
 def test_alerts_block_defaults() -> None:
-    document = status.compute_status(docs(dispatch_state={"status": "success"}), NOW)
+    document = status_surface.compute_status(docs(dispatch_state={"status": "success"}), NOW)
     assert document["alerts"] == {
         "dispatch": {
             "status": "success",
@@ -262,13 +262,13 @@ def test_alerts_block_defaults() -> None:
         "failedSinkCount": 0,
         "traceId": "t",
     }
-    delivery = status.compute_status(docs(last_alert=failed_row), NOW)["alerts"]
+    delivery = status_surface.compute_status(docs(last_alert=failed_row), NOW)["alerts"]
     assert delivery == {"lastDelivery": failed_row}
 
 
 def test_drift_file_wins_over_state_drift_and_tuning_from_summary() -> None:
     summary = {"recommendedProfile": "strict", "confidence": "medium", "rationale": "r", "observed": {"a": 1}}
-    document = status.compute_status(
+    document = status_surface.compute_status(
         docs(
             drift_state={"status": "drift_active"},
             state={"drift": {"status": "aligned", "traceId": "t"}},
@@ -286,6 +286,8 @@ def test_drift_file_wins_over_state_drift_and_tuning_from_summary() -> None:
         "rationale": "r",
         "telemetrySummary": {"observed": {"a": 1}, "source": {}},
     }
-    only_state = status.compute_status(docs(state={"drift": {"status": "aligned", "traceId": "t"}}), NOW)
+    only_state = status_surface.compute_status(
+        docs(state={"drift": {"status": "aligned", "traceId": "t"}}), NOW
+    )
     assert only_state["drift"] == {"status": "aligned", "traceId": "t"}
-    assert "drift" not in status.compute_status(docs(), NOW)
+    assert "drift" not in status_surface.compute_status(docs(), NOW)

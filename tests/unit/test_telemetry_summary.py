@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from superloop_ops.core import telemetry_summary as ts
+from superloop_ops.core.tuning import telemetry_summary
 
 NOW = dt.datetime(2026, 2, 22, 10, 5, tzinfo=dt.UTC)
-SOURCE = ts.SummarySource(
+SOURCE = telemetry_summary.SummarySource(
     repo_path="/abs/repo",
     loop_id="demo-loop",
     reconcile_telemetry_file="/abs/repo/rec.jsonl",
@@ -25,7 +25,7 @@ def _row(status: str, health: str, codes: list[str], duration: object = 1) -> di
 
 
 def summarise(rec: list[object], ctl: list[object] | None = None) -> dict[str, object]:
-    return ts.build_telemetry_summary(rec, ctl or [], source=SOURCE, now=NOW)
+    return telemetry_summary.build_telemetry_summary(rec, ctl or [], source=SOURCE, now=NOW)
 
 
 def test_recommends_relaxed_for_high_critical_and_failed_rates() -> None:
@@ -39,7 +39,7 @@ def test_recommends_relaxed_for_high_critical_and_failed_rates() -> None:
     summary = summarise(rows)
     assert summary["recommendedProfile"] == "relaxed"
     assert summary["confidence"] == "low"
-    assert summary["rationale"] == ts.RATIONALES["relaxed"]
+    assert summary["rationale"] == telemetry_summary.RATIONALES["relaxed"]
     observed = summary["observed"]
     assert isinstance(observed, dict)
     assert observed["reconcileAttempts"] == 4
@@ -71,7 +71,7 @@ def test_recommends_strict_for_stable_healthy_window() -> None:
     summary = summarise([_row("success", "healthy", []) for _ in range(40)])
     assert summary["recommendedProfile"] == "strict"
     assert summary["confidence"] == "medium"
-    assert summary["rationale"] == ts.RATIONALES["strict"]
+    assert summary["rationale"] == telemetry_summary.RATIONALES["strict"]
 
 
 def test_empty_window_keeps_balanced_with_zero_rates() -> None:
@@ -99,7 +99,7 @@ def test_ambiguous_control_blocks_strict() -> None:
     ("attempts", "expected"), [(0, "low"), (29, "low"), (30, "medium"), (99, "medium"), (100, "high")]
 )
 def test_confidence_depends_only_on_attempts(attempts: int, expected: str) -> None:
-    assert ts.compute_confidence(attempts) == expected
+    assert telemetry_summary.compute_confidence(attempts) == expected
 
 
 @pytest.mark.parametrize(
@@ -116,14 +116,14 @@ def test_confidence_depends_only_on_attempts(attempts: int, expected: str) -> No
 def test_recommendation_rules_first_match_wins(
     args: tuple[int, float, float, float, int], expected: str
 ) -> None:
-    assert ts.compute_recommendation(*args) == expected
+    assert telemetry_summary.compute_recommendation(*args) == expected
 
 
 def test_percentile_uses_floor_index_of_sorted_list() -> None:
-    assert ts.compute_percentile([4, 2, 3], 0.50) == 3
-    assert ts.compute_percentile([4, 2, 3], 0.95) == 3
-    assert ts.compute_percentile([], 0.5) is None
-    assert ts.compute_percentile([1.5, 2.5], 0.95) == 1.5
+    assert telemetry_summary.compute_percentile([4, 2, 3], 0.50) == 3
+    assert telemetry_summary.compute_percentile([4, 2, 3], 0.95) == 3
+    assert telemetry_summary.compute_percentile([], 0.5) is None
+    assert telemetry_summary.compute_percentile([1.5, 2.5], 0.95) == 1.5
 
 
 def test_reason_code_ties_break_by_descending_code() -> None:
@@ -195,4 +195,4 @@ def test_summary_invariants(records: list[dict[str, object]]) -> None:
     durations = observed["durationSeconds"]
     if durations["max"] is not None:
         assert durations["p50"] <= durations["p95"] <= durations["max"]
-    assert summary["recommendedProfile"] in ts.RECOMMENDABLE_PROFILES
+    assert summary["recommendedProfile"] in telemetry_summary.RECOMMENDABLE_PROFILES

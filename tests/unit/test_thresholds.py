@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from superloop_ops.core import thresholds
+from superloop_ops.core.loop import threshold_profiles
 from superloop_ops.errors import ContractError
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config" / "ops-manager-threshold-profiles.v1.json"
@@ -30,18 +30,18 @@ def test_shipped_catalog_has_the_contract_profiles(catalog: dict[str, Any]) -> N
     }
     for name, numbers in expected.items():
         profile = catalog["profiles"][name]
-        assert tuple(profile[key] for key in thresholds.PROFILE_KEYS) == numbers
+        assert tuple(profile[key] for key in threshold_profiles.PROFILE_KEYS) == numbers
 
 
 def test_list_is_byte_sorted(catalog: dict[str, Any]) -> None:
-    assert thresholds.compute_profile_names(catalog) == ["balanced", "relaxed", "strict"]
+    assert threshold_profiles.compute_profile_names(catalog) == ["balanced", "relaxed", "strict"]
     catalog["profiles"]["Zeta"] = {}
     # upper case sorts before lower case; list mode does not validate values
-    assert thresholds.compute_profile_names(catalog)[0] == "Zeta"
+    assert threshold_profiles.compute_profile_names(catalog)[0] == "Zeta"
 
 
 def test_resolver_defaults_to_balanced(catalog: dict[str, Any]) -> None:
-    resolved = thresholds.compute_profile(catalog, source_file="cat.json")
+    resolved = threshold_profiles.compute_profile(catalog, source_file="cat.json")
     document = resolved.to_document()
     assert document["profile"] == "balanced"
     assert document["values"]["criticalTransportFailureStreak"] == 4
@@ -50,14 +50,14 @@ def test_resolver_defaults_to_balanced(catalog: dict[str, Any]) -> None:
 
 
 def test_resolver_selects_named_profile(catalog: dict[str, Any]) -> None:
-    resolved = thresholds.compute_profile(catalog, source_file="x", profile="strict")
+    resolved = threshold_profiles.compute_profile(catalog, source_file="x", profile="strict")
     assert resolved.profile == "strict"
     assert resolved.values["degradedIngestLagSeconds"] == 120
 
 
 def test_description_is_optional(catalog: dict[str, Any]) -> None:
     del catalog["profiles"]["strict"]["description"]
-    document = thresholds.compute_profile(catalog, source_file="x", profile="strict").to_document()
+    document = threshold_profiles.compute_profile(catalog, source_file="x", profile="strict").to_document()
     assert "description" not in document
 
 
@@ -92,27 +92,27 @@ def test_resolver_fails_closed(catalog: dict[str, Any], mutate: Any, message: st
     broken = copy.deepcopy(catalog)
     mutate(broken)
     with pytest.raises(ContractError, match=f"^{message}$"):
-        thresholds.compute_profile(broken, source_file="x")
+        threshold_profiles.compute_profile(broken, source_file="x")
 
 
 def test_unknown_profile_name(catalog: dict[str, Any]) -> None:
     with pytest.raises(ContractError, match="unknown threshold profile: unknown"):
-        thresholds.compute_profile(catalog, source_file="x", profile="unknown")
+        threshold_profiles.compute_profile(catalog, source_file="x", profile="unknown")
 
 
 def test_resolver_accepts_non_integers_but_merge_rejects_them(catalog: dict[str, Any]) -> None:
     catalog["profiles"]["balanced"]["degradedIngestLagSeconds"] = 1.5
-    resolved = thresholds.compute_profile(catalog, source_file="x")
+    resolved = threshold_profiles.compute_profile(catalog, source_file="x")
     with pytest.raises(ContractError, match=r"^degraded-ingest-lag-seconds must be a non-negative integer$"):
-        thresholds.compute_thresholds(resolved)
+        threshold_profiles.compute_thresholds(resolved)
 
 
-def _resolved(catalog: dict[str, Any], name: str | None = None) -> thresholds.ResolvedProfile:
-    return thresholds.compute_profile(catalog, source_file="x", profile=name)
+def _resolved(catalog: dict[str, Any], name: str | None = None) -> threshold_profiles.ResolvedProfile:
+    return threshold_profiles.compute_profile(catalog, source_file="x", profile=name)
 
 
 def test_merge_uses_profile_values_and_heartbeat_defaults(catalog: dict[str, Any]) -> None:
-    merged = thresholds.compute_thresholds(_resolved(catalog, "strict"))
+    merged = threshold_profiles.compute_thresholds(_resolved(catalog, "strict"))
     assert merged.to_document() == {
         "profile": "strict",
         "degradedIngestLagSeconds": 120,
@@ -125,7 +125,7 @@ def test_merge_uses_profile_values_and_heartbeat_defaults(catalog: dict[str, Any
 
 
 def test_explicit_values_win_per_field_and_profile_name_is_kept(catalog: dict[str, Any]) -> None:
-    merged = thresholds.compute_thresholds(
+    merged = threshold_profiles.compute_thresholds(
         _resolved(catalog, "strict"), {"criticalIngestLagSeconds": "777", "degradedIngestLagSeconds": None}
     )
     assert merged.profile == "strict"
@@ -134,15 +134,15 @@ def test_explicit_values_win_per_field_and_profile_name_is_kept(catalog: dict[st
 
 
 def test_explicit_value_equal_to_default_still_counts(catalog: dict[str, Any]) -> None:
-    explicit = {key: "5" for key in thresholds.PROFILE_KEYS}
-    merged = thresholds.compute_thresholds(_resolved(catalog, "relaxed"), explicit)
+    explicit = {key: "5" for key in threshold_profiles.PROFILE_KEYS}
+    merged = threshold_profiles.compute_thresholds(_resolved(catalog, "relaxed"), explicit)
     assert merged.profile == "relaxed"
     assert merged.degraded_transport_failure_streak == 5
 
 
 def test_degraded_override_above_profile_critical_fails(catalog: dict[str, Any]) -> None:
     with pytest.raises(ContractError, match=r"^critical ingest lag threshold must be >= degraded threshold$"):
-        thresholds.compute_thresholds(_resolved(catalog), {"degradedIngestLagSeconds": "999999"})
+        threshold_profiles.compute_thresholds(_resolved(catalog), {"degradedIngestLagSeconds": "999999"})
 
 
 @pytest.mark.parametrize(
@@ -157,17 +157,17 @@ def test_degraded_override_above_profile_critical_fails(catalog: dict[str, Any])
 )
 def test_merge_validation(catalog: dict[str, Any], explicit: dict[str, object], message: str) -> None:
     with pytest.raises(ContractError, match=message):
-        thresholds.compute_thresholds(_resolved(catalog), explicit)
+        threshold_profiles.compute_thresholds(_resolved(catalog), explicit)
 
 
 def test_zero_thresholds_are_allowed(catalog: dict[str, Any]) -> None:
-    explicit = {key: "0" for key, _ in thresholds.THRESHOLD_FIELDS}
-    merged = thresholds.compute_thresholds(_resolved(catalog), explicit)
+    explicit = {key: "0" for key, _ in threshold_profiles.THRESHOLD_FIELDS}
+    merged = threshold_profiles.compute_thresholds(_resolved(catalog), explicit)
     assert merged.critical_transport_failure_streak == 0
 
 
 def test_without_profile_builtin_defaults_apply() -> None:
-    merged = thresholds.compute_thresholds(None)
+    merged = threshold_profiles.compute_thresholds(None)
     assert merged.profile is None
     assert (merged.degraded_ingest_lag_seconds, merged.critical_transport_failure_streak) == (300, 4)
 
@@ -187,4 +187,4 @@ def test_without_profile_builtin_defaults_apply() -> None:
     ],
 )
 def test_coerce_non_negative_int(value: object, expected: int | None) -> None:
-    assert thresholds.coerce_non_negative_int(value) == expected
+    assert threshold_profiles.coerce_non_negative_int(value) == expected

@@ -12,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from superloop_ops.core.jsonutil import JsonObject, dumps_compact
+from superloop_ops.core.common.jsonutil import JsonObject, dumps_compact
 from superloop_ops.errors import ContractError
 
 __all__ = ["emit", "require_repo", "require_repo_and_loop", "require_window"]

@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 
 from superloop_ops.cli._common import emit, require_repo, require_repo_and_loop
-from superloop_ops.core.alert_dispatch import DEFAULT_PAGERDUTY_URL
-from superloop_ops.engine import alerts
+from superloop_ops.core.alerts.dispatch_plan import DEFAULT_PAGERDUTY_URL
+from superloop_ops.engine.alerts import alert_delivery
 from superloop_ops.errors import ContractError
 
 __all__ = ["add_arguments", "run"]
@@ -46,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
     if not _DIGITS.match(args.max_escalations):
         raise ContractError("--max-escalations must be a non-negative integer")
     repo = require_repo(args.repo, args.loop)
-    defaults = alerts.DispatchPaths.for_loop(repo, args.loop)
-    paths = alerts.DispatchPaths(
+    defaults = alert_delivery.DispatchPaths.for_loop(repo, args.loop)
+    paths = alert_delivery.DispatchPaths(
         repo=repo,
         escalations_file=Path(args.escalations_file) if args.escalations_file else defaults.escalations_file,
         state_file=Path(args.dispatch_state_file) if args.dispatch_state_file else defaults.state_file,
@@ -55,15 +55,15 @@ def run(args: argparse.Namespace) -> int:
         if args.dispatch_telemetry_file
         else defaults.telemetry_file,
     )
-    settings = alerts.DispatchSettings(
+    settings = alert_delivery.DispatchSettings(
         max_escalations=int(args.max_escalations),
-        pagerduty_url=args.pagerduty_url or alerts.DispatchSettings().pagerduty_url,
+        pagerduty_url=args.pagerduty_url or alert_delivery.DispatchSettings().pagerduty_url,
     )
-    dispatcher = alerts.AlertDispatcher(
+    dispatcher = alert_delivery.AlertDispatcher(
         paths=paths,
         loop_id=args.loop,
-        trace_id=alerts.resolve_trace_id(args.trace_id or None),
-        catalog_path=alerts.resolve_alert_sinks_path(args.alert_config_file or None),
+        trace_id=alert_delivery.resolve_trace_id(args.trace_id or None),
+        catalog_path=alert_delivery.resolve_alert_sinks_path(args.alert_config_file or None),
         secrets=dict(os.environ),
         settings=settings,
     )

@@ -10,8 +10,8 @@ import argparse
 import os
 
 from superloop_ops.cli._common import emit
-from superloop_ops.core import alert_sinks
-from superloop_ops.engine import alerts
+from superloop_ops.core.alerts import sink_catalog
+from superloop_ops.engine.alerts import alert_delivery
 
 __all__ = ["add_arguments", "run"]
 
@@ -28,21 +28,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    alert_sinks.validate_severity_args(
+    sink_catalog.validate_severity_args(
         category=args.category or None, severity=args.severity or None, list_sinks=args.list_sinks
     )
-    source_file = alerts.resolve_alert_sinks_path(args.config_file or None)
-    catalog = alerts.fetch_sink_catalog(source_file)
+    source_file = alert_delivery.resolve_alert_sinks_path(args.config_file or None)
+    catalog = alert_delivery.fetch_sink_catalog(source_file)
     env = dict(os.environ)
     env_check = not args.no_env_check
     if env_check:
-        alert_sinks.ensure_secrets_present(catalog, env)
+        sink_catalog.ensure_secrets_present(catalog, env)
     if args.list_sinks:
-        for line in alert_sinks.build_sink_listing(catalog):
+        for line in sink_catalog.build_sink_listing(catalog):
             print(line)
         return 0
     if args.category:
-        document = alert_sinks.build_route_resolution(
+        document = sink_catalog.build_route_resolution(
             catalog,
             args.category,
             args.severity or None,
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
             env_check=env_check,
         )
     else:
-        document = alert_sinks.build_catalog_summary(
+        document = sink_catalog.build_catalog_summary(
             catalog, source_file=source_file, env=env, env_check=env_check
         )
     emit(document, args.pretty)

@@ -14,9 +14,9 @@ import time
 import uuid
 from pathlib import Path
 
-from superloop_ops.core import control as core_control
-from superloop_ops.core.jsonutil import dumps_compact
-from superloop_ops.engine import control as engine_control
+from superloop_ops.core.common.jsonutil import dumps_compact
+from superloop_ops.core.loop import control_rules
+from superloop_ops.engine.loop import control_run
 from superloop_ops.errors import ContractError
 
 __all__ = ["add_arguments", "run"]
@@ -51,14 +51,14 @@ def _digits(value: str) -> int | None:
 
 def build_request(
     args: argparse.Namespace, pid: int | None = None, epoch: int | None = None
-) -> engine_control.ControlRequest:
+) -> control_run.ControlRequest:
     """Validate the flags in the reference's order and build the engine request."""
     if not args.repo:
         raise ContractError("--repo is required")
     if not args.loop:
         raise ContractError("--loop is required")
-    intent = core_control.validate_intent(args.intent)
-    if args.transport not in core_control.TRANSPORTS:
+    intent = control_rules.validate_intent(args.intent)
+    if args.transport not in control_rules.TRANSPORTS:
         raise ContractError("--transport must be local or sprite_service")
     timeout = _digits(args.timeout_seconds)
     interval = _digits(args.interval_seconds)
@@ -80,15 +80,15 @@ def build_request(
     by = args.by if args.by is not None else (os.environ.get("USER") or "unknown")
     key = args.idempotency_key
     if not key:
-        key = core_control.build_default_idempotency_key(
+        key = control_rules.build_default_idempotency_key(
             intent, int(time.time()) if epoch is None else epoch, os.getpid() if pid is None else pid
         )
     runtime = (
         tuple(shlex.split(args.runtime_command))
         if args.runtime_command
-        else engine_control.resolve_runtime_command()
+        else control_run.resolve_runtime_command()
     )
-    return engine_control.ControlRequest(
+    return control_run.ControlRequest(
         repo=Path(os.path.abspath(repo)),
         loop_id=args.loop,
         intent=intent,
@@ -110,7 +110,7 @@ def build_request(
 
 def run(args: argparse.Namespace) -> int:
     request = build_request(args)
-    outcome = engine_control.execute_control(request)
+    outcome = control_run.execute_control(request)
     if outcome.error_message:
         print(f"error: {outcome.error_message}", file=sys.stderr)
     print(dumps_compact(outcome.intent_row), flush=True)

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from superloop_ops import clock as clock_mod
-from superloop_ops.core import fleet as core_fleet
-from superloop_ops.engine import fleet as engine_fleet
+from superloop_ops.core.fleet import rollup
+from superloop_ops.engine.fleet import fleet_commands
 from superloop_ops.errors import ContractError
 
 __all__ = ["add_arguments", "run"]
@@ -94,7 +94,7 @@ def _print(document: Any, pretty: bool) -> None:
         print(json.dumps(document, separators=(",", ":"), ensure_ascii=False))
 
 
-def _paths(args: argparse.Namespace) -> engine_fleet.FleetPaths:
+def _paths(args: argparse.Namespace) -> fleet_commands.FleetPaths:
     if not args.repo:
         raise ContractError("--repo is required")
     repo = Path(args.repo)
@@ -104,7 +104,7 @@ def _paths(args: argparse.Namespace) -> engine_fleet.FleetPaths:
         flag.replace("-", "_"): getattr(args, flag.replace("-", "_"), None)
         for flag in _PATH_FLAGS[args.fleet_command]
     }
-    return engine_fleet.FleetPaths.for_repo(repo.resolve(), **overrides)
+    return fleet_commands.FleetPaths.for_repo(repo.resolve(), **overrides)
 
 
 def _digits(value: str | None, message: str) -> int:
@@ -142,18 +142,18 @@ def run(args: argparse.Namespace) -> int:
     clock = clock_mod.SystemClock()
     document: Any
     if command == "registry":
-        document = engine_fleet.fetch_registry(paths.registry_file, clock.now(), loop_id=args.loop)
+        document = fleet_commands.fetch_registry(paths.registry_file, clock.now(), loop_id=args.loop)
     elif command == "reconcile":
-        document = engine_fleet.run_fleet_reconcile(
+        document = fleet_commands.run_fleet_reconcile(
             paths,
-            settings=core_fleet.FanOutSettings(
+            settings=rollup.FanOutSettings(
                 max_parallel=max_parallel,
                 deterministic_order=args.deterministic_order,
                 from_start=args.from_start,
                 max_events=max_events,
             ),
             trace_id=args.trace_id,
-            reconciler=engine_fleet.build_default_reconciler(args.thresholds_file),
+            reconciler=fleet_commands.build_default_reconciler(args.thresholds_file),
             clock=clock,
         )
     elif command == "policy":
@@ -162,13 +162,13 @@ def run(args: argparse.Namespace) -> int:
             window = _digits(
                 args.dedupe_window_seconds, "--dedupe-window-seconds must be a non-negative integer"
             )
-        document = engine_fleet.run_fleet_policy(
+        document = fleet_commands.run_fleet_policy(
             paths, trace_id=args.trace_id, dedupe_window_seconds=window, clock=clock
         )
     elif command == "status":
-        document = engine_fleet.run_fleet_status(paths, clock=clock)
+        document = fleet_commands.run_fleet_status(paths, clock=clock)
     else:
-        options = engine_fleet.HandoffOptions(
+        options = fleet_commands.HandoffOptions(
             trace_id=args.trace_id,
             idempotency_prefix=args.idempotency_prefix,
             execute=args.execute,
@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
             interval_seconds=int(args.interval_seconds),
             runtime_confirm=not args.no_runtime_confirm,
         )
-        document = engine_fleet.run_fleet_handoff(paths, options, clock=clock)
+        document = fleet_commands.run_fleet_handoff(paths, options, clock=clock)
     _print(document, args.pretty)
     sys.stdout.flush()
     return 0

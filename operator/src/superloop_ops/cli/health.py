@@ -15,10 +15,10 @@ from typing import Any
 
 from superloop_ops import clock
 from superloop_ops.cli.reconcile import print_document
-from superloop_ops.core import health, thresholds
-from superloop_ops.core.jsonutil import JsonObject, parse_ts
-from superloop_ops.engine import tail
+from superloop_ops.core.common.jsonutil import JsonObject, parse_ts
+from superloop_ops.core.loop import health, threshold_profiles
 from superloop_ops.errors import ContractError
+from superloop_ops.journal import tail
 
 __all__ = ["add_arguments", "run"]
 
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--threshold-profile", default="", help="profile name recorded in thresholds.profile")
     add("--ingest-status", default="success", help="success | failed")
     add("--failure-code", default="")
-    for _, flag in thresholds.THRESHOLD_FIELDS:
+    for _, flag in threshold_profiles.THRESHOLD_FIELDS:
         add(f"--{flag}", default=None)
     add("--now", default="", help="evaluation instant, YYYY-MM-DDTHH:MM:SSZ (default: now)")
     add("--pretty", action="store_true")
@@ -59,9 +59,11 @@ def run(args: argparse.Namespace) -> int:
         raise ContractError("--transport must be local or sprite_service")
     if args.ingest_status not in ("success", "failed"):
         raise ContractError("--ingest-status must be success or failed")
-    explicit = {key: getattr(args, flag.replace("-", "_")) for key, flag in thresholds.THRESHOLD_FIELDS}
+    explicit = {
+        key: getattr(args, flag.replace("-", "_")) for key, flag in threshold_profiles.THRESHOLD_FIELDS
+    }
     resolved = dataclasses.replace(
-        thresholds.compute_thresholds(None, explicit), profile=args.threshold_profile or None
+        threshold_profiles.compute_thresholds(None, explicit), profile=args.threshold_profile or None
     )
     if args.now:
         now = parse_ts(args.now)

@@ -22,8 +22,8 @@ from typing import Any
 import yaml
 
 from superloop_ops import clock as clock_mod
-from superloop_ops.core.jsonutil import JsonObject
-from superloop_ops.engine import fleet as engine_fleet
+from superloop_ops.core.common.jsonutil import JsonObject
+from superloop_ops.engine.fleet import fleet_commands
 from superloop_ops.errors import ContractError, InvalidSpecError
 from superloop_ops.models.common import GROUP_VERSION
 from superloop_ops.models.fleet import Fleet
@@ -161,7 +161,7 @@ def _check(document: JsonObject) -> None:
 
 def run(args: argparse.Namespace) -> int:
     path = Path(args.registry_file).absolute()
-    registry = engine_fleet.fetch_registry(path, clock_mod.SystemClock().now())
+    registry = fleet_commands.fetch_registry(path, clock_mod.SystemClock().now())
     documents = build_registry_manifests(
         registry,
         name=args.name,

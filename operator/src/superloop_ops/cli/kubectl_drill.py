@@ -4,7 +4,7 @@ The runbook's step 5 of the promotion gates: after running the three incident dr
 operator of the fleet records their outcomes, and the ``drill_recency`` gate reads them. In a
 cluster the evidence lives in the ConfigMap the FleetPolicy names
 (``spec.promotion.drillEvidenceConfigMapRef``); this command creates it or merges one drill into
-it (``core.promotion_drills``). It writes with the *user's* credentials: the operator only
+it (``core.promotion.drill_records``). It writes with the *user's* credentials: the operator only
 reads that ConfigMap. Concurrent recorders cannot lose each other's entries: the update carries
 the ConfigMap's ``resourceVersion`` and is redone on a conflict.
 """
@@ -16,9 +16,9 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from superloop_ops.core import promotion_drills
-from superloop_ops.core.jsonutil import JsonObject, format_ts
-from superloop_ops.core.promotion_gates import REQUIRED_DRILLS
+from superloop_ops.core.common.jsonutil import JsonObject, format_ts
+from superloop_ops.core.promotion import drill_records
+from superloop_ops.core.promotion.promotion_gates import REQUIRED_DRILLS
 from superloop_ops.errors import ContractError, OperatorError
 from superloop_ops.models.fleet_policy import DEFAULT_DRILL_EVIDENCE_KEY
 
@@ -62,7 +62,7 @@ def add_parser(sub: Any) -> None:
     )
     record.add_argument("--fleet-policy", required=True, help="FleetPolicy naming the evidence ConfigMap")
     record.add_argument("--drill", required=True, choices=REQUIRED_DRILLS)
-    record.add_argument("--status", required=True, choices=promotion_drills.DRILL_STATUSES)
+    record.add_argument("--status", required=True, choices=drill_records.DRILL_STATUSES)
     record.add_argument(
         "--completed-at", default=None, help="when the drill completed (YYYY-MM-DDTHH:MM:SSZ; default now)"
     )
@@ -87,7 +87,7 @@ def find_evidence_config_map(policy: Mapping[str, Any]) -> tuple[str, str]:
 
 def run(cluster: DrillCluster, args: argparse.Namespace, now: dt.datetime) -> int:
     """Merge one drill into the evidence ConfigMap (create it when absent) and say what was done."""
-    record = promotion_drills.DrillRecord(
+    record = drill_records.DrillRecord(
         drill_id=args.drill, status=args.status, completed_at=args.completed_at or format_ts(now)
     )
     name, key = find_evidence_config_map(cluster.get("fleetpolicies", args.fleet_policy))
@@ -95,8 +95,8 @@ def run(cluster: DrillCluster, args: argparse.Namespace, now: dt.datetime) -> in
     for _ in range(_ATTEMPTS):
         found = cluster.fetch_config_map(name)
         existing = found[0].get(key) if found is not None else None
-        document = promotion_drills.build_drill_document(existing, record, now=now, where=where)
-        text = promotion_drills.format_drill_document(document)
+        document = drill_records.build_drill_document(existing, record, now=now, where=where)
+        text = drill_records.format_drill_document(document)
         try:
             if found is None:
                 cluster.create_config_map(name, {key: text})

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from superloop_ops.core.jsonutil import JsonObject
+from superloop_ops.core.common.jsonutil import JsonObject
 
 __all__ = ["add_parser", "build_fleet_view", "run"]
 

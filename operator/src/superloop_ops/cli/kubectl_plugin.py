@@ -20,15 +20,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from superloop_ops.cli import kubectl_drill, kubectl_fleet
-from superloop_ops.core.artifacts import jq_get
-from superloop_ops.core.handoff_intent import (
+from superloop_ops.core.common.jsonutil import JsonObject, format_ts
+from superloop_ops.core.handoff.handoff_intent_resource import (
     ANNOTATION_APPROVED,
     ANNOTATION_APPROVED_AT,
     ANNOTATION_APPROVED_BY,
     ANNOTATION_NOTE,
 )
-from superloop_ops.core.jsonutil import JsonObject, format_ts
-from superloop_ops.core.loop_status import (
+from superloop_ops.core.loop.artifacts import jq_get
+from superloop_ops.core.loop.loop_resource import (
     ANNOTATION_REPLAY,
     ANNOTATION_REPLAY_REQUESTED_AT,
     REPLAY_FROM_START,

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from superloop_ops.clock import SystemClock
-from superloop_ops.core.jsonutil import dumps_compact
+from superloop_ops.core.common.jsonutil import dumps_compact
 from superloop_ops.errors import ContractError
 from superloop_ops.journal.files import write_json_atomic
 from superloop_ops.transports import local

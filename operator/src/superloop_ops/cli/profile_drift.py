@@ -7,8 +7,8 @@ from pathlib import Path
 
 from superloop_ops.cli._common import emit, require_repo, require_repo_and_loop, require_window
 from superloop_ops.clock import SystemClock
-from superloop_ops.core.drift import DriftInputs
-from superloop_ops.engine import tuning
+from superloop_ops.core.tuning.drift import DriftInputs
+from superloop_ops.engine.loop import tuning_pass
 from superloop_ops.journal import layout
 
 __all__ = ["add_arguments", "run"]
@@ -45,10 +45,10 @@ def run(args: argparse.Namespace) -> int:
         rationale=args.rationale,
     )
     repo = require_repo(args.repo, args.loop)
-    catalog_path = tuning.resolve_threshold_catalog_path(args.thresholds_file or None)
-    profiles = tuning.fetch_catalog_profile_names(catalog_path)
+    catalog_path = tuning_pass.resolve_threshold_catalog_path(args.thresholds_file or None)
+    profiles = tuning_pass.fetch_catalog_profile_names(catalog_path)
     ops_dir = layout.loop_ops_dir(repo, args.loop)
-    document = tuning.ensure_drift_evaluation(
+    document = tuning_pass.ensure_drift_evaluation(
         inputs,
         catalog_profiles=profiles,
         state_file=Path(args.drift_state_file) if args.drift_state_file else ops_dir / "profile-drift.json",

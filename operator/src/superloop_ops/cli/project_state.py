@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from superloop_ops.clock import SystemClock
-from superloop_ops.core import envelopes, projection
-from superloop_ops.core.jsonutil import dumps_compact
+from superloop_ops.core.common.jsonutil import dumps_compact
+from superloop_ops.core.loop import envelopes, projection
 from superloop_ops.errors import ContractError
 from superloop_ops.journal import layout
 from superloop_ops.journal.files import read_json, write_text_atomic

@@ -23,8 +23,8 @@ from typing import NoReturn
 
 from superloop_ops import clock as clock_mod
 from superloop_ops.cli._common import emit
-from superloop_ops.core import promotion_apply, promotion_gates, promotion_orchestrate
-from superloop_ops.engine import promotion as engine
+from superloop_ops.core.promotion import apply_rules, promotion_gates, promotion_orchestrate
+from superloop_ops.engine.promotion import promotion_commands
 from superloop_ops.errors import ContractError
 
 __all__ = ["add_arguments", "run"]
@@ -183,10 +183,10 @@ def _resolve_repo(repo: str) -> Path:
     return Path(os.path.abspath(path))
 
 
-def _in_process(command: str) -> engine.StepRunner:
+def _in_process(command: str) -> promotion_commands.StepRunner:
     """Run one of our own subcommands here, capturing stdout and stderr together."""
 
-    def run_child(argv: Sequence[str]) -> engine.StepResult:
+    def run_child(argv: Sequence[str]) -> promotion_commands.StepResult:
         parser = _ContractParser(prog=f"superloop-ops promotion {command}")
         _ADDERS[command](parser)
         buffer = io.StringIO()
@@ -198,14 +198,14 @@ def _in_process(command: str) -> engine.StepRunner:
                 code = 1
             except SystemExit as exc:  # argparse rejected the arguments
                 code = exc.code if isinstance(exc.code, int) else 1
-        return engine.StepResult(code, buffer.getvalue())
+        return promotion_commands.StepResult(code, buffer.getvalue())
 
     return run_child
 
 
-def _runner(env: str, command: str) -> engine.StepRunner:
+def _runner(env: str, command: str) -> promotion_commands.StepRunner:
     script = os.environ.get(env)
-    return engine.build_command_runner(script) if script else _in_process(command)
+    return promotion_commands.build_command_runner(script) if script else _in_process(command)
 
 
 def _step_summary() -> str | None:
@@ -223,8 +223,8 @@ def _run_gates(args: argparse.Namespace) -> int:
     )
     script = os.environ.get(STATUS_SCRIPT_ENV)
     clock = clock_mod.SystemClock()
-    evaluation = engine.run_promotion_gates(
-        engine.GatesOptions(
+    evaluation = promotion_commands.run_promotion_gates(
+        promotion_commands.GatesOptions(
             repo=_resolve_repo(repo),
             thresholds=thresholds,
             fleet_status_file=args.fleet_status_file or None,
@@ -234,7 +234,7 @@ def _run_gates(args: argparse.Namespace) -> int:
             promotion_telemetry_file=args.promotion_telemetry_file,
             trace_id=args.trace_id,
         ),
-        status_producer=engine.build_script_status_producer(script) if script else None,
+        status_producer=promotion_commands.build_script_status_producer(script) if script else None,
         clock=clock,
     )
     emit(evaluation.document, args.pretty)
@@ -243,8 +243,8 @@ def _run_gates(args: argparse.Namespace) -> int:
 
 def _run_ci(args: argparse.Namespace) -> int:
     repo = _resolve_repo(_require_repo_flag(args.repo))
-    outcome = engine.run_promotion_ci(
-        engine.CiOptions(
+    outcome = promotion_commands.run_promotion_ci(
+        promotion_commands.CiOptions(
             repo=repo,
             fleet_status_file=args.fleet_status_file or None,
             handoff_telemetry_file=args.handoff_telemetry_file,
@@ -268,7 +268,7 @@ def _run_ci(args: argparse.Namespace) -> int:
 
 def _run_apply(args: argparse.Namespace) -> int:
     repo = _require_repo_flag(args.repo)
-    request = promotion_apply.build_apply_request(
+    request = apply_rules.build_apply_request(
         intent=args.intent,
         expand_step=args.expand_step,
         by=args.by,
@@ -277,8 +277,8 @@ def _run_apply(args: argparse.Namespace) -> int:
         review_by=args.review_by,
         idempotency_key=args.idempotency_key,
     )
-    record = engine.run_promotion_apply(
-        engine.ApplyOptions(
+    record = promotion_commands.run_promotion_apply(
+        promotion_commands.ApplyOptions(
             repo=_resolve_repo(repo),
             request=request,
             registry_file=args.registry_file,
@@ -311,7 +311,7 @@ def _run_orchestrate(args: argparse.Namespace) -> int:
         rationale=args.rationale,
         review_by=args.review_by,
     )
-    result = engine.run_promotion_orchestrate(
+    result = promotion_commands.run_promotion_orchestrate(
         request,
         repo=_resolve_repo(repo),
         ci_runner=_runner(CI_SCRIPT_ENV, "ci"),
@@ -337,7 +337,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 def _dispatch(command: str, args: argparse.Namespace) -> int:
     try:
         code = _COMMANDS[command](args)
-    except engine.StepFailedError as exc:
+    except promotion_commands.StepFailedError as exc:
         # A child failed: its own output goes to stderr and its status is ours (contract).
         output = exc.output if exc.output.endswith("\n") or not exc.output else exc.output + "\n"
         sys.stderr.write(output)

@@ -16,11 +16,9 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from superloop_ops.core import thresholds as core_thresholds
-from superloop_ops.core.jsonutil import JsonObject, dumps_compact
-from superloop_ops.engine import reconcile as engine
-from superloop_ops.engine import reconcile_hooks
-from superloop_ops.engine import thresholds as engine_thresholds
+from superloop_ops.core.common.jsonutil import JsonObject, dumps_compact
+from superloop_ops.core.loop import threshold_profiles
+from superloop_ops.engine.loop import pass_hooks, reconcile_pass, threshold_files
 from superloop_ops.errors import ContractError
 
 __all__ = ["HOOKS_FACTORY", "add_arguments", "build_options", "print_document", "run"]
@@ -28,11 +26,11 @@ __all__ = ["HOOKS_FACTORY", "add_arguments", "build_options", "print_document", 
 CONFIDENCES = ("low", "medium", "high")
 
 # Seam for tests and embedders: turns the parsed arguments into hooks. None = the standard
-# profile-drift and alert-dispatch wiring (``engine.reconcile_hooks``).
-HOOKS_FACTORY: Callable[[argparse.Namespace], engine.ReconcileHooks] | None = None
+# profile-drift and alert-dispatch wiring (``engine.loop.pass_hooks``).
+HOOKS_FACTORY: Callable[[argparse.Namespace], reconcile_pass.ReconcileHooks] | None = None
 
 _THRESHOLD_FLAGS: tuple[tuple[str, str], ...] = tuple(
-    (key, flag) for key, flag in core_thresholds.THRESHOLD_FIELDS
+    (key, flag) for key, flag in threshold_profiles.THRESHOLD_FIELDS
 )
 
 
@@ -71,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _int_at_least(value: str, minimum: int, message: str) -> int:
-    number = core_thresholds.coerce_non_negative_int(value)
+    number = threshold_profiles.coerce_non_negative_int(value)
     if number is None or number < minimum:
         raise ContractError(message)
     return number
@@ -81,7 +79,9 @@ def _path(value: str) -> Path | None:
     return Path(value).absolute() if value else None
 
 
-def build_options(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> engine.ReconcileOptions:
+def build_options(
+    args: argparse.Namespace, env: Mapping[str, str] | None = None
+) -> reconcile_pass.ReconcileOptions:
     """Validate flags and env in the contract's order and build the pass options."""
     environ = os.environ if env is None else env
     # 1. Plain flag checks, before any env fallback.
@@ -100,17 +100,17 @@ def build_options(args: argparse.Namespace, env: Mapping[str, str] | None = None
     _int_at_least(window_text, 1, "--drift-summary-window must be an integer >= 1")
     if args.alerts_enabled and args.alerts_enabled not in ("true", "false"):
         raise ContractError("--alerts-enabled must be true or false")
-    if args.transport not in engine.TRANSPORTS:
+    if args.transport not in reconcile_pass.TRANSPORTS:
         raise ContractError("--transport must be local or sprite_service")
     # 2. The repository must exist; the ops directory is created before anything else.
     repo = Path(args.repo).absolute()
     if not repo.is_dir():
         raise ContractError(f"repository not found: {args.repo}")
-    engine.ops_dir_for(repo, args.loop).mkdir(parents=True, exist_ok=True)
+    reconcile_pass.ops_dir_for(repo, args.loop).mkdir(parents=True, exist_ok=True)
     # 3. Env fallbacks (empty counts as unset).
     token = args.service_token or environ.get("OPS_MANAGER_SERVICE_TOKEN", "")
-    trace_id = args.trace_id or environ.get("OPS_MANAGER_TRACE_ID", "") or engine.generate_trace_id()
-    profile_name = args.threshold_profile or environ.get(engine_thresholds.PROFILE_ENV, "")
+    trace_id = args.trace_id or environ.get("OPS_MANAGER_TRACE_ID", "") or reconcile_pass.generate_trace_id()
+    profile_name = args.threshold_profile or environ.get(threshold_files.PROFILE_ENV, "")
     min_confidence = (
         args.drift_min_confidence or environ.get("OPS_MANAGER_DRIFT_MIN_CONFIDENCE", "") or "medium"
     )
@@ -124,23 +124,23 @@ def build_options(args: argparse.Namespace, env: Mapping[str, str] | None = None
         raise ContractError("OPS_MANAGER_ALERTS_ENABLED must be true or false")
     alert_config = args.alert_config_file or environ.get("OPS_MANAGER_ALERT_SINKS_FILE", "")
     # 4. Threshold profile (fails before any artifact is written).
-    catalog_path = engine_thresholds.compute_catalog_path(args.thresholds_file or None, environ)
-    profile = engine_thresholds.fetch_profile(catalog_path, profile_name or None)
+    catalog_path = threshold_files.compute_catalog_path(args.thresholds_file or None, environ)
+    profile = threshold_files.fetch_profile(catalog_path, profile_name or None)
     # 5. Re-check the drift values (they may come from env), then the six thresholds.
     if min_confidence not in CONFIDENCES:
         raise ContractError("--drift-min-confidence must be one of: low, medium, high")
     streak = _int_at_least(streak_text, 1, "--drift-required-streak must be an integer >= 1")
     window = _int_at_least(window_text, 1, "--drift-summary-window must be an integer >= 1")
     explicit = {key: getattr(args, flag.replace("-", "_")) for key, flag in _THRESHOLD_FLAGS}
-    thresholds = core_thresholds.compute_thresholds(profile, explicit)
-    transport: engine.Transport = "sprite_service" if args.transport == "sprite_service" else "local"
-    hooks = HOOKS_FACTORY(args) if HOOKS_FACTORY is not None else reconcile_hooks.build_standard_hooks()
-    return engine.ReconcileOptions(
+    thresholds = threshold_profiles.compute_thresholds(profile, explicit)
+    transport: reconcile_pass.Transport = "sprite_service" if args.transport == "sprite_service" else "local"
+    hooks = HOOKS_FACTORY(args) if HOOKS_FACTORY is not None else pass_hooks.build_standard_hooks()
+    return reconcile_pass.ReconcileOptions(
         repo=repo,
         loop_id=args.loop,
         thresholds=thresholds,
         transport=transport,
-        service=engine.ServiceSettings(
+        service=reconcile_pass.ServiceSettings(
             base_url=args.service_base_url or None,
             token=token or None,
             retry_attempts=retry_attempts,
@@ -156,14 +156,14 @@ def build_options(args: argparse.Namespace, env: Mapping[str, str] | None = None
         sequence_state_file=_path(args.sequence_state_file),
         sequence_telemetry_file=_path(args.sequence_telemetry_file),
         thresholds_file=Path(catalog_path),
-        drift=engine.DriftSettings(
+        drift=reconcile_pass.DriftSettings(
             min_confidence=min_confidence,
             required_streak=streak,
             summary_window=window,
             state_file=_path(args.drift_state_file),
             history_file=_path(args.drift_history_file),
         ),
-        alerts=engine.AlertSettings(
+        alerts=reconcile_pass.AlertSettings(
             enabled=alerts_text == "true",
             config_file=_path(alert_config),
             state_file=_path(args.alert_dispatch_state_file),
@@ -180,6 +180,6 @@ def print_document(document: JsonObject, *, pretty: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     options = build_options(args)
-    result = engine.run_reconcile(options)
+    result = reconcile_pass.run_reconcile(options)
     print_document(result.output, pretty=bool(args.pretty))
     return result.exit_code

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from superloop_ops.clock import SystemClock
-from superloop_ops.engine import control as engine_control
+from superloop_ops.engine.loop import control_run
 from superloop_ops.errors import ContractError
 from superloop_ops.sim import simulator
 
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     clock = SystemClock()
     if args.action == "approve":
-        message = engine_control.write_approval_decision(
+        message = control_run.write_approval_decision(
             repo.resolve(),
             args.loop,
             decision="rejected" if args.reject else "approved",

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from superloop_ops.clock import SystemClock
-from superloop_ops.core.jsonutil import dumps_compact
+from superloop_ops.core.common.jsonutil import dumps_compact
 from superloop_ops.transports import local
 
 __all__ = ["add_arguments", "run"]

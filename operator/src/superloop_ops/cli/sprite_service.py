@@ -1,7 +1,7 @@
 """``superloop-ops sprite-service``: serve one repository over the sprite HTTP API (§9).
 
 Wires the HTTP server to the in-process readers (``transports.local``) and to
-``engine.control`` on the local path. SIGTERM and SIGINT shut the server down cleanly.
+``engine.loop.control_run`` on the local path. SIGTERM and SIGINT shut the server down cleanly.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 from types import FrameType
 
 from superloop_ops.clock import SystemClock
-from superloop_ops.core import control as core_control
-from superloop_ops.core.jsonutil import format_ts
-from superloop_ops.engine import control as engine_control
+from superloop_ops.core.common.jsonutil import format_ts
+from superloop_ops.core.loop import control_rules
+from superloop_ops.engine.loop import control_run
 from superloop_ops.errors import ContractError
 from superloop_ops.journal.service_idempotency import FileIdempotencyStore
 from superloop_ops.service import server as service_server
@@ -54,10 +54,10 @@ def build_config(
     from superloop_ops.transports import local as local_transport
 
     clock = clock or SystemClock()
-    runtime = runtime_command or engine_control.resolve_runtime_command()
+    runtime = runtime_command or control_run.resolve_runtime_command()
 
-    def run_control(request: core_control.ServiceControlRequest) -> service_server.ControlRun:
-        control_request = engine_control.ControlRequest(
+    def run_control(request: control_rules.ServiceControlRequest) -> service_server.ControlRun:
+        control_request = control_run.ControlRequest(
             repo=repo,
             loop_id=request.loop_id,
             intent=request.intent,
@@ -74,7 +74,7 @@ def build_config(
             runtime_command=runtime,
         )
         try:
-            outcome = engine_control.execute_control(control_request, now_fn=clock.now, sleep=clock.sleep)
+            outcome = control_run.execute_control(control_request, now_fn=clock.now, sleep=clock.sleep)
         except ContractError as exc:
             return service_server.ControlRun(exit_code=1, result=None, stderr=f"error: {exc}")
         return service_server.ControlRun(

@@ -1,7 +1,7 @@
 """``superloop-ops status``: the operator status snapshot of one loop (read-only).
 
 Reconcile and control telemetry always come from their default paths; every other input can be
-pointed elsewhere. The telemetry summary that feeds ``tuning`` comes from ``engine.tuning``
+pointed elsewhere. The telemetry summary that feeds ``tuning`` comes from ``engine.loop.tuning_pass``
 (``SUMMARY_FN`` is a seam to replace it).
 """
 
@@ -12,21 +12,20 @@ from pathlib import Path
 
 from superloop_ops import clock
 from superloop_ops.cli.reconcile import print_document
-from superloop_ops.core.jsonutil import JsonObject
-from superloop_ops.core.thresholds import coerce_non_negative_int
-from superloop_ops.engine import status as engine_status
-from superloop_ops.engine import tuning
+from superloop_ops.core.common.jsonutil import JsonObject
+from superloop_ops.core.loop.threshold_profiles import coerce_non_negative_int
+from superloop_ops.engine.loop import status_read, tuning_pass
 from superloop_ops.errors import ContractError
 
 __all__ = ["SUMMARY_FN", "add_arguments", "run"]
 
-SUMMARY_FN: engine_status.SummaryFn | None = None
+SUMMARY_FN: status_read.SummaryFn | None = None
 
 
 def _standard_summary(
     repo: Path, loop_id: str, reconcile_file: Path, control_file: Path, window: int
 ) -> JsonObject | None:
-    return tuning.compute_summary(
+    return tuning_pass.compute_summary(
         repo,
         loop_id,
         window=window,
@@ -76,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
     overrides: dict[str, Path | None] = {
         name: Path(getattr(args, name)) if getattr(args, name) else None for name in _PATH_FLAGS
     }
-    paths = engine_status.StatusPaths.build(repo, args.loop, overrides)
-    document = engine_status.fetch_status(
+    paths = status_read.StatusPaths.build(repo, args.loop, overrides)
+    document = status_read.fetch_status(
         repo,
         args.loop,
         now=clock.SystemClock().now(),

@@ -6,7 +6,7 @@ import argparse
 
 from superloop_ops.cli._common import emit, require_repo, require_repo_and_loop, require_window
 from superloop_ops.clock import SystemClock
-from superloop_ops.engine import tuning
+from superloop_ops.engine.loop import tuning_pass
 
 __all__ = ["add_arguments", "run"]
 
@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     require_repo_and_loop(args.repo, args.loop)
     window = require_window(args.window, "--window")
     repo = require_repo(args.repo, args.loop)
-    summary = tuning.compute_summary(
+    summary = tuning_pass.compute_summary(
         repo,
         args.loop,
         window=window,

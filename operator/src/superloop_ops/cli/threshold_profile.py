@@ -11,8 +11,8 @@ import argparse
 import sys
 
 from superloop_ops.cli.reconcile import print_document
-from superloop_ops.core import thresholds
-from superloop_ops.engine import thresholds as engine_thresholds
+from superloop_ops.core.loop import threshold_profiles
+from superloop_ops.engine.loop import threshold_files
 
 __all__ = ["add_arguments", "run"]
 
@@ -25,12 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    path = engine_thresholds.compute_catalog_path(args.profiles_file or None)
-    catalog = engine_thresholds.fetch_catalog(path)
+    path = threshold_files.compute_catalog_path(args.profiles_file or None)
+    catalog = threshold_files.fetch_catalog(path)
     if args.list:
-        for name in thresholds.compute_profile_names(catalog):
+        for name in threshold_profiles.compute_profile_names(catalog):
             sys.stdout.write(name + "\n")
         return 0
-    resolved = thresholds.compute_profile(catalog, source_file=path, profile=args.profile or None)
+    resolved = threshold_profiles.compute_profile(catalog, source_file=path, profile=args.profile or None)
     print_document(resolved.to_document(), pretty=bool(args.pretty))
     return 0

@@ -1,6 +1,6 @@
 """Fleet controller: one ``reconcile_fleet`` for create, resume, update and the periodic pass.
 
-A pass (``engine.fleet_operator.run_fleet_pass``) materialises inline loops as owned Loops,
+A pass (``controllers.fleet_controller.run_fleet_pass``) materialises inline loops as owned Loops,
 reads every Loop's status into the fleet rollup, evaluates the FleetPolicy, proposes
 HandoffIntents and, in ``guarded_auto``, executes the eligible ones. This module only gathers
 the dependencies, serialises passes of one Fleet, writes the Fleet and FleetPolicy statuses
@@ -9,7 +9,7 @@ transitions and updates the fleet metrics.
 
 The retry guard hand-over also lives here: an autonomous intent whose outcome was ambiguous or
 failed is left alone by the manual HandoffIntent handler; when a person approves it, this
-handler hands the object to the manual path (``core.fleet_k8s.build_manual_handover_status``)
+handler hands the object to the manual path (``core.fleet.fleet_resource.build_manual_handover_status``)
 and runs the manual handler's decision on it.
 """
 
@@ -22,9 +22,9 @@ from typing import Any
 
 import kopf
 
-from superloop_ops.core import fleet_k8s
-from superloop_ops.core import handoff_intent as core_intent
-from superloop_ops.engine import fleet_operator
+from superloop_ops.controllers import fleet_controller
+from superloop_ops.core.fleet import fleet_resource
+from superloop_ops.core.handoff import handoff_intent_resource
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
 from superloop_ops.handlers import handoff_intent as intent_handlers
 from superloop_ops.handlers.context import OperatorContext, fetch_context, post_events
@@ -51,9 +51,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def build_fleet_deps(ctx: OperatorContext, edge: FleetEdge) -> fleet_operator.FleetPassDeps:
+def build_fleet_deps(ctx: OperatorContext, edge: FleetEdge) -> fleet_controller.FleetPassDeps:
     """The pass dependencies from the operator context (shared locks, settings, clock)."""
-    return fleet_operator.FleetPassDeps(
+    return fleet_controller.FleetPassDeps(
         edge=edge,
         settings=ctx.settings,
         clock=ctx.clock,
@@ -69,9 +69,9 @@ def _sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def fetch_fleet_deps(memo: Any) -> fleet_operator.FleetPassDeps:
+def fetch_fleet_deps(memo: Any) -> fleet_controller.FleetPassDeps:
     deps = getattr(memo, "fleet_deps", None)
-    if isinstance(deps, fleet_operator.FleetPassDeps):
+    if isinstance(deps, fleet_controller.FleetPassDeps):
         return deps
     ctx = fetch_context(memo)
     edge = ctx.edge if hasattr(ctx.edge, "create_object") else KubernetesFleetEdge(memo.api_client)
@@ -94,13 +94,13 @@ def write_status(
 
 def write_policy_status(
     ctx: OperatorContext,
-    deps: fleet_operator.FleetPassDeps,
+    deps: fleet_controller.FleetPassDeps,
     namespace: str,
     policy_name: str,
     policy_state: Mapping[str, Any] | None,
     blocked: tuple[str, str] | None = None,
 ) -> None:
-    ref = fleet_operator.policy_ref(namespace, policy_name)
+    ref = fleet_controller.policy_ref(namespace, policy_name)
     body = deps.edge.fetch_object(ref)
     if body is None:
         return
@@ -113,15 +113,15 @@ def write_policy_status(
     generation = int((body.get("metadata") or {}).get("generation") or 0)
     now = ctx.clock.now()
     if policy is None:
-        new = fleet_k8s.build_fleet_policy_status(
+        new = fleet_resource.build_fleet_policy_status(
             previous=previous, generation=generation, now=now, mode=str(previous.get("mode") or "advisory"),
             canary_percent=100, manual_pause=False, governance_posture=None,
             blocked_reason=blocked[0] if blocked else None, blocked_message=blocked[1] if blocked else "",
         )  # fmt: skip
     else:
-        posture = fleet_operator.compute_governance_posture(policy, now)
+        posture = fleet_controller.compute_governance_posture(policy, now)
         rollout = policy.spec.autonomous.rollout
-        new = fleet_k8s.build_fleet_policy_status(
+        new = fleet_resource.build_fleet_policy_status(
             previous=previous, generation=generation, now=now, mode=policy.spec.mode,
             canary_percent=rollout.canary_percent, manual_pause=rollout.pause.manual,
             governance_posture=str(posture.get("posture")), policy_state=policy_state, governance=posture,
@@ -131,23 +131,23 @@ def write_policy_status(
 
 
 def reconcile_fleet(
-    body: Mapping[str, Any], ctx: OperatorContext, deps: fleet_operator.FleetPassDeps
-) -> fleet_operator.FleetPassReport:
+    body: Mapping[str, Any], ctx: OperatorContext, deps: fleet_controller.FleetPassDeps
+) -> fleet_controller.FleetPassReport:
     """One pass for one Fleet (synchronous: runs in kopf's thread pool or the daemon's thread)."""
     meta = body.get("metadata") or {}
-    ref = fleet_operator.fleet_ref(
+    ref = fleet_controller.fleet_ref(
         str(meta.get("namespace", "")), str(meta.get("name", "")), str(meta.get("uid", ""))
     )
     with ctx.lock_for(ref.uid or f"{ref.namespace}/{ref.name}"):
         fresh = deps.edge.fetch_object(ref)
         if fresh is None:
-            return fleet_operator.FleetPassReport(ran=False, status={}, blocked_reason="not_found")
+            return fleet_controller.FleetPassReport(ran=False, status={}, blocked_reason="not_found")
         previous = dict(fresh.get("status") or {})
         try:
-            report = fleet_operator.run_fleet_pass(fresh, deps)
+            report = fleet_controller.run_fleet_pass(fresh, deps)
         except OperatorError as exc:
             reason = "dependency_not_ready" if isinstance(exc, DependencyNotReadyError) else "invalid_spec"
-            status = fleet_k8s.build_fleet_status(
+            status = fleet_resource.build_fleet_status(
                 previous=previous,
                 generation=int((fresh.get("metadata") or {}).get("generation") or 0),
                 now=ctx.clock.now(),
@@ -156,14 +156,14 @@ def reconcile_fleet(
                 blocked_message=str(exc),
             )
             delay = exc.delay if isinstance(exc, DependencyNotReadyError) else None
-            report = fleet_operator.FleetPassReport(
+            report = fleet_controller.FleetPassReport(
                 ran=False, status=status, blocked_reason=reason, retry_after=delay, error=exc
             )
         write_status(deps.edge, ref, previous, report.status)
         post_events(
             deps.edge,
             ref,
-            fleet_k8s.compute_fleet_events(
+            fleet_resource.compute_fleet_events(
                 previous,
                 report.status,
                 created_intents=report.created_intents,
@@ -197,7 +197,7 @@ def find_ready_message(status: Mapping[str, Any]) -> str:
     return ""
 
 
-def _raise_for_kopf(report: fleet_operator.FleetPassReport) -> None:
+def _raise_for_kopf(report: fleet_controller.FleetPassReport) -> None:
     if isinstance(report.error, InvalidSpecError):
         raise kopf.PermanentError(str(report.error))
     if isinstance(report.error, DependencyNotReadyError):
@@ -257,7 +257,7 @@ def hand_over_intent(
 ) -> intent_handlers.IntentReport | None:
     """A person approved a retry-guarded autonomous intent: give it to the manual path, then run it."""
     ref = intent_handlers.intent_ref(body)
-    approval = core_intent.parse_approval((body.get("metadata") or {}).get("annotations") or {})
+    approval = handoff_intent_resource.parse_approval((body.get("metadata") or {}).get("annotations") or {})
     if approval.approval is None:
         return None
     with ctx.lock_for(ref.uid or f"{ref.namespace}/{ref.name}"):
@@ -265,7 +265,7 @@ def hand_over_intent(
         if fresh is None:
             return None
         previous = dict(fresh.get("status") or {})
-        handed = fleet_k8s.build_manual_handover_status(previous)
+        handed = fleet_resource.build_manual_handover_status(previous)
         if handed is None:
             return None
         edge.replace_status_fields(ref, handed, has_status=bool(previous))
@@ -276,7 +276,7 @@ def _autonomous_retryable(status: Any, **_: Any) -> bool:
     return (
         isinstance(status, Mapping)
         and status.get("mode") == "autonomous"
-        and status.get("phase") in core_intent.RETRYABLE_OUTCOMES
+        and status.get("phase") in handoff_intent_resource.RETRYABLE_OUTCOMES
     )
 
 

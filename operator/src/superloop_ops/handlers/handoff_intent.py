@@ -24,9 +24,9 @@ from typing import Any
 
 import kopf
 
-from superloop_ops.core import handoff_intent as core_intent
-from superloop_ops.core.jsonutil import format_ts
-from superloop_ops.engine import loop_operator
+from superloop_ops.controllers import loop_controller
+from superloop_ops.core.common.jsonutil import format_ts
+from superloop_ops.core.handoff import handoff_intent_resource
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
 from superloop_ops.handlers.context import OperatorContext, fetch_context, post_events
 from superloop_ops.journal import files
@@ -62,7 +62,7 @@ def intent_ref(body: Mapping[str, Any]) -> ObjectRef:
 def _post_events(
     ctx: OperatorContext, ref: ObjectRef, previous: Mapping[str, Any], new: Mapping[str, Any]
 ) -> None:
-    post_events(ctx.edge, ref, core_intent.compute_intent_events(previous, new), log)
+    post_events(ctx.edge, ref, handoff_intent_resource.compute_intent_events(previous, new), log)
 
 
 def _write(ctx: OperatorContext, ref: ObjectRef, previous: Mapping[str, Any], new: Mapping[str, Any]) -> None:
@@ -71,7 +71,7 @@ def _write(ctx: OperatorContext, ref: ObjectRef, previous: Mapping[str, Any], ne
     _post_events(ctx, ref, previous, new)
 
 
-def _journal(target: loop_operator.LoopTarget | None, row: Mapping[str, Any]) -> None:
+def _journal(target: loop_controller.LoopTarget | None, row: Mapping[str, Any]) -> None:
     if target is None:
         return
     files.append_jsonl(target.ops_dir / "telemetry" / HANDOFF_LOG, [dict(row)])
@@ -79,13 +79,13 @@ def _journal(target: loop_operator.LoopTarget | None, row: Mapping[str, Any]) ->
 
 def _resolve_loop(
     intent: HandoffIntent, namespace: str, ctx: OperatorContext
-) -> tuple[Loop, loop_operator.LoopTarget, str | None]:
+) -> tuple[Loop, loop_controller.LoopTarget, str | None]:
     loop_name = intent.spec.loop_ref.name
     body = ctx.edge.fetch_object(ObjectRef(kind="Loop", plural="loops", namespace=namespace, name=loop_name))
     if body is None:
         raise ObjectNotFoundError(f"Loop {namespace}/{loop_name} not found", delay=15.0)
     loop = Loop.from_body(body)
-    target = loop_operator.build_loop_target(loop, namespace, loop_name, ctx.settings)
+    target = loop_controller.build_loop_target(loop, namespace, loop_name, ctx.settings)
     token = None
     service = loop.spec.service
     if (
@@ -111,23 +111,23 @@ def reconcile_intent(body: Mapping[str, Any], ctx: OperatorContext) -> IntentRep
         if previous.get("mode") == "autonomous":
             return IntentReport(previous.get("phase"), False, previous)
         intent = HandoffIntent.from_body(body)
-        decision = core_intent.decide_intent(
+        decision = handoff_intent_resource.decide_intent(
             status=previous,
-            approval=core_intent.parse_approval(meta.get("annotations") or {}),
+            approval=handoff_intent_resource.parse_approval(meta.get("annotations") or {}),
             spec_key=intent.spec.idempotency_key,
             intent=intent.spec.intent,
             name=ref.name,
             uid=ref.uid,
         )
-        if isinstance(decision, core_intent.Finished):
+        if isinstance(decision, handoff_intent_resource.Finished):
             return IntentReport(previous.get("phase"), False, previous)
-        if isinstance(decision, core_intent.Await):
-            new = core_intent.build_pending_status(
+        if isinstance(decision, handoff_intent_resource.Await):
+            new = handoff_intent_resource.build_pending_status(
                 previous=previous, problem=decision.problem, generation=generation, now=ctx.clock.now()
             )
             _write(ctx, ref, previous, new)
             return IntentReport(new.get("phase"), False, new)
-        if isinstance(decision, core_intent.Recover):
+        if isinstance(decision, handoff_intent_resource.Recover):
             return _recover(ctx, ref, intent, previous, decision, generation)
         return _execute(ctx, ref, intent, previous, decision, generation)
 
@@ -137,7 +137,7 @@ def _recover(
     ref: ObjectRef,
     intent: HandoffIntent,
     previous: Mapping[str, Any],
-    decision: core_intent.Recover,
+    decision: handoff_intent_resource.Recover,
     generation: int,
 ) -> IntentReport:
     """Found ``executing`` without an outcome: the journal's record of the key, else ambiguous."""
@@ -146,23 +146,23 @@ def _recover(
     try:
         _, target, _ = _resolve_loop(intent, ref.namespace, ctx)
         if decision.idempotency_key:
-            row = loop_operator.fetch_journal_outcome(target, decision.idempotency_key)
+            row = loop_controller.fetch_journal_outcome(target, decision.idempotency_key)
     except OperatorError as exc:
         log.warning("cannot read the journal of %s/%s: %s", ref.namespace, ref.name, exc)
     now = ctx.clock.now()
     if row is not None:
-        outcome = core_intent.compute_outcome_from_control(str(row.get("status") or ""))
+        outcome = handoff_intent_resource.compute_outcome_from_control(str(row.get("status") or ""))
         message = f"recovered from the journal after a restart: control status {row.get('status')}"
     else:
-        outcome = core_intent.EXECUTION_AMBIGUOUS
+        outcome = handoff_intent_resource.EXECUTION_AMBIGUOUS
         message = "interrupted between executing and its outcome (operator restart); not re-run"
-    new = core_intent.build_outcome_status(
+    new = handoff_intent_resource.build_outcome_status(
         previous=previous, outcome=outcome, execution=row, message=message, generation=generation, now=now
     )
     if target is not None:
         _journal(
             target,
-            loop_operator.build_handoff_row(
+            loop_controller.build_handoff_row(
                 target,
                 intent_name=ref.name,
                 intent=intent.spec.intent,
@@ -183,7 +183,7 @@ def _execute(
     ref: ObjectRef,
     intent: HandoffIntent,
     previous: Mapping[str, Any],
-    decision: core_intent.Execute,
+    decision: handoff_intent_resource.Execute,
     generation: int,
 ) -> IntentReport:
     key = decision.idempotency_key
@@ -191,14 +191,14 @@ def _execute(
         return IntentReport(previous.get("phase"), False, previous)
     loop, target, token = _resolve_loop(intent, ref.namespace, ctx)
     now = ctx.clock.now()
-    executing = core_intent.build_executing_status(
+    executing = handoff_intent_resource.build_executing_status(
         previous=previous, decision=decision, generation=generation, now=now
     )
     by = decision.approval.by
     _journal(
         target,
-        loop_operator.build_handoff_row(
-            target, intent_name=ref.name, intent=intent.spec.intent, phase=core_intent.EXECUTING,
+        loop_controller.build_handoff_row(
+            target, intent_name=ref.name, intent=intent.spec.intent, phase=handoff_intent_resource.EXECUTING,
             key=key, by=by, now=format_ts(now),
         ),
     )  # fmt: skip
@@ -210,7 +210,7 @@ def _execute(
         time.sleep(pause)
     note = decision.approval.note or intent.spec.note or ""
     trace_id = intent.spec.trace_id or f"handoff-{ref.uid[:8] or ref.name}-{decision.attempt}"
-    outcome_record = loop_operator.run_loop_control(
+    outcome_record = loop_controller.run_loop_control(
         loop,
         target,
         intent=intent.spec.intent,
@@ -225,9 +225,9 @@ def _execute(
         runtime_command=ctx.runtime_command,
     )
     ctx.completed_keys.add(key)
-    outcome = core_intent.compute_outcome_from_control(outcome_record.status)
+    outcome = handoff_intent_resource.compute_outcome_from_control(outcome_record.status)
     done_at = ctx.clock.now()
-    new = core_intent.build_outcome_status(
+    new = handoff_intent_resource.build_outcome_status(
         previous=executing,
         outcome=outcome,
         execution=outcome_record.intent_row,
@@ -237,7 +237,7 @@ def _execute(
     )
     _journal(
         target,
-        loop_operator.build_handoff_row(
+        loop_controller.build_handoff_row(
             target, intent_name=ref.name, intent=intent.spec.intent, phase=outcome, key=key, by=by,
             now=format_ts(done_at), extra={"controlStatus": outcome_record.status},
         ),

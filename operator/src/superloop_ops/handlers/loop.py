@@ -2,7 +2,7 @@
 
 Each pass reacts to the current object, never to a diff: parse the body, gather (PVC directory
 or Secret token, the alert sink catalog and its Secret, one reconcile pass through the engine,
-the status surface), decide (the pure ``core.loop_status``), act (at most one status patch,
+the status surface), decide (the pure ``core.loop.loop_resource``), act (at most one status patch,
 Events on transitions, metrics). A missing
 source directory or Secret is not a crash: the status says so (Ready=False with the reason) and
 the pass is retried after a delay. ``spec.suspend`` stops reconciling; the replay annotation is
@@ -23,8 +23,8 @@ from typing import Any
 
 import kopf
 
-from superloop_ops.core import loop_status
-from superloop_ops.engine import loop_alerts, loop_operator
+from superloop_ops.controllers import loop_alerts, loop_controller
+from superloop_ops.core.loop import loop_resource
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
 from superloop_ops.handlers.context import OperatorContext, fetch_context, post_events
 from superloop_ops.k8s.edge import GROUP, VERSION, ObjectNotFoundError, ObjectRef
@@ -68,7 +68,7 @@ def loop_ref(body: Mapping[str, Any]) -> ObjectRef:
 def _status_patch(previous: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """A merge patch that also removes keys this controller owns and no longer sets."""
     patch = dict(new)
-    owned = (*loop_status.MIRRORED_KEYS, "replayHandled")
+    owned = (*loop_resource.MIRRORED_KEYS, "replayHandled")
     for key in owned:
         if key in previous and key not in new:
             patch[key] = None
@@ -93,7 +93,7 @@ class _SecretMissingError(DependencyNotReadyError):
 
 
 def _blocked_reason(exc: OperatorError) -> str:
-    if isinstance(exc, loop_operator.SourceNotFoundError):
+    if isinstance(exc, loop_controller.SourceNotFoundError):
         return "source_not_found"
     if isinstance(exc, _SecretMissingError):
         return "secret_not_found"
@@ -121,17 +121,17 @@ def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext) -> PassReport:
         started = time.monotonic()
         error: OperatorError | None = None
         result = None
-        replay_request = loop_status.compute_replay_token(annotations)
+        replay_request = loop_resource.compute_replay_token(annotations)
         replay_pending = replay_request is not None and replay_request == previous.get("replayHandled")
         replay_token = replay_request if replay_request is not None and not replay_pending else None
         try:
             loop = Loop.from_body(body)
             if loop.spec.suspend:
-                view = loop_status.LoopPassView(
+                view = loop_resource.LoopPassView(
                     outcome="suspended", replay_pending=replay_request is not None
                 )
             else:
-                target = loop_operator.build_loop_target(loop, ref.namespace, ref.name, ctx.settings)
+                target = loop_controller.build_loop_target(loop, ref.namespace, ref.name, ctx.settings)
                 token = _token(loop, ref.namespace, ctx)
                 alert_config = loop_alerts.fetch_loop_alert_config(
                     loop,
@@ -139,7 +139,7 @@ def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext) -> PassReport:
                     ctx.edge,
                     default_catalog=loop_alerts.compute_default_catalog_path(ctx.settings.config_dir),
                 )
-                view, result = loop_operator.run_loop_pass(
+                view, result = loop_controller.run_loop_pass(
                     loop,
                     target,
                     token=token,
@@ -152,23 +152,23 @@ def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext) -> PassReport:
                 )
         except OperatorError as exc:
             error = exc
-            view = loop_status.LoopPassView(
+            view = loop_resource.LoopPassView(
                 outcome="blocked",
                 blocked_reason=_blocked_reason(exc),
                 blocked_message=str(exc),
                 replay_pending=replay_request is not None and replay_pending,
             )
         now = ctx.clock.now()
-        new_status = loop_status.build_loop_status(
+        new_status = loop_resource.build_loop_status(
             previous=previous, view=view, generation=generation, now=now
         )
         written = False
-        if loop_status.needs_status_write(
+        if loop_resource.needs_status_write(
             previous, new_status, now=now, refresh_seconds=ctx.settings.status_refresh_seconds
         ):
             ctx.edge.patch_status(ref, _status_patch(previous, new_status))
             written = True
-        post_events(ctx.edge, ref, loop_status.compute_loop_events(previous, new_status), log)
+        post_events(ctx.edge, ref, loop_resource.compute_loop_events(previous, new_status), log)
         _observe(ctx, ref, view, new_status, time.monotonic() - started, error, result is not None)
         if result is not None and isinstance(result.alert_result, loop_alerts.LoopDispatchReport):
             for delivery in result.alert_result.deliveries:
@@ -180,7 +180,7 @@ def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext) -> PassReport:
 def _observe(
     ctx: OperatorContext,
     ref: ObjectRef,
-    view: loop_status.LoopPassView,
+    view: loop_resource.LoopPassView,
     status: Mapping[str, Any],
     seconds: float,
     error: OperatorError | None,

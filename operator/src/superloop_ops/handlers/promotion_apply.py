@@ -1,6 +1,6 @@
 """PromotionApply controller: one governed move of a Fleet's effective rollout posture, once.
 
-The evaluation (``engine.promotion_operator.run_promotion_apply``) runs under the Fleet's lock,
+The evaluation (``controllers.promotion_apply_controller.run_promotion_apply``) runs under the Fleet's lock,
 the lock the fleet pass holds while it writes the same FleetPolicy status, so a pass never
 interleaves with a posture move. This module gathers the dependencies, writes the
 PromotionApply status (the record and ``appliedAt`` once: the CRD freezes them), posts Events,
@@ -16,8 +16,8 @@ from typing import Any
 
 import kopf
 
-from superloop_ops.core import promotion_k8s
-from superloop_ops.engine import fleet_operator, promotion_operator
+from superloop_ops.controllers import fleet_controller, promotion_apply_controller
+from superloop_ops.core.promotion import promotion_apply_resource
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
 from superloop_ops.handlers import fleet as fleet_handlers
 from superloop_ops.handlers.context import OperatorContext, fetch_context, post_events
@@ -35,23 +35,23 @@ log = logging.getLogger(__name__)
 
 
 def build_promotion_deps(
-    ctx: OperatorContext, deps: fleet_operator.FleetPassDeps
-) -> promotion_operator.PromotionDeps:
-    return promotion_operator.PromotionDeps(edge=deps.edge, settings=ctx.settings, clock=ctx.clock)
+    ctx: OperatorContext, deps: fleet_controller.FleetPassDeps
+) -> promotion_apply_controller.PromotionDeps:
+    return promotion_apply_controller.PromotionDeps(edge=deps.edge, settings=ctx.settings, clock=ctx.clock)
 
 
-def fetch_promotion_deps(memo: Any) -> promotion_operator.PromotionDeps:
+def fetch_promotion_deps(memo: Any) -> promotion_apply_controller.PromotionDeps:
     deps = getattr(memo, "promotion_deps", None)
-    if isinstance(deps, promotion_operator.PromotionDeps):
+    if isinstance(deps, promotion_apply_controller.PromotionDeps):
         return deps
     deps = build_promotion_deps(fetch_context(memo), fleet_handlers.fetch_fleet_deps(memo))
     memo.promotion_deps = deps
     return deps
 
 
-def _fleet_lock_key(deps: promotion_operator.PromotionDeps, namespace: str, fleet_name: str) -> str:
+def _fleet_lock_key(deps: promotion_apply_controller.PromotionDeps, namespace: str, fleet_name: str) -> str:
     """The key ``handlers.fleet.reconcile_fleet`` locks on (the Fleet's uid)."""
-    body = deps.edge.fetch_object(fleet_operator.fleet_ref(namespace, fleet_name))
+    body = deps.edge.fetch_object(fleet_controller.fleet_ref(namespace, fleet_name))
     uid = str(((body or {}).get("metadata") or {}).get("uid") or "")
     return uid or f"{namespace}/{fleet_name}"
 
@@ -61,7 +61,7 @@ def _observe(
     namespace: str,
     fleet_name: str,
     body: Mapping[str, Any],
-    report: promotion_operator.PromotionReport,
+    report: promotion_apply_controller.PromotionReport,
 ) -> None:
     """Metrics of one evaluation: the gates' decision, and the outcome once it is final."""
     metrics = fetch_promotion_metrics(ctx.metrics)
@@ -73,43 +73,48 @@ def _observe(
 def reconcile_promotion(
     body: Mapping[str, Any],
     ctx: OperatorContext,
-    deps: promotion_operator.PromotionDeps,
-    fleet_deps: fleet_operator.FleetPassDeps | None = None,
-) -> promotion_operator.PromotionReport:
+    deps: promotion_apply_controller.PromotionDeps,
+    fleet_deps: fleet_controller.FleetPassDeps | None = None,
+) -> promotion_apply_controller.PromotionReport:
     """One look at a PromotionApply (synchronous); ``fleet_deps`` enables the follow-up fleet pass."""
     meta = body.get("metadata") or {}
-    ref = promotion_operator.promotion_ref(
+    ref = promotion_apply_controller.promotion_ref(
         str(meta.get("namespace", "")), str(meta.get("name", "")), str(meta.get("uid", ""))
     )
     fresh = deps.edge.fetch_object(ref)
     if fresh is None:
-        return promotion_operator.PromotionReport(phase="gone", status={})
+        return promotion_apply_controller.PromotionReport(phase="gone", status={})
     previous = dict(fresh.get("status") or {})
-    if previous.get("phase") in promotion_k8s.TERMINAL_PHASES:
-        return promotion_operator.PromotionReport(phase=str(previous["phase"]), status=previous)
+    if previous.get("phase") in promotion_apply_resource.TERMINAL_PHASES:
+        return promotion_apply_controller.PromotionReport(phase=str(previous["phase"]), status=previous)
     fleet_name = str(((fresh.get("spec") or {}).get("fleetRef") or {}).get("name") or "")
     with ctx.lock_for(_fleet_lock_key(deps, ref.namespace, fleet_name)):
         again = deps.edge.fetch_object(ref)  # a concurrent look may have finished it meanwhile
         if again is None:
-            return promotion_operator.PromotionReport(phase="gone", status={})
+            return promotion_apply_controller.PromotionReport(phase="gone", status={})
         previous = dict(again.get("status") or {})
-        report = promotion_operator.run_promotion_apply(again, deps)
+        report = promotion_apply_controller.run_promotion_apply(again, deps)
         # whole top-level fields by JSON patch: the record keeps its explicit nulls
         fleet_handlers.write_status(deps.edge, ref, previous, report.status)
-        post_events(deps.edge, ref, promotion_k8s.compute_promotion_events(previous, report.status), log)
-        if previous.get("phase") not in promotion_k8s.TERMINAL_PHASES:
+        post_events(
+            deps.edge, ref, promotion_apply_resource.compute_promotion_events(previous, report.status), log
+        )
+        if previous.get("phase") not in promotion_apply_resource.TERMINAL_PHASES:
             _observe(ctx, ref.namespace, fleet_name, again, report)
     if report.moved and report.policy_name:
-        policy = fleet_operator.policy_ref(ref.namespace, report.policy_name)
+        policy = fleet_controller.policy_ref(ref.namespace, report.policy_name)
         record = report.status.get("record")
-        message = f"PromotionApply {ref.name}: " + promotion_k8s.describe_record(
+        message = f"PromotionApply {ref.name}: " + promotion_apply_resource.describe_record(
             record if isinstance(record, Mapping) else {}
         )
         post_events(
-            deps.edge, policy, [promotion_k8s.PromotionEvent("Normal", "RolloutPostureChanged", message)], log
+            deps.edge,
+            policy,
+            [promotion_apply_resource.PromotionEvent("Normal", "RolloutPostureChanged", message)],
+            log,
         )
     if report.moved and report.fleet_name and fleet_deps is not None:
-        fleet_body = deps.edge.fetch_object(fleet_operator.fleet_ref(ref.namespace, report.fleet_name))
+        fleet_body = deps.edge.fetch_object(fleet_controller.fleet_ref(ref.namespace, report.fleet_name))
         if fleet_body is not None:
             try:
                 fleet_handlers.reconcile_fleet(fleet_body, ctx, fleet_deps)

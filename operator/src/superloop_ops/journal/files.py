@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from superloop_ops.core.jsonutil import dumps_compact
+from superloop_ops.core.common.jsonutil import dumps_compact
 
 __all__ = [
     "CorruptJournalError",

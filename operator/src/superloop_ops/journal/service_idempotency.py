@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from superloop_ops.core.jsonutil import JsonObject
+from superloop_ops.core.common.jsonutil import JsonObject
 from superloop_ops.journal import files, layout
 
 __all__ = ["STORE_FILE", "FileIdempotencyStore"]

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from superloop_ops.core.jsonutil import JsonObject
+from superloop_ops.core.common.jsonutil import JsonObject
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError
 
 __all__ = [

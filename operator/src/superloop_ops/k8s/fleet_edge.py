@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from superloop_ops.core.jsonutil import JsonObject
+from superloop_ops.core.common.jsonutil import JsonObject
 from superloop_ops.errors import DependencyNotReadyError
 from superloop_ops.k8s.edge import KubeEdge, KubernetesEdge, ObjectRef, map_api_exception
 

@@ -5,7 +5,7 @@ Design:
 * ``http.server.ThreadingHTTPServer``: one thread per request, stdlib only. Requests are short
   (snapshot, poll) except ``/ops/control``, which holds its thread for the confirmation window.
 * Everything that touches artifacts is injected (:class:`ServiceConfig`): the snapshot and event
-  readers (``transports.local`` in production) and the control runner (``engine.control`` on the
+  readers (``transports.local`` in production) and the control runner (``engine.loop.control_run`` on the
   local path). That keeps this module below the engine in the layering and makes it testable.
 * Authentication runs before routing for every GET and POST, including ``/healthz``; tokens are
   compared with :func:`hmac.compare_digest`. Unsupported methods get the stdlib's 501.
@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-from superloop_ops.core import control as core_control
-from superloop_ops.core.jsonutil import JsonObject, dumps_compact, format_ts, prune_nulls
+from superloop_ops.core.common.jsonutil import JsonObject, dumps_compact, format_ts, prune_nulls
+from superloop_ops.core.loop import control_rules
 from superloop_ops.errors import ContractError
 from superloop_ops.journal.locks import KeyedLocks
 
@@ -85,7 +85,7 @@ class ControlRun:
 
 
 class ControlRunner(Protocol):
-    def __call__(self, request: core_control.ServiceControlRequest) -> ControlRun: ...
+    def __call__(self, request: control_rules.ServiceControlRequest) -> ControlRun: ...
 
 
 class IdempotencyStore(Protocol):
@@ -109,7 +109,7 @@ class ServiceConfig:
 
 def is_safe_loop_id(loop_id: str) -> bool:
     """Re-exported from the core so callers of the server need not reach into it."""
-    return core_control.is_safe_loop_id(loop_id)
+    return control_rules.is_safe_loop_id(loop_id)
 
 
 class _HttpError(Exception):
@@ -332,13 +332,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _control(self) -> None:
         payload = self._read_json_body()
         try:
-            request = core_control.parse_service_control_request(
+            request = control_rules.parse_service_control_request(
                 payload,
                 header_idempotency_key=self.headers.get("X-Idempotency-Key", "") or "",
                 header_trace_id=self._trace_id(),
                 default_by=self.cfg.default_by,
             )
-        except core_control.ServiceRequestError as exc:
+        except control_rules.ServiceRequestError as exc:
             raise _HttpError(400, exc.code, exc.message) from None
         if not is_safe_loop_id(request.loop_id):
             raise _HttpError(400, "invalid_request", "loopId is invalid")
@@ -350,18 +350,20 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.key_locks.hold((request.loop_id, key)):
             stored = self.cfg.store.get(request.loop_id, key)
             if stored is not None:
-                self._send(200, core_control.build_service_replay_response(stored, trace_id=request.trace_id))
+                self._send(
+                    200, control_rules.build_service_replay_response(stored, trace_id=request.trace_id)
+                )
                 return
             status, response = self._run(request)
             self.cfg.store.put(request.loop_id, key, response)
         self._send(status, response)
 
-    def _run(self, request: core_control.ServiceControlRequest) -> tuple[int, JsonObject]:
+    def _run(self, request: control_rules.ServiceControlRequest) -> tuple[int, JsonObject]:
         run = self.cfg.run_control(request)
-        response = core_control.build_service_control_response(
+        response = control_rules.build_service_control_response(
             exit_code=run.exit_code,
             result=run.result,
-            stderr=core_control.tail_lines(run.stderr, skip_blank=True),
+            stderr=control_rules.tail_lines(run.stderr, skip_blank=True),
             trace_id=request.trace_id,
         )
-        return core_control.compute_service_http_status(run.exit_code), response
+        return control_rules.compute_service_http_status(run.exit_code), response

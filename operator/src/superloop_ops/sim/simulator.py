@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from superloop_ops.clock import Clock
-from superloop_ops.core.jsonutil import dumps_compact, format_ts
+from superloop_ops.core.common.jsonutil import dumps_compact, format_ts
 
 __all__ = [
     "SCENARIOS",

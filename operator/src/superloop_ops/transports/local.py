@@ -3,7 +3,7 @@
 Cost is what matters here: the operator polls every loop on a timer, and ``events.jsonl`` only
 grows. Polling therefore reads only the bytes after the remembered position (the cursor's byte
 hint, or the last position this process saw for the same file), after a cheap check that the
-position still fits the file (``core.cursor.verify_position``); it falls back to a full scan
+position still fits the file (``core.loop.cursor.verify_position``); it falls back to a full scan
 when it does not. The snapshot needs the newline count and SHA-256 of the whole events file;
 a per-process digest memo extends both with the new bytes instead of re-hashing history.
 Optional JSON artifacts are read whole, with no size limit (the reference broke on a
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from superloop_ops.core import artifacts, cursor, envelopes, projection
-from superloop_ops.core.jsonutil import JsonObject
+from superloop_ops.core.common.jsonutil import JsonObject
+from superloop_ops.core.loop import artifacts, cursor, envelopes, projection
 from superloop_ops.errors import ContractError
 
 __all__ = [

@@ -23,7 +23,7 @@ from typing import Any, Final
 
 import httpx
 
-from superloop_ops.core.jsonutil import JsonObject, dumps_compact
+from superloop_ops.core.common.jsonutil import JsonObject, dumps_compact
 
 __all__ = [
     "TRANSIENT_STATUSES",

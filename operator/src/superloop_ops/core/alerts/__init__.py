@@ -1,0 +1,1 @@
+"""Pure alerting rules: escalation rows of a pass, the sink catalog, dispatch planning."""

@@ -1,0 +1,1 @@
+"""Pure helpers every kind shares: JSON/timestamp conventions and metav1.Condition builders."""

@@ -1,0 +1,725 @@
+"""Fleet policy: turn a fleet reconcile into reason-coded action candidates, and decide which of
+them an autonomous executor may act on.
+
+Every rule that limits autonomy reads the *durable* journal (policy history, handoff
+telemetry), never in-memory counters, so a restarted operator makes the same decision:
+
+* advisory dedupe and the autonomous cooldown come from the latest history rows per candidate;
+* the per-run and per-loop caps also count selections already recorded under the same policy
+  trace id (a restart that re-evaluates the same run cannot hand out fresh slots);
+* auto-pause is computed from the last autonomous executions in handoff telemetry.
+
+The result of one evaluation is a ``PolicyEvaluation``: the new policy state plus the rows the
+shell appends (history, telemetry, and at most one governance audit event).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from superloop_ops.core.common.jsonutil import JsonObject, format_ts, parse_ts
+from superloop_ops.core.fleet.fleet_registry import CATEGORIES, DEFAULT_SALT
+from superloop_ops.core.fleet.rollup import sorted_unique
+
+__all__ = [
+    "GUARDED_AUTO",
+    "PolicyEvaluation",
+    "PolicyPaths",
+    "build_governance_block",
+    "build_governance_event",
+    "build_policy_evaluation",
+    "compute_autopause",
+    "compute_cohort_bucket",
+    "compute_governance_expired",
+    "json_number",
+]
+
+GUARDED_AUTO = "guarded_auto"
+_HASH_MODULUS = 1000003
+_TAXONOMY: dict[str, tuple[str, str, str]] = {
+    "reconcile_failed": ("critical", "high", "Loop reconcile failed in fleet fan-out"),
+    "health_critical": ("critical", "high", "Loop health is critical"),
+    "health_degraded": ("warning", "medium", "Loop health is degraded"),
+}
+_SEVERITY_RANK = {"critical": 3, "warning": 2, "info": 1}
+_CONFIDENCE_RANK = {"high": 3, "medium": 2, "low": 1}
+_GOVERNANCE_KEYS = ("actor", "approvalRef", "rationale", "changedAt", "reviewBy")
+GOVERNANCE_EXPIRED_REASON = "autonomous_governance_review_expired"
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyPaths:
+    """File paths recorded in the policy documents (display only; the shell owns the files)."""
+
+    registry_file: str
+    fleet_state_file: str
+    policy_state_file: str
+    policy_history_file: str
+    handoff_telemetry_file: str
+    governance_audit_file: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyEvaluation:
+    """Outputs of one policy run, in the order the shell must persist them."""
+
+    state: JsonObject
+    governance_event: JsonObject | None
+    history_rows: list[JsonObject]
+    telemetry_row: JsonObject
+
+
+def json_number(value: float) -> int | float:
+    """Integral floats print as integers, as the reference's JSON does (a rate of 1.0 is ``1``)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def compute_cohort_bucket(loop_id: str, salt: str = DEFAULT_SALT) -> int:
+    """The exact rollout bucket (0..99) of a loop: a rolling hash over the code points of the seed."""
+    value = 17
+    for char in f"{loop_id}|{salt}":
+        value = (value * 31 + ord(char)) % _HASH_MODULUS
+    return value % 100
+
+
+def compute_governance_expired(governance: Mapping[str, Any], mode: str, now: dt.datetime) -> bool:
+    """True when a guarded_auto policy's review deadline has passed: autonomy stops, reads keep working."""
+    review_by = parse_ts(governance.get("reviewBy"))
+    return mode == GUARDED_AUTO and review_by is not None and review_by <= now
+
+
+def _history_index(rows: Iterable[Any], flag: str, want: bool) -> dict[str, dt.datetime]:
+    """Latest parseable timestamp per candidateId among rows whose ``flag`` is (or is not) true."""
+    latest: dict[str, dt.datetime] = {}
+    for row in rows:
+        if not isinstance(row, Mapping):
+            continue
+        candidate_id = row.get("candidateId")
+        moment = parse_ts(row.get("timestamp"))
+        if not isinstance(candidate_id, str) or moment is None:
+            continue
+        if (row.get(flag) is True) != want:
+            continue
+        if candidate_id not in latest or moment > latest[candidate_id]:
+            latest[candidate_id] = moment
+    return latest
+
+
+def _window(last: dt.datetime | None, now: dt.datetime, seconds: int) -> tuple[bool, int]:
+    """(active, remainingSeconds) of a cooldown window that started at ``last``."""
+    if seconds <= 0 or last is None:
+        return False, 0
+    age = int((now - last).total_seconds())
+    if age < seconds:
+        return True, seconds - age
+    return False, 0
+
+
+def _count(row: Mapping[str, Any], key: str) -> int | float:
+    value = row.get(key)
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+def compute_autopause(rollout: Mapping[str, Any], handoff_rows: Sequence[Any]) -> JsonObject:
+    """The rollout pause object: manual pause plus auto-pause from recent autonomous executions.
+
+    ``autoPause.enabled: false`` really disables the triggers (the reference ignored it).
+    """
+    config = rollout.get("autoPause") or {}
+    enabled = config.get("enabled") is not False
+    lookback = int(config.get("lookbackExecutions", 5))
+    min_sample = config.get("minSampleSize", 3)
+    ambiguity_threshold = config.get("ambiguityRateThreshold", 0.4)
+    failure_threshold = config.get("failureRateThreshold", 0.4)
+    executions = [
+        row
+        for row in handoff_rows
+        if isinstance(row, Mapping)
+        and row.get("category") == "fleet_handoff_execute"
+        and isinstance(row.get("execution"), Mapping)
+        and row["execution"].get("mode") == "autonomous"
+    ]
+    executions.sort(key=lambda row: str(row.get("timestamp") or ""))
+    window = executions[-lookback:] if lookback > 0 else []
+    attempted: int | float = 0
+    executed: int | float = 0
+    ambiguous: int | float = 0
+    failed: int | float = 0
+    for row in window:
+        execution = row["execution"]
+        if isinstance(execution.get("executedIntentCount"), (int, float)):
+            attempted += _count(execution, "executedIntentCount")
+        else:
+            attempted += _count(execution, "requestedIntentCount")
+        executed += _count(execution, "executedCount")
+        ambiguous += _count(execution, "ambiguousCount")
+        failed += _count(execution, "failedCount")
+    ambiguity_rate = ambiguous / attempted if attempted > 0 else 0
+    failure_rate = failed / attempted if attempted > 0 else 0
+    triggers: list[str] = []
+    if enabled and attempted >= min_sample:
+        if ambiguity_rate >= ambiguity_threshold:
+            triggers.append("autonomous_autopause_ambiguous_spike")
+        if failure_rate >= failure_threshold:
+            triggers.append("autonomous_autopause_failure_spike")
+    manual = (rollout.get("pause") or {}).get("manual") is True
+    reasons: list[str] = []
+    if manual:
+        reasons.append("autonomous_rollout_paused_manual")
+    if triggers:
+        reasons.append("autonomous_rollout_paused_auto")
+    return {
+        "active": bool(reasons),
+        "reasons": sorted_unique(reasons),
+        "manual": manual,
+        "auto": {
+            "enabled": enabled,
+            "active": bool(triggers),
+            "reasons": sorted_unique(triggers),
+            "lookbackExecutions": lookback,
+            "minSampleSize": min_sample,
+            "ambiguityRateThreshold": ambiguity_threshold,
+            "failureRateThreshold": failure_threshold,
+            "metrics": {
+                "windowExecutionCount": len(window),
+                "attemptedCount": json_number(attempted),
+                "executedCount": json_number(executed),
+                "ambiguousCount": json_number(ambiguous),
+                "failedCount": json_number(failed),
+                "ambiguityRate": json_number(float(ambiguity_rate)),
+                "failureRate": json_number(float(failure_rate)),
+            },
+        },
+    }
+
+
+def _base_candidates(fleet_state: Mapping[str, Any]) -> list[JsonObject]:
+    results = fleet_state.get("results")
+    found: dict[str, JsonObject] = {}
+    for result in results if isinstance(results, list) else []:
+        if not isinstance(result, Mapping):
+            continue
+        signals: list[tuple[str, str]] = []
+        if result.get("status") == "failed":
+            signals.append(("reconcile_failed", "status_failed"))
+        if result.get("healthStatus") == "critical":
+            signals.append(("health_critical", "health_critical"))
+        if result.get("healthStatus") == "degraded":
+            signals.append(("health_degraded", "health_degraded"))
+        for category, signal in signals:
+            severity, confidence, rationale = _TAXONOMY[category]
+            loop_id = result.get("loopId")
+            candidate_id = f"{loop_id}:{category}"
+            found.setdefault(
+                candidate_id,
+                {
+                    "loopId": loop_id,
+                    "category": category,
+                    "signal": signal,
+                    "traceId": result.get("traceId"),
+                    "candidateId": candidate_id,
+                    "severity": severity,
+                    "confidence": confidence,
+                    "rationale": rationale,
+                    "taxonomyVersion": "v1",
+                    "recommendedIntent": "cancel",
+                },
+            )
+    return sorted(found.values(), key=lambda item: (str(item["loopId"]), str(item["category"])))
+
+
+def _suppression(candidate: Mapping[str, Any], suppressions: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(scope, source) when the registry suppresses this candidate; loop entries win over ``*``."""
+    loop_entry = suppressions.get(str(candidate["loopId"]))
+    if isinstance(loop_entry, list) and candidate["category"] in loop_entry:
+        # The reference writes this placeholder verbatim; we keep it (readers grep for it).
+        return "loop", "policy.suppressions.<loopId>"
+    global_entry = suppressions.get("*")
+    if isinstance(global_entry, list) and candidate["category"] in global_entry:
+        return "global", "policy.suppressions.*"
+    return None
+
+
+def build_governance_block(governance: Mapping[str, Any], mode: str) -> JsonObject:
+    """The policy state's ``autonomous.governance`` object."""
+    block: JsonObject = {
+        key: governance[key] for key in (*_GOVERNANCE_KEYS, "reviewWindowDays") if key in governance
+    }
+    block["requiredForGuardedAuto"] = True
+    block["authorityContextPresent"] = mode != GUARDED_AUTO or all(
+        governance.get(key) is not None for key in _GOVERNANCE_KEYS
+    )
+    return block
+
+
+def _prior_run_selections(history: Sequence[Any], trace_id: str) -> dict[str, str]:
+    """candidateId -> loopId already selected as eligible under this policy trace (survives restarts)."""
+    selected: dict[str, str] = {}
+    for row in history:
+        if (
+            isinstance(row, Mapping)
+            and row.get("traceId") == trace_id
+            and row.get("autonomousEligible") is True
+            and isinstance(row.get("candidateId"), str)
+        ):
+            selected.setdefault(row["candidateId"], str(row.get("loopId")))
+    return selected
+
+
+def _classify(
+    candidates: list[JsonObject],
+    *,
+    mode: str,
+    controls: Mapping[str, Any],
+    pause: JsonObject,
+    history: Sequence[Any],
+    trace_id: str,
+    governance_expired: bool,
+    now: dt.datetime,
+) -> None:
+    """Attach the ``autonomous`` object to each candidate, in final order (caps are consumed in it)."""
+    allow = controls.get("allow") or {}
+    thresholds = controls.get("thresholds") or {}
+    safety = controls.get("safety") or {}
+    rollout = controls.get("rollout") or {}
+    categories = allow.get("categories") or []
+    intents = allow.get("intents") or []
+    min_severity = _SEVERITY_RANK.get(thresholds.get("minSeverity", "critical"), 0)
+    min_confidence = _CONFIDENCE_RANK.get(thresholds.get("minConfidence", "high"), 0)
+    run_cap = int(safety.get("maxActionsPerRun", 1))
+    loop_cap = int(safety.get("maxActionsPerLoop", 1))
+    cooldown_seconds = int(safety.get("cooldownSeconds", 300))
+    kill_switch = safety.get("killSwitch") is True
+    canary = rollout.get("canaryPercent", 100)
+    scope_ids = list((rollout.get("scope") or {}).get("loopIds") or [])
+    salt = (rollout.get("selector") or {}).get("salt") or DEFAULT_SALT
+    guarded = mode == GUARDED_AUTO
+    last_eligible = _history_index(history, "autonomousEligible", True)
+    prior = _prior_run_selections(history, trace_id)
+    selected_total = len(prior)
+    selected_by_loop: dict[str, int] = {}
+    for loop_id in prior.values():
+        selected_by_loop[loop_id] = selected_by_loop.get(loop_id, 0) + 1
+
+    for candidate in candidates:
+        loop_id = str(candidate["loopId"])
+        intent = candidate.get("recommendedIntent")
+        category_ok = candidate["category"] in categories
+        intent_ok = intent is not None and intent in intents
+        severity_ok = _SEVERITY_RANK.get(candidate["severity"], 0) >= min_severity
+        confidence_ok = _CONFIDENCE_RANK.get(candidate["confidence"], 0) >= min_confidence
+        in_scope = not scope_ids or loop_id in scope_ids
+        bucket = compute_cohort_bucket(loop_id, salt)
+        canary_selected = canary >= 100 or (canary > 0 and bucket < canary)
+        in_cohort = in_scope and canary_selected
+
+        gating: list[str] = []
+        if not guarded:
+            gating.append("policy_mode_not_guarded_auto")
+        if candidate["suppressed"]:
+            gating.append("candidate_suppressed")
+        if not category_ok:
+            gating.append("category_not_allowlisted")
+        if intent is None:
+            gating.append("no_recommended_intent")
+        elif not intent_ok:
+            gating.append("intent_not_allowlisted")
+        if not severity_ok:
+            gating.append("severity_below_threshold")
+        if not confidence_ok:
+            gating.append("confidence_below_threshold")
+        if not in_scope:
+            gating.append("autonomous_rollout_scope_excluded")
+        elif not canary_selected:
+            gating.append("autonomous_rollout_canary_excluded")
+        gating += pause["reasons"]
+        gating += pause["auto"]["reasons"]
+        if guarded and governance_expired:
+            gating.append(GOVERNANCE_EXPIRED_REASON)
+        gating = sorted_unique(gating)
+
+        cooldown_active, cooldown_remaining = _window(
+            last_eligible.get(candidate["candidateId"]), now, cooldown_seconds
+        )
+        safety_reason: str | None = None
+        already_selected = candidate["candidateId"] in prior
+        if not gating and guarded:
+            if kill_switch:
+                safety_reason = "autonomous_kill_switch_enabled"
+            elif cooldown_active:
+                safety_reason = "autonomous_cooldown_active"
+            elif already_selected:
+                safety_reason = None  # this run already holds a slot for it
+            elif selected_total >= run_cap:
+                safety_reason = "autonomous_max_actions_per_run_exceeded"
+            elif selected_by_loop.get(loop_id, 0) >= loop_cap:
+                safety_reason = "autonomous_max_actions_per_loop_exceeded"
+        reasons = sorted_unique(gating + ([safety_reason] if safety_reason else []))
+        eligible = not reasons
+        if eligible and not already_selected:
+            selected_total += 1
+            selected_by_loop[loop_id] = selected_by_loop.get(loop_id, 0) + 1
+        last = last_eligible.get(candidate["candidateId"])
+        candidate["autonomous"] = {
+            "mode": mode,
+            "eligible": eligible,
+            "manualOnly": not eligible,
+            "reasons": reasons,
+            "gatingReasons": gating,
+            "recommendedIntent": intent,
+            "gates": {
+                "modeGuardedAuto": guarded,
+                "suppressed": candidate["suppressed"],
+                "categoryAllowed": category_ok,
+                "intentAllowed": intent_ok,
+                "severityMeetsThreshold": severity_ok,
+                "confidenceMeetsThreshold": confidence_ok,
+                "rolloutScopeAllowed": in_scope,
+                "rolloutCanarySelected": canary_selected,
+            },
+            "safety": {
+                "maxActionsPerRun": run_cap,
+                "maxActionsPerLoop": loop_cap,
+                "cooldownSeconds": cooldown_seconds,
+                "killSwitch": kill_switch,
+                "cooldown": {
+                    "active": cooldown_active,
+                    "remainingSeconds": cooldown_remaining,
+                    "lastEligibleAt": format_ts(last) if last else None,
+                },
+                "killSwitchActive": guarded and kill_switch,
+                "runCapBlocked": "autonomous_max_actions_per_run_exceeded" in reasons,
+                "loopCapBlocked": "autonomous_max_actions_per_loop_exceeded" in reasons,
+            },
+            "rollout": {
+                "canaryPercent": canary,
+                "scopeLoopIds": scope_ids,
+                "selector": {
+                    "salt": salt,
+                    "bucket": bucket,
+                    "inScope": in_scope,
+                    "canarySelected": canary_selected,
+                    "inCohort": in_cohort,
+                },
+                "pause": pause,
+            },
+        }
+
+
+def _tally(values: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
+def _policy_reason_codes(
+    mode: str, candidates: Sequence[JsonObject], by_autonomy_reason: Mapping[str, int], pause: JsonObject
+) -> list[str]:
+    unsuppressed = [c for c in candidates if not c["suppressed"]]
+    suppressed = [c for c in candidates if c["suppressed"]]
+    eligible = [c for c in unsuppressed if c["autonomous"]["eligible"]]
+    reasons = ["fleet_action_required" if unsuppressed else "no_action_required"]
+    if suppressed:
+        reasons.append("fleet_actions_suppressed")
+    if any(c["suppressionReason"] == "registry_policy_suppression" for c in candidates):
+        reasons.append("fleet_actions_policy_suppressed")
+    if any(c["suppressionReason"] == "advisory_cooldown_active" for c in candidates):
+        reasons.append("fleet_actions_deduped")
+    if mode == GUARDED_AUTO:
+        if eligible:
+            reasons.append("fleet_auto_candidates_eligible")
+        if unsuppressed and not eligible:
+            reasons.append("fleet_auto_candidates_blocked")
+        if {
+            "autonomous_rollout_scope_excluded",
+            "autonomous_rollout_canary_excluded",
+        } & by_autonomy_reason.keys():
+            reasons.append("fleet_auto_candidates_rollout_gated")
+        if {"autonomous_rollout_paused_manual", "autonomous_rollout_paused_auto"} & by_autonomy_reason.keys():
+            reasons.append("fleet_auto_candidates_paused")
+        if pause["auto"]["active"]:
+            reasons.append("fleet_auto_candidates_autopause_triggered")
+        if "autonomous_kill_switch_enabled" in by_autonomy_reason:
+            reasons.append("fleet_auto_kill_switch_enabled")
+        safety_codes = {
+            "autonomous_cooldown_active",
+            "autonomous_max_actions_per_run_exceeded",
+            "autonomous_max_actions_per_loop_exceeded",
+        }
+        if safety_codes & by_autonomy_reason.keys():
+            reasons.append("fleet_auto_candidates_safety_blocked")
+        if GOVERNANCE_EXPIRED_REASON in by_autonomy_reason:
+            reasons.append("fleet_auto_candidates_governance_blocked")
+    return sorted_unique(reasons)
+
+
+def _governance_snapshot(state: Mapping[str, Any] | None) -> JsonObject:
+    autonomous = (state or {}).get("autonomous")
+    autonomous = autonomous if isinstance(autonomous, Mapping) else {}
+    return {
+        "mode": (state or {}).get("mode") or "advisory",
+        "controls": autonomous.get("controls") or {},
+        "governance": autonomous.get("governance") or {},
+    }
+
+
+def build_governance_event(
+    previous_state: Mapping[str, Any] | None,
+    new_state: Mapping[str, Any],
+    *,
+    had_previous: bool,
+    paths: PolicyPaths,
+    now: dt.datetime,
+) -> JsonObject | None:
+    """The immutable audit row for an autonomy-relevant change, or None when nothing changed."""
+    current = _governance_snapshot(new_state)
+    previous = _governance_snapshot(previous_state)
+    if not had_previous:
+        event = "autonomous_policy_initialized"
+    elif current["mode"] != previous["mode"]:
+        event = "autonomous_mode_toggled"
+    elif current["controls"] != previous["controls"] or current["governance"] != previous["governance"]:
+        event = "autonomous_policy_mutated"
+    else:
+        return None
+    row: JsonObject = {
+        "timestamp": format_ts(now),
+        "category": "fleet_policy_governance",
+        "eventType": event,
+        "fleetId": new_state["fleetId"],
+        "traceId": new_state["traceId"],
+        "mode": current["mode"],
+        "previousMode": previous["mode"] if had_previous else None,
+        "governance": current["governance"],
+        "previousGovernance": previous["governance"] if had_previous else None,
+        "controls": current["controls"],
+        "previousControls": previous["controls"] if had_previous else None,
+        "source": {
+            "registryFile": paths.registry_file,
+            "policyStateFile": paths.policy_state_file,
+            "governanceAuditFile": paths.governance_audit_file,
+        },
+    }
+    return {key: value for key, value in row.items() if value is not None}
+
+
+def _history_row(candidate: Mapping[str, Any], state: Mapping[str, Any]) -> JsonObject:
+    autonomous = candidate["autonomous"]
+    selector = autonomous["rollout"]["selector"]
+    pause = autonomous["rollout"]["pause"]
+    row: JsonObject = {
+        "timestamp": state["updatedAt"],
+        "category": "fleet_policy_candidate",
+        "fleetId": state["fleetId"],
+        "traceId": state["traceId"],
+        "mode": state["mode"],
+        "candidateId": candidate["candidateId"],
+        "loopId": candidate["loopId"],
+        "candidateCategory": candidate["category"],
+        "severity": candidate["severity"],
+        "confidence": candidate["confidence"],
+        "recommendedIntent": candidate["recommendedIntent"],
+        "suppressed": candidate["suppressed"],
+        "suppressionReason": candidate["suppressionReason"],
+        "suppressionScope": candidate["suppressionScope"],
+        "suppressionSource": candidate["suppressionSource"],
+        "autonomousEligible": autonomous["eligible"],
+        "autonomousManualOnly": autonomous["manualOnly"],
+        "autonomousReasons": autonomous["reasons"],
+        # Explicit booleans (the reference dropped these keys when false).
+        "autonomousRolloutInScope": selector["inScope"],
+        "autonomousRolloutInCohort": selector["inCohort"],
+        "autonomousRolloutBucket": selector["bucket"],
+        "autonomousRolloutPauseActive": pause["active"],
+        "autonomousRolloutPauseReasons": pause["reasons"],
+        "autonomousAutoPauseActive": pause["auto"]["active"],
+        "autonomousAutoPauseReasons": pause["auto"]["reasons"],
+    }
+    return {key: value for key, value in row.items() if value is not None}
+
+
+def build_policy_evaluation(
+    *,
+    registry: Mapping[str, Any],
+    fleet_state: Mapping[str, Any],
+    history: Sequence[Any],
+    handoff_telemetry: Sequence[Any],
+    previous_state: Mapping[str, Any] | None,
+    had_previous_state: bool,
+    dedupe_window_seconds: int,
+    trace_id: str,
+    paths: PolicyPaths,
+    now: dt.datetime,
+) -> PolicyEvaluation:
+    """One policy run: candidates, suppression, cooldown, autonomy classification, and the rows to append."""
+    policy = registry.get("policy") or {}
+    mode = policy.get("mode") or "advisory"
+    suppressions = policy.get("suppressions") or {}
+    controls = policy.get("autonomous") or {}
+    controls = dict(controls)
+    governance = controls.get("governance") or {}
+    rollout = controls.get("rollout") or {}
+    window = dedupe_window_seconds
+    last_unsuppressed = _history_index(history, "suppressed", False)
+
+    candidates = _base_candidates(fleet_state)
+    for candidate in candidates:
+        found = _suppression(candidate, suppressions)
+        scope: str | None = None
+        source: str | None = None
+        reason: str | None = None
+        last = last_unsuppressed.get(candidate["candidateId"])
+        active, remaining = _window(last, now, window)
+        if found is not None:
+            scope, source, reason = found[0], found[1], "registry_policy_suppression"
+        elif active:
+            scope, source, reason = (
+                "cooldown",
+                "policy.noiseControls.dedupeWindowSeconds",
+                "advisory_cooldown_active",
+            )
+        candidate.update(
+            {
+                "suppressionScope": scope,
+                "suppressed": reason is not None,
+                "suppressionReason": reason,
+                "suppressionSource": source,
+                "cooldown": {
+                    "enabled": window > 0,
+                    "windowSeconds": window,
+                    "active": active,
+                    "remainingSeconds": remaining,
+                    "lastUnsuppressedAt": format_ts(last) if (window > 0 and last) else None,
+                },
+            }
+        )
+
+    # Unlike the reference, pause metrics are computed even with zero candidates.
+    pause = compute_autopause(rollout, handoff_telemetry)
+    _classify(
+        candidates,
+        mode=mode,
+        controls=controls,
+        pause=pause,
+        history=history,
+        trace_id=trace_id,
+        governance_expired=compute_governance_expired(governance, mode, now),
+        now=now,
+    )
+
+    unsuppressed = [c for c in candidates if not c["suppressed"]]
+    suppressed = [c for c in candidates if c["suppressed"]]
+    eligible_count = sum(1 for c in unsuppressed if c["autonomous"]["eligible"])
+    manual_count = sum(1 for c in unsuppressed if c["autonomous"]["manualOnly"])
+    by_autonomy_reason = _tally(reason for c in unsuppressed for reason in c["autonomous"]["reasons"])
+    selectors = [c["autonomous"]["rollout"]["selector"] for c in candidates]
+    summary: JsonObject = {
+        "bySeverity": {
+            level: sum(1 for c in candidates if c["severity"] == level)
+            for level in ("critical", "warning", "info")
+        },
+        "byConfidence": {
+            level: sum(1 for c in candidates if c["confidence"] == level)
+            for level in ("high", "medium", "low")
+        },
+        "byCategory": _tally(c["category"] for c in candidates),
+        "bySuppressionReason": _tally(c["suppressionReason"] for c in suppressed),
+        "byAutonomy": {"eligible": eligible_count, "manualOnly": manual_count},
+        "byAutonomyReason": by_autonomy_reason,
+    }
+    results = fleet_state.get("results")
+    state: JsonObject = {
+        "schemaVersion": "v1",
+        "updatedAt": format_ts(now),
+        "fleetId": fleet_state.get("fleetId") or "default",
+        "traceId": trace_id,
+        "mode": mode,
+        "fleetStatus": fleet_state.get("status") or "unknown",
+        "source": {"fleetStateFile": paths.fleet_state_file, "registryFile": paths.registry_file},
+        "taxonomy": {
+            "version": "v1",
+            "categories": [
+                {
+                    "category": category,
+                    "severity": _TAXONOMY[category][0],
+                    "confidence": _TAXONOMY[category][1],
+                }
+                for category in CATEGORIES
+            ],
+        },
+        "noiseControls": {
+            "dedupeWindowSeconds": window,
+            "policyHistoryFile": paths.policy_history_file,
+            "handoffTelemetryFile": paths.handoff_telemetry_file,
+        },
+        "autonomous": {
+            "enabled": mode == GUARDED_AUTO,
+            "governanceAuditFile": paths.governance_audit_file,
+            "governance": build_governance_block(governance, mode),
+            "controls": controls,
+            "rollout": {
+                "canaryPercent": rollout.get("canaryPercent", 100),
+                "scopeLoopIds": list((rollout.get("scope") or {}).get("loopIds") or []),
+                "selectorSalt": (rollout.get("selector") or {}).get("salt") or DEFAULT_SALT,
+                "candidateBuckets": {
+                    "inScopeCount": sum(1 for s in selectors if s["inScope"]),
+                    "inCohortCount": sum(1 for s in selectors if s["inCohort"]),
+                    "outOfCohortCount": sum(1 for s in selectors if s["inScope"] and not s["inCohort"]),
+                },
+                "pause": pause,
+            },
+        },
+        "evaluatedLoopCount": len(results) if isinstance(results, list) else 0,
+        "candidateCount": len(candidates),
+        "unsuppressedCount": len(unsuppressed),
+        "suppressedCount": len(suppressed),
+        "cooldownSuppressedCount": sum(
+            1 for c in candidates if c["suppressionReason"] == "advisory_cooldown_active"
+        ),
+        "autoEligibleCount": eligible_count,
+        "manualOnlyCount": manual_count,
+        "candidates": candidates,
+        "summary": summary,
+        "suppressionState": {
+            "suppressions": suppressions,
+            "precedence": ["loop", "global", "cooldown"],
+            "allowedCategories": list(CATEGORIES),
+        },
+        "reasonCodes": _policy_reason_codes(mode, candidates, by_autonomy_reason, pause),
+    }
+    telemetry: JsonObject = {
+        "timestamp": state["updatedAt"],
+        "category": "fleet_policy",
+        "fleetId": state["fleetId"],
+        "traceId": trace_id,
+        "mode": mode,
+        "summary": {
+            key: state[key]
+            for key in (
+                "candidateCount",
+                "unsuppressedCount",
+                "suppressedCount",
+                "cooldownSuppressedCount",
+                "autoEligibleCount",
+                "manualOnlyCount",
+                "reasonCodes",
+                "summary",
+                "noiseControls",
+                "autonomous",
+            )
+        },
+    }
+    return PolicyEvaluation(
+        state=state,
+        governance_event=build_governance_event(
+            previous_state, state, had_previous=had_previous_state, paths=paths, now=now
+        ),
+        history_rows=[_history_row(candidate, state) for candidate in candidates],
+        telemetry_row=telemetry,
+    )

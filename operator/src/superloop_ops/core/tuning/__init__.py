@@ -1,0 +1,1 @@
+"""Pure tuning rules: telemetry summary (profile recommendation) and profile drift."""

@@ -1,0 +1,1 @@
+"""Alert delivery shell: load the sink catalog, dispatch escalations to HTTP sinks."""

@@ -1,0 +1,1 @@
+"""Fleet runbook commands (registry, reconcile fan-out, policy, handoff, status) on a journal."""

@@ -1,0 +1,1 @@
+"""Loop runbook commands: one reconcile pass, control execution, the status read, tuning."""

@@ -1,0 +1,615 @@
+"""Run one control intent end to end: execute, confirm from fresh evidence, journal.
+
+Two paths (§8):
+
+* ``local``: approve/reject write the runtime's approval decision in-process, exactly as the
+  runtime's own ``approve`` command does (approval.json, decisions.jsonl/decisions.md, an
+  ``approval_decision`` event); cancel runs the configured runtime command
+  (``SUPERLOOP_RUNTIME_COMMAND`` argv, or ``SUPERLOOP_BIN``). Success is then confirmed by
+  polling snapshots (§8.3) with an injected clock and sleep.
+* ``sprite_service``: POST ``/ops/control`` through :class:`ServiceClient`; the service is the
+  idempotency authority, so re-sending the same key is safe and never re-executes.
+
+Idempotency on the local path survives restarts: the key is claimed in
+``<ops>/control-claims.jsonl`` *before* the side effect, and the result lands in
+``intents.jsonl``. A key with a recorded result is replayed (no side effect); a key that was
+claimed but never finished (the process died mid-action) is never executed again: it is resolved
+from fresh runtime evidence, ``confirmed`` if the evidence shows the effect, else ``ambiguous``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import secrets
+import shlex
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+from superloop_ops.clock import SystemClock
+from superloop_ops.core.common.jsonutil import JsonObject, dumps_compact, format_ts, prune_nulls
+from superloop_ops.core.loop import control_rules
+from superloop_ops.errors import ContractError
+from superloop_ops.journal import files, layout
+from superloop_ops.journal.locks import KeyedLocks
+from superloop_ops.transports.service import ServiceClient, ServiceError
+
+__all__ = [
+    "ControlOutcome",
+    "ControlRequest",
+    "SnapshotFn",
+    "execute_control",
+    "poll_confirmation",
+    "resolve_runtime_command",
+    "write_approval_decision",
+]
+
+DEFAULT_RUNTIME_COMMAND: Final = ("superloop.sh",)
+COMMAND_TIMEOUT_SECONDS: Final = 300.0
+CLAIMS_FILE: Final = "control-claims.jsonl"
+
+_system_clock = SystemClock()
+
+
+class SnapshotFn(Protocol):
+    def __call__(self, repo: Path, loop_id: str, *, trace_id: str | None, now: dt.datetime) -> JsonObject: ...
+
+
+def _default_fetch_snapshot(
+    repo: Path, loop_id: str, *, trace_id: str | None, now: dt.datetime
+) -> JsonObject:
+    from superloop_ops.transports import local as local_transport
+
+    return local_transport.fetch_snapshot(repo, loop_id, trace_id=trace_id, now=now)
+
+
+def resolve_runtime_command(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """Runtime CLI prefix: ``SUPERLOOP_RUNTIME_COMMAND`` (shell words), else ``SUPERLOOP_BIN`` (a path)."""
+    env = os.environ if env is None else env
+    command = env.get("SUPERLOOP_RUNTIME_COMMAND", "").strip()
+    if command:
+        return tuple(shlex.split(command))
+    binary = env.get("SUPERLOOP_BIN", "").strip()
+    if binary:
+        return (binary,)
+    return DEFAULT_RUNTIME_COMMAND
+
+
+@dataclasses.dataclass(frozen=True)
+class ControlRequest:
+    """One control intent as the CLI, the service or the operator asks for it."""
+
+    repo: Path
+    loop_id: str
+    intent: control_rules.Intent
+    transport: str = "local"
+    by: str = "unknown"
+    note: str = ""
+    idempotency_key: str = ""
+    trace_id: str = ""
+    do_confirm: bool = True
+    timeout_seconds: int = 30
+    interval_seconds: int = 2
+    retry_attempts: int = 3
+    retry_backoff_seconds: int = 1
+    runtime_command: tuple[str, ...] = DEFAULT_RUNTIME_COMMAND
+    service_base_url: str = ""
+    service_token: str = dataclasses.field(default="", repr=False)
+    forward_confirmation_window: bool = True
+    ops_dir: Path | None = None
+    """Where the journal rows (and local claims) go; None is the reference layout under ``repo``.
+
+    The operator sets its own state tree here, so the loop's repository (a PVC it only reads
+    runtime evidence from) never receives manager rows.
+    """
+
+
+@dataclasses.dataclass(frozen=True)
+class ControlOutcome:
+    """What happened; ``intent_row`` is the CLI's stdout and the service's ``result``."""
+
+    record: control_rules.ControlRecord
+    intent_row: JsonObject
+    error_message: str = ""
+
+    @property
+    def status(self) -> str:
+        return self.record.status
+
+    @property
+    def exit_code(self) -> int:
+        return self.record.exit_status
+
+    @property
+    def replayed(self) -> bool:
+        return self.record.replayed
+
+
+@dataclasses.dataclass
+class _Draft:
+    """Mutable working copy of the record while the intent runs."""
+
+    status: str = "failed_command"
+    execution_status: str = "not_started"
+    exit_code: int = 0
+    command: str = ""
+    command_output: str = ""
+    replayed: bool = False
+    confirmation_status: str = "not_attempted"
+    confirmation_attempted: bool = False
+    confirm: Any = None
+    confirm_exit_code: int = 0
+    confirmed: bool = False
+    error_message: str = ""
+
+
+_key_locks: KeyedLocks[tuple[str, str]] = KeyedLocks()
+
+
+def execute_control(
+    request: ControlRequest,
+    *,
+    now_fn: Callable[[], dt.datetime] = _system_clock.now,
+    sleep: Callable[[float], None] = time.sleep,
+    service_client: ServiceClient | None = None,
+    fetch_snapshot: SnapshotFn | None = None,
+) -> ControlOutcome:
+    """Run one intent and append its three journal rows; never raises for runtime failures."""
+    control_rules.validate_intent(request.intent)
+    if not control_rules.is_safe_loop_id(request.loop_id):
+        raise ContractError(f"invalid loop id: {request.loop_id!r}")
+    if request.transport not in control_rules.TRANSPORTS:
+        raise ContractError("--transport must be local or sprite_service")
+    if request.transport == "sprite_service" and not request.service_base_url and service_client is None:
+        raise ContractError("--service-base-url is required when --transport sprite_service")
+    if request.timeout_seconds < 0 or request.interval_seconds < 0:
+        raise ContractError("timeout and interval must be non-negative integers")
+    if request.retry_attempts < 1:
+        raise ContractError("--retry-attempts must be an integer >= 1")
+    if request.retry_backoff_seconds < 0:
+        raise ContractError("--retry-backoff-seconds must be a non-negative integer")
+    key = request.idempotency_key or control_rules.build_default_idempotency_key(
+        request.intent, int(now_fn().timestamp()), os.getpid(), secrets.token_hex(4)
+    )
+    request = dataclasses.replace(request, idempotency_key=key)
+    snapshot_fn = fetch_snapshot or _default_fetch_snapshot
+    ops_dir = request.ops_dir
+    if ops_dir is None:
+        ops_dir = layout.loop_ops_dir(request.repo, request.loop_id)
+    started_at = now_fn()
+    if request.transport == "sprite_service":
+        # The service is the idempotency authority: re-sending a key is answered as a replay.
+        draft = _run_sprite(request, service_client, sleep)
+        return _finish(request, ops_dir, started_at, now_fn(), draft)
+    # Local: the lookup, the claim and the result row must not interleave for one key.
+    with _key_locks.hold((str(ops_dir), key)):
+        draft = _run_local(request, ops_dir, started_at, now_fn, sleep, snapshot_fn)
+        return _finish(request, ops_dir, started_at, now_fn(), draft)
+
+
+def _finish(
+    request: ControlRequest, ops_dir: Path, started_at: dt.datetime, completed_at: dt.datetime, draft: _Draft
+) -> ControlOutcome:
+    record = control_rules.ControlRecord(
+        loop_id=request.loop_id,
+        intent=request.intent,
+        transport=request.transport,
+        trace_id=request.trace_id,
+        requested_by=request.by,
+        note=request.note,
+        idempotency_key=request.idempotency_key,
+        started_at=started_at,
+        completed_at=completed_at,
+        status=draft.status,
+        execution_status=draft.execution_status,
+        exit_code=draft.exit_code,
+        command=draft.command,
+        command_output=draft.command_output,
+        replayed=draft.replayed,
+        confirmation_status=draft.confirmation_status,
+        confirmation_attempted=draft.confirmation_attempted,
+        confirm=draft.confirm,
+        confirm_exit_code=draft.confirm_exit_code,
+        confirmed=draft.confirmed,
+        do_confirm=request.do_confirm,
+        timeout_seconds=request.timeout_seconds,
+        interval_seconds=request.interval_seconds,
+        retry_attempts=request.retry_attempts,
+        retry_backoff_seconds=request.retry_backoff_seconds,
+    )
+    intent_row = control_rules.build_intent_row(record)
+    files.append_jsonl(ops_dir / "intents.jsonl", [intent_row])
+    files.append_jsonl(ops_dir / "telemetry" / "control.jsonl", [control_rules.build_control_row(record)])
+    files.append_jsonl(
+        ops_dir / "telemetry" / "control-invocations.jsonl", [control_rules.build_invocation_row(record)]
+    )
+    return ControlOutcome(record=record, intent_row=intent_row, error_message=draft.error_message)
+
+
+# --- local path ------------------------------------------------------------------------------
+
+
+def _find_recorded(ops_dir: Path, key: str, transport: str) -> JsonObject | None:
+    for row in reversed(files.read_jsonl(ops_dir / "intents.jsonl")):
+        if isinstance(row, dict) and row.get("idempotencyKey") == key and row.get("transport") == transport:
+            return row
+    return None
+
+
+def _find_claim(ops_dir: Path, key: str) -> JsonObject | None:
+    for row in reversed(files.read_jsonl(ops_dir / CLAIMS_FILE)):
+        if isinstance(row, dict) and row.get("idempotencyKey") == key:
+            return row
+    return None
+
+
+def _replay_from_row(row: Mapping[str, Any]) -> _Draft:
+    status = str(row.get("status") or "failed_command")
+    exit_code = row.get("exitCode")
+    confirm_exit = row.get("confirmExitCode")
+    confirm = row.get("confirm")
+    execution = "failed_command" if status == "failed_command" else "succeeded"
+    confirmation = {
+        "confirmed": "confirmed",
+        "ambiguous": "ambiguous",
+        "executed_unconfirmed": "skipped",
+    }.get(status, "attempted_unknown" if confirm is not None else "not_attempted")
+    return _Draft(
+        status=status,
+        execution_status=execution,
+        exit_code=exit_code if isinstance(exit_code, int) and not isinstance(exit_code, bool) else 0,
+        command=str(row.get("command") or ""),
+        command_output=str(row.get("commandOutput") or ""),
+        replayed=True,
+        confirmation_status=confirmation,
+        confirmation_attempted=confirm is not None,
+        confirm=confirm,
+        confirm_exit_code=confirm_exit
+        if isinstance(confirm_exit, int) and not isinstance(confirm_exit, bool)
+        else 0,
+        confirmed=row.get("confirmed") is True,
+    )
+
+
+def _run_local(
+    request: ControlRequest,
+    ops_dir: Path,
+    started_at: dt.datetime,
+    now_fn: Callable[[], dt.datetime],
+    sleep: Callable[[float], None],
+    snapshot_fn: SnapshotFn,
+) -> _Draft:
+    key = request.idempotency_key
+    recorded = _find_recorded(ops_dir, key, "local")
+    claim = _find_claim(ops_dir, key) if recorded is None else None
+    used_for = (recorded or claim or {}).get("intent")
+    if used_for is not None and used_for != request.intent:
+        # A reused key for another intent is a caller bug; replaying the wrong outcome would hide it.
+        raise ContractError(f"idempotency key {key!r} was already used for intent {used_for!r}")
+    if recorded is not None:
+        return _replay_from_row(recorded)
+    if claim is not None:
+        return _resolve_interrupted(request, now_fn, sleep, snapshot_fn)
+    files.append_jsonl(
+        ops_dir / CLAIMS_FILE,
+        [
+            prune_nulls(
+                {
+                    "timestamp": format_ts(started_at),
+                    "idempotencyKey": key,
+                    "loopId": request.loop_id,
+                    "intent": request.intent,
+                    "traceId": request.trace_id or None,
+                    "pid": os.getpid(),
+                }
+            )
+        ],
+    )
+    draft = _Draft()
+    if request.intent == "cancel":
+        argv = control_rules.build_runtime_argv(
+            request.runtime_command,
+            request.intent,
+            repo=str(request.repo),
+            loop_id=request.loop_id,
+            by=request.by,
+            note=request.note,
+        )
+        draft.command = control_rules.format_command(argv)
+        code, output = _run_command(argv)
+    else:
+        draft.command = _approval_command_display(request)
+        code, output = _run_approval(request, now_fn())
+    draft.command_output = control_rules.tail_lines(output)
+    if code != 0:
+        draft.status = "failed_command"
+        draft.execution_status = "failed_command"
+        draft.exit_code = code
+        return draft
+    draft.execution_status = "succeeded"
+    if not request.do_confirm:
+        draft.status = "executed_unconfirmed"
+        draft.confirmation_status = "skipped"
+        return draft
+    draft.confirmation_attempted = True
+    result = poll_confirmation(
+        request.repo,
+        request.loop_id,
+        request.intent,
+        timeout_seconds=request.timeout_seconds,
+        interval_seconds=request.interval_seconds,
+        now_fn=now_fn,
+        sleep=sleep,
+        fetch_snapshot=snapshot_fn,
+    )
+    draft.confirm = result.document
+    return _judge_confirmation(draft, result)
+
+
+def _judge_confirmation(draft: _Draft, result: control_rules.ConfirmationResult) -> _Draft:
+    """Fresh evidence decides: ``confirmed``, else ``ambiguous`` with the poll's exit code."""
+    if result.confirmed:
+        draft.status = draft.confirmation_status = "confirmed"
+        draft.confirmed = True
+    else:
+        draft.status = draft.confirmation_status = "ambiguous"
+        draft.confirm_exit_code = result.exit_code
+    return draft
+
+
+def _resolve_interrupted(
+    request: ControlRequest,
+    now_fn: Callable[[], dt.datetime],
+    sleep: Callable[[float], None],
+    snapshot_fn: SnapshotFn,
+) -> _Draft:
+    """A claimed key without a result: never execute again, judge from fresh evidence once."""
+    result = poll_confirmation(
+        request.repo,
+        request.loop_id,
+        request.intent,
+        timeout_seconds=0,
+        interval_seconds=request.interval_seconds,
+        now_fn=now_fn,
+        sleep=sleep,
+        fetch_snapshot=snapshot_fn,
+    )
+    draft = _Draft(
+        execution_status="interrupted",
+        command="(not re-executed)",
+        command_output="a previous execution with this idempotency key was interrupted before its result "
+        "was recorded; it was not executed again",
+        confirmation_attempted=True,
+        confirm=result.document,
+    )
+    return _judge_confirmation(draft, result)
+
+
+def _run_command(argv: Sequence[str]) -> tuple[int, str]:
+    try:
+        proc = subprocess.run(
+            list(argv),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            timeout=COMMAND_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except FileNotFoundError:
+        return 127, f"runtime command not found: {argv[0]}"
+    except PermissionError:
+        return 126, f"runtime command not executable: {argv[0]}"
+    except subprocess.TimeoutExpired as exc:
+        output = exc.output.decode("utf-8", "replace") if isinstance(exc.output, bytes) else ""
+        return 124, output + f"\nruntime command timed out after {COMMAND_TIMEOUT_SECONDS:.0f}s"
+    return proc.returncode, proc.stdout.decode("utf-8", "replace")
+
+
+def _approval_command_display(request: ControlRequest) -> str:
+    argv = ["approve", "--repo", str(request.repo), "--loop", request.loop_id, "--by", request.by]
+    if request.intent == "reject":
+        argv.append("--reject")
+    if request.note:
+        argv += ["--note", request.note]
+    return "(in-process) " + control_rules.format_command(argv)
+
+
+def _run_approval(request: ControlRequest, now: dt.datetime) -> tuple[int, str]:
+    decision = "rejected" if request.intent == "reject" else "approved"
+    try:
+        message = write_approval_decision(
+            request.repo, request.loop_id, decision=decision, by=request.by, note=request.note, now=now
+        )
+    except ContractError as exc:
+        return 1, f"error: {exc}"
+    return 0, message
+
+
+# --- the runtime's approve command, in-process ----------------------------------------------
+
+
+def write_approval_decision(
+    repo: Path, loop_id: str, *, decision: str, by: str, note: str, now: dt.datetime
+) -> str:
+    """Record an approval decision the way the runtime's ``approve`` command does.
+
+    Fails (``ContractError``) unless ``approval.json`` exists with status ``pending``
+    (a missing status counts as pending, as in the runtime). Writes, in order: approval.json
+    (status + decision block, atomically), a ``decisions.jsonl`` row, a ``decisions.md`` block,
+    and an ``approval_decision`` event (role ``human``, status = the decision) in events.jsonl.
+    """
+    if decision not in ("approved", "rejected"):
+        raise ContractError("decision must be approved or rejected")
+    if not loop_id:
+        raise ContractError("--loop is required for approve")
+    loop_dir = repo / ".superloop" / "loops" / loop_id
+    approval_file = loop_dir / "approval.json"
+    if not approval_file.is_file():
+        raise ContractError(f"no approval request found for loop '{loop_id}'")
+    approval = files.read_json(approval_file)
+    if not isinstance(approval, dict):
+        raise ContractError(f"invalid JSON in {approval_file}")
+    status = approval.get("status")
+    status_text = "pending" if status is None or status is False else str(status)
+    if status_text != "pending":
+        raise ContractError(f"approval request is not pending (status={status_text})")
+    run_id = approval.get("run_id")
+    run_id = str(run_id) if run_id not in (None, False, "") else "unknown"
+    iteration = approval.get("iteration")
+    iteration = iteration if isinstance(iteration, int) and not isinstance(iteration, bool) else 0
+    decided_by = by or os.environ.get("USER", "unknown")
+    decided_at = format_ts(now)
+    note_value = note or None
+    decision_block = {"status": decision, "by": decided_by, "note": note_value, "at": decided_at}
+    approval["status"] = decision
+    approval["decision"] = decision_block
+    approval["decided_at"] = decided_at
+    approval["decided_by"] = decided_by
+    approval["decided_note"] = note_value
+    files.write_json_atomic(approval_file, approval, pretty=True)
+    relative_approval = str(approval_file.relative_to(repo))
+    files.append_jsonl(
+        loop_dir / "decisions.jsonl",
+        [
+            prune_nulls(
+                {
+                    "timestamp": decided_at,
+                    "loop_id": loop_id,
+                    "run_id": run_id,
+                    "iteration": iteration,
+                    "decision": decision,
+                    "by": decided_by,
+                    "note": note_value,
+                    "approval_file": relative_approval,
+                }
+            )
+        ],
+    )
+    markdown = [
+        f"## {decided_at} {decision}",
+        "",
+        f"- Loop: {loop_id}",
+        f"- Run: {run_id}",
+        f"- Iteration: {iteration}",
+        f"- Decision: {decision}",
+        f"- By: {decided_by}",
+    ]
+    if note:
+        markdown.append(f"- Note: {note}")
+    markdown += [f"- Approval file: {relative_approval}", "", ""]
+    with (loop_dir / "decisions.md").open("a", encoding="utf-8") as handle:
+        handle.write("\n".join(markdown))
+    event = prune_nulls(
+        {
+            "timestamp": decided_at,
+            "event": "approval_decision",
+            "loop_id": loop_id,
+            "run_id": run_id,
+            "iteration": iteration,
+            "role": "human",
+            "status": decision,
+            "data": decision_block,
+        }
+    )
+    files.append_jsonl(loop_dir / "events.jsonl", [event])
+    return f"Recorded approval decision ({decision}) for loop '{loop_id}'."
+
+
+# --- confirmation ----------------------------------------------------------------------------
+
+
+def poll_confirmation(
+    repo: Path,
+    loop_id: str,
+    intent: control_rules.Intent,
+    *,
+    timeout_seconds: int = 30,
+    interval_seconds: int = 2,
+    now_fn: Callable[[], dt.datetime] = _system_clock.now,
+    sleep: Callable[[float], None] = time.sleep,
+    fetch_snapshot: SnapshotFn | None = None,
+) -> control_rules.ConfirmationResult:
+    """Poll fresh snapshots until the intent is observed or ``timeout_seconds`` elapse (≥ 1 attempt)."""
+    snapshot_fn = fetch_snapshot or _default_fetch_snapshot
+    interval = interval_seconds if interval_seconds > 0 else 1
+    start = int(now_fn().timestamp())
+    attempts = 0
+    observation = control_rules.Observation()
+    confirmed, reason = False, "timeout"
+    while True:
+        attempts += 1
+        try:
+            snapshot = snapshot_fn(repo, loop_id, trace_id=None, now=now_fn())
+        except (ContractError, OSError, ValueError):
+            snapshot = None  # a failed snapshot is "not confirmed yet", as in the reference
+        if snapshot is not None:
+            observation = control_rules.build_observation(snapshot)
+            confirmed, reason = control_rules.compute_confirmation(intent, observation)
+        if confirmed or int(now_fn().timestamp()) - start >= timeout_seconds:
+            break
+        sleep(interval)
+    return control_rules.build_confirmation_result(
+        intent,
+        confirmed=confirmed,
+        reason=reason,
+        attempts=attempts,
+        timeout_seconds=timeout_seconds,
+        observation=observation,
+        now=now_fn(),
+    )
+
+
+# --- sprite_service path ---------------------------------------------------------------------
+
+
+def _run_sprite(
+    request: ControlRequest, service_client: ServiceClient | None, sleep: Callable[[float], None]
+) -> _Draft:
+    client = service_client or ServiceClient(
+        request.service_base_url,
+        token=request.service_token or None,
+        retry_attempts=request.retry_attempts,
+        retry_backoff_seconds=float(request.retry_backoff_seconds),
+        sleep=sleep,
+    )
+    draft = _Draft(command=f"POST {client.base_url}/ops/control")
+    body = control_rules.build_service_control_body(
+        loop_id=request.loop_id,
+        intent=request.intent,
+        by=request.by,
+        note=request.note,
+        trace_id=request.trace_id,
+        idempotency_key=request.idempotency_key,
+        no_confirm=not request.do_confirm,
+        timeout_seconds=request.timeout_seconds if request.forward_confirmation_window else None,
+        interval_seconds=request.interval_seconds if request.forward_confirmation_window else None,
+    )
+    try:
+        _, response = client.post_control(
+            body, trace_id=request.trace_id or None, idempotency_key=request.idempotency_key
+        )
+    except ServiceError as exc:
+        draft.status = draft.execution_status = "failed_command"
+        draft.exit_code = 1
+        draft.command_output = "{}"
+        draft.error_message = exc.message
+        return draft
+    finally:
+        if service_client is None:
+            client.close()
+    reading = control_rules.read_service_response(response)
+    draft.status = reading.status
+    draft.execution_status = reading.execution_status
+    draft.exit_code = reading.exit_code
+    draft.confirmed = reading.confirmed
+    draft.confirm = reading.confirm
+    draft.confirm_exit_code = reading.confirm_exit_code
+    draft.confirmation_attempted = reading.confirmation_attempted
+    draft.confirmation_status = reading.confirmation_status
+    draft.replayed = reading.replayed
+    draft.command_output = dumps_compact(response)
+    return draft

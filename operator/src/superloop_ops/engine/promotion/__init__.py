@@ -1,0 +1,1 @@
+"""Promotion runbook commands (gates, CI, apply, orchestrate) on a fleet journal."""
