@@ -13,6 +13,13 @@ Design:
   serialised, so the second one is answered from the store instead of running again.
 * Request bodies are bounded (``max_body_bytes``); loop ids that could escape the repository
   (``/``, ``..``) are refused.
+* Time and concurrency are bounded too: at most ``max_connections`` connections are served at
+  once (the next one gets a 503 without a thread); reading a request (line, headers and body)
+  has one total deadline (``request_read_seconds``), however slowly the client trickles; a 401
+  or a 404 is answered without reading the body; ``timeoutSeconds`` above
+  ``max_timeout_seconds`` is refused. On shutdown, connections still sending their request are
+  cut off; only requests being processed (a control run) are waited for.
+* Without a token the service binds only loopback addresses.
 """
 
 from __future__ import annotations
@@ -20,8 +27,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hmac
+import io
+import ipaddress
 import json
 import logging
+import socket
+import threading
+import time
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -35,16 +47,26 @@ from superloop_ops.journal.locks import KeyedLocks
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_TIMEOUT_SECONDS",
+    "DEFAULT_REQUEST_READ_SECONDS",
     "ControlRun",
     "ServiceConfig",
     "SpriteServiceServer",
     "build_server",
+    "is_loopback_host",
     "is_safe_loop_id",
 ]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_MAX_CONNECTIONS = 32
+DEFAULT_REQUEST_READ_SECONDS = 10.0
+"""Total time a client has to send its request line, headers and body."""
+DEFAULT_MAX_TIMEOUT_SECONDS = 600
+"""The longest confirmation window (``timeoutSeconds``) a control request may ask for."""
+_WRITE_TIMEOUT_SECONDS = 30.0
 
 
 class SnapshotFetcher(Protocol):
@@ -105,6 +127,9 @@ class ServiceConfig:
     token: str = dataclasses.field(default="", repr=False)
     default_by: str = "ops-service"
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    request_read_seconds: float = DEFAULT_REQUEST_READ_SECONDS
+    max_timeout_seconds: int = DEFAULT_MAX_TIMEOUT_SECONDS
 
 
 def is_safe_loop_id(loop_id: str) -> bool:
@@ -120,8 +145,26 @@ class _HttpError(Exception):
         self.message = message
 
 
+class _DeadlineSocketReader(io.RawIOBase):
+    """A socket's receive side with one deadline for all reads (the request's total read time)."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self.deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("request read deadline exceeded")
+        self._sock.settimeout(remaining)
+        return self._sock.recv_into(buffer)
+
+
 class SpriteServiceServer(ThreadingHTTPServer):
-    """``server_close`` waits for in-flight requests, so a shutdown never abandons a control run."""
+    """Bounded connections; ``server_close`` waits for requests in process, not for slow senders."""
 
     daemon_threads = False
     block_on_close = True
@@ -130,15 +173,88 @@ class SpriteServiceServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], config: ServiceConfig) -> None:
         self.config = config
         self.key_locks: KeyedLocks[tuple[str, str]] = KeyedLocks()
+        self._slots = threading.BoundedSemaphore(max(1, config.max_connections))
+        self._reading: set[socket.socket] = set()
+        self._reading_lock = threading.Lock()
+        self._closing = False
         super().__init__(address, _Handler)
 
     @property
     def port(self) -> int:
         return int(self.server_address[1])
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            _refuse_busy(request)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def begin_reading(self, sock: socket.socket) -> bool:
+        """Register a connection that is sending its request; False once the server is closing."""
+        with self._reading_lock:
+            if self._closing:
+                return False
+            self._reading.add(sock)
+            return True
+
+    def end_reading(self, sock: socket.socket) -> None:
+        with self._reading_lock:
+            self._reading.discard(sock)
+
+    def server_close(self) -> None:
+        with self._reading_lock:
+            self._closing = True
+            reading = list(self._reading)
+        for sock in reading:  # their handlers see end-of-stream and finish at once
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        super().server_close()
+
+
+def _refuse_busy(sock: socket.socket) -> None:
+    body = dumps_compact(
+        {"ok": False, "error": {"code": "too_many_connections", "message": "server busy, retry later"}}
+    ).encode("utf-8")
+    head = (
+        "HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+    )
+    try:
+        sock.settimeout(1.0)
+        sock.sendall(head.encode("ascii") + body)
+    except OSError:
+        pass
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
 
 def build_server(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8787) -> SpriteServiceServer:
-    """Bind (port 0 picks a free port); the caller runs ``serve_forever`` and ``shutdown``."""
+    """Bind (port 0 picks a free port); the caller runs ``serve_forever`` and ``shutdown``.
+
+    ``ContractError`` when there is no token and ``host`` is not a loopback address.
+    """
+    if not config.token and not is_loopback_host(host):
+        raise ContractError(f"refusing to bind non-loopback address {host} without a token")
     return SpriteServiceServer((host, port), config)
 
 
@@ -147,7 +263,24 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "SuperloopOpsSpriteService/1"
     # One request per connection (as the reference): no idle keep-alive threads to wait for.
     protocol_version = "HTTP/1.0"
-    timeout = 60  # seconds a slow client may take to send its request
+    _reader: _DeadlineSocketReader
+
+    def setup(self) -> None:
+        super().setup()
+        deadline = time.monotonic() + self.server.config.request_read_seconds
+        self._reader = _DeadlineSocketReader(self.connection, deadline)
+        self.rfile = io.BufferedReader(self._reader)
+        if not self.server.begin_reading(self.connection):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def finish(self) -> None:
+        self.server.end_reading(self.connection)
+        super().finish()
+
+    def _request_read(self) -> None:
+        """The whole request has been read: processing must not be cut off by shutdown."""
+        self.server.end_reading(self.connection)
+        self.connection.settimeout(_WRITE_TIMEOUT_SECONDS)
 
     @property
     def cfg(self) -> ServiceConfig:
@@ -186,26 +319,25 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, route: Callable[[], None]) -> None:
         if not self._authorized():
-            self._drain_body()
+            # The body of an unauthenticated request is never read (one request per connection).
+            self.close_connection = True
+            self._request_read()
             self._send_error_body(401, "unauthorized", "missing or invalid token")
             return
         try:
             route()
         except _HttpError as exc:
+            self._request_read()
             self._send_error_body(exc.status, exc.code, exc.message)
+        except TimeoutError:
+            self.close_connection = True
+            self._request_read()
+            self._send_error_body(408, "request_timeout", "request not received within the deadline")
         except Exception:
             logger.exception("sprite service request failed: %s %s", self.command, urlsplit(self.path).path)
             self._send_error_body(500, "internal_error", "internal server error")
 
-    def _drain_body(self) -> None:
-        # Keep the connection usable for keep-alive clients even when we refuse early.
-        length = self._content_length(strict=False)
-        if 0 < length <= self.cfg.max_body_bytes:
-            self.rfile.read(length)
-        elif length:
-            self.close_connection = True
-
-    def _content_length(self, *, strict: bool = True) -> int:
+    def _content_length(self) -> int:
         raw = self.headers.get("Content-Length")
         if raw is None or raw.strip() == "":
             return 0
@@ -216,9 +348,7 @@ class _Handler(BaseHTTPRequestHandler):
         if value < 0:
             # The body's extent is unknown: this connection cannot carry another request.
             self.close_connection = True
-            if strict:
-                raise _HttpError(400, "invalid_request", "invalid Content-Length")
-            return 0
+            raise _HttpError(400, "invalid_request", "invalid Content-Length")
         return value
 
     # -- methods --------------------------------------------------------------------------
@@ -230,6 +360,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch(self._route_post)
 
     def _route_get(self) -> None:
+        self._request_read()
         parts = urlsplit(self.path)
         query = parse_qs(parts.query, keep_blank_values=True)
         if parts.path == "/healthz":
@@ -243,7 +374,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route_post(self) -> None:
         if urlsplit(self.path).path != "/ops/control":
-            self._drain_body()
+            self.close_connection = True  # the body is not read
             raise _HttpError(404, "not_found", "endpoint not found")
         self._control()
 
@@ -324,6 +455,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise _HttpError(413, "payload_too_large", "request body too large")
         raw = self.rfile.read(length) if length > 0 else b"{}"
+        if len(raw) < length:
+            raise _HttpError(400, "invalid_request", "request body shorter than Content-Length")
+        self._request_read()
         try:
             return json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
@@ -342,6 +476,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise _HttpError(400, exc.code, exc.message) from None
         if not is_safe_loop_id(request.loop_id):
             raise _HttpError(400, "invalid_request", "loopId is invalid")
+        limit = self.cfg.max_timeout_seconds
+        if request.timeout_seconds is not None and request.timeout_seconds > limit:
+            raise _HttpError(400, "invalid_request", f"timeoutSeconds must be at most {limit}")
         key = request.idempotency_key
         if not key:
             status, response = self._run(request)
