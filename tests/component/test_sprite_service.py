@@ -347,9 +347,9 @@ def test_control_sprite_service_with_idempotency(tmp_path: Path, start_service: 
     ops = tmp_path / ".superloop" / "ops-manager" / LOOP
     last_intent = _rows(ops / "intents.jsonl")[-1]
     assert json.loads(str(last_intent["commandOutput"]))["replayed"] is True
-    store = json.loads((ops / "service-idempotency.json").read_text())
+    store = {row["key"]: row["response"] for row in _rows(ops / "service-idempotency.jsonl")}
     assert "idem-1" in store
-    assert store["idem-1"]["replayed"] is False
+    assert store["idem-1"]["replayed"] is False  # type: ignore[index]
     invocations = _rows(ops / "telemetry" / "control-invocations.jsonl")
     # inner local row + outer sprite_service row for the first call, one outer row for the replay
     assert [row["transport"] for row in invocations] == ["local", "sprite_service", "sprite_service"]
@@ -650,7 +650,7 @@ def test_control_without_trace_gets_the_inner_generated_trace(
     assert payload["result"]["requestedBy"] == "svc-user"
     assert payload["result"]["transport"] == "local"
     assert "idempotencyKey" in payload["result"]
-    assert not (tmp_path / ".superloop/ops-manager" / LOOP / "service-idempotency.json").exists()
+    assert not (tmp_path / ".superloop/ops-manager" / LOOP / "service-idempotency.jsonl").exists()
 
 
 def test_sigterm_lets_an_in_flight_control_finish(tmp_path: Path) -> None:
