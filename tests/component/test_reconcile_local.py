@@ -335,16 +335,19 @@ def test_events_failure_keeps_cursor_and_previous_state(cli: Cli, repo: Path) ->
     events.write_text(events.read_text() + "{not json}\n" + event_line("role_end", now_ts(), 2))
     result = cli.reconcile(repo, "--trace-id", "bad-1", *HUGE_INGEST)
     assert result.code == 1
-    assert result.json["transport"]["failureCode"] == "events_unavailable"
+    # issue 10: an invalid line is reported as such, not as an unreachable transport
+    assert result.json["transport"]["failureCode"] == "artifact_invalid"
     assert (ops_dir(repo) / "cursor.json").read_text() == cursor_before
     after = read_json(ops_dir(repo) / "state.json")
     assert after["projection"] == before["projection"]
     assert after["sequence"] == before["sequence"]
     assert after["trace"]["reconcileTraceId"] == "bad-1"
-    assert after["health"]["reasonCodes"] == ["transport_unreachable"]
+    assert after["health"]["reasonCodes"] == ["invalid_artifact"]
     # the drift evaluation still runs on a failed pass and is re-merged into the old state
     assert after["drift"]["traceId"] == "bad-1"
-    assert read_json(ops_dir(repo) / "telemetry" / "transport-health.json")["failureStreak"] == 1
+    transport_health = read_json(ops_dir(repo) / "telemetry" / "transport-health.json")
+    assert transport_health["failureStreak"] == 0  # the transport delivered the file
+    assert transport_health["lastFailureCode"] == "artifact_invalid"
 
 
 def test_projection_failure_advances_cursor(cli: Cli, repo: Path) -> None:

@@ -8,6 +8,7 @@ that is not ready yet: a missing Secret, an unreachable service).
 from __future__ import annotations
 
 __all__ = [
+    "ArtifactInvalidError",
     "ContractError",
     "DependencyNotReadyError",
     "InvalidSpecError",
@@ -25,6 +26,10 @@ class InvalidSpecError(OperatorError):
 
 class ContractError(InvalidSpecError):
     """Permanent: an artifact or argument breaks the behavioural contract (CLI prints ``error: <msg>``)."""
+
+
+class ArtifactInvalidError(ContractError):
+    """Permanent: a runtime artifact is present and readable but its content breaks the contract."""
 
 
 class DependencyNotReadyError(OperatorError):

@@ -10,16 +10,16 @@ threshold values are checked again. Exit 0 after a successful ingest (stdout: th
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from superloop_ops.core.common.jsonutil import JsonObject, dumps_compact
+from superloop_ops.core.common.jsonutil import JsonObject
 from superloop_ops.core.loop import threshold_profiles
 from superloop_ops.engine.loop import pass_hooks, reconcile_pass, threshold_files
 from superloop_ops.errors import ContractError
+from superloop_ops.journal import files
 
 __all__ = ["HOOKS_FACTORY", "add_arguments", "build_options", "print_document", "run"]
 
@@ -106,7 +106,7 @@ def build_options(
     repo = Path(args.repo).absolute()
     if not repo.is_dir():
         raise ContractError(f"repository not found: {args.repo}")
-    reconcile_pass.ops_dir_for(repo, args.loop).mkdir(parents=True, exist_ok=True)
+    files.ensure_dir(reconcile_pass.ops_dir_for(repo, args.loop))
     # 3. Env fallbacks (empty counts as unset).
     token = args.service_token or environ.get("OPS_MANAGER_SERVICE_TOKEN", "")
     trace_id = args.trace_id or environ.get("OPS_MANAGER_TRACE_ID", "") or reconcile_pass.generate_trace_id()
@@ -174,8 +174,7 @@ def build_options(
 
 
 def print_document(document: JsonObject, *, pretty: bool) -> None:
-    text = json.dumps(document, indent=2, ensure_ascii=False) if pretty else dumps_compact(document)
-    sys.stdout.write(text + "\n")
+    sys.stdout.write(files.encode_json(document, pretty=pretty).decode("utf-8") + "\n")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,6 +4,9 @@
 * ``append_jsonl``: whole lines only, one ``write`` per batch, fsynced.
 * ``read_jsonl``: tolerates a torn (unterminated or unparsable) last line, which a crashed
   writer can leave; a bad line in the middle is reported, not skipped silently.
+* Text that UTF-8 cannot encode (a lone surrogate such as ``"\ud800"`` parsed from a JSON
+  escape) is written with JSON's ASCII escapes instead, so it round-trips and never fails a write.
+  Unusable documents (invalid, too deeply nested, an integer too long) read as absent.
 """
 
 from __future__ import annotations
@@ -16,13 +19,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from superloop_ops.core.common.jsonutil import dumps_compact
+from superloop_ops.errors import ContractError
 
 __all__ = [
     "CorruptJournalError",
     "append_jsonl",
+    "encode_json",
+    "ensure_dir",
     "read_json",
     "read_jsonl",
+    "write_bytes_atomic",
     "write_json_atomic",
     "write_text_atomic",
 ]
@@ -32,12 +38,26 @@ class CorruptJournalError(ValueError):
     """A JSONL file has an invalid line that is not the last one."""
 
 
+def ensure_dir(directory: Path) -> None:
+    """``mkdir -p``; a path that is a file, or cannot be created, is a ``ContractError``."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise ContractError(f"journal directory is not a directory: {exc.filename or directory}") from exc
+    except OSError as exc:
+        raise ContractError(f"journal directory cannot be created: {directory}: {exc.strerror}") from exc
+
+
 def write_text_atomic(path: Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
@@ -48,18 +68,27 @@ def write_text_atomic(path: Path, text: str) -> None:
     _fsync_dir(path.parent)
 
 
+def encode_json(value: Any, *, pretty: bool = False) -> bytes:
+    """UTF-8 JSON; text UTF-8 cannot encode (lone surrogates) is written as ASCII escapes."""
+    indent = 2 if pretty else None
+    separators = None if pretty else (",", ":")
+    try:
+        return json.dumps(value, indent=indent, separators=separators, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, indent=indent, separators=separators, ensure_ascii=True).encode("ascii")
+
+
 def write_json_atomic(path: Path, value: Any, *, pretty: bool = False) -> None:
-    text = json.dumps(value, indent=2, ensure_ascii=False) if pretty else dumps_compact(value)
-    write_text_atomic(path, text + "\n")
+    write_bytes_atomic(path, encode_json(value, pretty=pretty) + b"\n")
 
 
 def append_jsonl(path: Path, rows: Iterable[Any]) -> int:
     """Append rows as whole lines; returns how many were written."""
-    lines = [dumps_compact(row) + "\n" for row in rows]
+    lines = [encode_json(row) + b"\n" for row in rows]
     if not lines:
         return 0
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = "".join(lines).encode("utf-8")
+    data = b"".join(lines)
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         if _ends_torn(fd):
@@ -79,7 +108,7 @@ def read_json(path: Path) -> Any | None:
     """The parsed document, or None when the file is missing or not valid JSON."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, ValueError, RecursionError):  # ValueError: invalid JSON or UTF-8, a huge integer
         return None
 
 
@@ -97,7 +126,7 @@ def read_jsonl(path: Path, *, strict_middle: bool = False) -> list[Any]:
             continue
         try:
             rows.append(json.loads(line))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:
             if index == last or not strict_middle:
                 continue
             raise CorruptJournalError(f"{path}: invalid JSON on line {index + 1}") from exc

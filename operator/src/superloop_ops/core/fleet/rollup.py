@@ -40,6 +40,8 @@ _TRANSPORT_FAILURE_CODES = ("snapshot_unavailable", "events_unavailable", "servi
 _REASON_PRIORITY = (
     "transport_unreachable",
     "invalid_transport_payload",
+    "invalid_artifact",
+    "cursor_invalid",
     "projection_failed",
     "reconcile_failed",
 )

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from superloop_ops.core.common.jsonutil import JsonObject, dumps_compact
-from superloop_ops.errors import ContractError
+from superloop_ops.errors import ArtifactInvalidError
 
 __all__ = [
     "ACTIVE_PHASE_EVENTS",
@@ -79,16 +79,16 @@ def _loads(data: bytes) -> Any:
         raise _InvalidJson("empty document")
     try:
         return _DECODER.decode(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, an integer too long
         raise _InvalidJson(str(exc)) from exc
 
 
 def parse_json_bytes(data: bytes, *, error: str) -> Any:
-    """Exactly one JSON value, or ``ContractError(error)``; empty input is invalid (spec §1.8)."""
+    """Exactly one JSON value, or ``ArtifactInvalidError(error)``; empty input is invalid (spec §1.8)."""
     try:
         return _loads(data)
     except _InvalidJson as exc:
-        raise ContractError(error) from exc
+        raise ArtifactInvalidError(error) from exc
 
 
 def parse_optional_artifact(data: bytes | None, path: str, *, require_object: bool = True) -> Any:
@@ -102,7 +102,7 @@ def parse_optional_artifact(data: bytes | None, path: str, *, require_object: bo
         return None
     value = parse_json_bytes(data, error=f"invalid JSON in {path}")
     if require_object and not isinstance(value, dict):
-        raise ContractError(f"invalid JSON in {path}: expected a JSON object")
+        raise ArtifactInvalidError(f"invalid JSON in {path}: expected a JSON object")
     return value
 
 
@@ -167,7 +167,7 @@ def latest_summary_entry(summary: Any) -> JsonObject | None:
     if last is None or last is False:
         return None
     if not isinstance(last, dict):
-        raise ContractError("invalid run summary: the latest entry is not a JSON object")
+        raise ArtifactInvalidError("invalid run summary: the latest entry is not a JSON object")
     return last
 
 
@@ -192,7 +192,7 @@ def compute_last_event(line_count: int, last_line: bytes | None, events_path: st
     error = f"invalid JSON in final events line: {events_path}"
     value = parse_json_bytes(last_line, error=error)
     if not isinstance(value, dict):
-        raise ContractError(f"{error} (not a JSON object)")
+        raise ArtifactInvalidError(f"{error} (not a JSON object)")
     return LastEvent(line_count=line_count, event=value)
 
 
@@ -203,17 +203,18 @@ def parse_event_line(line: bytes, line_no: int, events_path: str) -> JsonObject:
     them, so the reference reports the missing name, and so do we.
     """
     if not line.strip():
-        raise ContractError(f"missing event name at line {line_no} in {events_path}")
+        raise ArtifactInvalidError(f"missing event name at line {line_no} in {events_path}")
     try:
         value = _loads(line)
     except _InvalidJson as exc:
-        raise ContractError(f"invalid JSON event at line {line_no} in {events_path}") from exc
+        raise ArtifactInvalidError(f"invalid JSON event at line {line_no} in {events_path}") from exc
     if not isinstance(value, dict):
-        raise ContractError(f"invalid JSON event at line {line_no} in {events_path}: not a JSON object")
+        message = f"invalid JSON event at line {line_no} in {events_path}: not a JSON object"
+        raise ArtifactInvalidError(message)
     if not event_name_of(value):
-        raise ContractError(f"missing event name at line {line_no} in {events_path}")
+        raise ArtifactInvalidError(f"missing event name at line {line_no} in {events_path}")
     if not jq_text_or_empty(value.get("timestamp")):
-        raise ContractError(f"missing event timestamp at line {line_no} in {events_path}")
+        raise ArtifactInvalidError(f"missing event timestamp at line {line_no} in {events_path}")
     return value
 
 

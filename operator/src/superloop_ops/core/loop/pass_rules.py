@@ -36,6 +36,8 @@ FAILURE_CODES: tuple[str, ...] = (
     "service_request_failed",
     "service_response_invalid",
     "projection_failed",
+    "artifact_invalid",
+    "cursor_invalid",
 )
 
 _REASON_FOR_FAILURE: Mapping[str, str] = {
@@ -44,7 +46,11 @@ _REASON_FOR_FAILURE: Mapping[str, str] = {
     "service_request_failed": "transport_unreachable",
     "service_response_invalid": "invalid_transport_payload",
     "projection_failed": "projection_failed",
+    "artifact_invalid": "invalid_artifact",
+    "cursor_invalid": "cursor_invalid",
 }
+#: Failures of content the transport did deliver: they leave the transport failure streak alone.
+_CONTENT_FAILURES = frozenset({"artifact_invalid", "cursor_invalid"})
 
 
 def compute_failure_reason_code(failure_code: str | None) -> str:
@@ -81,6 +87,8 @@ def compute_transport_health(
     prior = previous or {}
     stamp = format_ts(now)
     streak = 0 if success else compute_failure_streak(prior) + 1
+    if failure_code in _CONTENT_FAILURES:
+        streak -= 1
     document: JsonObject = {
         "schemaVersion": "v1",
         "updatedAt": stamp,

@@ -25,7 +25,7 @@ from superloop_ops.core.alerts import escalations
 from superloop_ops.core.common.jsonutil import JsonObject
 from superloop_ops.core.loop import health, heartbeat, pass_rules, projection, sequence
 from superloop_ops.core.loop.threshold_profiles import Thresholds, coerce_non_negative_int
-from superloop_ops.errors import ContractError
+from superloop_ops.errors import ArtifactInvalidError, ContractError
 from superloop_ops.journal import files, layout, tail
 from superloop_ops.transports import local
 from superloop_ops.transports import service as service_mod
@@ -298,11 +298,16 @@ def _ingest_local(
 ) -> _Ingest:
     try:
         snapshot = local.fetch_snapshot(paths.repo, options.loop_id, trace_id=trace_id, now=now)
+    except ArtifactInvalidError as exc:
+        return _Ingest(False, "artifact_invalid", pass_rules.tail_lines(str(exc)))
     except (ContractError, OSError) as exc:
         return _Ingest(False, "snapshot_unavailable", pass_rules.tail_lines(str(exc)))
     try:
         # The cursor's byte hint lets the poller read only the new tail of events.jsonl.
         position = None if options.from_start else local.read_cursor(paths.cursor_file)
+    except (ContractError, OSError) as exc:
+        return _Ingest(False, "cursor_invalid", pass_rules.tail_lines(str(exc)), snapshot)
+    try:
         batch = local.fetch_events(
             paths.repo,
             options.loop_id,
@@ -312,6 +317,8 @@ def _ingest_local(
             now=now,
             byte_hint=position,
         )
+    except ArtifactInvalidError as exc:
+        return _Ingest(False, "artifact_invalid", pass_rules.tail_lines(str(exc)), snapshot)
     except (ContractError, OSError) as exc:
         return _Ingest(False, "events_unavailable", pass_rules.tail_lines(str(exc)), snapshot)
     files.write_json_atomic(
@@ -409,15 +416,7 @@ def run_reconcile(
     # Step 1: paths and directories.
     paths = ReconcilePaths.build(options)
     trace_id = options.trace_id or generate_trace_id()
-    for directory in (
-        paths.ops_dir,
-        paths.telemetry_dir,
-        paths.heartbeat_state_file.parent,
-        paths.heartbeat_telemetry_file.parent,
-        paths.sequence_state_file.parent,
-        paths.sequence_telemetry_file.parent,
-    ):
-        directory.mkdir(parents=True, exist_ok=True)
+    _make_journal_dirs(paths)
     # Step 2: previous health verdict, for escalation de-duplication.
     previous_health = escalations.compute_previous_health(files.read_json(paths.health_file))
     # Step 3: cursor before (telemetry only; unreadable -> 0).
@@ -617,6 +616,19 @@ def run_reconcile(
         sequence_state=sequence_state,
         alert_result=alert_result,
     )
+
+
+def _make_journal_dirs(paths: ReconcilePaths) -> None:
+    """Step 1's directories; a path that is a file (or unwritable) is an input error, not a crash."""
+    for directory in (
+        paths.ops_dir,
+        paths.telemetry_dir,
+        paths.heartbeat_state_file.parent,
+        paths.heartbeat_telemetry_file.parent,
+        paths.sequence_state_file.parent,
+        paths.sequence_telemetry_file.parent,
+    ):
+        files.ensure_dir(directory)
 
 
 def _write_pass_escalations(

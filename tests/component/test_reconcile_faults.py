@@ -1,0 +1,132 @@
+"""A local reconcile pass against broken inputs (issue 10: items 9, 10, 11, 15, 16).
+
+Every case runs the real CLI on a tmp repository and reads back what an operator would: the
+exit code, stdout, the health document and the telemetry row. The rule under test: a fault is
+reported with its own reason code (never a traceback), nothing is skipped silently, and the
+cursor never moves past events whose state was not written.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from _loop_reconcile_helpers import (
+    HUGE_INGEST,
+    LOOP,
+    Cli,
+    event_line,
+    isolate_cli_env,
+    last_row,
+    now_ts,
+    ops_dir,
+    read_json,
+    write_runtime_artifacts,
+)
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(capsys)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "repo"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    isolate_cli_env(monkeypatch)
+
+
+def _events(repo: Path) -> Path:
+    return repo / ".superloop" / "loops" / LOOP / "events.jsonl"
+
+
+# --------------------------------------------------------------------- item 16: reason codes
+
+
+def test_invalid_local_artifact_has_its_own_reason(cli: Cli, repo: Path) -> None:
+    write_runtime_artifacts(repo, now_ts())
+    (repo / ".superloop" / "loops" / LOOP / "run-summary.json").write_text("{not json")
+    result = cli.reconcile(repo, *HUGE_INGEST)
+    assert result.code == 1
+    reasons = result.json["reasonCodes"]
+    assert "invalid_artifact" in reasons
+    assert "transport_unreachable" not in reasons
+    row = last_row(ops_dir(repo) / "telemetry" / "reconcile.jsonl")
+    assert row["failureCode"] == "artifact_invalid"
+
+
+def test_missing_artifact_is_still_unreachable(cli: Cli, repo: Path) -> None:
+    write_runtime_artifacts(repo, now_ts())
+    _events(repo).unlink()
+    result = cli.reconcile(repo, *HUGE_INGEST)
+    assert result.code == 1
+    assert "transport_unreachable" in result.json["reasonCodes"]
+
+
+def test_ops_dir_that_is_a_file_is_an_error_not_a_traceback(cli: Cli, repo: Path) -> None:
+    write_runtime_artifacts(repo, now_ts())
+    ops = ops_dir(repo)
+    ops.parent.mkdir(parents=True)
+    ops.write_text("not a directory")
+    result = cli.reconcile(repo, *HUGE_INGEST)
+    assert result.code == 1
+    assert result.stderr.startswith("error: ")
+    assert "Traceback" not in result.stderr
+    assert "journal" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["state.json", "health.json", "telemetry/transport-health.json"])
+def test_deeply_nested_journal_file_reads_as_unusable(cli: Cli, repo: Path, name: str) -> None:
+    write_runtime_artifacts(repo, now_ts())
+    target = ops_dir(repo) / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("[" * 200_000 + "]" * 200_000)
+    result = cli.reconcile(repo, *HUGE_INGEST)
+    assert result.code == 0, result.stderr
+    assert result.json["health"]["status"] == "healthy"
+
+
+def test_deeply_nested_event_is_a_reason_coded_bad_line(cli: Cli, repo: Path) -> None:
+    write_runtime_artifacts(repo, now_ts())
+    with _events(repo).open("a") as handle:
+        nested = "[" * 100_000 + "]" * 100_000
+        handle.write('{"event":"x","timestamp":"2026-01-01T00:00:00Z","data":' + nested + "}\n")
+    result = cli.reconcile(repo, *HUGE_INGEST)
+    assert result.code == 1
+    assert "invalid_artifact" in result.json["reasonCodes"]
+    assert read_json(ops_dir(repo) / "health.json")["status"] != "healthy"
+
+
+# --------------------------------------------------------------------- item 9: unexpected input
+
+
+def test_huge_integer_in_an_event_is_a_reason_coded_bad_line(cli: Cli, repo: Path) -> None:
+    write_runtime_artifacts(repo, now_ts())
+    with _events(repo).open("a") as handle:
+        handle.write('{"event":"x","timestamp":"2026-01-01T00:00:00Z","iteration":' + "9" * 5000 + "}\n")
+    result = cli.reconcile(repo, *HUGE_INGEST)
+    assert result.code == 1
+    assert "Traceback" not in result.stderr
+    assert "invalid_artifact" in result.json["reasonCodes"]
+    assert read_json(ops_dir(repo) / "health.json")["status"] != "healthy"
+    row = last_row(ops_dir(repo) / "telemetry" / "reconcile.jsonl")
+    assert row["failureCode"] == "artifact_invalid"
+
+
+def test_lone_surrogate_in_an_event_is_stored_and_the_pass_succeeds(cli: Cli, repo: Path) -> None:
+    write_runtime_artifacts(repo, now_ts())
+    with _events(repo).open("a") as handle:
+        line = event_line("iteration_end", now_ts(), 2)
+        handle.write(line.replace('"data": {}', '"data": {"note": "\\ud800"}'))
+    result = cli.reconcile(repo, *HUGE_INGEST)
+    assert result.code == 0, result.stderr
+    state = json.loads((ops_dir(repo) / "state.json").read_text())
+    assert state["source"]["loopId"] == LOOP
+    assert read_json(ops_dir(repo) / "cursor.json")["eventLineOffset"] == 3
