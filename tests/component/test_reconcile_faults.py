@@ -25,6 +25,8 @@ from _loop_reconcile_helpers import (
     write_runtime_artifacts,
 )
 
+from superloop_ops.transports import local
+
 
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
@@ -130,3 +132,53 @@ def test_lone_surrogate_in_an_event_is_stored_and_the_pass_succeeds(cli: Cli, re
     state = json.loads((ops_dir(repo) / "state.json").read_text())
     assert state["source"]["loopId"] == LOOP
     assert read_json(ops_dir(repo) / "cursor.json")["eventLineOffset"] == 3
+
+
+# --------------------------------------------------------------------- item 10: rotation
+
+
+def _write_events(repo: Path, count: int, name: str) -> None:
+    _events(repo).write_text("".join(event_line(f"{name}_{n}", now_ts(), n) for n in range(count)))
+
+
+def test_rotation_to_a_larger_file_is_not_skipped_silently(cli: Cli, repo: Path) -> None:
+    write_runtime_artifacts(repo, now_ts())
+    _write_events(repo, 30, "old")
+    assert cli.reconcile(repo, *HUGE_INGEST).code == 0
+    assert read_json(ops_dir(repo) / "cursor.json")["eventLineOffset"] == 30
+    rotated = _events(repo).with_name("events.jsonl.new")
+    rotated.write_text("".join(event_line(f"new_{n}", now_ts(), n) for n in range(35)))
+    rotated.replace(_events(repo))
+    result = cli.reconcile(repo, *HUGE_INGEST)
+    assert result.code == 1  # fail closed: 30 of the new file's events would otherwise be skipped
+    row = last_row(ops_dir(repo) / "telemetry" / "reconcile.jsonl")
+    assert "rotated or rewritten" in row["failureMessage"]
+    assert read_json(ops_dir(repo) / "cursor.json")["eventLineOffset"] == 30
+    replay = cli.reconcile(repo, "--from-start", *HUGE_INGEST)
+    assert replay.code == 0, replay.stderr
+    assert last_row(ops_dir(repo) / "telemetry" / "reconcile.jsonl")["eventsIngested"] == 35
+
+
+def test_rotation_is_detected_by_a_fresh_process(cli: Cli, repo: Path) -> None:
+    """The cursor file's fingerprint catches it after a restart (no per-process memory)."""
+    write_runtime_artifacts(repo, now_ts())
+    _write_events(repo, 30, "old")
+    assert cli.reconcile(repo, *HUGE_INGEST).code == 0
+    _write_events(repo, 35, "new")
+    local.clear_memos()
+    assert cli.reconcile(repo, *HUGE_INGEST).code == 1
+    row = last_row(ops_dir(repo) / "telemetry" / "reconcile.jsonl")
+    assert "rotated or rewritten" in row["failureMessage"]
+
+
+def test_an_edited_cursor_offset_on_the_same_file_is_still_honoured(cli: Cli, repo: Path) -> None:
+    write_runtime_artifacts(repo, now_ts())
+    _write_events(repo, 30, "old")
+    assert cli.reconcile(repo, *HUGE_INGEST).code == 0
+    cursor_file = ops_dir(repo) / "cursor.json"
+    cursor = read_json(cursor_file)
+    cursor["eventLineOffset"] = 25  # an operator re-reads the last five events
+    cursor_file.write_text(json.dumps(cursor))
+    result = cli.reconcile(repo, *HUGE_INGEST)
+    assert result.code == 0, result.stderr
+    assert last_row(ops_dir(repo) / "telemetry" / "reconcile.jsonl")["eventsIngested"] == 5

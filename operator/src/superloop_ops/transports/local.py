@@ -410,7 +410,10 @@ def _poll_window(fd: int, size: int, offset: int, hint: cursor.CursorPosition | 
         if cursor.verify_position(hint, size, before):
             data = _pread_exact(fd, size - hint.byte_offset, hint.byte_offset)
             return cursor.PollWindow(data=data, base_byte=hint.byte_offset, base_line=offset, prefix=before)
-    return cursor.PollWindow(data=_pread_exact(fd, size, 0))
+    data = _pread_exact(fd, size, 0)
+    if hint is not None:
+        cursor.check_same_file(hint, data)  # rotated or rewritten: fail closed, never skip lines
+    return cursor.PollWindow(data=data)
 
 
 # --------------------------------------------------------------------------- cursor file

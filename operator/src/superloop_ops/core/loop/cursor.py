@@ -11,7 +11,11 @@ lines with the same numbers, so the outcome is identical; only the cost differs.
 Decisions (docs/divergences.md): an unterminated final line is still being written,
 so it is never consumed: the cursor never passes the newline count. A file that shrank below
 the remembered byte position was truncated or rotated and fails like a cursor ahead of the
-file (§3.4): the operator must reset the cursor or replay from the start.
+file (§3.4): the operator must reset the cursor or replay from the start. So does a file that is
+not smaller but whose bytes before the remembered position changed (rotated to a file at least as
+large, or rewritten): counting lines in it from the old offset would skip events silently. Only
+the line offset having been edited on the same file (the bytes before the remembered position
+still match) falls back to a plain full scan.
 """
 
 from __future__ import annotations
@@ -30,10 +34,12 @@ __all__ = [
     "PollOutcome",
     "PollWindow",
     "build_cursor_document",
+    "check_same_file",
     "compute_poll",
     "compute_tail_digest",
     "cursor_ahead_error",
     "parse_cursor_document",
+    "rotated_error",
     "truncated_error",
     "verify_position",
 ]
@@ -105,6 +111,31 @@ def truncated_error(start: int, byte_offset: int, size: int) -> ContractError:
         f"cursor offset ({start}) is past the end of the events file ({size} bytes, cursor at byte "
         f"{byte_offset}): it was truncated or rotated; reset cursor or use --from-start"
     )
+
+
+def rotated_error(start: int, byte_offset: int) -> ContractError:
+    return ContractError(
+        f"cursor offset ({start}) does not match the events file: the bytes before the cursor (byte "
+        f"{byte_offset}) changed, so it was rotated or rewritten; reset cursor or use --from-start"
+    )
+
+
+def check_same_file(position: CursorPosition, data: bytes) -> None:
+    """After ``verify_position`` failed: is ``data`` (the whole file) still the file of the hint?
+
+    The bytes before the hint's byte offset, digested with their own line count, must match the
+    remembered digest: then only the line offset was edited, and a full scan numbers lines
+    correctly. Otherwise the file was replaced: ``rotated_error`` (or ``truncated_error``).
+    """
+    byte_offset, digest = position.byte_offset, position.tail_sha256
+    if byte_offset is None or digest is None or byte_offset == 0:
+        return
+    if len(data) < byte_offset:
+        raise truncated_error(position.line_offset, byte_offset, len(data))
+    window = data[max(0, byte_offset - TAIL_WINDOW) : byte_offset]
+    if window.endswith(b"\n") and compute_tail_digest(window, data.count(b"\n", 0, byte_offset)) == digest:
+        return
+    raise rotated_error(position.line_offset, byte_offset)
 
 
 def verify_position(position: CursorPosition, size: int, window: bytes) -> bool:
