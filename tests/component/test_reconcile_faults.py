@@ -182,3 +182,22 @@ def test_an_edited_cursor_offset_on_the_same_file_is_still_honoured(cli: Cli, re
     result = cli.reconcile(repo, *HUGE_INGEST)
     assert result.code == 0, result.stderr
     assert last_row(ops_dir(repo) / "telemetry" / "reconcile.jsonl")["eventsIngested"] == 5
+
+
+# --------------------------------------------------------------------- items 11 and 9: journal writes
+
+
+def test_a_failed_state_write_keeps_the_cursor_and_is_an_error(cli: Cli, repo: Path, tmp_path: Path) -> None:
+    """The cursor is committed after the state: a failure between them loses no events."""
+    write_runtime_artifacts(repo, now_ts())
+    state_dir = tmp_path / "state-is-a-directory"
+    state_dir.mkdir()
+    (state_dir / "keep").write_text("x")  # os.replace cannot put a file over a non-empty directory
+    result = cli.reconcile(repo, "--state-file", str(state_dir), *HUGE_INGEST)
+    assert result.code == 1
+    assert result.stderr.startswith("error: journal write failed")
+    assert "Traceback" not in result.stderr
+    assert not (ops_dir(repo) / "cursor.json").exists()  # the two events are read again next pass
+    again = cli.reconcile(repo, *HUGE_INGEST)
+    assert again.code == 0, again.stderr
+    assert last_row(ops_dir(repo) / "telemetry" / "reconcile.jsonl")["eventsIngested"] == 2

@@ -12,6 +12,7 @@ __all__ = [
     "ContractError",
     "DependencyNotReadyError",
     "InvalidSpecError",
+    "JournalWriteError",
     "OperatorError",
 ]
 
@@ -38,3 +39,14 @@ class DependencyNotReadyError(OperatorError):
     def __init__(self, message: str, delay: float = 30.0) -> None:
         super().__init__(message)
         self.delay = delay
+
+
+class JournalWriteError(DependencyNotReadyError):
+    """Temporary: a journal file could not be written (disk full, read-only, a directory in the way).
+
+    Every write is atomic (temp file and rename) or a whole-line append that is rolled back on
+    failure, so nothing half-written is left; the pass is retried once space returns.
+    """
+
+    def __init__(self, message: str, delay: float = 30.0) -> None:
+        super().__init__(message, delay)

@@ -68,6 +68,7 @@ REASON_CODES: frozenset[str] = frozenset(
         "invalid_artifact",
         "artifact_invalid",
         "cursor_invalid",
+        "journal_unwritable",
         "snapshot_unavailable",
         "events_unavailable",
         "service_request_failed",

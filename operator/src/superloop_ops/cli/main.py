@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol, cast
 
-from superloop_ops.errors import ContractError
+from superloop_ops.errors import ContractError, JournalWriteError
 
 __all__ = ["COMMANDS", "main"]
 
@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list)
     try:
         return _load(args.command).run(args)
-    except ContractError as exc:
+    except (ContractError, JournalWriteError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

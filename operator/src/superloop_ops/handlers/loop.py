@@ -25,7 +25,7 @@ import kopf
 
 from superloop_ops.controllers import loop_alerts, loop_controller
 from superloop_ops.core.loop import loop_resource
-from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
+from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, JournalWriteError, OperatorError
 from superloop_ops.handlers.context import OperatorContext, fetch_context, post_events
 from superloop_ops.k8s.edge import GROUP, VERSION, ObjectNotFoundError, ObjectRef
 from superloop_ops.metrics import LoopObservation
@@ -92,11 +92,19 @@ class _SecretMissingError(DependencyNotReadyError):
     pass
 
 
+class _UnexpectedError(OperatorError):
+    """An exception the pass did not anticipate: still a status, an Event and a metric, never silence."""
+
+
 def _blocked_reason(exc: OperatorError) -> str:
     if isinstance(exc, loop_controller.SourceNotFoundError):
         return "source_not_found"
     if isinstance(exc, _SecretMissingError):
         return "secret_not_found"
+    if isinstance(exc, JournalWriteError):
+        return "journal_unwritable"
+    if isinstance(exc, _UnexpectedError):
+        return "internal_error"
     if isinstance(exc, InvalidSpecError):
         return "invalid_spec"
     return "dependency_not_ready"
@@ -150,7 +158,10 @@ def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext) -> PassReport:
                         alert_config, pagerduty_url=ctx.settings.alert_pagerduty_url
                     ),
                 )
-        except OperatorError as exc:
+        except Exception as exc:
+            if not isinstance(exc, OperatorError):
+                log.exception("reconcile of Loop %s/%s failed unexpectedly", ref.namespace, ref.name)
+                exc = _UnexpectedError(f"internal error: {type(exc).__name__}: {exc}")
             error = exc
             view = loop_resource.LoopPassView(
                 outcome="blocked",

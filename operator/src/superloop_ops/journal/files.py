@@ -91,14 +91,21 @@ def append_jsonl(path: Path, rows: Iterable[Any]) -> int:
     data = b"".join(lines)
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        size = os.fstat(fd).st_size
         if _ends_torn(fd):
             # A crashed writer left half a line: terminate it so our rows stay whole.
             data = b"\n" + data
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        except OSError:
+            # Disk full mid-write: take back the part that was written, so no torn row stays.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise
     finally:
         os.close(fd)
     return len(lines)

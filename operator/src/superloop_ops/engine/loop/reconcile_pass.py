@@ -25,7 +25,7 @@ from superloop_ops.core.alerts import escalations
 from superloop_ops.core.common.jsonutil import JsonObject
 from superloop_ops.core.loop import health, heartbeat, pass_rules, projection, sequence
 from superloop_ops.core.loop.threshold_profiles import Thresholds, coerce_non_negative_int
-from superloop_ops.errors import ArtifactInvalidError, ContractError
+from superloop_ops.errors import ArtifactInvalidError, ContractError, JournalWriteError
 from superloop_ops.journal import files, layout, tail
 from superloop_ops.transports import local
 from superloop_ops.transports import service as service_mod
@@ -277,6 +277,8 @@ class _Ingest:
     failure_message: str | None = None
     snapshot: JsonObject | None = None
     events: Sequence[Any] = ()
+    cursor: JsonObject | None = None
+    """The cursor document to commit once the state of these events is written."""
 
 
 def _read_object(path: Path) -> JsonObject:
@@ -321,10 +323,8 @@ def _ingest_local(
         return _Ingest(False, "artifact_invalid", pass_rules.tail_lines(str(exc)), snapshot)
     except (ContractError, OSError) as exc:
         return _Ingest(False, "events_unavailable", pass_rules.tail_lines(str(exc)), snapshot)
-    files.write_json_atomic(
-        paths.cursor_file, local.build_cursor_document(paths.repo, options.loop_id, batch, now)
-    )
-    return _Ingest(True, snapshot=snapshot, events=list(batch.events))
+    cursor = local.build_cursor_document(paths.repo, options.loop_id, batch, now)
+    return _Ingest(True, snapshot=snapshot, events=list(batch.events), cursor=cursor)
 
 
 def _ingest_service(
@@ -369,13 +369,10 @@ def _ingest_service(
         return _Ingest(
             False, "service_response_invalid", "service cursor values are invalid", snapshot, events
         )
-    files.write_json_atomic(
-        paths.cursor_file,
-        pass_rules.build_cursor_document(
-            repo_path=str(paths.repo), loop_id=options.loop_id, offset=offset, line_count=count, now=now
-        ),
+    cursor_document = pass_rules.build_cursor_document(
+        repo_path=str(paths.repo), loop_id=options.loop_id, offset=offset, line_count=count, now=now
     )
-    return _Ingest(True, snapshot=snapshot, events=events)
+    return _Ingest(True, snapshot=snapshot, events=events, cursor=cursor_document)
 
 
 def _cursor_number(value: object) -> int | None:
@@ -408,8 +405,22 @@ def run_reconcile(
 
     ``clock`` gives the start and completion instants (a FrozenClock makes the pass
     deterministic); ``service_client`` is used as is (not closed) for the sprite transport,
-    otherwise one is built from ``options.service`` and closed afterwards.
+    otherwise one is built from ``options.service`` and closed afterwards. A journal file that
+    cannot be written (disk full, a directory in the way) raises ``JournalWriteError``; the
+    cursor is committed only after the state, so the events of a failed pass are read again.
     """
+    try:
+        return _run_pass(options, clock, service_client)
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        raise JournalWriteError(f"journal write failed: {exc.strerror or exc}{where}") from exc
+
+
+def _run_pass(
+    options: ReconcileOptions,
+    clock: clock_mod.Clock | None,
+    service_client: service_mod.ServiceClient | None,
+) -> ReconcileResult:
     clk: clock_mod.Clock = clock or clock_mod.SystemClock()
     if options.transport not in TRANSPORTS:
         raise ContractError("--transport must be local or sprite_service")
@@ -542,6 +553,10 @@ def run_reconcile(
         state = pass_rules.build_failed_state(health_state, health=health_doc, trace_id=trace_id)
     if state is not None:
         files.write_json_atomic(paths.state_file, state)
+    # The cursor last (divergence: the reference wrote it at ingest): a failure before this point
+    # leaves it where it was, and the next pass reads the same events again.
+    if ingest.cursor is not None:
+        files.write_json_atomic(paths.cursor_file, ingest.cursor)
     # Step 11: escalations (divergence -> ordering drift -> health).
     context = escalations.EscalationContext(options.loop_id, trace_id, options.transport, now)
     written = _write_pass_escalations(
