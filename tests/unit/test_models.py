@@ -9,6 +9,7 @@ import pydantic
 import pytest
 
 from superloop_ops import errors
+from superloop_ops.core.common import jsonutil
 from superloop_ops.models import (
     ALL_KINDS,
     Fleet,
@@ -526,6 +527,11 @@ def test_from_body_accepts_read_only_mapping_views() -> None:
     loop = Loop.from_body(view)
     assert loop.spec.service is not None
     assert loop.spec.service.base_url == "http://svc"
+
+
+def test_json_object_is_defined_once_in_models_common() -> None:
+    """The core's ``jsonutil.JsonObject`` is the models' alias, not a second definition."""
+    assert jsonutil.JsonObject is common.JsonObject
 
 
 # -- registry bridge -------------------------------------------------------------------------

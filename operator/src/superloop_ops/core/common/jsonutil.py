@@ -2,6 +2,7 @@
 
 Timestamps are UTC, whole seconds, ``YYYY-MM-DDTHH:MM:SSZ``; parsing accepts only that shape
 (strict, see docs/divergences.md). "Pruned" records drop top-level ``null`` keys only.
+``JsonObject`` is re-exported from ``models.common``, where it is defined once.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import json
 import re
 from typing import Any
 
+from superloop_ops.models.common import JsonObject
+
 __all__ = [
     "JsonObject",
     "dumps_compact",
@@ -18,8 +21,6 @@ __all__ = [
     "parse_ts",
     "prune_nulls",
 ]
-
-JsonObject = dict[str, Any]
 
 _TS = re.compile(r"\A(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})Z\Z")
 
