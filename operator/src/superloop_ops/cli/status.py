@@ -2,7 +2,7 @@
 
 Reconcile and control telemetry always come from their default paths; every other input can be
 pointed elsewhere. The telemetry summary that feeds ``tuning`` comes from ``engine.loop.tuning_pass``
-(``SUMMARY_FN`` is a seam to replace it).
+at the system clock (``status_read.build_summary_fn``; ``SUMMARY_FN`` is a seam to replace it).
 """
 
 from __future__ import annotations
@@ -12,27 +12,13 @@ from pathlib import Path
 
 from superloop_ops import clock
 from superloop_ops.cli.reconcile import print_document
-from superloop_ops.core.common.jsonutil import JsonObject
 from superloop_ops.core.loop.threshold_profiles import coerce_non_negative_int
-from superloop_ops.engine.loop import status_read, tuning_pass
+from superloop_ops.engine.loop import status_read
 from superloop_ops.errors import ContractError
 
 __all__ = ["SUMMARY_FN", "add_arguments", "run"]
 
 SUMMARY_FN: status_read.SummaryFn | None = None
-
-
-def _standard_summary(
-    repo: Path, loop_id: str, reconcile_file: Path, control_file: Path, window: int
-) -> JsonObject | None:
-    return tuning_pass.compute_summary(
-        repo,
-        loop_id,
-        window=window,
-        now=clock.SystemClock().now(),
-        reconcile_file=reconcile_file,
-        control_file=control_file,
-    )
 
 
 _PATH_FLAGS: tuple[str, ...] = (
@@ -82,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         now=clock.SystemClock().now(),
         paths=paths,
         summary_window=window,
-        summarize=SUMMARY_FN or _standard_summary,
+        summarize=SUMMARY_FN or status_read.build_summary_fn(clock.SystemClock().now),
     )
     print_document(document, pretty=bool(args.pretty))
     return 0

@@ -33,7 +33,6 @@ from superloop_ops.engine.loop import (
     reconcile_pass,
     status_read,
     threshold_files,
-    tuning_pass,
 )
 from superloop_ops.errors import ContractError, DependencyNotReadyError, InvalidSpecError
 from superloop_ops.journal import files
@@ -174,19 +173,6 @@ def build_reconcile_options(
     )
 
 
-def _summary(
-    repo: Path, loop_id: str, reconcile_file: Path, control_file: Path, window: int
-) -> JsonObject | None:
-    return tuning_pass.compute_summary(
-        repo,
-        loop_id,
-        window=window,
-        now=dt.datetime.now(dt.UTC).replace(microsecond=0),
-        reconcile_file=reconcile_file,
-        control_file=control_file,
-    )
-
-
 def run_loop_pass(
     loop: Loop,
     target: LoopTarget,
@@ -213,7 +199,7 @@ def run_loop_pass(
             now=clock.now(),
             paths=paths,
             summary_window=loop.spec.drift.summary_window,
-            summarize=_summary,
+            summarize=status_read.build_summary_fn(clock.now),
         )
     except ContractError:
         surface = {}

@@ -16,14 +16,34 @@ from typing import Any
 
 from superloop_ops.core.common.jsonutil import JsonObject
 from superloop_ops.core.loop import status_surface
+from superloop_ops.engine.loop import tuning_pass
 from superloop_ops.engine.loop.reconcile_pass import ops_dir_for
 from superloop_ops.errors import ContractError
 from superloop_ops.journal import tail
 
-__all__ = ["StatusPaths", "SummaryFn", "fetch_status", "fetch_status_documents"]
+__all__ = ["StatusPaths", "SummaryFn", "build_summary_fn", "fetch_status", "fetch_status_documents"]
 
 # (repo, loop id, reconcile telemetry file, control telemetry file, window) -> summary or None.
 SummaryFn = Callable[[Path, str, Path, Path, int], JsonObject | None]
+
+
+def build_summary_fn(now_fn: Callable[[], dt.datetime]) -> SummaryFn:
+    """The standard summary (``tuning_pass.compute_summary``) taken at ``now_fn()``: the CLI passes
+    the system clock, the operator its injected clock."""
+
+    def summarize(
+        repo: Path, loop_id: str, reconcile_file: Path, control_file: Path, window: int
+    ) -> JsonObject | None:
+        return tuning_pass.compute_summary(
+            repo,
+            loop_id,
+            window=window,
+            now=now_fn(),
+            reconcile_file=reconcile_file,
+            control_file=control_file,
+        )
+
+    return summarize
 
 
 @dataclass(frozen=True)
