@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _loop_reconcile_helpers import LOOP, isolate_cli_env, write_runtime_artifacts
+from _loop_reconcile_helpers import LOOP, isolate_cli_env, read_json, write_heartbeat, write_runtime_artifacts
 
 from superloop_ops.clock import FrozenClock
 from superloop_ops.controllers import loop_controller
@@ -69,3 +69,23 @@ def test_the_status_surface_summary_is_taken_at_the_injected_clock(
     assert view.outcome == "success"
     assert {summary["generatedAt"] for summary in summaries} == {format_ts(frozen)}
     assert view.surface["tuning"]["telemetrySummary"]["observed"]["reconcileAttempts"] == 1
+
+
+@pytest.mark.parametrize("artifacts", [True, False], ids=["success", "failed-ingest"])
+def test_the_view_carries_the_documents_the_pass_wrote(tmp_path: Path, artifacts: bool) -> None:
+    """State, heartbeat, sequence and transport health in the view are exactly the journal's files
+    after the pass (they are passed in memory, not read back)."""
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=1)
+    target = _target(tmp_path)
+    write_runtime_artifacts(target.repo, format_ts(now - dt.timedelta(seconds=30)))
+    write_heartbeat(target.repo, format_ts(now - dt.timedelta(seconds=10)))
+    _pass(target, FrozenClock(now))
+    if not artifacts:
+        (target.repo / ".superloop" / "loops" / LOOP / "events.jsonl").unlink()
+    view = _pass(target, FrozenClock(now + dt.timedelta(seconds=60)))
+    assert view.outcome == ("success" if artifacts else "failed")
+    ops = target.ops_dir
+    assert view.state == read_json(ops / "state.json")
+    assert view.heartbeat == read_json(ops / "heartbeat.json")
+    assert view.sequence == read_json(ops / "sequence-state.json")
+    assert view.transport_health == read_json(ops / "telemetry" / "transport-health.json")

@@ -183,7 +183,11 @@ def run_loop_pass(
     clock: Clock,
     hooks: reconcile_pass.ReconcileHooks | None = None,
 ) -> tuple[loop_resource.LoopPassView, reconcile_pass.ReconcileResult]:
-    """One reconcile pass, then the surfaces the Loop status mirrors."""
+    """One reconcile pass, then the surfaces the Loop status mirrors.
+
+    The pass's own documents (state, heartbeat, sequence, transport health) come from its result
+    in memory; only the status surface is gathered from the journal the pass just wrote.
+    """
     options = build_reconcile_options(
         loop, target, token=token, from_start=replay_token is not None, hooks=hooks
     )
@@ -208,22 +212,16 @@ def run_loop_pass(
         transport=loop.spec.transport,
         trace_id=result.trace_id,
         surface=surface,
-        state=result.state if result.state is not None else _read_object(paths.state_file),
-        heartbeat=_read_object(paths.heartbeat_state_file),
-        sequence=_read_object(paths.sequence_state_file),
-        transport_health=result.transport_health
-        or _read_object(paths.reconcile_telemetry_file.parent / "transport-health.json"),
+        state=result.state,
+        heartbeat=result.heartbeat_state,
+        sequence=result.sequence_state,
+        transport_health=result.transport_health,
         failure_code=result.failure_code,
         failure_message=result.failure_message or "",
         replay_token=replay_token,
         replay_pending=replay_pending,
     )
     return view, result
-
-
-def _read_object(path: Path) -> JsonObject | None:
-    value = files.read_json(path)
-    return value if isinstance(value, dict) else None
 
 
 def fetch_journal_outcome(target: LoopTarget, idempotency_key: str) -> JsonObject | None:

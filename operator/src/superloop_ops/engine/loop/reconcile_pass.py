@@ -272,6 +272,8 @@ class ReconcileResult:
 
 @dataclass
 class _Ingest:
+    """Step 5's outcome (step 6 may still turn ``ok`` off)."""
+
     ok: bool = True
     failure_code: str | None = None
     failure_message: str | None = None
@@ -281,18 +283,48 @@ class _Ingest:
     """The cursor document to commit once the state of these events is written."""
 
 
+@dataclass(frozen=True)
+class _PassStart:
+    """Steps 1-4: where the pass writes, who it is, and what it knew before ingesting."""
+
+    options: ReconcileOptions
+    paths: ReconcilePaths
+    trace_id: str
+    previous_health: escalations.PreviousHealth
+    offset_before: int
+    started: dt.datetime
+
+
+@dataclass(frozen=True)
+class _RuntimeObservation:
+    """Step 8: the heartbeat and sequence documents health reads (this pass's, else the previous)."""
+
+    heartbeat_state: JsonObject
+    sequence_state: JsonObject
+    sequence_status: str = "skipped_ingest_failed"
+    diagnostics: sequence.SequenceDiagnostics | None = None
+
+    @property
+    def sequence_reason(self) -> str | None:
+        return self.diagnostics.reason_code if self.diagnostics else None
+
+
 def _read_object(path: Path) -> JsonObject:
     """A JSON object from ``path``; missing or unusable documents read as ``{}``."""
     document = files.read_json(path)
     return document if isinstance(document, dict) else {}
 
 
-def _read_cursor_offset_lenient(path: Path) -> int:
-    document = files.read_json(path)
+def _cursor_offset_lenient(document: object) -> int:
+    """A cursor document's ``eventLineOffset``; anything unusable is 0."""
     if not isinstance(document, dict):
         return 0
     offset = coerce_non_negative_int(document.get("eventLineOffset"))
     return 0 if offset is None else offset
+
+
+def _read_cursor_offset_lenient(path: Path) -> int:
+    return _cursor_offset_lenient(files.read_json(path))
 
 
 def _ingest_local(
@@ -381,7 +413,8 @@ def _cursor_number(value: object) -> int | None:
     return coerce_non_negative_int(value)
 
 
-def _previous_state_for_projection(path: Path) -> JsonObject | None:
+def _read_previous_state(path: Path) -> JsonObject | None:
+    """The state file as the pass found it: None when missing, ``{}`` when unusable (read once)."""
     if not path.exists():
         return None
     return _read_object(path)
@@ -421,10 +454,65 @@ def _run_pass(
     clock: clock_mod.Clock | None,
     service_client: service_mod.ServiceClient | None,
 ) -> ReconcileResult:
+    """Each step of §5.4 is one phase; the documents a step produces go to the next in memory."""
     clk: clock_mod.Clock = clock or clock_mod.SystemClock()
+    start = _start_pass(options, clk)  # steps 1-4
+    ingest = _ingest(start, clk, service_client)  # step 5
+    previous_state = _read_previous_state(start.paths.state_file)
+    projected = _project(start, ingest, previous_state, clk)  # step 6
+    now = clk.now()
+    transport_health = _update_transport_health(start, ingest, now)  # step 7
+    observed = _observe_runtime(start, ingest, now)  # step 8
+    health_doc = _write_health(  # step 9
+        start, ingest, projected, previous_state, observed, transport_health, now
+    )
+    state = _write_state(start, projected, previous_state, observed, health_doc)  # step 10
+    _commit_cursor(start, ingest)
+    context = escalations.EscalationContext(options.loop_id, start.trace_id, options.transport, now)
+    written = _write_pass_escalations(start, context, ingest, observed, state, health_doc)  # step 11
+    completed = clk.now()
+    telemetry_row = _append_reconcile_telemetry(  # step 12
+        start, ingest, observed, transport_health, health_doc, completed
+    )
+    pass_context = PassContext(
+        options=options,
+        paths=start.paths,
+        trace_id=start.trace_id,
+        ingest_ok=ingest.ok,
+        failure_code=ingest.failure_code,
+        health=health_doc,
+        state=state,
+        now=completed,
+    )
+    state, drift_doc, drift_error = _run_profile_drift(pass_context, context, state, written)  # step 13
+    alert_result, alert_error = _run_alert_dispatch(pass_context)  # step 14
+    return ReconcileResult(  # step 15
+        exit_code=0 if ingest.ok else 1,
+        output=_output_document(ingest, state, health_doc),
+        trace_id=start.trace_id,
+        ingest_ok=ingest.ok,
+        failure_code=ingest.failure_code,
+        failure_message=ingest.failure_message,
+        health=health_doc,
+        state=state,
+        transport_health=transport_health,
+        sequence_status=observed.sequence_status,
+        telemetry_row=telemetry_row,
+        escalations=tuple(written),
+        drift=drift_doc,
+        drift_error=drift_error,
+        alert_error=alert_error,
+        paths=start.paths,
+        heartbeat_state=observed.heartbeat_state,
+        sequence_state=observed.sequence_state,
+        alert_result=alert_result,
+    )
+
+
+def _start_pass(options: ReconcileOptions, clk: clock_mod.Clock) -> _PassStart:
+    """Steps 1-4: paths and directories, the previous health verdict, the cursor before, the start."""
     if options.transport not in TRANSPORTS:
         raise ContractError("--transport must be local or sprite_service")
-    # Step 1: paths and directories.
     paths = ReconcilePaths.build(options)
     trace_id = options.trace_id or generate_trace_id()
     _make_journal_dirs(paths)
@@ -432,205 +520,7 @@ def _run_pass(
     previous_health = escalations.compute_previous_health(files.read_json(paths.health_file))
     # Step 3: cursor before (telemetry only; unreadable -> 0).
     offset_before = 0 if options.from_start else _read_cursor_offset_lenient(paths.cursor_file)
-    # Step 4: start.
-    started = clk.now()
-    # Step 5: ingest.
-    if options.transport == "sprite_service":
-        if not options.service.base_url:
-            raise ContractError("--service-base-url is required when --transport sprite_service")
-        owned_client = service_client is None
-        client = service_client or service_mod.ServiceClient(
-            options.service.base_url,
-            token=options.service.token or None,
-            retry_attempts=options.service.retry_attempts,
-            retry_backoff_seconds=float(options.service.retry_backoff_seconds),
-            sleep=clk.sleep,
-        )
-        try:
-            ingest = _ingest_service(options, paths, trace_id, started, client, offset_before)
-        finally:
-            if owned_client:
-                client.close()
-    else:
-        ingest = _ingest_local(options, paths, trace_id, started)
-    # Step 6: projection.
-    projected: JsonObject | None = None
-    if ingest.ok:
-        assert ingest.snapshot is not None
-        try:
-            projected = projection.compute_projection(
-                ingest.snapshot,
-                list(ingest.events),
-                _previous_state_for_projection(paths.state_file),
-                clk.now(),
-                repo_path=str(paths.repo),
-                loop_id=options.loop_id,
-            )
-        except (ContractError, ValueError, TypeError, KeyError, AttributeError) as exc:
-            ingest.ok = False
-            ingest.failure_code = "projection_failed"
-            ingest.failure_message = pass_rules.tail_lines(str(exc))
-    # Step 7: transport health.
-    now = clk.now()
-    transport_health = pass_rules.compute_transport_health(
-        _read_object(paths.transport_health_file),
-        success=ingest.ok,
-        failure_code=ingest.failure_code,
-        trace_id=trace_id,
-        transport=options.transport,
-        now=now,
-    )
-    files.write_json_atomic(paths.transport_health_file, transport_health)
-    # Step 8: heartbeat, then sequence diagnostics (success only).
-    thresholds = options.thresholds
-    heartbeat_state: JsonObject | None = None
-    sequence_state: JsonObject
-    sequence_status = "skipped_ingest_failed"
-    sequence_reason: str | None = None
-    diagnostics: sequence.SequenceDiagnostics | None = None
-    if ingest.ok:
-        assert ingest.snapshot is not None
-        observation = heartbeat.compute_heartbeat_observation(
-            ingest.snapshot,
-            loop_id=options.loop_id,
-            trace_id=trace_id,
-            transport=options.transport,
-            degraded_seconds=thresholds.degraded_heartbeat_lag_seconds,
-            critical_seconds=thresholds.critical_heartbeat_lag_seconds,
-            now=now,
-        )
-        if observation.state is not None:
-            files.write_json_atomic(paths.heartbeat_state_file, observation.state)
-            heartbeat_state = observation.state
-        _append(paths.heartbeat_telemetry_file, observation.row)
-        diagnostics = sequence.compute_sequence_diagnostics(
-            _read_object(paths.sequence_state_file),
-            ingest.snapshot,
-            list(ingest.events),
-            loop_id=options.loop_id,
-            trace_id=trace_id,
-            transport=options.transport,
-            now=now,
-        )
-        files.write_json_atomic(paths.sequence_state_file, diagnostics.state)
-        _append(paths.sequence_telemetry_file, diagnostics.row)
-        sequence_state = diagnostics.state
-        sequence_status = diagnostics.status
-        sequence_reason = diagnostics.reason_code
-    else:
-        sequence_state = _read_object(paths.sequence_state_file)
-    if heartbeat_state is None:
-        heartbeat_state = _read_object(paths.heartbeat_state_file)
-    # Step 9: health.
-    state_exists = paths.state_file.exists()
-    health_state: JsonObject = projected if projected is not None else _read_object(paths.state_file)
-    health_doc = health.compute_health(
-        health.HealthInputs(
-            state=health_state,
-            heartbeat_state=heartbeat_state,
-            sequence_state=sequence_state,
-            transport_health=transport_health,
-            last_intent=_last_intent(paths.intents_file),
-            trace_id=trace_id,
-            transport=options.transport,
-            thresholds=thresholds,
-            ingest_ok=ingest.ok,
-            failure_code=ingest.failure_code,
-        ),
-        now,
-    )
-    files.write_json_atomic(paths.health_file, health_doc)
-    # Step 10: state.
-    state: JsonObject | None = None
-    if projected is not None:
-        state = pass_rules.build_success_state(
-            projected,
-            health=health_doc,
-            sequence=diagnostics.state if diagnostics else None,
-            trace_id=trace_id,
-        )
-    elif state_exists:
-        state = pass_rules.build_failed_state(health_state, health=health_doc, trace_id=trace_id)
-    if state is not None:
-        files.write_json_atomic(paths.state_file, state)
-    # The cursor last (divergence: the reference wrote it at ingest): a failure before this point
-    # leaves it where it was, and the next pass reads the same events again.
-    if ingest.cursor is not None:
-        files.write_json_atomic(paths.cursor_file, ingest.cursor)
-    # Step 11: escalations (divergence -> ordering drift -> health).
-    context = escalations.EscalationContext(options.loop_id, trace_id, options.transport, now)
-    written = _write_pass_escalations(
-        paths, context, state if ingest.ok else None, diagnostics, health_doc, previous_health, ingest
-    )
-    # Step 12: reconcile telemetry.
-    completed = clk.now()
-    telemetry_row = pass_rules.build_telemetry_row(
-        pass_rules.TelemetryInputs(
-            loop_id=options.loop_id,
-            trace_id=trace_id,
-            transport=options.transport,
-            started_at=started,
-            completed_at=completed,
-            ingest_ok=ingest.ok,
-            failure_code=ingest.failure_code,
-            failure_message=ingest.failure_message,
-            cursor_offset_before=offset_before,
-            cursor_offset_after=_read_cursor_offset_lenient(paths.cursor_file),
-            events_ingested=len(ingest.events),
-            max_events=options.max_events,
-            from_start=options.from_start,
-            retry_attempts=options.service.retry_attempts,
-            retry_backoff_seconds=options.service.retry_backoff_seconds,
-            threshold_profile=thresholds.profile,
-            transport_failure_streak=pass_rules.compute_failure_streak(transport_health),
-            sequence_status=sequence_status,
-            sequence_reason_code=sequence_reason,
-            health_status=str(health_doc["status"]),
-            health_reason_codes=list(health_doc["reasonCodes"]),
-        )
-    )
-    files.append_jsonl(paths.reconcile_telemetry_file, [telemetry_row])
-    # Step 13: profile drift (non-fatal, see divergences).
-    pass_context = PassContext(
-        options=options,
-        paths=paths,
-        trace_id=trace_id,
-        ingest_ok=ingest.ok,
-        failure_code=ingest.failure_code,
-        health=health_doc,
-        state=state,
-        now=completed,
-    )
-    state, drift_doc, drift_error = _run_profile_drift(pass_context, context, state, written)
-    # Step 14: alert dispatch (never fatal).
-    alert_result, alert_error = _run_alert_dispatch(pass_context)
-    # Step 15: output.
-    if ingest.ok:
-        assert state is not None
-        output, exit_code = state, 0
-    else:
-        output, exit_code = health_doc, 1
-    return ReconcileResult(
-        exit_code=exit_code,
-        output=output,
-        trace_id=trace_id,
-        ingest_ok=ingest.ok,
-        failure_code=ingest.failure_code,
-        failure_message=ingest.failure_message,
-        health=health_doc,
-        state=state,
-        transport_health=transport_health,
-        sequence_status=sequence_status,
-        telemetry_row=telemetry_row,
-        escalations=tuple(written),
-        drift=drift_doc,
-        drift_error=drift_error,
-        alert_error=alert_error,
-        paths=paths,
-        heartbeat_state=heartbeat_state,
-        sequence_state=sequence_state,
-        alert_result=alert_result,
-    )
+    return _PassStart(options, paths, trace_id, previous_health, offset_before, started=clk.now())
 
 
 def _make_journal_dirs(paths: ReconcilePaths) -> None:
@@ -646,17 +536,235 @@ def _make_journal_dirs(paths: ReconcilePaths) -> None:
         files.ensure_dir(directory)
 
 
-def _write_pass_escalations(
-    paths: ReconcilePaths,
-    context: escalations.EscalationContext,
-    success_state: JsonObject | None,
-    diagnostics: sequence.SequenceDiagnostics | None,
-    health_doc: JsonObject,
-    previous_health: escalations.PreviousHealth,
+def _ingest(
+    start: _PassStart, clk: clock_mod.Clock, service_client: service_mod.ServiceClient | None
+) -> _Ingest:
+    """Step 5: snapshot and event batch through the selected transport (the cursor is not written yet)."""
+    options, paths = start.options, start.paths
+    if options.transport != "sprite_service":
+        return _ingest_local(options, paths, start.trace_id, start.started)
+    if not options.service.base_url:
+        raise ContractError("--service-base-url is required when --transport sprite_service")
+    owned_client = service_client is None
+    client = service_client or service_mod.ServiceClient(
+        options.service.base_url,
+        token=options.service.token or None,
+        retry_attempts=options.service.retry_attempts,
+        retry_backoff_seconds=float(options.service.retry_backoff_seconds),
+        sleep=clk.sleep,
+    )
+    try:
+        return _ingest_service(options, paths, start.trace_id, start.started, client, start.offset_before)
+    finally:
+        if owned_client:
+            client.close()
+
+
+def _project(
+    start: _PassStart, ingest: _Ingest, previous_state: JsonObject | None, clk: clock_mod.Clock
+) -> JsonObject | None:
+    """Step 6: the lifecycle projection (successful ingest only); a failure fails the ingest."""
+    if not ingest.ok:
+        return None
+    assert ingest.snapshot is not None
+    try:
+        return projection.compute_projection(
+            ingest.snapshot,
+            list(ingest.events),
+            previous_state,
+            clk.now(),
+            repo_path=str(start.paths.repo),
+            loop_id=start.options.loop_id,
+        )
+    except (ContractError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        ingest.ok = False
+        ingest.failure_code = "projection_failed"
+        ingest.failure_message = pass_rules.tail_lines(str(exc))
+        return None
+
+
+def _update_transport_health(start: _PassStart, ingest: _Ingest, now: dt.datetime) -> JsonObject:
+    """Step 7: the transport health document, from the previous one and this pass's outcome."""
+    transport_health = pass_rules.compute_transport_health(
+        _read_object(start.paths.transport_health_file),
+        success=ingest.ok,
+        failure_code=ingest.failure_code,
+        trace_id=start.trace_id,
+        transport=start.options.transport,
+        now=now,
+    )
+    files.write_json_atomic(start.paths.transport_health_file, transport_health)
+    return transport_health
+
+
+def _observe_runtime(start: _PassStart, ingest: _Ingest, now: dt.datetime) -> _RuntimeObservation:
+    """Step 8: heartbeat, then sequence diagnostics (success only; otherwise the previous documents)."""
+    options, paths = start.options, start.paths
+    if not ingest.ok:
+        return _RuntimeObservation(
+            heartbeat_state=_read_object(paths.heartbeat_state_file),
+            sequence_state=_read_object(paths.sequence_state_file),
+        )
+    assert ingest.snapshot is not None
+    observation = heartbeat.compute_heartbeat_observation(
+        ingest.snapshot,
+        loop_id=options.loop_id,
+        trace_id=start.trace_id,
+        transport=options.transport,
+        degraded_seconds=options.thresholds.degraded_heartbeat_lag_seconds,
+        critical_seconds=options.thresholds.critical_heartbeat_lag_seconds,
+        now=now,
+    )
+    if observation.state is not None:
+        files.write_json_atomic(paths.heartbeat_state_file, observation.state)
+    _append(paths.heartbeat_telemetry_file, observation.row)
+    diagnostics = sequence.compute_sequence_diagnostics(
+        _read_object(paths.sequence_state_file),
+        ingest.snapshot,
+        list(ingest.events),
+        loop_id=options.loop_id,
+        trace_id=start.trace_id,
+        transport=options.transport,
+        now=now,
+    )
+    files.write_json_atomic(paths.sequence_state_file, diagnostics.state)
+    _append(paths.sequence_telemetry_file, diagnostics.row)
+    heartbeat_state = observation.state
+    return _RuntimeObservation(
+        heartbeat_state=heartbeat_state
+        if heartbeat_state is not None
+        else _read_object(paths.heartbeat_state_file),
+        sequence_state=diagnostics.state,
+        sequence_status=diagnostics.status,
+        diagnostics=diagnostics,
+    )
+
+
+def _write_health(
+    start: _PassStart,
     ingest: _Ingest,
+    projected: JsonObject | None,
+    previous_state: JsonObject | None,
+    observed: _RuntimeObservation,
+    transport_health: JsonObject,
+    now: dt.datetime,
+) -> JsonObject:
+    """Step 9: the health document, from this pass's documents (the projection, else the state file)."""
+    options = start.options
+    health_doc = health.compute_health(
+        health.HealthInputs(
+            state=projected if projected is not None else (previous_state or {}),
+            heartbeat_state=observed.heartbeat_state,
+            sequence_state=observed.sequence_state,
+            transport_health=transport_health,
+            last_intent=_last_intent(start.paths.intents_file),
+            trace_id=start.trace_id,
+            transport=options.transport,
+            thresholds=options.thresholds,
+            ingest_ok=ingest.ok,
+            failure_code=ingest.failure_code,
+        ),
+        now,
+    )
+    files.write_json_atomic(start.paths.health_file, health_doc)
+    return health_doc
+
+
+def _write_state(
+    start: _PassStart,
+    projected: JsonObject | None,
+    previous_state: JsonObject | None,
+    observed: _RuntimeObservation,
+    health_doc: JsonObject,
+) -> JsonObject | None:
+    """Step 10: the success state (projection), else the previous state marked failed, else none."""
+    state: JsonObject | None = None
+    if projected is not None:
+        state = pass_rules.build_success_state(
+            projected,
+            health=health_doc,
+            sequence=observed.diagnostics.state if observed.diagnostics else None,
+            trace_id=start.trace_id,
+        )
+    elif previous_state is not None:
+        state = pass_rules.build_failed_state(previous_state, health=health_doc, trace_id=start.trace_id)
+    if state is not None:
+        files.write_json_atomic(start.paths.state_file, state)
+    return state
+
+
+def _commit_cursor(start: _PassStart, ingest: _Ingest) -> None:
+    """The cursor last (divergence: the reference wrote it at ingest): a failure before this point
+    leaves it where it was, and the next pass reads the same events again. A projection failure
+    still advances it, as in the reference."""
+    if ingest.cursor is not None:
+        files.write_json_atomic(start.paths.cursor_file, ingest.cursor)
+
+
+def _append_reconcile_telemetry(
+    start: _PassStart,
+    ingest: _Ingest,
+    observed: _RuntimeObservation,
+    transport_health: JsonObject,
+    health_doc: JsonObject,
+    completed: dt.datetime,
+) -> JsonObject:
+    """Step 12: one row of telemetry/reconcile.jsonl (the cursor after is the one just committed)."""
+    options = start.options
+    offset_after = (
+        _cursor_offset_lenient(ingest.cursor)
+        if ingest.cursor is not None
+        else _read_cursor_offset_lenient(start.paths.cursor_file)
+    )
+    telemetry_row = pass_rules.build_telemetry_row(
+        pass_rules.TelemetryInputs(
+            loop_id=options.loop_id,
+            trace_id=start.trace_id,
+            transport=options.transport,
+            started_at=start.started,
+            completed_at=completed,
+            ingest_ok=ingest.ok,
+            failure_code=ingest.failure_code,
+            failure_message=ingest.failure_message,
+            cursor_offset_before=start.offset_before,
+            cursor_offset_after=offset_after,
+            events_ingested=len(ingest.events),
+            max_events=options.max_events,
+            from_start=options.from_start,
+            retry_attempts=options.service.retry_attempts,
+            retry_backoff_seconds=options.service.retry_backoff_seconds,
+            threshold_profile=options.thresholds.profile,
+            transport_failure_streak=pass_rules.compute_failure_streak(transport_health),
+            sequence_status=observed.sequence_status,
+            sequence_reason_code=observed.sequence_reason,
+            health_status=str(health_doc["status"]),
+            health_reason_codes=list(health_doc["reasonCodes"]),
+        )
+    )
+    files.append_jsonl(start.paths.reconcile_telemetry_file, [telemetry_row])
+    return telemetry_row
+
+
+def _output_document(ingest: _Ingest, state: JsonObject | None, health_doc: JsonObject) -> JsonObject:
+    """Step 15: the state document after a successful pass, the health document otherwise."""
+    if ingest.ok:
+        assert state is not None
+        return state
+    return health_doc
+
+
+def _write_pass_escalations(
+    start: _PassStart,
+    context: escalations.EscalationContext,
+    ingest: _Ingest,
+    observed: _RuntimeObservation,
+    state: JsonObject | None,
+    health_doc: JsonObject,
 ) -> list[JsonObject]:
     """Step 11: divergence (successful passes only), ordering drift, then health; returns the rows."""
+    paths = start.paths
     written: list[JsonObject] = []
+    success_state = state if ingest.ok else None
     if success_state is not None:
         _append(
             paths.escalations_file,
@@ -665,12 +773,12 @@ def _write_pass_escalations(
             ),
             written,
         )
-    if diagnostics is not None:
+    if observed.diagnostics is not None:
         _append(
             paths.escalations_file,
             escalations.build_ordering_drift_escalation(
                 context,
-                diagnostics.state,
+                observed.diagnostics.state,
                 state_file=str(paths.state_file),
                 sequence_state_file=str(paths.sequence_state_file),
                 sequence_telemetry_file=str(paths.sequence_telemetry_file),
@@ -682,7 +790,7 @@ def _write_pass_escalations(
         escalations.build_health_escalation(
             context,
             health_doc,
-            previous_health,
+            start.previous_health,
             ingest_ok=ingest.ok,
             failure_code=ingest.failure_code,
             state_file=str(paths.state_file),
