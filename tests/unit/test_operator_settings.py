@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from superloop_ops.errors import InvalidSpecError
+from superloop_ops.models import Fleet, Loop, common
 from superloop_ops.settings import Settings, build_pvc_dirs, fetch_settings
 
 
@@ -18,6 +19,19 @@ def test_defaults_from_an_empty_environment() -> None:
     assert settings.default_reconcile_interval_seconds == 60.0
     assert settings.peering_name == ""
     assert settings.test_pause_after_executing_seconds == 0.0
+
+
+def test_the_reconcile_interval_default_is_stated_once_in_the_models() -> None:
+    """Loop and Fleet specs without an interval, and the operator's fallback, share one default."""
+    default = common.DEFAULT_RECONCILE_INTERVAL_SECONDS
+    assert default == 60
+    loop = Loop.from_body({"spec": {"loopId": "a", "source": {"pvc": {"claimName": "c"}}}})
+    fleet = Fleet.from_body({"kind": "Fleet", "spec": {"loops": [{"loopId": "a", "loopRef": {"name": "a"}}]}})
+    assert loop.spec.reconcile_interval_seconds == fleet.spec.reconcile_interval_seconds == default
+    assert (
+        fetch_settings({}).default_reconcile_interval_seconds == Settings().default_reconcile_interval_seconds
+    )
+    assert Settings().default_reconcile_interval_seconds == float(default)
 
 
 def test_values_from_the_environment() -> None:

@@ -41,6 +41,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from superloop_ops.errors import InvalidSpecError
+from superloop_ops.models.common import DEFAULT_RECONCILE_INTERVAL_SECONDS
 
 __all__ = ["Settings", "build_pvc_dirs", "fetch_settings"]
 
@@ -57,7 +58,7 @@ class Settings:
     pvc_mount_root: Path = Path(_DEFAULT_MOUNT_ROOT)
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 9090
-    default_reconcile_interval_seconds: float = 60.0
+    default_reconcile_interval_seconds: float = float(DEFAULT_RECONCILE_INTERVAL_SECONDS)
     namespaces: tuple[str, ...] = ()
     status_refresh_seconds: float = 300.0
     control_confirm_timeout_seconds: int = 30
@@ -138,7 +139,10 @@ def fetch_settings(env: Mapping[str, str] | None = None) -> Settings:
         metrics_host=source.get("SUPERLOOP_METRICS_HOST", "").strip() or "0.0.0.0",
         metrics_port=port,
         default_reconcile_interval_seconds=_number(
-            source, "SUPERLOOP_RECONCILE_INTERVAL_SECONDS", 60.0, minimum=1.0
+            source,
+            "SUPERLOOP_RECONCILE_INTERVAL_SECONDS",
+            float(DEFAULT_RECONCILE_INTERVAL_SECONDS),
+            minimum=1.0,
         ),
         namespaces=namespaces,
         status_refresh_seconds=_number(source, "SUPERLOOP_STATUS_REFRESH_SECONDS", 300.0),

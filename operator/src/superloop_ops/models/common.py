@@ -36,6 +36,7 @@ __all__ = [
     "API_GROUP",
     "API_VERSION",
     "CONDITION_REASON_PATTERN",
+    "DEFAULT_RECONCILE_INTERVAL_SECONDS",
     "GROUP_VERSION",
     "LOOP_ID_PATTERN",
     "TIMESTAMP_PATTERN",
@@ -77,6 +78,9 @@ LOOP_ID_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
 #: metav1.Condition's reason pattern.
 CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 _TIMESTAMP_RE = re.compile(TIMESTAMP_PATTERN)
+#: Seconds between two passes of a Loop or a Fleet when the spec names none; also the operator's
+#: default for Loops whose spec carries no usable interval (``SUPERLOOP_RECONCILE_INTERVAL_SECONDS``).
+DEFAULT_RECONCILE_INTERVAL_SECONDS = 60
 
 JsonObject = dict[str, Any]
 ConditionStatus = Literal["True", "False", "Unknown"]

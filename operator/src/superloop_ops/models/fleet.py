@@ -21,6 +21,7 @@ from pydantic import Field
 
 from superloop_ops import errors
 from superloop_ops.models.common import (
+    DEFAULT_RECONCILE_INTERVAL_SECONDS,
     CelRule,
     ConditionedStatus,
     CrdInfo,
@@ -136,7 +137,7 @@ class FleetSpec(SpecModel):
     """Process loops sorted by loopId instead of registry order."""
     max_events: Annotated[int, Field(ge=0, le=2_147_483_647)] = 0
     """Most events per loop per pass; 0 means all."""
-    reconcile_interval_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
+    reconcile_interval_seconds: Annotated[int, Field(ge=1, le=86_400)] = DEFAULT_RECONCILE_INTERVAL_SECONDS
     """Seconds between fleet passes."""
     suspend: bool = False
     """Stop fleet passes (policy, handoff) for this fleet."""

@@ -16,6 +16,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field
 
 from superloop_ops.models.common import (
+    DEFAULT_RECONCILE_INTERVAL_SECONDS,
     CelRule,
     ConditionedStatus,
     ConfigMapKeyRef,
@@ -211,7 +212,7 @@ class LoopSpec(SpecModel):
     """Alert dispatch settings."""
     max_events: NonNegInt = 0
     """Most events ingested per pass; 0 means all."""
-    reconcile_interval_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
+    reconcile_interval_seconds: Annotated[int, Field(ge=1, le=86_400)] = DEFAULT_RECONCILE_INTERVAL_SECONDS
     """Seconds between reconcile passes."""
     suspend: bool = False
     """Stop reconciling this loop (status keeps its last values)."""
