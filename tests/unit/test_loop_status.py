@@ -5,9 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import pytest
-
-from superloop_ops.core.common.status_conditions import camel_reason, find_condition
+from superloop_ops.core.common.status_conditions import find_condition
 from superloop_ops.core.loop import loop_resource
 
 NOW = dt.datetime(2026, 2, 22, 10, 0, 0, tzinfo=dt.UTC)
@@ -53,18 +51,6 @@ def _cond(status: dict[str, Any], cond_type: str) -> dict[str, Any]:
     cond = find_condition(status["conditions"], cond_type)
     assert cond is not None
     return dict(cond)
-
-
-@pytest.mark.parametrize(
-    ("code", "reason"),
-    [
-        ("transport_unreachable", "TransportUnreachable"),
-        ("source_not_found", "SourceNotFound"),
-        ("", "Unknown"),
-    ],
-)
-def test_camel_reason(code: str, reason: str) -> None:
-    assert camel_reason(code) == reason
 
 
 def test_successful_pass_mirrors_surfaces_and_sets_conditions() -> None:

@@ -1,4 +1,4 @@
-"""metav1.Condition helpers shared by the Loop and HandoffIntent status builders.
+"""metav1.Condition helpers: the one set every kind's status builder uses (types: ``models.conditions``).
 
 Pure: the caller passes ``now``. ``lastTransitionTime`` only moves when the condition's
 ``status`` flips, as the Kubernetes API conventions ask, so an unchanged pass produces an
@@ -9,18 +9,30 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from superloop_ops.core.common.jsonutil import JsonObject, format_ts
-from superloop_ops.models import conditions as model_conditions
 
 __all__ = ["ConditionSpec", "build_conditions", "camel_reason", "find_condition"]
 
 
+_NON_ALNUM = re.compile(r"[^A-Za-z0-9]+")
+
+
 def camel_reason(code: str) -> str:
-    """``transport_unreachable`` -> ``TransportUnreachable`` (condition reasons are CamelCase)."""
-    return model_conditions.build_reason(code)
+    """``transport_unreachable`` -> ``TransportUnreachable`` (condition reasons are CamelCase).
+
+    Anything outside ``[A-Za-z0-9]`` separates words; an empty result is ``Unknown`` and a
+    digit-leading one is prefixed with ``R``, so the value always satisfies metav1.Condition's
+    reason pattern.
+    """
+    words = [word for word in _NON_ALNUM.split(code) if word]
+    reason = "".join(word[:1].upper() + word[1:] for word in words)
+    if not reason:
+        return "Unknown"
+    return reason if reason[0].isalpha() else "R" + reason
 
 
 @dataclasses.dataclass(frozen=True)
