@@ -271,6 +271,217 @@ def _prior_run_selections(history: Sequence[Any], trace_id: str) -> dict[str, st
     return selected
 
 
+@dataclasses.dataclass(frozen=True)
+class _AutonomyControls:
+    """The policy's autonomy controls with their defaults, read once per evaluation."""
+
+    mode: str
+    categories: Sequence[Any]
+    intents: Sequence[Any]
+    min_severity: int
+    min_confidence: int
+    run_cap: int
+    loop_cap: int
+    cooldown_seconds: int
+    kill_switch: bool
+    canary: Any
+    scope_ids: list[Any]
+    salt: str
+
+    @property
+    def guarded(self) -> bool:
+        return self.mode == GUARDED_AUTO
+
+    @classmethod
+    def read(cls, mode: str, controls: Mapping[str, Any]) -> _AutonomyControls:
+        allow = controls.get("allow") or {}
+        thresholds = controls.get("thresholds") or {}
+        safety = controls.get("safety") or {}
+        rollout = controls.get("rollout") or {}
+        return cls(
+            mode=mode,
+            categories=allow.get("categories") or [],
+            intents=allow.get("intents") or [],
+            min_severity=_SEVERITY_RANK.get(thresholds.get("minSeverity", "critical"), 0),
+            min_confidence=_CONFIDENCE_RANK.get(thresholds.get("minConfidence", "high"), 0),
+            run_cap=int(safety.get("maxActionsPerRun", 1)),
+            loop_cap=int(safety.get("maxActionsPerLoop", 1)),
+            cooldown_seconds=int(safety.get("cooldownSeconds", 300)),
+            kill_switch=safety.get("killSwitch") is True,
+            canary=rollout.get("canaryPercent", 100),
+            scope_ids=list((rollout.get("scope") or {}).get("loopIds") or []),
+            salt=(rollout.get("selector") or {}).get("salt") or DEFAULT_SALT,
+        )
+
+
+@dataclasses.dataclass
+class _RunSlots:
+    """The per-run and per-loop caps' slots, counting selections already journaled under this trace."""
+
+    prior: dict[str, str]
+    total: int
+    by_loop: dict[str, int]
+
+    @classmethod
+    def read(cls, history: Sequence[Any], trace_id: str) -> _RunSlots:
+        prior = _prior_run_selections(history, trace_id)
+        by_loop: dict[str, int] = {}
+        for loop_id in prior.values():
+            by_loop[loop_id] = by_loop.get(loop_id, 0) + 1
+        return cls(prior, len(prior), by_loop)
+
+    def holds(self, candidate_id: str) -> bool:
+        return candidate_id in self.prior
+
+    def take(self, candidate_id: str, loop_id: str) -> None:
+        """Consume a slot for a newly eligible candidate (one this run already holds costs nothing)."""
+        if self.holds(candidate_id):
+            return
+        self.total += 1
+        self.by_loop[loop_id] = self.by_loop.get(loop_id, 0) + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class _Gates:
+    """The policy gates of one candidate (allowlists, thresholds, rollout cohort)."""
+
+    category_ok: bool
+    intent_ok: bool
+    severity_ok: bool
+    confidence_ok: bool
+    in_scope: bool
+    bucket: int
+    canary_selected: bool
+
+    @property
+    def in_cohort(self) -> bool:
+        return self.in_scope and self.canary_selected
+
+
+def _evaluate_gates(candidate: Mapping[str, Any], ctl: _AutonomyControls) -> _Gates:
+    loop_id = str(candidate["loopId"])
+    intent = candidate.get("recommendedIntent")
+    bucket = compute_cohort_bucket(loop_id, ctl.salt)
+    return _Gates(
+        category_ok=candidate["category"] in ctl.categories,
+        intent_ok=intent is not None and intent in ctl.intents,
+        severity_ok=_SEVERITY_RANK.get(candidate["severity"], 0) >= ctl.min_severity,
+        confidence_ok=_CONFIDENCE_RANK.get(candidate["confidence"], 0) >= ctl.min_confidence,
+        in_scope=not ctl.scope_ids or loop_id in ctl.scope_ids,
+        bucket=bucket,
+        canary_selected=ctl.canary >= 100 or (ctl.canary > 0 and bucket < ctl.canary),
+    )
+
+
+def _gating_reasons(
+    candidate: Mapping[str, Any],
+    ctl: _AutonomyControls,
+    gates: _Gates,
+    pause: Mapping[str, Any],
+    governance_expired: bool,
+) -> list[str]:
+    """Why the policy (not the safety limits) keeps this candidate manual; sorted and unique."""
+    gating: list[str] = []
+    if not ctl.guarded:
+        gating.append("policy_mode_not_guarded_auto")
+    if candidate["suppressed"]:
+        gating.append("candidate_suppressed")
+    if not gates.category_ok:
+        gating.append("category_not_allowlisted")
+    if candidate.get("recommendedIntent") is None:
+        gating.append("no_recommended_intent")
+    elif not gates.intent_ok:
+        gating.append("intent_not_allowlisted")
+    if not gates.severity_ok:
+        gating.append("severity_below_threshold")
+    if not gates.confidence_ok:
+        gating.append("confidence_below_threshold")
+    if not gates.in_scope:
+        gating.append("autonomous_rollout_scope_excluded")
+    elif not gates.canary_selected:
+        gating.append("autonomous_rollout_canary_excluded")
+    gating += pause["reasons"]
+    gating += pause["auto"]["reasons"]
+    if ctl.guarded and governance_expired:
+        gating.append(GOVERNANCE_EXPIRED_REASON)
+    return sorted_unique(gating)
+
+
+def _safety_reason(
+    candidate: Mapping[str, Any], ctl: _AutonomyControls, slots: _RunSlots, cooldown_active: bool
+) -> str | None:
+    """The first safety limit that blocks an otherwise eligible candidate of a guarded_auto policy."""
+    if ctl.kill_switch:
+        return "autonomous_kill_switch_enabled"
+    if cooldown_active:
+        return "autonomous_cooldown_active"
+    if slots.holds(candidate["candidateId"]):
+        return None  # this run already holds a slot for it
+    if slots.total >= ctl.run_cap:
+        return "autonomous_max_actions_per_run_exceeded"
+    if slots.by_loop.get(str(candidate["loopId"]), 0) >= ctl.loop_cap:
+        return "autonomous_max_actions_per_loop_exceeded"
+    return None
+
+
+def _autonomy_block(
+    candidate: Mapping[str, Any],
+    ctl: _AutonomyControls,
+    gates: _Gates,
+    gating: list[str],
+    reasons: list[str],
+    cooldown: tuple[bool, int, dt.datetime | None],
+    pause: JsonObject,
+) -> JsonObject:
+    """The candidate's ``autonomous`` object."""
+    eligible = not reasons
+    cooldown_active, cooldown_remaining, last = cooldown
+    return {
+        "mode": ctl.mode,
+        "eligible": eligible,
+        "manualOnly": not eligible,
+        "reasons": reasons,
+        "gatingReasons": gating,
+        "recommendedIntent": candidate.get("recommendedIntent"),
+        "gates": {
+            "modeGuardedAuto": ctl.guarded,
+            "suppressed": candidate["suppressed"],
+            "categoryAllowed": gates.category_ok,
+            "intentAllowed": gates.intent_ok,
+            "severityMeetsThreshold": gates.severity_ok,
+            "confidenceMeetsThreshold": gates.confidence_ok,
+            "rolloutScopeAllowed": gates.in_scope,
+            "rolloutCanarySelected": gates.canary_selected,
+        },
+        "safety": {
+            "maxActionsPerRun": ctl.run_cap,
+            "maxActionsPerLoop": ctl.loop_cap,
+            "cooldownSeconds": ctl.cooldown_seconds,
+            "killSwitch": ctl.kill_switch,
+            "cooldown": {
+                "active": cooldown_active,
+                "remainingSeconds": cooldown_remaining,
+                "lastEligibleAt": format_ts(last) if last else None,
+            },
+            "killSwitchActive": ctl.guarded and ctl.kill_switch,
+            "runCapBlocked": "autonomous_max_actions_per_run_exceeded" in reasons,
+            "loopCapBlocked": "autonomous_max_actions_per_loop_exceeded" in reasons,
+        },
+        "rollout": {
+            "canaryPercent": ctl.canary,
+            "scopeLoopIds": ctl.scope_ids,
+            "selector": {
+                "salt": ctl.salt,
+                "bucket": gates.bucket,
+                "inScope": gates.in_scope,
+                "canarySelected": gates.canary_selected,
+                "inCohort": gates.in_cohort,
+            },
+            "pause": pause,
+        },
+    }
+
+
 def _classify(
     candidates: list[JsonObject],
     *,
@@ -282,133 +493,25 @@ def _classify(
     governance_expired: bool,
     now: dt.datetime,
 ) -> None:
-    """Attach the ``autonomous`` object to each candidate, in final order (caps are consumed in it)."""
-    allow = controls.get("allow") or {}
-    thresholds = controls.get("thresholds") or {}
-    safety = controls.get("safety") or {}
-    rollout = controls.get("rollout") or {}
-    categories = allow.get("categories") or []
-    intents = allow.get("intents") or []
-    min_severity = _SEVERITY_RANK.get(thresholds.get("minSeverity", "critical"), 0)
-    min_confidence = _CONFIDENCE_RANK.get(thresholds.get("minConfidence", "high"), 0)
-    run_cap = int(safety.get("maxActionsPerRun", 1))
-    loop_cap = int(safety.get("maxActionsPerLoop", 1))
-    cooldown_seconds = int(safety.get("cooldownSeconds", 300))
-    kill_switch = safety.get("killSwitch") is True
-    canary = rollout.get("canaryPercent", 100)
-    scope_ids = list((rollout.get("scope") or {}).get("loopIds") or [])
-    salt = (rollout.get("selector") or {}).get("salt") or DEFAULT_SALT
-    guarded = mode == GUARDED_AUTO
+    """Attach the ``autonomous`` object to each candidate, in final order (caps are consumed in it):
+    policy gates first, then the safety limits (kill switch, cooldown, per-run and per-loop caps)."""
+    ctl = _AutonomyControls.read(mode, controls)
     last_eligible = _history_index(history, "autonomousEligible", True)
-    prior = _prior_run_selections(history, trace_id)
-    selected_total = len(prior)
-    selected_by_loop: dict[str, int] = {}
-    for loop_id in prior.values():
-        selected_by_loop[loop_id] = selected_by_loop.get(loop_id, 0) + 1
-
+    slots = _RunSlots.read(history, trace_id)
     for candidate in candidates:
-        loop_id = str(candidate["loopId"])
-        intent = candidate.get("recommendedIntent")
-        category_ok = candidate["category"] in categories
-        intent_ok = intent is not None and intent in intents
-        severity_ok = _SEVERITY_RANK.get(candidate["severity"], 0) >= min_severity
-        confidence_ok = _CONFIDENCE_RANK.get(candidate["confidence"], 0) >= min_confidence
-        in_scope = not scope_ids or loop_id in scope_ids
-        bucket = compute_cohort_bucket(loop_id, salt)
-        canary_selected = canary >= 100 or (canary > 0 and bucket < canary)
-        in_cohort = in_scope and canary_selected
-
-        gating: list[str] = []
-        if not guarded:
-            gating.append("policy_mode_not_guarded_auto")
-        if candidate["suppressed"]:
-            gating.append("candidate_suppressed")
-        if not category_ok:
-            gating.append("category_not_allowlisted")
-        if intent is None:
-            gating.append("no_recommended_intent")
-        elif not intent_ok:
-            gating.append("intent_not_allowlisted")
-        if not severity_ok:
-            gating.append("severity_below_threshold")
-        if not confidence_ok:
-            gating.append("confidence_below_threshold")
-        if not in_scope:
-            gating.append("autonomous_rollout_scope_excluded")
-        elif not canary_selected:
-            gating.append("autonomous_rollout_canary_excluded")
-        gating += pause["reasons"]
-        gating += pause["auto"]["reasons"]
-        if guarded and governance_expired:
-            gating.append(GOVERNANCE_EXPIRED_REASON)
-        gating = sorted_unique(gating)
-
-        cooldown_active, cooldown_remaining = _window(
-            last_eligible.get(candidate["candidateId"]), now, cooldown_seconds
-        )
-        safety_reason: str | None = None
-        already_selected = candidate["candidateId"] in prior
-        if not gating and guarded:
-            if kill_switch:
-                safety_reason = "autonomous_kill_switch_enabled"
-            elif cooldown_active:
-                safety_reason = "autonomous_cooldown_active"
-            elif already_selected:
-                safety_reason = None  # this run already holds a slot for it
-            elif selected_total >= run_cap:
-                safety_reason = "autonomous_max_actions_per_run_exceeded"
-            elif selected_by_loop.get(loop_id, 0) >= loop_cap:
-                safety_reason = "autonomous_max_actions_per_loop_exceeded"
-        reasons = sorted_unique(gating + ([safety_reason] if safety_reason else []))
-        eligible = not reasons
-        if eligible and not already_selected:
-            selected_total += 1
-            selected_by_loop[loop_id] = selected_by_loop.get(loop_id, 0) + 1
+        gates = _evaluate_gates(candidate, ctl)
+        gating = _gating_reasons(candidate, ctl, gates, pause, governance_expired)
         last = last_eligible.get(candidate["candidateId"])
-        candidate["autonomous"] = {
-            "mode": mode,
-            "eligible": eligible,
-            "manualOnly": not eligible,
-            "reasons": reasons,
-            "gatingReasons": gating,
-            "recommendedIntent": intent,
-            "gates": {
-                "modeGuardedAuto": guarded,
-                "suppressed": candidate["suppressed"],
-                "categoryAllowed": category_ok,
-                "intentAllowed": intent_ok,
-                "severityMeetsThreshold": severity_ok,
-                "confidenceMeetsThreshold": confidence_ok,
-                "rolloutScopeAllowed": in_scope,
-                "rolloutCanarySelected": canary_selected,
-            },
-            "safety": {
-                "maxActionsPerRun": run_cap,
-                "maxActionsPerLoop": loop_cap,
-                "cooldownSeconds": cooldown_seconds,
-                "killSwitch": kill_switch,
-                "cooldown": {
-                    "active": cooldown_active,
-                    "remainingSeconds": cooldown_remaining,
-                    "lastEligibleAt": format_ts(last) if last else None,
-                },
-                "killSwitchActive": guarded and kill_switch,
-                "runCapBlocked": "autonomous_max_actions_per_run_exceeded" in reasons,
-                "loopCapBlocked": "autonomous_max_actions_per_loop_exceeded" in reasons,
-            },
-            "rollout": {
-                "canaryPercent": canary,
-                "scopeLoopIds": scope_ids,
-                "selector": {
-                    "salt": salt,
-                    "bucket": bucket,
-                    "inScope": in_scope,
-                    "canarySelected": canary_selected,
-                    "inCohort": in_cohort,
-                },
-                "pause": pause,
-            },
-        }
+        cooldown_active, cooldown_remaining = _window(last, now, ctl.cooldown_seconds)
+        safety = (
+            _safety_reason(candidate, ctl, slots, cooldown_active) if not gating and ctl.guarded else None
+        )
+        reasons = sorted_unique(gating + ([safety] if safety else []))
+        if not reasons:
+            slots.take(candidate["candidateId"], str(candidate["loopId"]))
+        candidate["autonomous"] = _autonomy_block(
+            candidate, ctl, gates, gating, reasons, (cooldown_active, cooldown_remaining, last), pause
+        )
 
 
 def _tally(values: Iterable[str]) -> dict[str, int]:
@@ -544,6 +647,29 @@ def _history_row(candidate: Mapping[str, Any], state: Mapping[str, Any]) -> Json
     return {key: value for key, value in row.items() if value is not None}
 
 
+@dataclasses.dataclass(frozen=True)
+class _PolicyInputs:
+    """The registry's ``policy`` block, read once, with its defaults."""
+
+    mode: str
+    suppressions: Mapping[str, Any]
+    controls: JsonObject
+    governance: Mapping[str, Any]
+    rollout: Mapping[str, Any]
+
+    @classmethod
+    def read(cls, registry: Mapping[str, Any]) -> _PolicyInputs:
+        policy = registry.get("policy") or {}
+        controls = dict(policy.get("autonomous") or {})
+        return cls(
+            mode=policy.get("mode") or "advisory",
+            suppressions=policy.get("suppressions") or {},
+            controls=controls,
+            governance=controls.get("governance") or {},
+            rollout=controls.get("rollout") or {},
+        )
+
+
 def build_policy_evaluation(
     *,
     registry: Mapping[str, Any],
@@ -558,17 +684,43 @@ def build_policy_evaluation(
     now: dt.datetime,
 ) -> PolicyEvaluation:
     """One policy run: candidates, suppression, cooldown, autonomy classification, and the rows to append."""
-    policy = registry.get("policy") or {}
-    mode = policy.get("mode") or "advisory"
-    suppressions = policy.get("suppressions") or {}
-    controls = policy.get("autonomous") or {}
-    controls = dict(controls)
-    governance = controls.get("governance") or {}
-    rollout = controls.get("rollout") or {}
-    window = dedupe_window_seconds
-    last_unsuppressed = _history_index(history, "suppressed", False)
-
+    policy = _PolicyInputs.read(registry)
     candidates = _base_candidates(fleet_state)
+    _suppress(candidates, policy.suppressions, history, dedupe_window_seconds, now)
+    # Unlike the reference, pause metrics are computed even with zero candidates.
+    pause = compute_autopause(policy.rollout, handoff_telemetry)
+    _classify(
+        candidates,
+        mode=policy.mode,
+        controls=policy.controls,
+        pause=pause,
+        history=history,
+        trace_id=trace_id,
+        governance_expired=compute_governance_expired(policy.governance, policy.mode, now),
+        now=now,
+    )
+    state = _build_policy_state(
+        policy, fleet_state, candidates, pause, dedupe_window_seconds, trace_id, paths, now
+    )
+    return PolicyEvaluation(
+        state=state,
+        governance_event=build_governance_event(
+            previous_state, state, had_previous=had_previous_state, paths=paths, now=now
+        ),
+        history_rows=[_history_row(candidate, state) for candidate in candidates],
+        telemetry_row=_policy_telemetry_row(state),
+    )
+
+
+def _suppress(
+    candidates: list[JsonObject],
+    suppressions: Mapping[str, Any],
+    history: Sequence[Any],
+    window: int,
+    now: dt.datetime,
+) -> None:
+    """Attach the suppression fields: registry suppressions first, then the advisory dedupe window."""
+    last_unsuppressed = _history_index(history, "suppressed", False)
     for candidate in candidates:
         found = _suppression(candidate, suppressions)
         scope: str | None = None
@@ -600,26 +752,11 @@ def build_policy_evaluation(
             }
         )
 
-    # Unlike the reference, pause metrics are computed even with zero candidates.
-    pause = compute_autopause(rollout, handoff_telemetry)
-    _classify(
-        candidates,
-        mode=mode,
-        controls=controls,
-        pause=pause,
-        history=history,
-        trace_id=trace_id,
-        governance_expired=compute_governance_expired(governance, mode, now),
-        now=now,
-    )
 
+def _candidate_summary(candidates: Sequence[JsonObject]) -> JsonObject:
+    """The state's ``summary``: candidates by severity, confidence, category, suppression and autonomy."""
     unsuppressed = [c for c in candidates if not c["suppressed"]]
-    suppressed = [c for c in candidates if c["suppressed"]]
-    eligible_count = sum(1 for c in unsuppressed if c["autonomous"]["eligible"])
-    manual_count = sum(1 for c in unsuppressed if c["autonomous"]["manualOnly"])
-    by_autonomy_reason = _tally(reason for c in unsuppressed for reason in c["autonomous"]["reasons"])
-    selectors = [c["autonomous"]["rollout"]["selector"] for c in candidates]
-    summary: JsonObject = {
+    return {
         "bySeverity": {
             level: sum(1 for c in candidates if c["severity"] == level)
             for level in ("critical", "warning", "info")
@@ -629,17 +766,59 @@ def build_policy_evaluation(
             for level in ("high", "medium", "low")
         },
         "byCategory": _tally(c["category"] for c in candidates),
-        "bySuppressionReason": _tally(c["suppressionReason"] for c in suppressed),
-        "byAutonomy": {"eligible": eligible_count, "manualOnly": manual_count},
-        "byAutonomyReason": by_autonomy_reason,
+        "bySuppressionReason": _tally(c["suppressionReason"] for c in candidates if c["suppressed"]),
+        "byAutonomy": {
+            "eligible": sum(1 for c in unsuppressed if c["autonomous"]["eligible"]),
+            "manualOnly": sum(1 for c in unsuppressed if c["autonomous"]["manualOnly"]),
+        },
+        "byAutonomyReason": _tally(reason for c in unsuppressed for reason in c["autonomous"]["reasons"]),
     }
+
+
+def _autonomous_state(
+    policy: _PolicyInputs, candidates: Sequence[JsonObject], pause: JsonObject, paths: PolicyPaths
+) -> JsonObject:
+    """The state's ``autonomous`` block: governance, controls and the rollout cohort counts."""
+    rollout = policy.rollout
+    selectors = [c["autonomous"]["rollout"]["selector"] for c in candidates]
+    return {
+        "enabled": policy.mode == GUARDED_AUTO,
+        "governanceAuditFile": paths.governance_audit_file,
+        "governance": build_governance_block(policy.governance, policy.mode),
+        "controls": policy.controls,
+        "rollout": {
+            "canaryPercent": rollout.get("canaryPercent", 100),
+            "scopeLoopIds": list((rollout.get("scope") or {}).get("loopIds") or []),
+            "selectorSalt": (rollout.get("selector") or {}).get("salt") or DEFAULT_SALT,
+            "candidateBuckets": {
+                "inScopeCount": sum(1 for s in selectors if s["inScope"]),
+                "inCohortCount": sum(1 for s in selectors if s["inCohort"]),
+                "outOfCohortCount": sum(1 for s in selectors if s["inScope"] and not s["inCohort"]),
+            },
+            "pause": pause,
+        },
+    }
+
+
+def _build_policy_state(
+    policy: _PolicyInputs,
+    fleet_state: Mapping[str, Any],
+    candidates: list[JsonObject],
+    pause: JsonObject,
+    window: int,
+    trace_id: str,
+    paths: PolicyPaths,
+    now: dt.datetime,
+) -> JsonObject:
+    """The policy state document (``fleet-policy-state.json``) of this run."""
+    summary = _candidate_summary(candidates)
     results = fleet_state.get("results")
-    state: JsonObject = {
+    return {
         "schemaVersion": "v1",
         "updatedAt": format_ts(now),
         "fleetId": fleet_state.get("fleetId") or "default",
         "traceId": trace_id,
-        "mode": mode,
+        "mode": policy.mode,
         "fleetStatus": fleet_state.get("status") or "unknown",
         "source": {"fleetStateFile": paths.fleet_state_file, "registryFile": paths.registry_file},
         "taxonomy": {
@@ -658,47 +837,35 @@ def build_policy_evaluation(
             "policyHistoryFile": paths.policy_history_file,
             "handoffTelemetryFile": paths.handoff_telemetry_file,
         },
-        "autonomous": {
-            "enabled": mode == GUARDED_AUTO,
-            "governanceAuditFile": paths.governance_audit_file,
-            "governance": build_governance_block(governance, mode),
-            "controls": controls,
-            "rollout": {
-                "canaryPercent": rollout.get("canaryPercent", 100),
-                "scopeLoopIds": list((rollout.get("scope") or {}).get("loopIds") or []),
-                "selectorSalt": (rollout.get("selector") or {}).get("salt") or DEFAULT_SALT,
-                "candidateBuckets": {
-                    "inScopeCount": sum(1 for s in selectors if s["inScope"]),
-                    "inCohortCount": sum(1 for s in selectors if s["inCohort"]),
-                    "outOfCohortCount": sum(1 for s in selectors if s["inScope"] and not s["inCohort"]),
-                },
-                "pause": pause,
-            },
-        },
+        "autonomous": _autonomous_state(policy, candidates, pause, paths),
         "evaluatedLoopCount": len(results) if isinstance(results, list) else 0,
         "candidateCount": len(candidates),
-        "unsuppressedCount": len(unsuppressed),
-        "suppressedCount": len(suppressed),
+        "unsuppressedCount": sum(1 for c in candidates if not c["suppressed"]),
+        "suppressedCount": sum(1 for c in candidates if c["suppressed"]),
         "cooldownSuppressedCount": sum(
             1 for c in candidates if c["suppressionReason"] == "advisory_cooldown_active"
         ),
-        "autoEligibleCount": eligible_count,
-        "manualOnlyCount": manual_count,
+        "autoEligibleCount": summary["byAutonomy"]["eligible"],
+        "manualOnlyCount": summary["byAutonomy"]["manualOnly"],
         "candidates": candidates,
         "summary": summary,
         "suppressionState": {
-            "suppressions": suppressions,
+            "suppressions": policy.suppressions,
             "precedence": ["loop", "global", "cooldown"],
             "allowedCategories": list(CATEGORIES),
         },
-        "reasonCodes": _policy_reason_codes(mode, candidates, by_autonomy_reason, pause),
+        "reasonCodes": _policy_reason_codes(policy.mode, candidates, summary["byAutonomyReason"], pause),
     }
-    telemetry: JsonObject = {
+
+
+def _policy_telemetry_row(state: Mapping[str, Any]) -> JsonObject:
+    """The row of ``fleet-policy.jsonl``: the state's counts and blocks under ``summary``."""
+    return {
         "timestamp": state["updatedAt"],
         "category": "fleet_policy",
         "fleetId": state["fleetId"],
-        "traceId": trace_id,
-        "mode": mode,
+        "traceId": state["traceId"],
+        "mode": state["mode"],
         "summary": {
             key: state[key]
             for key in (
@@ -715,11 +882,3 @@ def build_policy_evaluation(
             )
         },
     }
-    return PolicyEvaluation(
-        state=state,
-        governance_event=build_governance_event(
-            previous_state, state, had_previous=had_previous_state, paths=paths, now=now
-        ),
-        history_rows=[_history_row(candidate, state) for candidate in candidates],
-        telemetry_row=telemetry,
-    )
