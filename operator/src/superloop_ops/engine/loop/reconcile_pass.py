@@ -629,11 +629,12 @@ def _observe_runtime(start: _PassStart, ingest: _Ingest, now: dt.datetime) -> _R
     )
     files.write_json_atomic(paths.sequence_state_file, diagnostics.state)
     _append(paths.sequence_telemetry_file, diagnostics.row)
+    # No heartbeat artifact: health reads the previous heartbeat document, as on a failed ingest.
     heartbeat_state = observation.state
+    if heartbeat_state is None:
+        heartbeat_state = _read_object(paths.heartbeat_state_file)
     return _RuntimeObservation(
-        heartbeat_state=heartbeat_state
-        if heartbeat_state is not None
-        else _read_object(paths.heartbeat_state_file),
+        heartbeat_state=heartbeat_state,
         sequence_state=diagnostics.state,
         sequence_status=diagnostics.status,
         diagnostics=diagnostics,
