@@ -67,7 +67,7 @@ class LoopPaths:
 
     def relative(self, path: Path) -> str:
         text, root = str(path), str(self.repo) + os.sep
-        return text[len(root):] if text.startswith(root) else text
+        return text[len(root) :] if text.startswith(root) else text
 
     def require_events(self) -> None:
         """Fail closed on a missing loop directory or events file (§1.8)."""
@@ -202,7 +202,7 @@ def _events_digest(fd: int, key: str) -> _Digest:
         hasher.update(chunk)
         line_count += chunk.count(b"\n")
         offset += len(chunk)
-        tail = (tail + chunk)[-cursor.TAIL_WINDOW:]
+        tail = (tail + chunk)[-cursor.TAIL_WINDOW :]
     entry = _Digest(
         ino=stat.st_ino,
         dev=stat.st_dev,
@@ -216,28 +216,33 @@ def _events_digest(fd: int, key: str) -> _Digest:
     return entry
 
 
-def _last_terminated_line(fd: int, size: int) -> bytes | None:
-    """The final newline-terminated line (without its newline), reading backwards in blocks."""
+def _rfind_newline(fd: int, before: int) -> int:
+    """The index of the last newline before ``before``, or -1; scans backwards, keeping one block."""
     block = 8192
-    end: int | None = None  # index of the last newline
-    buffer = b""
-    position = size
+    position = before
     while position > 0:
         start = max(0, position - block)
-        buffer = _pread_exact(fd, position - start, start) + buffer
+        found = _pread_exact(fd, position - start, start).rfind(b"\n")
+        if found != -1:
+            return start + found
         position = start
-        if end is None:
-            found = buffer.rfind(b"\n")
-            if found == -1:
-                continue
-            end = position + found
-        previous = buffer.rfind(b"\n", 0, end - position)
-        if previous != -1:
-            return buffer[previous + 1 : end - position]
-        block = min(block * 2, _CHUNK * 16)
-    if end is None:
+        block = min(block * 2, _CHUNK)
+    return -1
+
+
+def _last_terminated_line(fd: int, size: int) -> tuple[bytes, int] | None:
+    """The final newline-terminated line (without its newline) and its length.
+
+    A line above ``artifacts.MAX_EVENT_LINE_BYTES`` is returned as its head only (the parser
+    needs no more), so a huge last event costs one block of memory, not its size.
+    """
+    end = _rfind_newline(fd, size)
+    if end == -1:
         return None
-    return buffer[: end - position]
+    start = _rfind_newline(fd, end) + 1
+    length = end - start
+    wanted = length if length <= artifacts.MAX_EVENT_LINE_BYTES else artifacts.EVENT_HEAD_BYTES
+    return _pread_exact(fd, wanted, start), length
 
 
 # --------------------------------------------------------------------------- snapshot
@@ -278,11 +283,12 @@ def fetch_snapshot(
         raise ContractError(f"required artifact missing: {paths.events}") from exc
     try:
         digest = _events_digest(fd, events_label)
-        last_line = _last_terminated_line(fd, digest.size) if digest.line_count else None
+        last = _last_terminated_line(fd, digest.size) if digest.line_count else None
         mtime = int(os.fstat(fd).st_mtime)
     finally:
         os.close(fd)
-    last_event = artifacts.compute_last_event(digest.line_count, last_line, events_label)
+    last_line, last_size = last if last is not None else (None, None)
+    last_event = artifacts.compute_last_event(digest.line_count, last_line, events_label, size=last_size)
 
     sources = {
         "runSummary": paths.loop_dir / "run-summary.json",
