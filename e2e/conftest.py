@@ -116,6 +116,7 @@ def cluster() -> Iterator[Cluster]:
                 helm_bin=str(plane.helm_path),
                 workdir=workdir,
                 contexts={ident.name: ident.name for ident in plane.identities},
+                restart_component=plane.restart,
             )
             _install_crds(handle)
             yield handle

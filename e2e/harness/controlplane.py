@@ -188,6 +188,7 @@ class _Proc:
     popen: subprocess.Popen[bytes]
     log: Path
     log_handle: IO[bytes]
+    argv: list[str]
 
 
 @dataclass
@@ -287,6 +288,22 @@ class ControlPlane:
             shutil.rmtree(self._etcd_dir, ignore_errors=True)
             self._etcd_dir = None
 
+    def restart(self, name: str, *, down_seconds: float = 1.0) -> None:
+        """SIGKILL one component (``etcd``, ``kube-apiserver``, ...) and start it again, same flags.
+
+        etcd keeps its data directory, so the cluster's objects survive; returns once the
+        apiserver answers ``/readyz`` again (fault tests: watches must resume on their own).
+        """
+        proc = next(p for p in self._procs if p.name == name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.popen.pid, signal.SIGKILL)
+        proc.popen.wait(timeout=30)
+        proc.log_handle.close()
+        self._procs.remove(proc)
+        time.sleep(down_seconds)
+        self._spawn(name, proc.argv)
+        self._wait_ready(f"{self.server}/readyz", "kube-apiserver", client_cert=True)
+
     def pids(self) -> dict[str, int]:
         """PID of each running component (for diagnostics and the no-orphan test)."""
         return {proc.name: proc.popen.pid for proc in self._procs}
@@ -369,7 +386,7 @@ class ControlPlane:
             start_new_session=True,
             preexec_fn=_set_parent_death_signal,
         )
-        self._procs.append(_Proc(name, popen, log, handle))
+        self._procs.append(_Proc(name, popen, log, handle, argv))
 
     def _start_etcd(self) -> int:
         shm = Path("/dev/shm")

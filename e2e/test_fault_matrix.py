@@ -1,0 +1,68 @@
+"""Fault matrix on the real control plane (issue 10, docs/reliability.md).
+
+kube-apiserver and etcd are SIGKILLed and restarted while the operator supervises a Loop and a
+manual HandoffIntent is approved and executed: the operator's watches resume on their own, the
+intent is executed exactly once (counted at the runtime: one ``approval_consumed`` event, one
+journal row), no HandoffIntent is duplicated, and the Loop's status converges on the runtime.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from e2e.harness.cluster import Cluster
+from e2e.operator_harness import GROUP
+from e2e.operator_harness import LoopEnv as Env
+from e2e.operator_harness import loop_eventually as _eventually
+from e2e.test_loop_operator import INTERVAL, Release, _intent, _local_loop, _make_env, _phase, release
+from superloop_ops.journal import files
+
+__all__ = ["release"]  # the chart release fixture, shared with the Loop operator module
+
+
+def _restart(cluster: Cluster, component: str) -> None:
+    if cluster.restart_component is None:
+        pytest.fail("the restart rows need the project's own control plane (unset KUBECONFIG)")
+    cluster.restart_component(component)
+
+
+def test_apiserver_and_etcd_restarts_resume_watches_without_duplicates(
+    cluster: Cluster, release: Release, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    env: Env = _make_env(cluster, release, release.watched[0], tmp_path_factory.mktemp("faults"))
+    try:
+        env.start_operator()
+        sim = env.simulate("awaiting_approval")
+        env.apply(_local_loop("restart-gate", sim.loop_id, sim.loop_id))
+        _eventually(
+            lambda: env.status("restart-gate").get("lifecycle") == "awaiting_approval",
+            timeout=60,
+            what="awaiting",
+        )
+        env.apply(_intent("restart-approve", "restart-gate", "approve"))
+        _eventually(lambda: _phase(env, "restart-approve") == "pending_operator_confirmation", what="pending")
+
+        _restart(cluster, "kube-apiserver")  # mid-pass: the operator's periodic passes keep running
+        approved = env.plugin("approve", "restart-approve", "--note", "after restart", context="alice")
+        assert approved.returncode == 0, approved.stderr
+        _restart(cluster, "etcd")  # while the approved intent is being executed
+
+        _eventually(lambda: _phase(env, "restart-approve") == "executed", timeout=120, what="executed")
+        _eventually(lambda: "loop_complete" in sim.event_names(), timeout=60, what="the runtime completes")
+        _eventually(
+            lambda: env.status("restart-gate").get("lifecycle") == "complete",
+            timeout=60,
+            what="status converges",
+        )
+        time.sleep(3 * INTERVAL)  # more passes after the restarts: still exactly once
+        assert sim.event_names().count("approval_consumed") == 1
+        rows = files.read_jsonl(env.ops_dir(sim.loop_id) / "intents.jsonl")
+        assert [(row["intent"], row["status"]) for row in rows] == [("approve", "confirmed")]
+        intents = cluster.kubectl("get", f"handoffintents.{GROUP}", "-n", env.namespace, "-o", "name").stdout
+        assert intents.split() == [f"handoffintent.{GROUP}/restart-approve"]
+        status = env.status("restart-gate")
+        assert status["cursor"]["eventLineOffset"] == sim.line_count()
+    finally:
+        env.close()
