@@ -183,16 +183,20 @@ def build_operator_env(
 
 
 def launch_operator(
-    namespace: str, env: dict[str, str], log: Path, track: Callable[[subprocess.Popen[bytes]], None]
+    namespace: str,
+    env: dict[str, str],
+    log: Path,
+    track: Callable[[subprocess.Popen[bytes]], None],
+    args: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
     """``kopf run`` watching one namespace; ``track`` sees the process before the health wait, so a
-    teardown stops it even when it never becomes healthy."""
+    teardown stops it even when it never becomes healthy. ``args`` go to ``kopf run`` (``--priority``)."""
     liveness = controlplane.find_free_port()
     with log.open("wb") as handle:
         proc = subprocess.Popen(
             [
                 sys.executable, "-m", "kopf", "run", "-m", "superloop_ops.main",
-                f"--namespace={namespace}", f"--liveness=http://127.0.0.1:{liveness}/healthz",
+                f"--namespace={namespace}", f"--liveness=http://127.0.0.1:{liveness}/healthz", *args,
             ],
             stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )  # fmt: skip
@@ -405,7 +409,7 @@ class LoopEnv(OperatorEnv):
     def ops_dir(self, loop_id: str) -> Path:
         return self.state_dir / self.namespace / ".superloop" / "ops-manager" / loop_id
 
-    def start_operator(self, **extra_env: str) -> Operator:
+    def start_operator(self, *, args: Sequence[str] = (), **extra_env: str) -> Operator:
         metrics_port = controlplane.find_free_port()
         env = build_operator_env(
             self.sa_kubeconfig, self.state_dir, self.mounts,
@@ -416,9 +420,8 @@ class LoopEnv(OperatorEnv):
             **extra_env,
         )  # fmt: skip
         log = self.workdir / f"operator-{len(self.operators)}.log"
-        launch_operator(
-            self.namespace, env, log, lambda proc: self.operators.append(Operator(proc, log, metrics_port))
-        )
+        track = lambda proc: self.operators.append(Operator(proc, log, metrics_port))  # noqa: E731
+        launch_operator(self.namespace, env, log, track, args)
         return self.operators[-1]
 
     def simulate(

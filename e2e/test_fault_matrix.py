@@ -4,16 +4,21 @@ kube-apiserver and etcd are SIGKILLed and restarted while the operator supervise
 manual HandoffIntent is approved and executed: the operator's watches resume on their own, the
 intent is executed exactly once (counted at the runtime: one ``approval_consumed`` event, one
 journal row), no HandoffIntent is duplicated, and the Loop's status converges on the runtime.
+
+Two replicas with peering: only the higher-priority one runs passes; SIGKILLed (it never leaves
+the peering object), the standby takes over once its record expires and executes the approved
+intent exactly once.
 """
 
 from __future__ import annotations
 
 import time
+import urllib.request
 
 import pytest
 
 from e2e.harness.cluster import Cluster
-from e2e.operator_harness import GROUP
+from e2e.operator_harness import GROUP, Operator
 from e2e.operator_harness import LoopEnv as Env
 from e2e.operator_harness import loop_eventually as _eventually
 from e2e.test_loop_operator import INTERVAL, Release, _intent, _local_loop, _make_env, _phase, release
@@ -64,5 +69,49 @@ def test_apiserver_and_etcd_restarts_resume_watches_without_duplicates(
         assert intents.split() == [f"handoffintent.{GROUP}/restart-approve"]
         status = env.status("restart-gate")
         assert status["cursor"]["eventLineOffset"] == sim.line_count()
+    finally:
+        env.close()
+
+
+def _reconcile_passes(operator: Operator, namespace: str) -> float:
+    """Loop passes this replica ran in ``namespace`` (its own metrics endpoint)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    prefix = f'superloop_ops_reconcile_duration_seconds_count{{namespace="{namespace}"}} '
+    return sum(float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def test_two_replicas_one_acts_and_the_standby_takes_over_after_a_kill(
+    cluster: Cluster, release: Release, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    env: Env = _make_env(cluster, release, release.watched[1], tmp_path_factory.mktemp("peering"))
+    try:
+        active = env.start_operator(args=["--priority=10"], SUPERLOOP_PEERING=release.peering)
+        standby = env.start_operator(args=["--priority=0"], SUPERLOOP_PEERING=release.peering)
+        sim = env.simulate("awaiting_approval")
+        env.apply(_local_loop("peer-gate", sim.loop_id, sim.loop_id))
+        _eventually(
+            lambda: env.status("peer-gate").get("lifecycle") == "awaiting_approval",
+            timeout=60,
+            what="awaiting",
+        )
+        env.apply(_intent("peer-approve", "peer-gate", "approve"))
+        _eventually(lambda: _phase(env, "peer-approve") == "pending_operator_confirmation", what="pending")
+        time.sleep(2 * INTERVAL)
+        assert _reconcile_passes(active, env.namespace) > 0
+        assert _reconcile_passes(standby, env.namespace) == 0  # exactly one replica acts
+
+        active.kill()  # SIGKILL: it never leaves the peering object; the standby waits out its lifetime
+        approved = env.plugin("approve", "peer-approve", context="alice")
+        assert approved.returncode == 0, approved.stderr
+        _eventually(
+            lambda: _phase(env, "peer-approve") == "executed", timeout=180, what="the standby executes"
+        )
+        assert _reconcile_passes(standby, env.namespace) > 0
+        _eventually(lambda: "loop_complete" in sim.event_names(), timeout=60, what="the runtime completes")
+        time.sleep(3 * INTERVAL)
+        assert sim.event_names().count("approval_consumed") == 1
+        rows = files.read_jsonl(env.ops_dir(sim.loop_id) / "intents.jsonl")
+        assert [(row["intent"], row["status"]) for row in rows] == [("approve", "confirmed")]
     finally:
         env.close()

@@ -69,6 +69,7 @@ class Release:
     namespace: str
     service_account: str
     watched: tuple[str, str]  # (shared operator's namespace, crash test's namespace)
+    peering: str = ""
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +79,12 @@ def release(cluster: Cluster) -> Iterator[Release]:
     suffix = uuid.uuid4().hex[:6]
     namespace = f"e2e-loopop-{suffix}"
     watched = (f"e2e-loops-{suffix}", f"e2e-crash-{suffix}")
+    peering = f"loopop-{suffix}"
     with chart_release(
         cluster, f"loopop-{suffix}", namespace, watched,
-        peering=f"loopop-{suffix}", sets=[f"rbac.secretNames={{{SECRET}}}"],
+        peering=peering, sets=[f"rbac.secretNames={{{SECRET}}}"],
     ) as account:  # fmt: skip
-        yield Release(namespace=namespace, service_account=account, watched=watched)
+        yield Release(namespace=namespace, service_account=account, watched=watched, peering=peering)
 
 
 def _make_env(cluster: Cluster, release: Release, namespace: str, tmp: Path) -> Env:
