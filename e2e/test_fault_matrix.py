@@ -115,3 +115,59 @@ def test_two_replicas_one_acts_and_the_standby_takes_over_after_a_kill(
         assert [(row["intent"], row["status"]) for row in rows] == [("approve", "confirmed")]
     finally:
         env.close()
+
+
+# The operator killed (SIGKILL through the crash hook) at each step of a manual execution: before
+# it records ``executing``, inside the local control run (claim, approval file, event, result row),
+# and before it records the outcome.
+OPERATOR_CRASH_POINTS = (
+    "handoff.executing_status",
+    "control.claim",
+    "approval.approval_file",
+    "approval.event",
+    "control.intent_row",
+    "handoff.outcome_status",
+)
+
+
+def test_operator_killed_at_each_step_of_an_execution_never_duplicates_a_side_effect(
+    cluster: Cluster, release: Release, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    env: Env = _make_env(cluster, release, release.watched[1], tmp_path_factory.mktemp("crash-steps"))
+    try:
+        outcomes: dict[str, str | None] = {}
+        for index, point in enumerate(OPERATOR_CRASH_POINTS):
+            name = f"step-{index}"
+            sim = env.simulate("awaiting_approval")
+            crashing = env.start_operator(SUPERLOOP_OPS_CRASH_AT=point)
+            env.apply(_local_loop(name, sim.loop_id, sim.loop_id))
+            _eventually(
+                lambda n=name: env.status(n).get("lifecycle") == "awaiting_approval",
+                timeout=60,
+                what="awaiting",
+            )
+            env.apply(_intent(f"{name}-approve", name, "approve"))
+            assert env.plugin("approve", f"{name}-approve", context="alice").returncode == 0
+            _eventually(
+                lambda p=crashing: p.proc.poll() is not None, timeout=60, what=f"the crash at {point}"
+            )
+            survivor = env.start_operator()
+            _eventually(
+                lambda n=name: _phase(env, f"{n}-approve") in ("executed", "execution_ambiguous"),
+                timeout=90, what=f"an outcome after the crash at {point}",
+            )  # fmt: skip
+            time.sleep(2 * INTERVAL)
+            outcomes[point] = _phase(env, f"{name}-approve")
+            # zero duplicate side effects, counted at the runtime and in its files
+            assert sim.event_names().count("approval_decision") <= 1, point
+            assert sim.event_names().count("approval_consumed") <= 1, point
+            decisions = sim.repo / ".superloop" / "loops" / sim.loop_id / "decisions.jsonl"
+            assert len(files.read_jsonl(decisions)) <= 1, point
+            rows = files.read_jsonl(env.ops_dir(sim.loop_id) / "intents.jsonl")
+            assert len(rows) <= 1, point
+            survivor.stop()
+        # a crash before anything was recorded is simply executed; later ones are recorded, not re-run
+        assert outcomes["handoff.executing_status"] == "executed"
+        assert outcomes["handoff.outcome_status"] == "executed"
+    finally:
+        env.close()

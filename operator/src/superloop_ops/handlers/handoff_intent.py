@@ -29,7 +29,7 @@ from superloop_ops.core.common.jsonutil import format_ts
 from superloop_ops.core.handoff import handoff_intent_resource
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
 from superloop_ops.handlers.context import OperatorContext, fetch_context, post_events
-from superloop_ops.journal import files
+from superloop_ops.journal import crash_points, files
 from superloop_ops.k8s.edge import GROUP, VERSION, ObjectNotFoundError, ObjectRef
 from superloop_ops.models.handoff_intent import HandoffIntent
 from superloop_ops.models.loop import Loop
@@ -202,6 +202,7 @@ def _execute(
             key=key, by=by, now=format_ts(now),
         ),
     )  # fmt: skip
+    crash_points.reach("handoff.executing_status")
     ctx.edge.patch_status(ref, executing)  # must succeed before the side effect
     _post_events(ctx, ref, previous, executing)
     pause = ctx.settings.test_pause_after_executing_seconds
@@ -242,6 +243,7 @@ def _execute(
             now=format_ts(done_at), extra={"controlStatus": outcome_record.status},
         ),
     )  # fmt: skip
+    crash_points.reach("handoff.outcome_status")
     ctx.edge.patch_status(ref, new)
     _post_events(ctx, ref, executing, new)
     ctx.metrics.record_control_outcome(ref.namespace, intent.spec.loop_ref.name, intent.spec.intent, outcome)

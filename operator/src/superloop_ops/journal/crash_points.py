@@ -12,7 +12,7 @@ import os
 import signal
 from typing import Final
 
-__all__ = ["CONTROL_POINTS", "ENV", "reach"]
+__all__ = ["CONTROL_POINTS", "ENV", "HANDOFF_POINTS", "reach"]
 
 ENV: Final = "SUPERLOOP_OPS_CRASH_AT"
 
@@ -28,6 +28,11 @@ CONTROL_POINTS: Final = (
     "control.control_row",
     "control.intent_row",
 )
+
+
+#: The operator's steps around one HandoffIntent execution (handlers.handoff_intent), in order;
+#: the control run's own points fall between the two.
+HANDOFF_POINTS: Final = ("handoff.executing_status", "handoff.outcome_status")
 
 
 def reach(point: str) -> None:
