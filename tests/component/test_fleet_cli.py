@@ -84,6 +84,11 @@ def write_runtime(repo: Path, loop_id: str, heartbeat_age: int | None = None) ->
         repo / ".superloop" / "state.json",
         {"active": True, "loop_index": 0, "iteration": 2, "current_loop_id": loop_id, "updated_at": stamp},
     )
+    write_json(  # a live run of the real runtime has its active-run record
+        repo / ".superloop" / "active-run.json",
+        {"repo": str(repo), "pid": 4242, "pgid": 4242, "loop_id": loop_id, "iteration": 2,
+         "stage": "iteration", "updated_at": stamp},
+    )
     gates = {
         "tests": "ok",
         "validation": "ok",
