@@ -19,7 +19,7 @@ import pytest
 
 from helpers import real_runtime
 from superloop_ops.clock import FrozenClock
-from superloop_ops.engine import control as engine_control
+from superloop_ops.engine.loop import control_run
 from superloop_ops.sim import simulator as sim_mod
 
 START = dt.datetime(2026, 3, 1, 9, 0, 0, tzinfo=dt.UTC)
@@ -47,7 +47,7 @@ def _drive(sim: sim_mod.Simulator, clock: FrozenClock, ticks: int) -> None:
 def _decide(decision: str) -> Callable[[sim_mod.Simulator, FrozenClock], None]:
     def act(sim: sim_mod.Simulator, clock: FrozenClock) -> None:
         loop = sim.loops[0]
-        engine_control.write_approval_decision(
+        control_run.write_approval_decision(
             loop.repo, loop.loop_id, decision=decision, by="ops", note="n", now=clock.now()
         )
         _drive(sim, clock, 15)
