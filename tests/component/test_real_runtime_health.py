@@ -7,6 +7,7 @@ told. The shipped threshold catalog (balanced profile) is used, as the operator 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -155,3 +156,17 @@ def test_rate_limit_and_stuck_documents_are_carried(tmp_path: Path) -> None:
     assert stuck.state is not None
     assert stuck.state["signals"]["stuck"]["reason"] == "same_test_failures"
     assert stuck.state["signals"]["lastEvent"]["data"]["reason"] == "stuck"
+
+
+def test_a_moved_and_renamed_recording_reads_the_same(tmp_path: Path) -> None:
+    """What e2e does on a real clock: the recording moved to end an hour ago, under another id."""
+    end = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    installed = real_runtime.install("approval_waiting", tmp_path / "repo", loop_id="rr-x", end_at=end)
+    assert installed.anchor == end
+    events = real_runtime.events(installed.repo, "rr-x")
+    assert {e["loop_id"] for e in events} == {"rr-x"}
+    assert events[-1]["timestamp"] <= "2030-01-02T03:04:05Z"
+    options = reconcile_pass.ReconcileOptions(repo=installed.repo, loop_id="rr-x", thresholds=_balanced())
+    result = reconcile_pass.run_reconcile(options, clock=FrozenClock(installed.at(20 * 60)))
+    assert result.ingest_ok, result.failure_message
+    assert {r["code"]: r["severity"] for r in result.health["reasons"]} == {"approval_waiting": "degraded"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,19 +45,57 @@ def manifest(scenario: str) -> dict[str, Any]:
     return loaded
 
 
-def install(scenario: str, repo: Path) -> Installed:
-    """Copy the scenario's ``.superloop/`` into ``repo`` with the recorded modification times."""
+_STAMP = re.compile(r"\b(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)Z")
+
+
+def _rewrite(text: str, loop_id: str, shift: dt.timedelta) -> str:
+    """The recording's text with its loop id renamed and its ISO timestamps moved by ``shift``."""
+    if shift:
+        text = _STAMP.sub(
+            lambda m: (dt.datetime.fromisoformat(m.group(1)) + shift).strftime("%Y-%m-%dT%H:%M:%SZ"), text
+        )
+    if loop_id != LOOP:
+        for old, new in (
+            (f'"loop_id":"{LOOP}"', f'"loop_id":"{loop_id}"'),
+            (f'"loop_id": "{LOOP}"', f'"loop_id": "{loop_id}"'),
+            (f'"current_loop_id": "{LOOP}"', f'"current_loop_id": "{loop_id}"'),
+            (f"/loops/{LOOP}/", f"/loops/{loop_id}/"),
+            (f"/specs/{LOOP}.md", f"/specs/{loop_id}.md"),
+        ):
+            text = text.replace(old, new)
+    return text
+
+
+def install(
+    scenario: str, repo: Path, *, loop_id: str = LOOP, end_at: dt.datetime | None = None
+) -> Installed:
+    """Copy the scenario's ``.superloop/`` into ``repo`` with the recorded modification times.
+
+    ``end_at`` moves the whole recording (timestamps in the files and modification times) so
+    that the runtime's last write happened then: tests on a real clock (e2e) use it. ``loop_id``
+    renames the loop (several recordings in one namespace need distinct loop ids).
+    """
     recorded = manifest(scenario)
     target = repo / ".superloop"
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(DATA / scenario / ".superloop", target)
     mtimes = {rel: _parse(stamp) for rel, stamp in recorded["mtimes"].items()}
+    anchor = max(mtimes.values())
+    shift = (end_at - anchor) if end_at is not None else dt.timedelta(0)
+    if loop_id != LOOP:
+        (target / "loops" / LOOP).rename(target / "loops" / loop_id)
+        mtimes = {rel.replace(f"loops/{LOOP}/", f"loops/{loop_id}/", 1): at for rel, at in mtimes.items()}
+    if shift or loop_id != LOOP:
+        for path in target.rglob("*"):
+            if path.is_file():
+                path.write_text(_rewrite(path.read_text(encoding="utf-8"), loop_id, shift), encoding="utf-8")
     for rel, moment in mtimes.items():
         path = target / rel
         if path.exists():
-            os.utime(path, (moment.timestamp(), moment.timestamp()))
-    return Installed(repo=repo, manifest=recorded, anchor=max(mtimes.values()))
+            stamp = (moment + shift).timestamp()
+            os.utime(path, (stamp, stamp))
+    return Installed(repo=repo, manifest=recorded, anchor=anchor + shift)
 
 
 def events(repo: Path, loop_id: str = LOOP) -> list[dict[str, Any]]:
