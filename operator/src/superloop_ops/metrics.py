@@ -268,12 +268,7 @@ class OperatorMetrics:
         """Export one pass's view of a loop; unknown values drop the series instead of lying."""
         ns, loop = obs.namespace, _object_name(obs.loop)
         if obs.health_status is not None:
-            current = _bounded(obs.health_status, HEALTH_STATUSES)
-            for status in (*HEALTH_STATUSES, _OTHER):
-                if status == _OTHER and current != _OTHER:
-                    self._remove(self.health_status, ns, loop, _OTHER)
-                    continue
-                self.health_status.labels(ns, loop, status).set(1.0 if status == current else 0.0)
+            self._enumerate(self.health_status, ns, loop, HEALTH_STATUSES, obs.health_status)
             reasons = {_bounded(code, REASON_CODES) for code in obs.reason_codes}
             for reason in sorted(REASON_CODES | {_OTHER}):
                 if reason in reasons:
@@ -281,12 +276,7 @@ class OperatorMetrics:
                 else:
                     self._remove(self.health_reason, ns, loop, reason)
         if obs.lifecycle_state is not None:
-            current = _bounded(obs.lifecycle_state, LIFECYCLE_STATES)
-            for state in (*LIFECYCLE_STATES, _OTHER):
-                if state == _OTHER and current != _OTHER:
-                    self._remove(self.lifecycle_state, ns, loop, _OTHER)
-                    continue
-                self.lifecycle_state.labels(ns, loop, state).set(1.0 if state == current else 0.0)
+            self._enumerate(self.lifecycle_state, ns, loop, LIFECYCLE_STATES, obs.lifecycle_state)
         self._set_or_remove(self.ingest_lag, ns, loop, obs.ingest_lag_seconds)
         self._set_or_remove(self.heartbeat_lag, ns, loop, obs.heartbeat_lag_seconds)
         streak = None if obs.transport_failure_streak is None else float(obs.transport_failure_streak)
@@ -299,6 +289,7 @@ class OperatorMetrics:
             self._observe_usage(ns, loop, obs.usage)
 
     def _enumerate(self, gauge: Gauge, ns: str, loop: str, values: tuple[str, ...], value: str) -> None:
+        """One-hot series of an enumerated value; ``other`` exists only while the value is unknown."""
         current = _bounded(value, values)
         for candidate in (*values, _OTHER):
             if candidate == _OTHER and current != _OTHER:

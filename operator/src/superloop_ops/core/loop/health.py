@@ -100,14 +100,7 @@ def _last_control_status(last_intent: Mapping[str, Any] | None) -> Any:
     return status if _present(status) else None
 
 
-def _reason(code: str, severity: str, metric: str, observed: object, threshold: object) -> JsonObject:
-    return {
-        "code": code,
-        "severity": severity,
-        "metric": metric,
-        "observed": str(observed),
-        "threshold": str(threshold),
-    }
+_reason = run_outcome.build_reason
 
 
 def _tiered(code: str, metric: str, value: int | None, degraded: int, critical: int) -> JsonObject | None:

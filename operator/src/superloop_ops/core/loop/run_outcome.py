@@ -39,6 +39,7 @@ from superloop_ops.core.loop.threshold_profiles import LifecyclePolicy
 __all__ = [
     "OUTCOME_REASONS",
     "PRODUCING",
+    "build_reason",
     "compute_outcome",
     "compute_outcome_reasons",
     "compute_projected_lifecycle",
@@ -113,7 +114,8 @@ def compute_outcome(state: Mapping[str, Any]) -> str:
     return str(projected)
 
 
-def _reason(code: str, severity: str, metric: str, observed: object, threshold: object) -> JsonObject:
+def build_reason(code: str, severity: str, metric: str, observed: object, threshold: object) -> JsonObject:
+    """One health reason (loop-core §6.3 shape)."""
     return {
         "code": code,
         "severity": severity,
@@ -133,12 +135,12 @@ def _approval_age(state: Mapping[str, Any], now: dt.datetime) -> int | None:
 def _approval_reason(age: int | None, policy: LifecyclePolicy) -> JsonObject:
     observed = "unknown" if age is None else age
     if age is not None and policy.approval_critical_seconds and age >= policy.approval_critical_seconds:
-        return _reason("approval_waiting", "critical", "approvalWaitSeconds", observed,
+        return build_reason("approval_waiting", "critical", "approvalWaitSeconds", observed,
                        policy.approval_critical_seconds)
     if age is not None and age >= policy.approval_reminder_seconds:
-        return _reason("approval_waiting", "degraded", "approvalWaitSeconds", observed,
+        return build_reason("approval_waiting", "degraded", "approvalWaitSeconds", observed,
                        policy.approval_reminder_seconds)
-    return _reason("approval_waiting", "info", "approvalWaitSeconds", observed,
+    return build_reason("approval_waiting", "info", "approvalWaitSeconds", observed,
                    policy.approval_reminder_seconds)
 
 
@@ -167,4 +169,4 @@ def compute_outcome_reasons(
     if code is None:
         return []
     severity = policy.stop_severity.get(code, "degraded")
-    return [_reason(code, severity, "runOutcome", _stop_detail(outcome, state), "running_or_complete")]
+    return [build_reason(code, severity, "runOutcome", _stop_detail(outcome, state), "running_or_complete")]
