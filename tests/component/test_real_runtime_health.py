@@ -170,3 +170,21 @@ def test_a_moved_and_renamed_recording_reads_the_same(tmp_path: Path) -> None:
     result = reconcile_pass.run_reconcile(options, clock=FrozenClock(installed.at(20 * 60)))
     assert result.ingest_ok, result.failure_message
     assert {r["code"]: r["severity"] for r in result.health["reasons"]} == {"approval_waiting": "degraded"}
+
+
+def test_usage_is_read_again_when_the_file_grows(tmp_path: Path) -> None:
+    installed = real_runtime.install("complete", tmp_path / "repo")
+    options = reconcile_pass.ReconcileOptions(
+        repo=installed.repo, loop_id=real_runtime.LOOP, thresholds=_balanced()
+    )
+    first = reconcile_pass.run_reconcile(options, clock=FrozenClock(installed.at(5)))
+    usage_file = installed.repo / ".superloop" / "loops" / real_runtime.LOOP / "usage.jsonl"
+    row = json.loads(usage_file.read_text().splitlines()[0])
+    with usage_file.open("a") as handle:
+        handle.write(json.dumps({**row, "role": "planner", "cost_usd": 1.5}) + "\n")
+    second = reconcile_pass.run_reconcile(options, clock=FrozenClock(installed.at(10)))
+    assert first.state is not None and second.state is not None
+    before, after = first.state["signals"]["usage"], second.state["signals"]["usage"]
+    assert (before["calls"], after["calls"]) == (4, 5)
+    assert after["byRole"]["planner"]["calls"] == 2
+    assert after["costUsd"] == pytest.approx(before["costUsd"] + 1.5)

@@ -169,6 +169,23 @@ _DIGESTS: _Memo[_Digest] = _Memo()
 _POSITIONS: _Memo[cursor.CursorPosition] = _Memo()
 
 
+#: usage.jsonl summaries by (size, mtime_ns): the file is re-read only when it changed.
+_USAGE: _Memo[tuple[int, int, JsonObject | None]] = _Memo()
+
+
+def _usage_summary(path: Path) -> JsonObject | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    key, seen = str(path), _USAGE.get(str(path))
+    if seen is not None and seen[:2] == (stat.st_size, stat.st_mtime_ns):
+        return seen[2]
+    summary = runtime_signals.compute_usage_summary(_read_optional(path))
+    _USAGE.put(key, (stat.st_size, stat.st_mtime_ns, summary))
+    return summary
+
+
 def _remembered_position(key: str, line_offset: int) -> cursor.CursorPosition | None:
     entry = _POSITIONS.get(key, touch=False)
     return entry if entry is not None and entry.line_offset == line_offset else None
@@ -176,9 +193,10 @@ def _remembered_position(key: str, line_offset: int) -> cursor.CursorPosition | 
 
 def clear_memos() -> None:
     """Forget the per-process positions and digests (what a fresh CLI process starts with)."""
-    global _DIGESTS, _POSITIONS
+    global _DIGESTS, _POSITIONS, _USAGE
     _DIGESTS = _Memo()
     _POSITIONS = _Memo()
+    _USAGE = _Memo()
 
 
 def _events_digest(fd: int, key: str) -> _Digest:
@@ -368,7 +386,7 @@ def _gather_signals(
         key: runtime_signals.parse_signal_document(_read_optional(paths.loop_dir / name))
         for key, name in _SIGNAL_FILES.items()
     }
-    signals["usage"] = runtime_signals.compute_usage_summary(_read_optional(paths.loop_dir / "usage.jsonl"))
+    signals["usage"] = _usage_summary(paths.loop_dir / "usage.jsonl")
     signals["lastEvent"] = runtime_signals.compute_last_event_signal(event)
     signals["liveness"] = runtime_signals.compute_liveness(
         heartbeat_at=artifacts.jq_get(runtime.heartbeat, "timestamp"),
