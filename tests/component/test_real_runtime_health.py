@@ -183,7 +183,8 @@ def test_usage_is_read_again_when_the_file_grows(tmp_path: Path) -> None:
     with usage_file.open("a") as handle:
         handle.write(json.dumps({**row, "role": "planner", "cost_usd": 1.5}) + "\n")
     second = reconcile_pass.run_reconcile(options, clock=FrozenClock(installed.at(10)))
-    assert first.state is not None and second.state is not None
+    assert first.state is not None
+    assert second.state is not None
     before, after = first.state["signals"]["usage"], second.state["signals"]["usage"]
     assert (before["calls"], after["calls"]) == (4, 5)
     assert after["byRole"]["planner"]["calls"] == 2
