@@ -340,7 +340,7 @@ def _ingest_local(
         # The cursor's byte hint lets the poller read only the new tail of events.jsonl.
         position = None if options.from_start else local.read_cursor(paths.cursor_file)
     except (ContractError, OSError) as exc:
-        return _Ingest(False, "cursor_invalid", pass_rules.tail_lines(str(exc)), snapshot)
+        return _Ingest(False, "cursor_invalid", pass_rules.stderr_tail(str(exc)), snapshot)
     try:
         batch = local.fetch_events(
             paths.repo,
