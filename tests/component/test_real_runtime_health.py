@@ -151,6 +151,7 @@ def test_usage_and_cost_per_role_are_in_the_state(tmp_path: Path) -> None:
 def test_rate_limit_and_stuck_documents_are_carried(tmp_path: Path) -> None:
     limited, _ = _pass("rate_limited", tmp_path, 5)
     assert limited.state is not None
+    assert limited.health["reasons"][0]["observed"] == "implementer, resets in 120s"
     assert limited.state["signals"]["rateLimit"]["role"] == "implementer"
     stuck, _ = _pass("stuck", tmp_path / "stuck", 5)
     assert stuck.state is not None

@@ -155,6 +155,10 @@ def _stop_detail(outcome: str, state: Mapping[str, Any]) -> str:
         seconds = jq_get(last, "data", "timeout_seconds")
         role = jq_get(last, "role") or jq_get(last, "data", "role")
         return f"{role or 'role'} after {seconds}s" if seconds is not None else str(name)
+    if outcome == "rate_limited":
+        role = jq_get(last, "role") or jq_get(last, "data", "role") or "role"
+        resets = jq_get(last, "data", "info", "resets_in")
+        return f"{role}, resets in {resets}s" if resets is not None else str(role)
     reason = jq_get(last, "data", "reason")
     return str(reason) if _present(reason) else str(name or outcome)
 
