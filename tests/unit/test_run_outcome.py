@@ -43,6 +43,7 @@ def state(projected: str, /, *, signals: dict[str, Any] | None = None, **last: A
         (state("unknown", signals={"stateFilePresent": False, "activeRunPresent": False}, name="role_start"),
          "cancelled"),
         (state("unknown", signals={"stateFilePresent": False}, name="loop_complete"), "unknown"),
+        (state("unknown", signals={"stateFilePresent": False}, name="approval_rejected"), "cancelled"),
         (state("complete", name="loop_complete"), "complete"),
         (state("awaiting_approval", name="approval_requested"), "awaiting_approval"),
         (state("idle", name="approval_decision"), "idle"),

@@ -59,8 +59,9 @@ OUTCOME_REASONS: Mapping[str, str] = {
     "cancelled": "run_cancelled",
 }
 
+# Last events after which the runtime has legitimately stopped writing (no cancel to infer).
 _QUIET_EVENTS: frozenset[str] = frozenset(
-    {*STOP_EVENTS, "loop_complete", "role_timeout", "approval_requested", "approval_rejected"}
+    {*STOP_EVENTS, "loop_complete", "role_timeout", "approval_requested"}
 )
 _LOOP_STOP_REASONS: Mapping[str, str] = {"max_iterations": "max_iterations", "stuck": "stuck"}
 
