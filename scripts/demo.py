@@ -32,7 +32,7 @@ from e2e.harness.controlplane import ControlPlane  # noqa: E402
 
 NAMESPACE = "superloop-demo"
 TOKEN = "demo-sprite-token-value"  # noqa: S105 - throwaway secret of a loopback-only demo service
-SCENARIOS = ["running", "awaiting_approval", "stale_heartbeat", "contradiction", "failing"]
+SCENARIOS = ["running", "awaiting_approval", "stale_heartbeat", "contradiction", "failing", "runner_failure"]
 BIN = Path(sys.executable).parent
 
 

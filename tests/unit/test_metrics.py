@@ -124,3 +124,43 @@ def test_http_endpoint_serves_the_registry_and_passes_promtool() -> None:
         pytest.skip("promtool not installed (scripts/install-tools.sh installs Debian's prometheus)")
     check = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=30)
     assert check.returncode == 0, check.stderr.decode() + check.stdout.decode()
+
+
+def test_run_outcome_and_usage_per_role_with_bounded_labels() -> None:
+    metrics = m.build_metrics()
+    usage = {
+        "calls": 5,
+        "costUsd": 0.1,
+        "byRole": {
+            "planner": {"calls": 2, "inputTokens": 2400, "outputTokens": 600, "costUsd": 0.02},
+            "reviewer": {"calls": 1, "inputTokens": 3100, "outputTokens": 400, "costUsd": 0.05},
+            "trace-1234-not-a-role": {"calls": 2, "inputTokens": 10, "costUsd": 0.03},
+        },
+    }
+    metrics.observe_loop(
+        m.LoopObservation(
+            "ns",
+            "loop-a",
+            reason_codes=("run_dead",),
+            health_status="critical",
+            run_outcome="dead",
+            usage=usage,
+        )
+    )
+    s = _samples(metrics)
+    base = (("loop", "loop-a"), ("namespace", "ns"))
+    assert s[("superloop_ops_loop_run_outcome", (*base, ("outcome", "dead")))] == 1
+    assert s[("superloop_ops_loop_run_outcome", (*base, ("outcome", "running")))] == 0
+    assert s[("superloop_ops_loop_health_reason", (*base, ("reason", "run_dead")))] == 1
+    assert s[("superloop_ops_loop_role_calls", (*base, ("role", "planner")))] == 2
+    assert s[("superloop_ops_loop_cost_usd", (*base, ("role", "reviewer")))] == pytest.approx(0.05)
+    assert s[("superloop_ops_loop_tokens", (("kind", "input"), *base, ("role", "planner")))] == 2400
+    assert s[("superloop_ops_loop_tokens", (("kind", "output"), *base, ("role", "reviewer")))] == 400
+    assert s[("superloop_ops_loop_role_calls", (*base, ("role", "other")))] == 2  # unknown role folded
+    roles = {dict(labels)["role"] for name, labels in s if name == "superloop_ops_loop_cost_usd"}
+    assert roles == {"planner", "reviewer", "other"}
+    metrics.forget_loop("ns", "loop-a")
+    assert not any(
+        name.startswith(("superloop_ops_loop_tokens", "superloop_ops_loop_run_outcome"))
+        for name, _ in _samples(metrics)
+    )

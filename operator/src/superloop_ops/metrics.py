@@ -18,8 +18,8 @@ import dataclasses
 import re
 import threading
 import weakref
-from collections.abc import Callable, Iterable
-from typing import TypeVar, cast
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar, cast
 from wsgiref.simple_server import WSGIServer
 
 import prometheus_client
@@ -32,6 +32,9 @@ __all__ = [
     "HEALTH_STATUSES",
     "LIFECYCLE_STATES",
     "REASON_CODES",
+    "RUN_OUTCOMES",
+    "USAGE_ROLES",
+    "USAGE_TOKEN_KINDS",
     "LoopObservation",
     "MetricsServer",
     "OperatorMetrics",
@@ -78,8 +81,41 @@ REASON_CODES: frozenset[str] = frozenset(
         "invalid_spec",
         "dependency_not_ready",
         "internal_error",
+        "approval_waiting",
+        "run_dead",
+        "run_failed",
+        "run_timed_out",
+        "run_rate_limited",
+        "run_stuck",
+        "run_max_iterations",
+        "run_stopped",
+        "run_cancelled",
     }
 )
+RUN_OUTCOMES: tuple[str, ...] = (
+    "unknown",
+    "idle",
+    "running",
+    "awaiting_approval",
+    "complete",
+    "dead",
+    "cancelled",
+    "timed_out",
+    "failed",
+    "max_iterations",
+    "stuck",
+    "rate_limited",
+    "stopped",
+)
+USAGE_ROLES: tuple[str, ...] = ("planner", "implementer", "tester", "reviewer")
+# usage.jsonl token kinds (runtime_signals.USAGE_TOKEN_KEYS camel names -> label values).
+USAGE_TOKEN_KINDS: dict[str, str] = {
+    "inputTokens": "input",
+    "outputTokens": "output",
+    "thinkingTokens": "thinking",
+    "cacheReadInputTokens": "cache_read",
+    "cacheCreationInputTokens": "cache_creation",
+}
 CONTROL_INTENTS: frozenset[str] = frozenset({"cancel", "approve", "reject"})
 CONTROL_STATUSES: frozenset[str] = frozenset(
     {"executed", "executed_unconfirmed", "execution_ambiguous", "execution_failed"}
@@ -123,6 +159,9 @@ class LoopObservation:
     heartbeat_lag_seconds: float | None = None
     transport_failure_streak: int | None = None
     diverged: bool | None = None
+    run_outcome: str | None = None
+    usage: Mapping[str, Any] | None = None
+    """``signals.usage`` of the state: totals and ``byRole`` (calls, tokens by kind, costUsd)."""
 
 
 class OperatorMetrics:
@@ -173,6 +212,32 @@ class OperatorMetrics:
             loop_labels,
             registry=self.registry,
         )
+        self.run_outcome = Gauge(
+            f"{PREFIX}_loop_run_outcome",
+            "How the loop's run stands (running, dead, complete, cancelled, timed_out, ...): 1 for the "
+            "current outcome, 0 for the others.",
+            (*loop_labels, "outcome"),
+            registry=self.registry,
+        )
+        usage_labels = (*loop_labels, "role")
+        self.usage_calls = Gauge(
+            f"{PREFIX}_loop_role_calls",
+            "Agent role calls recorded in the loop's usage.jsonl, by role.",
+            usage_labels,
+            registry=self.registry,
+        )
+        self.usage_tokens = Gauge(
+            f"{PREFIX}_loop_tokens",
+            "Tokens the loop's agent calls used (usage.jsonl), by role and kind.",
+            (*usage_labels, "kind"),
+            registry=self.registry,
+        )
+        self.usage_cost = Gauge(
+            f"{PREFIX}_loop_cost_usd",
+            "Cost in USD of the loop's agent calls as the runtime priced them (usage.jsonl), by role.",
+            usage_labels,
+            registry=self.registry,
+        )
         self.control_outcomes = Counter(
             f"{PREFIX}_control_outcomes",
             "Control intents executed by the operator, by outcome.",
@@ -203,12 +268,7 @@ class OperatorMetrics:
         """Export one pass's view of a loop; unknown values drop the series instead of lying."""
         ns, loop = obs.namespace, _object_name(obs.loop)
         if obs.health_status is not None:
-            current = _bounded(obs.health_status, HEALTH_STATUSES)
-            for status in (*HEALTH_STATUSES, _OTHER):
-                if status == _OTHER and current != _OTHER:
-                    self._remove(self.health_status, ns, loop, _OTHER)
-                    continue
-                self.health_status.labels(ns, loop, status).set(1.0 if status == current else 0.0)
+            self._enumerate(self.health_status, ns, loop, HEALTH_STATUSES, obs.health_status)
             reasons = {_bounded(code, REASON_CODES) for code in obs.reason_codes}
             for reason in sorted(REASON_CODES | {_OTHER}):
                 if reason in reasons:
@@ -216,18 +276,44 @@ class OperatorMetrics:
                 else:
                     self._remove(self.health_reason, ns, loop, reason)
         if obs.lifecycle_state is not None:
-            current = _bounded(obs.lifecycle_state, LIFECYCLE_STATES)
-            for state in (*LIFECYCLE_STATES, _OTHER):
-                if state == _OTHER and current != _OTHER:
-                    self._remove(self.lifecycle_state, ns, loop, _OTHER)
-                    continue
-                self.lifecycle_state.labels(ns, loop, state).set(1.0 if state == current else 0.0)
+            self._enumerate(self.lifecycle_state, ns, loop, LIFECYCLE_STATES, obs.lifecycle_state)
         self._set_or_remove(self.ingest_lag, ns, loop, obs.ingest_lag_seconds)
         self._set_or_remove(self.heartbeat_lag, ns, loop, obs.heartbeat_lag_seconds)
         streak = None if obs.transport_failure_streak is None else float(obs.transport_failure_streak)
         self._set_or_remove(self.transport_failure_streak, ns, loop, streak)
         diverged = None if obs.diverged is None else (1.0 if obs.diverged else 0.0)
         self._set_or_remove(self.diverged, ns, loop, diverged)
+        if obs.run_outcome is not None:
+            self._enumerate(self.run_outcome, ns, loop, RUN_OUTCOMES, obs.run_outcome)
+        if obs.usage is not None:
+            self._observe_usage(ns, loop, obs.usage)
+
+    def _enumerate(self, gauge: Gauge, ns: str, loop: str, values: tuple[str, ...], value: str) -> None:
+        """One-hot series of an enumerated value; ``other`` exists only while the value is unknown."""
+        current = _bounded(value, values)
+        for candidate in (*values, _OTHER):
+            if candidate == _OTHER and current != _OTHER:
+                self._remove(gauge, ns, loop, _OTHER)
+                continue
+            gauge.labels(ns, loop, candidate).set(1.0 if candidate == current else 0.0)
+
+    def _observe_usage(self, ns: str, loop: str, usage: Mapping[str, Any]) -> None:
+        """Per role (``other`` folds roles outside the runtime's four) calls, tokens and cost."""
+        totals: dict[str, dict[str, float]] = {}
+        by_role = usage.get("byRole")
+        for role, entry in (by_role.items() if isinstance(by_role, Mapping) else ()):
+            if not isinstance(entry, Mapping):
+                continue
+            bucket = totals.setdefault(_bounded(str(role), USAGE_ROLES), {})
+            for key in ("calls", "costUsd", *USAGE_TOKEN_KINDS):
+                value = entry.get(key)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    bucket[key] = bucket.get(key, 0.0) + float(value)
+        for role, bucket in totals.items():
+            self.usage_calls.labels(ns, loop, role).set(bucket.get("calls", 0.0))
+            self.usage_cost.labels(ns, loop, role).set(bucket.get("costUsd", 0.0))
+            for key, kind in USAGE_TOKEN_KINDS.items():
+                self.usage_tokens.labels(ns, loop, role, kind).set(bucket.get(key, 0.0))
 
     def record_control_outcome(self, namespace: str, loop: str, intent: str, status: str) -> None:
         self.control_outcomes.labels(
@@ -261,6 +347,13 @@ class OperatorMetrics:
                 self._remove(gauge, namespace, loop, value)
         for gauge in (self.ingest_lag, self.heartbeat_lag, self.transport_failure_streak, self.diverged):
             self._remove(gauge, namespace, loop)
+        for value in (*RUN_OUTCOMES, _OTHER):
+            self._remove(self.run_outcome, namespace, loop, value)
+        for role in (*USAGE_ROLES, _OTHER):
+            self._remove(self.usage_calls, namespace, loop, role)
+            self._remove(self.usage_cost, namespace, loop, role)
+            for kind in USAGE_TOKEN_KINDS.values():
+                self._remove(self.usage_tokens, namespace, loop, role, kind)
 
     @staticmethod
     def _remove(gauge: Gauge, *labels: str) -> None:

@@ -216,6 +216,8 @@ def _observe(
             heartbeat_lag_seconds=_number(health_metrics.get("heartbeatLagSeconds")),
             transport_failure_streak=streak if isinstance(streak, int) else None,
             diverged=(divergence.get("any") is True) if isinstance(divergence, Mapping) else None,
+            run_outcome=_text(health_metrics.get("runOutcome")),
+            usage=_mapping(_mapping(_mapping(status.get("state")).get("signals")).get("usage")) or None,
         )
     )
     if error is not None:
@@ -226,6 +228,10 @@ def _observe(
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _number(value: Any) -> float | None:

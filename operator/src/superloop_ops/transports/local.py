@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from superloop_ops.core.common.jsonutil import JsonObject
-from superloop_ops.core.loop import artifacts, cursor, envelopes, projection
+from superloop_ops.core.loop import artifacts, cursor, envelopes, projection, runtime_signals
 from superloop_ops.errors import ContractError
 
 __all__ = [
@@ -169,6 +169,23 @@ _DIGESTS: _Memo[_Digest] = _Memo()
 _POSITIONS: _Memo[cursor.CursorPosition] = _Memo()
 
 
+#: usage.jsonl summaries by (size, mtime_ns): the file is re-read only when it changed.
+_USAGE: _Memo[tuple[int, int, JsonObject | None]] = _Memo()
+
+
+def _usage_summary(path: Path) -> JsonObject | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    key, seen = str(path), _USAGE.get(str(path))
+    if seen is not None and seen[:2] == (stat.st_size, stat.st_mtime_ns):
+        return seen[2]
+    summary = runtime_signals.compute_usage_summary(_read_optional(path))
+    _USAGE.put(key, (stat.st_size, stat.st_mtime_ns, summary))
+    return summary
+
+
 def _remembered_position(key: str, line_offset: int) -> cursor.CursorPosition | None:
     entry = _POSITIONS.get(key, touch=False)
     return entry if entry is not None and entry.line_offset == line_offset else None
@@ -176,9 +193,10 @@ def _remembered_position(key: str, line_offset: int) -> cursor.CursorPosition | 
 
 def clear_memos() -> None:
     """Forget the per-process positions and digests (what a fresh CLI process starts with)."""
-    global _DIGESTS, _POSITIONS
+    global _DIGESTS, _POSITIONS, _USAGE
     _DIGESTS = _Memo()
     _POSITIONS = _Memo()
+    _USAGE = _Memo()
 
 
 def _events_digest(fd: int, key: str) -> _Digest:
@@ -321,6 +339,7 @@ def fetch_snapshot(
         sha256=digest.hasher.hexdigest(),
         mtime_epoch=mtime,
     )
+    signals = _gather_signals(paths, runtime, refs)
     facts = projection.LifecycleFacts(
         loop_id=loop_id,
         approval=runtime.approval,
@@ -336,8 +355,56 @@ def fetch_snapshot(
         refs=refs,
         run_id_override=run_id,
         trace_id=trace_id,
+        signals=signals,
     )
     return envelopes.build_snapshot_envelope(inputs, now)
+
+
+_SIGNAL_FILES = {"rateLimit": "rate-limit.json", "stuck": "stuck.json", "testStatus": "test-status.json"}
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def _role_log_mtime(paths: LoopPaths, event: JsonObject | None) -> float | None:
+    """The running role's log file, only when it lies inside this loop's directory."""
+    log = runtime_signals.role_log_path(event)
+    if log is None:
+        return None
+    candidate = Path(log)
+    try:
+        candidate.resolve().relative_to(paths.loop_dir.resolve())
+    except (OSError, ValueError):
+        return None
+    return _mtime(candidate)
+
+
+def _gather_signals(
+    paths: LoopPaths, runtime: artifacts.RuntimeArtifacts, refs: dict[str, envelopes.ArtifactFacts]
+) -> JsonObject:
+    """``runtime.signals``: the runtime's other files, the last event's data, liveness (issue 11)."""
+    event = runtime.last_event.event
+    signals: JsonObject = {
+        key: runtime_signals.parse_signal_document(_read_optional(paths.loop_dir / name))
+        for key, name in _SIGNAL_FILES.items()
+    }
+    signals["usage"] = _usage_summary(paths.loop_dir / "usage.jsonl")
+    signals["lastEvent"] = runtime_signals.compute_last_event_signal(event)
+    signals["liveness"] = runtime_signals.compute_liveness(
+        heartbeat_at=artifacts.jq_get(runtime.heartbeat, "timestamp"),
+        last_event_at=artifacts.jq_get(event, "timestamp"),
+        mtimes={
+            "role_log": _role_log_mtime(paths, event),
+            "active_run": _mtime(paths.superloop / "active-run.json") if runtime.active_run else None,
+            "events": refs["events"].mtime_epoch,
+            "state": _mtime(paths.superloop / "state.json") if runtime.state is not None else None,
+        },
+    )
+    return signals
 
 
 # --------------------------------------------------------------------------- events

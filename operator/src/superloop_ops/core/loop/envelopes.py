@@ -77,6 +77,8 @@ class SnapshotInputs:
     """Keyed events, runSummary, state, activeRun, approval, heartbeat."""
     run_id_override: str | None = None
     trace_id: str | None = None
+    signals: JsonObject | None = None
+    """``runtime.signals`` (see core.runtime_signals); ``None`` when the transport gathered none."""
 
 
 _REF_KEYS = ("events", "runSummary", "state", "activeRun", "approval", "heartbeat")
@@ -140,6 +142,7 @@ def build_snapshot_envelope(inputs: SnapshotInputs, now: dt.datetime) -> JsonObj
             "activeRun": runtime.active_run,
             "approval": runtime.approval,
             "heartbeat": runtime.heartbeat,
+            "signals": inputs.signals,
         },
         "artifacts": refs,
         "sequence": {"source": SEQUENCE_SOURCE, "value": line_count},

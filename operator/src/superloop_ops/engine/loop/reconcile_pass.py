@@ -333,14 +333,14 @@ def _ingest_local(
     try:
         snapshot = local.fetch_snapshot(paths.repo, options.loop_id, trace_id=trace_id, now=now)
     except ArtifactInvalidError as exc:
-        return _Ingest(False, "artifact_invalid", pass_rules.tail_lines(str(exc)))
+        return _Ingest(False, "artifact_invalid", pass_rules.stderr_tail(str(exc)))
     except (ContractError, OSError) as exc:
-        return _Ingest(False, "snapshot_unavailable", pass_rules.tail_lines(str(exc)))
+        return _Ingest(False, "snapshot_unavailable", pass_rules.stderr_tail(str(exc)))
     try:
         # The cursor's byte hint lets the poller read only the new tail of events.jsonl.
         position = None if options.from_start else local.read_cursor(paths.cursor_file)
     except (ContractError, OSError) as exc:
-        return _Ingest(False, "cursor_invalid", pass_rules.tail_lines(str(exc)), snapshot)
+        return _Ingest(False, "cursor_invalid", pass_rules.stderr_tail(str(exc)), snapshot)
     try:
         batch = local.fetch_events(
             paths.repo,
@@ -352,9 +352,9 @@ def _ingest_local(
             byte_hint=position,
         )
     except ArtifactInvalidError as exc:
-        return _Ingest(False, "artifact_invalid", pass_rules.tail_lines(str(exc)), snapshot)
+        return _Ingest(False, "artifact_invalid", pass_rules.stderr_tail(str(exc)), snapshot)
     except (ContractError, OSError) as exc:
-        return _Ingest(False, "events_unavailable", pass_rules.tail_lines(str(exc)), snapshot)
+        return _Ingest(False, "events_unavailable", pass_rules.stderr_tail(str(exc)), snapshot)
     cursor = local.build_cursor_document(paths.repo, options.loop_id, batch, now)
     return _Ingest(True, snapshot=snapshot, events=list(batch.events), cursor=cursor)
 
@@ -373,7 +373,7 @@ def _ingest_service(
     except service_mod.ServiceResponseInvalidError as exc:
         return _Ingest(False, "service_response_invalid", pass_rules.tail_lines(exc.message))
     except service_mod.ServiceError as exc:
-        return _Ingest(False, "service_request_failed", pass_rules.tail_lines(exc.message))
+        return _Ingest(False, "service_request_failed", pass_rules.stderr_tail(exc.message))
     if not isinstance(snapshot, dict):
         return _Ingest(False, "service_response_invalid", "service /ops/snapshot response is not an object")
     try:
@@ -383,7 +383,7 @@ def _ingest_service(
     except service_mod.ServiceResponseInvalidError as exc:
         return _Ingest(False, "service_response_invalid", pass_rules.tail_lines(exc.message), snapshot)
     except service_mod.ServiceError as exc:
-        return _Ingest(False, "service_request_failed", pass_rules.tail_lines(exc.message), snapshot)
+        return _Ingest(False, "service_request_failed", pass_rules.stderr_tail(exc.message), snapshot)
     events = response.get("events") if isinstance(response, dict) else None
     cursor = response.get("cursor") if isinstance(response, dict) else None
     if (
@@ -579,7 +579,7 @@ def _project(
     except (ContractError, ValueError, TypeError, KeyError, AttributeError) as exc:
         ingest.ok = False
         ingest.failure_code = "projection_failed"
-        ingest.failure_message = pass_rules.tail_lines(str(exc))
+        ingest.failure_message = pass_rules.stderr_tail(str(exc))
         return None
 
 
