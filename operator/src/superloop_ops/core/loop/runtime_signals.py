@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from superloop_ops.core.common.jsonutil import JsonObject, format_ts, parse_ts
-from superloop_ops.core.loop.artifacts import event_name_of, jq_get
+from superloop_ops.core.loop.artifacts import cap_stored_event, event_name_of, jq_get
 
 __all__ = [
     "LIVENESS_SOURCES",
@@ -101,9 +101,14 @@ def compute_usage_summary(data: bytes | None) -> JsonObject | None:
 
 
 def compute_last_event_signal(event: Mapping[str, Any] | None) -> JsonObject | None:
-    """The last event's name, status, role, iteration and data (what explains a stop)."""
+    """The last event's name, status, role, iteration and data (what explains a stop).
+
+    The data is kept as the state keeps an event's payload: a payload over the stored-event cap
+    is replaced by its truncation marker (``artifacts.cap_stored_event``).
+    """
     if event is None:
         return None
+    event, _ = cap_stored_event(dict(event))
     return {
         "name": event_name_of(event) or None,
         "status": event.get("status") if isinstance(event.get("status"), str) else None,
