@@ -15,11 +15,10 @@ from superloop_ops.clock import FrozenClock
 from superloop_ops.controllers import fleet_controller
 from superloop_ops.core.common.jsonutil import format_ts
 from superloop_ops.core.fleet import fleet_resource
-from superloop_ops.handlers import fleet as fleet_handlers
 from superloop_ops.handlers import fleet_policy as policy_handlers
 from superloop_ops.handlers import handoff_intent as intent_handlers
 from superloop_ops.handlers import loop as loop_handlers
-from superloop_ops.handlers.context import OperatorContext
+from superloop_ops.handlers.context import OperatorContext, build_fleet_deps
 from superloop_ops.journal import files
 from superloop_ops.k8s.edge import ObjectRef
 from superloop_ops.sim.simulator import Simulator
@@ -108,7 +107,7 @@ def _ok_status() -> dict[str, Any]:
 
 
 def _pass(edge: FakeEdge, ctx: OperatorContext, deps: fleet_controller.FleetPassDeps, name: str) -> Any:
-    return fleet_handlers.reconcile_fleet(edge.get("fleets", name), ctx, deps)
+    return fleet_controller.reconcile_fleet(edge.get("fleets", name), deps)
 
 
 def _cond(status: Mapping[str, Any], cond_type: str) -> dict[str, Any]:
@@ -140,7 +139,7 @@ def test_fleet_materialises_owned_loops_and_rolls_up_their_status(
 ) -> None:
     repos = _sims(tmp_path, clock, "running", "stopped")
     ctx = _context(tmp_path, edge, clock, {"c-run": repos["running-x-1"], "c-stop": repos["stopped-x-1"]})
-    deps = fleet_handlers.build_fleet_deps(ctx, edge)
+    deps = build_fleet_deps(ctx, edge)
     edge.add("policies-unused", {"metadata": {"name": "x"}})
     edge.add("fleetpolicies", _policy("advice", clock, mode="advisory"))
     loops = [
@@ -242,7 +241,7 @@ def _drill_setup(
         repos.append(sim.repo_of(f"red{index}-1"))
         pvcs[f"claim-{index}"] = repos[-1]
     ctx = _context(tmp_path, edge, clock, pvcs)
-    deps = fleet_handlers.build_fleet_deps(ctx, edge)
+    deps = build_fleet_deps(ctx, edge)
     edge.add("fleetpolicies", policy)
     loops = [_local(f"red{i}-1", f"claim-{i}") for i in range(count)]
     edge.add("fleets", _fleet("drill", loops, policy=policy["metadata"]["name"]))
@@ -344,7 +343,7 @@ def test_ambiguous_autonomous_outcome_is_retry_guarded_until_a_person_approves(
         ObjectRef("HandoffIntent", "handoffintents", NS, name),
         {"ops.superloop.dev/approved": "true", "ops.superloop.dev/approved-by": "oncall"},
     )
-    handed = fleet_handlers.hand_over_intent(edge.get("handoffintents", name), ctx, edge)
+    handed = intent_handlers.hand_over_intent(edge.get("handoffintents", name), ctx, edge)
     assert handed is not None
     assert handed.phase == "executed"
     status = edge.get("handoffintents", name)["status"]
@@ -422,7 +421,7 @@ def test_policy_handler_reports_posture_and_expired_review_never_breaks_status(
     governance = edge.get("fleetpolicies", "pol")["spec"]["autonomous"]["governance"]
     governance["changedAt"] = format_ts(clock.now() - dt.timedelta(days=30))
     governance["reviewBy"] = format_ts(clock.now() - dt.timedelta(days=1))
-    fleets = policy_handlers.reconcile_policy(edge.get("fleetpolicies", "pol"), ctx, deps)
+    fleets = policy_handlers.reconcile_policy(edge.get("fleetpolicies", "pol"), deps)
     assert fleets == ["drill"]
     report = _pass(edge, ctx, deps, "drill")
     assert report.ran
@@ -456,7 +455,7 @@ def test_loop_ref_entries_use_existing_loops_without_owning_them(
     tmp_path: Path, edge: FakeEdge, clock: FrozenClock
 ) -> None:
     ctx = _context(tmp_path, edge, clock, {})
-    deps = fleet_handlers.build_fleet_deps(ctx, edge)
+    deps = build_fleet_deps(ctx, edge)
     edge.add(
         "loops",
         {

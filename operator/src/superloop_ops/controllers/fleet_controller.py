@@ -28,21 +28,26 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from superloop_ops.clock import Clock
-from superloop_ops.controllers import loop_controller
+from superloop_ops.controllers import fleet_policy_controller, loop_controller
+from superloop_ops.controllers.k8s_events import post_events
+from superloop_ops.controllers.status_writes import write_status
 from superloop_ops.core.common.jsonutil import JsonObject, format_ts
-from superloop_ops.core.fleet import fleet_resource, fleet_surface, rollup
+from superloop_ops.core.fleet import fleet_resource, rollup
 from superloop_ops.core.handoff import handoff_intent_resource, handoff_plan
 from superloop_ops.engine.fleet import fleet_commands
-from superloop_ops.errors import ContractError, InvalidSpecError, OperatorError
+from superloop_ops.errors import ContractError, DependencyNotReadyError, InvalidSpecError, OperatorError
 from superloop_ops.journal import files
 from superloop_ops.k8s.edge import ObjectRef
 from superloop_ops.k8s.fleet_edge import AlreadyExistsError, FleetEdge
+from superloop_ops.metrics import OperatorMetrics
+from superloop_ops.metrics_fleet import fetch_fleet_metrics
 from superloop_ops.models.fleet import Fleet, build_registry_document
 from superloop_ops.models.fleet_policy import FleetPolicy
 from superloop_ops.models.loop import Loop, LoopSpec
@@ -54,12 +59,13 @@ __all__ = [
     "FleetPassDeps",
     "FleetPassReport",
     "build_fleet_paths",
-    "compute_governance_posture",
+    "find_ready_message",
     "fleet_ref",
-    "policy_ref",
+    "reconcile_fleet",
     "run_fleet_pass",
 ]
 
+log = logging.getLogger(__name__)
 AUTONOMOUS_ACTOR = "superloop-ops/autonomous"
 LEDGER_FILE = "operator-recorded-executions.json"
 PROMOTION_STATE_FILE = "promotion-state.json"
@@ -74,6 +80,7 @@ class FleetPassDeps:
     edge: FleetEdge
     settings: Settings
     clock: Clock
+    metrics: OperatorMetrics
     lock_for: Callable[[str], Any]
     sleep: Callable[[float], None] = time.sleep
     runtime_command: tuple[str, ...] | None = None
@@ -98,10 +105,6 @@ class FleetPassReport:
 
 def fleet_ref(namespace: str, name: str, uid: str = "") -> ObjectRef:
     return ObjectRef(kind="Fleet", plural="fleets", namespace=namespace, name=name, uid=uid)
-
-
-def policy_ref(namespace: str, name: str, uid: str = "") -> ObjectRef:
-    return ObjectRef(kind="FleetPolicy", plural="fleetpolicies", namespace=namespace, name=name, uid=uid)
 
 
 def _loop_ref(namespace: str, name: str, uid: str = "") -> ObjectRef:
@@ -683,7 +686,9 @@ def run_fleet_pass(body: Mapping[str, Any], deps: FleetPassDeps) -> FleetPassRep
     policy: FleetPolicy | None = None
     policy_body: JsonObject | None = None
     if fleet.spec.policy_ref is not None:
-        policy_body = deps.edge.fetch_object(policy_ref(namespace, fleet.spec.policy_ref.name))
+        policy_body = deps.edge.fetch_object(
+            fleet_policy_controller.policy_ref(namespace, fleet.spec.policy_ref.name)
+        )
         if policy_body is None:
             return _blocked(
                 previous, generation, now, "policy_not_found",
@@ -818,8 +823,87 @@ def run_fleet_pass(body: Mapping[str, Any], deps: FleetPassDeps) -> FleetPassRep
     )
 
 
-def compute_governance_posture(policy: FleetPolicy, now: dt.datetime) -> JsonObject:
-    """The governance posture block of a FleetPolicy (reporting only)."""
-    governance = policy.spec.autonomous.governance
-    doc = governance.model_dump(mode="json", by_alias=True, exclude_none=True) if governance else {}
-    return fleet_surface.compute_governance_posture(doc, policy.spec.mode, True, now)
+# ---------------------------------------------------------------------------------------------
+# applying a pass: the one writer of the Fleet status
+
+
+def reconcile_fleet(body: Mapping[str, Any], deps: FleetPassDeps) -> FleetPassReport:
+    """One pass for one Fleet, applied: its status (once, skipped when unchanged), Events, metrics,
+    and the FleetPolicy posture (synchronous: runs in kopf's thread pool or the daemon's thread)."""
+    meta = _meta(body)
+    ref = fleet_ref(str(meta.get("namespace", "")), str(meta.get("name", "")), str(meta.get("uid", "")))
+    with deps.lock_for(ref.uid or f"{ref.namespace}/{ref.name}"):
+        fresh = deps.edge.fetch_object(ref)
+        if fresh is None:
+            return FleetPassReport(ran=False, status={}, blocked_reason="not_found")
+        previous = dict(fresh.get("status") or {})
+        report = _run_guarded(fresh, previous, deps)
+        write_status(deps.edge, ref, previous, report.status)
+        post_events(
+            deps.edge,
+            ref,
+            fleet_resource.compute_fleet_events(
+                previous,
+                report.status,
+                created_intents=report.created_intents,
+                autonomous_outcomes=report.autonomous_outcomes,
+            ),
+            log,
+        )
+        _observe(deps, ref, report)
+        _write_policy_posture(deps, ref, fresh, report)
+    return report
+
+
+def _run_guarded(
+    fresh: Mapping[str, Any], previous: Mapping[str, Any], deps: FleetPassDeps
+) -> FleetPassReport:
+    """The pass; an operator error becomes a blocked status (and the error kopf retries on)."""
+    try:
+        return run_fleet_pass(fresh, deps)
+    except OperatorError as exc:
+        reason = "dependency_not_ready" if isinstance(exc, DependencyNotReadyError) else "invalid_spec"
+        status = fleet_resource.build_fleet_status(
+            previous=previous,
+            generation=int(_meta(fresh).get("generation") or 0),
+            now=deps.clock.now(),
+            fleet_state=None,
+            blocked_reason=reason,
+            blocked_message=str(exc),
+        )
+        delay = exc.delay if isinstance(exc, DependencyNotReadyError) else None
+        return FleetPassReport(ran=False, status=status, blocked_reason=reason, retry_after=delay, error=exc)
+
+
+def _observe(deps: FleetPassDeps, ref: ObjectRef, report: FleetPassReport) -> None:
+    metrics = fetch_fleet_metrics(deps.metrics)
+    metrics.observe_fleet(
+        ref.namespace, ref.name, fleet_state=report.fleet_state, policy_state=report.policy_state
+    )
+    for _, outcome in report.autonomous_outcomes:
+        metrics.record_autonomous_outcome(ref.namespace, ref.name, outcome)
+
+
+def _write_policy_posture(
+    deps: FleetPassDeps, ref: ObjectRef, fresh: Mapping[str, Any], report: FleetPassReport
+) -> None:
+    """Mirror the pass's policy state on the FleetPolicy (an invalid registry blocks it too)."""
+    policy_name = ((fresh.get("spec") or {}).get("policyRef") or {}).get("name")
+    if not policy_name or report.blocked_reason == "policy_not_found":
+        return
+    blocked = None
+    if report.blocked_reason == "invalid_registry":
+        blocked = ("invalid_policy", find_ready_message(report.status))
+    try:
+        fleet_policy_controller.write_policy_status(
+            deps.edge, deps.clock, ref.namespace, str(policy_name), report.policy_state, blocked
+        )
+    except OperatorError as exc:
+        log.warning("could not write FleetPolicy %s status: %s", policy_name, exc)
+
+
+def find_ready_message(status: Mapping[str, Any]) -> str:
+    for cond in status.get("conditions") or []:
+        if isinstance(cond, Mapping) and cond.get("type") == "Ready":
+            return str(cond.get("message") or "")
+    return ""

@@ -26,15 +26,24 @@ import kopf
 
 from superloop_ops.controllers import loop_controller
 from superloop_ops.core.common.jsonutil import format_ts
+from superloop_ops.core.fleet import fleet_resource
 from superloop_ops.core.handoff import handoff_intent_resource
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
-from superloop_ops.handlers.context import OperatorContext, fetch_context, post_events
+from superloop_ops.handlers.context import OperatorContext, fetch_context, fetch_fleet_deps, post_events
 from superloop_ops.journal import files
 from superloop_ops.k8s.edge import GROUP, VERSION, ObjectNotFoundError, ObjectRef
+from superloop_ops.k8s.fleet_edge import FleetEdge
 from superloop_ops.models.handoff_intent import HandoffIntent
 from superloop_ops.models.loop import Loop
 
-__all__ = ["IntentReport", "intent_ref", "on_intent_change", "reconcile_intent"]
+__all__ = [
+    "IntentReport",
+    "hand_over_intent",
+    "intent_ref",
+    "on_intent_approved",
+    "on_intent_change",
+    "reconcile_intent",
+]
 
 log = logging.getLogger(__name__)
 HANDOFF_LOG = "handoff-intents.jsonl"
@@ -255,6 +264,51 @@ def on_intent_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Every look at an intent is the same decision from its current annotations and status."""
     try:
         reconcile_intent(dict(body), fetch_context(memo))
+    except InvalidSpecError as exc:
+        raise kopf.PermanentError(str(exc)) from exc
+    except DependencyNotReadyError as exc:
+        raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# the retry guard hand-over (autonomous -> manual)
+
+
+def hand_over_intent(body: Mapping[str, Any], ctx: OperatorContext, edge: FleetEdge) -> IntentReport | None:
+    """A person approved a retry-guarded autonomous intent: give it to the manual path, then run it.
+
+    The manual handler leaves autonomous intents alone; once handed over
+    (``core.fleet.fleet_resource.build_manual_handover_status``) the intent is an ordinary manual one.
+    """
+    ref = intent_ref(body)
+    approval = handoff_intent_resource.parse_approval((body.get("metadata") or {}).get("annotations") or {})
+    if approval.approval is None:
+        return None
+    with ctx.lock_for(ref.uid or f"{ref.namespace}/{ref.name}"):
+        fresh = edge.fetch_object(ref)
+        if fresh is None:
+            return None
+        previous = dict(fresh.get("status") or {})
+        handed = fleet_resource.build_manual_handover_status(previous)
+        if handed is None:
+            return None
+        edge.replace_status_fields(ref, handed, has_status=bool(previous))
+    return reconcile_intent(fresh | {"status": handed}, ctx)
+
+
+def _autonomous_retryable(status: Any, **_: Any) -> bool:
+    return (
+        isinstance(status, Mapping)
+        and status.get("mode") == "autonomous"
+        and status.get("phase") in handoff_intent_resource.RETRYABLE_OUTCOMES
+    )
+
+
+@kopf.on.update(GROUP, VERSION, "handoffintents", field="metadata.annotations", when=_autonomous_retryable)
+def on_intent_approved(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Approval annotations on a retry-guarded autonomous intent (the manual handler skips those)."""
+    try:
+        hand_over_intent(dict(body), fetch_context(memo), fetch_fleet_deps(memo).edge)
     except InvalidSpecError as exc:
         raise kopf.PermanentError(str(exc)) from exc
     except DependencyNotReadyError as exc:
