@@ -14,7 +14,7 @@ from helpers.operator_fakes import SIM_RUNTIME, FakeEdge, build_context, build_f
 from superloop_ops.clock import FrozenClock
 from superloop_ops.controllers import fleet_controller
 from superloop_ops.core.common.jsonutil import format_ts
-from superloop_ops.core.fleet import fleet_resource
+from superloop_ops.core.fleet import fleet_registry, fleet_resource
 from superloop_ops.handlers import fleet_policy as policy_handlers
 from superloop_ops.handlers import handoff_intent as intent_handlers
 from superloop_ops.handlers import loop as loop_handlers
@@ -337,7 +337,7 @@ def test_ambiguous_autonomous_outcome_is_retry_guarded_until_a_person_approves(
     assert "autonomous_retry_guard_ambiguous" in guarded["autonomous"]["reasons"]
     # the manual handler leaves the autonomous outcome alone...
     assert not intent_handlers.reconcile_intent(edge.get("handoffintents", name), ctx).executed
-    # ...until a person approves: the fleet handler hands it over, the manual path retries once
+    # ...until a person approves: the HandoffIntent handler hands it over, the manual path retries once
     ctx.runtime_command = SIM_RUNTIME
     edge.patch_annotations(
         ObjectRef("HandoffIntent", "handoffintents", NS, name),
@@ -393,6 +393,38 @@ def test_failed_autonomous_executions_trigger_auto_pause_with_manual_fallback(
     assert status["healthStatus"] == "success"
     assert _cond(status, "Degraded")["status"] == "False"
     assert all(_state_alive(r) for r in repos)
+
+
+def test_a_fleet_pass_validates_its_registry_once_and_never_reads_it_back(
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = _policy("pol", clock)
+    policy["spec"]["autonomous"]["allow"]["categories"] = ["reconcile_failed"]
+    ctx, deps, _ = _drill_setup(tmp_path, edge, clock, policy)
+    registry_file = _fleet_dir(tmp_path, "drill") / "registry.v1.json"
+    validated: list[Any] = []
+    read_back: list[Path] = []
+    real_errors, real_read_text = fleet_registry.compute_registry_errors, Path.read_text
+
+    def counting_errors(raw: Any, now: dt.datetime) -> list[str]:
+        validated.append(raw)
+        return real_errors(raw, now)
+
+    def counting_read_text(path: Path, *args: Any, **kwargs: Any) -> str:
+        if path == registry_file:
+            read_back.append(path)
+        return real_read_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(fleet_registry, "compute_registry_errors", counting_errors)
+    monkeypatch.setattr(Path, "read_text", counting_read_text)
+    report = _pass(edge, ctx, deps, "drill")
+    monkeypatch.undo()
+    # every stage ran: rollup, policy, plan, autonomous execution and the re-plan, status surface
+    assert report.ran
+    assert report.autonomous_outcomes
+    assert len(validated) == 1
+    assert read_back == []
+    assert _read_doc(registry_file) == validated[0]  # the journal records what the pass validated
 
 
 def test_autonomous_execution_interrupted_by_a_crash_becomes_ambiguous_and_guarded(

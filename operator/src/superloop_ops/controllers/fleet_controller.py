@@ -285,12 +285,16 @@ def _control_status_exit(phase: str) -> int:
 
 
 def _record_object_outcomes(
-    paths: fleet_commands.FleetPaths, intents: Sequence[Mapping[str, Any]], now: dt.datetime
-) -> None:
+    paths: fleet_commands.FleetPaths,
+    intents: Sequence[Mapping[str, Any]],
+    now: dt.datetime,
+    journal_prior: Mapping[str, Any] | None,
+) -> Mapping[str, Any] | None:
     """Journal the outcomes the HandoffIntent objects hold that the fleet journal has not seen.
 
     A manual success recorded this way ends the intent's retry guard (``build_executed_state``);
-    a recovered autonomous outcome (crash rule) sets one.
+    a recovered autonomous outcome (crash rule) sets one. Returns the handoff state the plan
+    builds on: ``journal_prior`` (the journal's last one), or the one recorded here.
     """
     recorded = _read_ledger(paths)
     fresh: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
@@ -303,10 +307,9 @@ def _record_object_outcomes(
             continue
         fresh.append((body, status))
     if not fresh:
-        return
-    prior = files.read_json(paths.handoff_state_file)
-    if not isinstance(prior, Mapping) or not isinstance(prior.get("intents"), list):
-        prior = None
+        return journal_prior
+    prior = journal_prior if journal_prior and isinstance(journal_prior.get("intents"), list) else None
+    latest = journal_prior
     for body, status in fresh:
         intent_id = str((_meta(body).get("annotations") or {}).get(fleet_resource.INTENT_ID_ANNOTATION) or "")
         key = str(status["idempotencyKey"])
@@ -353,8 +356,9 @@ def _record_object_outcomes(
         )
         files.append_jsonl(paths.handoff_telemetry_file, [handoff_plan.build_execute_telemetry_row(state)])
         files.write_json_atomic(paths.handoff_state_file, state)
-        prior = state
+        prior = latest = state
     _write_ledger(paths, recorded)
+    return latest
 
 
 # ---------------------------------------------------------------------------------------------
@@ -649,66 +653,118 @@ def _autonomous_runner(
 # the pass
 
 
-def _blocked(
-    previous: Mapping[str, Any],
-    generation: int,
-    now: dt.datetime,
-    reason: str,
-    message: str,
-    retry: float | None,
-) -> FleetPassReport:
-    status = fleet_resource.build_fleet_status(
-        previous=previous, generation=generation, now=now, fleet_state=None,
-        blocked_reason=reason, blocked_message=message,
-    )  # fmt: skip
-    return FleetPassReport(ran=False, status=status, blocked_reason=reason, retry_after=retry)
+class _Blocked(Exception):
+    """A phase stopped the pass: the Fleet's Ready condition says why (and when to retry)."""
+
+    def __init__(self, reason: str, message: str, retry: float | None = None) -> None:
+        super().__init__(message)
+        self.reason, self.message, self.retry = reason, message, retry
+
+
+@dataclasses.dataclass
+class _Pass:
+    """What one pass parsed and decided, carried in memory from phase to phase."""
+
+    deps: FleetPassDeps
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    previous: dict[str, Any]
+    fleet: Fleet
+    paths: fleet_commands.FleetPaths
+    policy: FleetPolicy | None = None
+    index: _LoopIndex = dataclasses.field(
+        default_factory=lambda: _LoopIndex(by_id={}, referenced={}, missing=[])
+    )
+    registry: JsonObject = dataclasses.field(default_factory=dict)
+    fleet_state: JsonObject = dataclasses.field(default_factory=dict)
+    policy_state: JsonObject | None = None
+    handoff_state: JsonObject | None = None
+    existing: dict[str, JsonObject] = dataclasses.field(default_factory=dict)
+    created: list[str] = dataclasses.field(default_factory=list)
+    outcomes: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    @property
+    def loop_names(self) -> dict[str, str]:
+        return {loop_id: binding.name for loop_id, binding in self.index.by_id.items()}
 
 
 def run_fleet_pass(body: Mapping[str, Any], deps: FleetPassDeps) -> FleetPassReport:
     """One fleet pass for one Fleet object; returns the new status (the caller writes it)."""
     meta = _meta(body)
-    namespace, name, uid = str(meta.get("namespace", "")), str(meta.get("name", "")), str(meta.get("uid", ""))
-    generation = int(meta.get("generation") or 0)
+    namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
     previous = dict(body.get("status") or {})
-    now = deps.clock.now()
+    generation = int(meta.get("generation") or 0)
+    try:
+        run = _Pass(
+            deps=deps, namespace=namespace, name=name, uid=str(meta.get("uid", "")), generation=generation,
+            previous=previous, fleet=_parse_fleet(body),
+            paths=build_fleet_paths(deps.settings, namespace, name),
+        )  # fmt: skip
+        _materialise_owned_loops(run)
+        _fetch_policy(run)
+        _index_bound_loops(run)
+        _build_registry(run)
+        _reconcile_loops(run)
+        if run.policy is not None:
+            _evaluate_policy_and_handoff(run)
+    except _Blocked as blocked:
+        status = fleet_resource.build_fleet_status(
+            previous=previous, generation=generation, now=deps.clock.now(), fleet_state=None,
+            blocked_reason=blocked.reason, blocked_message=blocked.message,
+        )  # fmt: skip
+        return FleetPassReport(
+            ran=False, status=status, blocked_reason=blocked.reason, retry_after=blocked.retry
+        )
+    return FleetPassReport(
+        ran=True,
+        status=_build_status(run),
+        fleet_state=run.fleet_state,
+        policy_state=run.policy_state,
+        handoff_state=run.handoff_state,
+        created_intents=tuple(run.created),
+        autonomous_outcomes=tuple(run.outcomes),
+    )
+
+
+def _parse_fleet(body: Mapping[str, Any]) -> Fleet:
     try:
         fleet = Fleet.from_body(body)
     except InvalidSpecError as exc:
-        return _blocked(previous, generation, now, "invalid_spec", str(exc), None)
+        raise _Blocked("invalid_spec", str(exc)) from exc
     if fleet.spec.suspend:
-        return _blocked(
-            previous, generation, now, "suspended", "spec.suspend is true: fleet passes are stopped", None
-        )
+        raise _Blocked("suspended", "spec.suspend is true: fleet passes are stopped")
+    return fleet
+
+
+def _materialise_owned_loops(run: _Pass) -> None:
     try:
-        _ensure_owned_loops(deps, fleet, namespace, name, uid)
+        _ensure_owned_loops(run.deps, run.fleet, run.namespace, run.name, run.uid)
     except InvalidSpecError as exc:
-        return _blocked(previous, generation, now, "invalid_spec", str(exc), None)
-    policy: FleetPolicy | None = None
-    policy_body: JsonObject | None = None
-    if fleet.spec.policy_ref is not None:
-        policy_body = deps.edge.fetch_object(
-            fleet_policy_controller.policy_ref(namespace, fleet.spec.policy_ref.name)
-        )
-        if policy_body is None:
-            return _blocked(
-                previous, generation, now, "policy_not_found",
-                f"FleetPolicy {fleet.spec.policy_ref.name} not found", 15.0,
-            )  # fmt: skip
-        try:
-            policy = FleetPolicy.from_body(policy_body)
-        except InvalidSpecError as exc:
-            return _blocked(previous, generation, now, "invalid_policy", str(exc), None)
-    index = _index_loops(deps, fleet, namespace, name)
+        raise _Blocked("invalid_spec", str(exc)) from exc
+
+
+def _fetch_policy(run: _Pass) -> None:
+    """The FleetPolicy the Fleet names, parsed once (none named: no policy stages)."""
+    if run.fleet.spec.policy_ref is None:
+        return
+    policy_name = run.fleet.spec.policy_ref.name
+    policy_body = run.deps.edge.fetch_object(fleet_policy_controller.policy_ref(run.namespace, policy_name))
+    if policy_body is None:
+        raise _Blocked("policy_not_found", f"FleetPolicy {policy_name} not found", 15.0)
+    try:
+        run.policy = FleetPolicy.from_body(policy_body)
+    except InvalidSpecError as exc:
+        raise _Blocked("invalid_policy", str(exc)) from exc
+
+
+def _index_bound_loops(run: _Pass) -> None:
+    """Every declared Loop exists and every enabled one has had its first pass."""
+    run.index = index = _index_loops(run.deps, run.fleet, run.namespace, run.name)
     if index.missing:
-        return _blocked(
-            previous,
-            generation,
-            now,
-            "loops_pending",
-            f"Loops not found yet: {', '.join(index.missing[:10])}",
-            5.0,
-        )
-    enabled = {entry.loop_id for entry in fleet.spec.loops if entry.enabled}
+        raise _Blocked("loops_pending", f"Loops not found yet: {', '.join(index.missing[:10])}", 5.0)
+    enabled = {entry.loop_id for entry in run.fleet.spec.loops if entry.enabled}
     pending = [
         loop_id
         for loop_id, binding in index.by_id.items()
@@ -717,110 +773,135 @@ def run_fleet_pass(body: Mapping[str, Any], deps: FleetPassDeps) -> FleetPassRep
         and fleet_resource.compute_loop_outcome(binding.status) is None
     ]
     if pending:
-        return _blocked(
-            previous, generation, now, "loops_pending",
-            f"waiting for the first reconcile of: {', '.join(sorted(pending)[:10])}", 3.0,
-        )  # fmt: skip
-    paths = build_fleet_paths(deps.settings, namespace, name)
-    registry = build_registry_document(
-        fleet.spec,
-        fleet_name=name,
+        raise _Blocked(
+            "loops_pending", f"waiting for the first reconcile of: {', '.join(sorted(pending)[:10])}", 3.0
+        )
+
+
+def _build_registry(run: _Pass) -> None:
+    """The registry of this pass: built from the objects, written as the journal's record, validated once."""
+    paths = run.paths
+    policy = run.policy
+    document = build_registry_document(
+        run.fleet.spec,
+        fleet_name=run.name,
         policy=policy.spec if policy else None,
         effective=policy.status.effective_rollout if policy else None,
-        referenced=index.referenced,
+        referenced=run.index.referenced,
     )
-    for loop in registry["loops"]:
-        binding = index.by_id.get(str(loop["loopId"]))
+    for loop in document["loops"]:
+        binding = run.index.by_id.get(str(loop["loopId"]))
         if binding is not None and binding.suspended:
             loop["enabled"] = False
     paths.registry_file.parent.mkdir(parents=True, exist_ok=True)
-    files.write_json_atomic(paths.registry_file, registry)
-    loop_names = {loop_id: binding.name for loop_id, binding in index.by_id.items()}
+    files.write_json_atomic(paths.registry_file, document)
     try:
-        fleet_state = fleet_commands.run_fleet_reconcile(
-            paths,
+        run.registry = fleet_commands.validate_registry(
+            document, paths.registry_file, run.deps.clock.now(), enforce_review_deadline=False
+        )
+    except ContractError as exc:
+        raise _Blocked("invalid_registry", str(exc)) from exc
+
+
+def _reconcile_loops(run: _Pass) -> None:
+    """The fan-out over the Loops' own last results (never a second reconcile of a loop)."""
+    spec = run.fleet.spec
+    try:
+        run.fleet_state = fleet_commands.reconcile_registry(
+            run.paths,
+            run.registry,
             settings=rollup.FanOutSettings(
-                max_parallel=fleet.spec.max_parallel,
-                deterministic_order=fleet.spec.deterministic_order,
-                max_events=fleet.spec.max_events or None,
+                max_parallel=spec.max_parallel,
+                deterministic_order=spec.deterministic_order,
+                max_events=spec.max_events or None,
             ),
-            reconciler=_status_reader(index),
-            clock=deps.clock,
+            trace_id=None,
+            reconciler=_status_reader(run.index),
+            clock=run.deps.clock,
             env={},
         )
     except ContractError as exc:
-        return _blocked(previous, generation, now, "invalid_registry", str(exc), None)
-    policy_state: JsonObject | None = None
-    handoff_state: JsonObject | None = None
-    created: list[str] = []
-    outcomes: list[tuple[str, str]] = []
-    existing: dict[str, JsonObject] = {}
-    if policy is not None:
-        existing = _intent_bodies(deps, namespace, name, uid)
-        _recover_autonomous(deps, namespace, existing, loop_names)
-        _record_object_outcomes(paths, list(existing.values()), deps.clock.now())
-        policy_state = fleet_commands.run_fleet_policy(paths, clock=deps.clock, env={})
-        handoff_state = fleet_commands.run_fleet_handoff(
-            paths, fleet_commands.HandoffOptions(), clock=deps.clock, env={}
-        )
-        created = _sync_intents(
-            deps, namespace=namespace, name=name, uid=uid, plan=handoff_state, policy_state=policy_state,
-            loop_names=loop_names, existing=existing,
-        )  # fmt: skip
-        if policy_state.get("mode") == "guarded_auto":
-            ready = _autonomous_targets(
-                deps, namespace=namespace, name=name, uid=uid, plan=handoff_state, loop_names=loop_names,
-                existing=existing,
-            )  # fmt: skip
-            if ready:
-                key_to_intent = {
-                    str(i["idempotencyKey"]): str(i["intentId"])
-                    for i in handoff_state.get("intents") or []
-                    if isinstance(i, Mapping)
-                }
-                runner = _autonomous_runner(
-                    deps,
-                    namespace=namespace,
-                    key_to_intent=key_to_intent,
-                    existing=existing,
-                    outcomes=outcomes,
-                )
-                handoff_state = fleet_commands.run_fleet_handoff(
-                    paths,
-                    fleet_commands.HandoffOptions(
-                        autonomous_execute=True, by=AUTONOMOUS_ACTOR, intent_ids=tuple(ready),
-                        timeout_seconds=deps.settings.control_confirm_timeout_seconds,
-                        interval_seconds=deps.settings.control_confirm_interval_seconds,
-                    ),
-                    control=runner, clock=deps.clock, env={},
-                )  # fmt: skip
-                results = (handoff_state.get("execution") or {}).get("results") or []
-                _write_ledger(
-                    paths,
-                    _read_ledger(paths)
-                    | {str(r.get("idempotencyKey")) for r in results if isinstance(r, Mapping)},
-                )
-                existing = _intent_bodies(deps, namespace, name, uid)
-    surface = fleet_commands.run_fleet_status(paths, clock=deps.clock)
-    promotion_state = files.read_json(paths.registry_file.parent / PROMOTION_STATE_FILE)
-    objects = {
-        intent_id: {"name": _meta(b).get("name"), "phase": _phase(b)} for intent_id, b in existing.items()
+        raise _Blocked("invalid_registry", str(exc)) from exc
+
+
+def _evaluate_policy_and_handoff(run: _Pass) -> None:
+    """Record the intents' outcomes, evaluate the policy, plan, sync the HandoffIntents, run autonomy."""
+    deps, paths = run.deps, run.paths
+    run.existing = _intent_bodies(deps, run.namespace, run.name, run.uid)
+    _recover_autonomous(deps, run.namespace, run.existing, run.loop_names)
+    prior = _record_object_outcomes(
+        paths, list(run.existing.values()), deps.clock.now(), fleet_commands.fetch_handoff_state(paths)
+    )
+    run.policy_state = fleet_commands.evaluate_policy(
+        paths, run.registry, run.fleet_state, trace_id=None, dedupe_window_seconds=None,
+        now=deps.clock.now(), env={},
+    )  # fmt: skip
+    run.handoff_state = fleet_commands.plan_handoff(
+        paths, run.registry, run.policy_state, prior, fleet_commands.HandoffOptions(),
+        control=None, clock=deps.clock, env={},
+    )  # fmt: skip
+    run.created = _sync_intents(
+        deps, namespace=run.namespace, name=run.name, uid=run.uid, plan=run.handoff_state,
+        policy_state=run.policy_state, loop_names=run.loop_names, existing=run.existing,
+    )  # fmt: skip
+    if run.policy_state.get("mode") == "guarded_auto":
+        _execute_autonomous(run, run.policy_state, run.handoff_state)
+
+
+def _execute_autonomous(run: _Pass, policy_state: JsonObject, plan: JsonObject) -> None:
+    """guarded_auto: execute the eligible intents through their HandoffIntent objects."""
+    deps, paths = run.deps, run.paths
+    ready = _autonomous_targets(
+        deps, namespace=run.namespace, name=run.name, uid=run.uid, plan=plan, loop_names=run.loop_names,
+        existing=run.existing,
+    )  # fmt: skip
+    if not ready:
+        return
+    key_to_intent = {
+        str(i["idempotencyKey"]): str(i["intentId"])
+        for i in plan.get("intents") or []
+        if isinstance(i, Mapping)
     }
-    status = fleet_resource.build_fleet_status(
-        previous=previous, generation=generation, now=deps.clock.now(), fleet_state=fleet_state,
-        fleet_status_surface=surface, handoff_state=handoff_state, loop_names=loop_names,
+    runner = _autonomous_runner(
+        deps,
+        namespace=run.namespace,
+        key_to_intent=key_to_intent,
+        existing=run.existing,
+        outcomes=run.outcomes,
+    )
+    run.handoff_state = fleet_commands.plan_handoff(
+        paths, run.registry, policy_state, plan,
+        fleet_commands.HandoffOptions(
+            autonomous_execute=True, by=AUTONOMOUS_ACTOR, intent_ids=tuple(ready),
+            timeout_seconds=deps.settings.control_confirm_timeout_seconds,
+            interval_seconds=deps.settings.control_confirm_interval_seconds,
+        ),
+        control=runner, clock=deps.clock, env={},
+    )  # fmt: skip
+    results = (run.handoff_state.get("execution") or {}).get("results") or []
+    _write_ledger(
+        paths, _read_ledger(paths) | {str(r.get("idempotencyKey")) for r in results if isinstance(r, Mapping)}
+    )
+    run.existing = _intent_bodies(deps, run.namespace, run.name, run.uid)
+
+
+def _build_status(run: _Pass) -> JsonObject:
+    """The Fleet status from the pass's states, the status surface and the promotion decision."""
+    now = run.deps.clock.now()
+    surface = fleet_commands.build_status_surface(
+        run.paths, run.registry, run.fleet_state, now=now,
+        policy_state=run.policy_state, handoff_state=run.handoff_state,
+    )  # fmt: skip
+    promotion_state = files.read_json(run.paths.registry_file.parent / PROMOTION_STATE_FILE)
+    objects = {
+        intent_id: {"name": _meta(b).get("name"), "phase": _phase(b)} for intent_id, b in run.existing.items()
+    }
+    return fleet_resource.build_fleet_status(
+        previous=run.previous, generation=run.generation, now=now, fleet_state=run.fleet_state,
+        fleet_status_surface=surface, handoff_state=run.handoff_state, loop_names=run.loop_names,
         intent_objects=objects,
         promotion_state=promotion_state if isinstance(promotion_state, Mapping) else None,
     )  # fmt: skip
-    return FleetPassReport(
-        ran=True,
-        status=status,
-        fleet_state=fleet_state,
-        policy_state=policy_state,
-        handoff_state=handoff_state,
-        created_intents=tuple(created),
-        autonomous_outcomes=tuple(outcomes),
-    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from superloop_ops.handlers.context import fetch_context, fetch_fleet_deps
 from superloop_ops.k8s.edge import GROUP, VERSION
 from superloop_ops.metrics_fleet import fetch_fleet_metrics
 from superloop_ops.metrics_promotion import fetch_promotion_metrics
-from superloop_ops.models.fleet import FleetSpec
+from superloop_ops.models.common import DEFAULT_RECONCILE_INTERVAL_SECONDS
 
 __all__ = ["on_fleet_change", "on_fleet_delete", "on_fleet_periodic"]
 
@@ -66,14 +66,11 @@ async def on_fleet_periodic(stopped: kopf.DaemonStopped, body: kopf.Body, memo: 
             delay = min(delay, report.retry_after)
 
 
-_DEFAULT_INTERVAL = FleetSpec.model_fields["reconcile_interval_seconds"].default
-
-
 def _interval(body: Mapping[str, Any]) -> float:
     value = (body.get("spec") or {}).get("reconcileIntervalSeconds")
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 1:
         return float(value)
-    return float(_DEFAULT_INTERVAL)
+    return float(DEFAULT_RECONCILE_INTERVAL_SECONDS)
 
 
 @kopf.on.delete(GROUP, VERSION, "fleets", optional=True)
