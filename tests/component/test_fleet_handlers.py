@@ -12,7 +12,7 @@ import pytest
 
 from helpers.operator_fakes import SIM_RUNTIME, FakeEdge, build_context, build_frozen_clock
 from superloop_ops.clock import FrozenClock
-from superloop_ops.controllers import fleet_controller
+from superloop_ops.controllers import fleet_controller, fleet_objects
 from superloop_ops.core.common.jsonutil import format_ts
 from superloop_ops.core.fleet import fleet_registry, fleet_resource
 from superloop_ops.handlers import fleet_policy as policy_handlers
@@ -106,7 +106,7 @@ def _ok_status() -> dict[str, Any]:
     }
 
 
-def _pass(edge: FakeEdge, ctx: OperatorContext, deps: fleet_controller.FleetPassDeps, name: str) -> Any:
+def _pass(edge: FakeEdge, ctx: OperatorContext, deps: fleet_objects.FleetPassDeps, name: str) -> Any:
     return fleet_controller.reconcile_fleet(edge.get("fleets", name), deps)
 
 
@@ -232,7 +232,7 @@ def test_fleet_materialises_owned_loops_and_rolls_up_their_status(
 
 def _drill_setup(
     tmp_path: Path, edge: FakeEdge, clock: FrozenClock, policy: dict[str, Any], count: int = 1
-) -> tuple[OperatorContext, fleet_controller.FleetPassDeps, list[Path]]:
+) -> tuple[OperatorContext, fleet_objects.FleetPassDeps, list[Path]]:
     repos = []
     pvcs = {}
     for index in range(count):

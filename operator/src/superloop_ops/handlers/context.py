@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from superloop_ops.clock import Clock
-from superloop_ops.controllers import fleet_controller
+from superloop_ops.controllers import fleet_objects
 from superloop_ops.controllers.k8s_events import EventSpec, post_events
 from superloop_ops.k8s.edge import KubeEdge
 from superloop_ops.k8s.fleet_edge import FleetEdge, KubernetesFleetEdge
@@ -59,9 +59,9 @@ def fetch_context(memo: Any) -> OperatorContext:
     return ctx
 
 
-def build_fleet_deps(ctx: OperatorContext, edge: FleetEdge) -> fleet_controller.FleetPassDeps:
+def build_fleet_deps(ctx: OperatorContext, edge: FleetEdge) -> fleet_objects.FleetPassDeps:
     """The fleet pass dependencies from the operator context (shared locks, settings, clock, metrics)."""
-    return fleet_controller.FleetPassDeps(
+    return fleet_objects.FleetPassDeps(
         edge=edge,
         settings=ctx.settings,
         clock=ctx.clock,
@@ -76,10 +76,10 @@ def _sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def fetch_fleet_deps(memo: Any) -> fleet_controller.FleetPassDeps:
+def fetch_fleet_deps(memo: Any) -> fleet_objects.FleetPassDeps:
     """The Fleet, FleetPolicy, HandoffIntent hand-over and PromotionApply handlers' shared fleet deps."""
     deps = getattr(memo, "fleet_deps", None)
-    if isinstance(deps, fleet_controller.FleetPassDeps):
+    if isinstance(deps, fleet_objects.FleetPassDeps):
         return deps
     ctx = fetch_context(memo)
     edge = ctx.edge if hasattr(ctx.edge, "create_object") else KubernetesFleetEdge(memo.api_client)

@@ -21,7 +21,7 @@ from typing import Any
 
 import kopf
 
-from superloop_ops.controllers import fleet_controller, fleet_policy_controller
+from superloop_ops.controllers import fleet_controller, fleet_objects, fleet_policy_controller
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
 from superloop_ops.handlers.context import fetch_fleet_deps
 from superloop_ops.k8s.edge import GROUP, VERSION
@@ -31,7 +31,7 @@ __all__ = ["on_policy_change", "reconcile_policy"]
 log = logging.getLogger(__name__)
 
 
-def reconcile_policy(body: Mapping[str, Any], deps: fleet_controller.FleetPassDeps) -> list[str]:
+def reconcile_policy(body: Mapping[str, Any], deps: fleet_objects.FleetPassDeps) -> list[str]:
     """Write the policy's posture; return the referencing Fleets (which then get a pass)."""
     meta = body.get("metadata") or {}
     namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
@@ -49,7 +49,7 @@ def on_policy_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         fleets = reconcile_policy(dict(body), deps)
         namespace = str((body.get("metadata") or {}).get("namespace", ""))
         for fleet_name in fleets:
-            fleet_body = deps.edge.fetch_object(fleet_controller.fleet_ref(namespace, fleet_name))
+            fleet_body = deps.edge.fetch_object(fleet_objects.fleet_ref(namespace, fleet_name))
             if fleet_body is not None:
                 fleet_controller.reconcile_fleet(fleet_body, deps)
     except InvalidSpecError as exc:

@@ -16,7 +16,12 @@ from typing import Any
 
 import kopf
 
-from superloop_ops.controllers import fleet_controller, fleet_policy_controller, promotion_apply_controller
+from superloop_ops.controllers import (
+    fleet_controller,
+    fleet_objects,
+    fleet_policy_controller,
+    promotion_apply_controller,
+)
 from superloop_ops.controllers.status_writes import write_status
 from superloop_ops.core.promotion import promotion_apply_resource
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
@@ -35,7 +40,7 @@ log = logging.getLogger(__name__)
 
 
 def build_promotion_deps(
-    ctx: OperatorContext, deps: fleet_controller.FleetPassDeps
+    ctx: OperatorContext, deps: fleet_objects.FleetPassDeps
 ) -> promotion_apply_controller.PromotionDeps:
     return promotion_apply_controller.PromotionDeps(edge=deps.edge, settings=ctx.settings, clock=ctx.clock)
 
@@ -51,7 +56,7 @@ def fetch_promotion_deps(memo: Any) -> promotion_apply_controller.PromotionDeps:
 
 def _fleet_lock_key(deps: promotion_apply_controller.PromotionDeps, namespace: str, fleet_name: str) -> str:
     """The key ``controllers.fleet_controller.reconcile_fleet`` locks on (the Fleet's uid)."""
-    body = deps.edge.fetch_object(fleet_controller.fleet_ref(namespace, fleet_name))
+    body = deps.edge.fetch_object(fleet_objects.fleet_ref(namespace, fleet_name))
     uid = str(((body or {}).get("metadata") or {}).get("uid") or "")
     return uid or f"{namespace}/{fleet_name}"
 
@@ -74,7 +79,7 @@ def reconcile_promotion(
     body: Mapping[str, Any],
     ctx: OperatorContext,
     deps: promotion_apply_controller.PromotionDeps,
-    fleet_deps: fleet_controller.FleetPassDeps | None = None,
+    fleet_deps: fleet_objects.FleetPassDeps | None = None,
 ) -> promotion_apply_controller.PromotionReport:
     """One look at a PromotionApply (synchronous); ``fleet_deps`` enables the follow-up fleet pass."""
     meta = body.get("metadata") or {}
@@ -114,7 +119,7 @@ def reconcile_promotion(
             log,
         )
     if report.moved and report.fleet_name and fleet_deps is not None:
-        fleet_body = deps.edge.fetch_object(fleet_controller.fleet_ref(ref.namespace, report.fleet_name))
+        fleet_body = deps.edge.fetch_object(fleet_objects.fleet_ref(ref.namespace, report.fleet_name))
         if fleet_body is not None:
             try:
                 fleet_controller.reconcile_fleet(fleet_body, fleet_deps)
