@@ -28,6 +28,7 @@ from superloop_ops.controllers.handoff_intent_objects import (
     create_intent,
     delete_intent,
     read_phase,
+    write_intent_status,
 )
 from superloop_ops.core.common.jsonutil import JsonObject, format_ts
 from superloop_ops.core.fleet import fleet_resource
@@ -245,7 +246,7 @@ def build_autonomous_runner(
                     extra={"mode": "autonomous"},
                 )],
             )  # fmt: skip
-            deps.edge.replace_status_fields(ref, executing, has_status=bool(previous))
+            write_intent_status(deps.edge, ref, previous, executing)
             deps.inflight.add(call.idempotency_key)
             try:
                 control = loop_controller.run_loop_control(
@@ -283,7 +284,7 @@ def build_autonomous_runner(
                     by=AUTONOMOUS_ACTOR, now=format_ts(deps.clock.now()), extra={"mode": "autonomous"},
                 )],
             )  # fmt: skip
-            deps.edge.replace_status_fields(ref, new)
+            write_intent_status(deps.edge, ref, executing, new)
             outcomes.append((name, outcome))
         if control is None:
             return handoff_plan.ControlOutcome(

@@ -1,4 +1,6 @@
-"""The HandoffIntent objects a Fleet owns: listing, proposing, withdrawing, crash recovery.
+"""The HandoffIntent objects a Fleet owns: listing, proposing, withdrawing, crash recovery, and
+the one writer of every HandoffIntent status (``write_intent_status``: the manual handler, the
+retry-guard hand-over, the autonomous runner and the crash recovery all write through it).
 
 The plan's unsuppressed intents become HandoffIntents owned by the Fleet (``sync_intents``);
 idle ones whose candidate is gone are withdrawn. An autonomous intent left ``executing`` by a
@@ -19,11 +21,13 @@ from superloop_ops.controllers.fleet_objects import (
     object_meta,
     parse_loop_spec,
 )
+from superloop_ops.controllers.status_writes import write_status
 from superloop_ops.core.common.jsonutil import JsonObject
 from superloop_ops.core.fleet import fleet_resource
 from superloop_ops.core.handoff import handoff_intent_resource, handoff_plan
 from superloop_ops.errors import OperatorError
-from superloop_ops.k8s.fleet_edge import AlreadyExistsError
+from superloop_ops.k8s.edge import ObjectRef
+from superloop_ops.k8s.fleet_edge import AlreadyExistsError, FleetEdge
 
 __all__ = [
     "BUSY_PHASES",
@@ -33,6 +37,7 @@ __all__ = [
     "read_phase",
     "recover_autonomous",
     "sync_intents",
+    "write_intent_status",
 ]
 
 BUSY_PHASES = frozenset({handoff_intent_resource.EXECUTING})
@@ -40,6 +45,16 @@ BUSY_PHASES = frozenset({handoff_intent_resource.EXECUTING})
 
 # ---------------------------------------------------------------------------------------------
 # HandoffIntent objects
+
+
+def write_intent_status(
+    edge: FleetEdge, ref: ObjectRef, previous: Mapping[str, Any], new: Mapping[str, Any]
+) -> bool:
+    """Write one HandoffIntent status (whole changed fields, skipped when unchanged).
+
+    Raises when the write fails: ``executing`` must be recorded before any side effect.
+    """
+    return write_status(edge, ref, previous, new)
 
 
 def list_intent_bodies(deps: FleetPassDeps, namespace: str, name: str, uid: str) -> dict[str, JsonObject]:
@@ -182,5 +197,5 @@ def recover_autonomous(
             generation=int(object_meta(body).get("generation") or 1),
             now=deps.clock.now(),
         )
-        deps.edge.replace_status_fields(ref, new)
+        write_intent_status(deps.edge, ref, status, new)
         body["status"] = new

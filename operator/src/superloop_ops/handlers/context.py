@@ -1,7 +1,7 @@
 """What startup puts into kopf's ``memo`` for the Loop and HandoffIntent handlers.
 
 Handlers never build clients themselves: they read the edges from here, so component tests can
-pass an in-memory ``KubeEdge``, a frozen clock and a private metrics registry. The per-object
+pass an in-memory ``FleetEdge``, a frozen clock and a private metrics registry. The per-object
 locks serialise the create/update handlers and the periodic daemon of one object (kopf already
 serialises handlers of one object, but not a handler against a daemon). ``post_events`` is the
 one best-effort Event poster every handler uses (``controllers.k8s_events``), and the fleet pass
@@ -19,8 +19,7 @@ from typing import Any
 from superloop_ops.clock import Clock
 from superloop_ops.controllers import fleet_objects
 from superloop_ops.controllers.k8s_events import EventSpec, post_events
-from superloop_ops.k8s.edge import KubeEdge
-from superloop_ops.k8s.fleet_edge import FleetEdge, KubernetesFleetEdge
+from superloop_ops.k8s.fleet_edge import FleetEdge
 from superloop_ops.metrics import OperatorMetrics
 from superloop_ops.settings import Settings
 
@@ -37,7 +36,7 @@ __all__ = [
 @dataclasses.dataclass
 class OperatorContext:
     settings: Settings
-    edge: KubeEdge
+    edge: FleetEdge
     clock: Clock
     metrics: OperatorMetrics
     sleep: Callable[[float], None] | None = None
@@ -82,7 +81,6 @@ def fetch_fleet_deps(memo: Any) -> fleet_objects.FleetPassDeps:
     if isinstance(deps, fleet_objects.FleetPassDeps):
         return deps
     ctx = fetch_context(memo)
-    edge = ctx.edge if hasattr(ctx.edge, "create_object") else KubernetesFleetEdge(memo.api_client)
-    deps = build_fleet_deps(ctx, edge)  # type: ignore[arg-type]
+    deps = build_fleet_deps(ctx, ctx.edge)
     memo.fleet_deps = deps
     return deps

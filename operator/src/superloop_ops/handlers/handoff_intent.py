@@ -25,6 +25,7 @@ from typing import Any
 import kopf
 
 from superloop_ops.controllers import loop_controller
+from superloop_ops.controllers.handoff_intent_objects import write_intent_status
 from superloop_ops.core.common.jsonutil import format_ts
 from superloop_ops.core.fleet import fleet_resource
 from superloop_ops.core.handoff import handoff_intent_resource
@@ -75,8 +76,7 @@ def _post_events(
 
 
 def _write(ctx: OperatorContext, ref: ObjectRef, previous: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-    if dict(previous) != dict(new):
-        ctx.edge.patch_status(ref, new)
+    write_intent_status(ctx.edge, ref, previous, new)
     _post_events(ctx, ref, previous, new)
 
 
@@ -211,7 +211,7 @@ def _execute(
             key=key, by=by, now=format_ts(now),
         ),
     )  # fmt: skip
-    ctx.edge.patch_status(ref, executing)  # must succeed before the side effect
+    write_intent_status(ctx.edge, ref, previous, executing)  # must succeed before the side effect
     _post_events(ctx, ref, previous, executing)
     pause = ctx.settings.test_pause_after_executing_seconds
     if pause > 0:
@@ -251,7 +251,7 @@ def _execute(
             now=format_ts(done_at), extra={"controlStatus": outcome_record.status},
         ),
     )  # fmt: skip
-    ctx.edge.patch_status(ref, new)
+    write_intent_status(ctx.edge, ref, executing, new)
     _post_events(ctx, ref, executing, new)
     ctx.metrics.record_control_outcome(ref.namespace, intent.spec.loop_ref.name, intent.spec.intent, outcome)
     return IntentReport(outcome, True, new)
@@ -292,7 +292,7 @@ def hand_over_intent(body: Mapping[str, Any], ctx: OperatorContext, edge: FleetE
         handed = fleet_resource.build_manual_handover_status(previous)
         if handed is None:
             return None
-        edge.replace_status_fields(ref, handed, has_status=bool(previous))
+        write_intent_status(edge, ref, previous, handed)
     return reconcile_intent(fresh | {"status": handed}, ctx)
 
 
