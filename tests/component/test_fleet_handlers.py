@@ -14,7 +14,8 @@ from helpers.operator_fakes import SIM_RUNTIME, FakeEdge, build_context, build_f
 from superloop_ops.clock import FrozenClock
 from superloop_ops.controllers import fleet_controller, fleet_objects
 from superloop_ops.core.common.jsonutil import format_ts
-from superloop_ops.core.fleet import fleet_registry, fleet_resource
+from superloop_ops.core.fleet import fleet_registry, owned_names
+from superloop_ops.core.handoff import handoff_intent_resource
 from superloop_ops.handlers import fleet_policy as policy_handlers
 from superloop_ops.handlers import handoff_intent as intent_handlers
 from superloop_ops.handlers import loop as loop_handlers
@@ -202,7 +203,7 @@ def test_fleet_materialises_owned_loops_and_rolls_up_their_status(
     assert len(files.read_jsonl(base / "telemetry" / "reconcile.jsonl")) == 1
     assert (base / "policy-state.json").is_file()
     # advisory: one HandoffIntent per unsuppressed candidate, owned by the Fleet, pending
-    intent_name = fleet_resource.compute_intent_name("prod", "ghost:reconcile_failed:cancel")
+    intent_name = owned_names.compute_intent_name("prod", "ghost:reconcile_failed:cancel")
     intent = edge.get("handoffintents", intent_name)
     assert intent["spec"]["loopRef"] == {"name": "prod-ghost"}
     assert intent["metadata"]["ownerReferences"][0]["kind"] == "Fleet"
@@ -274,7 +275,7 @@ def test_kill_switch_blocks_autonomy_and_a_person_completes_it(
     assert policy_status["policyState"]["autoEligibleCount"] == 0
     names = sorted(edge.names("handoffintents"))
     assert names == sorted(
-        fleet_resource.compute_intent_name("drill", f"red0-1:{c}:cancel")
+        owned_names.compute_intent_name("drill", f"red0-1:{c}:cancel")
         for c in ("health_critical", "reconcile_failed")
     )
     handoff_block = edge.get("fleets", "drill")["status"]["handoff"]
@@ -284,7 +285,7 @@ def test_kill_switch_blocks_autonomy_and_a_person_completes_it(
         in ctx.metrics.render().decode()
     )
     # the person approves one intent: the HandoffIntent handler executes it (manual)
-    target = fleet_resource.compute_intent_name("drill", "red0-1:reconcile_failed:cancel")
+    target = owned_names.compute_intent_name("drill", "red0-1:reconcile_failed:cancel")
     intent_handlers.reconcile_intent(edge.get("handoffintents", target), ctx)  # pending
     edge.patch_annotations(
         ObjectRef("HandoffIntent", "handoffintents", NS, target),
@@ -321,7 +322,7 @@ def test_ambiguous_autonomous_outcome_is_retry_guarded_until_a_person_approves(
     ctx.runtime_command = ("true",)  # the runtime accepts the cancel but never stops: ambiguous
     deps.runtime_command = ctx.runtime_command
     report = _pass(edge, ctx, deps, "drill")
-    name = fleet_resource.compute_intent_name("drill", "red0-1:reconcile_failed:cancel")
+    name = owned_names.compute_intent_name("drill", "red0-1:reconcile_failed:cancel")
     assert report.autonomous_outcomes == ((name, "execution_ambiguous"),)
     status = edge.get("handoffintents", name)["status"]
     assert (status["mode"], status["phase"]) == ("autonomous", "execution_ambiguous")
@@ -432,9 +433,9 @@ def test_autonomous_execution_interrupted_by_a_crash_becomes_ambiguous_and_guard
 ) -> None:
     ctx, deps, _ = _drill_setup(tmp_path, edge, clock, _policy("pol", clock, killSwitch=True))
     _pass(edge, ctx, deps, "drill")
-    name = fleet_resource.compute_intent_name("drill", "red0-1:reconcile_failed:cancel")
+    name = owned_names.compute_intent_name("drill", "red0-1:reconcile_failed:cancel")
     body = edge.get("handoffintents", name)
-    body["status"] = fleet_resource.build_autonomous_executing_status(
+    body["status"] = handoff_intent_resource.build_autonomous_executing_status(
         previous=None, idempotency_key="key-crash-1", generation=1, now=clock.now()
     )
     clock.advance(3)
@@ -583,7 +584,7 @@ def test_fleet_metrics_count_candidates_by_category_and_suppression_and_autonomo
     # the caps (3 per run, 1 per loop): both execute autonomously through the simulator.
     executed = sorted(name for name, outcome in report.autonomous_outcomes if outcome == "executed")
     assert executed == sorted(
-        fleet_resource.compute_intent_name("drill", f"{loop}:reconcile_failed:cancel")
+        owned_names.compute_intent_name("drill", f"{loop}:reconcile_failed:cancel")
         for loop in ("red0-1", "red2-1")
     )
     assert not _state_alive(repos[0])

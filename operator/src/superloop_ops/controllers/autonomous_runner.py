@@ -31,7 +31,7 @@ from superloop_ops.controllers.handoff_intent_objects import (
     write_intent_status,
 )
 from superloop_ops.core.common.jsonutil import JsonObject, format_ts
-from superloop_ops.core.fleet import fleet_resource
+from superloop_ops.core.fleet import owned_names
 from superloop_ops.core.handoff import handoff_intent_resource, handoff_plan
 from superloop_ops.engine.fleet import fleet_commands
 from superloop_ops.errors import OperatorError
@@ -104,7 +104,7 @@ def record_object_outcomes(
     latest = journal_prior
     for body, status in fresh:
         intent_id = str(
-            (object_meta(body).get("annotations") or {}).get(fleet_resource.INTENT_ID_ANNOTATION) or ""
+            (object_meta(body).get("annotations") or {}).get(owned_names.INTENT_ID_ANNOTATION) or ""
         )
         key = str(status["idempotencyKey"])
         recorded.add(key)
@@ -232,7 +232,7 @@ def build_autonomous_runner(
                 token = deps.edge.fetch_secret_value(
                     namespace, service.token_secret_ref.name, service.token_secret_ref.key
                 )
-            executing = fleet_resource.build_autonomous_executing_status(
+            executing = handoff_intent_resource.build_autonomous_executing_status(
                 previous=previous,
                 idempotency_key=call.idempotency_key,
                 generation=generation,
@@ -273,7 +273,7 @@ def build_autonomous_runner(
                 message = f"autonomous control raised: {exc}"
             finally:
                 deps.inflight.discard(call.idempotency_key)
-            new = fleet_resource.build_autonomous_outcome_status(
+            new = handoff_intent_resource.build_autonomous_outcome_status(
                 previous=executing, outcome=outcome, execution=row, message=message, generation=generation,
                 now=deps.clock.now(),
             )  # fmt: skip

@@ -2,7 +2,7 @@
 
 Every write of a FleetPolicy status goes through this module, by ``controllers.status_writes``:
 the posture after a policy change or a fleet pass (``write_policy_status``, desired status from
-``core.fleet.fleet_resource.build_fleet_policy_status``) and a PromotionApply's move of the
+``core.fleet.fleet_policy_resource.build_fleet_policy_status``) and a PromotionApply's move of the
 effective rollout (``write_effective_rollout``).
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 from superloop_ops.clock import Clock
 from superloop_ops.controllers.status_writes import write_status
 from superloop_ops.core.common.jsonutil import JsonObject
-from superloop_ops.core.fleet import fleet_resource, fleet_surface
+from superloop_ops.core.fleet import fleet_policy_resource, fleet_surface
 from superloop_ops.errors import InvalidSpecError
 from superloop_ops.k8s.edge import ObjectRef
 from superloop_ops.k8s.fleet_edge import FleetEdge
@@ -58,7 +58,7 @@ def build_policy_status(
     blocked_reason, blocked_message = blocked if blocked else (None, "")
     if policy is None:
         defaults = RolloutSettings()
-        return fleet_resource.build_fleet_policy_status(
+        return fleet_policy_resource.build_fleet_policy_status(
             previous=previous, generation=generation, now=now, mode=str(previous.get("mode") or "advisory"),
             canary_percent=defaults.canary_percent, manual_pause=defaults.pause.manual,
             governance_posture=None,
@@ -66,7 +66,7 @@ def build_policy_status(
         )  # fmt: skip
     posture = compute_governance_posture(policy, now)
     rollout = policy.spec.autonomous.rollout
-    return fleet_resource.build_fleet_policy_status(
+    return fleet_policy_resource.build_fleet_policy_status(
         previous=previous, generation=generation, now=now, mode=policy.spec.mode,
         canary_percent=rollout.canary_percent, manual_pause=rollout.pause.manual,
         governance_posture=str(posture.get("posture")), policy_state=policy_state, governance=posture,

@@ -23,7 +23,7 @@ from superloop_ops.controllers.fleet_objects import (
 )
 from superloop_ops.controllers.status_writes import write_status
 from superloop_ops.core.common.jsonutil import JsonObject
-from superloop_ops.core.fleet import fleet_resource
+from superloop_ops.core.fleet import owned_names
 from superloop_ops.core.handoff import handoff_intent_resource, handoff_plan
 from superloop_ops.errors import OperatorError
 from superloop_ops.k8s.edge import ObjectRef
@@ -59,12 +59,12 @@ def write_intent_status(
 
 def list_intent_bodies(deps: FleetPassDeps, namespace: str, name: str, uid: str) -> dict[str, JsonObject]:
     """intentId -> owned HandoffIntent body."""
-    selector = f"{fleet_resource.FLEET_LABEL}={fleet_resource.compute_dns_name(name)}"
+    selector = f"{owned_names.FLEET_LABEL}={owned_names.compute_dns_name(name)}"
     out: dict[str, JsonObject] = {}
     for body in deps.edge.list_labelled(intent_ref(namespace, ""), selector):
         if not is_owned_by(body, uid):
             continue
-        intent_id = (object_meta(body).get("annotations") or {}).get(fleet_resource.INTENT_ID_ANNOTATION)
+        intent_id = (object_meta(body).get("annotations") or {}).get(owned_names.INTENT_ID_ANNOTATION)
         if intent_id:
             out[str(intent_id)] = body
     return out
@@ -141,7 +141,7 @@ def create_intent(
     loop_name = loop_names.get(str(intent.get("loopId")))
     if loop_name is None:
         return None
-    manifest = fleet_resource.build_intent_manifest(
+    manifest = handoff_intent_resource.build_intent_manifest(
         fleet_name=name, fleet_uid=uid, intent=intent, loop_name=loop_name
     )
     object_name = str(manifest["metadata"]["name"])
@@ -189,7 +189,7 @@ def recover_autonomous(
             if row is not None
             else handoff_intent_resource.EXECUTION_AMBIGUOUS
         )
-        new = fleet_resource.build_autonomous_outcome_status(
+        new = handoff_intent_resource.build_autonomous_outcome_status(
             previous=status,
             outcome=outcome,
             execution=row,

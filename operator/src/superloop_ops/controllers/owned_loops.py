@@ -22,7 +22,7 @@ from superloop_ops.controllers.fleet_objects import (
     parse_loop_spec,
 )
 from superloop_ops.core.common.jsonutil import JsonObject
-from superloop_ops.core.fleet import fleet_resource, rollup
+from superloop_ops.core.fleet import fleet_resource, owned_names, rollup
 from superloop_ops.engine.fleet import fleet_commands
 from superloop_ops.errors import InvalidSpecError
 from superloop_ops.k8s.fleet_edge import AlreadyExistsError
@@ -61,11 +61,11 @@ def ensure_owned_loops(deps: FleetPassDeps, fleet: Fleet, namespace: str, name: 
         )
         if not entry.enabled:
             manifest["spec"]["suspend"] = True
-            manifest["metadata"]["annotations"][fleet_resource.SPEC_HASH_ANNOTATION] = (
-                fleet_resource.compute_spec_hash(manifest["spec"])
+            manifest["metadata"]["annotations"][owned_names.SPEC_HASH_ANNOTATION] = (
+                owned_names.compute_spec_hash(manifest["spec"])
             )
         desired[manifest["metadata"]["name"]] = manifest
-    selector = f"{fleet_resource.FLEET_LABEL}={fleet_resource.compute_dns_name(name)}"
+    selector = f"{owned_names.FLEET_LABEL}={owned_names.compute_dns_name(name)}"
     existing = {
         str(object_meta(body).get("name")): body
         for body in deps.edge.list_labelled(loop_ref(namespace, ""), selector)
@@ -73,8 +73,8 @@ def ensure_owned_loops(deps: FleetPassDeps, fleet: Fleet, namespace: str, name: 
     }
     for loop_name, body in existing.items():
         want = desired.get(loop_name)
-        have_hash = (object_meta(body).get("annotations") or {}).get(fleet_resource.SPEC_HASH_ANNOTATION)
-        if want is None or have_hash != want["metadata"]["annotations"][fleet_resource.SPEC_HASH_ANNOTATION]:
+        have_hash = (object_meta(body).get("annotations") or {}).get(owned_names.SPEC_HASH_ANNOTATION)
+        if want is None or have_hash != want["metadata"]["annotations"][owned_names.SPEC_HASH_ANNOTATION]:
             deps.edge.delete_object(
                 loop_ref(namespace, loop_name), uid=str(object_meta(body).get("uid") or "") or None
             )
@@ -112,7 +112,7 @@ def index_loops(deps: FleetPassDeps, fleet: Fleet, namespace: str, name: str) ->
         loop_name = (
             entry.loop_ref.name
             if entry.loop_ref is not None
-            else fleet_resource.compute_loop_name(name, entry.loop_id)
+            else owned_names.compute_loop_name(name, entry.loop_id)
         )
         body = bodies.get(loop_name)
         if body is None:

@@ -27,7 +27,6 @@ import kopf
 from superloop_ops.controllers import loop_controller
 from superloop_ops.controllers.handoff_intent_objects import write_intent_status
 from superloop_ops.core.common.jsonutil import format_ts
-from superloop_ops.core.fleet import fleet_resource
 from superloop_ops.core.handoff import handoff_intent_resource
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
 from superloop_ops.handlers.context import OperatorContext, fetch_context, fetch_fleet_deps, post_events
@@ -278,7 +277,7 @@ def hand_over_intent(body: Mapping[str, Any], ctx: OperatorContext, edge: FleetE
     """A person approved a retry-guarded autonomous intent: give it to the manual path, then run it.
 
     The manual handler leaves autonomous intents alone; once handed over
-    (``core.fleet.fleet_resource.build_manual_handover_status``) the intent is an ordinary manual one.
+    (``core.handoff.handoff_intent_resource.build_manual_handover_status``) it is an ordinary manual one.
     """
     ref = intent_ref(body)
     approval = handoff_intent_resource.parse_approval((body.get("metadata") or {}).get("annotations") or {})
@@ -289,7 +288,7 @@ def hand_over_intent(body: Mapping[str, Any], ctx: OperatorContext, edge: FleetE
         if fresh is None:
             return None
         previous = dict(fresh.get("status") or {})
-        handed = fleet_resource.build_manual_handover_status(previous)
+        handed = handoff_intent_resource.build_manual_handover_status(previous)
         if handed is None:
             return None
         write_intent_status(edge, ref, previous, handed)
