@@ -8,9 +8,10 @@ core, and compute the desired status, child objects and Events. Only this layer 
 read ``settings`` or talk to Kubernetes; handlers never import each other, so glue two handlers
 share lives here (or in ``handlers.context`` when it is wiring).
 
-Status writes: one writer per kind, one mechanism (``status_writes``: whole changed top-level
-fields by JSON patch, skipped when unchanged). The Loop and PromotionApply handlers write their
-kind's status; the Fleet status is written by ``fleet_controller.reconcile_fleet`` (the Fleet,
+Status writes: one writer per kind. The Fleet, FleetPolicy, HandoffIntent and PromotionApply
+statuses share one mechanism (``status_writes``: whole changed top-level fields by JSON patch,
+so explicit nulls in mirrored journal documents survive; skipped when unchanged); the Loop
+handler patches its own status. The PromotionApply handler writes its kind's status; the Fleet status is written by ``fleet_controller.reconcile_fleet`` (the Fleet,
 FleetPolicy and PromotionApply handlers all run fleet passes), the FleetPolicy status by
 ``fleet_policy_controller``, every HandoffIntent status by
 ``handoff_intent_objects.write_intent_status`` (manual and autonomous execution record
