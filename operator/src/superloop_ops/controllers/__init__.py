@@ -11,8 +11,9 @@ share lives here (or in ``handlers.context`` when it is wiring).
 Status writes: one writer per kind. The Fleet, FleetPolicy, HandoffIntent and PromotionApply
 statuses share one mechanism (``status_writes``: whole changed top-level fields by JSON patch,
 so explicit nulls in mirrored journal documents survive; skipped when unchanged); the Loop
-handler patches its own status. The PromotionApply handler writes its kind's status; the Fleet status is written by ``fleet_controller.reconcile_fleet`` (the Fleet,
-FleetPolicy and PromotionApply handlers all run fleet passes), the FleetPolicy status by
+handler patches its own status. The PromotionApply handler writes its kind's status; the Fleet
+status is written by ``fleet_controller.reconcile_fleet`` (the Fleet, FleetPolicy and
+PromotionApply handlers all run fleet passes), the FleetPolicy status by
 ``fleet_policy_controller``, every HandoffIntent status by
 ``handoff_intent_objects.write_intent_status`` (manual and autonomous execution record
 ``executing`` before their side effect).
