@@ -363,9 +363,13 @@ def test_drill_ambiguous_outcome_is_retry_guarded_until_a_person_approves(env: E
     # a person approves: one more execution, as a manual retry with a new key
     env.approve(intent)
 
-    def retried() -> bool:
+    def retried() -> bool:  # the attempt's outcome, not the hand-over just before it (same phase)
         current = env.status("handoffintents", intent)
-        return current.get("mode") == "manual" and current.get("phase") in ("execution_ambiguous", "executed")
+        return (
+            current.get("mode") == "manual"
+            and str(current.get("idempotencyKey")).endswith("-attempt2")
+            and current.get("phase") in ("execution_ambiguous", "executed")
+        )
 
     _eventually(retried, timeout=60, what="the manual retry")
     current = env.status("handoffintents", intent)
