@@ -11,7 +11,9 @@ Order of one execution (the crash rule depends on it):
 A process killed between 2 and 4 leaves ``executing`` without an outcome. The next look at the
 object (resume after restart) consults the journal for that key and otherwise declares
 ``execution_ambiguous``; it never runs the intent again without a new approval.
-Intents executed by the autonomous path (``status.mode: autonomous``) are not touched here.
+Intents executed by the autonomous path (``status.mode: autonomous``) are not touched by
+``reconcile_intent``; when a person approves a retry-guarded one, ``hand_over_intent`` gives it to
+the manual path. Every status write goes through ``controllers.handoff_intent_objects``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from superloop_ops.controllers.handoff_intent_objects import write_intent_status
 from superloop_ops.core.common.jsonutil import format_ts
 from superloop_ops.core.handoff import handoff_intent_resource
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
-from superloop_ops.handlers.context import OperatorContext, fetch_context, fetch_fleet_deps, post_events
+from superloop_ops.handlers.context import OperatorContext, fetch_context, post_events
 from superloop_ops.journal import files
 from superloop_ops.k8s.edge import GROUP, VERSION, ObjectNotFoundError, ObjectRef
 from superloop_ops.k8s.fleet_edge import FleetEdge
@@ -307,7 +309,8 @@ def _autonomous_retryable(status: Any, **_: Any) -> bool:
 def on_intent_approved(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Approval annotations on a retry-guarded autonomous intent (the manual handler skips those)."""
     try:
-        hand_over_intent(dict(body), fetch_context(memo), fetch_fleet_deps(memo).edge)
+        ctx = fetch_context(memo)
+        hand_over_intent(dict(body), ctx, ctx.edge)
     except InvalidSpecError as exc:
         raise kopf.PermanentError(str(exc)) from exc
     except DependencyNotReadyError as exc:
