@@ -43,7 +43,7 @@ from e2e.operator_harness import SimThread as Sim
 from e2e.operator_harness import condition as _cond
 from e2e.operator_harness import fleet_eventually as _eventually
 from superloop_ops.core.common.jsonutil import format_ts
-from superloop_ops.core.fleet import fleet_resource
+from superloop_ops.core.fleet import owned_names
 from superloop_ops.journal import files
 
 SECRET = "fleet-svc-token"
@@ -188,7 +188,7 @@ def test_guarded_auto_without_governance_is_rejected_by_apply(env: Env) -> None:
 
 
 def _intent_name(fleet: str, intent_id: str) -> str:
-    return fleet_resource.compute_intent_name(fleet, intent_id)
+    return owned_names.compute_intent_name(fleet, intent_id)
 
 
 def _handoff_rows(env: Env, fleet: str) -> list[Any]:
@@ -203,7 +203,7 @@ def test_drill_kill_switch_halts_autonomy_and_a_person_completes_it(env: Env) ->
     env.start_service(remote.repo, port)
     env.apply(_policy("ks-policy", categories=["health_critical"], safety={"killSwitch": True}))
     env.apply(_fleet("ks", "ks-policy", [_local(stale), _local(running), _sprite(remote, port)]))
-    owned = [fleet_resource.compute_loop_name("ks", s.loop_id) for s in (stale, running, remote)]
+    owned = [owned_names.compute_loop_name("ks", s.loop_id) for s in (stale, running, remote)]
     _eventually(lambda: all(env.exists("loops", n) for n in owned), what="owned Loops")
     assert env.get("loops", owned[2])["metadata"]["ownerReferences"][0]["kind"] == "Fleet"
     intent = _intent_name("ks", f"{stale.loop_id}:health_critical:cancel")
@@ -371,9 +371,13 @@ def test_drill_ambiguous_outcome_is_retry_guarded_until_a_person_approves(env: E
     # a person approves: one more execution, as a manual retry with a new key
     env.approve(intent)
 
-    def retried() -> bool:
+    def retried() -> bool:  # the attempt's outcome, not the hand-over just before it (same phase)
         current = env.status("handoffintents", intent)
-        return current.get("mode") == "manual" and current.get("phase") in ("execution_ambiguous", "executed")
+        return (
+            current.get("mode") == "manual"
+            and str(current.get("idempotencyKey")).endswith("-attempt2")
+            and current.get("phase") in ("execution_ambiguous", "executed")
+        )
 
     _eventually(retried, timeout=60, what="the manual retry")
     current = env.status("handoffintents", intent)

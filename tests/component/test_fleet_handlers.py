@@ -12,14 +12,14 @@ import pytest
 
 from helpers.operator_fakes import SIM_RUNTIME, FakeEdge, build_context, build_frozen_clock
 from superloop_ops.clock import FrozenClock
-from superloop_ops.controllers import fleet_controller
+from superloop_ops.controllers import fleet_controller, fleet_objects
 from superloop_ops.core.common.jsonutil import format_ts
-from superloop_ops.core.fleet import fleet_resource
-from superloop_ops.handlers import fleet as fleet_handlers
+from superloop_ops.core.fleet import fleet_registry, owned_names
+from superloop_ops.core.handoff import handoff_intent_resource
 from superloop_ops.handlers import fleet_policy as policy_handlers
 from superloop_ops.handlers import handoff_intent as intent_handlers
 from superloop_ops.handlers import loop as loop_handlers
-from superloop_ops.handlers.context import OperatorContext
+from superloop_ops.handlers.context import OperatorContext, build_fleet_deps
 from superloop_ops.journal import files
 from superloop_ops.k8s.edge import ObjectRef
 from superloop_ops.sim.simulator import Simulator
@@ -107,8 +107,8 @@ def _ok_status() -> dict[str, Any]:
     }
 
 
-def _pass(edge: FakeEdge, ctx: OperatorContext, deps: fleet_controller.FleetPassDeps, name: str) -> Any:
-    return fleet_handlers.reconcile_fleet(edge.get("fleets", name), ctx, deps)
+def _pass(edge: FakeEdge, ctx: OperatorContext, deps: fleet_objects.FleetPassDeps, name: str) -> Any:
+    return fleet_controller.reconcile_fleet(edge.get("fleets", name), deps)
 
 
 def _cond(status: Mapping[str, Any], cond_type: str) -> dict[str, Any]:
@@ -140,7 +140,7 @@ def test_fleet_materialises_owned_loops_and_rolls_up_their_status(
 ) -> None:
     repos = _sims(tmp_path, clock, "running", "stopped")
     ctx = _context(tmp_path, edge, clock, {"c-run": repos["running-x-1"], "c-stop": repos["stopped-x-1"]})
-    deps = fleet_handlers.build_fleet_deps(ctx, edge)
+    deps = build_fleet_deps(ctx, edge)
     edge.add("policies-unused", {"metadata": {"name": "x"}})
     edge.add("fleetpolicies", _policy("advice", clock, mode="advisory"))
     loops = [
@@ -203,7 +203,7 @@ def test_fleet_materialises_owned_loops_and_rolls_up_their_status(
     assert len(files.read_jsonl(base / "telemetry" / "reconcile.jsonl")) == 1
     assert (base / "policy-state.json").is_file()
     # advisory: one HandoffIntent per unsuppressed candidate, owned by the Fleet, pending
-    intent_name = fleet_resource.compute_intent_name("prod", "ghost:reconcile_failed:cancel")
+    intent_name = owned_names.compute_intent_name("prod", "ghost:reconcile_failed:cancel")
     intent = edge.get("handoffintents", intent_name)
     assert intent["spec"]["loopRef"] == {"name": "prod-ghost"}
     assert intent["metadata"]["ownerReferences"][0]["kind"] == "Fleet"
@@ -233,7 +233,7 @@ def test_fleet_materialises_owned_loops_and_rolls_up_their_status(
 
 def _drill_setup(
     tmp_path: Path, edge: FakeEdge, clock: FrozenClock, policy: dict[str, Any], count: int = 1
-) -> tuple[OperatorContext, fleet_controller.FleetPassDeps, list[Path]]:
+) -> tuple[OperatorContext, fleet_objects.FleetPassDeps, list[Path]]:
     repos = []
     pvcs = {}
     for index in range(count):
@@ -242,7 +242,7 @@ def _drill_setup(
         repos.append(sim.repo_of(f"red{index}-1"))
         pvcs[f"claim-{index}"] = repos[-1]
     ctx = _context(tmp_path, edge, clock, pvcs)
-    deps = fleet_handlers.build_fleet_deps(ctx, edge)
+    deps = build_fleet_deps(ctx, edge)
     edge.add("fleetpolicies", policy)
     loops = [_local(f"red{i}-1", f"claim-{i}") for i in range(count)]
     edge.add("fleets", _fleet("drill", loops, policy=policy["metadata"]["name"]))
@@ -275,7 +275,7 @@ def test_kill_switch_blocks_autonomy_and_a_person_completes_it(
     assert policy_status["policyState"]["autoEligibleCount"] == 0
     names = sorted(edge.names("handoffintents"))
     assert names == sorted(
-        fleet_resource.compute_intent_name("drill", f"red0-1:{c}:cancel")
+        owned_names.compute_intent_name("drill", f"red0-1:{c}:cancel")
         for c in ("health_critical", "reconcile_failed")
     )
     handoff_block = edge.get("fleets", "drill")["status"]["handoff"]
@@ -285,7 +285,7 @@ def test_kill_switch_blocks_autonomy_and_a_person_completes_it(
         in ctx.metrics.render().decode()
     )
     # the person approves one intent: the HandoffIntent handler executes it (manual)
-    target = fleet_resource.compute_intent_name("drill", "red0-1:reconcile_failed:cancel")
+    target = owned_names.compute_intent_name("drill", "red0-1:reconcile_failed:cancel")
     intent_handlers.reconcile_intent(edge.get("handoffintents", target), ctx)  # pending
     edge.patch_annotations(
         ObjectRef("HandoffIntent", "handoffintents", NS, target),
@@ -322,7 +322,7 @@ def test_ambiguous_autonomous_outcome_is_retry_guarded_until_a_person_approves(
     ctx.runtime_command = ("true",)  # the runtime accepts the cancel but never stops: ambiguous
     deps.runtime_command = ctx.runtime_command
     report = _pass(edge, ctx, deps, "drill")
-    name = fleet_resource.compute_intent_name("drill", "red0-1:reconcile_failed:cancel")
+    name = owned_names.compute_intent_name("drill", "red0-1:reconcile_failed:cancel")
     assert report.autonomous_outcomes == ((name, "execution_ambiguous"),)
     status = edge.get("handoffintents", name)["status"]
     assert (status["mode"], status["phase"]) == ("autonomous", "execution_ambiguous")
@@ -338,13 +338,13 @@ def test_ambiguous_autonomous_outcome_is_retry_guarded_until_a_person_approves(
     assert "autonomous_retry_guard_ambiguous" in guarded["autonomous"]["reasons"]
     # the manual handler leaves the autonomous outcome alone...
     assert not intent_handlers.reconcile_intent(edge.get("handoffintents", name), ctx).executed
-    # ...until a person approves: the fleet handler hands it over, the manual path retries once
+    # ...until a person approves: the HandoffIntent handler hands it over, the manual path retries once
     ctx.runtime_command = SIM_RUNTIME
     edge.patch_annotations(
         ObjectRef("HandoffIntent", "handoffintents", NS, name),
         {"ops.superloop.dev/approved": "true", "ops.superloop.dev/approved-by": "oncall"},
     )
-    handed = fleet_handlers.hand_over_intent(edge.get("handoffintents", name), ctx, edge)
+    handed = intent_handlers.hand_over_intent(edge.get("handoffintents", name), ctx, edge)
     assert handed is not None
     assert handed.phase == "executed"
     status = edge.get("handoffintents", name)["status"]
@@ -396,14 +396,46 @@ def test_failed_autonomous_executions_trigger_auto_pause_with_manual_fallback(
     assert all(_state_alive(r) for r in repos)
 
 
+def test_a_fleet_pass_validates_its_registry_once_and_never_reads_it_back(
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = _policy("pol", clock)
+    policy["spec"]["autonomous"]["allow"]["categories"] = ["reconcile_failed"]
+    ctx, deps, _ = _drill_setup(tmp_path, edge, clock, policy)
+    registry_file = _fleet_dir(tmp_path, "drill") / "registry.v1.json"
+    validated: list[Any] = []
+    read_back: list[Path] = []
+    real_errors, real_read_text = fleet_registry.compute_registry_errors, Path.read_text
+
+    def counting_errors(raw: Any, now: dt.datetime) -> list[str]:
+        validated.append(raw)
+        return real_errors(raw, now)
+
+    def counting_read_text(path: Path, *args: Any, **kwargs: Any) -> str:
+        if path == registry_file:
+            read_back.append(path)
+        return real_read_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(fleet_registry, "compute_registry_errors", counting_errors)
+    monkeypatch.setattr(Path, "read_text", counting_read_text)
+    report = _pass(edge, ctx, deps, "drill")
+    monkeypatch.undo()
+    # every stage ran: rollup, policy, plan, autonomous execution and the re-plan, status surface
+    assert report.ran
+    assert report.autonomous_outcomes
+    assert len(validated) == 1
+    assert read_back == []
+    assert _read_doc(registry_file) == validated[0]  # the journal records what the pass validated
+
+
 def test_autonomous_execution_interrupted_by_a_crash_becomes_ambiguous_and_guarded(
     tmp_path: Path, edge: FakeEdge, clock: FrozenClock
 ) -> None:
     ctx, deps, _ = _drill_setup(tmp_path, edge, clock, _policy("pol", clock, killSwitch=True))
     _pass(edge, ctx, deps, "drill")
-    name = fleet_resource.compute_intent_name("drill", "red0-1:reconcile_failed:cancel")
+    name = owned_names.compute_intent_name("drill", "red0-1:reconcile_failed:cancel")
     body = edge.get("handoffintents", name)
-    body["status"] = fleet_resource.build_autonomous_executing_status(
+    body["status"] = handoff_intent_resource.build_autonomous_executing_status(
         previous=None, idempotency_key="key-crash-1", generation=1, now=clock.now()
     )
     clock.advance(3)
@@ -422,7 +454,7 @@ def test_policy_handler_reports_posture_and_expired_review_never_breaks_status(
     governance = edge.get("fleetpolicies", "pol")["spec"]["autonomous"]["governance"]
     governance["changedAt"] = format_ts(clock.now() - dt.timedelta(days=30))
     governance["reviewBy"] = format_ts(clock.now() - dt.timedelta(days=1))
-    fleets = policy_handlers.reconcile_policy(edge.get("fleetpolicies", "pol"), ctx, deps)
+    fleets = policy_handlers.reconcile_policy(edge.get("fleetpolicies", "pol"), deps)
     assert fleets == ["drill"]
     report = _pass(edge, ctx, deps, "drill")
     assert report.ran
@@ -456,7 +488,7 @@ def test_loop_ref_entries_use_existing_loops_without_owning_them(
     tmp_path: Path, edge: FakeEdge, clock: FrozenClock
 ) -> None:
     ctx = _context(tmp_path, edge, clock, {})
-    deps = fleet_handlers.build_fleet_deps(ctx, edge)
+    deps = build_fleet_deps(ctx, edge)
     edge.add(
         "loops",
         {
@@ -552,7 +584,7 @@ def test_fleet_metrics_count_candidates_by_category_and_suppression_and_autonomo
     # the caps (3 per run, 1 per loop): both execute autonomously through the simulator.
     executed = sorted(name for name, outcome in report.autonomous_outcomes if outcome == "executed")
     assert executed == sorted(
-        fleet_resource.compute_intent_name("drill", f"{loop}:reconcile_failed:cancel")
+        owned_names.compute_intent_name("drill", f"{loop}:reconcile_failed:cancel")
         for loop in ("red0-1", "red2-1")
     )
     assert not _state_alive(repos[0])

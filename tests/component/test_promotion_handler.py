@@ -14,9 +14,9 @@ from helpers.operator_fakes import FakeEdge, build_context, build_frozen_clock
 from superloop_ops.clock import FrozenClock
 from superloop_ops.controllers import fleet_controller, promotion_apply_controller
 from superloop_ops.core.common.jsonutil import format_ts
-from superloop_ops.handlers import fleet as fleet_handlers
 from superloop_ops.handlers import fleet_policy as policy_handlers
 from superloop_ops.handlers import promotion_apply as promotion_handlers
+from superloop_ops.handlers.context import build_fleet_deps
 from superloop_ops.journal import files
 from superloop_ops.k8s.edge import ObjectNotFoundError
 from superloop_ops.sim.simulator import Simulator
@@ -45,7 +45,7 @@ class Env:
             control_confirm_timeout_seconds=4,
             sleep=clock.sleep,
         )
-        self.fleet_deps = fleet_handlers.build_fleet_deps(self.ctx, self.edge)
+        self.fleet_deps = build_fleet_deps(self.ctx, self.edge)
         self.deps = promotion_handlers.build_promotion_deps(self.ctx, self.fleet_deps)
         self.edge.add("fleetpolicies", policy_body(clock, **rollout))
         self.edge.add(
@@ -80,7 +80,7 @@ class Env:
         return self.tmp_path / "state" / NS / ".superloop" / "ops-manager" / "fleet" / FLEET
 
     def fleet_pass(self) -> fleet_controller.FleetPassReport:
-        return fleet_handlers.reconcile_fleet(self.edge.get("fleets", FLEET), self.ctx, self.fleet_deps)
+        return fleet_controller.reconcile_fleet(self.edge.get("fleets", FLEET), self.fleet_deps)
 
     def decide(self, decision: str, *codes: str) -> None:
         """Fix the decision: read this state file instead of evaluating the gates."""
@@ -274,7 +274,7 @@ def test_a_new_policy_generation_rebases_and_the_kill_switch_always_wins(
     policy = env.edge.get("fleetpolicies", POLICY)
     policy["spec"]["autonomous"]["rollout"]["canaryPercent"] = 10
     policy["metadata"]["generation"] = 2
-    policy_handlers.reconcile_policy(env.edge.get("fleetpolicies", POLICY), env.ctx, env.fleet_deps)
+    policy_handlers.reconcile_policy(env.edge.get("fleetpolicies", POLICY), env.fleet_deps)
     rebased = env.effective()
     assert (rebased["canaryPercent"], rebased["manualPause"], rebased["basedOnGeneration"]) == (10, False, 2)
     assert "lastApply" not in rebased

@@ -126,6 +126,7 @@ class FakeEdge:
         current.update(copy.deepcopy(dict(fields)))
         for key in remove:
             current.pop(key, None)
+        self.status_patches.append((ref.name, copy.deepcopy(dict(fields))))
 
     def patch_annotations(self, ref: ObjectRef, annotations: Mapping[str, str | None]) -> None:
         notes = self.objects[(ref.plural, ref.namespace, ref.name)]["metadata"].setdefault("annotations", {})

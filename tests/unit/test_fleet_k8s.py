@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from superloop_ops.core.fleet import fleet_resource, rollup
+from superloop_ops.core.fleet import fleet_policy_resource, fleet_resource, owned_names, rollup
+from superloop_ops.core.handoff import handoff_intent_resource
 from superloop_ops.k8s.fleet_edge import build_status_json_patch
 from superloop_ops.models.fleet import FleetLoopEntry
 
@@ -31,25 +32,25 @@ def _ready(status: str, reason: str, message: str = "") -> dict[str, Any]:
     ],
 )
 def test_readable_ids_keep_readable_names(raw: str, expected: str) -> None:
-    assert fleet_resource.compute_dns_name(raw) == expected
+    assert owned_names.compute_dns_name(raw) == expected
 
 
 def test_lossy_or_long_ids_get_a_hash_suffix_and_stay_distinct() -> None:
-    upper = fleet_resource.compute_dns_name("prod-Loop-A")
-    lower = fleet_resource.compute_dns_name("prod-loop-a")
+    upper = owned_names.compute_dns_name("prod-Loop-A")
+    lower = owned_names.compute_dns_name("prod-loop-a")
     assert upper != lower
     assert re.fullmatch(r"prod-loop-a-[0-9a-f]{8}", upper)
     long_id = "fleet-" + "x" * 80 + ":health_critical:cancel"
-    name = fleet_resource.compute_dns_name(long_id)
+    name = owned_names.compute_dns_name(long_id)
     assert len(name) <= 63
     assert DNS_LABEL.match(name)
-    assert name != fleet_resource.compute_dns_name(long_id.replace("health_critical", "reconcile_failed"))
-    assert fleet_resource.compute_dns_name(long_id) == name  # deterministic
+    assert name != owned_names.compute_dns_name(long_id.replace("health_critical", "reconcile_failed"))
+    assert owned_names.compute_dns_name(long_id) == name  # deterministic
 
 
 @given(st.text(min_size=1, max_size=120))
 def test_every_id_maps_to_a_dns_label(raw: str) -> None:
-    name = fleet_resource.compute_dns_name(raw)
+    name = owned_names.compute_dns_name(raw)
     assert len(name) <= 63
     assert DNS_LABEL.match(name), name
 
@@ -63,7 +64,7 @@ def test_owned_loop_manifest_is_owned_labelled_and_hashed() -> None:
     )
     meta = manifest["metadata"]
     assert meta["name"] == "prod-loop-a"
-    assert meta["labels"][fleet_resource.FLEET_LABEL] == "prod"
+    assert meta["labels"][owned_names.FLEET_LABEL] == "prod"
     assert meta["ownerReferences"] == [
         {
             "apiVersion": "ops.superloop.dev/v1alpha1",
@@ -76,15 +77,15 @@ def test_owned_loop_manifest_is_owned_labelled_and_hashed() -> None:
     ]
     assert manifest["spec"]["source"] == {"pvc": {"claimName": "c", "subPath": ""}}
     assert manifest["spec"]["reconcileIntervalSeconds"] == 5
-    assert meta["annotations"][fleet_resource.SPEC_HASH_ANNOTATION] == fleet_resource.compute_spec_hash(
+    assert meta["annotations"][owned_names.SPEC_HASH_ANNOTATION] == owned_names.compute_spec_hash(
         manifest["spec"]
     )
     other = fleet_resource.build_owned_loop_manifest(
         fleet_name="prod", fleet_uid="uid-1", entry=entry, reconcile_interval_seconds=6, max_events=10
     )
     assert (
-        other["metadata"]["annotations"][fleet_resource.SPEC_HASH_ANNOTATION]
-        != meta["annotations"][fleet_resource.SPEC_HASH_ANNOTATION]
+        other["metadata"]["annotations"][owned_names.SPEC_HASH_ANNOTATION]
+        != meta["annotations"][owned_names.SPEC_HASH_ANNOTATION]
     )
 
 
@@ -172,12 +173,12 @@ def _intent(**extra: Any) -> dict[str, Any]:
 
 
 def test_intent_manifest_is_named_from_the_intent_id_and_owned() -> None:
-    manifest = fleet_resource.build_intent_manifest(
+    manifest = handoff_intent_resource.build_intent_manifest(
         fleet_name="prod", fleet_uid="u", intent=_intent(), loop_name="prod-loop-a"
     )
     assert manifest["metadata"]["name"] == "prod-loop-a-reconcile-failed-cancel"
     assert (
-        manifest["metadata"]["annotations"][fleet_resource.INTENT_ID_ANNOTATION]
+        manifest["metadata"]["annotations"][owned_names.INTENT_ID_ANNOTATION]
         == "loop-a:reconcile_failed:cancel"
     )
     spec = manifest["spec"]
@@ -186,14 +187,14 @@ def test_intent_manifest_is_named_from_the_intent_id_and_owned() -> None:
     assert spec["candidate"]["reasonCodes"] == ["autonomous_kill_switch_enabled"]
     assert spec["candidate"]["autonomousEligible"] is False
     assert spec["fleetRef"] == {"name": "prod"}
-    long_key = fleet_resource.build_intent_manifest(
+    long_key = handoff_intent_resource.build_intent_manifest(
         fleet_name="prod", fleet_uid="u", intent=_intent(idempotencyKey="k" * 300), loop_name="l"
     )["spec"]["idempotencyKey"]
     assert len(long_key) <= 253
 
 
 def test_autonomous_statuses_and_handover() -> None:
-    executing = fleet_resource.build_autonomous_executing_status(
+    executing = handoff_intent_resource.build_autonomous_executing_status(
         previous={"phase": "pending_operator_confirmation"}, idempotency_key="k1", generation=1, now=NOW
     )
     assert (executing["phase"], executing["mode"], executing["idempotencyKey"]) == (
@@ -202,7 +203,7 @@ def test_autonomous_statuses_and_handover() -> None:
         "k1",
     )
     assert executing["result"]["attempt"] == 1
-    done = fleet_resource.build_autonomous_outcome_status(
+    done = handoff_intent_resource.build_autonomous_outcome_status(
         previous=executing, outcome="execution_ambiguous", execution={"status": "ambiguous"}, message="m",
         generation=1, now=NOW,
     )  # fmt: skip
@@ -211,16 +212,17 @@ def test_autonomous_statuses_and_handover() -> None:
         "autonomous",
         ["control_ambiguous"],
     )
-    handed = fleet_resource.build_manual_handover_status(done)
+    handed = handoff_intent_resource.build_manual_handover_status(done)
     assert handed is not None
     assert (handed["mode"], handed["phase"]) == ("manual", "execution_ambiguous")
     assert handed["result"]["attempt"] == 1
-    executed = fleet_resource.build_autonomous_outcome_status(
+    executed = handoff_intent_resource.build_autonomous_outcome_status(
         previous=executing, outcome="executed", execution=None, message="m", generation=1, now=NOW
     )
-    assert fleet_resource.build_manual_handover_status(executed) is None
+    assert handoff_intent_resource.build_manual_handover_status(executed) is None
     assert (
-        fleet_resource.build_manual_handover_status({"mode": "manual", "phase": "execution_failed"}) is None
+        handoff_intent_resource.build_manual_handover_status({"mode": "manual", "phase": "execution_failed"})
+        is None
     )
 
 
@@ -303,21 +305,21 @@ def test_fleet_events_only_on_transitions() -> None:
 
 
 def test_policy_status_rebases_effective_rollout_on_a_new_generation() -> None:
-    first = fleet_resource.build_fleet_policy_status(
+    first = fleet_policy_resource.build_fleet_policy_status(
         previous=None, generation=1, now=NOW, mode="guarded_auto", canary_percent=50, manual_pause=False,
         governance_posture="active",
     )  # fmt: skip
     assert first["effectiveRollout"]["canaryPercent"] == 50
     assert next(c for c in first["conditions"] if c["type"] == "Ready")["reason"] == "AwaitingFleetPass"
     moved = dict(first, effectiveRollout={**first["effectiveRollout"], "canaryPercent": 75})
-    same_gen = fleet_resource.build_fleet_policy_status(
+    same_gen = fleet_policy_resource.build_fleet_policy_status(
         previous=moved, generation=1, now=NOW, mode="guarded_auto", canary_percent=50, manual_pause=False,
         governance_posture="active", policy_state={"reasonCodes": ["x"], "candidates": [{"a": 1}]},
     )  # fmt: skip
     assert same_gen["effectiveRollout"]["canaryPercent"] == 75
     assert "candidates" not in same_gen["policyState"]
     assert next(c for c in same_gen["conditions"] if c["type"] == "Ready")["reason"] == "PolicyEvaluated"
-    new_gen = fleet_resource.build_fleet_policy_status(
+    new_gen = fleet_policy_resource.build_fleet_policy_status(
         previous=same_gen, generation=2, now=NOW, mode="guarded_auto", canary_percent=50, manual_pause=True,
         governance_posture="active",
     )  # fmt: skip

@@ -30,7 +30,7 @@ class _Edge:
 
 def test_a_refused_event_is_logged_and_the_rest_are_posted(caplog: pytest.LogCaptureFixture) -> None:
     edge = _Edge(refuse="IntentProposed")
-    log = logging.getLogger("superloop_ops.handlers.fleet")
+    log = logging.getLogger("superloop_ops.controllers.fleet_controller")
     events: list[Any] = [
         FleetEvent("Warning", "IntentProposed", "HandoffIntent a proposed"),
         PromotionEvent("Normal", "PromotionApplied", "expand: canaryPercent 25 -> 50"),
@@ -39,5 +39,8 @@ def test_a_refused_event_is_logged_and_the_rest_are_posted(caplog: pytest.LogCap
         post_events(cast(KubeEdge, edge), REF, events, log)
     assert edge.posted == [("prod", "Normal", "PromotionApplied", "expand: canaryPercent 25 -> 50")]
     assert [(r.name, r.getMessage()) for r in caplog.records] == [
-        ("superloop_ops.handlers.fleet", "could not post Event IntentProposed for ns/prod: apiserver busy")
+        (
+            "superloop_ops.controllers.fleet_controller",
+            "could not post Event IntentProposed for ns/prod: apiserver busy",
+        )
     ]

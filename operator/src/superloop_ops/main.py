@@ -26,6 +26,7 @@ from superloop_ops.handlers import loop as _loop_handlers  # registers handlers
 from superloop_ops.handlers import promotion_apply as _promotion_apply_handlers  # registers handlers
 from superloop_ops.handlers.context import OperatorContext
 from superloop_ops.k8s import edge as k8s_edge
+from superloop_ops.k8s.fleet_edge import KubernetesFleetEdge
 
 __all__ = ["on_cleanup", "on_startup", "quiet_url_logging"]
 
@@ -76,7 +77,7 @@ def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> No
         server = metrics_mod.start_metrics_server(metrics, config.metrics_port, config.metrics_host)
         log.info("metrics endpoint on %s:%d", config.metrics_host, server.port)
     ctx = OperatorContext(
-        settings=config, edge=k8s_edge.KubernetesEdge(api_client), clock=SystemClock(), metrics=metrics
+        settings=config, edge=KubernetesFleetEdge(api_client), clock=SystemClock(), metrics=metrics
     )
     memo.operator = ctx
     memo.settings = config

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from superloop_ops.clock import Clock
-from superloop_ops.controllers import drill_evidence, fleet_controller
+from superloop_ops.controllers import drill_evidence, fleet_controller, fleet_objects, fleet_policy_controller
 from superloop_ops.core.common.jsonutil import JsonObject
 from superloop_ops.core.promotion import apply_rules, promotion_apply_resource
 from superloop_ops.engine.fleet import fleet_commands
@@ -109,7 +109,7 @@ class DecisionSource(Protocol):
 
 
 def build_promotion_paths(settings: Settings, namespace: str, fleet_name: str) -> PromotionPaths:
-    fleet = fleet_controller.build_fleet_paths(settings, namespace, fleet_name)
+    fleet = fleet_objects.build_fleet_paths(settings, namespace, fleet_name)
     base = fleet.registry_file.parent
     return PromotionPaths(
         fleet=fleet,
@@ -273,7 +273,7 @@ def run_promotion_apply(body: Mapping[str, Any], deps: PromotionDeps) -> Promoti
         )
     request = _request(obj, ev.now)
     fleet_name = obj.spec.fleet_ref.name
-    fleet_body = deps.edge.fetch_object(fleet_controller.fleet_ref(ev.namespace, fleet_name))
+    fleet_body = deps.edge.fetch_object(fleet_objects.fleet_ref(ev.namespace, fleet_name))
     if fleet_body is None:
         return ev.report(
             promotion_apply_resource.PENDING,
@@ -295,7 +295,7 @@ def run_promotion_apply(body: Mapping[str, Any], deps: PromotionDeps) -> Promoti
     paths = build_promotion_paths(deps.settings, ev.namespace, fleet_name)
     policy_name = fleet.spec.policy_ref.name if fleet.spec.policy_ref is not None else None
     policy_body = (
-        deps.edge.fetch_object(fleet_controller.policy_ref(ev.namespace, policy_name))
+        deps.edge.fetch_object(fleet_policy_controller.policy_ref(ev.namespace, policy_name))
         if policy_name
         else None
     )
@@ -419,10 +419,11 @@ def run_promotion_apply(body: Mapping[str, Any], deps: PromotionDeps) -> Promoti
     new_effective = promotion_apply_resource.build_effective_rollout(
         record, generation=policy_generation, apply_id=apply_id
     )
-    deps.edge.replace_status_fields(
-        fleet_controller.policy_ref(ev.namespace, str(policy_name)),
-        {"effectiveRollout": new_effective},
-        has_status=isinstance(policy_status, Mapping) and bool(policy_status),
+    fleet_policy_controller.write_effective_rollout(
+        deps.edge,
+        fleet_policy_controller.policy_ref(ev.namespace, str(policy_name)),
+        policy_status if isinstance(policy_status, Mapping) else None,
+        new_effective,
     )
     _journal(paths, record)
     return ev.report(

@@ -1,44 +1,42 @@
 """What startup puts into kopf's ``memo`` for the Loop and HandoffIntent handlers.
 
 Handlers never build clients themselves: they read the edges from here, so component tests can
-pass an in-memory ``KubeEdge``, a frozen clock and a private metrics registry. The per-object
+pass an in-memory ``FleetEdge``, a frozen clock and a private metrics registry. The per-object
 locks serialise the create/update handlers and the periodic daemon of one object (kopf already
 serialises handlers of one object, but not a handler against a daemon). ``post_events`` is the
-one best-effort Event poster every handler uses.
+one best-effort Event poster every handler uses (``controllers.k8s_events``), and the fleet pass
+dependencies are built from the context here, once per process (``fetch_fleet_deps``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import threading
-from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+import time
+from collections.abc import Callable
+from typing import Any
 
 from superloop_ops.clock import Clock
-from superloop_ops.errors import OperatorError
-from superloop_ops.k8s.edge import KubeEdge, ObjectRef
+from superloop_ops.controllers import fleet_objects
+from superloop_ops.controllers.k8s_events import EventSpec, post_events
+from superloop_ops.k8s.fleet_edge import FleetEdge
 from superloop_ops.metrics import OperatorMetrics
 from superloop_ops.settings import Settings
 
-__all__ = ["EventSpec", "OperatorContext", "fetch_context", "post_events"]
-
-
-class EventSpec(Protocol):
-    """A Kubernetes Event a controller's pure part asks for (each kind has its own dataclass)."""
-
-    @property
-    def type(self) -> str: ...
-    @property
-    def reason(self) -> str: ...
-    @property
-    def message(self) -> str: ...
+__all__ = [
+    "EventSpec",
+    "OperatorContext",
+    "build_fleet_deps",
+    "fetch_context",
+    "fetch_fleet_deps",
+    "post_events",
+]
 
 
 @dataclasses.dataclass
 class OperatorContext:
     settings: Settings
-    edge: KubeEdge
+    edge: FleetEdge
     clock: Clock
     metrics: OperatorMetrics
     sleep: Callable[[float], None] | None = None
@@ -60,10 +58,29 @@ def fetch_context(memo: Any) -> OperatorContext:
     return ctx
 
 
-def post_events(edge: KubeEdge, ref: ObjectRef, events: Iterable[EventSpec], log: logging.Logger) -> None:
-    """Post each Event on ``ref``; best effort (they expire, the status already says it): log, never raise."""
-    for event in events:
-        try:
-            edge.post_event(ref, event.type, event.reason, event.message)
-        except OperatorError as exc:
-            log.warning("could not post Event %s for %s/%s: %s", event.reason, ref.namespace, ref.name, exc)
+def build_fleet_deps(ctx: OperatorContext, edge: FleetEdge) -> fleet_objects.FleetPassDeps:
+    """The fleet pass dependencies from the operator context (shared locks, settings, clock, metrics)."""
+    return fleet_objects.FleetPassDeps(
+        edge=edge,
+        settings=ctx.settings,
+        clock=ctx.clock,
+        metrics=ctx.metrics,
+        lock_for=ctx.lock_for,
+        sleep=ctx.sleep or _sleep,
+        runtime_command=ctx.runtime_command,
+    )
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def fetch_fleet_deps(memo: Any) -> fleet_objects.FleetPassDeps:
+    """The Fleet, FleetPolicy, HandoffIntent hand-over and PromotionApply handlers' shared fleet deps."""
+    deps = getattr(memo, "fleet_deps", None)
+    if isinstance(deps, fleet_objects.FleetPassDeps):
+        return deps
+    ctx = fetch_context(memo)
+    deps = build_fleet_deps(ctx, ctx.edge)
+    memo.fleet_deps = deps
+    return deps

@@ -21,27 +21,22 @@ from typing import Any
 
 import kopf
 
+from superloop_ops.controllers import fleet_controller, fleet_objects, fleet_policy_controller
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
-from superloop_ops.handlers import fleet as fleet_handlers
-from superloop_ops.handlers.context import OperatorContext, fetch_context
-from superloop_ops.k8s.edge import GROUP, VERSION, ObjectRef
+from superloop_ops.handlers.context import fetch_fleet_deps
+from superloop_ops.k8s.edge import GROUP, VERSION
 
 __all__ = ["on_policy_change", "reconcile_policy"]
 
 log = logging.getLogger(__name__)
 
 
-def reconcile_policy(body: Mapping[str, Any], ctx: OperatorContext, deps: Any) -> list[str]:
+def reconcile_policy(body: Mapping[str, Any], deps: fleet_objects.FleetPassDeps) -> list[str]:
     """Write the policy's posture; return the referencing Fleets (which then get a pass)."""
     meta = body.get("metadata") or {}
     namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
-    fleet_handlers.write_policy_status(ctx, deps, namespace, name, None)
-    fleets = deps.edge.list_objects(ObjectRef(kind="Fleet", plural="fleets", namespace=namespace, name=""))
-    return [
-        str((f.get("metadata") or {}).get("name"))
-        for f in fleets
-        if ((f.get("spec") or {}).get("policyRef") or {}).get("name") == name
-    ]
+    fleet_policy_controller.write_policy_status(deps.edge, deps.clock, namespace, name, None)
+    return fleet_policy_controller.list_referencing_fleets(deps.edge, namespace, name)
 
 
 @kopf.on.create(GROUP, VERSION, "fleetpolicies")
@@ -49,17 +44,14 @@ def reconcile_policy(body: Mapping[str, Any], ctx: OperatorContext, deps: Any) -
 @kopf.on.update(GROUP, VERSION, "fleetpolicies", field="spec")
 def on_policy_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Posture now; the referencing Fleets' passes evaluate the new policy."""
-    ctx = fetch_context(memo)
-    deps = fleet_handlers.fetch_fleet_deps(memo)
+    deps = fetch_fleet_deps(memo)
     try:
-        fleets = reconcile_policy(dict(body), ctx, deps)
+        fleets = reconcile_policy(dict(body), deps)
         namespace = str((body.get("metadata") or {}).get("namespace", ""))
         for fleet_name in fleets:
-            fleet_body = deps.edge.fetch_object(
-                ObjectRef(kind="Fleet", plural="fleets", namespace=namespace, name=fleet_name)
-            )
+            fleet_body = deps.edge.fetch_object(fleet_objects.fleet_ref(namespace, fleet_name))
             if fleet_body is not None:
-                fleet_handlers.reconcile_fleet(fleet_body, ctx, deps)
+                fleet_controller.reconcile_fleet(fleet_body, deps)
     except InvalidSpecError as exc:
         raise kopf.PermanentError(str(exc)) from exc
     except DependencyNotReadyError as exc:

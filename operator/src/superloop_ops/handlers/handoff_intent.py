@@ -11,7 +11,9 @@ Order of one execution (the crash rule depends on it):
 A process killed between 2 and 4 leaves ``executing`` without an outcome. The next look at the
 object (resume after restart) consults the journal for that key and otherwise declares
 ``execution_ambiguous``; it never runs the intent again without a new approval.
-Intents executed by the autonomous path (``status.mode: autonomous``) are not touched here.
+Intents executed by the autonomous path (``status.mode: autonomous``) are not touched by
+``reconcile_intent``; when a person approves a retry-guarded one, ``hand_over_intent`` gives it to
+the manual path. Every status write goes through ``controllers.handoff_intent_objects``.
 """
 
 from __future__ import annotations
@@ -25,16 +27,25 @@ from typing import Any
 import kopf
 
 from superloop_ops.controllers import loop_controller
+from superloop_ops.controllers.handoff_intent_objects import write_intent_status
 from superloop_ops.core.common.jsonutil import format_ts
 from superloop_ops.core.handoff import handoff_intent_resource
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
 from superloop_ops.handlers.context import OperatorContext, fetch_context, post_events
 from superloop_ops.journal import crash_points, files
 from superloop_ops.k8s.edge import GROUP, VERSION, ObjectNotFoundError, ObjectRef
+from superloop_ops.k8s.fleet_edge import FleetEdge
 from superloop_ops.models.handoff_intent import HandoffIntent
 from superloop_ops.models.loop import Loop
 
-__all__ = ["IntentReport", "intent_ref", "on_intent_change", "reconcile_intent"]
+__all__ = [
+    "IntentReport",
+    "hand_over_intent",
+    "intent_ref",
+    "on_intent_approved",
+    "on_intent_change",
+    "reconcile_intent",
+]
 
 log = logging.getLogger(__name__)
 HANDOFF_LOG = "handoff-intents.jsonl"
@@ -66,8 +77,7 @@ def _post_events(
 
 
 def _write(ctx: OperatorContext, ref: ObjectRef, previous: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-    if dict(previous) != dict(new):
-        ctx.edge.patch_status(ref, new)
+    write_intent_status(ctx.edge, ref, previous, new)
     _post_events(ctx, ref, previous, new)
 
 
@@ -203,7 +213,7 @@ def _execute(
         ),
     )  # fmt: skip
     crash_points.reach("handoff.executing_status")
-    ctx.edge.patch_status(ref, executing)  # must succeed before the side effect
+    write_intent_status(ctx.edge, ref, previous, executing)  # must succeed before the side effect
     _post_events(ctx, ref, previous, executing)
     pause = ctx.settings.test_pause_after_executing_seconds
     if pause > 0:
@@ -244,7 +254,7 @@ def _execute(
         ),
     )  # fmt: skip
     crash_points.reach("handoff.outcome_status")
-    ctx.edge.patch_status(ref, new)
+    write_intent_status(ctx.edge, ref, executing, new)
     _post_events(ctx, ref, executing, new)
     ctx.metrics.record_control_outcome(ref.namespace, intent.spec.loop_ref.name, intent.spec.intent, outcome)
     return IntentReport(outcome, True, new)
@@ -257,6 +267,52 @@ def on_intent_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Every look at an intent is the same decision from its current annotations and status."""
     try:
         reconcile_intent(dict(body), fetch_context(memo))
+    except InvalidSpecError as exc:
+        raise kopf.PermanentError(str(exc)) from exc
+    except DependencyNotReadyError as exc:
+        raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# the retry guard hand-over (autonomous -> manual)
+
+
+def hand_over_intent(body: Mapping[str, Any], ctx: OperatorContext, edge: FleetEdge) -> IntentReport | None:
+    """A person approved a retry-guarded autonomous intent: give it to the manual path, then run it.
+
+    The manual handler leaves autonomous intents alone; once handed over
+    (``core.handoff.handoff_intent_resource.build_manual_handover_status``) it is an ordinary manual one.
+    """
+    ref = intent_ref(body)
+    approval = handoff_intent_resource.parse_approval((body.get("metadata") or {}).get("annotations") or {})
+    if approval.approval is None:
+        return None
+    with ctx.lock_for(ref.uid or f"{ref.namespace}/{ref.name}"):
+        fresh = edge.fetch_object(ref)
+        if fresh is None:
+            return None
+        previous = dict(fresh.get("status") or {})
+        handed = handoff_intent_resource.build_manual_handover_status(previous)
+        if handed is None:
+            return None
+        write_intent_status(edge, ref, previous, handed)
+    return reconcile_intent(fresh | {"status": handed}, ctx)
+
+
+def _autonomous_retryable(status: Any, **_: Any) -> bool:
+    return (
+        isinstance(status, Mapping)
+        and status.get("mode") == "autonomous"
+        and status.get("phase") in handoff_intent_resource.RETRYABLE_OUTCOMES
+    )
+
+
+@kopf.on.update(GROUP, VERSION, "handoffintents", field="metadata.annotations", when=_autonomous_retryable)
+def on_intent_approved(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Approval annotations on a retry-guarded autonomous intent (the manual handler skips those)."""
+    try:
+        ctx = fetch_context(memo)
+        hand_over_intent(dict(body), ctx, ctx.edge)
     except InvalidSpecError as exc:
         raise kopf.PermanentError(str(exc)) from exc
     except DependencyNotReadyError as exc:

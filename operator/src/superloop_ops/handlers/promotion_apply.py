@@ -16,11 +16,16 @@ from typing import Any
 
 import kopf
 
-from superloop_ops.controllers import fleet_controller, promotion_apply_controller
+from superloop_ops.controllers import (
+    fleet_controller,
+    fleet_objects,
+    fleet_policy_controller,
+    promotion_apply_controller,
+)
+from superloop_ops.controllers.status_writes import write_status
 from superloop_ops.core.promotion import promotion_apply_resource
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
-from superloop_ops.handlers import fleet as fleet_handlers
-from superloop_ops.handlers.context import OperatorContext, fetch_context, post_events
+from superloop_ops.handlers.context import OperatorContext, fetch_context, fetch_fleet_deps, post_events
 from superloop_ops.k8s.edge import GROUP, VERSION
 from superloop_ops.metrics_promotion import fetch_promotion_metrics
 
@@ -35,7 +40,7 @@ log = logging.getLogger(__name__)
 
 
 def build_promotion_deps(
-    ctx: OperatorContext, deps: fleet_controller.FleetPassDeps
+    ctx: OperatorContext, deps: fleet_objects.FleetPassDeps
 ) -> promotion_apply_controller.PromotionDeps:
     return promotion_apply_controller.PromotionDeps(edge=deps.edge, settings=ctx.settings, clock=ctx.clock)
 
@@ -44,14 +49,14 @@ def fetch_promotion_deps(memo: Any) -> promotion_apply_controller.PromotionDeps:
     deps = getattr(memo, "promotion_deps", None)
     if isinstance(deps, promotion_apply_controller.PromotionDeps):
         return deps
-    deps = build_promotion_deps(fetch_context(memo), fleet_handlers.fetch_fleet_deps(memo))
+    deps = build_promotion_deps(fetch_context(memo), fetch_fleet_deps(memo))
     memo.promotion_deps = deps
     return deps
 
 
 def _fleet_lock_key(deps: promotion_apply_controller.PromotionDeps, namespace: str, fleet_name: str) -> str:
-    """The key ``handlers.fleet.reconcile_fleet`` locks on (the Fleet's uid)."""
-    body = deps.edge.fetch_object(fleet_controller.fleet_ref(namespace, fleet_name))
+    """The key ``controllers.fleet_controller.reconcile_fleet`` locks on (the Fleet's uid)."""
+    body = deps.edge.fetch_object(fleet_objects.fleet_ref(namespace, fleet_name))
     uid = str(((body or {}).get("metadata") or {}).get("uid") or "")
     return uid or f"{namespace}/{fleet_name}"
 
@@ -74,7 +79,7 @@ def reconcile_promotion(
     body: Mapping[str, Any],
     ctx: OperatorContext,
     deps: promotion_apply_controller.PromotionDeps,
-    fleet_deps: fleet_controller.FleetPassDeps | None = None,
+    fleet_deps: fleet_objects.FleetPassDeps | None = None,
 ) -> promotion_apply_controller.PromotionReport:
     """One look at a PromotionApply (synchronous); ``fleet_deps`` enables the follow-up fleet pass."""
     meta = body.get("metadata") or {}
@@ -95,14 +100,14 @@ def reconcile_promotion(
         previous = dict(again.get("status") or {})
         report = promotion_apply_controller.run_promotion_apply(again, deps)
         # whole top-level fields by JSON patch: the record keeps its explicit nulls
-        fleet_handlers.write_status(deps.edge, ref, previous, report.status)
+        write_status(deps.edge, ref, previous, report.status)
         post_events(
             deps.edge, ref, promotion_apply_resource.compute_promotion_events(previous, report.status), log
         )
         if previous.get("phase") not in promotion_apply_resource.TERMINAL_PHASES:
             _observe(ctx, ref.namespace, fleet_name, again, report)
     if report.moved and report.policy_name:
-        policy = fleet_controller.policy_ref(ref.namespace, report.policy_name)
+        policy = fleet_policy_controller.policy_ref(ref.namespace, report.policy_name)
         record = report.status.get("record")
         message = f"PromotionApply {ref.name}: " + promotion_apply_resource.describe_record(
             record if isinstance(record, Mapping) else {}
@@ -114,10 +119,10 @@ def reconcile_promotion(
             log,
         )
     if report.moved and report.fleet_name and fleet_deps is not None:
-        fleet_body = deps.edge.fetch_object(fleet_controller.fleet_ref(ref.namespace, report.fleet_name))
+        fleet_body = deps.edge.fetch_object(fleet_objects.fleet_ref(ref.namespace, report.fleet_name))
         if fleet_body is not None:
             try:
-                fleet_handlers.reconcile_fleet(fleet_body, ctx, fleet_deps)
+                fleet_controller.reconcile_fleet(fleet_body, fleet_deps)
             except OperatorError as exc:  # the periodic pass picks the posture up anyway
                 log.warning("fleet pass after PromotionApply %s failed: %s", ref.name, exc)
     return report
@@ -129,9 +134,7 @@ def on_promotion_apply(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Evaluate once; a missing Fleet or FleetPolicy is retried, everything else is final."""
     ctx = fetch_context(memo)
     try:
-        report = reconcile_promotion(
-            dict(body), ctx, fetch_promotion_deps(memo), fleet_handlers.fetch_fleet_deps(memo)
-        )
+        report = reconcile_promotion(dict(body), ctx, fetch_promotion_deps(memo), fetch_fleet_deps(memo))
     except InvalidSpecError as exc:
         raise kopf.PermanentError(str(exc)) from exc
     except DependencyNotReadyError as exc:

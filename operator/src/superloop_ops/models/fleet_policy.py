@@ -40,6 +40,7 @@ from superloop_ops.models.common import (
 
 __all__ = [
     "CATEGORIES",
+    "DEFAULT_CANARY_PERCENT",
     "DEFAULT_DRILL_EVIDENCE_KEY",
     "DEFAULT_SALT",
     "AllowSettings",
@@ -67,6 +68,8 @@ Category = Literal["reconcile_failed", "health_critical", "health_degraded"]
 CATEGORIES: tuple[Category, ...] = ("reconcile_failed", "health_critical", "health_degraded")
 PolicyMode = Literal["advisory", "guarded_auto"]
 DEFAULT_SALT = "fleet-autonomous-rollout-v1"
+DEFAULT_CANARY_PERCENT = 100
+"""The default ``autonomous.rollout.canaryPercent`` (FleetPolicy spec and registry documents alike)."""
 DEFAULT_DRILL_EVIDENCE_KEY = "promotion.v1.json"
 _GA = "policy.mode is guarded_auto"
 _GOV = "policy.autonomous.governance"
@@ -197,7 +200,7 @@ class AutoPauseSettings(SpecModel):
 class RolloutSettings(SpecModel):
     """Canary cohort, scope, pause and auto-pause of autonomous execution."""
 
-    canary_percent: Annotated[int, Field(ge=0, le=100)] = 100
+    canary_percent: Annotated[int, Field(ge=0, le=100)] = DEFAULT_CANARY_PERCENT
     """Share of loops (by deterministic bucket) in the autonomous cohort, 0..100."""
     scope: RolloutScope = nested(RolloutScope)
     selector: RolloutSelector = nested(RolloutSelector)

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from superloop_ops.core.common.jsonutil import JsonObject, parse_ts
+from superloop_ops.models.fleet_policy import DEFAULT_CANARY_PERCENT, DEFAULT_SALT
 
 __all__ = [
     "CATEGORIES",
@@ -38,7 +39,6 @@ CATEGORIES: tuple[str, ...] = ("reconcile_failed", "health_critical", "health_de
 INTENTS: tuple[str, ...] = ("cancel",)
 SEVERITIES: tuple[str, ...] = ("critical", "warning", "info")
 CONFIDENCES: tuple[str, ...] = ("high", "medium", "low")
-DEFAULT_SALT = "fleet-autonomous-rollout-v1"
 _GUARDED = "guarded_auto"
 
 
@@ -418,7 +418,7 @@ def _normalize_policy(policy: Any) -> JsonObject:
             },
             "governance": _normalize_governance(_opt(autonomous, "governance")),
             "rollout": {
-                "canaryPercent": _or_default(_opt(rollout, "canaryPercent"), 100),
+                "canaryPercent": _or_default(_opt(rollout, "canaryPercent"), DEFAULT_CANARY_PERCENT),
                 "scope": {"loopIds": _or_default(_opt(_opt(rollout, "scope"), "loopIds"), [])},
                 "selector": {"salt": _or_default(_opt(_opt(rollout, "selector"), "salt"), DEFAULT_SALT)},
                 "pause": {"manual": _bool_or_default(_get(_opt(rollout, "pause"), "manual"), False)},

@@ -1,123 +1,58 @@
-"""Fleet and FleetPolicy controllers, pure part: manifests, Loop-status reading, statuses, Events.
+"""Fleet controller, pure part: owned Loop manifests, Loop-status reading, the Fleet status, Events.
 
 The Fleet controller never reconciles a loop itself: the Loop controller does (one pass per
 Loop, at the Loop's own cadence). A fleet pass *reads* each Loop's status and turns it into the
 outcome the fleet fan-out expects from a loop-level reconcile (``compute_loop_outcome``), so
 the fleet engine builds the reference's fleet state, policy and handoff documents unchanged.
-
-Names are derived, never chosen: an owned Loop is ``<fleet>-<loopId>`` and a HandoffIntent is
-``<fleet>-<intentId>``, both made DNS-1123-safe, with a short hash suffix when the readable form
-would be too long or had to drop characters (so two ids never map to one name).
-
-Autonomous executions are recorded on the HandoffIntent with ``status.mode: autonomous``; the
-manual handler leaves such objects alone until a person approves again (the retry guard), at
-which point ``build_manual_handover_status`` hands the object to the manual path with the
-autonomous attempt kept as attempt 1.
+Names and labels of owned objects: ``core.fleet.owned_names``; the FleetPolicy status:
+``core.fleet.fleet_policy_resource``; the HandoffIntents a Fleet proposes:
+``core.handoff.handoff_intent_resource``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
-import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from superloop_ops.core.common.jsonutil import JsonObject, format_ts
+from superloop_ops.core.common.jsonutil import JsonObject
 from superloop_ops.core.common.status_conditions import (
     ConditionSpec,
     build_conditions,
     camel_reason,
     find_condition,
 )
+from superloop_ops.core.fleet.owned_names import (
+    API_VERSION,
+    FLEET_LABEL,
+    MANAGED_BY_LABEL,
+    MANAGER,
+    SPEC_HASH_ANNOTATION,
+    build_owner_reference,
+    compute_dns_name,
+    compute_loop_name,
+    compute_spec_hash,
+)
 from superloop_ops.core.fleet.rollup import LoopRunOutcome
 from superloop_ops.core.handoff import handoff_intent_resource
 from superloop_ops.models import conditions as model_conditions
 
 __all__ = [
-    "FLEET_LABEL",
-    "INTENT_ID_ANNOTATION",
-    "MANAGED_BY_LABEL",
-    "SPEC_HASH_ANNOTATION",
     "FleetEvent",
     "LoopBinding",
-    "build_autonomous_executing_status",
-    "build_autonomous_outcome_status",
-    "build_fleet_policy_status",
     "build_fleet_status",
-    "build_intent_manifest",
-    "build_manual_handover_status",
     "build_owned_loop_manifest",
-    "build_owner_reference",
     "build_promotion_status",
-    "compute_dns_name",
     "compute_fleet_events",
-    "compute_intent_name",
-    "compute_loop_name",
     "compute_loop_outcome",
-    "compute_spec_hash",
     "snake_reason",
 ]
 
-FLEET_LABEL = "ops.superloop.dev/fleet"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGER = "superloop-ops"
-SPEC_HASH_ANNOTATION = "ops.superloop.dev/fleet-spec-hash"
-INTENT_ID_ANNOTATION = "ops.superloop.dev/intent-id"
-_API_VERSION = "ops.superloop.dev/v1alpha1"
-_UNSAFE = re.compile(r"[^a-z0-9-]+")
-_READABLE = re.compile(r"^[a-z0-9._:-]*$")
 _CAMEL_SPLIT = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-_MAX_NAME = 63
-_HASH_LEN = 8
 _MAX_LISTED_INTENTS = 200
 _MAX_LISTED_LOOPS = 500
-
-
-def compute_dns_name(raw: str, *, max_length: int = _MAX_NAME) -> str:
-    """A DNS-1123 label from ``raw``: lowercase, unsafe runs to ``-``, hashed suffix when lossy or long.
-
-    ``.``, ``_`` and ``:`` all become ``-``; an id that had any other character (upper case,
-    spaces, ...) or that does not fit gets ``-<8 hex of sha256(raw)>`` so distinct ids keep
-    distinct names.
-    """
-    lowered = raw.lower()
-    readable = _UNSAFE.sub("-", lowered.replace(".", "-").replace("_", "-").replace(":", "-")).strip("-")
-    lossy = raw != lowered or not _READABLE.match(lowered)
-    if not lossy and readable and len(readable) <= max_length:
-        return readable
-    digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()[:_HASH_LEN]
-    head = readable[: max_length - _HASH_LEN - 1].rstrip("-")
-    return f"{head}-{digest}" if head else f"x-{digest}"
-
-
-def compute_loop_name(fleet_name: str, loop_id: str) -> str:
-    """Name of the Loop a Fleet materialises for an inline entry."""
-    return compute_dns_name(f"{fleet_name}-{loop_id}")
-
-
-def compute_intent_name(fleet_name: str, intent_id: str) -> str:
-    """Name of the HandoffIntent proposed for a plan intent (stable per intent id)."""
-    return compute_dns_name(f"{fleet_name}-{intent_id}")
-
-
-def compute_spec_hash(spec: Mapping[str, Any]) -> str:
-    """Fingerprint of a desired spec: the apiserver adds defaults, so specs are compared by hash."""
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
-
-
-def build_owner_reference(fleet_name: str, fleet_uid: str) -> JsonObject:
-    """The Fleet as controller owner: garbage collection deletes owned objects with it."""
-    return {
-        "apiVersion": _API_VERSION,
-        "kind": "Fleet",
-        "name": fleet_name,
-        "uid": fleet_uid,
-        "controller": True,
-        "blockOwnerDeletion": False,
-    }
 
 
 def build_owned_loop_manifest(
@@ -139,7 +74,7 @@ def build_owned_loop_manifest(
         if entry.get(key) is not None:
             spec[key] = entry[key]
     return {
-        "apiVersion": _API_VERSION,
+        "apiVersion": API_VERSION,
         "kind": "Loop",
         "metadata": {
             "name": compute_loop_name(fleet_name, str(entry["loopId"])),
@@ -199,141 +134,6 @@ def compute_loop_outcome(status: Mapping[str, Any] | None) -> LoopRunOutcome | N
         },
         output=str(ready.get("message") or ""),
     )
-
-
-def build_intent_manifest(
-    *,
-    fleet_name: str,
-    fleet_uid: str,
-    intent: Mapping[str, Any],
-    loop_name: str,
-) -> JsonObject:
-    """The HandoffIntent proposed for one plan intent, owned by the Fleet (spec is immutable)."""
-    autonomous = _obj(intent.get("autonomous"))
-    candidate: JsonObject = {
-        "candidateId": intent.get("candidateId"),
-        "category": intent.get("category"),
-        "reasonCodes": [str(r) for r in autonomous.get("reasons") or []][:64],
-        "severity": intent.get("severity"),
-        "confidence": intent.get("confidence"),
-        "rationale": intent.get("rationale"),
-        "autonomousEligible": autonomous.get("eligible") is True,
-    }
-    key = str(intent.get("idempotencyKey") or "")
-    if len(key) > 253:
-        key = f"{key[:240]}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
-    spec: JsonObject = {
-        "loopRef": {"name": loop_name},
-        "intent": intent.get("intent"),
-        "note": f"fleet {fleet_name}: {intent.get('rationale') or intent.get('category')}",
-        "candidate": {k: v for k, v in candidate.items() if v is not None},
-        "fleetRef": {"name": fleet_name},
-    }
-    if key:
-        spec["idempotencyKey"] = key
-    if intent.get("fleetTraceId"):
-        spec["traceId"] = str(intent["fleetTraceId"])[:253]
-    return {
-        "apiVersion": _API_VERSION,
-        "kind": "HandoffIntent",
-        "metadata": {
-            "name": compute_intent_name(fleet_name, str(intent["intentId"])),
-            "labels": {FLEET_LABEL: compute_dns_name(fleet_name), MANAGED_BY_LABEL: MANAGER},
-            "annotations": {INTENT_ID_ANNOTATION: str(intent["intentId"])},
-            "ownerReferences": [build_owner_reference(fleet_name, fleet_uid)],
-        },
-        "spec": spec,
-    }
-
-
-def build_autonomous_executing_status(
-    *, previous: Mapping[str, Any] | None, idempotency_key: str, generation: int, now: dt.datetime
-) -> JsonObject:
-    """Recorded before the autonomous side effect (the crash rule depends on it)."""
-    prev = dict(previous or {})
-    status: JsonObject = {k: v for k, v in prev.items() if k != "completedAt"}
-    status.update(
-        {
-            "observedGeneration": generation,
-            "phase": handoff_intent_resource.EXECUTING,
-            "mode": "autonomous",
-            "approvedBy": None,
-            "idempotencyKey": idempotency_key,
-            "reasonCodes": [],
-            "startedAt": format_ts(now),
-            "result": {"attempt": 1, "autonomous": True},
-        }
-    )
-    status = {k: v for k, v in status.items() if v is not None}
-    previous_conditions = prev.get("conditions") if isinstance(prev.get("conditions"), list) else None
-    status["conditions"] = build_conditions(
-        previous_conditions,
-        [
-            ConditionSpec(
-                handoff_intent_resource.COND_APPROVED,
-                "True",
-                "AutonomousPolicy",
-                "eligible under the guarded_auto policy",
-            ),
-            ConditionSpec(
-                handoff_intent_resource.COND_EXECUTED,
-                "Unknown",
-                "Executing",
-                f"executing autonomously with key {idempotency_key}",
-            ),
-        ],
-        generation=generation,
-        now=now,
-    )
-    return status
-
-
-def build_autonomous_outcome_status(
-    *,
-    previous: Mapping[str, Any],
-    outcome: str,
-    execution: Mapping[str, Any] | None,
-    message: str,
-    generation: int,
-    now: dt.datetime,
-) -> JsonObject:
-    """Outcome of an autonomous execution; the mode stays ``autonomous``."""
-    status = handoff_intent_resource.build_outcome_status(
-        previous=previous,
-        outcome=outcome,
-        execution=execution,
-        message=message,
-        generation=generation,
-        now=now,
-    )
-    status["mode"] = "autonomous"
-    return status
-
-
-def build_manual_handover_status(previous: Mapping[str, Any]) -> JsonObject | None:
-    """Hand a retry-guarded autonomous intent to the manual path (a person approved it).
-
-    Only an autonomous ``execution_ambiguous`` / ``execution_failed`` intent is handed over; the
-    phase is kept, so the manual state machine treats the approval as a retry (attempt 2, a new
-    idempotency key) and records the autonomous attempt under ``result.previousAttempts``.
-    """
-    if (
-        previous.get("mode") != "autonomous"
-        or previous.get("phase") not in handoff_intent_resource.RETRYABLE_OUTCOMES
-    ):
-        return None
-    status = dict(previous)
-    result = dict(_obj(previous.get("result")))
-    result["attempt"] = result.get("attempt") if isinstance(result.get("attempt"), int) else 1
-    result["autonomousAttempt"] = {
-        "phase": previous.get("phase"),
-        "idempotencyKey": previous.get("idempotencyKey"),
-        "completedAt": previous.get("completedAt"),
-    }
-    status["result"] = result
-    status["mode"] = "manual"
-    status["approvedBy"] = "autonomous-policy"
-    return status
 
 
 # ---------------------------------------------------------------------------------------------
@@ -523,71 +323,6 @@ def build_fleet_status(
         now=now,
     )
     return status
-
-
-def build_fleet_policy_status(
-    *,
-    previous: Mapping[str, Any] | None,
-    generation: int,
-    now: dt.datetime,
-    mode: str,
-    canary_percent: int,
-    manual_pause: bool,
-    governance_posture: str | None,
-    policy_state: Mapping[str, Any] | None = None,
-    governance: Mapping[str, Any] | None = None,
-    blocked_reason: str | None = None,
-    blocked_message: str = "",
-) -> JsonObject:
-    """The FleetPolicy status: effective rollout (re-based on the spec generation), policy summary.
-
-    ``policyState`` mirrors policy-state.json without the candidate list (it grows with the
-    fleet; candidates are in the journal and summarised in the Fleet's status).
-    """
-    prev = dict(previous or {})
-    effective = _obj(prev.get("effectiveRollout"))
-    if effective.get("basedOnGeneration") != generation:
-        effective = {
-            "canaryPercent": canary_percent,
-            "manualPause": manual_pause,
-            "basedOnGeneration": generation,
-            "changedAt": format_ts(now),
-        }
-    status: JsonObject = {
-        "observedGeneration": generation,
-        "mode": mode,
-        "effectiveRollout": dict(effective),
-    }
-    if governance_posture is not None:
-        status["governancePosture"] = governance_posture
-    if policy_state is not None:
-        summary = {k: v for k, v in policy_state.items() if k != "candidates"}
-        status["policyState"] = summary
-        status["reasonCodes"] = list(policy_state.get("reasonCodes") or [])
-        pause = _obj(_obj(_obj(policy_state.get("autonomous")).get("rollout")).get("pause"))
-        status["pause"] = dict(pause) or None
-        status["lastEvaluatedAt"] = policy_state.get("updatedAt")
-    else:
-        for key in ("policyState", "reasonCodes", "pause", "lastEvaluatedAt"):
-            if key in prev:
-                status[key] = prev[key]
-    if governance is not None:
-        status["governance"] = dict(governance)
-    elif "governance" in prev:
-        status["governance"] = prev["governance"]
-    if blocked_reason is not None:
-        ready = ConditionSpec(
-            model_conditions.READY, "False", camel_reason(blocked_reason), blocked_message[:1024]
-        )
-    elif "policyState" not in status:
-        ready = ConditionSpec(
-            model_conditions.READY, "False", "AwaitingFleetPass", "no Fleet has evaluated this policy yet"
-        )
-    else:
-        ready = ConditionSpec(model_conditions.READY, "True", "PolicyEvaluated", "policy evaluated")
-    previous_conditions = prev.get("conditions") if isinstance(prev.get("conditions"), list) else None
-    status["conditions"] = build_conditions(previous_conditions, [ready], generation=generation, now=now)
-    return {k: v for k, v in status.items() if v is not None}
 
 
 def compute_fleet_events(

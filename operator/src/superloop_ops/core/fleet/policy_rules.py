@@ -23,6 +23,7 @@ from typing import Any
 from superloop_ops.core.common.jsonutil import JsonObject, format_ts, parse_ts
 from superloop_ops.core.fleet.fleet_registry import CATEGORIES, DEFAULT_SALT
 from superloop_ops.core.fleet.rollup import sorted_unique
+from superloop_ops.models.fleet_policy import DEFAULT_CANARY_PERCENT
 
 __all__ = [
     "GUARDED_AUTO",
@@ -308,7 +309,7 @@ class _AutonomyControls:
             loop_cap=int(safety.get("maxActionsPerLoop", 1)),
             cooldown_seconds=int(safety.get("cooldownSeconds", 300)),
             kill_switch=safety.get("killSwitch") is True,
-            canary=rollout.get("canaryPercent", 100),
+            canary=rollout.get("canaryPercent", DEFAULT_CANARY_PERCENT),
             scope_ids=list((rollout.get("scope") or {}).get("loopIds") or []),
             salt=(rollout.get("selector") or {}).get("salt") or DEFAULT_SALT,
         )
@@ -787,7 +788,7 @@ def _autonomous_state(
         "governance": build_governance_block(policy.governance, policy.mode),
         "controls": policy.controls,
         "rollout": {
-            "canaryPercent": rollout.get("canaryPercent", 100),
+            "canaryPercent": rollout.get("canaryPercent", DEFAULT_CANARY_PERCENT),
             "scopeLoopIds": list((rollout.get("scope") or {}).get("loopIds") or []),
             "selectorSalt": (rollout.get("selector") or {}).get("salt") or DEFAULT_SALT,
             "candidateBuckets": {

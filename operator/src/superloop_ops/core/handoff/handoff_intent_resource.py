@@ -22,11 +22,22 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 from superloop_ops.core.common.jsonutil import JsonObject, format_ts
 from superloop_ops.core.common.status_conditions import ConditionSpec, build_conditions, find_condition
+from superloop_ops.core.fleet.owned_names import (
+    API_VERSION,
+    FLEET_LABEL,
+    INTENT_ID_ANNOTATION,
+    MANAGED_BY_LABEL,
+    MANAGER,
+    build_owner_reference,
+    compute_dns_name,
+    compute_intent_name,
+)
 from superloop_ops.models import conditions as model_conditions
 from superloop_ops.models import handoff_intent as model_intent
 
@@ -55,8 +66,12 @@ __all__ = [
     "Finished",
     "IntentEvent",
     "Recover",
+    "build_autonomous_executing_status",
+    "build_autonomous_outcome_status",
     "build_executing_status",
     "build_idempotency_key",
+    "build_intent_manifest",
+    "build_manual_handover_status",
     "build_outcome_status",
     "build_pending_status",
     "compute_intent_events",
@@ -398,3 +413,148 @@ def compute_intent_events(previous: Mapping[str, Any] | None, new: Mapping[str, 
             IntentEvent("Warning", "ExecutionFailed", f"execution failed (approved by {approver}, key {key})")
         ]
     return []
+
+
+# ---------------------------------------------------------------------------------------------
+# intents a Fleet proposes and executes autonomously
+#
+# Autonomous executions are recorded with ``status.mode: autonomous``; the manual path leaves
+# such objects alone until a person approves again (the retry guard), at which point
+# ``build_manual_handover_status`` hands the object to the manual path with the autonomous
+# attempt kept as attempt 1.
+
+
+def _obj(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def build_intent_manifest(
+    *,
+    fleet_name: str,
+    fleet_uid: str,
+    intent: Mapping[str, Any],
+    loop_name: str,
+) -> JsonObject:
+    """The HandoffIntent proposed for one plan intent, owned by the Fleet (spec is immutable)."""
+    autonomous = _obj(intent.get("autonomous"))
+    candidate: JsonObject = {
+        "candidateId": intent.get("candidateId"),
+        "category": intent.get("category"),
+        "reasonCodes": [str(r) for r in autonomous.get("reasons") or []][:64],
+        "severity": intent.get("severity"),
+        "confidence": intent.get("confidence"),
+        "rationale": intent.get("rationale"),
+        "autonomousEligible": autonomous.get("eligible") is True,
+    }
+    key = str(intent.get("idempotencyKey") or "")
+    if len(key) > 253:
+        key = f"{key[:240]}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    spec: JsonObject = {
+        "loopRef": {"name": loop_name},
+        "intent": intent.get("intent"),
+        "note": f"fleet {fleet_name}: {intent.get('rationale') or intent.get('category')}",
+        "candidate": {k: v for k, v in candidate.items() if v is not None},
+        "fleetRef": {"name": fleet_name},
+    }
+    if key:
+        spec["idempotencyKey"] = key
+    if intent.get("fleetTraceId"):
+        spec["traceId"] = str(intent["fleetTraceId"])[:253]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "HandoffIntent",
+        "metadata": {
+            "name": compute_intent_name(fleet_name, str(intent["intentId"])),
+            "labels": {FLEET_LABEL: compute_dns_name(fleet_name), MANAGED_BY_LABEL: MANAGER},
+            "annotations": {INTENT_ID_ANNOTATION: str(intent["intentId"])},
+            "ownerReferences": [build_owner_reference(fleet_name, fleet_uid)],
+        },
+        "spec": spec,
+    }
+
+
+def build_autonomous_executing_status(
+    *, previous: Mapping[str, Any] | None, idempotency_key: str, generation: int, now: dt.datetime
+) -> JsonObject:
+    """Recorded before the autonomous side effect (the crash rule depends on it)."""
+    prev = dict(previous or {})
+    status: JsonObject = {k: v for k, v in prev.items() if k != "completedAt"}
+    status.update(
+        {
+            "observedGeneration": generation,
+            "phase": EXECUTING,
+            "mode": "autonomous",
+            "approvedBy": None,
+            "idempotencyKey": idempotency_key,
+            "reasonCodes": [],
+            "startedAt": format_ts(now),
+            "result": {"attempt": 1, "autonomous": True},
+        }
+    )
+    status = {k: v for k, v in status.items() if v is not None}
+    previous_conditions = prev.get("conditions") if isinstance(prev.get("conditions"), list) else None
+    status["conditions"] = build_conditions(
+        previous_conditions,
+        [
+            ConditionSpec(
+                COND_APPROVED,
+                "True",
+                "AutonomousPolicy",
+                "eligible under the guarded_auto policy",
+            ),
+            ConditionSpec(
+                COND_EXECUTED,
+                "Unknown",
+                "Executing",
+                f"executing autonomously with key {idempotency_key}",
+            ),
+        ],
+        generation=generation,
+        now=now,
+    )
+    return status
+
+
+def build_autonomous_outcome_status(
+    *,
+    previous: Mapping[str, Any],
+    outcome: str,
+    execution: Mapping[str, Any] | None,
+    message: str,
+    generation: int,
+    now: dt.datetime,
+) -> JsonObject:
+    """Outcome of an autonomous execution; the mode stays ``autonomous``."""
+    status = build_outcome_status(
+        previous=previous,
+        outcome=outcome,
+        execution=execution,
+        message=message,
+        generation=generation,
+        now=now,
+    )
+    status["mode"] = "autonomous"
+    return status
+
+
+def build_manual_handover_status(previous: Mapping[str, Any]) -> JsonObject | None:
+    """Hand a retry-guarded autonomous intent to the manual path (a person approved it).
+
+    Only an autonomous ``execution_ambiguous`` / ``execution_failed`` intent is handed over; the
+    phase is kept, so the manual state machine treats the approval as a retry (attempt 2, a new
+    idempotency key) and records the autonomous attempt under ``result.previousAttempts``.
+    """
+    if previous.get("mode") != "autonomous" or previous.get("phase") not in RETRYABLE_OUTCOMES:
+        return None
+    status = dict(previous)
+    result = dict(_obj(previous.get("result")))
+    result["attempt"] = result.get("attempt") if isinstance(result.get("attempt"), int) else 1
+    result["autonomousAttempt"] = {
+        "phase": previous.get("phase"),
+        "idempotencyKey": previous.get("idempotencyKey"),
+        "completedAt": previous.get("completedAt"),
+    }
+    status["result"] = result
+    status["mode"] = "manual"
+    status["approvedBy"] = "autonomous-policy"
+    return status

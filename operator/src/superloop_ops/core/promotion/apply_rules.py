@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from superloop_ops.core.common.jsonutil import JsonObject, format_ts, parse_ts
 from superloop_ops.errors import ContractError
+from superloop_ops.models.fleet_policy import DEFAULT_CANARY_PERCENT
 
 __all__ = [
     "INTENTS",
@@ -217,7 +218,7 @@ class RolloutPosture:
 def read_registry_posture(registry: Any) -> RolloutPosture:
     """Posture of a (raw or normalised) registry: canary defaults to 100, pause to false."""
     rollout = _field(_field(_field(registry, "policy"), "autonomous"), "rollout")
-    canary = _coalesce(_field(rollout, "canaryPercent"), 100)
+    canary = _coalesce(_field(rollout, "canaryPercent"), DEFAULT_CANARY_PERCENT)
     manual = _field(_field(rollout, "pause"), "manual")
     return RolloutPosture(canary_percent=canary, manual_pause=manual is True)
 

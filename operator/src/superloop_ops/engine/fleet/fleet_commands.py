@@ -40,12 +40,18 @@ __all__ = [
     "LoopReconciler",
     "build_default_control_runner",
     "build_default_reconciler",
+    "build_status_surface",
+    "evaluate_policy",
+    "fetch_handoff_state",
     "fetch_registry",
     "generate_trace_id",
+    "plan_handoff",
+    "reconcile_registry",
     "run_fleet_handoff",
     "run_fleet_policy",
     "run_fleet_reconcile",
     "run_fleet_status",
+    "validate_registry",
 ]
 
 TRACE_ENV = "OPS_MANAGER_TRACE_ID"
@@ -279,17 +285,29 @@ def _read_last_row(path: Path) -> Mapping[str, Any] | None:
 def fetch_registry(
     path: Path, now: dt.datetime, *, enforce_review_deadline: bool = True, loop_id: str | None = None
 ) -> JsonObject:
-    """Read, validate (fail closed, every message) and normalise the registry.
-
-    With ``enforce_review_deadline=False`` an expired guarded_auto review is not an error: the
-    fleet keeps working, and the policy/handoff layers block autonomy instead.
-    """
+    """Read, validate (fail closed, every message) and normalise the registry file."""
     if not path.is_file():
         raise ContractError(f"fleet registry file not found: {path}")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ContractError(f"invalid fleet registry JSON: {path}") from exc
+    return validate_registry(raw, path, now, enforce_review_deadline=enforce_review_deadline, loop_id=loop_id)
+
+
+def validate_registry(
+    raw: Any,
+    path: Path,
+    now: dt.datetime,
+    *,
+    enforce_review_deadline: bool = True,
+    loop_id: str | None = None,
+) -> JsonObject:
+    """Validate (fail closed, every message) and normalise a registry document kept at ``path``.
+
+    With ``enforce_review_deadline=False`` an expired guarded_auto review is not an error: the
+    fleet keeps working, and the policy/handoff layers block autonomy instead.
+    """
     errors = fleet_registry.compute_registry_errors(raw, now)
     if not enforce_review_deadline:
         errors = [
@@ -308,6 +326,12 @@ def fetch_registry(
         except fleet_registry.LoopNotFoundError as exc:
             raise ContractError(str(exc)) from exc
     return registry
+
+
+def fetch_handoff_state(paths: FleetPaths) -> Mapping[str, Any] | None:
+    """The journal's last handoff state (the plan's prior), None when there is none yet."""
+    _, prior = _read_optional_json(paths.handoff_state_file, "invalid existing handoff state JSON")
+    return prior if isinstance(prior, Mapping) else None
 
 
 def _resolve_trace(*candidates: Any) -> str:
@@ -339,6 +363,32 @@ def run_fleet_reconcile(
     for path in (paths.fleet_state_file, paths.fleet_telemetry_file):
         path.parent.mkdir(parents=True, exist_ok=True)
     registry = fetch_registry(paths.registry_file, clk.now(), enforce_review_deadline=False)
+    return reconcile_registry(
+        paths,
+        registry,
+        settings=settings,
+        trace_id=fleet_trace,
+        reconciler=reconciler,
+        clock=clk,
+        env=environ,
+    )
+
+
+def reconcile_registry(
+    paths: FleetPaths,
+    registry: Mapping[str, Any],
+    *,
+    settings: rollup.FanOutSettings,
+    trace_id: str | None,
+    reconciler: LoopReconciler | None,
+    clock: clock_mod.Clock,
+    env: Mapping[str, str],
+) -> JsonObject:
+    """``run_fleet_reconcile`` over a registry already validated: fan out, then write state and telemetry."""
+    clk, environ = clock, env
+    fleet_trace = _resolve_trace(trace_id, environ.get(TRACE_ENV))
+    for path in (paths.fleet_state_file, paths.fleet_telemetry_file):
+        path.parent.mkdir(parents=True, exist_ok=True)
     run = reconciler or build_default_reconciler()
     repo = str(paths.repo)
     started_at = clk.now()
@@ -416,7 +466,24 @@ def run_fleet_policy(
     )
     if not isinstance(fleet_state, Mapping):
         raise ContractError(f"invalid fleet state JSON: {paths.fleet_state_file}")
-    trace = _resolve_trace(trace_id, fleet_state.get("traceId"), environ.get(TRACE_ENV))
+    return evaluate_policy(
+        paths, registry, fleet_state, trace_id=trace_id, dedupe_window_seconds=dedupe_window_seconds,
+        now=now, env=environ,
+    )  # fmt: skip
+
+
+def evaluate_policy(
+    paths: FleetPaths,
+    registry: Mapping[str, Any],
+    fleet_state: Mapping[str, Any],
+    *,
+    trace_id: str | None,
+    dedupe_window_seconds: int | None,
+    now: dt.datetime,
+    env: Mapping[str, str],
+) -> JsonObject:
+    """``run_fleet_policy`` over a validated registry and the fleet state of this pass."""
+    trace = _resolve_trace(trace_id, fleet_state.get("traceId"), env.get(TRACE_ENV))
     window = dedupe_window_seconds
     if window is None:
         window = int(registry["policy"]["noiseControls"]["dedupeWindowSeconds"])
@@ -472,8 +539,25 @@ def run_fleet_status(paths: FleetPaths, *, clock: clock_mod.Clock | None = None)
     )
     if not isinstance(fleet_state, Mapping):
         raise ContractError(f"invalid fleet state JSON: {paths.fleet_state_file}")
-    _, policy = _read_optional_json(paths.policy_state_file, "invalid policy state JSON")
-    _, handoff_state = _read_optional_json(paths.handoff_state_file, "invalid handoff state JSON")
+    return build_status_surface(paths, registry, fleet_state, now=now)
+
+
+def build_status_surface(
+    paths: FleetPaths,
+    registry: Mapping[str, Any],
+    fleet_state: Mapping[str, Any],
+    *,
+    now: dt.datetime,
+    policy_state: Mapping[str, Any] | None = None,
+    handoff_state: Mapping[str, Any] | None = None,
+) -> JsonObject:
+    """The status surface over a validated registry; the policy and handoff states not given
+    (their stage did not run in this pass) are the journal's."""
+    policy: Any = policy_state
+    if policy is None:
+        _, policy = _read_optional_json(paths.policy_state_file, "invalid policy state JSON")
+    if handoff_state is None:
+        _, handoff_state = _read_optional_json(paths.handoff_state_file, "invalid handoff state JSON")
     inputs = fleet_surface.StatusInputs(
         repo_path=str(paths.repo),
         registry=registry,
@@ -571,6 +655,29 @@ def run_fleet_handoff(
     if not isinstance(policy, Mapping):
         raise ContractError(f"invalid policy state JSON: {paths.policy_state_file}")
     _, prior = _read_optional_json(paths.handoff_state_file, "invalid existing handoff state JSON")
+    return plan_handoff(
+        paths, registry, policy, prior if isinstance(prior, Mapping) else None, options,
+        control=control, clock=clk, env=environ,
+    )  # fmt: skip
+
+
+def plan_handoff(
+    paths: FleetPaths,
+    registry: Mapping[str, Any],
+    policy: Mapping[str, Any],
+    prior: Mapping[str, Any] | None,
+    options: HandoffOptions,
+    *,
+    control: ControlRunner | None,
+    clock: clock_mod.Clock,
+    env: Mapping[str, str],
+) -> JsonObject:
+    """``run_fleet_handoff`` over a validated registry, the policy state and the prior handoff state
+    (``options`` already validated)."""
+    clk, environ = clock, env
+    now = clk.now()
+    for path in (paths.handoff_state_file, paths.handoff_telemetry_file):
+        path.parent.mkdir(parents=True, exist_ok=True)
     mode = policy.get("mode") or "advisory"
     if mode not in ("advisory", policy_rules.GUARDED_AUTO):
         raise ContractError(f"unsupported policy mode: {mode}")
@@ -581,7 +688,7 @@ def run_fleet_handoff(
     plan = handoff_plan.build_handoff_plan(
         policy_state=policy,
         registry=registry,
-        prior_state=prior if isinstance(prior, Mapping) else None,
+        prior_state=prior,
         trace_id=trace,
         prefix=options.idempotency_prefix,
         registry_file=str(paths.registry_file),
