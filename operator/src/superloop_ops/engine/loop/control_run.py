@@ -15,6 +15,10 @@ Idempotency on the local path survives restarts: the key is claimed in
 ``intents.jsonl``. A key with a recorded result is replayed (no side effect); a key that was
 claimed but never finished (the process died mid-action) is never executed again: it is resolved
 from fresh runtime evidence, ``confirmed`` if the evidence shows the effect, else ``ambiguous``.
+The lookup, the claim and the result row run under an exclusive ``flock`` on the loop's journal
+(``<ops>/.control.lock``), so two processes with one key cannot both execute. An approval
+decision checks "still pending?" and writes under a lock on the loop's runtime directory, so of
+an approve and a reject racing, exactly one is recorded; the other fails as not pending.
 """
 
 from __future__ import annotations
@@ -34,8 +38,7 @@ from superloop_ops.clock import SystemClock
 from superloop_ops.core.common.jsonutil import JsonObject, dumps_compact, format_ts, prune_nulls
 from superloop_ops.core.loop import control_rules
 from superloop_ops.errors import ContractError
-from superloop_ops.journal import files, layout
-from superloop_ops.journal.locks import KeyedLocks
+from superloop_ops.journal import files, layout, locks
 from superloop_ops.transports.service import ServiceClient, ServiceError
 
 __all__ = [
@@ -51,6 +54,7 @@ __all__ = [
 DEFAULT_RUNTIME_COMMAND: Final = ("superloop.sh",)
 COMMAND_TIMEOUT_SECONDS: Final = 300.0
 CLAIMS_FILE: Final = "control-claims.jsonl"
+CONTROL_LOCK_FILE: Final = ".control.lock"
 
 _system_clock = SystemClock()
 
@@ -147,9 +151,6 @@ class _Draft:
     error_message: str = ""
 
 
-_key_locks: KeyedLocks[tuple[str, str]] = KeyedLocks()
-
-
 def execute_control(
     request: ControlRequest,
     *,
@@ -185,8 +186,8 @@ def execute_control(
         # The service is the idempotency authority: re-sending a key is answered as a replay.
         draft = _run_sprite(request, service_client, sleep)
         return _finish(request, ops_dir, started_at, now_fn(), draft)
-    # Local: the lookup, the claim and the result row must not interleave for one key.
-    with _key_locks.hold((str(ops_dir), key)):
+    # Local: the lookup, the claim and the result row must not interleave, in or across processes.
+    with locks.file_lock(ops_dir / CONTROL_LOCK_FILE):
         draft = _run_local(request, ops_dir, started_at, now_fn, sleep, snapshot_fn)
         return _finish(request, ops_dir, started_at, now_fn(), draft)
 
@@ -447,9 +448,17 @@ def write_approval_decision(
     if not loop_id:
         raise ContractError("--loop is required for approve")
     loop_dir = repo / ".superloop" / "loops" / loop_id
-    approval_file = loop_dir / "approval.json"
-    if not approval_file.is_file():
+    if not (loop_dir / "approval.json").is_file():
         raise ContractError(f"no approval request found for loop '{loop_id}'")
+    # "Still pending?" and the decision are one step: a racing decision waits, then finds it decided.
+    with locks.file_lock(loop_dir):
+        return _write_pending_decision(repo, loop_id, loop_dir, decision=decision, by=by, note=note, now=now)
+
+
+def _write_pending_decision(
+    repo: Path, loop_id: str, loop_dir: Path, *, decision: str, by: str, note: str, now: dt.datetime
+) -> str:
+    approval_file = loop_dir / "approval.json"
     approval = files.read_json(approval_file)
     if not isinstance(approval, dict):
         raise ContractError(f"invalid JSON in {approval_file}")
