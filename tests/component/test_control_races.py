@@ -189,3 +189,54 @@ def test_concurrent_reconcile_passes_ingest_each_event_once(tmp_path: Path) -> N
     rows = [json.loads(line) for line in telemetry.read_text().splitlines()]
     assert len(rows) == 2
     assert sum(row["eventsIngested"] for row in rows) == 100
+
+
+# --- item 4: an idempotency key is bound to its request ------------------------------------------
+
+
+def test_service_refuses_a_key_reused_for_a_different_request(service: Any) -> None:
+    repo, running = service
+    write_runtime_artifacts(repo, now_ts(), LOOP)
+    url = f"{running.url}/ops/control"
+    cancel = {"loopId": LOOP, "intent": "cancel", "noConfirm": True, "idempotencyKey": "k-1"}
+    with httpx.Client(headers={"X-Ops-Token": "t"}, timeout=30) as client:
+        first = client.post(url, json=cancel)
+        assert first.status_code == 200
+        # the same request again (another trace) is a replay
+        again = client.post(url, json={**cancel, "traceId": "another-trace"})
+        assert again.status_code == 200
+        assert again.json()["replayed"] is True
+        assert "requestFingerprint" not in again.json()
+        for other in (
+            {**cancel, "intent": "reject"},
+            {**cancel, "note": "changed"},
+            {**cancel, "by": "mallory"},
+        ):
+            refused = client.post(url, json=other)
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["error"]["code"] == "idempotency_key_conflict"
+            assert "'k-1' was already used for a different request" in refused.json()["error"]["message"]
+    inner = (repo / ".superloop" / "ops-manager" / LOOP / "intents.jsonl").read_text().splitlines()
+    assert len(inner) == 1
+
+
+def test_local_control_refuses_a_key_reused_for_a_different_request(tmp_path: Path) -> None:
+    _pending_approval(tmp_path)
+
+    def approve(by: str, note: str) -> engine_control.ControlOutcome:
+        request = engine_control.ControlRequest(
+            repo=tmp_path,
+            loop_id=LOOP,
+            intent="approve",
+            by=by,
+            note=note,
+            idempotency_key="k-2",
+            do_confirm=False,
+        )
+        return engine_control.execute_control(request)
+
+    assert approve("alice", "ship it").status == "executed_unconfirmed"
+    assert approve("alice", "ship it").replayed is True
+    for by, note in (("bob", "ship it"), ("alice", "ship it now")):
+        with pytest.raises(ContractError, match="k-2' was already used for a different request"):
+            approve(by, note)
