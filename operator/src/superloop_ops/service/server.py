@@ -10,7 +10,9 @@ Design:
 * Authentication runs before routing for every GET and POST, including ``/healthz``; tokens are
   compared with :func:`hmac.compare_digest`. Unsupported methods get the stdlib's 501.
 * ``POST /ops/control`` is idempotent per (loop, key): concurrent requests with one key are
-  serialised, so the second one is answered from the store instead of running again.
+  serialised, so the second one is answered from the store instead of running again. A key is
+  bound to its request (loop, intent, by, note): the same key with another request is a 409
+  ``idempotency_key_conflict``, never a replay of the first.
 * Request bodies are bounded (``max_body_bytes``); loop ids that could escape the repository
   (``/``, ``..``) are refused.
 * Time and concurrency are bounded too: at most ``max_connections`` connections are served at
@@ -484,15 +486,23 @@ class _Handler(BaseHTTPRequestHandler):
             status, response = self._run(request)
             self._send(status, response)
             return
+        fingerprint = control_rules.build_request_fingerprint(
+            loop_id=request.loop_id, intent=request.intent, by=request.by, note=request.note
+        )
         with self.server.key_locks.hold((request.loop_id, key)):
             stored = self.cfg.store.get(request.loop_id, key)
             if stored is not None:
-                self._send(
-                    200, control_rules.build_service_replay_response(stored, trace_id=request.trace_id)
-                )
+                conflict = control_rules.compute_key_conflict(key, stored, fingerprint)
+                if conflict:
+                    raise _HttpError(409, "idempotency_key_conflict", conflict)
+                self._send(200, control_rules.build_service_replay_response(stored, trace_id=request.trace_id))
                 return
             status, response = self._run(request)
-            self.cfg.store.put(request.loop_id, key, response)
+            self.cfg.store.put(
+                request.loop_id,
+                key,
+                control_rules.build_service_store_entry(response, fingerprint=fingerprint),
+            )
         self._send(status, response)
 
     def _run(self, request: control_rules.ServiceControlRequest) -> tuple[int, JsonObject]:

@@ -285,12 +285,18 @@ def _run_local(
     snapshot_fn: SnapshotFn,
 ) -> _Draft:
     key = request.idempotency_key
+    fingerprint = control_rules.build_request_fingerprint(
+        loop_id=request.loop_id, intent=request.intent, by=request.by, note=request.note
+    )
     recorded = _find_recorded(ops_dir, key, "local")
-    claim = _find_claim(ops_dir, key) if recorded is None else None
+    claim = _find_claim(ops_dir, key)
     used_for = (recorded or claim or {}).get("intent")
     if used_for is not None and used_for != request.intent:
         # A reused key for another intent is a caller bug; replaying the wrong outcome would hide it.
         raise ContractError(f"idempotency key {key!r} was already used for intent {used_for!r}")
+    conflict = control_rules.compute_key_conflict(key, claim, fingerprint)
+    if conflict:
+        raise ContractError(conflict)
     if recorded is not None:
         return _replay_from_row(recorded)
     if claim is not None:
@@ -306,6 +312,7 @@ def _run_local(
                     "intent": request.intent,
                     "traceId": request.trace_id or None,
                     "pid": os.getpid(),
+                    control_rules.FINGERPRINT_FIELD: fingerprint,
                 }
             )
         ],
