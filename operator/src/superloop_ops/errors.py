@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "ArtifactInvalidError",
+    "ArtifactOutsideRepoError",
     "ContractError",
     "DependencyNotReadyError",
     "InvalidSpecError",
@@ -31,6 +32,12 @@ class ContractError(InvalidSpecError):
 
 class ArtifactInvalidError(ContractError):
     """Permanent: a runtime artifact is present and readable but its content breaks the contract."""
+
+
+class ArtifactOutsideRepoError(ArtifactInvalidError):
+    """Permanent: a runtime artifact path resolves (through a symbolic link) outside its repository."""
+
+    reason_code = "artifact_outside_repo"
 
 
 class DependencyNotReadyError(OperatorError):

@@ -44,7 +44,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from superloop_ops.core.common.jsonutil import JsonObject, dumps_compact, format_ts, prune_nulls
 from superloop_ops.core.loop import control_rules
-from superloop_ops.errors import ContractError
+from superloop_ops.errors import ArtifactOutsideRepoError, ContractError
 from superloop_ops.journal.locks import KeyedLocks
 
 __all__ = [
@@ -163,6 +163,12 @@ class _DeadlineSocketReader(io.RawIOBase):
             raise TimeoutError("request read deadline exceeded")
         self._sock.settimeout(remaining)
         return self._sock.recv_into(buffer)
+
+
+def _runtime_error(exc: ContractError, fallback: str) -> _HttpError:
+    """A 502 for a runtime-side failure; a link out of the repository keeps its own reason code."""
+    code = exc.reason_code if isinstance(exc, ArtifactOutsideRepoError) else "runtime_error"
+    return _HttpError(502, code, str(exc) or fallback)
 
 
 class SpriteServiceServer(ThreadingHTTPServer):
@@ -413,7 +419,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.cfg.repo, loop_id, trace_id=trace_id or None, now=self.cfg.now_fn()
             )
         except ContractError as exc:
-            raise _HttpError(502, "runtime_error", str(exc) or "snapshot command failed") from None
+            raise _runtime_error(exc, "snapshot command failed") from None
         if trace_id and "traceId" not in snapshot:
             snapshot = {**snapshot, "traceId": trace_id}
         self._send(200, snapshot)
@@ -434,7 +440,7 @@ class _Handler(BaseHTTPRequestHandler):
                 now=now,
             )
         except ContractError as exc:
-            raise _HttpError(502, "runtime_error", str(exc) or "event poll command failed") from None
+            raise _runtime_error(exc, "event poll command failed") from None
         response = prune_nulls(
             {
                 "ok": True,

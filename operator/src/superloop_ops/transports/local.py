@@ -8,6 +8,11 @@ when it does not. The snapshot needs the newline count and SHA-256 of the whole 
 a per-process digest memo extends both with the new bytes instead of re-hashing history.
 Optional JSON artifacts are read whole, with no size limit (the reference broke on a
 ``run-summary.json`` above 128 KiB).
+
+Every artifact is opened through :func:`confine_to_repo`: its path with all links resolved must
+stay inside the repository (links within it are fine), and the resolved path is opened with
+``O_NOFOLLOW``. A link out of the repository is refused with ``ArtifactOutsideRepoError``
+(reason code ``artifact_outside_repo``), never read.
 """
 
 from __future__ import annotations
@@ -23,13 +28,14 @@ from typing import Any, Generic, TypeVar
 
 from superloop_ops.core.common.jsonutil import JsonObject
 from superloop_ops.core.loop import artifacts, cursor, envelopes, projection
-from superloop_ops.errors import ContractError
+from superloop_ops.errors import ArtifactOutsideRepoError, ContractError
 
 __all__ = [
     "EventBatch",
     "LoopPaths",
     "build_cursor_document",
     "clear_memos",
+    "confine_to_repo",
     "fetch_events",
     "fetch_snapshot",
     "read_cursor",
@@ -101,6 +107,22 @@ class EventBatch:
 # --------------------------------------------------------------------------- low-level reads
 
 
+def confine_to_repo(repo: Path, path: Path) -> Path:
+    """``path`` with every symbolic link resolved, provided that stays inside ``repo``."""
+    root = os.path.realpath(repo)
+    real = os.path.realpath(path)
+    if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+        raise ArtifactOutsideRepoError(
+            f"{ArtifactOutsideRepoError.reason_code}: {path} resolves outside the repository {repo}"
+        )
+    return Path(real)
+
+
+def _open_confined(repo: Path, path: Path) -> int:
+    """A read-only descriptor of ``path``, refused when it leads out of ``repo``."""
+    return os.open(confine_to_repo(repo, path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
 def _pread_exact(fd: int, length: int, offset: int) -> bytes:
     parts: list[bytes] = []
     while length > 0:
@@ -113,11 +135,14 @@ def _pread_exact(fd: int, length: int, offset: int) -> bytes:
     return b"".join(parts)
 
 
-def _read_optional(path: Path) -> bytes | None:
+def _read_optional(repo: Path, path: Path) -> bytes | None:
     try:
-        return path.read_bytes()
+        fd = _open_confined(repo, path)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read()
     except IsADirectoryError as exc:
         raise ContractError(f"invalid JSON in {path}") from exc
 
@@ -273,7 +298,7 @@ def fetch_snapshot(
     paths.require_events()
     events_label = str(paths.events)
     try:
-        fd = os.open(paths.events, os.O_RDONLY)
+        fd = _open_confined(paths.repo, paths.events)
     except OSError as exc:
         raise ContractError(f"required artifact missing: {paths.events}") from exc
     try:
@@ -291,7 +316,7 @@ def fetch_snapshot(
         "approval": paths.loop_dir / "approval.json",
         "heartbeat": paths.loop_dir / "heartbeat.v1.json",
     }
-    raw = {key: _read_optional(path) for key, path in sources.items()}
+    raw = {key: _read_optional(paths.repo, path) for key, path in sources.items()}
     parsed = {
         key: artifacts.parse_optional_artifact(
             data, str(sources[key]), require_object=key in {"runSummary", "state", "approval", "heartbeat"}
@@ -363,7 +388,7 @@ def fetch_events(
     if hint is None or not hint.has_hint:
         hint = _remembered_position(events_label, offset)
     try:
-        fd = os.open(paths.events, os.O_RDONLY)
+        fd = _open_confined(paths.repo, paths.events)
     except OSError as exc:
         raise ContractError(f"required artifact missing: {paths.events}") from exc
     try:

@@ -39,6 +39,7 @@ from superloop_ops.core.common.jsonutil import JsonObject, dumps_compact, format
 from superloop_ops.core.loop import control_rules
 from superloop_ops.errors import ContractError
 from superloop_ops.journal import files, layout, locks
+from superloop_ops.transports import local as local_transport
 from superloop_ops.transports.service import ServiceClient, ServiceError
 
 __all__ = [
@@ -55,6 +56,7 @@ DEFAULT_RUNTIME_COMMAND: Final = ("superloop.sh",)
 COMMAND_TIMEOUT_SECONDS: Final = 300.0
 CLAIMS_FILE: Final = "control-claims.jsonl"
 CONTROL_LOCK_FILE: Final = ".control.lock"
+_DECISION_FILES: Final = ("approval.json", "decisions.jsonl", "decisions.md", "events.jsonl")
 
 _system_clock = SystemClock()
 
@@ -457,6 +459,9 @@ def write_approval_decision(
     loop_dir = repo / ".superloop" / "loops" / loop_id
     if not (loop_dir / "approval.json").is_file():
         raise ContractError(f"no approval request found for loop '{loop_id}'")
+    # Every file written below must stay inside the repository, links included.
+    for target in (loop_dir, *(loop_dir / name for name in _DECISION_FILES)):
+        local_transport.confine_to_repo(repo, target)
     # "Still pending?" and the decision are one step: a racing decision waits, then finds it decided.
     with locks.file_lock(loop_dir):
         return _write_pending_decision(repo, loop_id, loop_dir, decision=decision, by=by, note=note, now=now)
@@ -517,7 +522,8 @@ def _write_pending_decision(
     if note:
         markdown.append(f"- Note: {note}")
     markdown += [f"- Approval file: {relative_approval}", "", ""]
-    with (loop_dir / "decisions.md").open("a", encoding="utf-8") as handle:
+    md_fd = os.open(loop_dir / "decisions.md", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(md_fd, "a", encoding="utf-8") as handle:
         handle.write("\n".join(markdown))
     event = prune_nulls(
         {
