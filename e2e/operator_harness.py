@@ -221,10 +221,12 @@ def launch_sprite_service(
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "superloop_ops.cli.main", "sprite-service", "--repo", str(repo),
-            "--host", "127.0.0.1", "--port", str(port), "--token", token,
+            "--host", "127.0.0.1", "--port", str(port),
         ],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env=dict(os.environ, SUPERLOOP_RUNTIME_COMMAND=runtime), start_new_session=True,
+        # the token travels in the environment, never in argv (visible to every user of the host)
+        env=dict(os.environ, SUPERLOOP_RUNTIME_COMMAND=runtime, OPS_MANAGER_SERVICE_TOKEN=token),
+        start_new_session=True,
     )  # fmt: skip
     track(proc)
 

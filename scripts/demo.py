@@ -150,8 +150,9 @@ def main() -> int:
                 time.sleep(0.2)
             service_log = work / "logs" / "sprite-service.log"
             service_argv = [str(BIN / "superloop-ops"), "sprite-service",
-                            "--repo", str(loops_root / "demo-1"), "--port", "0", "--token", TOKEN]
-            with _process(service_argv, service_log):
+                            "--repo", str(loops_root / "demo-1"), "--port", "0"]
+            service_env = dict(os.environ, OPS_MANAGER_SERVICE_TOKEN=TOKEN)  # never in argv
+            with _process(service_argv, service_log, service_env):
                 sprite_url = _wait_for_listen_line(service_log)
                 claims = {f"demo-claim-{n}": loops_root / f"demo-{n}" for n in range(2, len(SCENARIOS) + 1)}
                 manifests = [_loop_manifest("demo-1", sprite_url=sprite_url, claim="", interval=5)]

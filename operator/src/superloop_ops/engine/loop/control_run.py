@@ -598,7 +598,7 @@ def _run_sprite(
         retry_backoff_seconds=float(request.retry_backoff_seconds),
         sleep=sleep,
     )
-    draft = _Draft(command=f"POST {client.base_url}/ops/control")
+    draft = _Draft(command=f"POST {client.display_url}/ops/control")
     body = control_rules.build_service_control_body(
         loop_id=request.loop_id,
         intent=request.intent,
