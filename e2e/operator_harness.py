@@ -337,8 +337,14 @@ class OperatorEnv:
         return self.workdir / "state"
 
     @property
-    def mounts(self) -> Path:
+    def mount_root(self) -> Path:
+        """The operator's ``SUPERLOOP_PVC_MOUNT_ROOT``; a claim resolves to ``<root>/<namespace>/<claim>``."""
         return self.workdir / "pvcs"
+
+    @property
+    def mounts(self) -> Path:
+        """Where this namespace's claims live (each simulated repository is one claim)."""
+        return self.mount_root / self.namespace
 
     def apply(self, doc: dict[str, Any], *, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.cluster.kubectl(
@@ -410,9 +416,9 @@ class LoopEnv(OperatorEnv):
     def start_operator(self, **extra_env: str) -> Operator:
         metrics_port = controlplane.find_free_port()
         env = build_operator_env(
-            self.sa_kubeconfig, self.state_dir, self.mounts,
+            self.sa_kubeconfig, self.state_dir, self.mount_root,
             confirm_timeout_seconds=20,
-            SUPERLOOP_PVC_DIRS=f"mapped-claim={self.mounts / 'mapped-1'}",
+            SUPERLOOP_PVC_DIRS=f"{self.namespace}/mapped-claim={self.mounts / 'mapped-1'}",
             SUPERLOOP_METRICS_PORT=str(metrics_port),
             SUPERLOOP_METRICS_HOST="127.0.0.1",
             **extra_env,
@@ -464,7 +470,7 @@ class FleetEnv(OperatorEnv):
         env = build_operator_env(
             self.sa_kubeconfig,
             self.state_dir,
-            self.mounts,
+            self.mount_root,
             confirm_timeout_seconds=4,
             SUPERLOOP_METRICS_PORT="0",
         )

@@ -168,7 +168,7 @@ def main() -> int:
                 env.update(
                     KUBECONFIG=str(plane.kubeconfig),
                     SUPERLOOP_STATE_DIR=str(work / "state"),
-                    SUPERLOOP_PVC_DIRS=",".join(f"{claim}={path}" for claim, path in claims.items()),
+                    SUPERLOOP_PVC_DIRS=",".join(f"{NAMESPACE}/{c}={path}" for c, path in claims.items()),
                     SUPERLOOP_METRICS_PORT="0",
                 )
                 operator_argv = [str(BIN / "kopf"), "run", "-m", "superloop_ops.main",

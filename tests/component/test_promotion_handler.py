@@ -42,6 +42,7 @@ class Env:
             self.edge,
             clock,
             {"claim-0": self.repo},
+            namespace=NS,
             control_confirm_timeout_seconds=4,
             sleep=clock.sleep,
         )

@@ -96,11 +96,12 @@ Namespaced rules: exactly the verbs the operator uses in a watched namespace.
   verbs: [get]
 {{- end -}}
 
-{{/* loopClaims as claimA=/path,claimB=/path (sorted by claim name). */}}
+{{/* loopClaims as <release namespace>/claimA=/path,... (sorted by claim name): the claims are PVCs
+of the release namespace, so only Loops of that namespace resolve them. */}}
 {{- define "superloop-ops.pvcDirs" -}}
 {{- $pairs := list -}}
 {{- range $claim, $path := .Values.loopClaims -}}
-{{- $pairs = append $pairs (printf "%s=%s" $claim $path) -}}
+{{- $pairs = append $pairs (printf "%s/%s=%s" $.Release.Namespace $claim $path) -}}
 {{- end -}}
 {{- join "," $pairs -}}
 {{- end -}}
