@@ -17,7 +17,7 @@ import pytest
 from _loop_reconcile_helpers import SIM_RUNTIME, RunningService, now_ts, write_runtime_artifacts
 
 from superloop_ops.cli import sprite_service as sprite_cli
-from superloop_ops.engine import control as engine_control
+from superloop_ops.engine.loop import control_run as engine_control
 from superloop_ops.errors import ContractError
 from superloop_ops.service import server as service_server
 from superloop_ops.transports import local as local_transport

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from superloop_ops.engine import loop_operator
+from superloop_ops.controllers import loop_controller as loop_operator
 from superloop_ops.errors import InvalidSpecError
 from superloop_ops.models.loop import Loop
 from superloop_ops.settings import fetch_settings

@@ -22,9 +22,9 @@ from _loop_reconcile_helpers import SIM_RUNTIME, RunningService, event_line, now
 
 from superloop_ops.cli import sprite_service as sprite_cli
 from superloop_ops.clock import SystemClock
-from superloop_ops.core import thresholds as thresholds_mod
-from superloop_ops.engine import control as engine_control
-from superloop_ops.engine import reconcile as engine_reconcile
+from superloop_ops.core.loop import threshold_profiles as thresholds_mod
+from superloop_ops.engine.loop import control_run as engine_control
+from superloop_ops.engine.loop import reconcile_pass as engine_reconcile
 from superloop_ops.errors import ContractError
 from superloop_ops.service import server as service_server
 

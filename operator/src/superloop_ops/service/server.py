@@ -501,7 +501,8 @@ class _Handler(BaseHTTPRequestHandler):
                 conflict = control_rules.compute_key_conflict(key, stored, fingerprint)
                 if conflict:
                     raise _HttpError(409, "idempotency_key_conflict", conflict)
-                self._send(200, control_rules.build_service_replay_response(stored, trace_id=request.trace_id))
+                replay = control_rules.build_service_replay_response(stored, trace_id=request.trace_id)
+                self._send(200, replay)
                 return
             status, response = self._run(request)
             self.cfg.store.put(
