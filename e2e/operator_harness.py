@@ -48,6 +48,7 @@ __all__ = [
     "build_operator_env",
     "chart_release",
     "condition",
+    "create_secret",
     "eventually",
     "fleet_eventually",
     "grant_role",
@@ -268,6 +269,14 @@ def chart_release(
         cluster.helm("uninstall", name, "--namespace", namespace, "--wait", check=False)
         for ns in (namespace, *watched):
             cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def create_secret(cluster: Cluster, namespace: str, name: str, *, opted_in: bool = True, **data: str) -> None:
+    """A generic Secret; ``opted_in`` labels it usable by the operator (it ignores any other)."""
+    literals = [f"--from-literal={key}={value}" for key, value in data.items()]
+    cluster.kubectl("create", "secret", "generic", name, *literals, "-n", namespace)
+    if opted_in:
+        cluster.kubectl("label", "secret", name, "-n", namespace, "ops.superloop.dev/usable-by=superloop-ops")
 
 
 def grant_role(

@@ -139,6 +139,11 @@ def main() -> int:
             plane, "-n", NAMESPACE, "create", "secret", "generic", "demo-sprite-token",
             f"--from-literal=token={TOKEN}",
         )
+        # the operator uses only Secrets that opt in
+        _kubectl(
+            plane, "-n", NAMESPACE, "label", "secret", "demo-sprite-token",
+            "ops.superloop.dev/usable-by=superloop-ops",
+        )
 
         sim_argv = [str(BIN / "superloop-ops"), "simulate", "run", "--repo", str(loops_root),
                     "--loops", str(len(SCENARIOS)), "--loop-prefix", "demo", "--interval", "2"]

@@ -77,14 +77,18 @@ Namespaced rules: exactly the verbs the operator uses in a watched namespace.
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create]
+{{- if or .Values.rbac.secretNames .Values.rbac.allSecrets }}
 # Secrets referenced by Loops: sprite-service tokens and alert sink secrets (spec.alerts.secretRef).
+# No blanket get by default: the names listed, or every Secret only with rbac.allSecrets. The
+# operator still uses a Secret only when it is labelled ops.superloop.dev/usable-by=superloop-ops.
 - apiGroups: [""]
   resources: [secrets]
-  {{- with .Values.rbac.secretNames }}
+  {{- if not .Values.rbac.allSecrets }}
   resourceNames:
-    {{- toYaml . | nindent 4 }}
+    {{- toYaml .Values.rbac.secretNames | nindent 4 }}
   {{- end }}
   verbs: [get]
+{{- end }}
 # Alert sink catalogs referenced by Loops (spec.alerts.sinksConfigMapRef) and drill evidence
 # referenced by FleetPolicies (spec.promotion.drillEvidenceConfigMapRef): read only.
 - apiGroups: [""]

@@ -15,6 +15,7 @@ __all__ = [
     "InvalidSpecError",
     "JournalWriteError",
     "OperatorError",
+    "SecretNotUsableError",
 ]
 
 
@@ -57,3 +58,9 @@ class JournalWriteError(DependencyNotReadyError):
 
     def __init__(self, message: str, delay: float = 30.0) -> None:
         super().__init__(message, delay)
+
+
+class SecretNotUsableError(DependencyNotReadyError):
+    """Temporary: a referenced Secret has not opted in to the operator (its owner may label it)."""
+
+    reason_code = "secret_not_opted_in"
