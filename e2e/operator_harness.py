@@ -288,9 +288,10 @@ def grant_role(
     timeout: float,
     can_i: Sequence[str] = ("patch", f"handoffintents.{GROUP}"),
     what: str = "RBAC for alice",
+    users: Sequence[str] = ("alice",),
 ) -> None:
-    """A Role bound to ``alice``, waited for until ``kubectl auth can-i <can_i>`` says yes for her
-    (bindings propagate asynchronously)."""
+    """A Role bound to ``users`` (alice by default), waited for until ``kubectl auth can-i <can_i>``
+    says yes for each (bindings propagate asynchronously)."""
     body = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
@@ -303,7 +304,8 @@ def grant_role(
         "metadata": {"name": role, "namespace": namespace},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
         "subjects": [
-            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": cluster.username("alice")}
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": cluster.username(user)}
+            for user in users
         ],
     }
     cluster.kubectl(
@@ -311,8 +313,11 @@ def grant_role(
     )
 
     def allowed() -> bool:
-        answer = cluster.kubectl("auth", "can-i", *can_i, "-n", namespace, context="alice", check=False)
-        return answer.stdout.strip() == "yes"
+        for user in users:
+            answer = cluster.kubectl("auth", "can-i", *can_i, "-n", namespace, context=user, check=False)
+            if answer.stdout.strip() != "yes":
+                return False
+        return True
 
     eventually(allowed, timeout=timeout, what=what)
 
