@@ -109,3 +109,30 @@ of the release namespace, so only Loops of that namespace resolve them. */}}
 {{- end -}}
 {{- join "," $pairs -}}
 {{- end -}}
+
+{{/*
+The annotations that make up an approval of a HandoffIntent. A change of any of them is a new
+approval, for the admission policy as for the operator, whose approval fingerprint reads exactly
+these (models/handoff_intent.py APPROVAL_ANNOTATIONS; tests/unit/test_approval_definition.py).
+*/}}
+{{- define "superloop-ops.approvalAnnotations" -}}
+- ops.superloop.dev/approved
+- ops.superloop.dev/approved-by
+- ops.superloop.dev/approved-at
+- ops.superloop.dev/note
+{{- end -}}
+
+{{/* The admission policy bindings' scope: the watched namespaces (everywhere with allNamespaces). */}}
+{{- define "superloop-ops.admissionMatchResources" -}}
+{{- if not .Values.watch.allNamespaces -}}
+matchResources:
+  namespaceSelector:
+    matchExpressions:
+      - key: kubernetes.io/metadata.name
+        operator: In
+        values:
+          {{- range splitList "," (include "superloop-ops.watchNamespaces" .) }}
+          - {{ . }}
+          {{- end }}
+{{- end }}
+{{- end -}}

@@ -21,6 +21,7 @@ import base64
 import binascii
 import dataclasses
 import datetime as dt
+import json
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -111,10 +112,22 @@ def map_api_exception(exc: Exception, what: str) -> Exception:
     if status == 404:
         return ObjectNotFoundError(f"{what}: not found", delay=15.0)
     if status in (400, 401, 403, 422):
-        return InvalidSpecError(f"{what}: rejected by the API server ({status} {reason})")
+        detail = _status_message(exc)
+        suffix = f": {detail}" if detail else ""
+        return InvalidSpecError(f"{what}: rejected by the API server ({status} {reason}){suffix}")
     if isinstance(status, int) and status:
         return DependencyNotReadyError(f"{what}: API server answered {status} {reason}", delay=10.0)
     return DependencyNotReadyError(f"{what}: API server unreachable ({reason})", delay=10.0)
+
+
+def _status_message(exc: Exception) -> str:
+    """The ``message`` of the API server's Status body (why admission or validation refused)."""
+    try:
+        body = json.loads(getattr(exc, "body", None) or "")
+    except (TypeError, ValueError):
+        return ""
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message)[:500] if message else ""
 
 
 def build_api_client(kubeconfig: str | None = None, context: str | None = None) -> Any:
