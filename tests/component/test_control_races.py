@@ -154,19 +154,10 @@ def test_two_processes_with_one_idempotency_key_execute_once(tmp_path: Path) -> 
 
 
 def _reconcile_in_child(repo: str, barrier: Any) -> None:
-    thresholds = thresholds_mod.Thresholds(
-        profile=None,
-        degraded_ingest_lag_seconds=999999999,
-        critical_ingest_lag_seconds=999999999,
-        degraded_heartbeat_lag_seconds=999999999,
-        critical_heartbeat_lag_seconds=999999999,
-        degraded_transport_failure_streak=3,
-        critical_transport_failure_streak=6,
-    )
     options = engine_reconcile.ReconcileOptions(
         repo=Path(repo),
         loop_id=LOOP,
-        thresholds=thresholds,
+        thresholds=thresholds_mod.compute_thresholds(None),  # the built-in defaults
         alerts=engine_reconcile.AlertSettings(enabled=False),
     )
     barrier.wait()
