@@ -516,7 +516,6 @@ def redact_secrets(text: str, secrets: Sequence[str]) -> str:
     return text
 
 
-
 def classify_response(status_code: int, body: str, secrets: Sequence[str] = ()) -> JsonObject:
     message = _excerpt(redact_secrets(body, secrets))
     if 200 <= status_code <= 299:
