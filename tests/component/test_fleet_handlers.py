@@ -39,9 +39,7 @@ def edge() -> FakeEdge:
 
 
 def _context(tmp_path: Path, edge: FakeEdge, clock: FrozenClock, pvcs: dict[str, Path]) -> OperatorContext:
-    return build_context(
-        tmp_path, edge, clock, pvcs, namespace=NS, control_confirm_timeout_seconds=4, sleep=clock.sleep
-    )
+    return build_context(tmp_path, edge, clock, pvcs, control_confirm_timeout_seconds=4, sleep=clock.sleep)
 
 
 def _fleet(name: str, loops: list[dict[str, Any]], policy: str | None = None, **spec: Any) -> dict[str, Any]:

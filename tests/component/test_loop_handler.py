@@ -37,13 +37,7 @@ def edge() -> FakeEdge:
 
 def _context(tmp_path: Path, edge: FakeEdge, clock: FrozenClock, **pvcs: Path) -> OperatorContext:
     return build_context(
-        tmp_path,
-        edge,
-        clock,
-        pvcs,
-        namespace=NS,
-        control_confirm_timeout_seconds=20,
-        status_refresh_seconds=300,
+        tmp_path, edge, clock, pvcs, control_confirm_timeout_seconds=20, status_refresh_seconds=300
     )
 
 

@@ -42,7 +42,6 @@ class Env:
             self.edge,
             clock,
             {"claim-0": self.repo},
-            namespace=NS,
             control_confirm_timeout_seconds=4,
             sleep=clock.sleep,
         )
