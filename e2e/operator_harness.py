@@ -48,6 +48,7 @@ __all__ = [
     "build_operator_env",
     "chart_release",
     "condition",
+    "create_secret",
     "eventually",
     "fleet_eventually",
     "grant_role",
@@ -225,10 +226,12 @@ def launch_sprite_service(
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "superloop_ops.cli.main", "sprite-service", "--repo", str(repo),
-            "--host", "127.0.0.1", "--port", str(port), "--token", token,
+            "--host", "127.0.0.1", "--port", str(port),
         ],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env=dict(os.environ, SUPERLOOP_RUNTIME_COMMAND=runtime), start_new_session=True,
+        # the token travels in the environment, never in argv (visible to every user of the host)
+        env=dict(os.environ, SUPERLOOP_RUNTIME_COMMAND=runtime, OPS_MANAGER_SERVICE_TOKEN=token),
+        start_new_session=True,
     )  # fmt: skip
     track(proc)
 
@@ -272,6 +275,14 @@ def chart_release(
             cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
+def create_secret(cluster: Cluster, namespace: str, name: str, *, opted_in: bool = True, **data: str) -> None:
+    """A generic Secret; ``opted_in`` labels it usable by the operator (it ignores any other)."""
+    literals = [f"--from-literal={key}={value}" for key, value in data.items()]
+    cluster.kubectl("create", "secret", "generic", name, *literals, "-n", namespace)
+    if opted_in:
+        cluster.kubectl("label", "secret", name, "-n", namespace, "ops.superloop.dev/usable-by=superloop-ops")
+
+
 def grant_role(
     cluster: Cluster,
     namespace: str,
@@ -281,9 +292,10 @@ def grant_role(
     timeout: float,
     can_i: Sequence[str] = ("patch", f"handoffintents.{GROUP}"),
     what: str = "RBAC for alice",
+    users: Sequence[str] = ("alice",),
 ) -> None:
-    """A Role bound to ``alice``, waited for until ``kubectl auth can-i <can_i>`` says yes for her
-    (bindings propagate asynchronously)."""
+    """A Role bound to ``users`` (alice by default), waited for until ``kubectl auth can-i <can_i>``
+    says yes for each (bindings propagate asynchronously)."""
     body = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
@@ -296,7 +308,8 @@ def grant_role(
         "metadata": {"name": role, "namespace": namespace},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
         "subjects": [
-            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": cluster.username("alice")}
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": cluster.username(user)}
+            for user in users
         ],
     }
     cluster.kubectl(
@@ -304,8 +317,11 @@ def grant_role(
     )
 
     def allowed() -> bool:
-        answer = cluster.kubectl("auth", "can-i", *can_i, "-n", namespace, context="alice", check=False)
-        return answer.stdout.strip() == "yes"
+        for user in users:
+            answer = cluster.kubectl("auth", "can-i", *can_i, "-n", namespace, context=user, check=False)
+            if answer.stdout.strip() != "yes":
+                return False
+        return True
 
     eventually(allowed, timeout=timeout, what=what)
 
@@ -339,8 +355,14 @@ class OperatorEnv:
         return self.workdir / "state"
 
     @property
-    def mounts(self) -> Path:
+    def mount_root(self) -> Path:
+        """The operator's ``SUPERLOOP_PVC_MOUNT_ROOT``; a claim resolves to ``<root>/<namespace>/<claim>``."""
         return self.workdir / "pvcs"
+
+    @property
+    def mounts(self) -> Path:
+        """Where this namespace's claims live (each simulated repository is one claim)."""
+        return self.mount_root / self.namespace
 
     def apply(self, doc: dict[str, Any], *, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.cluster.kubectl(
@@ -412,9 +434,9 @@ class LoopEnv(OperatorEnv):
     def start_operator(self, *, args: Sequence[str] = (), **extra_env: str) -> Operator:
         metrics_port = controlplane.find_free_port()
         env = build_operator_env(
-            self.sa_kubeconfig, self.state_dir, self.mounts,
+            self.sa_kubeconfig, self.state_dir, self.mount_root,
             confirm_timeout_seconds=20,
-            SUPERLOOP_PVC_DIRS=f"mapped-claim={self.mounts / 'mapped-1'}",
+            SUPERLOOP_PVC_DIRS=f"{self.namespace}/mapped-claim={self.mounts / 'mapped-1'}",
             SUPERLOOP_METRICS_PORT=str(metrics_port),
             SUPERLOOP_METRICS_HOST="127.0.0.1",
             **extra_env,
@@ -465,7 +487,7 @@ class FleetEnv(OperatorEnv):
         env = build_operator_env(
             self.sa_kubeconfig,
             self.state_dir,
-            self.mounts,
+            self.mount_root,
             confirm_timeout_seconds=4,
             SUPERLOOP_METRICS_PORT="0",
         )

@@ -35,6 +35,7 @@ from e2e.operator_harness import (
     GROUP,
     PLUGIN,
     chart_release,
+    create_secret,
     grant_role,
     wait_for_rbac,
 )
@@ -162,9 +163,7 @@ def env(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                 sprite_token=TOKEN,
             )
             handle.mounts.mkdir(parents=True, exist_ok=True)
-            cluster.kubectl(
-                "create", "secret", "generic", SECRET, f"--from-literal=token={TOKEN}", "-n", namespace
-            )
+            create_secret(cluster, namespace, SECRET, token=TOKEN)
             _grant_alice(cluster, namespace)
             _wait_for_operator_rbac(cluster, sa.path, namespace)
             handle.start_operator()

@@ -230,7 +230,8 @@ def test_helm_template_optional_pieces_and_loop_claims(cluster: Cluster) -> None
     assert _one(docs, "PrometheusRule")["spec"]["groups"][0]["rules"]
     (container,) = _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["SUPERLOOP_PVC_DIRS"] == "ws-a=/loops/a,ws-b=/loops/b"
+    # the claims are PVCs of the release namespace: only Loops there reach them
+    assert env["SUPERLOOP_PVC_DIRS"] == "ops/ws-a=/loops/a,ops/ws-b=/loops/b"
     assert {"--namespace=team-a", "--namespace=team-b"} <= set(container["args"])
     assert "--all-namespaces" not in container["args"]
     assert {m["mountPath"] for m in container["volumeMounts"]} >= {"/loops/a", "/loops/b"}

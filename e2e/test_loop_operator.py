@@ -30,7 +30,7 @@ from tests.helpers import real_runtime
 
 from e2e.harness.cluster import Cluster
 from e2e.harness.identities import write_service_account_kubeconfig
-from e2e.operator_harness import GROUP, chart_release, grant_role
+from e2e.operator_harness import GROUP, chart_release, create_secret, grant_role
 from e2e.operator_harness import LoopEnv as Env
 from e2e.operator_harness import condition as _condition
 from e2e.operator_harness import loop_eventually as _eventually
@@ -95,7 +95,7 @@ def _make_env(cluster: Cluster, release: Release, namespace: str, tmp: Path) -> 
     )
     env = Env(cluster=cluster, namespace=namespace, workdir=tmp, sa_kubeconfig=sa.path, sprite_token=TOKEN)
     env.mounts.mkdir(parents=True, exist_ok=True)
-    cluster.kubectl("create", "secret", "generic", SECRET, f"--from-literal=token={TOKEN}", "-n", namespace)
+    create_secret(cluster, namespace, SECRET, token=TOKEN)
     _grant_approvers(cluster, namespace)
     return env
 

@@ -139,6 +139,11 @@ def main() -> int:
             plane, "-n", NAMESPACE, "create", "secret", "generic", "demo-sprite-token",
             f"--from-literal=token={TOKEN}",
         )
+        # the operator uses only Secrets that opt in
+        _kubectl(
+            plane, "-n", NAMESPACE, "label", "secret", "demo-sprite-token",
+            "ops.superloop.dev/usable-by=superloop-ops",
+        )
 
         sim_argv = [str(BIN / "superloop-ops"), "simulate", "run", "--repo", str(loops_root),
                     "--loops", str(len(SCENARIOS)), "--loop-prefix", "demo", "--interval", "2"]
@@ -150,8 +155,9 @@ def main() -> int:
                 time.sleep(0.2)
             service_log = work / "logs" / "sprite-service.log"
             service_argv = [str(BIN / "superloop-ops"), "sprite-service",
-                            "--repo", str(loops_root / "demo-1"), "--port", "0", "--token", TOKEN]
-            with _process(service_argv, service_log):
+                            "--repo", str(loops_root / "demo-1"), "--port", "0"]
+            service_env = dict(os.environ, OPS_MANAGER_SERVICE_TOKEN=TOKEN)  # never in argv
+            with _process(service_argv, service_log, service_env):
                 sprite_url = _wait_for_listen_line(service_log)
                 claims = {f"demo-claim-{n}": loops_root / f"demo-{n}" for n in range(2, len(SCENARIOS) + 1)}
                 manifests = [_loop_manifest("demo-1", sprite_url=sprite_url, claim="", interval=5)]
@@ -167,7 +173,7 @@ def main() -> int:
                 env.update(
                     KUBECONFIG=str(plane.kubeconfig),
                     SUPERLOOP_STATE_DIR=str(work / "state"),
-                    SUPERLOOP_PVC_DIRS=",".join(f"{claim}={path}" for claim, path in claims.items()),
+                    SUPERLOOP_PVC_DIRS=",".join(f"{NAMESPACE}/{c}={path}" for c, path in claims.items()),
                     SUPERLOOP_METRICS_PORT="0",
                 )
                 operator_argv = [str(BIN / "kopf"), "run", "-m", "superloop_ops.main",

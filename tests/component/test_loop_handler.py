@@ -137,14 +137,16 @@ def test_missing_pvc_directory_is_a_condition_not_a_crash(
     # a repeat does not write or post again
     assert not loop_handlers.reconcile_loop(edge.get("loops", "l2"), ctx).status_written
     assert edge.reasons("l2") == ["SourceNotFound"]
-    # the directory appears (the mount root maps absent-claim -> <root>/absent-claim)
-    sim = Simulator(tmp_path / "mounts", clock, loops=1, scenarios=["running"], loop_prefix="absent-claim")
+    # the directory appears (the mount root maps the namespace's absent-claim -> <root>/<ns>/absent-claim)
+    sim = Simulator(
+        tmp_path / "mounts" / NS, clock, loops=1, scenarios=["running"], loop_prefix="absent-claim"
+    )
     sim.run(3)
     body["spec"]["loopId"] = "absent-claim-1"
     body["spec"]["source"]["pvc"]["subPath"] = ""
     edge.objects[("loops", NS, "l2")] = body
     ctx2 = _context(tmp_path, edge, clock)
-    sim_repo = tmp_path / "mounts" / "absent-claim-1"
+    sim_repo = tmp_path / "mounts" / NS / "absent-claim-1"
     body["spec"]["source"]["pvc"]["claimName"] = "absent-claim-1"
     assert sim_repo.is_dir()
     assert loop_handlers.reconcile_loop(edge.get("loops", "l2"), ctx2).outcome == "success"

@@ -247,12 +247,14 @@ def test_a_50_mb_event_line_stays_within_memory(repo: Path) -> None:
     """The chart's memory limit is 512 Mi; a 50 MB line cost 440 MB of RSS before the caps."""
     write_runtime_artifacts(repo, now_ts())
     _append_big_event(repo, 50_000_000)
+    # VmHWM is this process's own peak: ru_maxrss would carry the (large) test runner's peak over exec.
     probe = (
-        "import resource, sys\n"
+        "import pathlib, re, sys\n"
         "from superloop_ops.cli import main as m\n"
         "code = m.main(['reconcile', '--repo', sys.argv[1], '--loop', 'demo-loop',\n"
         "    '--degraded-ingest-lag-seconds', '999999', '--critical-ingest-lag-seconds', '9999999'])\n"
-        "print(code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        "hwm = re.search(r'VmHWM:\\s+(\\d+)', pathlib.Path('/proc/self/status').read_text()).group(1)\n"
+        "print(code, hwm, file=sys.stderr)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe, str(repo)], capture_output=True, text=True, timeout=300, check=False

@@ -78,6 +78,7 @@ REASON_CODES: frozenset[str] = frozenset(
         "service_response_invalid",
         "source_not_found",
         "secret_not_found",
+        "secret_not_opted_in",
         "invalid_spec",
         "dependency_not_ready",
         "internal_error",

@@ -25,7 +25,13 @@ import kopf
 
 from superloop_ops.controllers import loop_alerts, loop_controller
 from superloop_ops.core.loop import loop_resource
-from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, JournalWriteError, OperatorError
+from superloop_ops.errors import (
+    DependencyNotReadyError,
+    InvalidSpecError,
+    JournalWriteError,
+    OperatorError,
+    SecretNotUsableError,
+)
 from superloop_ops.handlers.context import OperatorContext, fetch_context, post_events
 from superloop_ops.k8s.edge import GROUP, VERSION, ObjectNotFoundError, ObjectRef
 from superloop_ops.metrics import LoopObservation
@@ -105,6 +111,8 @@ def _blocked_reason(exc: OperatorError) -> str:
         return "journal_unwritable"
     if isinstance(exc, _UnexpectedError):
         return "internal_error"
+    if isinstance(exc, SecretNotUsableError):
+        return exc.reason_code
     if isinstance(exc, InvalidSpecError):
         return "invalid_spec"
     return "dependency_not_ready"

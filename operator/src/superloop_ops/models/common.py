@@ -39,6 +39,8 @@ __all__ = [
     "DEFAULT_RECONCILE_INTERVAL_SECONDS",
     "GROUP_VERSION",
     "LOOP_ID_PATTERN",
+    "SECRET_OPT_IN_LABEL",
+    "SECRET_OPT_IN_VALUE",
     "TIMESTAMP_PATTERN",
     "CamelModel",
     "CelRule",
@@ -76,6 +78,10 @@ TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$"
 #: restricted to a label-safe alphabet and length.
 LOOP_ID_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
 #: metav1.Condition's reason pattern.
+SECRET_OPT_IN_LABEL = f"{API_GROUP}/usable-by"
+"""A Secret the operator may read carries this label with :data:`SECRET_OPT_IN_VALUE`: naming a
+Secret in a Loop (or Fleet) is not enough, its owner must opt it in (no confused deputy)."""
+SECRET_OPT_IN_VALUE = "superloop-ops"  # noqa: S105 - a label value, not a secret
 CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 _TIMESTAMP_RE = re.compile(TIMESTAMP_PATTERN)
 #: Seconds between two passes of a Loop or a Fleet when the spec names none; also the operator's

@@ -27,7 +27,9 @@ from superloop_ops.models.common import (
 from superloop_ops.models.fleet_policy import Category
 
 __all__ = [
+    "APPROVAL_ANNOTATIONS",
     "APPROVED_ANNOTATION",
+    "APPROVED_AT_ANNOTATION",
     "APPROVED_BY_ANNOTATION",
     "NOTE_ANNOTATION",
     "PHASES",
@@ -42,7 +44,12 @@ __all__ = [
 
 APPROVED_ANNOTATION = "ops.superloop.dev/approved"
 APPROVED_BY_ANNOTATION = "ops.superloop.dev/approved-by"
+APPROVED_AT_ANNOTATION = "ops.superloop.dev/approved-at"
 NOTE_ANNOTATION = "ops.superloop.dev/note"
+APPROVAL_ANNOTATIONS = (APPROVED_ANNOTATION, APPROVED_BY_ANNOTATION, APPROVED_AT_ANNOTATION, NOTE_ANNOTATION)
+"""What makes up an approval: a change of any of them is a new approval, for the operator (its
+approval fingerprint) and for the chart's admission policy (``superloop-ops.approvalAnnotations``),
+which demands that whoever makes it names themself in ``approved-by``."""
 
 ControlIntent = Literal["cancel", "approve", "reject"]
 ExecutionMode = Literal["manual", "autonomous"]

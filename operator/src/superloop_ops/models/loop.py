@@ -51,6 +51,8 @@ __all__ = [
 REPLAY_ANNOTATION = "ops.superloop.dev/replay"
 
 Transport = Literal["local", "sprite_service"]
+OBJECT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+"""DNS-1123 subdomain: the rule for namespace and PersistentVolumeClaim names."""
 BaseUrl = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://[^\s]+$")]
 NonNegInt = Annotated[int, Field(ge=0, le=2_147_483_647)]
 ProfileName = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
@@ -75,7 +77,8 @@ def _snake(camel: str) -> str:
 class PvcSource(SpecModel):
     """Where the loop's repository (with its ``.superloop/`` directory) is mounted."""
 
-    claim_name: Annotated[str, Field(min_length=1, max_length=253)]
+    claim_name: Annotated[str, Field(min_length=1, max_length=253, pattern=OBJECT_NAME_PATTERN)]
+    """A PVC of the Loop's own namespace (a DNS-1123 name: never a path)."""
     sub_path: Annotated[str, Field(max_length=1024, pattern=r"^[^/].*$|^$")] = ""
 
 

@@ -8,6 +8,11 @@ when it does not. The snapshot needs the newline count and SHA-256 of the whole 
 a per-process digest memo extends both with the new bytes instead of re-hashing history.
 Optional JSON artifacts are read whole, with no size limit (the reference broke on a
 ``run-summary.json`` above 128 KiB).
+
+Every artifact is opened through :func:`confine_to_repo`: its path with all links resolved must
+stay inside the repository (links within it are fine), and the resolved path is opened with
+``O_NOFOLLOW``. A link out of the repository is refused with ``ArtifactOutsideRepoError``
+(reason code ``artifact_outside_repo``), never read.
 """
 
 from __future__ import annotations
@@ -23,13 +28,14 @@ from typing import Any, Generic, TypeVar
 
 from superloop_ops.core.common.jsonutil import JsonObject
 from superloop_ops.core.loop import artifacts, cursor, envelopes, projection, runtime_signals
-from superloop_ops.errors import ContractError
+from superloop_ops.errors import ArtifactOutsideRepoError, ContractError
 
 __all__ = [
     "EventBatch",
     "LoopPaths",
     "build_cursor_document",
     "clear_memos",
+    "confine_to_repo",
     "fetch_events",
     "fetch_snapshot",
     "read_cursor",
@@ -101,6 +107,22 @@ class EventBatch:
 # --------------------------------------------------------------------------- low-level reads
 
 
+def confine_to_repo(repo: Path, path: Path) -> Path:
+    """``path`` with every symbolic link resolved, provided that stays inside ``repo``."""
+    root = os.path.realpath(repo)
+    real = os.path.realpath(path)
+    if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+        raise ArtifactOutsideRepoError(
+            f"{ArtifactOutsideRepoError.reason_code}: {path} resolves outside the repository {repo}"
+        )
+    return Path(real)
+
+
+def _open_confined(repo: Path, path: Path) -> int:
+    """A read-only descriptor of ``path``, refused when it leads out of ``repo``."""
+    return os.open(confine_to_repo(repo, path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
 def _pread_exact(fd: int, length: int, offset: int) -> bytes:
     parts: list[bytes] = []
     while length > 0:
@@ -113,11 +135,14 @@ def _pread_exact(fd: int, length: int, offset: int) -> bytes:
     return b"".join(parts)
 
 
-def _read_optional(path: Path) -> bytes | None:
+def _read_optional(repo: Path, path: Path) -> bytes | None:
     try:
-        return path.read_bytes()
+        fd = _open_confined(repo, path)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read()
     except IsADirectoryError as exc:
         raise ContractError(f"invalid JSON in {path}") from exc
 
@@ -173,7 +198,7 @@ _POSITIONS: _Memo[cursor.CursorPosition] = _Memo()
 _USAGE: _Memo[tuple[int, int, JsonObject | None]] = _Memo()
 
 
-def _usage_summary(path: Path) -> JsonObject | None:
+def _usage_summary(repo: Path, path: Path) -> JsonObject | None:
     try:
         stat = path.stat()
     except OSError:
@@ -181,7 +206,7 @@ def _usage_summary(path: Path) -> JsonObject | None:
     key, seen = str(path), _USAGE.get(str(path))
     if seen is not None and seen[:2] == (stat.st_size, stat.st_mtime_ns):
         return seen[2]
-    summary = runtime_signals.compute_usage_summary(_read_optional(path))
+    summary = runtime_signals.compute_usage_summary(_read_optional(repo, path))
     _USAGE.put(key, (stat.st_size, stat.st_mtime_ns, summary))
     return summary
 
@@ -296,7 +321,7 @@ def fetch_snapshot(
     paths.require_events()
     events_label = str(paths.events)
     try:
-        fd = os.open(paths.events, os.O_RDONLY)
+        fd = _open_confined(paths.repo, paths.events)
     except OSError as exc:
         raise ContractError(f"required artifact missing: {paths.events}") from exc
     try:
@@ -315,7 +340,7 @@ def fetch_snapshot(
         "approval": paths.loop_dir / "approval.json",
         "heartbeat": paths.loop_dir / "heartbeat.v1.json",
     }
-    raw = {key: _read_optional(path) for key, path in sources.items()}
+    raw = {key: _read_optional(paths.repo, path) for key, path in sources.items()}
     parsed = {
         key: artifacts.parse_optional_artifact(
             data, str(sources[key]), require_object=key in {"runSummary", "state", "approval", "heartbeat"}
@@ -389,10 +414,10 @@ def _gather_signals(
     """``runtime.signals``: the runtime's other files, the last event's data, liveness (issue 11)."""
     event = runtime.last_event.event
     signals: JsonObject = {
-        key: runtime_signals.parse_signal_document(_read_optional(paths.loop_dir / name))
+        key: runtime_signals.parse_signal_document(_read_optional(paths.repo, paths.loop_dir / name))
         for key, name in _SIGNAL_FILES.items()
     }
-    signals["usage"] = _usage_summary(paths.loop_dir / "usage.jsonl")
+    signals["usage"] = _usage_summary(paths.repo, paths.loop_dir / "usage.jsonl")
     signals["lastEvent"] = runtime_signals.compute_last_event_signal(event)
     signals["liveness"] = runtime_signals.compute_liveness(
         heartbeat_at=artifacts.jq_get(runtime.heartbeat, "timestamp"),
@@ -436,7 +461,7 @@ def fetch_events(
     if hint is None or not hint.has_hint:
         hint = _remembered_position(events_label, offset)
     try:
-        fd = os.open(paths.events, os.O_RDONLY)
+        fd = _open_confined(paths.repo, paths.events)
     except OSError as exc:
         raise ContractError(f"required artifact missing: {paths.events}") from exc
     try:

@@ -13,12 +13,14 @@ every row whatever the outcome; see docs/divergences.md.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from superloop_ops.core.alerts.sink_catalog import (
     SEVERITY_RANKS,
@@ -54,10 +56,12 @@ __all__ = [
     "compute_next_attempt_at",
     "compute_row_outcome",
     "compute_run_status",
+    "compute_secret_fragments",
     "compute_sink_disposition",
     "is_due",
     "parse_dispatch_state",
     "plan_row",
+    "redact_secrets",
 ]
 
 DEFAULT_PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -476,15 +480,44 @@ def build_sink_request(
     }
 
 
-def _redact(text: str, secrets: Sequence[str]) -> str:
-    for value in secrets:
-        if value:
-            text = text.replace(value, "***")
+_MIN_TOKEN_LENGTH = 6
+
+
+def compute_secret_fragments(value: str) -> tuple[str, ...]:
+    """Every piece of a secret that an error text or a receiver's answer could echo.
+
+    A plain value is itself. A URL also yields its userinfo (with the password, the user and
+    the Base64 form a Basic ``Authorization`` header carries), its path and query, and each path
+    segment and query value long enough to be a token (Slack webhook paths, signed query
+    strings), raw and percent-decoded. Longest first, so a whole URL is masked before its parts.
+    """
+    if not value:
+        return ()
+    fragments = {value}
+    parts = urlsplit(value) if "://" in value else None
+    if parts is not None and parts.netloc:
+        userinfo, _, _ = parts.netloc.rpartition("@")
+        user, _, password = userinfo.partition(":")
+        fragments.update((userinfo, password, user if password else ""))
+        if userinfo:
+            fragments.add(base64.b64encode(unquote(userinfo).encode("utf-8")).decode("ascii"))
+        fragments.update(piece for piece in (parts.path, parts.query, parts.fragment) if len(piece) > 1)
+        tokens = [*parts.path.split("/"), *(v for _, v in parse_qsl(parts.query, keep_blank_values=True))]
+        fragments.update(token for token in tokens if len(token) >= _MIN_TOKEN_LENGTH)
+    fragments.update([unquote(fragment) for fragment in fragments])
+    return tuple(sorted((f for f in fragments if f), key=len, reverse=True))
+
+
+def redact_secrets(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every fragment of every secret replaced by ``***``."""
+    fragments = {fragment for value in secrets for fragment in compute_secret_fragments(value)}
+    for fragment in sorted(fragments, key=len, reverse=True):
+        text = text.replace(fragment, "***")
     return text
 
 
 def classify_response(status_code: int, body: str, secrets: Sequence[str] = ()) -> JsonObject:
-    message = _excerpt(_redact(body, secrets))
+    message = _excerpt(redact_secrets(body, secrets))
     if 200 <= status_code <= 299:
         return {"status": "success", "httpStatus": status_code, "reasonCode": None, "message": message}
     return {"status": "failed", "reasonCode": "http_error", "httpStatus": status_code, "message": message}
@@ -495,7 +528,7 @@ def classify_request_error(error_text: str, secrets: Sequence[str] = ()) -> Json
         "status": "failed",
         "reasonCode": "request_failed",
         "httpStatus": None,
-        "message": _excerpt(_redact(error_text, secrets)),
+        "message": _excerpt(redact_secrets(error_text, secrets)),
     }
 
 

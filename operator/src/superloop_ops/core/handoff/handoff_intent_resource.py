@@ -96,7 +96,7 @@ COND_EXECUTED = model_conditions.EXECUTED
 
 ANNOTATION_APPROVED = model_intent.APPROVED_ANNOTATION
 ANNOTATION_APPROVED_BY = model_intent.APPROVED_BY_ANNOTATION
-ANNOTATION_APPROVED_AT = "ops.superloop.dev/approved-at"
+ANNOTATION_APPROVED_AT = model_intent.APPROVED_AT_ANNOTATION
 ANNOTATION_NOTE = model_intent.NOTE_ANNOTATION
 
 # Control-engine / reference statuses -> HandoffIntent outcome. Anything unknown is treated as

@@ -72,10 +72,7 @@ def describe_dispatch_failure(exc: BaseException, secret_values: Iterable[str]) 
     """The text recorded for a dispatch run that failed: a contract error as the CLI prints it,
     anything else by its type; every non-empty secret value is masked."""
     message = f"error: {exc}" if isinstance(exc, ContractError) else f"{type(exc).__name__}: {exc}"
-    for value in secret_values:
-        if value:
-            message = message.replace(value, "***")
-    return message
+    return dispatch_plan.redact_secrets(message, list(secret_values))
 
 
 def resolve_trace_id(explicit: str | None, env: Mapping[str, str] | None = None) -> str:

@@ -15,10 +15,15 @@ Idempotency on the local path survives restarts: the key is claimed in
 ``intents.jsonl``. A key with a recorded result is replayed (no side effect); a key that was
 claimed but never finished (the process died mid-action) is never executed again: it is resolved
 from fresh runtime evidence, ``confirmed`` if the evidence shows the effect, else ``ambiguous``.
+The lookup, the claim and the result row run under an exclusive ``flock`` on the loop's journal
+(``<ops>/.control.lock``), so two processes with one key cannot both execute. An approval
+decision checks "still pending?" and writes under a lock on the loop's runtime directory, so of
+an approve and a reject racing, exactly one is recorded; the other fails as not pending.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -27,7 +32,7 @@ import secrets
 import shlex
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -35,8 +40,8 @@ from superloop_ops.clock import SystemClock
 from superloop_ops.core.common.jsonutil import JsonObject, dumps_compact, format_ts, prune_nulls
 from superloop_ops.core.loop import control_rules
 from superloop_ops.errors import ContractError
-from superloop_ops.journal import crash_points, files, layout
-from superloop_ops.journal.locks import KeyedLocks
+from superloop_ops.journal import crash_points, files, layout, locks
+from superloop_ops.transports import local as local_transport
 from superloop_ops.transports.service import ServiceClient, ServiceError
 
 __all__ = [
@@ -54,6 +59,8 @@ __all__ = [
 DEFAULT_RUNTIME_COMMAND: Final = ("superloop.sh",)
 COMMAND_TIMEOUT_SECONDS: Final = 300.0
 CLAIMS_FILE: Final = "control-claims.jsonl"
+CONTROL_LOCK_FILE: Final = ".control.lock"
+_DECISION_FILES: Final = ("approval.json", "decisions.jsonl", "decisions.md", "events.jsonl")
 
 _system_clock = SystemClock()
 
@@ -150,9 +157,6 @@ class _Draft:
     error_message: str = ""
 
 
-_key_locks: KeyedLocks[tuple[str, str]] = KeyedLocks()
-
-
 def execute_control(
     request: ControlRequest,
     *,
@@ -188,8 +192,8 @@ def execute_control(
         # The service is the idempotency authority: re-sending a key is answered as a replay.
         draft = _run_sprite(request, service_client, sleep)
         return _finish(request, ops_dir, started_at, now_fn(), draft)
-    # Local: the lookup, the claim and the result row must not interleave for one key.
-    with _key_locks.hold((str(ops_dir), key)):
+    # Local: the lookup, the claim and the result row must not interleave, in or across processes.
+    with locks.file_lock(ops_dir / CONTROL_LOCK_FILE):
         draft = _run_local(request, ops_dir, started_at, now_fn, sleep, snapshot_fn)
         return _finish(request, ops_dir, started_at, now_fn(), draft)
 
@@ -292,12 +296,18 @@ def _run_local(
     snapshot_fn: SnapshotFn,
 ) -> _Draft:
     key = request.idempotency_key
+    fingerprint = control_rules.build_request_fingerprint(
+        loop_id=request.loop_id, intent=request.intent, by=request.by, note=request.note
+    )
     recorded = _find_recorded(ops_dir, key, "local")
-    claim = _find_claim(ops_dir, key) if recorded is None else None
+    claim = _find_claim(ops_dir, key)
     used_for = (recorded or claim or {}).get("intent")
     if used_for is not None and used_for != request.intent:
         # A reused key for another intent is a caller bug; replaying the wrong outcome would hide it.
         raise ContractError(f"idempotency key {key!r} was already used for intent {used_for!r}")
+    conflict = control_rules.compute_key_conflict(key, claim, fingerprint)
+    if conflict:
+        raise ContractError(conflict)
     if recorded is not None:
         return _replay_from_row(recorded)
     if claim is not None and not _never_started_approval(request, ops_dir):
@@ -314,6 +324,7 @@ def _run_local(
                     "intent": request.intent,
                     "traceId": request.trace_id or None,
                     "pid": os.getpid(),
+                    control_rules.FINGERPRINT_FIELD: fingerprint,
                 }
             )
         ],
@@ -388,11 +399,12 @@ def _complete_approval(request: ControlRequest, ops_dir: Path) -> str | None:
     plan = _find_approval_plan(ops_dir, request.idempotency_key)
     if plan is None:
         return None
-    current = files.read_json(request.repo / ".superloop" / "loops" / request.loop_id / "approval.json")
-    status = current.get("status") if isinstance(current, dict) else None
-    if current != plan.get("approval") and status not in (None, False, "pending"):
-        return None  # decided by someone else meanwhile: record, do not overwrite
-    apply_approval_decision(request.repo, request.loop_id, plan, resume=True)
+    with decision_lock(request.repo, request.loop_id):
+        current = files.read_json(request.repo / ".superloop" / "loops" / request.loop_id / "approval.json")
+        status = current.get("status") if isinstance(current, dict) else None
+        if current != plan.get("approval") and status not in (None, False, "pending"):
+            return None  # decided by someone else meanwhile: record, do not overwrite
+        apply_approval_decision(request.repo, request.loop_id, plan, resume=True)
     return (
         "a previous execution with this idempotency key was interrupted; its recorded decision was completed"
     )
@@ -465,16 +477,17 @@ def _approval_command_display(request: ControlRequest) -> str:
 def _run_approval(request: ControlRequest, ops_dir: Path, now: dt.datetime) -> tuple[int, str]:
     """Plan the decision, record the plan with the claim, then write it (resumable after a crash)."""
     decision = "rejected" if request.intent == "reject" else "approved"
-    try:
-        plan = plan_approval_decision(
-            request.repo, request.loop_id, decision=decision, by=request.by, note=request.note, now=now
-        )
-    except ContractError as exc:
-        return 1, f"error: {exc}"
-    crash_points.reach("approval.plan")
-    row = {"idempotencyKey": request.idempotency_key, "intent": request.intent, "approvalPlan": plan}
-    files.append_jsonl(ops_dir / CLAIMS_FILE, [row])
-    return 0, apply_approval_decision(request.repo, request.loop_id, plan)
+    with decision_lock(request.repo, request.loop_id):
+        try:
+            plan = plan_approval_decision(
+                request.repo, request.loop_id, decision=decision, by=request.by, note=request.note, now=now
+            )
+        except ContractError as exc:
+            return 1, f"error: {exc}"
+        crash_points.reach("approval.plan")
+        row = {"idempotencyKey": request.idempotency_key, "intent": request.intent, "approvalPlan": plan}
+        files.append_jsonl(ops_dir / CLAIMS_FILE, [row])
+        return 0, apply_approval_decision(request.repo, request.loop_id, plan)
 
 
 # --- the runtime's approve command, in-process ----------------------------------------------
@@ -495,9 +508,34 @@ def plan_approval_decision(
     if not loop_id:
         raise ContractError("--loop is required for approve")
     loop_dir = repo / ".superloop" / "loops" / loop_id
-    approval_file = loop_dir / "approval.json"
-    if not approval_file.is_file():
+    if not (loop_dir / "approval.json").is_file():
         raise ContractError(f"no approval request found for loop '{loop_id}'")
+    # Every file written below must stay inside the repository, links included.
+    for target in (loop_dir, *(loop_dir / name for name in _DECISION_FILES)):
+        local_transport.confine_to_repo(repo, target)
+    return _plan_pending_decision(repo, loop_id, loop_dir, decision=decision, by=by, note=note, now=now)
+
+
+@contextlib.contextmanager
+def decision_lock(repo: Path, loop_id: str) -> Iterator[None]:
+    """Hold the loop directory's lock from "still pending?" to the last write of the decision.
+
+    A racing decision (another process, another operator replica) waits, then finds it decided.
+    Without a loop directory there is nothing to lock (planning then fails with a contract error).
+    """
+    loop_dir = repo / ".superloop" / "loops" / loop_id
+    local_transport.confine_to_repo(repo, loop_dir)
+    if not loop_dir.is_dir():
+        yield
+        return
+    with locks.file_lock(loop_dir):
+        yield
+
+
+def _plan_pending_decision(
+    repo: Path, loop_id: str, loop_dir: Path, *, decision: str, by: str, note: str, now: dt.datetime
+) -> JsonObject:
+    approval_file = loop_dir / "approval.json"
     approval = files.read_json(approval_file)
     if not isinstance(approval, dict):
         raise ContractError(f"invalid JSON in {approval_file}")
@@ -581,7 +619,8 @@ def apply_approval_decision(
     markdown_file = loop_dir / "decisions.md"
     if not resume or plan["markdown"] not in _read_text(markdown_file):
         crash_points.reach("approval.decisions_md")
-        with markdown_file.open("a", encoding="utf-8") as handle:
+        md_fd = os.open(markdown_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(md_fd, "a", encoding="utf-8") as handle:
             handle.write(plan["markdown"])
     events = loop_dir / "events.jsonl"
     if not resume or plan["event"] not in _tail_rows(events):
@@ -595,8 +634,9 @@ def write_approval_decision(
     repo: Path, loop_id: str, *, decision: str, by: str, note: str, now: dt.datetime
 ) -> str:
     """Record an approval decision the way the runtime's ``approve`` command does (plan, then apply)."""
-    plan = plan_approval_decision(repo, loop_id, decision=decision, by=by, note=note, now=now)
-    return apply_approval_decision(repo, loop_id, plan)
+    with decision_lock(repo, loop_id):
+        plan = plan_approval_decision(repo, loop_id, decision=decision, by=by, note=note, now=now)
+        return apply_approval_decision(repo, loop_id, plan)
 
 
 def _read_text(path: Path) -> str:
@@ -681,7 +721,7 @@ def _run_sprite(
         retry_backoff_seconds=float(request.retry_backoff_seconds),
         sleep=sleep,
     )
-    draft = _Draft(command=f"POST {client.base_url}/ops/control")
+    draft = _Draft(command=f"POST {client.display_url}/ops/control")
     body = control_rules.build_service_control_body(
         loop_id=request.loop_id,
         intent=request.intent,

@@ -26,7 +26,7 @@ from superloop_ops.core.common.jsonutil import JsonObject
 from superloop_ops.core.loop import health, heartbeat, pass_rules, projection, sequence
 from superloop_ops.core.loop.threshold_profiles import Thresholds, coerce_non_negative_int
 from superloop_ops.errors import ArtifactInvalidError, ContractError, JournalWriteError
-from superloop_ops.journal import files, layout, tail
+from superloop_ops.journal import files, layout, locks, tail
 from superloop_ops.transports import local
 from superloop_ops.transports import service as service_mod
 
@@ -428,6 +428,9 @@ def _append(path: Path, row: JsonObject | None, sink: list[JsonObject] | None = 
         sink.append(row)
 
 
+RECONCILE_LOCK_FILE = ".reconcile.lock"
+
+
 def run_reconcile(
     options: ReconcileOptions,
     *,
@@ -441,9 +444,12 @@ def run_reconcile(
     otherwise one is built from ``options.service`` and closed afterwards. A journal file that
     cannot be written (disk full, a directory in the way) raises ``JournalWriteError``; the
     cursor is committed only after the state, so the events of a failed pass are read again.
+    The pass holds an exclusive lock on its journal: passes never interleave, in or across
+    processes (a second pass starts from the first one's cursor).
     """
     try:
-        return _run_pass(options, clock, service_client)
+        with locks.file_lock(ReconcilePaths.build(options).ops_dir / RECONCILE_LOCK_FILE):
+            return _run_pass(options, clock, service_client)
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
         raise JournalWriteError(f"journal write failed: {exc.strerror or exc}{where}") from exc
