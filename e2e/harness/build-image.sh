@@ -5,8 +5,10 @@
 # keyed by content, so a second call with nothing changed returns at once:
 #   base      localhost/superloop-ops-base:<hash of the recipe below>
 #   operator  localhost/superloop-ops:<hash of the base image ID and every file the build copies>
-#   archive   $CACHE/superloop-ops-<key>.tar (docker-archive, for `ctr images import`)
-# stdout: `IMAGE=<ref>` and `ARCHIVE=<path>` (logs go to stderr).
+#   pause     localhost/superloop-ops-pause:<same key>: the node's pod sandbox image (the base
+#             running `sleep infinity`; registry.k8s.io/pause cannot be pulled here)
+#   archive   $CACHE/superloop-ops-<key>.tar (docker-archive of both, for `ctr images import`)
+# stdout: `IMAGE=<ref>`, `PAUSE_IMAGE=<ref>` and `ARCHIVE=<path>` (logs go to stderr).
 #
 #   SUPERLOOP_BASE_IMAGE   use this base instead of the local one (e.g. python:3.11-slim)
 #   SUPERLOOP_IMAGE_CACHE  archive directory (default ~/.cache/superloop-ops/images)
@@ -54,6 +56,7 @@ BASE=$(base_image)
 BASE_ID=$(podman image inspect --format '{{.Id}}' "$BASE")
 KEY=$({ echo "$BASE_ID"; context_hash; } | sha256sum | cut -c1-16)
 IMAGE=localhost/superloop-ops:$KEY
+PAUSE=localhost/superloop-ops-pause:$KEY
 ARCHIVE=$CACHE/superloop-ops-$KEY.tar
 if ! podman image exists "$IMAGE"; then
   log "podman build $IMAGE (BASE_IMAGE=$BASE)"
@@ -63,13 +66,20 @@ if ! podman image exists "$IMAGE"; then
   podman build --quiet --network=host "${ULIMITS[@]}" "${SECRET[@]}" --build-arg "BASE_IMAGE=$BASE" \
     --tag "$IMAGE" . >/dev/null
 fi
+if ! podman image exists "$PAUSE"; then
+  empty=$(mktemp -d)
+  printf 'FROM %s\nENTRYPOINT ["sleep", "infinity"]\n' "$BASE" > "$empty/Containerfile"
+  podman build --quiet --tag "$PAUSE" "$empty" >/dev/null
+  rm -rf "$empty"
+fi
 if [ ! -s "$ARCHIVE" ]; then
   log "podman save $ARCHIVE"
-  podman save --quiet --format docker-archive --output "$ARCHIVE.tmp" "$IMAGE"
+  podman save --quiet --multi-image-archive --format docker-archive --output "$ARCHIVE.tmp" "$IMAGE" "$PAUSE"
   mv "$ARCHIVE.tmp" "$ARCHIVE"
   # Older archives of this image are superseded.
   find "$CACHE" -name 'superloop-ops-*.tar' ! -name "superloop-ops-$KEY.tar" -delete
 fi
 log "done in ${SECONDS}s"
 echo "IMAGE=$IMAGE"
+echo "PAUSE_IMAGE=$PAUSE"
 echo "ARCHIVE=$ARCHIVE"
