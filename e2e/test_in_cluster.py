@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from e2e.harness.cluster import Cluster
+from e2e.harness.in_cluster import POD_USER, bound_claim, chart_args, host_path_volume, volume_list
 from e2e.harness.node import Node
 from e2e.operator_harness import CHART, GROUP, OperatorEnv, SimThread, condition, grant_role, loop_eventually
 from superloop_ops.journal import files
@@ -39,7 +40,6 @@ pytestmark = pytest.mark.node
 RELEASE = "ops"
 DEPLOYMENT = f"{RELEASE}-superloop-ops"
 STATE_CLAIM = f"{DEPLOYMENT}-state"
-POD_USER = 10001
 INTERVAL = 2
 CLAIMS = {"repo-gate": ("awaiting_approval", "gate"), "repo-run": ("running", "run")}
 
@@ -78,55 +78,18 @@ class Deployed:
         return self.state_dir / self.namespace / ".superloop" / "ops-manager" / loop_id
 
 
-def _host_path_volume(name: str, path: Path, namespace: str, claim: str) -> dict[str, Any]:
-    """A hostPath PV reserved for ``namespace/claim`` (the PV binder completes the binding)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": name, "labels": {"superloop-e2e": namespace}},
-        "spec": {
-            "capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "storageClassName": "",
-            "hostPath": {"path": str(path), "type": "Directory"},
-            "claimRef": {"namespace": namespace, "name": claim},
-        },
-    }
-
-
-def _claim(name: str, volume: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": name},
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "storageClassName": "",
-            "volumeName": volume,
-            "resources": {"requests": {"storage": "1Gi"}},
-        },
-    }
-
-
 def _install(deployed: Deployed) -> None:
     """``helm install --wait``: returns once the Deployment's Pod is Ready (or fails the module)."""
     env = {
-        **deployed.node.apiserver_env(),
         "SUPERLOOP_RUNTIME_COMMAND": "superloop-ops simulate",
         "SUPERLOOP_CONTROL_CONFIRM_TIMEOUT_SECONDS": "20",
         "SUPERLOOP_CONTROL_CONFIRM_INTERVAL_SECONDS": "1",
     }
-    repository, tag = deployed.node.images.image.rsplit(":", 1)
+    claims = {claim: f"/loops/{claim}" for claim in CLAIMS}
     began = time.monotonic()
     deployed.cluster.helm(
         "install", RELEASE, str(CHART), "--namespace", deployed.namespace, "--wait", "--timeout", "300s",
-        "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
-        "--set", "image.pullPolicy=Never",
-        "--set", "watch.allNamespaces=false", "--set", f"watch.namespaces={{{deployed.namespace}}}",
-        "--set", f"peering.name={deployed.namespace}",
-        "--set-json", "loopClaims=" + json.dumps({claim: f"/loops/{claim}" for claim in CLAIMS}),
-        "--set-json", "extraEnv=" + json.dumps([{"name": k, "value": v} for k, v in env.items()]),
+        *chart_args(deployed.node, deployed.namespace, claims=claims, env=env),
         # the chart's probes, on a faster clock so the module stays short
         "--set", "probes.startup.periodSeconds=2", "--set", "probes.readiness.periodSeconds=3",
         timeout=330,
@@ -144,21 +107,12 @@ def _provision(cluster: Cluster, node: Node, namespace: str) -> tuple[dict[str, 
         claim: SimThread(root, scenario, prefix, owner=POD_USER)
         for claim, (scenario, prefix) in CLAIMS.items()
     }
-    volumes = [_host_path_volume(f"{namespace}-state", state_dir, namespace, STATE_CLAIM)]
+    volumes = [host_path_volume(f"{namespace}-state", state_dir, namespace, STATE_CLAIM)]
     for claim, sim in sims.items():
-        volumes.append(_host_path_volume(f"{namespace}-{claim}", sim.repo, namespace, claim))
-    claims = [_claim(claim, f"{namespace}-{claim}") for claim in sims]
-    cluster.kubectl(
-        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": volumes})
-    )
-    cluster.kubectl(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": claims}),
-    )
+        volumes.append(host_path_volume(f"{namespace}-{claim}", sim.repo, namespace, claim))
+    claims = [bound_claim(claim, f"{namespace}-{claim}") for claim in sims]
+    cluster.kubectl("apply", "-f", "-", input=volume_list(volumes))
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=volume_list(claims))
     return sims, state_dir
 
 
