@@ -3,7 +3,9 @@
 kind needs a Docker engine, which CI machines and sandboxes often lack, so the project runs the
 control plane's own binaries (built once by ``build-k8s.sh`` into a cache outside the
 repository): etcd, kube-apiserver and kube-controller-manager (namespace deletion, garbage
-collection, service-account tokens). There is no kubelet and no scheduler: Pods never run.
+collection, service-account tokens). Pods run only with a node: ``node=True`` prepares the
+control plane for one (kube-scheduler, the controllers a Deployment needs) and
+``e2e/harness/node.py`` starts the kubelet and containerd.
 
 How it works:
 - PKI is made with the ``openssl`` CLI in the cluster directory (ECDSA P-256 keys: RSA key
