@@ -76,9 +76,15 @@ if [ ! -s "$ARCHIVE" ]; then
   log "podman save $ARCHIVE"
   podman save --quiet --multi-image-archive --format docker-archive --output "$ARCHIVE.tmp" "$IMAGE" "$PAUSE"
   mv "$ARCHIVE.tmp" "$ARCHIVE"
-  # Older archives of this image are superseded.
-  find "$CACHE" -name 'superloop-ops-*.tar' ! -name "superloop-ops-$KEY.tar" -delete
 fi
+touch "$ARCHIVE"  # last use
+# Other builds (other worktrees, other sessions) may be using theirs right now: only archives
+# unused for a day go, with their images (each code change adds a ~190 MB virtualenv layer).
+find "$CACHE" -name 'superloop-ops-*.tar' -mmin +1440 -print | while read -r old; do
+  stale=${old##*/superloop-ops-}; stale=${stale%.tar}
+  rm -f "$old"
+  podman rmi --force "localhost/superloop-ops:$stale" "localhost/superloop-ops-pause:$stale" >/dev/null 2>&1 || true
+done
 log "done in ${SECONDS}s"
 echo "IMAGE=$IMAGE"
 echo "PAUSE_IMAGE=$PAUSE"
