@@ -111,22 +111,41 @@ def condition(status: dict[str, Any], cond_type: str) -> dict[str, Any]:
 
 
 class SimThread:
-    """One simulated loop ticking in the background (the runtime's run process)."""
+    """One simulated loop ticking in the background (the runtime's run process).
 
-    def __init__(self, root: Path, scenario: str, prefix: str, tick: float = 0.5, auto: bool = True) -> None:
+    ``owner``: a uid whose files the repository's become after every tick, so an operator
+    running as that user (the chart's Pod: 10001) can append to them as the runtime would.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        scenario: str,
+        prefix: str,
+        tick: float = 0.5,
+        auto: bool = True,
+        owner: int | None = None,
+    ) -> None:
         self.sim = Simulator(root, SystemClock(), loops=1, scenarios=[scenario], loop_prefix=prefix)
         self.loop_id = f"{prefix}-1"
         self.repo = self.sim.repo_of(self.loop_id)
         self._stop = threading.Event()
         self._tick = tick
-        self.sim.step()
+        self._owner = owner
+        self.step()
         self._thread = threading.Thread(target=self._run, daemon=True)
         if auto:
             self._thread.start()
 
+    def step(self) -> None:
+        self.sim.step()
+        if self._owner is not None:
+            for path in [self.repo, *self.repo.rglob("*")]:
+                os.chown(path, self._owner, self._owner)
+
     def _run(self) -> None:
         while not self._stop.wait(self._tick):
-            self.sim.step()
+            self.step()
 
     def stop(self) -> None:
         self._stop.set()
@@ -258,13 +277,15 @@ def chart_release(
     sets: Sequence[str] = (),
 ) -> Iterator[str]:
     """The chart installed as a namespace-scoped release watching ``watched``; yields its ServiceAccount.
-    The namespaces are created first and deleted (without waiting) afterwards."""
+    The namespaces are created first and deleted (without waiting) afterwards. The tests run
+    their own operator process, so the chart's Deployment has no replica (``replicaCount=0``):
+    on a cluster whose nodes run Pods, two operators must never act at once."""
     for ns in (namespace, *watched):
         cluster.kubectl("create", "namespace", ns)
     try:
         extra = [arg for value in sets for arg in ("--set", value)]
         cluster.helm(
-            "install", name, str(CHART), "--namespace", namespace,
+            "install", name, str(CHART), "--namespace", namespace, "--set", "replicaCount=0",
             "--set", "watch.allNamespaces=false", "--set", f"watch.namespaces={{{','.join(watched)}}}",
             "--set", f"peering.name={peering}", *extra,
         )  # fmt: skip
