@@ -433,7 +433,7 @@ class ControlPlane:
             [
                 str(self.bin_dir / "kube-controller-manager"),
                 f"--kubeconfig={self.workdir / 'controller-manager.kubeconfig'}",
-                "--controllers=namespace,garbagecollector,serviceaccount,serviceaccount-token",
+                "--controllers=namespace,garbagecollector,serviceaccount,serviceaccount-token,clusterrole-aggregation",
                 f"--service-account-private-key-file={pki / 'sa.key'}",
                 f"--root-ca-file={pki / 'ca.crt'}",
                 "--leader-elect=false",
