@@ -10,10 +10,11 @@ one best-effort Event poster every handler uses.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
-from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from superloop_ops.clock import Clock
 from superloop_ops.errors import OperatorError
@@ -21,7 +22,10 @@ from superloop_ops.k8s.edge import KubeEdge, ObjectRef
 from superloop_ops.metrics import OperatorMetrics
 from superloop_ops.settings import Settings
 
-__all__ = ["EventSpec", "OperatorContext", "fetch_context", "post_events"]
+__all__ = ["EventSpec", "OperatorContext", "counted_pass", "fetch_context", "post_events"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class EventSpec(Protocol):
@@ -67,3 +71,35 @@ def post_events(edge: KubeEdge, ref: ObjectRef, events: Iterable[EventSpec], log
             edge.post_event(ref, event.type, event.reason, event.message)
         except OperatorError as exc:
             log.warning("could not post Event %s for %s/%s: %s", event.reason, ref.namespace, ref.name, exc)
+
+
+def counted_pass(
+    kind: str,
+) -> Callable[
+    [Callable[Concatenate[Mapping[str, Any], OperatorContext, _P], _R]],
+    Callable[Concatenate[Mapping[str, Any], OperatorContext, _P], _R],
+]:
+    """Count every call of a kind's ``reconcile_*(body, ctx, ...)`` as one pass in the metrics.
+
+    A pass fails when it raises or when its report carries an ``error``; a successful one also
+    stamps the kind's last-success time.
+    """
+
+    def wrap(
+        reconcile: Callable[Concatenate[Mapping[str, Any], OperatorContext, _P], _R],
+    ) -> Callable[Concatenate[Mapping[str, Any], OperatorContext, _P], _R]:
+        @functools.wraps(reconcile)
+        def run(body: Mapping[str, Any], ctx: OperatorContext, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+            namespace = str((body.get("metadata") or {}).get("namespace", ""))
+            try:
+                result = reconcile(body, ctx, *args, **kwargs)
+            except BaseException:
+                ctx.metrics.record_pass(kind, namespace, ok=False, at=ctx.clock.now().timestamp())
+                raise
+            ok = getattr(result, "error", None) is None
+            ctx.metrics.record_pass(kind, namespace, ok=ok, at=ctx.clock.now().timestamp())
+            return result
+
+        return run
+
+    return wrap

@@ -27,7 +27,7 @@ from superloop_ops.core.fleet import fleet_resource
 from superloop_ops.core.handoff import handoff_intent_resource
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
 from superloop_ops.handlers import handoff_intent as intent_handlers
-from superloop_ops.handlers.context import OperatorContext, fetch_context, post_events
+from superloop_ops.handlers.context import OperatorContext, counted_pass, fetch_context, post_events
 from superloop_ops.k8s.edge import GROUP, VERSION, ObjectRef
 from superloop_ops.k8s.fleet_edge import FleetEdge, KubernetesFleetEdge
 from superloop_ops.metrics_fleet import fetch_fleet_metrics
@@ -130,6 +130,7 @@ def write_policy_status(
     write_status(deps.edge, ref, previous, new)
 
 
+@counted_pass("Fleet")
 def reconcile_fleet(
     body: Mapping[str, Any], ctx: OperatorContext, deps: fleet_controller.FleetPassDeps
 ) -> fleet_controller.FleetPassReport:

@@ -26,7 +26,7 @@ import kopf
 from superloop_ops.controllers import loop_alerts, loop_controller
 from superloop_ops.core.loop import loop_resource
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, JournalWriteError, OperatorError
-from superloop_ops.handlers.context import OperatorContext, fetch_context, post_events
+from superloop_ops.handlers.context import OperatorContext, counted_pass, fetch_context, post_events
 from superloop_ops.k8s.edge import GROUP, VERSION, ObjectNotFoundError, ObjectRef
 from superloop_ops.metrics import LoopObservation
 from superloop_ops.models.loop import Loop
@@ -110,6 +110,7 @@ def _blocked_reason(exc: OperatorError) -> str:
     return "dependency_not_ready"
 
 
+@counted_pass("Loop")
 def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext) -> PassReport:
     """One pass for one Loop (synchronous: runs in kopf's thread pool)."""
     ref = loop_ref(body)

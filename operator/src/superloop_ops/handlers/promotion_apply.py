@@ -20,7 +20,7 @@ from superloop_ops.controllers import fleet_controller, promotion_apply_controll
 from superloop_ops.core.promotion import promotion_apply_resource
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
 from superloop_ops.handlers import fleet as fleet_handlers
-from superloop_ops.handlers.context import OperatorContext, fetch_context, post_events
+from superloop_ops.handlers.context import OperatorContext, counted_pass, fetch_context, post_events
 from superloop_ops.k8s.edge import GROUP, VERSION
 from superloop_ops.metrics_promotion import fetch_promotion_metrics
 
@@ -70,6 +70,7 @@ def _observe(
     metrics.record_apply(namespace, fleet_name, intent, report.phase)
 
 
+@counted_pass("PromotionApply")
 def reconcile_promotion(
     body: Mapping[str, Any],
     ctx: OperatorContext,
