@@ -114,7 +114,10 @@ def test_runbook_base_and_approval_wait_come_from_values(cluster: Cluster) -> No
     by_name = {r["alert"]: r for g in rules["groups"] for r in g["rules"]}
     waiting = by_name["SuperloopIntentAwaitingApproval"]
     assert waiting["expr"].endswith("> 5400")
-    assert waiting["annotations"]["runbook_url"] == "https://wiki.example/runbook#superloopintentawaitingapproval"
+    assert (
+        waiting["annotations"]["runbook_url"]
+        == "https://wiki.example/runbook#superloopintentawaitingapproval"
+    )
 
 
 def test_promtool_checks_and_unit_tests_the_rules(cluster: Cluster, tmp_path: Path) -> None:

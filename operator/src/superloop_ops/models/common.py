@@ -142,6 +142,12 @@ class CelRule:
     rule only the apiserver can evaluate (transition rules such as ``self == oldSelf``);
     ``rule=None`` marks a Python-only mirror of something the schema enforces structurally
     (a list-map's key uniqueness), kept for the reference's message.
+
+    ``field_path`` (relative to the object the rule sits on, e.g. ``.maxTimeSeconds``) makes the
+    apiserver report the offending field (``spec.service.maxTimeSeconds: Invalid value: ...``).
+    ``api_message`` is what the apiserver says when it differs from the Python mirror's
+    ``message`` (the mirror keeps the reference's wording for registry files, ``policy.…``; the
+    apiserver speaks of the object's own fields, ``spec.…``).
     """
 
     rule: str | None
@@ -149,9 +155,10 @@ class CelRule:
     check: Callable[[Any], bool] | None = None
     field_path: str | None = None
     reason: str | None = None
+    api_message: str | None = None
 
     def to_schema(self) -> JsonObject:
-        out: JsonObject = {"rule": self.rule, "message": self.message}
+        out: JsonObject = {"rule": self.rule, "message": self.api_message or self.message}
         if self.field_path is not None:
             out["fieldPath"] = self.field_path
         if self.reason is not None:
@@ -214,31 +221,44 @@ class LocalObjectRef(SpecModel):
     """A reference to an object of a known kind in the same namespace."""
 
     name: Annotated[str, Field(min_length=1, max_length=253)]
+    """Name of the object, in this object's namespace."""
 
 
 class SecretKeyRef(SpecModel):
     """A key in a Secret in the object's namespace; the value is read at use and never stored."""
 
     name: Annotated[str, Field(min_length=1, max_length=253)]
+    """Name of the Secret, in this object's namespace."""
     key: Annotated[str, Field(min_length=1, max_length=253)] = "token"
+    """Key of the Secret holding the value."""
 
 
 class ConfigMapKeyRef(SpecModel):
     """A key in a ConfigMap in the object's namespace."""
 
     name: Annotated[str, Field(min_length=1, max_length=253)]
+    """Name of the ConfigMap, in this object's namespace."""
     key: Annotated[str, Field(min_length=1, max_length=253)] | None = None
+    """Key of the ConfigMap; absent means the documented default key."""
 
 
 class Condition(StatusModel):
     """One entry of ``status.conditions`` in the shape of metav1.Condition."""
 
     type: Annotated[str, Field(min_length=1, max_length=316)]
+    """Condition type: `Ready`, `Reconciling`, `Stalled`, or one of the kind's own (`Healthy`, `Degraded`,
+    `Diverged`, `Approved`, `Executed`, `Applied`)."""
     status: ConditionStatus
+    """`True`, `False` or `Unknown`."""
     observed_generation: Annotated[int, Field(ge=0)] | None = None
+    """The `metadata.generation` this condition was computed from."""
     last_transition_time: Timestamp
+    """When `status` last changed (YYYY-MM-DDTHH:MM:SSZ)."""
     reason: Annotated[str, Field(min_length=1, max_length=1024, pattern=CONDITION_REASON_PATTERN)]
+    """CamelCase reason (the status's snake_case reason code, e.g. `SourceNotFound`); docs/runbook.md
+    explains each."""
     message: Annotated[str, Field(max_length=32768)] = ""
+    """Human-readable detail of the reason."""
 
 
 class ConditionedStatus(StatusModel):
@@ -249,10 +269,15 @@ class ConditionedStatus(StatusModel):
     """
 
     observed_generation: int | None = None
+    """The `metadata.generation` of the spec the operator last acted on."""
     conditions: list[Condition] = Field(
         default_factory=list,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
+    """Latest observations (metav1.Condition shape), one per type: `Ready` sums up; `Reconciling`
+    and `Stalled` follow the kstatus conventions."""
+    reason_summary: str | None = None
+    """The status's reason codes as one readable comma-separated list (the `Reasons` column)."""
 
 
 class OwnerReference(StatusModel):
