@@ -169,8 +169,10 @@ def _eventually(check: Callable[[], bool], *, what: str, timeout: float = 30.0) 
     pytest.fail(f"timed out after {timeout:.0f}s waiting for: {what}")
 
 
-def _can_i(cluster: Cluster, user: str, verb: str, resource: str, namespace: str) -> bool:
-    result = cluster.kubectl("auth", "can-i", verb, resource, "-n", namespace, context=user, check=False)
+def _can_i(cluster: Cluster, user: str, verb: str, resource: str, namespace: str, *extra: str) -> bool:
+    result = cluster.kubectl(
+        "auth", "can-i", verb, resource, "-n", namespace, *extra, context=user, check=False
+    )
     return result.stdout.strip() == "yes"
 
 
@@ -204,7 +206,9 @@ def test_view_users_read_and_edit_users_approve(cluster: Cluster, namespace: str
         _eventually(lambda: _can_i(cluster, "bob", "patch", intents, namespace), what="edit approves intents")
         assert _can_i(cluster, "bob", "create", f"loops.{GROUP}", namespace)
         assert _can_i(cluster, "bob", "list", f"loops.{GROUP}", namespace)
-        assert not _can_i(cluster, "bob", "patch", f"loops.{GROUP}/status", namespace)
+        # status stays the operator's: users may not write it
+        assert not _can_i(cluster, "bob", "patch", f"loops.{GROUP}", namespace, "--subresource=status")
+        assert _can_i(cluster, "alice", "get", f"loops.{GROUP}", namespace, "--subresource=status")
         assert not _can_i(cluster, "bob", "deletecollection", f"loops.{GROUP}", namespace)
     finally:
         cluster.kubectl("delete", "-f", "-", "--ignore-not-found", input=roles, check=False)

@@ -137,7 +137,7 @@ def build_crd(kind_model: type[KindModel]) -> dict[str, Any]:
     status_schema = build_structural_schema(status_model, nullable_ok=True, path="status")
     status_schema.pop("default", None)
     description = " ".join((kind_model.__doc__ or info.kind).split())
-    columns = _printer_columns(info)
+    columns = [c.to_schema() for c in info.all_columns()]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -171,7 +171,7 @@ def build_crd(kind_model: type[KindModel]) -> dict[str, Any]:
                             "properties": {
                                 "apiVersion": {"type": "string", "description": _API_VERSION_DOC},
                                 "kind": {"type": "string", "description": _KIND_DOC},
-                                "metadata": {"type": "object", "description": _METADATA_DOC},
+                                "metadata": {"type": "object"},  # the apiserver allows nothing else here
                                 "spec": spec_schema,
                                 "status": status_schema,
                             },
@@ -185,28 +185,6 @@ def build_crd(kind_model: type[KindModel]) -> dict[str, Any]:
 
 _API_VERSION_DOC = f"The versioned schema of this object: {API_GROUP}/{API_VERSION}."
 _KIND_DOC = "The kind of this object."
-_METADATA_DOC = "Standard object metadata (name, namespace, labels, annotations)."
-_READY = '.status.conditions[?(@.type=="Ready")]'
-
-
-def _printer_columns(info: Any) -> list[dict[str, Any]]:
-    """``Ready`` and its reason first, the kind's own columns, reasons, then ``Age`` (and the message in -o
-    wide)."""
-    shown_reasons = any(c.json_path == ".status.reasonSummary" for c in info.printer_columns)
-    columns = [
-        {"name": "Ready", "type": "string", "jsonPath": f"{_READY}.status", "description": "Ready condition"},
-        {"name": "Status", "type": "string", "jsonPath": f"{_READY}.reason", "description": "Ready's reason"},
-        *(c.to_schema() for c in info.printer_columns),
-    ]
-    if not shown_reasons:
-        columns.append(
-            {"name": "Reasons", "type": "string", "jsonPath": ".status.reasonSummary", "priority": 1}
-        )
-    columns.append({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"})
-    columns.append({"name": "Message", "type": "string", "jsonPath": f"{_READY}.message", "priority": 1})
-    return columns
-
-
 def _dump(doc: dict[str, Any]) -> str:
     body = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=100, allow_unicode=True)
     return HEADER + body

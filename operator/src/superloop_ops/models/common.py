@@ -38,6 +38,7 @@ __all__ = [
     "CONDITION_REASON_PATTERN",
     "GROUP_VERSION",
     "LOOP_ID_PATTERN",
+    "READY_CONDITION_PATH",
     "TIMESTAMP_PATTERN",
     "CamelModel",
     "CelRule",
@@ -77,6 +78,8 @@ LOOP_ID_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
 #: metav1.Condition's reason pattern.
 CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 _TIMESTAMP_RE = re.compile(TIMESTAMP_PATTERN)
+#: The JSONPath of the Ready condition, as kubectl evaluates printer columns.
+READY_CONDITION_PATH = '.status.conditions[?(@.type=="Ready")]'
 
 JsonObject = dict[str, Any]
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -338,6 +341,20 @@ class CrdInfo:
     @property
     def crd_name(self) -> str:
         return f"{self.plural}.{API_GROUP}"
+
+    def all_columns(self) -> tuple[PrinterColumn, ...]:
+        """Every column ``kubectl get`` shows: ``Ready`` and its reason, the kind's own, the
+        readable reasons, ``Age``; the Ready message only in ``-o wide`` (priority 1)."""
+        reasons_shown = any(c.json_path == ".status.reasonSummary" for c in self.printer_columns)
+        reasons = () if reasons_shown else (PrinterColumn("Reasons", ".status.reasonSummary", priority=1),)
+        return (
+            PrinterColumn("Ready", f"{READY_CONDITION_PATH}.status", description="Ready condition"),
+            PrinterColumn("Status", f"{READY_CONDITION_PATH}.reason", description="Ready's reason"),
+            *self.printer_columns,
+            *reasons,
+            PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
+            PrinterColumn("Message", f"{READY_CONDITION_PATH}.message", priority=1),
+        )
 
 
 def format_validation_error(kind: str, name: str | None, exc: pydantic.ValidationError) -> str:
