@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# System tools the tests use: openssl (PKI of the test control plane), promtool (metrics lint), jq.
+# System tools the tests use: openssl (PKI of the test control plane), promtool (metrics and alert
+# rules), jq, lua5.1 (Argo CD health checks).
 tools:
 	@bash scripts/install-tools.sh
 

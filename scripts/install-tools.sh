@@ -5,6 +5,7 @@ need=()
 command -v openssl >/dev/null || need+=(openssl)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v jq >/dev/null || need+=(jq)
+command -v lua5.1 >/dev/null || need+=(lua5.1)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo
 echo "installing: ${need[*]}" >&2

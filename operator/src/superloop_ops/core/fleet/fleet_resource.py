@@ -31,6 +31,7 @@ from superloop_ops.core.common.status_conditions import (
     build_conditions,
     camel_reason,
     find_condition,
+    summarize_reasons,
 )
 from superloop_ops.core.fleet.rollup import LoopRunOutcome
 from superloop_ops.core.handoff import handoff_intent_resource
@@ -266,6 +267,7 @@ def build_autonomous_executing_status(
     )
     status = {k: v for k, v in status.items() if v is not None}
     previous_conditions = prev.get("conditions") if isinstance(prev.get("conditions"), list) else None
+    status.update(summarize_reasons(status))
     status["conditions"] = build_conditions(
         previous_conditions,
         [
@@ -516,6 +518,7 @@ def build_fleet_status(
         ready = ConditionSpec(model_conditions.READY, "True", "FleetReconciled", "fleet pass completed")
     state_for_degraded = fleet_state if fleet_state is not None else _obj(prev.get("state")) or None
     previous_conditions = prev.get("conditions") if isinstance(prev.get("conditions"), list) else None
+    status.update(summarize_reasons(status))
     status["conditions"] = build_conditions(
         previous_conditions,
         [ready, _degraded_condition(state_for_degraded)],
@@ -586,6 +589,7 @@ def build_fleet_policy_status(
     else:
         ready = ConditionSpec(model_conditions.READY, "True", "PolicyEvaluated", "policy evaluated")
     previous_conditions = prev.get("conditions") if isinstance(prev.get("conditions"), list) else None
+    status.update(summarize_reasons(status))
     status["conditions"] = build_conditions(previous_conditions, [ready], generation=generation, now=now)
     return {k: v for k, v in status.items() if v is not None}
 

@@ -26,7 +26,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from superloop_ops.core.common.jsonutil import JsonObject, format_ts
-from superloop_ops.core.common.status_conditions import ConditionSpec, build_conditions, find_condition
+from superloop_ops.core.common.status_conditions import (
+    ConditionSpec,
+    build_conditions,
+    find_condition,
+    summarize_reasons,
+)
 from superloop_ops.models import conditions as model_conditions
 from superloop_ops.models import handoff_intent as model_intent
 
@@ -256,6 +261,7 @@ def build_pending_status(
         problem or "annotate ops.superloop.dev/approved=true with ops.superloop.dev/approved-by",
     )
     executed = ConditionSpec(COND_EXECUTED, "False", "NotExecuted", "waiting for an operator approval")
+    status.update(summarize_reasons(status))
     status["conditions"] = _conditions(prev, [approved, executed], generation, now)
     return status
 
@@ -293,6 +299,7 @@ def build_executing_status(
             "result": result,
         }
     )
+    status.update(summarize_reasons(status))
     status["conditions"] = _conditions(
         prev,
         [
@@ -345,6 +352,7 @@ def build_outcome_status(
     approver = prev.get("approvedBy")
     cond_status, reason = _EXECUTED_CONDITION[outcome]
     by = f" (approved by {approver})" if approver else ""
+    status.update(summarize_reasons(status))
     status["conditions"] = _conditions(
         prev, [ConditionSpec(COND_EXECUTED, cond_status, reason, f"{message}{by}"[:1024])], generation, now
     )
