@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.helpers.kind_statuses import SCENARIOS, build_object
 
 from e2e.harness.cluster import Cluster
-from tests.helpers.kind_statuses import SCENARIOS, build_object
 
 REPO = Path(__file__).resolve().parent.parent
 EXPRS = REPO / "gitops" / "flux" / "health-check-exprs.yaml"
