@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install tools k8s-binaries lint unit e2e crds clean
+.PHONY: demo test install tools k8s-binaries alertmanager lint unit e2e crds clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,6 +25,10 @@ tools:
 k8s-binaries:
 	bash e2e/harness/build-k8s.sh
 
+# Alertmanager for the alertmanager sink's e2e test (built once from the Go module proxy).
+alertmanager:
+	bash scripts/build-alertmanager.sh
+
 lint: install
 	$(BIN)/ruff check operator tests e2e benchmarks scripts
 	$(BIN)/mypy
@@ -37,10 +41,10 @@ crds: install
 unit: install
 	$(BIN)/pytest -q tests
 
-e2e: install tools k8s-binaries
+e2e: install tools k8s-binaries alertmanager
 	$(BIN)/pytest -q e2e
 
-test: install tools k8s-binaries lint
+test: install tools k8s-binaries alertmanager lint
 	$(BIN)/pytest -q -p no:cacheprovider tests e2e
 
 demo: install tools k8s-binaries
