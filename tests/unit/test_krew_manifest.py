@@ -18,11 +18,12 @@ KREW = Path(__file__).resolve().parents[2] / "plugins" / "krew"
 def _rendered() -> dict[str, object]:
     """What krew-release-bot produces: the template line becomes ``uri`` and ``sha256``."""
     text = (KREW / "superloop.yaml").read_text()
-    text = re.sub(
-        r"\{\{addURIAndSha \"([^\"]+)\" \.TagName \}\}",
-        lambda m: f"uri: {m.group(1).replace('{{ .TagName }}', 'v' + __version__)}\n      sha256: {'ab' * 32}",
-        text,
-    )
+    tag = "v" + __version__
+
+    def filled(match: re.Match[str]) -> str:
+        return f"uri: {match.group(1).replace('{{ .TagName }}', tag)}\n      sha256: {'ab' * 32}"
+
+    text = re.sub(r"\{\{addURIAndSha \"([^\"]+)\" \.TagName \}\}", filled, text)
     doc: dict[str, object] = yaml.safe_load(text)
     return doc
 
