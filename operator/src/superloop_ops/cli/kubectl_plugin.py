@@ -44,7 +44,14 @@ _GLOBALS: dict[str, Any] = {
     "as_groups": [],
     "output": None,
 }
-_EPILOG = """exit codes: 0 success, 1 error (API, timeout), 2 usage;
+_EPILOG = """examples:
+  kubectl superloop get loops -A                  Ready, status, health and reasons of every Loop
+  kubectl superloop status demo-loop -n team-a    the runbook's status snapshot
+  kubectl superloop approve cancel-x -n team-a    approve a HandoffIntent as yourself
+  kubectl superloop wait cancel-x --for=executed --timeout=5m
+
+kubectl's flags (-n, -A, -l, -o, --context, --as, --kubeconfig) work before or after the command.
+exit codes: 0 success, 1 error (API, timeout), 2 usage;
 status --exit-code: 0 healthy, 3 degraded, 4 critical, 5 not Ready (reconcile failing)"""
 
 
@@ -59,9 +66,14 @@ def _global_flags() -> argparse.ArgumentParser:
         "-A", "--all-namespaces", action="store_true", default=keep, help="list in every namespace"
     )
     flags.add_argument("-l", "--selector", default=keep, help="label selector (e.g. team=a)")
-    flags.add_argument("--as", dest="as_user", default=keep, help="user to impersonate")
+    flags.add_argument("--as", dest="as_user", metavar="USER", default=keep, help="user to impersonate")
     flags.add_argument(
-        "--as-group", dest="as_groups", action="append", default=keep, help="group to impersonate"
+        "--as-group",
+        dest="as_groups",
+        metavar="GROUP",
+        action="append",
+        default=keep,
+        help="group to impersonate",
     )
     flags.add_argument("-o", "--output", choices=kubectl_get.OUTPUTS, default=keep, help="output format")
     return flags
@@ -71,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     flags = _global_flags()
     parser = argparse.ArgumentParser(
         prog="kubectl superloop",
-        description=__doc__.splitlines()[0] if __doc__ else None,
+        description="Supervise superloop-ops Loops, Fleets and HandoffIntents from kubectl.",
         parents=[flags],
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
