@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install tools k8s-binaries image lint unit e2e crds clean
+.PHONY: demo test install tools k8s-binaries image alertmanager lint unit e2e crds clean
 
 # The e2e cluster: with KUBECONFIG set, that cluster, unchanged (nothing local is built, no node
 # starts; kubectl and helm come from PATH or the build-k8s.sh cache). Otherwise the project's own
@@ -29,8 +29,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# System tools the tests use: openssl (PKI of the test control plane), promtool (metrics lint), jq,
-# podman + mmdebstrap (the image), runc + CNI plugins (the node).
+# System tools the tests use: openssl (PKI of the test control plane), promtool (metrics and alert
+# rules), jq, lua5.1 (Argo CD health checks), podman + mmdebstrap (the image), runc + CNI plugins
+# (the node).
 tools:
 	@bash scripts/install-tools.sh
 
@@ -40,6 +41,10 @@ k8s-binaries:
 # The operator image from the Dockerfile (podman, on a local Debian base), cached by content.
 image: tools
 	bash e2e/harness/build-image.sh
+
+# Alertmanager for the alertmanager sink's e2e test (built once from the Go module proxy).
+alertmanager:
+	bash scripts/build-alertmanager.sh
 
 lint: install
 	$(BIN)/ruff check operator tests e2e benchmarks scripts
@@ -53,10 +58,10 @@ crds: install
 unit: install
 	$(BIN)/pytest -q tests
 
-e2e: install tools $(CLUSTER)
+e2e: install tools $(CLUSTER) alertmanager
 	$(E2E_ENV) $(BIN)/pytest -q e2e
 
-test: install tools $(CLUSTER) lint
+test: install tools $(CLUSTER) alertmanager lint
 	$(E2E_ENV) $(BIN)/pytest -q -p no:cacheprovider tests e2e
 
 # The operator in its Pod on the node; `make demo DEMO_ARGS=--local-operator` runs it as a local

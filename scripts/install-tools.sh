@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the system tools the tests need, once, from Debian's packages (a fresh machine has none):
-#   openssl (PKI of the test control plane), promtool (metrics lint), jq;
+#   openssl (PKI of the test control plane), promtool (metrics, alert rules), jq, lua5.1 (Argo CD
+#   health checks);
 #   podman + mmdebstrap (the operator image, built from the Dockerfile on a local Debian base);
 #   runc, the CNI plugins, iptables and conntrack (the e2e cluster's node: containerd + kubelet).
 set -euo pipefail
@@ -15,6 +16,7 @@ want runc runc
 want iptables iptables
 want conntrack conntrack
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+want lua5.1 lua5.1
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo
 echo "installing: ${need[*]}" >&2

@@ -77,7 +77,7 @@ REQUIRED_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubec
 NODE_BINARIES = ("kube-scheduler", "kubelet", "containerd", "containerd-shim-runc-v2", "ctr")
 # Controllers a node needs besides the base set: Deployments and their Pods, PV binding, the
 # kube-root-ca.crt ConfigMap every Pod's ServiceAccount volume mounts, the node's taints.
-_BASE_CONTROLLERS = "namespace,garbagecollector,serviceaccount,serviceaccount-token"
+_BASE_CONTROLLERS = "namespace,garbagecollector,serviceaccount,serviceaccount-token,clusterrole-aggregation"
 _NODE_CONTROLLERS = (
     "deployment-controller,replicaset-controller,persistentvolume-binder-controller,"
     "root-ca-certificate-publisher-controller,node-lifecycle-controller"

@@ -349,3 +349,35 @@ def test_recovery_uses_the_journal_outcome_when_present(
     body["status"] = {"phase": "executing", "approvedBy": "alice", "idempotencyKey": "cancel-k1"}
     intent_handlers.reconcile_intent(edge.get("handoffintents", "hi3"), ctx)
     assert edge.get("handoffintents", "hi3")["status"]["phase"] == "executed"
+
+
+def _metric(ctx: OperatorContext, name: str, **labels: str) -> float | None:
+    return ctx.metrics.registry.get_sample_value(name, labels)
+
+
+def test_every_pass_is_counted_and_a_waiting_intent_is_exported(
+    tmp_path: Path, edge: FakeEdge, approval_setup: tuple[OperatorContext, Simulator]
+) -> None:
+    ctx, _ = approval_setup
+    assert loop_handlers.reconcile_loop(edge.get("loops", "la"), ctx).outcome == "success"
+    edge.add("loops", _loop("blocked", "nowhere", claim="absent-claim"))
+    assert loop_handlers.reconcile_loop(edge.get("loops", "blocked"), ctx).outcome == "blocked"
+    passes = "superloop_ops_reconcile_passes_total"
+    assert _metric(ctx, passes, namespace=NS, kind="Loop", result="error") == 1
+    assert _metric(ctx, passes, namespace=NS, kind="Loop", result="success") == 1
+    stamp = _metric(ctx, "superloop_ops_last_successful_pass_timestamp_seconds", namespace=NS, kind="Loop")
+    assert stamp == ctx.clock.now().timestamp()
+    body = edge.add("handoffintents", _intent("hi-wait", "approve"))
+    body["metadata"]["creationTimestamp"] = "2026-01-02T03:04:05Z"
+    report = intent_handlers.reconcile_intent(edge.get("handoffintents", "hi-wait"), ctx)
+    intent_handlers.observe_waiting(ctx, body, report.phase)
+    assert _metric(ctx, passes, namespace=NS, kind="HandoffIntent", result="success") == 1
+    since = "superloop_ops_intent_awaiting_approval_since_timestamp_seconds"
+    assert _metric(ctx, since, namespace=NS, intent="hi-wait", loop="la") == 1767323045.0
+    assert _metric(ctx, "superloop_ops_intents_awaiting_approval", namespace=NS) == 1
+    body["metadata"]["annotations"] = dict(APPROVED)
+    report = intent_handlers.reconcile_intent(edge.get("handoffintents", "hi-wait"), ctx)
+    intent_handlers.observe_waiting(ctx, body, report.phase)
+    assert report.executed
+    assert _metric(ctx, since, namespace=NS, intent="hi-wait", loop="la") is None
+    assert _metric(ctx, "superloop_ops_intents_awaiting_approval", namespace=NS) == 0

@@ -9,12 +9,15 @@ and free text never become labels.
 
 Enumerated values (health status, lifecycle state) are exported the way kube-state-metrics does:
 one series per possible value, 1 for the current one, so a dashboard can sum or alert on them
-without string parsing.
+without string parsing. Counters carry no ``_created`` companion series (prometheus_client's
+``disable_created_metrics``): they double the series count and no query here uses them.
+docs/metrics.md lists every family.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import platform
 import re
 import threading
 import weakref
@@ -25,11 +28,14 @@ from wsgiref.simple_server import WSGIServer
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from superloop_ops import __version__
+
 __all__ = [
     "ALERT_DELIVERY_OUTCOMES",
     "ALERT_SINK_TYPES",
     "CONTROL_STATUSES",
     "HEALTH_STATUSES",
+    "KINDS",
     "LIFECYCLE_STATES",
     "REASON_CODES",
     "RUN_OUTCOMES",
@@ -121,7 +127,9 @@ CONTROL_INTENTS: frozenset[str] = frozenset({"cancel", "approve", "reject"})
 CONTROL_STATUSES: frozenset[str] = frozenset(
     {"executed", "executed_unconfirmed", "execution_ambiguous", "execution_failed"}
 )
-ALERT_SINK_TYPES: frozenset[str] = frozenset({"webhook", "slack", "pagerduty_events"})
+ALERT_SINK_TYPES: frozenset[str] = frozenset({"webhook", "slack", "pagerduty_events", "alertmanager"})
+KINDS: tuple[str, ...] = ("Loop", "Fleet", "FleetPolicy", "HandoffIntent", "PromotionApply")
+PASS_RESULTS: tuple[str, ...] = ("success", "error")
 # "success", or the sink reason code of tuning §5.5.
 ALERT_DELIVERY_OUTCOMES: frozenset[str] = frozenset(
     {
@@ -135,6 +143,8 @@ ALERT_DELIVERY_OUTCOMES: frozenset[str] = frozenset(
     }
 )
 _OTHER = "other"
+# Process-wide in prometheus_client: no ``<counter>_created`` series from any registry here.
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 _LABEL_VALUE = re.compile(r"\A[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")
 
 
@@ -264,6 +274,42 @@ class OperatorMetrics:
             ("namespace", "loop", "reason"),
             registry=self.registry,
         )
+        self._add_operator_families()
+
+    def _add_operator_families(self) -> None:
+        """Families about the operator itself and every kind: build, passes, waiting intents."""
+        self.build_info = Gauge(
+            f"{PREFIX}_build_info",
+            "Always 1; the labels name the running operator's version and runtime.",
+            ("version", "python_version"),
+            registry=self.registry,
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+        self.reconcile_passes = Counter(
+            f"{PREFIX}_reconcile_passes",
+            "Reconcile passes of every kind, by result (success or error).",
+            ("namespace", "kind", "result"),
+            registry=self.registry,
+        )
+        self.last_success = Gauge(
+            f"{PREFIX}_last_successful_pass_timestamp_seconds",
+            "Unix time of the last successful reconcile pass of a kind in a namespace.",
+            ("namespace", "kind"),
+            registry=self.registry,
+        )
+        self.intent_waiting_since = Gauge(
+            f"{PREFIX}_intent_awaiting_approval_since_timestamp_seconds",
+            "Unix time since which a HandoffIntent waits for a person's approval (absent once decided).",
+            ("namespace", "intent", "loop"),
+            registry=self.registry,
+        )
+        self.intents_waiting = Gauge(
+            f"{PREFIX}_intents_awaiting_approval",
+            "HandoffIntents waiting for a person's approval, per namespace.",
+            ("namespace",),
+            registry=self.registry,
+        )
+        self._waiting: dict[tuple[str, str], str] = {}
 
     def observe_loop(self, obs: LoopObservation) -> None:
         """Export one pass's view of a loop; unknown values drop the series instead of lying."""
@@ -335,6 +381,25 @@ class OperatorMetrics:
 
     def record_reconcile_error(self, namespace: str, loop: str, reason: str) -> None:
         self.reconcile_errors.labels(namespace, _object_name(loop), _bounded(reason, REASON_CODES)).inc()
+
+    def record_pass(self, kind: str, namespace: str, *, ok: bool, at: float) -> None:
+        """Count one reconcile pass of ``kind``; a successful one also stamps ``at`` (Unix time)."""
+        kind = _bounded(kind, KINDS)
+        self.reconcile_passes.labels(namespace, kind, PASS_RESULTS[0] if ok else PASS_RESULTS[1]).inc()
+        if ok:
+            self.last_success.labels(namespace, kind).set(at)
+
+    def observe_intent(self, namespace: str, intent: str, loop: str, waiting_since: float | None) -> None:
+        """An intent waits for approval since ``waiting_since`` (Unix time), or no longer waits (None)."""
+        key = (namespace, _object_name(intent))
+        previous_loop = self._waiting.pop(key, None)
+        if previous_loop is not None:
+            remove_series(self.intent_waiting_since, *key, previous_loop)
+        if waiting_since is not None:
+            self._waiting[key] = _object_name(loop)
+            self.intent_waiting_since.labels(*key, self._waiting[key]).set(waiting_since)
+        count = sum(1 for ns, _ in self._waiting if ns == namespace)
+        self.intents_waiting.labels(namespace).set(count)
 
     def forget_loop(self, namespace: str, loop: str) -> None:
         """Drop every per-loop gauge series of a deleted loop (counters keep their history)."""

@@ -32,7 +32,7 @@ from superloop_ops.errors import (
     OperatorError,
     SecretNotUsableError,
 )
-from superloop_ops.handlers.context import OperatorContext, fetch_context, post_events
+from superloop_ops.handlers.context import OperatorContext, counted_pass, fetch_context, post_events
 from superloop_ops.k8s.edge import GROUP, VERSION, ObjectNotFoundError, ObjectRef
 from superloop_ops.metrics import LoopObservation
 from superloop_ops.models.loop import Loop
@@ -118,6 +118,7 @@ def _blocked_reason(exc: OperatorError) -> str:
     return "dependency_not_ready"
 
 
+@counted_pass("Loop")
 def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext) -> PassReport:
     """One pass for one Loop (synchronous: runs in kopf's thread pool)."""
     ref = loop_ref(body)

@@ -217,6 +217,7 @@ class Simulator:
         shared_repo: bool = False,
         max_iterations: int = 0,
         heartbeat: bool = False,
+        loop_ids: Sequence[str] | None = None,
     ) -> None:
         chosen = list(scenarios or ["running"])
         for scenario in chosen:
@@ -224,13 +225,15 @@ class Simulator:
                 raise ValueError(f"unknown scenario: {scenario} (expected one of: {', '.join(SCENARIOS)})")
         if loops < 1:
             raise ValueError("loops must be >= 1")
+        if loop_ids is not None and len(loop_ids) != loops:
+            raise ValueError("loop_ids must name every loop")
         self.root = root
         self.clock = clock
         self.shared_repo = shared_repo
         self.max_iterations = max_iterations
         self.loops: list[SimulatedLoop] = []
         for index in range(loops):
-            loop_id = f"{loop_prefix}-{index + 1}"
+            loop_id = loop_ids[index] if loop_ids else f"{loop_prefix}-{index + 1}"
             scenario = chosen[index % len(chosen)]
             self.loops.append(
                 SimulatedLoop(

@@ -23,12 +23,13 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from superloop_ops.core.alerts.sink_catalog import (
+    DEFAULT_RESOLVE_AFTER_SECONDS,
     SEVERITY_RANKS,
     SinkCatalog,
     build_route_resolution,
     is_secret_set,
 )
-from superloop_ops.core.common.jsonutil import JsonObject, format_ts, parse_ts, prune_nulls
+from superloop_ops.core.common.jsonutil import JsonObject, dumps_compact, format_ts, parse_ts, prune_nulls
 from superloop_ops.errors import ContractError
 
 __all__ = [
@@ -338,7 +339,7 @@ class SinkRequest:
 
     url: str
     headers: tuple[tuple[str, str], ...]
-    body: JsonObject
+    body: JsonObject | list[JsonObject]
     timeout_seconds: float
     secrets: tuple[str, ...] = ()
 
@@ -416,6 +417,45 @@ def build_pagerduty_payload(
     }
 
 
+def build_alertmanager_payload(
+    context: EscalationContext, event_severity: str, sink_id: str, config: Mapping[str, Any], now: dt.datetime
+) -> list[JsonObject]:
+    """Alertmanager API v2 ``postableAlerts``: one alert per escalation, firing from the
+    escalation's time and resolving on its own ``resolveAfterSeconds`` later (``endsAt``): an
+    escalation is sent once, and Alertmanager resolves an alert nobody re-sends at its endsAt.
+    Labels identify it (a re-send of the same escalation is the same alert); the catalog's
+    ``labels`` join them, for the routing tree."""
+    starts = parse_ts(context.timestamp) or now
+    resolve = config.get("resolveAfterSeconds")
+    seconds = float(resolve) if isinstance(resolve, int | float) else float(DEFAULT_RESOLVE_AFTER_SECONDS)
+    extra = config.get("labels") if isinstance(config.get("labels"), dict) else {}
+    assert isinstance(extra, dict)
+    labels = {str(k): str(v) for k, v in extra.items()}
+    labels.update(
+        {
+            "alertname": "SuperloopLoopEscalation",
+            "category": context.category,
+            "severity": event_severity,
+            "loop_id": context.loop_id,
+            "sink": sink_id,
+        }
+    )
+    alert: JsonObject = {
+        "labels": labels,
+        "annotations": {
+            "summary": f"superloop-ops {context.category} ({event_severity}) loop={context.loop_id}",
+            "trace_id": context.trace_id or "",
+            "escalation_key": context.escalation_key,
+            "escalation": dumps_compact(context.escalation),
+        },
+        "startsAt": format_ts(starts),
+        "endsAt": format_ts(max(starts, now) + dt.timedelta(seconds=seconds)),
+    }
+    if isinstance(config.get("generatorUrl"), str) and config["generatorUrl"]:
+        alert["generatorURL"] = config["generatorUrl"]
+    return [alert]
+
+
 def _missing_secret(message: str) -> JsonObject:
     return {"status": "failed", "reasonCode": "missing_secret", "httpStatus": None, "message": message}
 
@@ -466,6 +506,19 @@ def build_sink_request(
             return _missing_secret("slack webhook env is unset")
         body = build_slack_payload(context, delivery.event_severity, config)
         return SinkRequest(url, (json_header,), body, timeout_seconds, (url,))
+    if kind == "alertmanager":
+        base = secret(refs.get("urlEnv"))
+        if not base:
+            return _missing_secret("alertmanager url env is unset")
+        headers = [json_header]
+        token = secret(refs.get("authTokenEnv"))
+        if token:
+            headers.append(("Authorization", f"Bearer {token}"))
+        body_alerts = build_alertmanager_payload(context, delivery.event_severity, sink_id, config, now)
+        url = base.rstrip("/") + "/api/v2/alerts"
+        return SinkRequest(
+            url, tuple(headers), body_alerts, timeout_seconds, tuple(x for x in (base, token) if x)
+        )
     if kind == "pagerduty_events":
         key = secret(refs.get("routingKeyEnv"))
         if not key:

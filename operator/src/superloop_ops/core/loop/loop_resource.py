@@ -30,6 +30,7 @@ from superloop_ops.core.common.status_conditions import (
     build_conditions,
     camel_reason,
     find_condition,
+    summarize_reasons,
 )
 from superloop_ops.core.loop import run_outcome
 from superloop_ops.core.loop.artifacts import jq_get
@@ -313,6 +314,7 @@ def build_loop_status(
                     )
                 )
     conditions_prev = prev.get("conditions") if isinstance(prev.get("conditions"), list) else None
+    status.update(summarize_reasons(status))
     status["conditions"] = build_conditions(conditions_prev, desired, generation=generation, now=now)
     return status
 

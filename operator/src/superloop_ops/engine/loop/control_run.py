@@ -253,8 +253,9 @@ def _find_recorded(ops_dir: Path, key: str, transport: str) -> JsonObject | None
 
 
 def _find_claim(ops_dir: Path, key: str) -> JsonObject | None:
+    """The claim row of ``key`` (an approval's plan row, written after it, is not the claim)."""
     for row in reversed(files.read_jsonl(ops_dir / CLAIMS_FILE)):
-        if isinstance(row, dict) and row.get("idempotencyKey") == key:
+        if isinstance(row, dict) and row.get("idempotencyKey") == key and "approvalPlan" not in row:
             return row
     return None
 
