@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from superloop_ops.core.fleet import fleet_resource
+from superloop_ops.core.fleet import fleet_policy_resource, fleet_resource
 from superloop_ops.core.handoff import handoff_intent_resource as intent_resource
 from superloop_ops.core.loop import loop_resource
 from superloop_ops.core.promotion import promotion_apply_resource as apply_resource
@@ -42,7 +42,7 @@ def _fleet(**kw: Any) -> dict[str, Any]:
 
 
 def _policy() -> dict[str, Any]:
-    return fleet_resource.build_fleet_policy_status(
+    return fleet_policy_resource.build_fleet_policy_status(
         previous=None, generation=1, now=NOW, mode="advisory", canary_percent=100, manual_pause=False,
         governance_posture=None,
     )  # fmt: skip

@@ -15,7 +15,7 @@ import pytest
 from helpers.kind_statuses import NOW, build_loop_status
 from helpers.kstatus import compute
 from superloop_ops.core.common.status_conditions import find_condition
-from superloop_ops.core.fleet import fleet_resource
+from superloop_ops.core.fleet import fleet_policy_resource, fleet_resource
 from superloop_ops.core.handoff import handoff_intent_resource as intent_resource
 from superloop_ops.core.loop import loop_resource
 from superloop_ops.core.promotion import promotion_apply_resource as apply_resource
@@ -113,7 +113,7 @@ def test_fleet_and_policy() -> None:
         blocked_message="bad",
     )
     assert compute(_obj("Fleet", fleet_bad)) == ("Failed", "bad")
-    policy = fleet_resource.build_fleet_policy_status(
+    policy = fleet_policy_resource.build_fleet_policy_status(
         previous=None, generation=1, now=NOW, mode="advisory", canary_percent=100, manual_pause=False,
         governance_posture=None,
     )  # fmt: skip
