@@ -297,11 +297,17 @@ def chart_release(
 
 
 def create_secret(cluster: Cluster, namespace: str, name: str, *, opted_in: bool = True, **data: str) -> None:
-    """A generic Secret; ``opted_in`` labels it usable by the operator (it ignores any other)."""
-    literals = [f"--from-literal={key}={value}" for key, value in data.items()]
-    cluster.kubectl("create", "secret", "generic", name, *literals, "-n", namespace)
-    if opted_in:
-        cluster.kubectl("label", "secret", name, "-n", namespace, "ops.superloop.dev/usable-by=superloop-ops")
+    """A generic Secret (applied: tests sharing a namespace may each ask for it); ``opted_in``
+    labels it usable by the operator (it ignores any other)."""
+    labels = {"ops.superloop.dev/usable-by": "superloop-ops"} if opted_in else {}
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "type": "Opaque",
+        "stringData": dict(data),
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(secret))
 
 
 def grant_role(

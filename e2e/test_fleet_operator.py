@@ -178,12 +178,12 @@ def test_guarded_auto_without_governance_is_rejected_by_apply(env: Env) -> None:
     del policy["spec"]["autonomous"]["governance"]
     result = env.apply(policy, check=False)
     assert result.returncode != 0
-    assert "policy.autonomous.governance is required when policy.mode is guarded_auto" in result.stderr
+    assert "spec.autonomous.governance is required when spec.mode is guarded_auto" in result.stderr
     partial = _policy("half-governance", categories=["reconcile_failed"])
     del partial["spec"]["autonomous"]["governance"]["approvalRef"]
     result = env.apply(partial, check=False)
     assert result.returncode != 0
-    assert "approvalRef is required when policy.mode is guarded_auto" in result.stderr
+    assert "approvalRef is required when spec.mode is guarded_auto" in result.stderr
 
 
 def _intent_name(fleet: str, intent_id: str) -> str:

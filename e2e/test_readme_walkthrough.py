@@ -134,7 +134,7 @@ def _start_operator(cluster: Cluster, tmp_path: Path, claim: Path) -> subprocess
     account = write_service_account_kubeconfig(cluster, RELEASE_NS, RELEASE, tmp_path / "sa.kubeconfig")
     env = build_operator_env(
         account.path, tmp_path / "state", tmp_path / "mounts", confirm_timeout_seconds=30,
-        SUPERLOOP_PVC_DIRS=f"demo-repo={claim}",
+        SUPERLOOP_PVC_DIRS=f"{NAMESPACE}/demo-repo={claim}",
     )  # fmt: skip
     started: list[subprocess.Popen[bytes]] = []
     launch_operator(NAMESPACE, env, tmp_path / "operator.log", started.append)
