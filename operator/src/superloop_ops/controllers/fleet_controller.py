@@ -58,6 +58,7 @@ from superloop_ops.errors import ContractError, DependencyNotReadyError, Invalid
 from superloop_ops.journal import files
 from superloop_ops.k8s.edge import ObjectRef
 from superloop_ops.metrics_fleet import fetch_fleet_metrics
+from superloop_ops.metrics_suppressions import fetch_suppression_metrics
 from superloop_ops.models.fleet import Fleet, build_registry_document
 from superloop_ops.models.fleet_policy import FleetPolicy
 
@@ -405,6 +406,7 @@ def _observe(deps: FleetPassDeps, ref: ObjectRef, report: FleetPassReport) -> No
     )
     for _, outcome in report.autonomous_outcomes:
         metrics.record_autonomous_outcome(ref.namespace, ref.name, outcome)
+    fetch_suppression_metrics(deps.metrics).observe(ref.namespace, ref.name, report.policy_state)
 
 
 def _write_policy_posture(

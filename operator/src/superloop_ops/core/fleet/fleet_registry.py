@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from superloop_ops.core.common.jsonutil import JsonObject, parse_ts
+from superloop_ops.core.fleet.suppressions import suppression_errors
 from superloop_ops.models.fleet_policy import DEFAULT_CANARY_PERCENT, DEFAULT_SALT
 
 __all__ = [
@@ -306,6 +307,7 @@ def _policy_errors(policy: Any, declared: set[str], now: dt.datetime) -> list[st
     errors += _governance_errors(_opt(autonomous, "governance"), mode, now)
     errors += _rollout_errors(_opt(autonomous, "rollout"), declared)
     errors += _suppression_errors(_opt(policy, "suppressions"), declared)
+    errors += suppression_errors(policy)
     return errors
 
 
@@ -395,6 +397,11 @@ def _normalize_policy(policy: Any) -> JsonObject:
     return {
         "mode": mode,
         "suppressions": _or_default(_opt(policy, "suppressions"), {}),
+        **{
+            key: policy[key]
+            for key in ("suppressionTerms", "suppressionLimits")
+            if _present(_opt(policy, key))
+        },
         "noiseControls": {
             "dedupeWindowSeconds": _or_default(
                 _opt(_opt(policy, "noiseControls"), "dedupeWindowSeconds"), 300

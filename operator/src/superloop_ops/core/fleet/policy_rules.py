@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from superloop_ops.core.common.jsonutil import JsonObject, format_ts, parse_ts
+from superloop_ops.core.fleet import suppressions as suppression_rules
 from superloop_ops.core.fleet.fleet_registry import CATEGORIES, DEFAULT_SALT
 from superloop_ops.core.fleet.rollup import sorted_unique
 from superloop_ops.models.fleet_policy import DEFAULT_CANARY_PERCENT
@@ -686,8 +687,9 @@ def build_policy_evaluation(
 ) -> PolicyEvaluation:
     """One policy run: candidates, suppression, cooldown, autonomy classification, and the rows to append."""
     policy = _PolicyInputs.read(registry)
+    entries = suppression_rules.read_suppressions(registry.get("policy") or {}, now)
     candidates = _base_candidates(fleet_state)
-    _suppress(candidates, policy.suppressions, history, dedupe_window_seconds, now)
+    _suppress(candidates, suppression_rules.active_suppressions(entries), history, dedupe_window_seconds, now)
     # Unlike the reference, pause metrics are computed even with zero candidates.
     pause = compute_autopause(policy.rollout, handoff_telemetry)
     _classify(
@@ -703,6 +705,7 @@ def build_policy_evaluation(
     state = _build_policy_state(
         policy, fleet_state, candidates, pause, dedupe_window_seconds, trace_id, paths, now
     )
+    _report_suppressions(state, entries, candidates, history, now)
     return PolicyEvaluation(
         state=state,
         governance_event=build_governance_event(
@@ -711,6 +714,25 @@ def build_policy_evaluation(
         history_rows=[_history_row(candidate, state) for candidate in candidates],
         telemetry_row=_policy_telemetry_row(state),
     )
+
+
+def _report_suppressions(
+    state: JsonObject,
+    entries: Sequence[suppression_rules.Suppression],
+    candidates: Sequence[JsonObject],
+    history: Sequence[Any],
+    now: dt.datetime,
+) -> None:
+    """Each suppression's terms, state and what it hid (``suppressionState.entries``), with reason codes."""
+    hidden = suppression_rules.count_hidden(entries, candidates, history, now)
+    state["suppressionState"]["entries"] = suppression_rules.build_suppression_report(entries, hidden)
+    states = {s.state for s in entries}
+    for state_name, code in (
+        ("expired", "fleet_suppressions_expired"),
+        ("expiring", "fleet_suppressions_expiring"),
+    ):
+        if state_name in states:
+            state["reasonCodes"].append(code)
 
 
 def _suppress(
