@@ -345,3 +345,10 @@ def test_the_crd_model_refuses_terms_without_an_owner() -> None:
     }  # fmt: skip
     with pytest.raises(InvalidSpecError, match="owner"):
         FleetPolicy.from_body(body)
+
+
+def test_two_passes_in_the_same_second_count_two_signals() -> None:
+    reg = registry({"a": ["health_degraded"]}, {"a": terms(T0, T0 + HOUR)})
+    first = evaluate(reg, fleet_state(a="degraded"), T0 + HOUR / 2)
+    second = evaluate(reg, fleet_state(a="degraded"), T0 + HOUR / 2, first.history_rows)
+    assert entry(second.state, "a")["hiddenSignals"] == {"health_degraded": 2}

@@ -47,7 +47,9 @@ __all__ = [
     "compute_suppression_events",
     "compute_suppressions_condition",
     "count_hidden",
+    "format_duration",
     "read_suppressions",
+    "render_suppression_table",
     "suppression_errors",
 ]
 
@@ -223,7 +225,7 @@ def count_hidden(
         if found is None or found[1] not in total.get(found[0], {}):
             continue
         moment = parse_ts(row.get("timestamp"))
-        if moment is not None and moment < now and by_key[found[0]].covers(moment):
+        if moment is not None and moment <= now and by_key[found[0]].covers(moment):
             total[found[0]][found[1]] += 1
     return {key: Hidden(now=current[key], total=total[key]) for key in current}
 
@@ -407,3 +409,62 @@ def _event(kind: str, reason: str, entry: Mapping[str, Any], what: str) -> Suppr
             f" hid {entry.get('hiddenSignalCount', 0)} signal(s))"
         )[:1024],
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# the ``suppressions`` view (``superloop-ops fleet suppressions``, ``kubectl superloop suppressions``)
+
+_COLUMNS = ("KEY", "CATEGORIES", "STATE", "OWNER", "EXPIRES IN", "HID", "REASON")
+
+
+def format_duration(seconds: int) -> str:
+    """``90061`` -> ``1d1h1m``; under a minute -> ``42s``."""
+    days, rest = divmod(max(seconds, 0), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if not (days or hours or minutes):
+        return f"{secs}s"
+    parts = [(days, "d"), (hours, "h"), (minutes, "m")]
+    return "".join(f"{n}{unit}" for n, unit in parts if n)
+
+
+def _expires_in(row: Mapping[str, Any], now: dt.datetime) -> str:
+    expires, starts = parse_ts(row.get("expiresAt")), parse_ts(row.get("startsAt"))
+    if expires is None:
+        return "never"
+    state = row.get("state")
+    if state == "pending" and starts is not None:
+        return f"starts in {format_duration(int((starts - now).total_seconds()))}"
+    if state == "expired" or expires <= now:
+        return f"expired {format_duration(int((now - expires).total_seconds()))} ago"
+    return format_duration(int((expires - now).total_seconds()))
+
+
+def _hid(row: Mapping[str, Any]) -> str:
+    counts = row.get("hiddenSignals")
+    parts = [f"{k}={v}" for k, v in counts.items() if v] if isinstance(counts, Mapping) else []
+    return f"{row.get('hiddenSignalCount', 0)}" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def render_suppression_table(rows: Sequence[Mapping[str, Any]], now: dt.datetime) -> str:
+    """The suppressions as a text table: owner, reason, expires in and what each hid."""
+    if not rows:
+        return "no suppressions"
+    table = [
+        (
+            str(row.get("key")),
+            ",".join(str(c) for c in row.get("categories") or []) or "-",
+            str(row.get("state")),
+            str(row.get("owner") or "-"),
+            _expires_in(row, now),
+            _hid(row),
+            str(row.get("reason") or "-"),
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in (_COLUMNS, *table)) for i in range(len(_COLUMNS) - 1)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True)) + "  " + line[-1]
+        for line in (_COLUMNS, *table)
+    ]
+    return "\n".join(lines)
