@@ -384,9 +384,10 @@ _SUPPRESSION_RULES: tuple[CelRule, ...] = (
             "!has(self.suppressionTerms) || self.suppressionTerms.all(k,"
             f" !{_TERM}.startsAt.matches('{TIMESTAMP_PATTERN}')"
             f" || !{_TERM}.expiresAt.matches('{TIMESTAMP_PATTERN}')"
-            f" || timestamp({_TERM}.expiresAt) - timestamp({_TERM}.startsAt)"
-            " <= duration(string(has(self.suppressionLimits) ? self.suppressionLimits.maxDurationSeconds"
-            f" : {DEFAULT_SUPPRESSION_MAX_DURATION_SECONDS}) + 's'))"
+            # getSeconds() keeps the estimated cost bounded (duration(string(...)) is not).
+            f" || (timestamp({_TERM}.expiresAt) - timestamp({_TERM}.startsAt)).getSeconds()"
+            " <= (has(self.suppressionLimits) ? self.suppressionLimits.maxDurationSeconds"
+            f" : {DEFAULT_SUPPRESSION_MAX_DURATION_SECONDS}))"
         ),
         message="policy.suppressionTerms must not exceed suppressionLimits.maxDurationSeconds",
         api_message="spec.suppressionTerms must not exceed suppressionLimits.maxDurationSeconds",
