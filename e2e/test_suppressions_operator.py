@@ -29,8 +29,7 @@ import pytest
 import yaml
 
 from e2e.harness.cluster import Cluster
-from e2e.harness.identities import write_service_account_kubeconfig
-from e2e.operator_harness import API, chart_release, wait_for_rbac
+from e2e.operator_harness import API, GROUP, fleet_operator_env
 from e2e.operator_harness import FleetEnv as Env
 from e2e.operator_harness import condition as _cond
 from e2e.operator_harness import fleet_eventually as _eventually
@@ -104,9 +103,7 @@ def test_new_suppressions_need_terms_within_the_maximum(cluster: Cluster, namesp
     created = _apply(cluster, namespace, ok)
     assert created.returncode == 0, created.stderr
     stored = json.loads(
-        cluster.kubectl(
-            "get", f"fleetpolicies.{API.split('/')[0]}", "ok", "-n", namespace, "-o", "json"
-        ).stdout
+        cluster.kubectl("get", f"fleetpolicies.{GROUP}", "ok", "-n", namespace, "-o", "json").stdout
     )
     assert stored["spec"]["suppressionLimits"] == {
         "maxDurationSeconds": 604800,
@@ -178,24 +175,12 @@ def test_an_older_unowned_entry_survives_unrelated_updates_until_it_is_changed(
 @pytest.fixture(scope="module")
 def env(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     """The chart for one watched namespace and one operator watching it."""
-    release_ns = f"e2e-supprel-{uuid.uuid4().hex[:6]}"
-    namespace = f"e2e-supp-{uuid.uuid4().hex[:8]}"
-    workdir = tmp_path_factory.mktemp("suppop")
-    with chart_release(
-        cluster, "suppop", release_ns, [namespace], peering=f"suppop-{uuid.uuid4().hex[:6]}"
-    ) as account:
-        handle: Env | None = None
-        try:
-            sa = write_service_account_kubeconfig(cluster, release_ns, account, workdir / "sa.kubeconfig")
-            handle = Env(cluster=cluster, namespace=namespace, workdir=workdir, sa_kubeconfig=sa.path)
-            handle.mounts.mkdir(parents=True, exist_ok=True)
-            checks = (("list", "namespaces"), ("create", f"loops.{API.split('/')[0]}", "-n", namespace))
-            wait_for_rbac(cluster, sa.path, checks)
-            handle.start_operator()
-            yield handle
-        finally:
-            if handle is not None:
-                handle.close()
+
+    def checks(namespace: str) -> list[tuple[str, ...]]:
+        return [("list", "namespaces"), ("create", f"loops.{GROUP}", "-n", namespace)]
+
+    with fleet_operator_env(cluster, tmp_path_factory.mktemp("suppop"), "supp", checks) as handle:
+        yield handle
 
 
 def _rows(env: Env) -> dict[str, dict[str, Any]]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from helpers.metric_samples import Labels, collect_samples
 from helpers.operator_fakes import FakeEdge, build_context, build_frozen_clock
 from superloop_ops.clock import FrozenClock
 from superloop_ops.controllers import fleet_controller, fleet_objects
@@ -107,13 +108,8 @@ def _cond(status: Mapping[str, Any], cond_type: str) -> dict[str, Any]:
     return dict(found[0])
 
 
-def _samples(ctx: OperatorContext, name: str) -> dict[tuple[tuple[str, str], ...], float]:
-    return {
-        tuple(sorted(s.labels.items())): s.value
-        for family in ctx.metrics.registry.collect()
-        for s in family.samples
-        if s.name == name
-    }
+def _samples(ctx: OperatorContext, name: str) -> dict[Labels, float]:
+    return collect_samples(ctx.metrics.registry, name)
 
 
 def test_a_suppression_expires_on_the_next_pass_with_status_condition_event_and_metrics(

@@ -11,30 +11,22 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from superloop_ops.cli import main as cli_main
+from helpers.cli_run import CliRun, build_cli_runner
 from superloop_ops.clock import SystemClock
 from superloop_ops.core.common.jsonutil import format_ts
 
-CliRun = Callable[..., tuple[int, Any, str]]
 HOUR = dt.timedelta(hours=1)
 
 
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> CliRun:
-    def run(*argv: str) -> tuple[int, Any, str]:
-        code = cli_main.main(list(argv))
-        captured = capsys.readouterr()
-        out = captured.out.strip()
-        return code, (json.loads(out) if out.startswith("{") else out), captured.err
-
-    return run
+    return build_cli_runner(capsys)
 
 
 def fleet_dir(repo: Path) -> Path:

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from helpers.metric_samples import Labels, collect_samples
 from superloop_ops import metrics as m
 from superloop_ops import metrics_suppressions as ms
 
-Labels = tuple[tuple[str, str], ...]
-
 
 def _samples(base: m.OperatorMetrics, name: str) -> dict[Labels, float]:
-    return {
-        tuple(sorted(sample.labels.items())): sample.value
-        for family in base.registry.collect()
-        for sample in family.samples
-        if sample.name == name
-    }
+    return collect_samples(base.registry, name)
 
 
 def _row(key: str, state: str, hiding: dict[str, int], expires_in: int | None = None) -> dict[str, Any]:
