@@ -264,3 +264,20 @@ def test_a_suppression_expires_stops_applying_and_says_so(env: Env) -> None:
     (listed,) = json.loads(shown.stdout)["suppressions"]
     assert (listed["key"], listed["owner"], listed["state"]) == (stale.loop_id, "alice", "expired")
     assert listed["hiddenSignals"] == row["hiddenSignals"]
+
+    # the kubectl plugin: state recomputed now from the spec, counts from the status
+    table = env.plugin("suppressions")
+    assert table.returncode == 0, table.stderr
+    header, line = table.stdout.strip().splitlines()
+    assert header.split()[:4] == ["POLICY", "KEY", "CATEGORIES", "STATE"]
+    assert line.split()[:5] == ["hush", stale.loop_id, "health_critical", "expired", "alice"]
+    assert "alice: e2e incident" in line
+    shown_json = env.plugin("suppressions", "hush", "-o", "json")
+    assert shown_json.returncode == 0, shown_json.stderr
+    (plugin_row,) = json.loads(shown_json.stdout)["suppressions"]
+    assert (plugin_row["namespace"], plugin_row["policy"], plugin_row["state"]) == (
+        env.namespace,
+        "hush",
+        "expired",
+    )
+    assert plugin_row["hiddenSignals"] == row["hiddenSignals"]

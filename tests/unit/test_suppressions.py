@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from superloop_ops.cli import kubectl_suppressions
 from superloop_ops.core.common.jsonutil import format_ts
 from superloop_ops.core.fleet import fleet_policy_resource, fleet_registry, policy_rules, suppressions
 from superloop_ops.errors import InvalidSpecError
@@ -352,3 +353,54 @@ def test_two_passes_in_the_same_second_count_two_signals() -> None:
     first = evaluate(reg, fleet_state(a="degraded"), T0 + HOUR / 2)
     second = evaluate(reg, fleet_state(a="degraded"), T0 + HOUR / 2, first.history_rows)
     assert entry(second.state, "a")["hiddenSignals"] == {"health_degraded": 2}
+
+
+# --- the tables of both CLIs ---------------------------------------------------------------------
+
+
+def test_the_plugin_rows_recompute_the_state_now_and_take_the_counts_from_the_status() -> None:
+    spec = {"suppressions": {"a": ["health_degraded"]}, "suppressionTerms": {"a": terms(T0, T0 + HOUR)}}
+    counted = [{"key": "a", "expiresAt": format_ts(T0 + HOUR), "state": "active",
+                "hidingNow": {"health_degraded": 1}, "hiddenSignals": {"health_degraded": 4}}]  # fmt: skip
+    policy = {
+        "metadata": {"namespace": "ns", "name": "pol"},
+        "spec": spec,
+        "status": {"suppressions": counted},
+    }
+    (row,) = kubectl_suppressions.build_suppression_rows([policy], T0 + HOUR + 5 * SEC)
+    assert (row["namespace"], row["policy"], row["state"], row["hiddenSignalCount"]) == (
+        "ns",
+        "pol",
+        "expired",
+        4,
+    )
+    table = suppressions.build_suppression_table([row], T0 + HOUR + 5 * SEC, (("POLICY", "policy"),))
+    assert table == [
+        ["POLICY", "KEY", "CATEGORIES", "STATE", "OWNER", "EXPIRES IN", "HID", "REASON"],
+        [
+            "pol",
+            "a",
+            "health_degraded",
+            "expired",
+            "alice",
+            "expired 5s ago",
+            "4 (health_degraded=4)",
+            "INC-42",
+        ],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("now", "shown"),
+    [
+        (T0 - 90 * SEC, "starts in 1m30s"),
+        (T0 + HOUR - 61 * SEC, "1m1s"),
+        (T0 + 60 * SEC, "59m"),
+        (T0 + HOUR - 59 * SEC, "59s"),
+        (T0 + HOUR + 86400 * SEC + 3600 * SEC, "expired 1d1h ago"),
+    ],
+)
+def test_expires_in_is_relative_to_now(now: dt.datetime, shown: str) -> None:
+    spec = {"suppressions": {"a": []}, "suppressionTerms": {"a": terms(T0, T0 + HOUR)}}
+    (row,) = suppressions.build_suppression_status(spec, now, None)
+    assert suppressions.build_suppression_table([row], now)[1][4] == shown

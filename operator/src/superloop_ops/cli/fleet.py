@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from superloop_ops import clock as clock_mod
+from superloop_ops.cli.kubectl_get import format_rows
 from superloop_ops.core.fleet import rollup, suppressions
 from superloop_ops.engine.fleet import fleet_commands, suppression_commands
 from superloop_ops.errors import ContractError
@@ -174,7 +175,12 @@ def run(args: argparse.Namespace) -> int:
     elif command == "suppressions":
         document = suppression_commands.run_fleet_suppressions(paths, clock=clock)
         if args.table:
-            print(suppressions.render_suppression_table(document["suppressions"], clock.now()))
+            rows = document["suppressions"]
+            print(
+                format_rows(suppressions.build_suppression_table(rows, clock.now()))
+                if rows
+                else "no suppressions"
+            )
             return 0
     else:
         options = fleet_commands.HandoffOptions(

@@ -27,6 +27,7 @@ NAME_SOURCES = {
     "reject": "handoffintents",
     "wait": "handoffintents",
     "fleet": "fleets",
+    "suppressions": "fleetpolicies",
 }
 _KINDS = ("loops", "fleets", "fleetpolicies", "handoffintents", "promotionapplies")
 _VALUED = {

@@ -44,12 +44,12 @@ __all__ = [
     "active_suppressions",
     "build_suppression_report",
     "build_suppression_status",
+    "build_suppression_table",
     "compute_suppression_events",
     "compute_suppressions_condition",
     "count_hidden",
     "format_duration",
     "read_suppressions",
-    "render_suppression_table",
     "suppression_errors",
 ]
 
@@ -418,14 +418,17 @@ _COLUMNS = ("KEY", "CATEGORIES", "STATE", "OWNER", "EXPIRES IN", "HID", "REASON"
 
 
 def format_duration(seconds: int) -> str:
-    """``90061`` -> ``1d1h1m``; under a minute -> ``42s``."""
-    days, rest = divmod(max(seconds, 0), 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if not (days or hours or minutes):
-        return f"{secs}s"
-    parts = [(days, "d"), (hours, "h"), (minutes, "m")]
-    return "".join(f"{n}{unit}" for n, unit in parts if n)
+    """The two largest units, as kubectl prints ages: ``90`` -> ``1m30s``, ``7140`` -> ``1h59m``,
+    ``90061`` -> ``1d1h``; a zero second unit is left out (``3600`` -> ``1h``)."""
+    value = max(seconds, 0)
+    parts = [
+        (value // 86400, "d"),
+        (value % 86400 // 3600, "h"),
+        (value % 3600 // 60, "m"),
+        (value % 60, "s"),
+    ]
+    first = next((i for i, (n, _) in enumerate(parts) if n), len(parts) - 1)
+    return "".join(f"{n}{unit}" for n, unit in parts[first : first + 2] if n) or "0s"
 
 
 def _expires_in(row: Mapping[str, Any], now: dt.datetime) -> str:
@@ -446,12 +449,17 @@ def _hid(row: Mapping[str, Any]) -> str:
     return f"{row.get('hiddenSignalCount', 0)}" + (f" ({', '.join(parts)})" if parts else "")
 
 
-def render_suppression_table(rows: Sequence[Mapping[str, Any]], now: dt.datetime) -> str:
-    """The suppressions as a text table: owner, reason, expires in and what each hid."""
-    if not rows:
-        return "no suppressions"
-    table = [
-        (
+def build_suppression_table(
+    rows: Sequence[Mapping[str, Any]], now: dt.datetime, lead: Sequence[tuple[str, str]] = ()
+) -> list[list[str]]:
+    """The suppressions as table cells, header first: owner, reason, expires in and what each hid.
+
+    ``lead`` adds leading columns, each a (header, row key) pair (the plugin's NAMESPACE, POLICY).
+    """
+    header = [h for h, _ in lead] + list(_COLUMNS)
+    body = [
+        [str(row.get(key) or "") for _, key in lead]
+        + [
             str(row.get("key")),
             ",".join(str(c) for c in row.get("categories") or []) or "-",
             str(row.get("state")),
@@ -459,12 +467,7 @@ def render_suppression_table(rows: Sequence[Mapping[str, Any]], now: dt.datetime
             _expires_in(row, now),
             _hid(row),
             str(row.get("reason") or "-"),
-        )
+        ]
         for row in rows
     ]
-    widths = [max(len(line[i]) for line in (_COLUMNS, *table)) for i in range(len(_COLUMNS) - 1)]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True)) + "  " + line[-1]
-        for line in (_COLUMNS, *table)
-    ]
-    return "\n".join(lines)
+    return [header, *body]
