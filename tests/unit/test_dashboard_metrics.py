@@ -22,6 +22,7 @@ import yaml
 from superloop_ops import metrics as m
 from superloop_ops.metrics_fleet import fetch_fleet_metrics
 from superloop_ops.metrics_promotion import fetch_promotion_metrics
+from superloop_ops.metrics_suppressions import fetch_suppression_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "docs" / "grafana" / "superloop-ops.json"
@@ -54,6 +55,7 @@ def exported_names() -> set[str]:
     base = m.build_metrics()
     fetch_fleet_metrics(base)
     fetch_promotion_metrics(base)
+    fetch_suppression_metrics(base)
     names = set()
     for family in base.registry.collect():
         for suffix in _SUFFIXES[family.type]:
@@ -153,6 +155,7 @@ def test_the_metrics_reference_lists_every_family() -> None:
     base = m.build_metrics()
     fetch_fleet_metrics(base)
     fetch_promotion_metrics(base)
+    fetch_suppression_metrics(base)
     for family in base.registry.collect():
         name = family.name + ("_total" if family.type == "counter" else "")
         assert f"`{name}`" in text, f"docs/metrics.md does not describe {name}"
