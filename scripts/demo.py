@@ -93,10 +93,15 @@ def _loop_manifest(loop_id: str, *, sprite_url: str | None, claim: str, interval
 def _fleet_manifests(loop_ids: list[str]) -> str:
     """A Fleet referencing the demo Loops, and an advisory policy (proposals only, nothing autonomous)."""
     entries = "".join(f"  - {{loopId: {loop_id}, loopRef: {{name: {loop_id}}}}}\n" for loop_id in loop_ids)
+    now = time.time()
+    starts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 86400))
     return (
         "apiVersion: ops.superloop.dev/v1alpha1\nkind: FleetPolicy\n"
         f"metadata: {{name: demo-policy, namespace: {NAMESPACE}}}\n"
         "spec:\n  mode: advisory\n  suppressions: {'*': [health_degraded]}\n"
+        "  suppressionTerms:\n    '*': {owner: demo, reason: 'degraded is expected in a demo',"
+        f" startsAt: '{starts}', expiresAt: '{expires}'}}\n"
         "---\n"
         "apiVersion: ops.superloop.dev/v1alpha1\nkind: Fleet\n"
         f"metadata: {{name: demo-fleet, namespace: {NAMESPACE}}}\n"
