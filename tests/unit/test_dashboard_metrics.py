@@ -126,6 +126,7 @@ def test_the_dashboard_covers_what_operators_watch() -> None:
         "Handoff intents",
         "Alert deliveries",
         "Reconcile",
+        "Suppressions",
     ]
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids))
