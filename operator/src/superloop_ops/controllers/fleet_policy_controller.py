@@ -46,6 +46,7 @@ def build_policy_status(
     now: dt.datetime,
     policy_state: Mapping[str, Any] | None,
     blocked: tuple[str, str] | None,
+    shadow: Mapping[str, Any] | None = None,
 ) -> JsonObject:
     """The desired status of one FleetPolicy object (an unparseable spec blocks with the model's defaults)."""
     previous = dict(body.get("status") or {})
@@ -70,7 +71,7 @@ def build_policy_status(
         previous=previous, generation=generation, now=now, mode=policy.spec.mode,
         canary_percent=rollout.canary_percent, manual_pause=rollout.pause.manual,
         governance_posture=str(posture.get("posture")), policy_state=policy_state, governance=posture,
-        blocked_reason=blocked_reason, blocked_message=blocked_message,
+        blocked_reason=blocked_reason, blocked_message=blocked_message, shadow=shadow,
     )  # fmt: skip
 
 
@@ -81,13 +82,15 @@ def write_policy_status(
     policy_name: str,
     policy_state: Mapping[str, Any] | None,
     blocked: tuple[str, str] | None = None,
+    *,
+    shadow: Mapping[str, Any] | None = None,
 ) -> None:
     """Compute and write the posture of one FleetPolicy (skipped when unchanged; gone is a no-op)."""
     ref = policy_ref(namespace, policy_name)
     body = edge.fetch_object(ref)
     if body is None:
         return
-    new = build_policy_status(body, clock.now(), policy_state, blocked)
+    new = build_policy_status(body, clock.now(), policy_state, blocked, shadow)
     write_status(edge, ref, dict(body.get("status") or {}), new)
 
 

@@ -24,6 +24,7 @@ from superloop_ops.handlers.context import fetch_context, fetch_fleet_deps
 from superloop_ops.k8s.edge import GROUP, VERSION
 from superloop_ops.metrics_fleet import fetch_fleet_metrics
 from superloop_ops.metrics_promotion import fetch_promotion_metrics
+from superloop_ops.metrics_shadow import fetch_shadow_metrics
 from superloop_ops.models.common import DEFAULT_RECONCILE_INTERVAL_SECONDS
 
 __all__ = ["on_fleet_change", "on_fleet_delete", "on_fleet_periodic"]
@@ -81,5 +82,8 @@ def on_fleet_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         str(meta.get("namespace", "")), str(meta.get("name", ""))
     )
     fetch_promotion_metrics(fetch_context(memo).metrics).forget_fleet(
+        str(meta.get("namespace", "")), str(meta.get("name", ""))
+    )
+    fetch_shadow_metrics(fetch_context(memo).metrics).forget_fleet(
         str(meta.get("namespace", "")), str(meta.get("name", ""))
     )

@@ -29,6 +29,7 @@ from superloop_ops.models.fleet_policy import Category
 __all__ = [
     "APPROVED_ANNOTATION",
     "APPROVED_BY_ANNOTATION",
+    "DECLINED_ANNOTATION",
     "NOTE_ANNOTATION",
     "PHASES",
     "CandidateFacts",
@@ -43,6 +44,8 @@ __all__ = [
 APPROVED_ANNOTATION = "ops.superloop.dev/approved"
 APPROVED_BY_ANNOTATION = "ops.superloop.dev/approved-by"
 NOTE_ANNOTATION = "ops.superloop.dev/note"
+DECLINED_ANNOTATION = "ops.superloop.dev/declined"
+"""``"true"``: a person looked at the proposal and decided against it (shadow agreement reads it)."""
 
 ControlIntent = Literal["cancel", "approve", "reject"]
 ExecutionMode = Literal["manual", "autonomous"]

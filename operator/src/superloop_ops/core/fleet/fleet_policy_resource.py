@@ -15,7 +15,7 @@ from superloop_ops.core.common.jsonutil import JsonObject, format_ts
 from superloop_ops.core.common.status_conditions import ConditionSpec, build_conditions, camel_reason
 from superloop_ops.models import conditions as model_conditions
 
-__all__ = ["build_fleet_policy_status"]
+__all__ = ["build_fleet_policy_status", "build_shadow_status"]
 
 
 def _obj(value: Any) -> Mapping[str, Any]:
@@ -35,6 +35,7 @@ def build_fleet_policy_status(
     governance: Mapping[str, Any] | None = None,
     blocked_reason: str | None = None,
     blocked_message: str = "",
+    shadow: Mapping[str, Any] | None = None,
 ) -> JsonObject:
     """The FleetPolicy status: effective rollout (re-based on the spec generation), policy summary.
 
@@ -68,6 +69,7 @@ def build_fleet_policy_status(
         for key in ("policyState", "reasonCodes", "pause", "lastEvaluatedAt"):
             if key in prev:
                 status[key] = prev[key]
+    status["shadow"] = build_shadow_status(shadow) if shadow is not None else prev.get("shadow")
     if governance is not None:
         status["governance"] = dict(governance)
     elif "governance" in prev:
@@ -85,3 +87,12 @@ def build_fleet_policy_status(
     previous_conditions = prev.get("conditions") if isinstance(prev.get("conditions"), list) else None
     status["conditions"] = build_conditions(previous_conditions, [ready], generation=generation, now=now)
     return {k: v for k, v in status.items() if v is not None}
+
+
+def build_shadow_status(shadow: Mapping[str, Any]) -> JsonObject:
+    """``status.shadow``: the ledger's settings and agreement figures (the decisions stay in the journal)."""
+    return {
+        "updatedAt": shadow.get("updatedAt"),
+        "config": dict(_obj(shadow.get("config"))),
+        "agreement": dict(_obj(shadow.get("agreement"))),
+    }
