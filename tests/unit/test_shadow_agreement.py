@@ -277,6 +277,10 @@ def test_the_ledger_matches_people_to_decisions_with_exact_figures() -> None:
         ("f", "acted_differently", False, format_ts(at(8))),
     ]
     assert second.resolved_rows[0]["humanIntent"] == "hi-a"
+    assert (second.resolved_rows[0]["category"], second.resolved_rows[0]["candidateCategory"]) == (
+        "fleet_shadow_resolution",
+        "health_critical",
+    )
     # a and b were proposed again (their decisions resolved); d still has its open decision
     assert [(d["loopId"], d["decidedAt"]) for d in second.new_rows] == [
         ("a", format_ts(at(15))),

@@ -273,6 +273,7 @@ def _evaluate_policy_and_handoff(run: _Pass) -> None:
     """Record the intents' outcomes, evaluate the policy, plan, sync the HandoffIntents, run autonomy."""
     deps, paths = run.deps, run.paths
     run.existing = list_intent_bodies(deps, run.namespace, run.name, run.uid)
+    listed = dict(run.existing)  # before the sync withdraws those whose candidate is gone
     recover_autonomous(deps, run.namespace, run.existing, run.loop_names)
     prior = record_object_outcomes(
         paths, list(run.existing.values()), deps.clock.now(), fleet_commands.fetch_handoff_state(paths)
@@ -291,14 +292,18 @@ def _evaluate_policy_and_handoff(run: _Pass) -> None:
     )  # fmt: skip
     if run.policy_state.get("mode") == "guarded_auto":
         _execute_autonomous(run, run.policy_state, run.handoff_state)
-    _record_shadow(run, run.policy_state)
+    _record_shadow(run, run.policy_state, {**listed, **run.existing})
 
 
-def _record_shadow(run: _Pass, policy_state: JsonObject) -> None:
-    """Shadow: journal what guarded_auto would have done and match it to what people did (no execution)."""
+def _record_shadow(run: _Pass, policy_state: JsonObject, intents: Mapping[str, JsonObject]) -> None:
+    """Shadow: journal what guarded_auto would have done and match it to what people did (no execution).
+
+    ``intents`` are the HandoffIntents listed at the start of the pass and after it: people's
+    actions on one the sync has just withdrawn (its candidate is gone) still count.
+    """
     names_to_ids = {name: loop_id for loop_id, name in run.loop_names.items()}
     run.shadow = shadow_ledger.run_shadow_pass(
-        run.paths, run.registry, policy_state, run.existing.values(), names_to_ids, run.deps.clock.now()
+        run.paths, run.registry, policy_state, intents.values(), names_to_ids, run.deps.clock.now()
     )
 
 

@@ -285,7 +285,12 @@ def _resolve_open(
 
 
 def _row(category: str, decision: Mapping[str, Any], fleet_id: str, now: dt.datetime) -> JsonObject:
-    return {"timestamp": format_ts(now), "category": category, "fleetId": fleet_id, **decision}
+    """A ``telemetry/shadow.jsonl`` row (``category`` is the row's kind, as in every journal row)."""
+    fields = {k: v for k, v in decision.items() if k != "category"}
+    return {
+        "timestamp": format_ts(now), "category": category, "fleetId": fleet_id,
+        "candidateCategory": decision.get("category"), **fields,
+    }  # fmt: skip
 
 
 def update_ledger(
