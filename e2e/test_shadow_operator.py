@@ -1,0 +1,195 @@
+"""Issue 15 part 1 on a real control plane: shadow autonomy.
+
+One operator process watches one namespace with the chart's ServiceAccount (as in
+``test_fleet_operator.py``). A FleetPolicy in ``mode: shadow`` over two critical loops: the
+guarded path decides (one would-be execution, one held by the run cap), executes nothing, and
+records its decisions; a person approves the first proposal and declines the second; the agreement
+figures appear in the FleetPolicy status, and a PromotionApply's gate report carries the
+shadow_agreement gate.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from e2e.harness.cluster import Cluster
+from e2e.harness.identities import write_service_account_kubeconfig
+from e2e.operator_harness import API, GROUP, chart_release, grant_role, wait_for_rbac
+from e2e.operator_harness import FleetEnv as Env
+from e2e.operator_harness import fleet_eventually as _eventually
+from superloop_ops.core.common.jsonutil import format_ts
+from superloop_ops.core.fleet import owned_names
+from superloop_ops.journal import files
+
+
+@pytest.fixture(scope="module")
+def env(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    release_ns = f"e2e-shadowrel-{uuid.uuid4().hex[:6]}"
+    namespace = f"e2e-shadow-{uuid.uuid4().hex[:8]}"
+    workdir = tmp_path_factory.mktemp("shadowop")
+    with chart_release(
+        cluster, "shadowop", release_ns, [namespace], peering=f"shadowop-{uuid.uuid4().hex[:6]}"
+    ) as account:
+        handle: Env | None = None
+        try:
+            sa = write_service_account_kubeconfig(cluster, release_ns, account, workdir / "sa.kubeconfig")
+            handle = Env(cluster=cluster, namespace=namespace, workdir=workdir, sa_kubeconfig=sa.path)
+            handle.mounts.mkdir(parents=True, exist_ok=True)
+            rules = [
+                {"apiGroups": [GROUP], "resources": ["handoffintents"], "verbs": ["get", "list", "patch"]}
+            ]
+            grant_role(cluster, namespace, "shadow-approvers", rules, timeout=40.0)
+            wait_for_rbac(
+                cluster,
+                sa.path,
+                (
+                    ("list", "namespaces"),
+                    ("create", f"loops.{GROUP}", "-n", namespace),
+                    ("delete", f"handoffintents.{GROUP}", "-n", namespace),
+                ),
+            )
+            handle.start_operator()
+            yield handle
+        finally:
+            if handle is not None:
+                handle.close()
+
+
+def _policy() -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "FleetPolicy",
+        "metadata": {"name": "sh-policy"},
+        "spec": {
+            "mode": "shadow",
+            "noiseControls": {"dedupeWindowSeconds": 0},
+            "autonomous": {
+                "allow": {"categories": ["health_critical"], "intents": ["cancel"]},
+                "safety": {"maxActionsPerRun": 1, "maxActionsPerLoop": 1, "cooldownSeconds": 0},
+                "shadow": {"matchWindowSeconds": 300, "minAgreementRate": 0.5, "minSampleSize": 2},
+            },
+        },
+    }
+
+
+def _fleet(loop_ids: list[str]) -> dict[str, Any]:
+    loops = [
+        {"loopId": loop_id, "transport": "local", "source": {"pvc": {"claimName": loop_id}}}
+        for loop_id in loop_ids
+    ]
+    spec = {
+        "policyRef": {"name": "sh-policy"},
+        "loops": loops,
+        "deterministicOrder": True,
+        "reconcileIntervalSeconds": 2,
+    }
+    return {"apiVersion": API, "kind": "Fleet", "metadata": {"name": "sh"}, "spec": spec}
+
+
+def _critical(env: Env) -> dict[str, Any]:
+    agreement: dict[str, Any] = env.status("fleetpolicies", "sh-policy")["shadow"]["agreement"]
+    return dict(agreement["byReasonCode"].get("health_critical") or {})
+
+
+def test_shadow_mode_executes_nothing_and_measures_agreement_with_people(env: Env) -> None:
+    first, second = env.simulate("stale_heartbeat", "sh-a"), env.simulate("stale_heartbeat", "sh-b")
+    env.apply(_policy())
+    env.apply(_fleet([first.loop_id, second.loop_id]))
+    intents = [
+        owned_names.compute_intent_name("sh", f"{sim.loop_id}:health_critical:cancel")
+        for sim in (first, second)
+    ]
+    _eventually(lambda: all(env.exists("handoffintents", n) for n in intents), timeout=90, what="proposals")
+    _eventually(lambda: _critical(env).get("pending") == 2, timeout=60, what="two open shadow decisions")
+    policy = env.status("fleetpolicies", "sh-policy")
+    assert policy["mode"] == "shadow"
+    assert {"fleet_shadow_mode", "fleet_shadow_would_execute"} <= set(policy["reasonCodes"])
+    recent = {
+        d["loopId"]: d for d in policy["shadow"]["agreement"]["recent"] if d["category"] == "health_critical"
+    }
+    assert (recent[first.loop_id]["decision"], recent[first.loop_id]["reasons"]) == ("execute", [])
+    assert (recent[second.loop_id]["decision"], recent[second.loop_id]["reasons"]) == (
+        "hold",
+        ["autonomous_max_actions_per_run_exceeded"],
+    )
+    # several passes later nothing has executed: both loops run, both proposals wait for a person
+    time.sleep(6)
+    assert first.alive
+    assert second.alive
+    assert all(
+        env.status("handoffintents", n).get("phase") in (None, "pending_operator_confirmation")
+        for n in intents
+    )
+    listed = env.status("fleets", "sh")["handoff"]["intents"]
+    assert all(not i["eligible"] and "policy_mode_shadow" in i["reasons"] for i in listed)
+    handoff_rows = files.read_jsonl(env.fleet_dir("sh") / "telemetry" / "handoff.jsonl")
+    assert not [r for r in handoff_rows if r.get("category") == "fleet_handoff_execute"]
+
+    # people act: approve the proposal shadow would have executed, decline the one it held
+    env.approve(intents[0])
+    env.cluster.kubectl(
+        "annotate", f"handoffintents.{GROUP}", intents[1], "-n", env.namespace,
+        "ops.superloop.dev/declined=true", "ops.superloop.dev/declined-by=alice",
+        f"ops.superloop.dev/declined-at={format_ts(_now())}", context="alice",
+    )  # fmt: skip
+    _eventually(lambda: _critical(env).get("resolved") == 2, timeout=60, what="both decisions resolved")
+    agreement = env.status("fleetpolicies", "sh-policy")["shadow"]["agreement"]
+    critical = _critical(env)
+    assert {k: critical[k] for k in ("resolved", "agreed", "disagreed", "agreementRate")} == {
+        "resolved": 2, "agreed": 2, "disagreed": 0, "agreementRate": 1,
+    }  # fmt: skip
+    assert agreement["byDecision"]["execute"]["approved"] == 1
+    assert agreement["byDecision"]["hold"]["rejected"] == 1
+    assert not first.alive  # the person's approval executed (manual), not shadow
+    assert env.status("handoffintents", intents[0])["mode"] == "manual"
+    rows = files.read_jsonl(env.fleet_dir("sh") / "telemetry" / "shadow.jsonl")
+    assert {r["human"] for r in rows if r["category"] == "fleet_shadow_resolution"} == {
+        "approved",
+        "rejected",
+    }
+
+    # the gate report of a PromotionApply carries shadow_agreement (the apply itself needs guarded_auto)
+    env.apply(
+        {
+            "apiVersion": API,
+            "kind": "PromotionApply",
+            "metadata": {"name": "sh-expand"},
+            "spec": {
+                "fleetRef": {"name": "sh"},
+                "intent": "expand",
+                "governance": {
+                    "by": "ops-user",
+                    "approvalRef": "CAB-15",
+                    "rationale": "e2e shadow",
+                    "reviewWithinDays": 7,
+                },
+                "dryRun": True,
+            },
+        }
+    )
+    _eventually(
+        lambda: (
+            env.exists("promotionapplies", "sh-expand")
+            and env.status("promotionapplies", "sh-expand").get("phase") == "rejected"
+        ),
+        timeout=60,
+        what="the PromotionApply evaluated",
+    )
+    report = files.read_json(env.fleet_dir("sh") / "promotion-state.json")
+    assert isinstance(report, dict)
+    gate = report["gates"]["shadowAgreement"]
+    assert (gate["status"], gate["minAgreementRate"], gate["minSampleSize"]) == ("pass", 0.5, 2)
+    assert gate["resolved"] >= 2
+    assert "shadow_agreement" not in report["summary"]["failedGates"]
+    assert "governance" in report["summary"]["failedGates"]
+
+
+def _now() -> Any:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC)
