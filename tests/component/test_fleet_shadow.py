@@ -8,12 +8,14 @@ status, the journal and the metrics, and the shadow_agreement gate's decision, a
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from helpers.operator_fakes import FakeEdge, build_context, build_frozen_clock
+from superloop_ops.cli import main as cli_main
 from superloop_ops.clock import FrozenClock
 from superloop_ops.controllers import fleet_controller, fleet_objects, promotion_apply_controller
 from superloop_ops.core.common.jsonutil import format_ts
@@ -143,8 +145,20 @@ def _shadow_gate(ctx: OperatorContext, deps: fleet_objects.FleetPassDeps) -> dic
     return gate
 
 
+def _cli_shadow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    fleet_dir = _fleet_dir(tmp_path)
+    code = cli_main.main([
+        "fleet", "shadow", "--repo", str(tmp_path),
+        "--registry-file", str(fleet_dir / "registry.v1.json"),
+        "--policy-state-file", str(fleet_dir / "policy-state.json"),
+    ])  # fmt: skip
+    assert code == 0
+    document: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return document
+
+
 def test_people_approve_some_shadow_proposals_and_decline_others(
-    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ctx, deps, repos = _setup(tmp_path, edge, clock)
     report = _pass(edge, deps)
@@ -256,3 +270,24 @@ def test_people_approve_some_shadow_proposals_and_decline_others(
     assert (gate["status"], gate["failed"]) == ("fail", True)
     assert gate["reasons"] == ["promotion_shadow_agreement_below_threshold"]
     assert (gate["agreementRate"], gate["minAgreementRate"]) == (0.75, 0.8)
+    # the CLI shows the same figures from the journal, and the same verdict
+    shown = _cli_shadow(tmp_path, capsys)
+    assert (shown["mode"], shown["agreement"]["resolved"], shown["agreement"]["agreementRate"]) == (
+        "shadow",
+        8,
+        0.75,
+    )
+    assert shown["agreement"]["byReasonCode"] == agreement["byReasonCode"]
+    assert shown["gate"] == {
+        "name": "shadow_agreement", "required": True, "status": "fail",
+        "reasons": ["promotion_shadow_agreement_below_threshold"],
+        "minAgreementRate": 0.8, "minSampleSize": 4, "resolved": 8, "agreementRate": 0.75,
+    }  # fmt: skip
+
+
+def test_fleet_shadow_cli_without_a_ledger_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli_main.main(["fleet", "shadow", "--repo", str(tmp_path)])
+    assert code == 1
+    assert "error: shadow ledger not found:" in capsys.readouterr().err

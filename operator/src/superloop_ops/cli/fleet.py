@@ -1,7 +1,9 @@
-"""``superloop-ops fleet <registry|reconcile|policy|status|handoff>``: the fleet runbook commands.
+"""``superloop-ops fleet <registry|reconcile|policy|status|handoff|shadow>``: the fleet runbook commands.
 
 Flags, defaults, messages and stdout documents follow the reference scripts; every command
 works on a plain repository directory (no cluster). Contract errors exit 1 with ``error: ...``.
+``shadow`` is beyond the reference: the shadow autonomy figures of a fleet journal
+(docs/divergences.md).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from superloop_ops import clock as clock_mod
 from superloop_ops.core.fleet import rollup
-from superloop_ops.engine.fleet import fleet_commands
+from superloop_ops.engine.fleet import fleet_commands, shadow_ledger
 from superloop_ops.errors import ContractError
 
 __all__ = ["add_arguments", "run"]
@@ -42,6 +44,7 @@ _PATH_FLAGS: dict[str, tuple[str, ...]] = {
         "handoff-telemetry-file",
     ),
     "handoff": ("registry-file", "policy-state-file", "handoff-state-file", "handoff-telemetry-file"),
+    "shadow": ("registry-file", "policy-state-file"),
 }
 _HELP = {
     "registry": "validate and normalise the fleet registry",
@@ -49,6 +52,7 @@ _HELP = {
     "policy": "derive reason-coded candidates, suppression and autonomous eligibility",
     "status": "print the read-only fleet status surface",
     "handoff": "plan control intents from policy; execute them with explicit confirmation",
+    "shadow": "show shadow autonomy's decisions agreement with people and the shadow_agreement gate",
 }
 
 
@@ -167,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
         )
     elif command == "status":
         document = fleet_commands.run_fleet_status(paths, clock=clock)
+    elif command == "shadow":
+        document = shadow_ledger.run_fleet_shadow(paths, clock.now())
     else:
         options = fleet_commands.HandoffOptions(
             trace_id=args.trace_id,

@@ -38,6 +38,7 @@ __all__ = [
     "LedgerUpdate",
     "ShadowConfig",
     "build_shadow_decisions",
+    "build_shadow_report",
     "compute_agreement",
     "compute_agrees",
     "evaluate_shadow_gate",
@@ -418,3 +419,30 @@ def evaluate_shadow_gate(
         "byReasonCode": (agreement or {}).get("byReasonCode") or {},
     }
     return reasons, detail
+
+
+def build_shadow_report(
+    state: Mapping[str, Any], config: ShadowConfig, ledger_file: str, now: dt.datetime
+) -> JsonObject:
+    """The ``fleet shadow`` document: the figures recomputed at ``now`` and the gate's verdict."""
+    raw = state.get("decisions")
+    decisions = [d for d in raw if isinstance(d, Mapping)] if isinstance(raw, list) else []
+    agreement = compute_agreement(decisions, config, now)
+    reasons, detail = evaluate_shadow_gate(config, agreement)
+    return {
+        "schemaVersion": STATE_SCHEMA,
+        "generatedAt": format_ts(now),
+        "fleetId": state.get("fleetId"),
+        "mode": state.get("mode"),
+        "ledgerFile": ledger_file,
+        "ledgerUpdatedAt": state.get("updatedAt"),
+        "config": config.to_json(),
+        "agreement": agreement,
+        "gate": {
+            "name": "shadow_agreement",
+            "required": config.gate_required,
+            "status": "fail" if reasons else "pass",
+            "reasons": reasons,
+            **{k: detail[k] for k in ("minAgreementRate", "minSampleSize", "resolved", "agreementRate")},
+        },
+    }

@@ -17,12 +17,14 @@ from typing import Any
 from superloop_ops.core.common.jsonutil import JsonObject, format_ts
 from superloop_ops.core.fleet import policy_rules, shadow_agreement
 from superloop_ops.engine.fleet.fleet_commands import FleetPaths
+from superloop_ops.errors import ContractError
 from superloop_ops.journal import files
 
 __all__ = [
     "SHADOW_STATE_FILE",
     "ShadowPass",
     "read_shadow_state",
+    "run_fleet_shadow",
     "run_shadow_pass",
     "shadow_state_file",
     "shadow_telemetry_file",
@@ -101,3 +103,14 @@ def run_shadow_pass(
         files.append_jsonl(shadow_telemetry_file(paths), rows)
     files.write_json_atomic(shadow_state_file(paths), state)
     return ShadowPass(state=state, new_rows=update.new_rows, resolved_rows=update.resolved_rows)
+
+
+def run_fleet_shadow(paths: FleetPaths, now: dt.datetime) -> JsonObject:
+    """``fleet shadow``: the shadow figures of a fleet journal, recomputed at ``now`` (read-only)."""
+    state = read_shadow_state(paths)
+    if state is None:
+        raise ContractError(f"shadow ledger not found: {shadow_state_file(paths)} (no shadow pass yet)")
+    registry = files.read_json(paths.registry_file)
+    policy = registry.get("policy") if isinstance(registry, Mapping) else None
+    config = shadow_agreement.ShadowConfig.read(policy if isinstance(policy, Mapping) else None)
+    return shadow_agreement.build_shadow_report(state, config, str(shadow_state_file(paths)), now)
