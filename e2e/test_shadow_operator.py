@@ -130,8 +130,15 @@ def test_shadow_mode_executes_nothing_and_measures_agreement_with_people(env: En
     handoff_rows = files.read_jsonl(env.fleet_dir("sh") / "telemetry" / "handoff.jsonl")
     assert not [r for r in handoff_rows if r.get("category") == "fleet_handoff_execute"]
 
-    # people act: approve the proposal shadow would have executed, decline the one it held
+    # people act: approve the proposal shadow would have executed, decline the one it held;
+    # declines are attributable, like approvals (the chart's admission policy)
     env.approve(intents[0])
+    refused = env.cluster.kubectl(
+        "annotate", f"handoffintents.{GROUP}", intents[1], "-n", env.namespace,
+        "ops.superloop.dev/declined=true", "ops.superloop.dev/declined-by=bob", context="alice", check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert "ops.superloop.dev/declined-by must equal the requesting user alice" in refused.stderr
     env.cluster.kubectl(
         "annotate", f"handoffintents.{GROUP}", intents[1], "-n", env.namespace,
         "ops.superloop.dev/declined=true", "ops.superloop.dev/declined-by=alice",
