@@ -1,63 +1,25 @@
 """Issue 15 part 1 on a real control plane: shadow autonomy.
 
-One operator process watches one namespace with the chart's ServiceAccount (as in
-``test_fleet_operator.py``). A FleetPolicy in ``mode: shadow`` over two critical loops: the
-guarded path decides (one would-be execution, one held by the run cap), executes nothing, and
-records its decisions; a person approves the first proposal and declines the second; the agreement
-figures appear in the FleetPolicy status, and a PromotionApply's gate report carries the
-shadow_agreement gate.
+One operator process watches one namespace with the chart's ServiceAccount (the ``env`` fixture of
+``test_fleet_operator.py``, instantiated for this module). A FleetPolicy in ``mode: shadow`` over
+two critical loops: the guarded path decides (one would-be execution, one held by the run cap),
+executes nothing, and records its decisions; a person approves the first proposal and declines
+the second; the agreement figures appear in the FleetPolicy status, and a PromotionApply's gate
+report carries the shadow_agreement gate.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
-from e2e.harness.cluster import Cluster
-from e2e.harness.identities import write_service_account_kubeconfig
-from e2e.operator_harness import API, GROUP, chart_release, grant_role, wait_for_rbac
+from e2e.operator_harness import API, GROUP
 from e2e.operator_harness import FleetEnv as Env
 from e2e.operator_harness import fleet_eventually as _eventually
+from e2e.test_fleet_operator import env  # noqa: F401  (the fixture, instantiated for this module)
 from superloop_ops.core.common.jsonutil import format_ts
 from superloop_ops.core.fleet import owned_names
 from superloop_ops.journal import files
-
-
-@pytest.fixture(scope="module")
-def env(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    release_ns = f"e2e-shadowrel-{uuid.uuid4().hex[:6]}"
-    namespace = f"e2e-shadow-{uuid.uuid4().hex[:8]}"
-    workdir = tmp_path_factory.mktemp("shadowop")
-    with chart_release(
-        cluster, "shadowop", release_ns, [namespace], peering=f"shadowop-{uuid.uuid4().hex[:6]}"
-    ) as account:
-        handle: Env | None = None
-        try:
-            sa = write_service_account_kubeconfig(cluster, release_ns, account, workdir / "sa.kubeconfig")
-            handle = Env(cluster=cluster, namespace=namespace, workdir=workdir, sa_kubeconfig=sa.path)
-            handle.mounts.mkdir(parents=True, exist_ok=True)
-            rules = [
-                {"apiGroups": [GROUP], "resources": ["handoffintents"], "verbs": ["get", "list", "patch"]}
-            ]
-            grant_role(cluster, namespace, "shadow-approvers", rules, timeout=40.0)
-            wait_for_rbac(
-                cluster,
-                sa.path,
-                (
-                    ("list", "namespaces"),
-                    ("create", f"loops.{GROUP}", "-n", namespace),
-                    ("delete", f"handoffintents.{GROUP}", "-n", namespace),
-                ),
-            )
-            handle.start_operator()
-            yield handle
-        finally:
-            if handle is not None:
-                handle.close()
 
 
 def _policy() -> dict[str, Any]:
@@ -91,12 +53,12 @@ def _fleet(loop_ids: list[str]) -> dict[str, Any]:
     return {"apiVersion": API, "kind": "Fleet", "metadata": {"name": "sh"}, "spec": spec}
 
 
-def _critical(env: Env) -> dict[str, Any]:
-    agreement: dict[str, Any] = env.status("fleetpolicies", "sh-policy")["shadow"]["agreement"]
+def _critical(fleet: Env) -> dict[str, Any]:
+    agreement: dict[str, Any] = fleet.status("fleetpolicies", "sh-policy")["shadow"]["agreement"]
     return dict(agreement["byReasonCode"].get("health_critical") or {})
 
 
-def test_shadow_mode_executes_nothing_and_measures_agreement_with_people(env: Env) -> None:
+def test_shadow_mode_executes_nothing_and_measures_agreement_with_people(env: Env) -> None:  # noqa: F811
     first, second = env.simulate("stale_heartbeat", "sh-a"), env.simulate("stale_heartbeat", "sh-b")
     env.apply(_policy())
     env.apply(_fleet([first.loop_id, second.loop_id]))

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_fleet_handlers import GROUP_VERSION, NS, _failed_status, _ok_status
+from test_fleet_handlers import _fleet_dir as _journal_dir
 
 from helpers.operator_fakes import FakeEdge, build_context, build_frozen_clock
 from superloop_ops.cli import main as cli_main
@@ -26,8 +28,6 @@ from superloop_ops.journal import files
 from superloop_ops.k8s.edge import ObjectRef
 from superloop_ops.sim.simulator import Simulator
 
-NS = "fleet-ns"
-GROUP_VERSION = "ops.superloop.dev/v1alpha1"
 LOOPS = ("red0-1", "red1-1", "red2-1", "red3-1")
 
 
@@ -52,18 +52,6 @@ def _policy(min_rate: float) -> dict[str, Any]:
         },
     }
     return {"apiVersion": GROUP_VERSION, "kind": "FleetPolicy", "metadata": {"name": "pol"}, "spec": spec}
-
-
-def _failed_status() -> dict[str, Any]:
-    ready = {"type": "Ready", "status": "False", "reason": "ServiceRequestFailed", "message": "failed",
-             "observedGeneration": 1, "lastTransitionTime": "2026-01-01T00:00:00Z"}  # fmt: skip
-    return {"healthStatus": "critical", "reasonCodes": ["transport_unreachable"], "conditions": [ready]}
-
-
-def _ok_status() -> dict[str, Any]:
-    ready = {"type": "Ready", "status": "True", "reason": "ReconcileSucceeded", "message": "ok",
-             "observedGeneration": 1, "lastTransitionTime": "2026-01-01T00:00:00Z"}  # fmt: skip
-    return {"healthStatus": "healthy", "reasonCodes": [], "lifecycle": "running", "conditions": [ready]}
 
 
 def _setup(
@@ -133,7 +121,7 @@ def _alive(repo: Path) -> bool:
 
 
 def _fleet_dir(tmp_path: Path) -> Path:
-    return tmp_path / "state" / NS / ".superloop" / "ops-manager" / "fleet" / "drill"
+    return _journal_dir(tmp_path, "drill")
 
 
 def _shadow_gate(ctx: OperatorContext, deps: fleet_objects.FleetPassDeps) -> dict[str, Any]:

@@ -10,20 +10,13 @@ import json
 from typing import Any
 
 import pytest
+from test_fleet_policy import PATHS
 
 from superloop_ops.core.common.jsonutil import format_ts
 from superloop_ops.core.fleet import fleet_registry, policy_rules, shadow_agreement
 from superloop_ops.core.promotion import promotion_gates
 
 T0 = dt.datetime(2026, 11, 26, 12, 0, 0, tzinfo=dt.UTC)
-PATHS = policy_rules.PolicyPaths(
-    registry_file="/r/registry.v1.json",
-    fleet_state_file="/r/state.json",
-    policy_state_file="/r/policy-state.json",
-    policy_history_file="/r/policy-history.jsonl",
-    handoff_telemetry_file="/r/handoff.jsonl",
-    governance_audit_file="/r/policy-governance.jsonl",
-)
 CONFIG = shadow_agreement.ShadowConfig(
     match_window_seconds=1800,
     agreement_window_seconds=3600,
