@@ -15,6 +15,8 @@ from test_fleet_policy import PATHS
 from superloop_ops.core.common.jsonutil import format_ts
 from superloop_ops.core.fleet import fleet_registry, policy_rules, shadow_agreement
 from superloop_ops.core.promotion import promotion_gates
+from superloop_ops.errors import InvalidSpecError
+from superloop_ops.models.fleet_policy import FleetPolicy
 
 T0 = dt.datetime(2026, 11, 26, 12, 0, 0, tzinfo=dt.UTC)
 CONFIG = shadow_agreement.ShadowConfig(
@@ -404,3 +406,25 @@ def test_the_gate_joins_the_report_only_when_the_policy_has_a_shadow_block() -> 
         "promotion_shadow_sample_insufficient",
     )
     assert gates_with(registry, "{not json", T0)[-1].reasons[0] == "promotion_shadow_evidence_invalid"
+
+
+# ---------------------------------------------------------------------------------------------
+# the model
+
+
+def test_the_model_accepts_shadow_without_governance_and_bounds_its_block() -> None:
+    body: dict[str, Any] = {"kind": "FleetPolicy", "metadata": {"name": "p"}, "spec": {"mode": "shadow"}}
+    policy = FleetPolicy.from_body(body)
+    assert (policy.spec.mode, policy.spec.autonomous.shadow) == ("shadow", None)
+    body["spec"]["autonomous"] = {"shadow": {"minSampleSize": 3}}
+    shadow = FleetPolicy.from_body(body).spec.autonomous.shadow
+    assert shadow is not None
+    assert (shadow.match_window_seconds, shadow.agreement_window_seconds) == (1800, 604800)
+    assert (shadow.min_agreement_rate, shadow.min_sample_size) == (0.9, 3)
+    body["spec"]["autonomous"] = {"shadow": {"matchWindowSeconds": 30}}
+    with pytest.raises(InvalidSpecError, match=r"matchWindowSeconds"):
+        FleetPolicy.from_body(body)
+    # the registry document (a dump without nulls) carries the block only when it is set
+    body["spec"] = {"mode": "shadow"}
+    plain = FleetPolicy.from_body(body)
+    assert "shadow" not in plain.spec.model_dump(mode="json", by_alias=True, exclude_none=True)["autonomous"]
