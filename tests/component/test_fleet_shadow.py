@@ -15,13 +15,16 @@ from typing import Any
 import pytest
 from test_fleet_handlers import GROUP_VERSION, NS, _failed_status, _ok_status
 from test_fleet_handlers import _fleet_dir as _journal_dir
+from test_promotion_handler import FLEET as PROMOTION_FLEET
+from test_promotion_handler import POLICY as PROMOTION_POLICY
+from test_promotion_handler import Env as PromotionEnv
 
 from helpers.operator_fakes import FakeEdge, build_context, build_frozen_clock
 from superloop_ops.cli import main as cli_main
 from superloop_ops.clock import FrozenClock
 from superloop_ops.controllers import fleet_controller, fleet_objects, promotion_apply_controller
 from superloop_ops.core.common.jsonutil import format_ts
-from superloop_ops.core.fleet import owned_names
+from superloop_ops.core.fleet import owned_names, policy_rules
 from superloop_ops.handlers import handoff_intent as intent_handlers
 from superloop_ops.handlers.context import OperatorContext, build_fleet_deps
 from superloop_ops.journal import files
@@ -93,14 +96,15 @@ def _name(loop_id: str, category: str) -> str:
     return owned_names.compute_intent_name("drill", f"{loop_id}:{category}:cancel")
 
 
-def _ref(name: str) -> ObjectRef:
-    return ObjectRef("HandoffIntent", "handoffintents", NS, name)
+def _ref(name: str, namespace: str = NS) -> ObjectRef:
+    return ObjectRef("HandoffIntent", "handoffintents", namespace, name)
 
 
 def _approve(edge: FakeEdge, ctx: OperatorContext, name: str) -> None:
     intent_handlers.reconcile_intent(edge.get("handoffintents", name), ctx)  # pending
     edge.patch_annotations(
-        _ref(name), {"ops.superloop.dev/approved": "true", "ops.superloop.dev/approved-by": "oncall"}
+        _ref(name, edge.namespace),
+        {"ops.superloop.dev/approved": "true", "ops.superloop.dev/approved-by": "oncall"},
     )
     assert intent_handlers.reconcile_intent(edge.get("handoffintents", name), ctx).phase == "executed"
 
@@ -279,3 +283,36 @@ def test_fleet_shadow_cli_without_a_ledger_says_so(
     code = cli_main.main(["fleet", "shadow", "--repo", str(tmp_path)])
     assert code == 1
     assert "error: shadow ledger not found:" in capsys.readouterr().err
+
+
+def test_a_canary_expands_into_guarded_auto_only_once_the_shadowed_complement_agrees(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    assert policy_rules.compute_cohort_bucket("red-1") >= 10  # the loop is outside a 10% canary
+    env = PromotionEnv(tmp_path, clock, canaryPercent=10)
+    shadow = {"matchWindowSeconds": 60, "minAgreementRate": 0.5, "minSampleSize": 1}
+    env.edge.get("fleetpolicies", PROMOTION_POLICY)["spec"]["autonomous"]["shadow"] = shadow
+    report = env.fleet_pass()
+    # guarded_auto acts only inside the canary; the loop outside it gets a shadow decision instead
+    assert report.autonomous_outcomes == ()
+    assert env.loop_alive
+    assert report.shadow is not None
+    assert [(r["loopId"], r["candidateCategory"], r["decision"]) for r in report.shadow.new_rows] == [
+        ("red-1", "reconcile_failed", "execute")
+    ]
+    env.create("grow", "expand")
+    assert env.run("grow").phase == "rejected"
+    assert "promotion_shadow_sample_insufficient" in env.status("grow")["reasonCodes"]
+    # a person does what shadow would have done: the evidence is there, the gate passes
+    name = owned_names.compute_intent_name(PROMOTION_FLEET, "red-1:reconcile_failed:cancel")
+    _approve(env.edge, env.ctx, name)
+    clock.advance(5)
+    env.fleet_pass()
+    env.create("grow-again", "expand")
+    assert env.run("grow-again").phase == "rejected"  # the contract's five gates still hold
+    assert not [c for c in env.status("grow-again")["reasonCodes"] if c.startswith("promotion_shadow_")]
+    state = files.read_json(env.journal / "promotion-state.json")
+    assert isinstance(state, dict)
+    gate = state["gates"]["shadowAgreement"]
+    assert (gate["status"], gate["resolved"], gate["agreed"], gate["agreementRate"]) == ("pass", 1, 1, 1)
+    assert "shadow_agreement" not in state["summary"]["failedGates"]

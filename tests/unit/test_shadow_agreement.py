@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 import pytest
-from test_fleet_policy import PATHS
+from test_fleet_policy import PATHS, governance
 
 from superloop_ops.core.common.jsonutil import format_ts
 from superloop_ops.core.fleet import fleet_registry, policy_rules, shadow_agreement
@@ -109,6 +109,45 @@ def test_shadow_mode_honours_the_kill_switch_and_the_allowlist() -> None:
         "decision": "hold",
         "reasons": ["autonomous_kill_switch_enabled"],
     }
+
+
+def test_guarded_auto_with_a_shadow_block_shadows_the_loops_the_canary_leaves_out() -> None:
+    # default salt buckets: loop-a 36, loop-blue 45 (in a 50% canary), loop-green 66, loop-red 76
+    loops = ["loop-a", "loop-blue", "loop-green", "loop-red"]
+    raw = {
+        "schemaVersion": "v1",
+        "loops": [{"loopId": loop_id} for loop_id in loops],
+        "policy": {
+            "mode": "guarded_auto",
+            "autonomous": {
+                "governance": governance(),
+                "safety": {"maxActionsPerRun": 1, "maxActionsPerLoop": 1, "cooldownSeconds": 0},
+                "rollout": {"canaryPercent": 50},
+                "shadow": {"minSampleSize": 2},
+            },
+        },
+    }
+    assert fleet_registry.compute_registry_errors(raw, T0) == []
+    reg = fleet_registry.build_normalized_registry(raw, PATHS.registry_file)
+    evaluation = classify(reg, tuple(loops), [], T0, "trace-p1")
+    blocks = {c["loopId"]: c["autonomous"] for c in evaluation.state["candidates"]}
+    # the cohort acts for real (its own run cap); the rest gets shadow decisions with their own slots
+    assert [loop for loop, b in blocks.items() if b["eligible"]] == ["loop-a"]
+    assert blocks["loop-blue"]["reasons"] == ["autonomous_max_actions_per_run_exceeded"]
+    assert "shadow" not in blocks["loop-a"]
+    assert "shadow" not in blocks["loop-blue"]
+    assert blocks["loop-green"]["shadow"] == {"decision": "execute", "reasons": []}
+    assert blocks["loop-red"]["shadow"] == {
+        "decision": "hold",
+        "reasons": ["autonomous_max_actions_per_run_exceeded"],
+    }
+    assert blocks["loop-green"]["eligible"] is False
+    assert blocks["loop-green"]["reasons"] == ["autonomous_rollout_canary_excluded"]
+    assert "fleet_shadow_would_execute" in evaluation.state["reasonCodes"]
+    assert "fleet_shadow_mode" not in evaluation.state["reasonCodes"]
+    rows = {r["loopId"]: r for r in evaluation.history_rows}
+    assert rows["loop-green"]["autonomousShadowWouldExecute"] is True
+    assert "autonomousShadowWouldExecute" not in rows["loop-a"]
 
 
 def test_advisory_and_guarded_auto_candidates_carry_no_shadow_block() -> None:

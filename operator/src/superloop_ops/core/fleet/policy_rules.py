@@ -45,6 +45,7 @@ SHADOW = "shadow"
 SHADOW_MODE_REASON = "policy_mode_shadow"
 """Why a shadow candidate is never eligible: shadow records the decision and executes nothing."""
 _SHADOW_FLAG = "autonomousShadowWouldExecute"
+_CANARY_EXCLUDED = "autonomous_rollout_canary_excluded"
 _HASH_MODULUS = 1000003
 _TAXONOMY: dict[str, tuple[str, str, str]] = {
     "reconcile_failed": ("critical", "high", "Loop reconcile failed in fleet fan-out"),
@@ -294,10 +295,16 @@ class _AutonomyControls:
     canary: Any
     scope_ids: list[Any]
     salt: str
+    shadow_block: bool = False
 
     @property
     def guarded(self) -> bool:
         return self.mode == GUARDED_AUTO
+
+    @property
+    def shadows_canary_complement(self) -> bool:
+        """guarded_auto with a shadow block: the loops the canary leaves out run in shadow."""
+        return self.guarded and self.shadow_block
 
     @property
     def shadow(self) -> bool:
@@ -332,6 +339,7 @@ class _AutonomyControls:
             canary=rollout.get("canaryPercent", DEFAULT_CANARY_PERCENT),
             scope_ids=list((rollout.get("scope") or {}).get("loopIds") or []),
             salt=(rollout.get("selector") or {}).get("salt") or DEFAULT_SALT,
+            shadow_block=isinstance(controls.get("shadow"), Mapping),
         )
 
 
@@ -519,6 +527,7 @@ def _classify(
     ctl = _AutonomyControls.read(mode, controls)
     last_eligible = _history_index(history, ctl.selection_flag, True)
     slots = _RunSlots.read(history, trace_id, ctl.selection_flag)
+    complement = _CanaryComplement.read(history, trace_id) if ctl.shadows_canary_complement else None
     for candidate in candidates:
         gates = _evaluate_gates(candidate, ctl)
         gating = _gating_reasons(candidate, ctl, gates, pause, governance_expired)
@@ -535,6 +544,30 @@ def _classify(
         )
         if ctl.shadow:
             _record_shadow_decision(candidate["autonomous"], reasons)
+        elif complement is not None and gating == [_CANARY_EXCLUDED]:
+            candidate["autonomous"]["shadow"] = complement.decide(candidate, ctl, now)
+
+
+@dataclasses.dataclass
+class _CanaryComplement:
+    """guarded_auto with a shadow block: a candidate held only by the canary gets the decision it
+    would get inside the cohort. Its cooldown and caps count shadow's would-be executions, apart
+    from the cohort's real ones."""
+
+    last: dict[str, dt.datetime]
+    slots: _RunSlots
+
+    @classmethod
+    def read(cls, history: Sequence[Any], trace_id: str) -> _CanaryComplement:
+        last = _history_index(history, _SHADOW_FLAG, True)
+        return cls(last, _RunSlots.read(history, trace_id, _SHADOW_FLAG))
+
+    def decide(self, candidate: Mapping[str, Any], ctl: _AutonomyControls, now: dt.datetime) -> JsonObject:
+        cooldown_active, _ = _window(self.last.get(candidate["candidateId"]), now, ctl.cooldown_seconds)
+        safety = _safety_reason(candidate, ctl, self.slots, cooldown_active)
+        if safety is None:
+            self.slots.take(candidate["candidateId"], str(candidate["loopId"]))
+        return {"decision": "hold" if safety else "execute", "reasons": [safety] if safety else []}
 
 
 def _record_shadow_decision(block: JsonObject, reasons: list[str]) -> None:
@@ -592,8 +625,8 @@ def _policy_reason_codes(
             reasons.append("fleet_auto_candidates_governance_blocked")
     if mode == SHADOW:
         reasons.append("fleet_shadow_mode")
-        if any(c["autonomous"]["shadow"]["decision"] == "execute" for c in unsuppressed):
-            reasons.append("fleet_shadow_would_execute")
+    if any((c["autonomous"].get("shadow") or {}).get("decision") == "execute" for c in unsuppressed):
+        reasons.append("fleet_shadow_would_execute")
     return sorted_unique(reasons)
 
 

@@ -60,6 +60,16 @@ def _list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else []
 
 
+def _has_shadow_decisions(policy_state: Mapping[str, Any]) -> bool:
+    if policy_state.get("mode") == policy_rules.SHADOW:
+        return True
+    candidates = policy_state.get("candidates")
+    return any(
+        isinstance(c, Mapping) and isinstance((c.get("autonomous") or {}).get("shadow"), Mapping)
+        for c in (candidates if isinstance(candidates, list) else [])
+    )
+
+
 def run_shadow_pass(
     paths: FleetPaths,
     registry: Mapping[str, Any],
@@ -70,19 +80,19 @@ def run_shadow_pass(
 ) -> ShadowPass | None:
     """Record this pass's shadow decisions and match the open ones to people's actions.
 
-    Runs in shadow mode, and after it while a ledger exists (open decisions keep resolving and
-    the figures keep rolling after a switch to guarded_auto). None when there is nothing to keep.
+    Runs in shadow mode, in guarded_auto with a shadow block (the loops the canary leaves out),
+    and after either while a ledger exists (open decisions keep resolving, the figures keep
+    rolling). None when there is nothing to keep.
     """
     prior = read_shadow_state(paths)
-    shadow_mode = policy_state.get("mode") == policy_rules.SHADOW
-    if prior is None and not shadow_mode:
+    if prior is None and not _has_shadow_decisions(policy_state):
         return None
     config = shadow_agreement.ShadowConfig.read(registry.get("policy"))
     fleet_id = str(policy_state.get("fleetId") or registry.get("fleetId") or "default")
     update = shadow_agreement.update_ledger(
         decisions=[d for d in _list((prior or {}).get("decisions")) if isinstance(d, Mapping)],
         consumed=[str(c) for c in _list((prior or {}).get("consumedActions"))],
-        policy_state=policy_state if shadow_mode else None,
+        policy_state=policy_state,
         actions=shadow_agreement.read_human_actions(intents, names_to_ids, now),
         config=config,
         fleet_id=fleet_id,
