@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +47,8 @@ class Cluster:
     external: bool = False
     # Context per identity on our control plane; empty for an external cluster.
     contexts: Mapping[str, str] = field(default_factory=dict)
+    # Kill and restart one control-plane component (our control plane only; None for an external one).
+    restart_component: Callable[[str], None] | None = None
 
     def username(self, identity: str) -> str:
         """The name the apiserver sees for an identity (``request.userInfo.username``)."""

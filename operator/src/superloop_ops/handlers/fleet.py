@@ -18,16 +18,16 @@ from typing import Any
 
 import kopf
 
-from superloop_ops.controllers import fleet_controller
+from superloop_ops.controllers import fleet_controller, fleet_objects
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError
-from superloop_ops.handlers.context import fetch_context, fetch_fleet_deps
+from superloop_ops.handlers.context import counted_pass, fetch_context, fetch_fleet_deps
 from superloop_ops.k8s.edge import GROUP, VERSION
 from superloop_ops.metrics_fleet import fetch_fleet_metrics
 from superloop_ops.metrics_promotion import fetch_promotion_metrics
 from superloop_ops.metrics_shadow import fetch_shadow_metrics
 from superloop_ops.models.common import DEFAULT_RECONCILE_INTERVAL_SECONDS
 
-__all__ = ["on_fleet_change", "on_fleet_delete", "on_fleet_periodic"]
+__all__ = ["on_fleet_change", "on_fleet_delete", "on_fleet_periodic", "reconcile_fleet"]
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +39,20 @@ def _raise_for_kopf(report: fleet_controller.FleetPassReport) -> None:
         raise kopf.TemporaryError(str(report.error), delay=report.retry_after or 15.0)
 
 
+@counted_pass("Fleet")
+def reconcile_fleet(
+    body: Mapping[str, Any], deps: fleet_objects.FleetPassDeps
+) -> fleet_controller.FleetPassReport:
+    """One Fleet pass, counted in the pass metrics."""
+    return fleet_controller.reconcile_fleet(body, deps)
+
+
 @kopf.on.create(GROUP, VERSION, "fleets")
 @kopf.on.resume(GROUP, VERSION, "fleets")
 @kopf.on.update(GROUP, VERSION, "fleets", field="spec")
 def on_fleet_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Create, resume and spec changes: the same full pass."""
-    _raise_for_kopf(fleet_controller.reconcile_fleet(dict(body), fetch_fleet_deps(memo)))
+    _raise_for_kopf(reconcile_fleet(dict(body), fetch_fleet_deps(memo)))
 
 
 @kopf.daemon(GROUP, VERSION, "fleets", cancellation_timeout=10.0)
@@ -57,7 +65,7 @@ async def on_fleet_periodic(stopped: kopf.DaemonStopped, body: kopf.Body, memo: 
         if stopped:
             break
         try:
-            report = await asyncio.to_thread(fleet_controller.reconcile_fleet, dict(body), deps)
+            report = await asyncio.to_thread(reconcile_fleet, dict(body), deps)
         except Exception:  # the daemon must outlive any single bad pass
             log.exception("periodic fleet pass of %s failed", (body.get("metadata") or {}).get("name"))
             delay = _interval(body)

@@ -25,8 +25,14 @@ import kopf
 
 from superloop_ops.controllers import loop_alerts, loop_controller
 from superloop_ops.core.loop import loop_resource
-from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, JournalWriteError, OperatorError
-from superloop_ops.handlers.context import OperatorContext, fetch_context, post_events
+from superloop_ops.errors import (
+    DependencyNotReadyError,
+    InvalidSpecError,
+    JournalWriteError,
+    OperatorError,
+    SecretNotUsableError,
+)
+from superloop_ops.handlers.context import OperatorContext, counted_pass, fetch_context, post_events
 from superloop_ops.k8s.edge import GROUP, VERSION, ObjectNotFoundError, ObjectRef
 from superloop_ops.metrics import LoopObservation
 from superloop_ops.models.loop import Loop
@@ -105,11 +111,14 @@ def _blocked_reason(exc: OperatorError) -> str:
         return "journal_unwritable"
     if isinstance(exc, _UnexpectedError):
         return "internal_error"
+    if isinstance(exc, SecretNotUsableError):
+        return exc.reason_code
     if isinstance(exc, InvalidSpecError):
         return "invalid_spec"
     return "dependency_not_ready"
 
 
+@counted_pass("Loop")
 def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext) -> PassReport:
     """One pass for one Loop (synchronous: runs in kopf's thread pool)."""
     ref = loop_ref(body)
@@ -216,6 +225,8 @@ def _observe(
             heartbeat_lag_seconds=_number(health_metrics.get("heartbeatLagSeconds")),
             transport_failure_streak=streak if isinstance(streak, int) else None,
             diverged=(divergence.get("any") is True) if isinstance(divergence, Mapping) else None,
+            run_outcome=_text(health_metrics.get("runOutcome")),
+            usage=_mapping(_mapping(_mapping(status.get("state")).get("signals")).get("usage")) or None,
         )
     )
     if error is not None:
@@ -226,6 +237,10 @@ def _observe(
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _number(value: Any) -> float | None:
