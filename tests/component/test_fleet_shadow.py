@@ -236,11 +236,11 @@ def test_people_approve_some_shadow_proposals_and_decline_others(
         )
         assert sample in rendered
     assert (
-        'superloop_ops_shadow_agreement_ratio{fleet="drill",intent="all",namespace="fleet-ns",'
+        'superloop_ops_shadow_agreement_ratio{fleet="drill",intent_type="all",namespace="fleet-ns",'
         'reason="all"} 0.75' in rendered
     )
     assert (
-        'superloop_ops_shadow_agreement_ratio{fleet="drill",intent="all",namespace="fleet-ns",'
+        'superloop_ops_shadow_agreement_ratio{fleet="drill",intent_type="all",namespace="fleet-ns",'
         'reason="health_critical"} 0.5' in rendered
     )
     assert "red0" not in "".join(line for line in rendered.splitlines() if "shadow" in line)

@@ -54,14 +54,14 @@ def test_agreement_gauges_per_intent_and_reason_and_cleanup() -> None:
     base = m.build_metrics()
     shadow = ms.fetch_shadow_metrics(base)
     shadow.observe_agreement("ns", "prod", _figures())
-    ratio = {(dict(k)["intent"], dict(k)["reason"]): v for k, v in _samples(base, RATIO).items()}
+    ratio = {(dict(k)["intent_type"], dict(k)["reason"]): v for k, v in _samples(base, RATIO).items()}
     assert ratio == {
         ("all", "all"): 0.4,
         ("cancel", "all"): 0.4,
         ("all", "health_critical"): 0.25,
         ("all", "reconcile_failed"): 1.0,
     }
-    resolved = {(dict(k)["intent"], dict(k)["reason"]): v for k, v in _samples(base, RESOLVED).items()}
+    resolved = {(dict(k)["intent_type"], dict(k)["reason"]): v for k, v in _samples(base, RESOLVED).items()}
     assert resolved[("all", "all")] == 5.0
     assert resolved[("approve", "all")] == 0.0
     assert resolved[("all", "health_degraded")] == 0.0

@@ -2,7 +2,7 @@
 
 Registered on the operator's registry beside the fleet families. Labels are bounded: ``namespace``
 and ``fleet`` are object names; ``decision`` (execute, hold), ``human`` (approved, rejected,
-lapsed, acted_differently), ``intent`` (the HandoffIntent intents) and ``reason`` (the candidate
+lapsed, acted_differently), ``intent_type`` (the HandoffIntent intents) and ``reason`` (the candidate
 categories) are closed vocabularies (anything else is ``other``; ``all`` is the overall figure).
 Loop names and trace ids never become labels.
 """
@@ -45,13 +45,13 @@ class ShadowMetrics:
         self.agreement = Gauge(
             f"{PREFIX}_shadow_agreement_ratio",
             "Agreement of shadow decisions with people over the rolling window (per intent and reason).",
-            (*labels, "intent", "reason"),
+            (*labels, "intent_type", "reason"),
             registry=registry,
         )
         self.resolved = Gauge(
             f"{PREFIX}_shadow_resolved_decisions",
             "Resolved shadow decisions within the rolling window (the agreement's sample).",
-            (*labels, "intent", "reason"),
+            (*labels, "intent_type", "reason"),
             registry=registry,
         )
         self.pending = Gauge(
