@@ -10,6 +10,7 @@ report carries the shadow_agreement gate.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -17,7 +18,6 @@ from e2e.operator_harness import API, GROUP
 from e2e.operator_harness import FleetEnv as Env
 from e2e.operator_harness import fleet_eventually as _eventually
 from e2e.test_fleet_operator import env  # noqa: F401  (the fixture, instantiated for this module)
-from superloop_ops.core.common.jsonutil import format_ts
 from superloop_ops.core.fleet import owned_names
 from superloop_ops.journal import files
 
@@ -101,11 +101,11 @@ def test_shadow_mode_executes_nothing_and_measures_agreement_with_people(env: En
     )  # fmt: skip
     assert refused.returncode != 0
     assert "ops.superloop.dev/declined-by must equal the requesting user alice" in refused.stderr
-    env.cluster.kubectl(
-        "annotate", f"handoffintents.{GROUP}", intents[1], "-n", env.namespace,
-        "ops.superloop.dev/declined=true", "ops.superloop.dev/declined-by=alice",
-        f"ops.superloop.dev/declined-at={format_ts(_now())}", context="alice",
-    )  # fmt: skip
+    declined = env.plugin("decline", intents[1], context="alice")  # kubectl superloop decline
+    assert declined.returncode == 0, declined.stderr
+    assert f"handoffintent/{intents[1]} declined by alice" in declined.stdout
+    annotations = env.get("handoffintents", intents[1])["metadata"]["annotations"]
+    assert annotations["ops.superloop.dev/declined-by"] == "alice"
     _eventually(lambda: _critical(env).get("resolved") == 2, timeout=60, what="both decisions resolved")
     agreement = env.status("fleetpolicies", "sh-policy")["shadow"]["agreement"]
     critical = _critical(env)
@@ -115,12 +115,19 @@ def test_shadow_mode_executes_nothing_and_measures_agreement_with_people(env: En
     assert agreement["byDecision"]["execute"]["approved"] == 1
     assert agreement["byDecision"]["hold"]["rejected"] == 1
     assert not first.alive  # the person's approval executed (manual), not shadow
-    assert env.status("handoffintents", intents[0])["mode"] == "manual"
+    # the plugin's fleet view carries the same figures
+    shown = env.plugin("fleet", "sh")
+    assert shown.returncode == 0, shown.stderr
+    view = json.loads(shown.stdout)["policy"]
+    assert (view["mode"], view["shadow"]["agreement"]["byReasonCode"]["health_critical"]["resolved"]) == (
+        "shadow",
+        2,
+    )
     rows = files.read_jsonl(env.fleet_dir("sh") / "telemetry" / "shadow.jsonl")
-    assert {r["human"] for r in rows if r["category"] == "fleet_shadow_resolution"} == {
-        "approved",
-        "rejected",
-    }
+    resolved = {r["human"]: r for r in rows if r["category"] == "fleet_shadow_resolution"}
+    assert set(resolved) == {"approved", "rejected"}
+    assert (resolved["approved"]["humanIntent"], resolved["approved"]["humanBy"]) == (intents[0], "alice")
+    assert (resolved["rejected"]["humanIntent"], resolved["rejected"]["humanBy"]) == (intents[1], "alice")
 
     # the gate report of a PromotionApply carries shadow_agreement (the apply itself needs guarded_auto)
     env.apply(
@@ -156,9 +163,3 @@ def test_shadow_mode_executes_nothing_and_measures_agreement_with_people(env: En
     assert gate["resolved"] >= 2
     assert "shadow_agreement" not in report["summary"]["failedGates"]
     assert "governance" in report["summary"]["failedGates"]
-
-
-def _now() -> Any:
-    import datetime as dt
-
-    return dt.datetime.now(dt.UTC)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from test_fleet_policy import PATHS, governance
 
+from superloop_ops.cli import kubectl_completion, kubectl_fleet, kubectl_plugin
 from superloop_ops.core.common.jsonutil import format_ts
 from superloop_ops.core.fleet import fleet_registry, policy_rules, shadow_agreement
 from superloop_ops.core.promotion import promotion_gates
@@ -467,3 +468,25 @@ def test_the_model_accepts_shadow_without_governance_and_bounds_its_block() -> N
     body["spec"] = {"mode": "shadow"}
     plain = FleetPolicy.from_body(body)
     assert "shadow" not in plain.spec.model_dump(mode="json", by_alias=True, exclude_none=True)["autonomous"]
+
+
+# ---------------------------------------------------------------------------------------------
+# the kubectl plugin (pure parts; e2e/test_shadow_operator.py runs it against a cluster)
+
+
+def test_plugin_decline_parses_and_the_fleet_view_carries_the_shadow_figures() -> None:
+    args = kubectl_plugin.parse_args(["decline", "hoi-1", "-n", "team-a"])
+    assert (args.command, args.intent, args.namespace) == ("decline", "hoi-1", "team-a")
+    assert "decline" in kubectl_plugin.build_parser().format_help()
+    assert kubectl_completion.NAME_SOURCES["decline"] == "handoffintents"
+    shadow = {"updatedAt": format_ts(T0), "config": {"minSampleSize": 5}, "agreement": {"agreementRate": 0.4}}
+    fleet = {"metadata": {"name": "f"}, "spec": {"policyRef": {"name": "p"}}, "status": {}}
+    policy = {
+        "metadata": {"name": "p"},
+        "spec": {"mode": "shadow"},
+        "status": {"mode": "shadow", "shadow": shadow},
+    }
+    view = kubectl_fleet.build_fleet_view(fleet, policy)
+    assert view["policy"]["shadow"] == shadow
+    policy["status"] = {"mode": "advisory"}
+    assert "shadow" not in kubectl_fleet.build_fleet_view(fleet, policy)["policy"]
