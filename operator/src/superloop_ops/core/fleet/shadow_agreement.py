@@ -310,24 +310,22 @@ def update_ledger(
     get a fresh one in the same pass (its candidate was proposed again).
     """
     spent = set(consumed)
+    by_loop: dict[str, list[HumanAction]] = {}
+    for action in actions:  # in their order (oldest first), per loop
+        by_loop.setdefault(action.loop_id, []).append(action)
     resolved_rows: list[JsonObject] = []
     ledger: list[JsonObject] = []
     for decision in decisions:
         entry = dict(decision)
         if entry.get("human") is None:
-            done = _resolve_open(entry, actions, spent, config, now)
+            done = _resolve_open(entry, by_loop.get(str(entry.get("loopId")), []), spent, config, now)
             if done is not None:
                 entry = done
                 resolved_rows.append(_row("fleet_shadow_resolution", done, fleet_id, now))
         ledger.append(entry)
     new = build_shadow_decisions(policy_state, ledger) if policy_state is not None else []
-    horizon = now - dt.timedelta(seconds=config.agreement_window_seconds)
-    kept = [
-        entry
-        for entry in [*ledger, *new]
-        if entry.get("human") is None
-        or ((decided := parse_ts(entry.get("decidedAt"))) is not None and decided > horizon)
-    ]
+    horizon = _horizon(config, now)
+    kept = [entry for entry in [*ledger, *new] if entry.get("human") is None or _in_window(entry, horizon)]
     return LedgerUpdate(
         decisions=kept[-_MAX_DECISIONS:],
         consumed=sorted(spent)[-_MAX_CONSUMED:],
@@ -338,6 +336,18 @@ def update_ledger(
 
 # ---------------------------------------------------------------------------------------------
 # figures
+
+
+def _horizon(config: ShadowConfig, now: dt.datetime) -> str:
+    """The start of the rolling window, as a canonical timestamp."""
+    return format_ts(now - dt.timedelta(seconds=config.agreement_window_seconds))
+
+
+def _in_window(decision: Mapping[str, Any], horizon: str) -> bool:
+    """Made after ``horizon``. ``decidedAt`` is the ledger's own canonical timestamp, which sorts as
+    its instant does, so a string comparison decides (a malformed one is outside)."""
+    decided = decision.get("decidedAt")
+    return isinstance(decided, str) and len(decided) == len(horizon) and decided > horizon
 
 
 def _tally(decisions: Sequence[Mapping[str, Any]]) -> JsonObject:
@@ -377,10 +387,8 @@ def compute_agreement(
     decisions: Sequence[Mapping[str, Any]], config: ShadowConfig, now: dt.datetime
 ) -> JsonObject:
     """The agreement figures over the decisions made within the rolling window (pending excluded)."""
-    horizon = now - dt.timedelta(seconds=config.agreement_window_seconds)
-    window = [
-        d for d in decisions if (decided := parse_ts(d.get("decidedAt"))) is not None and decided > horizon
-    ]
+    horizon = _horizon(config, now)
+    window = [d for d in decisions if _in_window(d, horizon)]
     return {
         "evaluatedAt": format_ts(now),
         "windowSeconds": config.agreement_window_seconds,
