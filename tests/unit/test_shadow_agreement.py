@@ -490,3 +490,12 @@ def test_plugin_decline_parses_and_the_fleet_view_carries_the_shadow_figures() -
     assert view["policy"]["shadow"] == shadow
     policy["status"] = {"mode": "advisory"}
     assert "shadow" not in kubectl_fleet.build_fleet_view(fleet, policy)["policy"]
+
+
+def test_shadow_config_reads_the_block_through_the_model_and_a_bad_one_keeps_the_gate() -> None:
+    read = shadow_agreement.ShadowConfig.read
+    assert read({"mode": "shadow"}).gate_required is False
+    config = read({"autonomous": {"shadow": {"minSampleSize": 7, "minAgreementRate": 0.75}}})
+    assert (config.min_sample_size, config.min_agreement_rate, config.gate_required) == (7, 0.75, True)
+    bad = read({"autonomous": {"shadow": {"minSampleSize": "lots"}}})
+    assert (bad.min_sample_size, bad.min_agreement_rate, bad.gate_required) == (20, 0.9, True)

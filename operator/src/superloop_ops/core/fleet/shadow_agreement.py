@@ -26,6 +26,8 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from superloop_ops.core.common.jsonutil import JsonObject, format_ts, parse_ts
 from superloop_ops.models.fleet_policy import ShadowSettings
 from superloop_ops.models.handoff_intent import DECLINED_ANNOTATION
@@ -78,18 +80,22 @@ class ShadowConfig:
 
     @classmethod
     def read(cls, policy: Mapping[str, Any] | None) -> ShadowConfig:
-        """From a registry ``policy`` block; the gate is required when ``autonomous.shadow`` is set."""
+        """From a registry ``policy`` block; the gate is required when ``autonomous.shadow`` is set.
+
+        The block is parsed by the model; one that does not parse (a hand-edited registry file the
+        promotion gates read unvalidated) gives the model's defaults, the gate still required.
+        """
         autonomous = (policy or {}).get("autonomous")
         raw = autonomous.get("shadow") if isinstance(autonomous, Mapping) else None
-        block: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
-        defaults = ShadowSettings()
+        try:
+            settings = ShadowSettings.model_validate(raw if isinstance(raw, Mapping) else {})
+        except ValidationError:
+            settings = ShadowSettings()
         return cls(
-            match_window_seconds=int(block.get("matchWindowSeconds", defaults.match_window_seconds)),
-            agreement_window_seconds=int(
-                block.get("agreementWindowSeconds", defaults.agreement_window_seconds)
-            ),
-            min_agreement_rate=float(block.get("minAgreementRate", defaults.min_agreement_rate)),
-            min_sample_size=int(block.get("minSampleSize", defaults.min_sample_size)),
+            match_window_seconds=settings.match_window_seconds,
+            agreement_window_seconds=settings.agreement_window_seconds,
+            min_agreement_rate=settings.min_agreement_rate,
+            min_sample_size=settings.min_sample_size,
             gate_required=isinstance(raw, Mapping),
         )
 
