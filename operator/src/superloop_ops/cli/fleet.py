@@ -1,7 +1,9 @@
-"""``superloop-ops fleet <registry|reconcile|policy|status|handoff|suppressions>``: fleet runbook commands.
+"""``superloop-ops fleet <registry|reconcile|policy|status|handoff|suppressions|shadow>``: fleet commands.
 
 Flags, defaults, messages and stdout documents follow the reference scripts; every command
 works on a plain repository directory (no cluster). Contract errors exit 1 with ``error: ...``.
+``shadow`` is beyond the reference: the shadow autonomy figures of a fleet journal
+(docs/divergences.md).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from superloop_ops import clock as clock_mod
 from superloop_ops.cli.kubectl_get import format_rows
 from superloop_ops.core.fleet import rollup, suppressions
-from superloop_ops.engine.fleet import fleet_commands, suppression_commands
+from superloop_ops.engine.fleet import fleet_commands, shadow_ledger, suppression_commands
 from superloop_ops.errors import ContractError
 
 __all__ = ["add_arguments", "run"]
@@ -44,6 +46,7 @@ _PATH_FLAGS: dict[str, tuple[str, ...]] = {
     ),
     "handoff": ("registry-file", "policy-state-file", "handoff-state-file", "handoff-telemetry-file"),
     "suppressions": ("registry-file", "policy-state-file"),
+    "shadow": ("registry-file", "policy-state-file"),
 }
 _HELP = {
     "registry": "validate and normalise the fleet registry",
@@ -52,6 +55,7 @@ _HELP = {
     "status": "print the read-only fleet status surface",
     "handoff": "plan control intents from policy; execute them with explicit confirmation",
     "suppressions": "list suppressions: owner, reason, expires in, and what each hid",
+    "shadow": "show shadow autonomy's decisions agreement with people and the shadow_agreement gate",
 }
 
 
@@ -182,6 +186,8 @@ def run(args: argparse.Namespace) -> int:
                 else "no suppressions"
             )
             return 0
+    elif command == "shadow":
+        document = shadow_ledger.run_fleet_shadow(paths, clock.now())
     else:
         options = fleet_commands.HandoffOptions(
             trace_id=args.trace_id,

@@ -25,6 +25,7 @@ NAME_SOURCES = {
     "resume": "loops",
     "approve": "handoffintents",
     "reject": "handoffintents",
+    "decline": "handoffintents",
     "wait": "handoffintents",
     "fleet": "fleets",
     "suppressions": "fleetpolicies",

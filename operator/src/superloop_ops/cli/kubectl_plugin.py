@@ -2,7 +2,7 @@
 
 Commands: ``get`` (the five kinds as ``kubectl get`` shows them, ``-w`` to watch), ``status``
 (the runbook's status snapshot of a Loop; ``--exit-code`` makes the exit code follow health),
-``intents``, ``approve`` / ``reject``, ``wait <intent> --for=executed``, ``suspend`` /
+``intents``, ``approve`` / ``reject`` / ``decline``, ``wait <intent> --for=executed``, ``suspend`` /
 ``resume``, ``reconcile-now``, ``replay``, ``fleet``, ``suppressions``, ``drill record``, ``completion``.
 
 kubectl's flags work anywhere on the line (``kubectl superloop intents -n team-a``):

@@ -50,6 +50,7 @@ def build_policy_status(
     now: dt.datetime,
     policy_state: Mapping[str, Any] | None,
     blocked: tuple[str, str] | None,
+    shadow: Mapping[str, Any] | None = None,
 ) -> JsonObject:
     """The desired status of one FleetPolicy object (an unparseable spec blocks with the model's defaults)."""
     previous = dict(body.get("status") or {})
@@ -74,7 +75,7 @@ def build_policy_status(
         previous=previous, generation=generation, now=now, mode=policy.spec.mode,
         canary_percent=rollout.canary_percent, manual_pause=rollout.pause.manual,
         governance_posture=str(posture.get("posture")), policy_state=policy_state, governance=posture,
-        blocked_reason=blocked_reason, blocked_message=blocked_message,
+        blocked_reason=blocked_reason, blocked_message=blocked_message, shadow=shadow,
         suppressions=_suppression_status(policy, now, policy_state, previous),
     )  # fmt: skip
 
@@ -96,6 +97,8 @@ def write_policy_status(
     policy_name: str,
     policy_state: Mapping[str, Any] | None,
     blocked: tuple[str, str] | None = None,
+    *,
+    shadow: Mapping[str, Any] | None = None,
 ) -> None:
     """Compute and write the posture of one FleetPolicy (skipped when unchanged; gone is a no-op)."""
     ref = policy_ref(namespace, policy_name)
@@ -103,7 +106,7 @@ def write_policy_status(
     if body is None:
         return
     previous = dict(body.get("status") or {})
-    new = build_policy_status(body, clock.now(), policy_state, blocked)
+    new = build_policy_status(body, clock.now(), policy_state, blocked, shadow)
     if write_status(edge, ref, previous, new):
         events = suppressions.compute_suppression_events(
             previous.get("suppressions"), new.get("suppressions") or []

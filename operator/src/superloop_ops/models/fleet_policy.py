@@ -63,6 +63,7 @@ __all__ = [
     "RolloutSelector",
     "RolloutSettings",
     "SafetySettings",
+    "ShadowSettings",
     "SuppressionLimits",
     "SuppressionTerms",
     "ThresholdGates",
@@ -70,7 +71,7 @@ __all__ = [
 
 Category = Literal["reconcile_failed", "health_critical", "health_degraded"]
 CATEGORIES: tuple[Category, ...] = ("reconcile_failed", "health_critical", "health_degraded")
-PolicyMode = Literal["advisory", "guarded_auto"]
+PolicyMode = Literal["advisory", "shadow", "guarded_auto"]
 DEFAULT_SALT = "fleet-autonomous-rollout-v1"
 DEFAULT_CANARY_PERCENT = 100
 """The default ``autonomous.rollout.canaryPercent`` (FleetPolicy spec and registry documents alike)."""
@@ -241,6 +242,27 @@ class RolloutSettings(SpecModel):
     """Automatic pause on failure or ambiguity spikes."""
 
 
+class ShadowSettings(SpecModel):
+    """Shadow autonomy: how its would-be decisions are matched to people and when they are trusted.
+
+    In ``mode: shadow`` the guarded autonomous path runs in full and records what it would have
+    executed, and executes nothing. Each decision is matched to what a person did for the same
+    loop and reason within ``matchWindowSeconds``; the agreement rate is kept over the last
+    ``agreementWindowSeconds``. When this block is present, the promotion gates include
+    ``shadow_agreement`` (at least ``minSampleSize`` resolved decisions, agreement at least
+    ``minAgreementRate``), which must pass before a canary expands into guarded_auto.
+    """
+
+    match_window_seconds: Annotated[int, Field(ge=60, le=604_800)] = 1800
+    """How long after a shadow decision a person's action on the same loop and reason counts."""
+    agreement_window_seconds: Annotated[int, Field(ge=3600, le=7_776_000)] = 604_800
+    """Rolling window of the agreement figures (decisions made within it)."""
+    min_agreement_rate: Rate = 0.9
+    """The shadow_agreement gate's threshold (agreed / resolved)."""
+    min_sample_size: Annotated[int, Field(ge=1, le=10_000)] = 20
+    """The shadow_agreement gate's minimum number of resolved decisions."""
+
+
 class AutonomousSettings(SpecModel):
     """Guarded autonomous execution settings."""
 
@@ -254,6 +276,8 @@ class AutonomousSettings(SpecModel):
     """Who authorised autonomous mode and until when; required for `guarded_auto`."""
     rollout: RolloutSettings = nested(RolloutSettings)
     """Canary cohort, scope and pauses."""
+    shadow: ShadowSettings | None = None
+    """Shadow agreement settings (used in mode shadow; its presence adds the shadow_agreement gate)."""
 
 
 class DrillEvidenceConfigMapRef(SpecModel):
@@ -442,7 +466,8 @@ class FleetPolicySpec(SpecModel):
     )
 
     mode: PolicyMode = "advisory"
-    """`advisory` proposes only; `guarded_auto` may execute eligible intents (needs governance)."""
+    """`advisory` proposes only; `shadow` runs the autonomous path and records what it would have
+    executed, executing nothing; `guarded_auto` may execute eligible intents (needs governance)."""
     suppressions: dict[str, Annotated[list[Category], Field(max_length=3)]] = Field(
         default_factory=dict,
         json_schema_extra={"maxProperties": 501},
@@ -483,7 +508,7 @@ class FleetPolicyStatus(ConditionedStatus):
     """Observed policy posture; ``policyState`` mirrors the reference's policy-state.json."""
 
     mode: str | None = None
-    """Mode in force: `advisory` or `guarded_auto`."""
+    """Mode in force: `advisory`, `shadow` or `guarded_auto`."""
     governance_posture: str | None = None
     """Whether the governance is valid, missing or past its review date."""
     reason_codes: list[str] = Field(default_factory=list)
@@ -500,6 +525,8 @@ class FleetPolicyStatus(ConditionedStatus):
     """When the policy was last evaluated (YYYY-MM-DDTHH:MM:SSZ)."""
     suppressions: list[JsonObject] | None = None
     """Each suppression's owner, reason, expiry, state and what it hid (``core.fleet.suppressions``)."""
+    shadow: JsonObject | None = None
+    """Shadow decisions and their agreement with people over the rolling window."""
 
 
 class FleetPolicy(KindModel):
@@ -516,6 +543,9 @@ class FleetPolicy(KindModel):
             PrinterColumn("Paused", ".status.effectiveRollout.manualPause", type="boolean"),
             PrinterColumn("Kill Switch", ".spec.autonomous.safety.killSwitch", type="boolean"),
             PrinterColumn("Governance", ".status.governancePosture"),
+            PrinterColumn(
+                "Shadow Agreement", ".status.shadow.agreement.agreementRate", type="number", priority=1
+            ),
         ),
     )
 

@@ -21,7 +21,7 @@ from superloop_ops.core.common.status_conditions import (
 from superloop_ops.core.fleet.suppressions import compute_suppressions_condition
 from superloop_ops.models import conditions as model_conditions
 
-__all__ = ["build_fleet_policy_status"]
+__all__ = ["build_fleet_policy_status", "build_shadow_status"]
 
 
 def _obj(value: Any) -> Mapping[str, Any]:
@@ -42,6 +42,7 @@ def build_fleet_policy_status(
     blocked_reason: str | None = None,
     blocked_message: str = "",
     suppressions: Sequence[Mapping[str, Any]] | None = None,
+    shadow: Mapping[str, Any] | None = None,
 ) -> JsonObject:
     """The FleetPolicy status: effective rollout (re-based on the spec generation), policy summary.
 
@@ -75,6 +76,7 @@ def build_fleet_policy_status(
         for key in ("policyState", "reasonCodes", "pause", "lastEvaluatedAt"):
             if key in prev:
                 status[key] = prev[key]
+    status["shadow"] = build_shadow_status(shadow) if shadow is not None else prev.get("shadow")
     if governance is not None:
         status["governance"] = dict(governance)
     elif "governance" in prev:
@@ -108,3 +110,12 @@ def _suppression_conditions(
         return []
     status["suppressions"] = [dict(entry) for entry in suppressions]
     return [compute_suppressions_condition(suppressions)]
+
+
+def build_shadow_status(shadow: Mapping[str, Any]) -> JsonObject:
+    """``status.shadow``: the ledger's settings and agreement figures (the decisions stay in the journal)."""
+    return {
+        "updatedAt": shadow.get("updatedAt"),
+        "config": dict(_obj(shadow.get("config"))),
+        "agreement": dict(_obj(shadow.get("agreement"))),
+    }
