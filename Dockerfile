@@ -7,7 +7,10 @@
 # virtualenv and runs as an unprivileged user.
 # BASE_IMAGE: any image with CPython 3.11 as `python` (with venv), groupadd and useradd; a
 # Debian bookworm rootfs made locally by e2e/harness/build-image.sh serves where nothing can be pulled.
-ARG BASE_IMAGE=python:3.11-slim
+# The default is pinned by digest (the multi-arch index of python:3.11-slim): a rebuild gets the
+# same base until someone moves the pin on purpose (`crane digest python:3.11-slim` or
+# `docker buildx imagetools inspect python:3.11-slim`, then edit this line).
+ARG BASE_IMAGE=python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
 
 FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1

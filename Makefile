@@ -21,10 +21,15 @@ CLUSTER := k8s-binaries image
 E2E_ENV := SUPERLOOP_E2E_NODE=1
 endif
 
-$(STAMP): pyproject.toml
+# The virtualenv installs exactly requirements-dev.lock (runtime pins as in the image's
+# requirements.lock, the dev tools, the build backend; every pin hashed), then this checkout
+# editable without resolving anything; `pip check` proves the lock is complete.
+# bash scripts/lock-requirements.sh regenerates both locks.
+$(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	touch $(STAMP)
 
 install: $(STAMP)

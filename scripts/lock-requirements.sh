@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# Regenerate requirements.lock: every runtime dependency of the operator (pyproject.toml) and the
-# build backend, pinned with their hashes, for the image the Dockerfile builds (CPython 3.11,
-# linux). Run it after changing [project].dependencies; commit the result.
+# Regenerate the two lock files (pip requirements format, every pin with its hashes):
+#   requirements.lock      what the image installs: every runtime dependency of the operator
+#                          (pyproject.toml) and the build backend, for CPython 3.11 on linux
+#                          (the Dockerfile's pip install --require-hashes).
+#   requirements-dev.lock  what `make install` puts in .venv: the same runtime pins (the image's
+#                          lock is a constraint, so both agree), the dev tools of the `dev` extra
+#                          (pytest, mypy, ruff, import-linter, ...) and the build backend, resolved
+#                          for every platform (a developer may not be on linux).
+# Run it after changing [project].dependencies or the dev extra; commit both files.
 #   bash scripts/lock-requirements.sh            # re-resolve within the pyproject.toml ranges
 #   bash scripts/lock-requirements.sh --upgrade  # also move pinned versions forward
 # The resolver is uv (from PyPI, into a throw-away virtualenv when it is not on PATH).
@@ -18,4 +24,9 @@ python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml","
 "$UV" pip compile --quiet pyproject.toml "$tmp/build-system.in" "$@" \
   --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
   --no-annotate --custom-compile-command "bash scripts/lock-requirements.sh" --output-file requirements.lock
-echo "requirements.lock: $(grep -c '==' requirements.lock) pinned packages" >&2
+"$UV" pip compile --quiet pyproject.toml "$tmp/build-system.in" --extra dev "$@" \
+  --constraint requirements.lock --universal --generate-hashes --python-version 3.11 \
+  --no-annotate --custom-compile-command "bash scripts/lock-requirements.sh" --output-file requirements-dev.lock
+for lock in requirements.lock requirements-dev.lock; do
+  echo "$lock: $(grep -c '==' "$lock") pinned packages" >&2
+done
