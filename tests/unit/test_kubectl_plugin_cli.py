@@ -3,6 +3,7 @@ completion, clean errors (the pure parts; e2e/test_kubectl_plugin.py runs it aga
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -200,3 +201,48 @@ def test_completion_script_and_kubectl_completion_protocol(tmp_path: Path) -> No
 def test_usage_errors_exit_2() -> None:
     result = _plugin("get", env=dict(os.environ))
     assert result.returncode == 2
+
+
+def _commands(parser: argparse.ArgumentParser, path: str = "") -> list[tuple[str, argparse.ArgumentParser]]:
+    """Every (sub)command's parser, depth first: ``[("get", ...), ("drill record", ...), ...]``."""
+    found: list[tuple[str, argparse.ArgumentParser]] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                found.append((f"{path}{name}", child))
+                found.extend(_commands(child, f"{path}{name} "))
+    return found
+
+
+COMMANDS = _commands(kubectl_plugin.build_parser())
+
+
+def test_the_top_level_help_names_the_five_kinds() -> None:
+    text = kubectl_plugin.build_parser().format_help()
+    for kind in ("Loops", "Fleets", "FleetPolicies", "HandoffIntents", "PromotionApplies"):
+        assert kind in text.split("positional arguments")[0]
+
+
+@pytest.mark.parametrize(("path", "parser"), COMMANDS, ids=[path for path, _ in COMMANDS])
+def test_each_commands_help_says_what_it_does_and_what_each_argument_is(
+    path: str, parser: argparse.ArgumentParser
+) -> None:
+    """`kubectl superloop <command> --help` as a user reads it: a sentence under the usage, every
+    argument explained, metavars a person would write (not argparse's dest names), and the
+    command's own options before kubectl's flags, which sit under their own heading."""
+    text = parser.format_help()
+    summary = text.split("\n\n")[1]
+    assert not summary.startswith(("positional arguments", "options")), f"{path}: no description\n{text}"
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) or action.dest == "help":
+            continue
+        assert action.help, f"{path}: {action.option_strings or action.dest} has no help"
+        assert "_" not in str(action.metavar or ""), f"{path}: metavar {action.metavar}"
+        if action.option_strings and action.nargs != 0 and action.choices is None:
+            shown = action.metavar or action.dest.upper()
+            assert "_" not in shown, f"{path}: {action.option_strings[0]} {shown}"
+    if "--kubeconfig" in text:
+        body = text.split("\n\n", 1)[1]  # below the usage lines
+        own, _, kubectl = body.partition(f"{kubectl_plugin.KUBECTL_FLAGS}:")
+        assert "--kubeconfig" in kubectl, text
+        assert "--kubeconfig" not in own, text

@@ -76,37 +76,47 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * scale[u] for n, u in parts)
 
 
+_INTENT = "the HandoffIntent's name"
+_LOOP = "the Loop's name"
+
+
 def add_parsers(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     common = list(parents)
     approve = sub.add_parser("approve", parents=common, help="approve a HandoffIntent as the current user")
-    approve.add_argument("intent")
-    approve.add_argument("--note", default=None)
+    approve.add_argument("intent", help=_INTENT)
+    approve.add_argument("--note", default=None, help="a note recorded with the approval")
     reject = sub.add_parser("reject", parents=common, help="withdraw a waiting HandoffIntent (it never runs)")
-    reject.add_argument("intent")
+    reject.add_argument("intent", help=_INTENT)
     decline = sub.add_parser(
         "decline", parents=common, help="decide against a waiting HandoffIntent as yourself (it stays unrun)"
     )
-    decline.add_argument("intent")
-    for verb, text in (("suspend", "stop reconciling"), ("resume", "reconcile again")):
-        cmd = sub.add_parser(verb, parents=common, help=f"{text} a Loop or Fleet (spec.suspend)")
+    decline.add_argument("intent", help=_INTENT)
+    for verb, text in (
+        ("suspend", "stop reconciling a Loop or Fleet (spec.suspend=true)"),
+        ("resume", "reconcile a suspended Loop or Fleet again (spec.suspend=false)"),
+    ):
+        cmd = sub.add_parser(verb, parents=common, help=text)
         cmd.add_argument("target", help="loop/<name>, fleet/<name>, or a Loop name")
     now = sub.add_parser("reconcile-now", parents=common, help="ask for a Loop pass now (annotation)")
-    now.add_argument("loop")
+    now.add_argument("loop", help=_LOOP)
     replay = sub.add_parser("replay", parents=common, help="replay a Loop's events from the start (one-shot)")
-    replay.add_argument("loop")
+    replay.add_argument("loop", help=_LOOP)
     wait = sub.add_parser(
         "wait",
         parents=common,
         help="wait until a HandoffIntent is executed (exit 1 on timeout or another outcome)",
     )
-    wait.add_argument("intent")
+    wait.add_argument("intent", help=_INTENT)
     wait.add_argument(
         "--for",
         dest="wait_for",
+        metavar="PHASE",
         default="executed",
         help="a phase: executed (default), executed_unconfirmed, ...",
     )
-    wait.add_argument("--timeout", default="30s", help="give up after this long (30s, 5m)")
+    wait.add_argument(
+        "--timeout", default="30s", metavar="DURATION", help="give up after this long (30s, 5m)"
+    )
 
 
 def _target(text: str) -> tuple[str, str]:

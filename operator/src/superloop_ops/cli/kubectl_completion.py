@@ -58,7 +58,7 @@ complete -F _kubectl_superloop kubectl-superloop
 
 def add_parser(sub: Any) -> None:
     completion = sub.add_parser("completion", help="print a shell completion script (bash, zsh)")
-    completion.add_argument("shell", choices=("bash", "zsh"))
+    completion.add_argument("shell", choices=("bash", "zsh"), help="the shell to print the script for")
 
 
 def run(args: argparse.Namespace) -> int:

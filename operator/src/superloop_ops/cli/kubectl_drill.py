@@ -64,11 +64,18 @@ def add_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> Non
         parents=list(parents),
         help="record one drill's outcome in the FleetPolicy's drill evidence ConfigMap",
     )
-    record.add_argument("--fleet-policy", required=True, help="FleetPolicy naming the evidence ConfigMap")
-    record.add_argument("--drill", required=True, choices=REQUIRED_DRILLS)
-    record.add_argument("--status", required=True, choices=drill_records.DRILL_STATUSES)
     record.add_argument(
-        "--completed-at", default=None, help="when the drill completed (YYYY-MM-DDTHH:MM:SSZ; default now)"
+        "--fleet-policy", required=True, metavar="NAME", help="FleetPolicy naming the evidence ConfigMap"
+    )
+    record.add_argument("--drill", required=True, choices=REQUIRED_DRILLS, help="which drill was run")
+    record.add_argument(
+        "--status", required=True, choices=drill_records.DRILL_STATUSES, help="how the drill ended"
+    )
+    record.add_argument(
+        "--completed-at",
+        default=None,
+        metavar="TIME",
+        help="when the drill completed (YYYY-MM-DDTHH:MM:SSZ; default now)",
     )
 
 

@@ -28,7 +28,7 @@ def add_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> Non
     fleet = sub.add_parser(
         "fleet", parents=list(parents), help="print the posture of a Fleet and its FleetPolicy"
     )
-    fleet.add_argument("fleet")
+    fleet.add_argument("fleet", help="the Fleet's name")
     fleet.add_argument("--compact", action="store_true", help="one-line JSON")
 
 

@@ -174,10 +174,16 @@ def add_parser(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     get.add_argument(
         "kind", help="loops | fleets | fleetpolicies | handoffintents (intents, hoi) | promotionapplies"
     )
-    get.add_argument("name", nargs="?", default=None)
+    get.add_argument(
+        "name", nargs="?", default=None, help="one object's name (default: every object of the kind)"
+    )
     get.add_argument("-w", "--watch", action="store_true", help="after listing, print each change")
     get.add_argument(
-        "--request-timeout", type=float, default=None, help="stop watching after this many seconds"
+        "--request-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop watching after this many seconds",
     )
 
 

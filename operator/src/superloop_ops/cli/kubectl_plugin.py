@@ -51,6 +51,8 @@ _GLOBALS: dict[str, Any] = {
     "as_groups": [],
     "output": None,
 }
+#: The heading kubectl's flags sit under in every command's help, after the command's own options.
+KUBECTL_FLAGS = "kubectl flags (before or after the command)"
 _EPILOG = """examples:
   kubectl superloop get loops -A                  Ready, status, health and reasons of every Loop
   kubectl superloop status demo-loop -n team-a    the runbook's status snapshot
@@ -64,7 +66,8 @@ status --exit-code: 0 healthy, 3 degraded, 4 critical, 5 not Ready (reconcile fa
 
 def _global_flags() -> argparse.ArgumentParser:
     """kubectl's flags, accepted before or after the command (defaults filled in afterwards)."""
-    flags = argparse.ArgumentParser(add_help=False)
+    parser = argparse.ArgumentParser(add_help=False)
+    flags = parser.add_argument_group(KUBECTL_FLAGS)
     keep = argparse.SUPPRESS
     flags.add_argument("--kubeconfig", default=keep, help="path to the kubeconfig file")
     flags.add_argument("--context", default=keep, help="kubeconfig context to use")
@@ -83,14 +86,25 @@ def _global_flags() -> argparse.ArgumentParser:
         help="group to impersonate",
     )
     flags.add_argument("-o", "--output", choices=kubectl_get.OUTPUTS, default=keep, help="output format")
-    return flags
+    return parser
+
+
+def _describe_commands(parser: argparse.ArgumentParser) -> None:
+    """Each command's ``--help`` opens with the line the command list shows for it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                child = action.choices[choice.dest]
+                child.description = child.description or choice.help
+                _describe_commands(child)
 
 
 def build_parser() -> argparse.ArgumentParser:
     flags = _global_flags()
     parser = argparse.ArgumentParser(
         prog="kubectl superloop",
-        description="Supervise superloop-ops Loops, Fleets and HandoffIntents from kubectl.",
+        description="Supervise superloop-ops from kubectl: Loops, Fleets, FleetPolicies,\n"
+        "HandoffIntents and PromotionApplies.",
         parents=[flags],
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -99,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     kubectl_get.add_parser(sub, [flags])
     status = sub.add_parser("status", parents=[flags], help="print the status snapshot of a Loop")
-    status.add_argument("loop")
+    status.add_argument("loop", help="the Loop's name")
     status.add_argument("--compact", action="store_true", help="one-line JSON")
     status.add_argument("--exit-code", action="store_true", help="exit 3 degraded, 4 critical, 5 not Ready")
     intents = sub.add_parser("intents", parents=[flags], help="list HandoffIntents with their phase")
@@ -109,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     kubectl_suppressions.add_parser(sub, [flags])
     kubectl_drill.add_parser(sub, [flags])
     kubectl_completion.add_parser(sub)
+    _describe_commands(parser)
     return parser
 
 
