@@ -88,3 +88,16 @@ def test_kubectl_get_shows_ready_status_reasons_and_message(path: Path) -> None:
 def test_handoff_intent_short_name() -> None:
     crd = yaml.safe_load((ROOT / "crds" / "handoffintents.ops.superloop.dev.yaml").read_text())
     assert crd["spec"]["names"]["shortNames"] == ["hoi"]
+
+
+def test_fleet_columns_say_what_the_values_are() -> None:
+    """A Fleet's ``healthStatus`` is its last pass's outcome (success, partial_failure, failed), not
+    the loops' health: a column called Health read ``success`` over two critical loops. The
+    column says Last Pass, and the loops' health is counted beside it."""
+    crd = yaml.safe_load((ROOT / "crds" / "fleets.ops.superloop.dev.yaml").read_text())
+    columns = {c["name"]: c for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]}
+    assert "Health" not in columns
+    assert columns["Last Pass"]["jsonPath"] == ".status.healthStatus"
+    assert columns["Critical"]["jsonPath"] == ".status.fleetStatus.healthRollup.critical"
+    assert columns["Degraded"]["jsonPath"] == ".status.fleetStatus.healthRollup.degraded"
+    assert all(columns[name].get("priority", 0) == 0 for name in ("Last Pass", "Critical", "Degraded"))

@@ -67,6 +67,8 @@ def test_pending_intent_waits() -> None:
     assert approved is not None
     assert approved["reason"] == "AwaitingApproval"
     assert isinstance(_decide(status, None), handoff_intent_resource.Await)
+    # `kubectl get hoi` shows MODE: a waiting intent is a manual one (it needs the annotation)
+    assert status["mode"] == "manual"
 
 
 def test_approved_intent_executes_once() -> None:

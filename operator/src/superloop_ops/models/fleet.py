@@ -194,7 +194,9 @@ class Fleet(KindModel):
         printer_columns=(
             PrinterColumn("Loops", ".status.loopCount", type="integer"),
             PrinterColumn("Failed", ".status.failedLoopCount", type="integer"),
-            PrinterColumn("Health", ".status.healthStatus"),
+            PrinterColumn("Critical", ".status.fleetStatus.healthRollup.critical", type="integer"),
+            PrinterColumn("Degraded", ".status.fleetStatus.healthRollup.degraded", type="integer"),
+            PrinterColumn("Last Pass", ".status.healthStatus"),
             PrinterColumn("Promotion", ".status.promotionDecision"),
             PrinterColumn("Policy", ".spec.policyRef.name", priority=1),
         ),

@@ -269,6 +269,7 @@ def build_pending_status(
     if prev.get("phase") in RETRYABLE_OUTCOMES:
         return status
     status["phase"] = PENDING
+    status.setdefault("mode", "manual")  # it needs a person's approval annotation
     approved = ConditionSpec(
         COND_APPROVED,
         "False",
