@@ -246,3 +246,24 @@ def test_each_commands_help_says_what_it_does_and_what_each_argument_is(
         own, _, kubectl = body.partition(f"{kubectl_plugin.KUBECTL_FLAGS}:")
         assert "--kubeconfig" in kubectl, text
         assert "--kubeconfig" not in own, text
+
+
+def test_intents_table_shows_how_long_each_waited_and_marks_what_is_not_there_yet() -> None:
+    """`kubectl superloop intents`: a waiting intent has no approver or key yet (<none>, as
+    kubectl's custom columns print a missing value, not a blank gap); AGE says how long it waited."""
+    waiting = {
+        "metadata": {"name": "cancel-a", "namespace": "team-a", "creationTimestamp": "2026-02-22T09:45:00Z"},
+        "spec": {"loopRef": {"name": "a"}, "intent": "cancel"},
+        "status": {"phase": "pending_operator_confirmation", "mode": "manual"},
+    }
+    done = {
+        "metadata": {"name": "cancel-b", "namespace": "team-a", "creationTimestamp": "2026-02-20T10:00:00Z"},
+        "spec": {"loopRef": {"name": "b"}, "intent": "cancel"},
+        "status": {"phase": "executed", "mode": "manual", "approvedBy": "alice", "idempotencyKey": "k-1"},
+    }
+    rows = kubectl_plugin.intent_rows([done, waiting], all_namespaces=False, now=NOW)
+    assert rows == [
+        ["NAME", "LOOP", "INTENT", "PHASE", "MODE", "APPROVED-BY", "KEY", "AGE"],
+        ["cancel-a", "a", "cancel", "pending_operator_confirmation", "manual", "<none>", "<none>", "15m"],
+        ["cancel-b", "b", "cancel", "executed", "manual", "alice", "k-1", "2d"],
+    ]

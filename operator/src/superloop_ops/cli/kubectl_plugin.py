@@ -37,7 +37,15 @@ from superloop_ops.core.common.jsonutil import JsonObject, format_ts
 from superloop_ops.core.loop.artifacts import jq_get
 from superloop_ops.errors import OperatorError
 
-__all__ = ["EXIT_CODES", "build_parser", "build_status_snapshot", "complete_main", "health_exit_code", "main"]
+__all__ = [
+    "EXIT_CODES",
+    "build_parser",
+    "build_status_snapshot",
+    "complete_main",
+    "health_exit_code",
+    "intent_rows",
+    "main",
+]
 
 #: ``status --exit-code``: what a script can branch on.
 EXIT_CODES = {"healthy": 0, "error": 1, "usage": 2, "degraded": 3, "critical": 4, "not_ready": 5}
@@ -207,24 +215,30 @@ def health_exit_code(loop: Mapping[str, Any]) -> int:
     return EXIT_CODES.get(str(status.get("healthStatus") or "healthy"), 0)
 
 
-def _intent_rows(items: Sequence[Mapping[str, Any]], loop: str | None, all_ns: bool) -> list[list[str]]:
-    rows = [(["NAMESPACE"] if all_ns else []) + ["NAME", "LOOP", "INTENT", "PHASE", "APPROVED-BY", "KEY"]]
+def intent_rows(
+    items: Sequence[Mapping[str, Any]], *, all_namespaces: bool, now: dt.datetime
+) -> list[list[str]]:
+    """The ``intents`` table: phase, mode, approver, key and age; ``<none>`` where a value is not
+    there yet (a waiting intent has no approver or key), as kubectl's custom columns print it."""
+    header = ["NAME", "LOOP", "INTENT", "PHASE", "MODE", "APPROVED-BY", "KEY", "AGE"]
+    rows = [(["NAMESPACE"] if all_namespaces else []) + header]
     for item in sorted(
         items, key=lambda i: (str(jq_get(i, "metadata", "namespace")), str(jq_get(i, "metadata", "name")))
     ):
-        if loop and jq_get(item, "spec", "loopRef", "name") != loop:
-            continue
         status = item.get("status") or {}
+        cells = [
+            jq_get(item, "metadata", "name"),
+            jq_get(item, "spec", "loopRef", "name"),
+            jq_get(item, "spec", "intent"),
+            status.get("phase") or "pending_operator_confirmation",
+            status.get("mode"),
+            status.get("approvedBy"),
+            status.get("idempotencyKey"),
+        ]
         rows.append(
-            ([str(jq_get(item, "metadata", "namespace"))] if all_ns else [])
-            + [
-                str(jq_get(item, "metadata", "name")),
-                str(jq_get(item, "spec", "loopRef", "name") or ""),
-                str(jq_get(item, "spec", "intent") or ""),
-                str(status.get("phase") or "pending_operator_confirmation"),
-                str(status.get("approvedBy") or ""),
-                str(status.get("idempotencyKey") or ""),
-            ]
+            ([str(jq_get(item, "metadata", "namespace"))] if all_namespaces else [])
+            + [str(cell) if cell else "<none>" for cell in cells]
+            + [kubectl_get.format_age(jq_get(item, "metadata", "creationTimestamp"), now)]
         )
     return rows
 
@@ -251,7 +265,7 @@ def _intents(cluster: PluginCluster, args: argparse.Namespace, now: dt.datetime)
             )
         )
         return 0
-    print(kubectl_get.format_rows(_intent_rows(items, None, args.all_namespaces)))
+    print(kubectl_get.format_rows(intent_rows(items, all_namespaces=args.all_namespaces, now=now)))
     return 0
 
 
