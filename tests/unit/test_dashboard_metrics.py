@@ -164,3 +164,28 @@ def test_the_metrics_reference_lists_every_family() -> None:
     for family in base.registry.collect():
         name = family.name + ("_total" if family.type == "counter" else "")
         assert f"`{name}`" in text, f"docs/metrics.md does not describe {name}"
+
+
+def _organize(panel: dict[str, Any]) -> dict[str, Any]:
+    found = [t["options"] for t in panel.get("transformations", []) if t.get("id") == "organize"]
+    return found[0] if found else {}
+
+
+def test_tables_read_as_tables_of_named_values() -> None:
+    """An instant query in a table panel comes with Grafana's ``Time`` and ``Value`` columns:
+    the time of the query (the same on every row) and a bare number. Each table hides ``Time``
+    and either names ``Value`` (seconds since the last pass, failures) or hides it when it is
+    always 1 (a loop's current reasons, the operator's version); the promotion decision reads
+    ``promote`` / ``hold``, not 1 / 0."""
+    board = json.loads(DASHBOARD.read_text())
+    tables = [p for p in board["panels"] if p["type"] == "table"]
+    assert len(tables) >= 4
+    for panel in tables:
+        options = _organize(panel)
+        assert options.get("excludeByName", {}).get("Time") is True, panel["title"]
+        value_hidden = options.get("excludeByName", {}).get("Value") is True
+        assert value_hidden or options.get("renameByName", {}).get("Value"), panel["title"]
+    (decision,) = [p for p in tables if p["title"] == "Promotion decision"]
+    mappings = decision["fieldConfig"]["defaults"]["mappings"]
+    texts = {key: m["options"][key]["text"] for m in mappings for key in m["options"]}
+    assert texts == {"0": "hold", "1": "promote"}
