@@ -3,14 +3,17 @@
 The PrometheusRule is rendered by Helm and checked with promtool (``check rules``, and ``test
 rules`` with the series of ``tests/data/prometheus/alerts.test.yaml``); every runbook link must
 land on a heading of docs/runbook.md. The aggregated user roles are checked on the control plane
-with ``kubectl auth can-i`` as the test users.
+with ``kubectl auth can-i`` as the test users, then used: a ``view`` user lists the five kinds
+and is refused an approval, an ``edit`` user approves and rejects intents with the plugin.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -27,6 +30,7 @@ CHART = REPO / "helm" / "superloop-ops"
 RUNBOOK = REPO / "docs" / "runbook.md"
 RULE_TESTS = REPO / "tests" / "data" / "prometheus" / "alerts.test.yaml"
 GROUP = "ops.superloop.dev"
+PLUGIN = [sys.executable, "-m", "superloop_ops.cli.kubectl_plugin"]
 PAGED_ON = {
     "SuperloopOpsOperatorDown",
     "SuperloopLoopCritical",
@@ -184,6 +188,41 @@ def _bind(cluster: Cluster, namespace: str, user: str, cluster_role: str) -> Non
     )  # fmt: skip
 
 
+def _plugin(cluster: Cluster, user: str, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [*PLUGIN, *args, f"--kubeconfig={cluster.kubeconfig}", *cluster.identity_args(user)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, env=cluster.env())
+
+
+def _users_act_as_their_roles_promise(cluster: Cluster, namespace: str) -> None:
+    """Beyond ``can-i``: alice (view) really lists the five kinds and is refused an approval; bob
+    (edit) really approves one intent and rejects (deletes) another, through the plugin."""
+    for name in ("cancel-a", "cancel-b"):
+        intent = {
+            "apiVersion": f"{GROUP}/v1alpha1", "kind": "HandoffIntent",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"loopRef": {"name": "a"}, "intent": "cancel"},
+        }  # fmt: skip
+        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(intent))
+    kinds = "loops,fleets,fleetpolicies,handoffintents,promotionapplies"
+    listed = cluster.kubectl("get", kinds, "-n", namespace, "-o", "name", context="alice").stdout.split()
+    assert sorted(listed) == [f"handoffintent.{GROUP}/cancel-a", f"handoffintent.{GROUP}/cancel-b"]
+    refused = _plugin(cluster, "alice", "approve", "cancel-a", "-n", namespace)
+    assert refused.returncode == 1
+    assert "forbidden" in refused.stderr.lower()
+    assert "Traceback" not in refused.stderr
+    approved = _plugin(cluster, "bob", "approve", "cancel-a", "-n", namespace, "--note", "looked")
+    assert approved.returncode == 0, approved.stderr
+    annotations = json.loads(
+        cluster.kubectl("get", "handoffintent", "cancel-a", "-n", namespace, "-o", "json").stdout
+    )["metadata"]["annotations"]
+    assert annotations[f"{GROUP}/approved"] == "true"
+    assert annotations[f"{GROUP}/approved-by"] == cluster.username("bob")
+    rejected = _plugin(cluster, "bob", "reject", "cancel-b", "-n", namespace)
+    assert rejected.returncode == 0, rejected.stderr
+    gone = cluster.kubectl("get", "handoffintent", "cancel-b", "-n", namespace, check=False)
+    assert "NotFound" in gone.stderr
+
+
 def test_view_users_read_and_edit_users_approve(cluster: Cluster, namespace: str) -> None:
     release = f"roles-{uuid.uuid4().hex[:6]}"
     roles = cluster.helm(
@@ -211,5 +250,6 @@ def test_view_users_read_and_edit_users_approve(cluster: Cluster, namespace: str
         assert not _can_i(cluster, "bob", "patch", f"loops.{GROUP}", namespace, "--subresource=status")
         assert _can_i(cluster, "alice", "get", f"loops.{GROUP}", namespace, "--subresource=status")
         assert not _can_i(cluster, "bob", "deletecollection", f"loops.{GROUP}", namespace)
+        _users_act_as_their_roles_promise(cluster, namespace)
     finally:
         cluster.kubectl("delete", "-f", "-", "--ignore-not-found", input=roles, check=False)

@@ -4,10 +4,12 @@ Every line of that block runs in a shell whose PATH has the cluster's ``kubectl`
 and this checkout's ``kubectl-superloop`` (so ``kubectl superloop`` goes through kubectl's own
 plugin lookup); ``KUBECONFIG`` points at the control plane. Two things a real cluster does are
 done by the test instead: ``pipx install .`` (the plugin comes from this checkout: the line is
-shown, not run) and the Deployment's pod (the control plane has no nodes): after ``helm
-install`` the operator runs as a local process under the release's ServiceAccount, with the
-claim ``demo-repo`` mapped to a directory where a simulated runtime writes the loop
-``demo-loop`` under ``workspace/``, as the chart's ``loopClaims`` would mount it.
+shown, not run) and the Deployment's pod: after ``helm install`` the operator runs as a local
+process under the release's ServiceAccount, with the claim ``demo-repo`` mapped to a directory
+where a simulated runtime writes the loop ``demo-loop`` under ``workspace/``, as the chart's
+``loopClaims`` would mount it. Since the test runs that operator, the ``helm install`` line gets
+``--set replicaCount=0``: on a cluster whose nodes run Pods (the e2e node, kind, a real cluster
+through ``$KUBECONFIG``) the chart's own Pod would otherwise act on the same objects at once.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ def test_the_readme_cluster_walkthrough_works_as_written(
             if line.startswith("pipx install"):
                 continue  # the plugin is on PATH from this checkout
             result = subprocess.run(
-                ["bash", "-c", line],
+                ["bash", "-c", _as_the_test_runs_it(line)],
                 cwd=REPO,
                 env=shell_env,
                 capture_output=True,
@@ -118,6 +120,7 @@ def test_the_readme_cluster_walkthrough_works_as_written(
             transcript.append(f"$ {line}\n{result.stdout}{result.stderr}")
             assert result.returncode == 0, "\n".join(transcript)
             if line.startswith("helm install"):
+                _assert_no_operator_pod(cluster)
                 operator.append(_start_operator(cluster, tmp_path, claim))
     finally:
         for proc in operator:
@@ -127,6 +130,19 @@ def test_the_readme_cluster_walkthrough_works_as_written(
     assert "condition met" in shown
     assert "approved by" in shown
     assert re.search(r"cancel-demo-loop\s+True\s", shown), shown
+
+
+def _as_the_test_runs_it(line: str) -> str:
+    """The line as the shell runs it: ``helm install`` without a replica (the test's operator acts)."""
+    return f"{line} --set replicaCount=0" if line.startswith("helm install") else line
+
+
+def _assert_no_operator_pod(cluster: Cluster) -> None:
+    """Only the test's operator acts: the release's Deployment asks for no Pod."""
+    replicas = cluster.kubectl(
+        "get", "deployment", RELEASE, "-n", RELEASE_NS, "-o", "jsonpath={.spec.replicas}"
+    ).stdout
+    assert replicas == "0", f"the chart's Deployment asks for {replicas} replicas beside the test's operator"
 
 
 def _start_operator(cluster: Cluster, tmp_path: Path, claim: Path) -> subprocess.Popen[bytes]:
