@@ -32,6 +32,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -369,12 +370,29 @@ def main() -> int:
     shutil.rmtree(work, ignore_errors=True)
     (work / "logs").mkdir(parents=True)
     stop_at = time.monotonic() + args.duration if args.duration > 0 else None
-    if args.local_operator:
-        _local_demo(work, stop_at, args.refresh)
-    else:
-        _pod_demo(work, stop_at, args.refresh)
+    _stop_on_signals()
+    try:
+        if args.local_operator:
+            _local_demo(work, stop_at, args.refresh)
+        else:
+            _pod_demo(work, stop_at, args.refresh)
+    except KeyboardInterrupt:
+        print("\nstopped while starting ...")
     print("demo stopped; every process it started has been stopped.")
     return 0
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGHUP (CI, ``timeout``, a closed terminal) stop the demo as Ctrl-C does, so the
+    ``with`` blocks stop what they started (the simulator, the sprite service and the operator run
+    in their own sessions: nothing else would); SIGINT works even where a shell started the demo
+    in the background with SIGINT ignored."""
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, request_stop)
 
 
 if __name__ == "__main__":
