@@ -101,3 +101,14 @@ def test_fleet_columns_say_what_the_values_are() -> None:
     assert columns["Critical"]["jsonPath"] == ".status.fleetStatus.healthRollup.critical"
     assert columns["Degraded"]["jsonPath"] == ".status.fleetStatus.healthRollup.degraded"
     assert all(columns[name].get("priority", 0) == 0 for name in ("Last Pass", "Critical", "Degraded"))
+
+
+@pytest.mark.parametrize("path", CRDS, ids=lambda p: p.name.split(".")[0])
+def test_descriptions_say_more_than_a_word_or_two(path: Path) -> None:
+    """``kubectl explain`` should tell a user what to put there: ``Why.`` or ``Approver.`` does not."""
+    terse = [
+        (name, sub["description"])
+        for name, sub in _fields(_schema(path), "")
+        if name != ".metadata" and len(sub.get("description", "").split()) < 3
+    ]
+    assert terse == []

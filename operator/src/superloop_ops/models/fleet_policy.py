@@ -168,9 +168,9 @@ class GovernanceSettings(SpecModel):
     approval_ref: ShortText | None = None
     """Change or approval record (e.g. a CAB ticket)."""
     rationale: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
-    """Why."""
+    """Why autonomous mode was enabled or changed (free text for reviewers)."""
     changed_at: Timestamp | None = None
-    """When (YYYY-MM-DDTHH:MM:SSZ)."""
+    """When autonomous mode was enabled or last changed (YYYY-MM-DDTHH:MM:SSZ)."""
     review_by: Timestamp | None = None
     """Review deadline, after changedAt; once passed, guarded_auto fails closed."""
 
@@ -237,7 +237,7 @@ class RolloutSettings(SpecModel):
     selector: RolloutSelector = nested(RolloutSelector)
     """Cohort selection (hash salt)."""
     pause: PauseSettings = nested(PauseSettings)
-    """Manual pause."""
+    """Manual pause of autonomous execution (a PromotionApply `rollback` sets it, `resume` clears it)."""
     auto_pause: AutoPauseSettings = nested(AutoPauseSettings)
     """Automatic pause on failure or ambiguity spikes."""
 
@@ -289,7 +289,7 @@ class DrillEvidenceConfigMapRef(SpecModel):
     """
 
     name: Annotated[str, Field(min_length=1, max_length=253)]
-    """ConfigMap name."""
+    """Name of the ConfigMap, in the FleetPolicy's namespace, that holds the drill evidence."""
     key: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")] = (
         DEFAULT_DRILL_EVIDENCE_KEY
     )

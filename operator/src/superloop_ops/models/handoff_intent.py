@@ -80,9 +80,9 @@ class CandidateFacts(SpecModel):
     )
     """Reason codes of the loop when the candidate was made."""
     severity: Literal["critical", "warning", "info"] | None = None
-    """Candidate severity."""
+    """The candidate's severity, compared with the policy's `thresholds.minSeverity`."""
     confidence: Literal["high", "medium", "low"] | None = None
-    """Candidate confidence."""
+    """The policy's confidence in the candidate, compared with its `thresholds.minConfidence`."""
     rationale: Annotated[str, Field(max_length=4096)] | None = None
     """Why the policy proposed this intent."""
     autonomous_eligible: bool = False

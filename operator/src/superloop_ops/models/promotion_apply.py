@@ -55,11 +55,11 @@ class ApplyGovernance(SpecModel):
     )
 
     by: ShortText
-    """Approver."""
+    """Who approved this promotion action."""
     approval_ref: ShortText
-    """Approval record."""
+    """Change or approval record for this action (e.g. a CAB ticket)."""
     rationale: Annotated[str, Field(min_length=1, max_length=4096)]
-    """Why."""
+    """Why the action is taken (free text for reviewers)."""
     review_by: Timestamp | None = None
     """Review deadline (YYYY-MM-DDTHH:MM:SSZ); must be in the future at apply."""
     review_within_days: Annotated[int, Field(ge=1, le=3650)] | None = None
