@@ -14,6 +14,7 @@ nothing itself; ``resolve_trace_id`` turns a Loop, a HandoffIntent or a trace id
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -25,6 +26,7 @@ __all__ = [
     "STEPS",
     "TrailInputs",
     "assemble_trail",
+    "build_fleet_trail_rows",
     "find_message_trace",
     "render_trail_text",
     "resolve_trace_id",
@@ -48,6 +50,7 @@ STEPS: tuple[str, ...] = (
     "event",
     "health_pass",
     "effect",
+    "resolved",
 )
 _MESSAGE_LIMIT = 1024
 _TAG = re.compile(r" \[trace ([^\]\s]+)\]$")
@@ -72,6 +75,72 @@ def find_message_trace(message: str | None) -> str | None:
 
 def tag_events(events: Iterable[intents.IntentEvent], trace_id: str | None) -> list[intents.IntentEvent]:
     return [intents.IntentEvent(e.type, e.reason, tag_message(e.message, trace_id)) for e in events]
+
+
+# ---------------------------------------------------------------------------------------------
+# the fleet's part of a trail (journal rows the fleet pass writes)
+
+
+def _candidate_keys(policy_state: Mapping[str, Any] | None) -> set[tuple[str, str]]:
+    candidates = (policy_state or {}).get("candidates")
+    return {
+        (str(c.get("candidateId")), str(c.get("traceId")))
+        for c in (candidates if isinstance(candidates, list) else [])
+        if isinstance(c, Mapping)
+    }  # fmt: skip
+
+
+def _candidate_row(fleet: str, candidate: Mapping[str, Any], at: str) -> JsonObject:
+    autonomous = _obj(candidate.get("autonomous"))
+    if candidate.get("suppressed") is True:
+        posture = f"suppressed ({candidate.get('suppressionScope') or 'policy'})"
+    elif autonomous.get("eligible") is True:
+        posture = "eligible for guarded_auto"
+    else:
+        posture = f"manual ({', '.join(str(r) for r in autonomous.get('reasons') or []) or 'advisory'})"
+    summary = (
+        f"fleet {fleet} candidate {candidate.get('candidateId')} ({candidate.get('severity')}, "
+        f"recommends {candidate.get('recommendedIntent') or 'cancel'}): {posture}"
+    )
+    return {
+        "timestamp": at, "traceId": candidate.get("traceId"), "step": "fleet_candidate", "fleet": fleet,
+        "loopId": candidate.get("loopId"), "candidateId": candidate.get("candidateId"), "summary": summary,
+    }  # fmt: skip
+
+
+def _proposed_row(fleet: str, body: Mapping[str, Any], at: str) -> JsonObject:
+    meta, spec = _obj(body.get("metadata")), _obj(body.get("spec"))
+    candidate = _obj(spec.get("candidate"))
+    summary = (
+        f"HandoffIntent {meta.get('name')} proposes {spec.get('intent')} on "
+        f"{_obj(spec.get('loopRef')).get('name')} ({candidate.get('category') or 'ad hoc'})"
+    )
+    return {
+        "timestamp": at, "traceId": spec.get("traceId"), "step": "handoff_intent", "fleet": fleet,
+        "handoffIntent": meta.get("name"), "summary": summary,
+    }  # fmt: skip
+
+
+def build_fleet_trail_rows(
+    *,
+    fleet: str,
+    prior_policy: Mapping[str, Any] | None,
+    policy_state: Mapping[str, Any],
+    created: Sequence[Mapping[str, Any]],
+    now: dt.datetime,
+) -> list[JsonObject]:
+    """``trail.jsonl`` rows: each candidate new in this pass (by id and trace id), each intent proposed."""
+    at = format_ts(now)
+    seen = _candidate_keys(prior_policy)
+    candidates = policy_state.get("candidates")
+    rows = [
+        _candidate_row(fleet, c, at)
+        for c in (candidates if isinstance(candidates, list) else [])
+        if isinstance(c, Mapping) and c.get("traceId")
+        and (str(c.get("candidateId")), str(c.get("traceId"))) not in seen
+    ]  # fmt: skip
+    rows.extend(_proposed_row(fleet, body, at) for body in created if _obj(body.get("spec")).get("traceId"))
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,17 +177,20 @@ def _remediation_steps(row: Mapping[str, Any]) -> list[JsonObject]:
         summary = f"loop {row.get('loopId')} turned {row.get('healthStatus')}: {', '.join(codes) or '-'}"
         return [_step(row.get("timestamp"), "health_signal", "journal", summary, loopId=row.get("loopId"))]
     summary = f"loop {row.get('loopId')} is {row.get('healthStatus')} again: the remediation is resolved"
-    return [_step(row.get("timestamp"), "effect", "journal", summary, loopId=row.get("loopId"))]
+    return [_step(row.get("timestamp"), "resolved", "journal", summary, loopId=row.get("loopId"))]
 
 
 def _escalation_steps(row: Mapping[str, Any]) -> list[JsonObject]:
-    summary = f"escalation {row.get('category')} ({row.get('severity') or row.get('status') or '-'})"
+    codes = ", ".join(str(c) for c in row.get("reasonCodes") or [])
+    summary = f"escalation {row.get('category')}" + (f": {codes}" if codes else "")
     return [_step(row.get("timestamp"), "alert", "journal", summary, loopId=row.get("loopId"))]
 
 
 def _dispatch_steps(row: Mapping[str, Any]) -> list[JsonObject]:
-    sink = row.get("sinkId") or row.get("sink") or "-"
-    summary = f"alert to sink {sink}: {row.get('status') or '-'}"
+    sink = _obj(row.get("sink")).get("id")
+    target = f" to sink {sink}" if sink else ""
+    reason = f" ({row.get('reasonCode')})" if row.get("reasonCode") else ""
+    summary = f"alert {row.get('escalationCategory') or '-'}{target}: {row.get('status') or '-'}{reason}"
     return [_step(row.get("timestamp"), "alert_delivery", "journal", summary, loopId=row.get("loopId"))]
 
 
@@ -156,9 +228,8 @@ def _control_steps(row: Mapping[str, Any]) -> list[JsonObject]:
 
 
 def _reconcile_steps(row: Mapping[str, Any]) -> list[JsonObject]:
-    health = _obj(row.get("health"))
-    status = health.get("status") or row.get("healthStatus") or row.get("status")
-    summary = f"health pass: {status}"
+    codes = ", ".join(str(c) for c in row.get("healthReasonCodes") or []) or "no reason codes"
+    summary = f"health pass ({row.get('status')}): {row.get('healthStatus')}, {codes}"
     return [_step(row.get("timestamp"), "health_pass", "journal", summary, loopId=row.get("loopId"))]
 
 
@@ -175,7 +246,7 @@ _JOURNAL_STEPS: Mapping[str, Callable[[Mapping[str, Any]], list[JsonObject]]] = 
 
 def _row_trace(kind: str, row: Mapping[str, Any]) -> Any:
     if kind == "alert_dispatch":
-        return row.get("escalationTraceId")
+        return row.get("escalationTraceId") or row.get("traceId")
     return row.get("traceId")
 
 
@@ -220,6 +291,35 @@ def _sort_key(step: Mapping[str, Any]) -> tuple[str, int]:
     return (format_ts(moment) if moment else "9999", STEPS.index(str(step["step"])))
 
 
+def _drop_repeats(ordered: list[JsonObject]) -> list[JsonObject]:
+    """A health pass that says what the last one said adds nothing, the first one after an outcome
+    is the effect, and a HandoffIntent's proposal is shown once (the fleet journal's row, else the
+    object's)."""
+    kept: list[JsonObject] = []
+    last_health: str | None = None
+    after_outcome = False
+    proposed = {
+        s.get("handoffIntent") for s in ordered if (s["step"], s["source"]) == ("handoff_intent", "journal")
+    }
+    for step in ordered:
+        if (step["step"], step["source"]) == ("handoff_intent", "api") and step.get(
+            "handoffIntent"
+        ) in proposed:
+            continue
+        if step["step"] == "outcome":
+            after_outcome = True
+        if step["step"] == "health_pass":
+            health = str(step["summary"])
+            if after_outcome:
+                step = {**step, "step": "effect", "summary": f"after the action: {health}"}
+                after_outcome = False
+            elif health == last_health:
+                continue
+            last_health = health
+        kept.append(step)
+    return kept
+
+
 def assemble_trail(trace_id: str, inputs: TrailInputs) -> JsonObject:
     """The remediation's timeline: every step that carries ``trace_id``, in order."""
     steps: list[JsonObject] = []
@@ -234,7 +334,7 @@ def assemble_trail(trace_id: str, inputs: TrailInputs) -> JsonObject:
     for event in inputs.events:
         if find_message_trace(str(event.get("message") or "")) == trace_id:
             steps.extend(_event_steps(event))
-    ordered = sorted((s for s in steps if s.get("at")), key=_sort_key)
+    ordered = _drop_repeats(sorted((s for s in steps if s.get("at")), key=_sort_key))
     return {
         "traceId": trace_id,
         "steps": ordered,
@@ -248,14 +348,19 @@ def resolve_trace_id(
     intents_by_name: Mapping[str, Mapping[str, Any]],
     loops: Mapping[str, Mapping[str, Any]],
     remediations: Sequence[Any],
+    handoff_rows: Sequence[Any] = (),
 ) -> str:
     """The trace id ``target`` names: a HandoffIntent's, a Loop's latest remediation's, or itself.
 
-    ``loops`` maps a Loop's object name and its loopId to the Loop body (``status.remediation``).
+    ``loops`` maps a Loop's object name and its loopId to the Loop body (``status.remediation``);
+    ``handoff_rows`` (the operator's HandoffIntent journal) name intents the API no longer has.
     """
     intent = intents_by_name.get(target)
     if intent is not None and _obj(intent.get("spec")).get("traceId"):
         return str(intent["spec"]["traceId"])
+    rows = [r for r in handoff_rows if isinstance(r, Mapping) and r.get("handoffIntent") == target]
+    if rows and rows[-1].get("traceId"):
+        return str(rows[-1]["traceId"])
     loop = loops.get(target)
     loop_id = str(_obj(_obj(loop).get("spec")).get("loopId") or target)
     from_status = _obj(_obj(_obj(loop).get("status")).get("remediation")).get("traceId")
