@@ -111,6 +111,11 @@ def _condition(body: dict[str, Any], cond_type: str) -> dict[str, Any]:
     return next(c for c in body["status"]["conditions"] if c["type"] == cond_type)
 
 
+def _handoff_rows(tmp_path: Path) -> list[Any]:
+    ops = tmp_path / "state" / NS / ".superloop" / "ops-manager" / LOOP_ID
+    return files.read_jsonl(ops / "telemetry" / "handoff-intents.jsonl")
+
+
 def _control_rows(tmp_path: Path) -> list[Any]:
     return files.read_jsonl(
         tmp_path / "state" / NS / ".superloop" / "ops-manager" / LOOP_ID / "intents.jsonl"
@@ -135,6 +140,9 @@ def test_an_approval_older_than_the_policy_age_is_not_executed_and_needs_a_fresh
     assert f"approval by alice at {stamp} lapsed: older than 120s" in approved["message"]
     assert status["result"]["lapsedApproval"]["by"] == "alice"
     assert _control_rows(tmp_path) == []
+    assert [(r["phase"], r["approvedBy"], r["traceId"]) for r in _handoff_rows(tmp_path)] == [
+        ("approval_lapsed", "alice", "trace-hi-stale")
+    ]
     lapsed_events = [e for e in edge.events if e[0] == "hi-stale" and e[2] == "ApprovalLapsed"]
     assert len(lapsed_events) == 1
     assert lapsed_events[0][1] == "Warning"
@@ -150,6 +158,7 @@ def test_an_approval_older_than_the_policy_age_is_not_executed_and_needs_a_fresh
     assert (status["phase"], status["approvedBy"]) == ("executed", "bob")
     assert status["reasonCodes"] == []
     assert [r["requestedBy"] for r in _control_rows(tmp_path)] == ["bob"]
+    assert [r["phase"] for r in _handoff_rows(tmp_path)] == ["approval_lapsed", "executing", "executed"]
 
 
 def test_an_intent_without_a_fleet_uses_the_default_age(

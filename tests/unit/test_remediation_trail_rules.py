@@ -109,6 +109,15 @@ def _journal() -> dict[str, list[Any]]:
         "fleet_trail": [{"timestamp": _at(10), "traceId": T, "step": "fleet_candidate", "summary": "cand"}],
         "handoff_intents": [
             {
+                "timestamp": _at(40),
+                "traceId": T,
+                "phase": "approval_lapsed",
+                "approvedBy": "bob",
+                "handoffIntent": "hi",
+                "approvedAt": _at(5),
+                "maxAgeSeconds": 30,
+            },
+            {
                 "timestamp": _at(60),
                 "traceId": T,
                 "phase": "executing",
@@ -126,7 +135,10 @@ def _journal() -> dict[str, list[Any]]:
 
 
 def test_the_timeline_is_every_step_of_one_trace_in_order() -> None:
-    approval = {"approval": {"by": "ann", "at": _at(50)}}
+    approval = {
+        "approval": {"by": "ann", "at": _at(50)},
+        "lapsedApproval": {"by": "bob", "at": _at(5), "maxAgeSeconds": 30},
+    }
     events = [
         {"object": "HandoffIntent/hi", "type": "Normal", "reason": "Executed", "message": f"ok [trace {T}]",
          "timestamp": _at(61)},
@@ -144,6 +156,7 @@ def test_the_timeline_is_every_step_of_one_trace_in_order() -> None:
         (_at(1), "alert_delivery"),
         (_at(10), "fleet_candidate"),
         (_at(20), "handoff_intent"),
+        (_at(40), "approval_lapsed"),  # journal row; the object's copy of it is not repeated
         (_at(50), "approval"),
         (_at(60), "execution"),
         (_at(61), "control"),

@@ -19,6 +19,7 @@ the manual path. Every status write goes through ``controllers.handoff_intent_ob
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import time
 from collections.abc import Mapping
@@ -187,12 +188,36 @@ def _lapse(
     lapse: approval_lapse.Lapse,
     generation: int,
 ) -> IntentReport:
-    """Not executed: the intent keeps its phase and says the approval lapsed (one Warning Event)."""
-    new = approval_lapse.build_lapsed_status(
-        previous=previous, lapse=lapse, generation=generation, now=ctx.clock.now()
-    )
+    """Not executed: the intent keeps its phase and says the approval lapsed (one Warning Event, one
+    journal row: the status forgets the lapse once a fresh approval executes, the trail does not)."""
+    now = ctx.clock.now()
+    new = approval_lapse.build_lapsed_status(previous=previous, lapse=lapse, generation=generation, now=now)
+    if approval_lapse.compute_lapse_events(previous, new):
+        _journal_lapse(ctx, ref, intent, lapse, now)
     _write(ctx, ref, previous, new, intent.spec.trace_id)
     return IntentReport(new.get("phase"), False, new)
+
+
+def _journal_lapse(
+    ctx: OperatorContext, ref: ObjectRef, intent: HandoffIntent, lapse: approval_lapse.Lapse, now: dt.datetime
+) -> None:
+    try:
+        _, target, _ = _resolve_loop(intent, ref.namespace, ctx)
+    except OperatorError as exc:
+        log.warning("cannot journal the lapsed approval of %s/%s: %s", ref.namespace, ref.name, exc)
+        return
+    extra = {
+        "traceId": intent.spec.trace_id,
+        "approvedAt": format_ts(lapse.approved_at),
+        "maxAgeSeconds": lapse.max_age_seconds,
+    }
+    _journal(
+        target,
+        loop_controller.build_handoff_row(
+            target, intent_name=ref.name, intent=intent.spec.intent, phase=approval_lapse.LAPSED_REASON_CODE,
+            key=None, by=lapse.approval.by, now=format_ts(now), extra=extra,
+        ),
+    )  # fmt: skip
 
 
 def _recover(

@@ -207,7 +207,13 @@ def _fleet_steps(row: Mapping[str, Any]) -> list[JsonObject]:
 def _handoff_row_steps(row: Mapping[str, Any]) -> list[JsonObject]:
     phase = str(row.get("phase") or "")
     by = row.get("approvedBy")
-    if phase == intents.EXECUTING:
+    if phase == "approval_lapsed":
+        summary = (
+            f"approval by {by} at {row.get('approvedAt')} lapsed (older than {row.get('maxAgeSeconds')}s): "
+            f"{row.get('intent')} not executed"
+        )
+        step = "approval_lapsed"
+    elif phase == intents.EXECUTING:
         mode = "autonomously" if row.get("mode") == "autonomous" else f"approved by {by}"
         summary = f"{row.get('intent')} executing ({mode}) with key {row.get('idempotencyKey')}"
         step = "execution"
@@ -293,18 +299,14 @@ def _sort_key(step: Mapping[str, Any]) -> tuple[str, int]:
 
 def _drop_repeats(ordered: list[JsonObject]) -> list[JsonObject]:
     """A health pass that says what the last one said adds nothing, the first one after an outcome
-    is the effect, and a HandoffIntent's proposal is shown once (the fleet journal's row, else the
-    object's)."""
+    is the effect, and a HandoffIntent step both the journal and the object show (its proposal, a
+    lapsed approval) is shown once, from the journal."""
     kept: list[JsonObject] = []
     last_health: str | None = None
     after_outcome = False
-    proposed = {
-        s.get("handoffIntent") for s in ordered if (s["step"], s["source"]) == ("handoff_intent", "journal")
-    }
+    journaled = {(s["step"], s.get("handoffIntent")) for s in ordered if s["source"] == "journal"}
     for step in ordered:
-        if (step["step"], step["source"]) == ("handoff_intent", "api") and step.get(
-            "handoffIntent"
-        ) in proposed:
+        if step["source"] == "api" and (step["step"], step.get("handoffIntent")) in journaled:
             continue
         if step["step"] == "outcome":
             after_outcome = True
