@@ -92,12 +92,16 @@ def test_a_remediation_has_one_trail_and_a_stale_approval_lapses(env: Env) -> No
     )
     done = env.status("handoffintents", intent)
     assert not stale.alive
-    # the next Loop pass, after the outcome, carries the same id
+    # the Loop passes after the outcome carry the same id until one finds it healthy again
     _eventually(
         lambda: str(env.status("loops", loop_name).get("lastReconcileAt")) > str(done["completedAt"]),
         timeout=60, what="a Loop pass after the execution",
     )  # fmt: skip
-    assert env.status("loops", loop_name)["traceId"] == trace
+    _eventually(
+        lambda: env.status("loops", loop_name)["remediation"]["state"] == "resolved",
+        timeout=60, what="the remediation resolved (the cancelled run is healthy)",
+    )  # fmt: skip
+    assert env.status("loops", loop_name)["remediation"]["traceId"] == trace
     # the trail, by Loop, by HandoffIntent and by trace id
     shown = _trail(env, loop_name, "-o", "json")
     assert shown.returncode == 0, shown.stderr
@@ -106,16 +110,18 @@ def test_a_remediation_has_one_trail_and_a_stale_approval_lapses(env: Env) -> No
     kinds = [step["step"] for step in trail["steps"]]
     order = [
         "health_signal", "alert", "fleet_candidate", "handoff_intent", "approval_lapsed", "approval",
-        "execution", "control", "outcome", "effect",
+        "execution", "control", "outcome", "effect", "resolved",
     ]  # fmt: skip
-    assert [k for k in kinds if k in order and k != "alert"] == [k for k in order if k != "alert"], kinds
+    firsts = [kinds.index(k) for k in order if k in kinds]
+    assert len(firsts) == len(order), _trail(env, loop_name).stdout
+    assert firsts == sorted(firsts), _trail(env, loop_name).stdout
     assert kinds.index("alert") < kinds.index("fleet_candidate")
     assert "event" in kinds  # the HandoffIntent's Events, tagged with the trace id
     moments = [step["at"] for step in trail["steps"]]
     assert moments == sorted(moments)
-    # the Loop keeps reconciling under the same id (it stays critical): later calls may show more
-    # passes after the effect, never different steps before it
-    upto = kinds.index("effect") + 1
+    # the trail is history: later calls show the same steps up to the resolution (later passes have
+    # ids of their own; only a pending intent of this remediation may still add Events)
+    upto = kinds.index("resolved") + 1
     for target in (intent, trace):
         again = json.loads(_trail(env, target, "-o", "json").stdout)
         assert again["traceId"] == trace

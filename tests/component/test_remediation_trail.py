@@ -151,13 +151,16 @@ def test_one_trace_id_follows_a_remediation_and_trail_prints_it_in_order(
     intent_events = [e for e in edge.events if e[0] == intent]
     assert intent_events
     assert all(e[3].endswith(f"[trace {trace}]") for e in intent_events)
-    # the next Loop pass shows the effect, with the same id, and resolves the remediation
-    # the next Loop pass shows the effect, with the same id: the cancelled loop's runtime stopped,
-    # so it stays critical and the remediation stays open (it resolves when the Loop is healthy)
+    # the next Loop pass shows the effect, with the same id: the run is cancelled, the Loop healthy,
+    # the remediation resolved; the pass after it has an id of its own
     clock.advance(5)
     after = _loop_pass(edge, ctx, loop_name)
-    assert after["traceId"] == trace
-    assert after["remediation"]["state"] == "open"
+    assert (after["traceId"], after["healthStatus"]) == (trace, "healthy")
+    assert after["reasonCodes"] == ["run_cancelled"]
+    assert after["remediation"]["state"] == "resolved"
+    assert [e[2] for e in edge.events if e[0] == loop_name].count("RemediationResolved") == 1
+    clock.advance(5)
+    assert _loop_pass(edge, ctx, loop_name)["traceId"] == "trace-0002"
     # the trail, from the journal, by loop, by intent and by trace id: every step in order
     code, by_loop = _trail(tmp_path, LOOP_ID, capsys)
     assert code == 0
@@ -166,7 +169,7 @@ def test_one_trace_id_follows_a_remediation_and_trail_prints_it_in_order(
 
     assert kinds == [
         "health_signal", "alert", "alert_delivery", "health_pass", "fleet_candidate", "handoff_intent",
-        "execution", "control", "outcome", "effect",
+        "approval", "execution", "control", "outcome", "effect", "resolved",
     ]  # fmt: skip
     assert [s["at"] for s in by_loop["steps"]] == sorted(s["at"] for s in by_loop["steps"])
     assert _trail(tmp_path, intent, capsys)[1] == by_loop

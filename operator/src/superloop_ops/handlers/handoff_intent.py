@@ -288,7 +288,8 @@ def _execute(
         target,
         loop_controller.build_handoff_row(
             target, intent_name=ref.name, intent=intent.spec.intent, phase=handoff_intent_resource.EXECUTING,
-            key=key, by=by, now=format_ts(now), extra={"traceId": trace_id},
+            key=key, by=by, now=format_ts(now),
+            extra={"traceId": trace_id, "approvedAt": decision.approval.at},
         ),
     )  # fmt: skip
     crash_points.reach("handoff.executing_status")

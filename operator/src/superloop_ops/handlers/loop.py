@@ -136,6 +136,7 @@ def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext) -> PassReport:
             annotations = meta.get("annotations") or {}
         previous = dict(body.get("status") or {})
         started = time.monotonic()
+        pass_started_at = ctx.clock.now()  # a remediation opens (or resolves) at its pass's start
         error: OperatorError | None = None
         result = None
         replay_request = loop_resource.compute_replay_token(annotations)
@@ -186,7 +187,7 @@ def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext) -> PassReport:
         )
         new_status, remediation_events = remediation_journal.carry_remediation(
             target.ops_dir if target else None, loop_id=target.loop_id if target else "", previous=previous,
-            outcome=view.outcome, new_status=new_status, trace_id=view.trace_id, now=now,
+            outcome=view.outcome, new_status=new_status, trace_id=view.trace_id, now=pass_started_at,
         )  # fmt: skip
         written = False
         if loop_resource.needs_status_write(

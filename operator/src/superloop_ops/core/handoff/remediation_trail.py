@@ -217,9 +217,22 @@ def _handoff_row_steps(row: Mapping[str, Any]) -> list[JsonObject]:
         mode = "autonomously" if row.get("mode") == "autonomous" else f"approved by {by}"
         summary = f"{row.get('intent')} executing ({mode}) with key {row.get('idempotencyKey')}"
         step = "execution"
+        if row.get("approvedAt") and by:  # a person's approval, kept by the journal past its object
+            approval = _step(
+                row["approvedAt"],
+                "approval",
+                "journal",
+                f"approved by {by}",
+                handoffIntent=row.get("handoffIntent"),
+            )
+            return [approval, *_handoff_step(row, step, summary, phase)]
     else:
         summary = f"{row.get('intent')} {phase} (key {row.get('idempotencyKey')})"
         step = "outcome"
+    return _handoff_step(row, step, summary, phase)
+
+
+def _handoff_step(row: Mapping[str, Any], step: str, summary: str, phase: str) -> list[JsonObject]:
     return [
         _step(
             row.get("timestamp"), step, "journal", summary,
