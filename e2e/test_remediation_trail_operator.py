@@ -130,3 +130,16 @@ def test_a_remediation_has_one_trail_and_a_stale_approval_lapses(env: Env) -> No
     assert text.returncode == 0, text.stderr
     assert text.stdout.splitlines()[0] == f"trace {trace}"
     assert "approved by" in text.stdout
+    # kubectl superloop trail: the same trail from the API alone (the Loop's remediation record, the
+    # HandoffIntents still there, the Events), and with the journal the same document as the CLI's
+    shown = env.plugin("trail", loop_name, "-o", "json")
+    assert shown.returncode == 0, shown.stderr
+    from_api = json.loads(shown.stdout)
+    assert from_api["traceId"] == trace
+    api_kinds = [step["step"] for step in from_api["steps"]]
+    assert api_kinds[0] == "health_signal"
+    assert api_kinds.index("event") < api_kinds.index("resolved")
+    assert [step["at"] for step in from_api["steps"]] == sorted(step["at"] for step in from_api["steps"])
+    state = str(env.state_dir / env.namespace)
+    with_journal = json.loads(env.plugin("trail", trace, "--state-dir", state, "-o", "json").stdout)
+    assert with_journal["steps"][:upto] == trail["steps"][:upto]

@@ -198,3 +198,24 @@ def test_a_target_resolves_through_an_intent_a_loop_or_stays_a_trace_id() -> Non
     )
     assert trail.resolve_trace_id("abc", **kwargs) == "abc"
     assert "no steps found" in trail.render_trail_text({"traceId": "abc", "steps": []})
+
+
+def test_without_the_journal_the_loop_status_gives_the_signal_and_the_resolution() -> None:
+    record = {
+        "traceId": T,
+        "state": "resolved",
+        "openedAt": _at(0),
+        "resolvedAt": _at(90),
+        "healthStatus": "healthy",
+    }
+    loop = {"spec": {"loopId": "l1"}, "status": {"remediation": record}}
+    other = {"spec": {"loopId": "l2"}, "status": {"remediation": {**record, "traceId": "x"}}}
+    alone = trail.assemble_trail(T, trail.TrailInputs(loops=[loop, other]))
+    assert [(s["at"], s["step"], s["source"]) for s in alone["steps"]] == [
+        (_at(0), "health_signal", "api"),
+        (_at(90), "resolved", "api"),
+    ]
+    both = trail.assemble_trail(T, trail.TrailInputs(journal=_journal(), loops=[loop]))
+    assert [s["source"] for s in both["steps"] if s["step"] in ("health_signal", "resolved")] == [
+        "journal"
+    ] * 2

@@ -149,14 +149,16 @@ def build_fleet_trail_rows(
 
 @dataclasses.dataclass(frozen=True)
 class TrailInputs:
-    """What the boundary read: journal rows by file kind, HandoffIntent bodies and Events.
+    """What the boundary read: journal rows by file kind, Loops, HandoffIntents and Events.
 
     ``journal`` maps a file kind (``remediations``, ``escalations``, ``alert_dispatch``,
-    ``fleet_trail``, ``handoff_intents``, ``control``, ``reconcile``) to its rows.
-    Events are ``{"object", "type", "reason", "message", "timestamp"}`` records.
+    ``fleet_trail``, ``handoff_intents``, ``control``, ``reconcile``) to its rows. Loops give
+    their ``status.remediation`` (opened, resolved) when the journal is out of reach. Events are
+    ``{"object", "type", "reason", "message", "timestamp"}`` records.
     """
 
     journal: Mapping[str, Sequence[Any]] = dataclasses.field(default_factory=dict)
+    loops: Sequence[Mapping[str, Any]] = ()
     intents: Sequence[Mapping[str, Any]] = ()
     events: Sequence[Mapping[str, Any]] = ()
 
@@ -300,6 +302,25 @@ def _intent_steps(body: Mapping[str, Any]) -> list[JsonObject]:
     return steps
 
 
+def _loop_steps(body: Mapping[str, Any]) -> list[JsonObject]:
+    """The Loop's remediation record: when it opened and, if so, resolved (the journal says more)."""
+    record = _obj(_obj(body.get("status")).get("remediation"))
+    loop_id = _obj(body.get("spec")).get("loopId")
+    steps = [
+        _step(
+            record.get("openedAt"),
+            "health_signal",
+            "api",
+            f"loop {loop_id}: remediation opened",
+            loopId=loop_id,
+        )
+    ]
+    if record.get("state") == "resolved":
+        summary = f"loop {loop_id} is {record.get('healthStatus')} again: the remediation is resolved"
+        steps.append(_step(record.get("resolvedAt"), "resolved", "api", summary, loopId=loop_id))
+    return steps
+
+
 def _event_steps(event: Mapping[str, Any]) -> list[JsonObject]:
     summary = f"{event.get('type')} {event.get('reason')}: {event.get('message')}"
     return [_step(event.get("timestamp"), "event", "api", summary, object=event.get("object"))]
@@ -343,6 +364,9 @@ def assemble_trail(trace_id: str, inputs: TrailInputs) -> JsonObject:
         for row in rows if build else ():
             if isinstance(row, Mapping) and _row_trace(kind, row) == trace_id:
                 steps.extend(build(row) if build else [])
+    for body in inputs.loops:
+        if _obj(_obj(body.get("status")).get("remediation")).get("traceId") == trace_id:
+            steps.extend(_loop_steps(body))
     for body in inputs.intents:
         if _obj(body.get("spec")).get("traceId") == trace_id:
             steps.extend(_intent_steps(body))
