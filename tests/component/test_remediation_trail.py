@@ -9,6 +9,7 @@ the effect; the CLI prints every step of that trail in order.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 from pathlib import Path
@@ -72,14 +73,32 @@ def ctx(tmp_path: Path, edge: FakeEdge, clock: FrozenClock, sim: Simulator) -> O
     return context
 
 
-def _setup_fleet(edge: FakeEdge) -> None:
+def _guarded_auto(clock: FrozenClock) -> dict[str, Any]:
+    now = clock.now()
+    governance = {
+        "actor": "ops-user", "approvalRef": "CAB-15", "rationale": "trail",
+        "changedAt": format_ts(now - dt.timedelta(days=1)),
+        "reviewBy": format_ts(now + dt.timedelta(days=30)),
+    }  # fmt: skip
+    return {
+        "mode": "guarded_auto",
+        "noiseControls": {"dedupeWindowSeconds": 0},
+        "autonomous": {
+            "allow": {"categories": ["health_critical"], "intents": ["cancel"]},
+            "safety": {"maxActionsPerRun": 3, "maxActionsPerLoop": 1, "cooldownSeconds": 0},
+            "governance": governance,
+        },
+    }
+
+
+def _setup_fleet(edge: FakeEdge, policy: dict[str, Any] | None = None) -> None:
     edge.add(
         "fleetpolicies",
         {
             "apiVersion": API,
             "kind": "FleetPolicy",
             "metadata": {"name": "pol"},
-            "spec": {"mode": "advisory", "noiseControls": {"dedupeWindowSeconds": 0}},
+            "spec": policy or {"mode": "advisory", "noiseControls": {"dedupeWindowSeconds": 0}},
         },
     )
     loop = {"loopId": LOOP_ID, "transport": "local", "source": {"pvc": {"claimName": "claim-s"}}}
@@ -179,3 +198,36 @@ def test_one_trace_id_follows_a_remediation_and_trail_prints_it_in_order(
         1,
         {"traceId": "no-such-trace", "steps": [], "stepKinds": []},
     )
+
+
+def test_an_autonomous_remediation_carries_the_loops_trace_id_and_its_decision_is_a_step(
+    tmp_path: Path,
+    edge: FakeEdge,
+    clock: FrozenClock,
+    ctx: OperatorContext,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _setup_fleet(edge, _guarded_auto(clock))
+    deps = build_fleet_deps(ctx, edge)
+    fleet_controller.reconcile_fleet(edge.get("fleets", "fl"), deps)
+    loop_name = owned_names.compute_loop_name("fl", LOOP_ID)
+    clock.advance(600)
+    trace = _loop_pass(edge, ctx, loop_name)["remediation"]["traceId"]
+    clock.advance(5)
+    report = fleet_controller.reconcile_fleet(edge.get("fleets", "fl"), deps)
+    assert [outcome for _, outcome in report.autonomous_outcomes] == ["executed"]
+    intent = owned_names.compute_intent_name("fl", f"{LOOP_ID}:health_critical:cancel")
+    body = edge.get("handoffintents", intent)
+    assert (body["spec"]["traceId"], body["status"]["mode"]) == (trace, "autonomous")
+    ops = tmp_path / "state" / NS / ".superloop" / "ops-manager" / LOOP_ID
+    assert [r["traceId"] for r in files.read_jsonl(ops / "intents.jsonl")] == [trace]
+    rows = files.read_jsonl(ops / "telemetry" / "handoff-intents.jsonl")
+    assert [(r["phase"], r["mode"], r["traceId"]) for r in rows] == [
+        ("executing", "autonomous", trace), ("executed", "autonomous", trace),
+    ]  # fmt: skip
+    code, shown = _trail(tmp_path, trace, capsys)
+    assert code == 0
+    kinds = [s["step"] for s in shown["steps"]]
+    assert kinds.index("fleet_candidate") < kinds.index("execution") < kinds.index("outcome")
+    assert "approval" not in kinds
+    assert "autonomously" in next(s["summary"] for s in shown["steps"] if s["step"] == "execution")
