@@ -20,6 +20,7 @@ from typing import Any
 from superloop_ops.core.common.jsonutil import JsonObject
 from superloop_ops.core.handoff import remediation_trail
 from superloop_ops.core.loop import remediation
+from superloop_ops.core.loop.loop_resource import EventSpec
 from superloop_ops.journal import files
 
 __all__ = [
@@ -48,7 +49,7 @@ def carry_remediation(
     new_status: Mapping[str, Any],
     trace_id: str | None,
     now: dt.datetime,
-) -> tuple[JsonObject, list[remediation.RemediationEvent]]:
+) -> tuple[JsonObject, list[EventSpec]]:
     """The Loop status with ``remediation`` after this pass, and the Event to post (journal written).
 
     A pass that did not run (blocked, suspended) keeps the previous record as it is.
@@ -71,11 +72,7 @@ def carry_remediation(
         return status, []
     trace = str((update.record or {}).get("traceId") or "")
     event = update.event
-    return status, [
-        remediation.RemediationEvent(
-            event.type, event.reason, remediation_trail.tag_message(event.message, trace)
-        )
-    ]
+    return status, [EventSpec(event.type, event.reason, remediation_trail.tag_message(event.message, trace))]
 
 
 def record_fleet_steps(

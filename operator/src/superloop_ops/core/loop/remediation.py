@@ -17,11 +17,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from superloop_ops.core.common.jsonutil import JsonObject, format_ts
+from superloop_ops.core.loop.loop_resource import EventSpec
 
 __all__ = [
     "OPEN",
     "RESOLVED",
-    "RemediationEvent",
     "RemediationUpdate",
     "compute_remediation",
     "find_open_trace",
@@ -33,21 +33,12 @@ _UNHEALTHY = frozenset({"degraded", "critical"})
 
 
 @dataclasses.dataclass(frozen=True)
-class RemediationEvent:
-    """A Kubernetes Event on the Loop (``type`` Normal or Warning)."""
-
-    type: str
-    reason: str
-    message: str
-
-
-@dataclasses.dataclass(frozen=True)
 class RemediationUpdate:
     """The new ``status.remediation`` (None: none yet), the journal row and the Event, if any."""
 
     record: JsonObject | None
     row: JsonObject | None = None
-    event: RemediationEvent | None = None
+    event: EventSpec | None = None
 
 
 def _record(value: Any) -> Mapping[str, Any]:
@@ -96,7 +87,7 @@ def compute_remediation(
         return RemediationUpdate(
             record,
             _row(loop_id, "opened", record, now),
-            RemediationEvent("Warning", "RemediationOpened", message),
+            EventSpec("Warning", "RemediationOpened", message),
         )
     if is_open:
         assert prev is not None
@@ -111,7 +102,7 @@ def compute_remediation(
         return RemediationUpdate(
             record,
             _row(loop_id, "resolved", record, now),
-            RemediationEvent("Normal", "RemediationResolved", message),
+            EventSpec("Normal", "RemediationResolved", message),
         )
     return RemediationUpdate(prev)
 
