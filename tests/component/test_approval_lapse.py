@@ -150,6 +150,8 @@ def test_an_approval_older_than_the_policy_age_is_not_executed_and_needs_a_fresh
     # the same stale annotations again: still nothing, and no second Event
     assert not intent_handlers.reconcile_intent(edge.get("handoffintents", "hi-stale"), ctx).executed
     assert edge.reasons("hi-stale").count("ApprovalLapsed") == 1
+    lapsed_series = 'superloop_ops_approvals_lapsed_total{loop="la",namespace="team-a"} 1.0'
+    assert lapsed_series in ctx.metrics.render().decode()
     # a fresh approval executes, once
     _approve(body, "bob", clock.now() - dt.timedelta(seconds=30))
     report = intent_handlers.reconcile_intent(edge.get("handoffintents", "hi-stale"), ctx)

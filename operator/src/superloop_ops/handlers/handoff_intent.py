@@ -194,6 +194,7 @@ def _lapse(
     new = approval_lapse.build_lapsed_status(previous=previous, lapse=lapse, generation=generation, now=now)
     if approval_lapse.compute_lapse_events(previous, new):
         _journal_lapse(ctx, ref, intent, lapse, now)
+        ctx.metrics.record_approval_lapsed(ref.namespace, intent.spec.loop_ref.name)
     _write(ctx, ref, previous, new, intent.spec.trace_id)
     return IntentReport(new.get("phase"), False, new)
 
