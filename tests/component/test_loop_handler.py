@@ -14,6 +14,7 @@ import pytest
 from helpers.operator_fakes import SIM_RUNTIME, FakeEdge, build_context, build_frozen_clock
 from superloop_ops.cli import sprite_service as sprite_cli
 from superloop_ops.clock import FrozenClock
+from superloop_ops.core.common.jsonutil import format_ts
 from superloop_ops.handlers import handoff_intent as intent_handlers
 from superloop_ops.handlers import loop as loop_handlers
 from superloop_ops.handlers.context import OperatorContext
@@ -330,7 +331,9 @@ def test_executing_without_outcome_becomes_ambiguous_and_never_reruns(
     # the same approval again: still nothing
     assert not intent_handlers.reconcile_intent(edge.get("handoffintents", "hi2"), ctx).executed
     # a new approval (new approved-at stamp) retries with a new key
-    body["metadata"]["annotations"] = {**APPROVED, "ops.superloop.dev/approved-at": "2026-11-26T10:00:00Z"}
+    # (stamped now: an approval older than the policy's age limit lapses instead, issue 15)
+    stamp = format_ts(ctx.clock.now())
+    body["metadata"]["annotations"] = {**APPROVED, "ops.superloop.dev/approved-at": stamp}
     report = intent_handlers.reconcile_intent(edge.get("handoffintents", "hi2"), ctx)
     assert report.executed
     status = edge.get("handoffintents", "hi2")["status"]

@@ -288,6 +288,9 @@ def test_critical_loop_pages_once_with_the_routing_key_from_the_secret(
     assert page["dedup_key"] == f"stale_heartbeat-1:health_critical:{escalations[0]['timestamp']}"
     assert page["payload"]["severity"] == "critical"
     assert page["payload"]["custom_details"]["traceId"] == escalations[0]["traceId"]
+    # the page carries the remediation's trace id (issue 15), which later passes keep
+    trace = status["remediation"]["traceId"]
+    assert (escalations[0]["traceId"], status["remediation"]["state"]) == (trace, "open")
     # the webhook's missing secret blocks only the webhook
     last = status["alerts"]["lastDelivery"]
     assert last["escalationCategory"] == "health_critical"
@@ -303,6 +306,7 @@ def test_critical_loop_pages_once_with_the_routing_key_from_the_secret(
     for _ in range(3):
         status = _pass(edge, ctx, clock)
     assert len(pd_receiver.accepted) == 1
+    assert status["traceId"] == trace
     # the secret value is nowhere: status, Events, journal
     assert ROUTING_KEY not in json.dumps(status)
     assert all(ROUTING_KEY not in message for *_, message in edge.events)

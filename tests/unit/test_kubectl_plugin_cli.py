@@ -74,6 +74,7 @@ def test_version_and_help_speak_as_kubectl_superloop(capsys: pytest.CaptureFixtu
         "suspend",
         "resume",
         "reconcile-now",
+        "trail",
         "completion",
     ):
         assert command in text

@@ -255,6 +255,12 @@ class OperatorMetrics:
             ("namespace", "loop", "intent", "status"),
             registry=self.registry,
         )
+        self.approvals_lapsed = Counter(
+            f"{PREFIX}_approvals_lapsed",
+            "HandoffIntent approvals not executed because they were older than the policy's age limit.",
+            ("namespace", "loop"),
+            registry=self.registry,
+        )
         self.reconcile_duration = Histogram(
             f"{PREFIX}_reconcile_duration_seconds",
             "Wall time of one Loop reconcile pass.",
@@ -369,6 +375,10 @@ class OperatorMetrics:
             _bounded(intent, CONTROL_INTENTS),
             _bounded(status, CONTROL_STATUSES),
         ).inc()
+
+    def record_approval_lapsed(self, namespace: str, loop: str) -> None:
+        """One approval that lapsed (counted once per approval, when the intent first says so)."""
+        self.approvals_lapsed.labels(namespace, _object_name(loop)).inc()
 
     def record_alert_delivery(self, namespace: str, sink_type: str, outcome: str) -> None:
         """One sink's outcome for one escalation: ``success`` or the sink's reason code."""

@@ -208,6 +208,12 @@ class PluginCluster:
             f"configmaps/{name}", lambda: core.patch_namespaced_config_map(name, self.namespace, body)
         )
 
+    def list_events(self) -> tuple[Any, ...]:
+        """The namespace's Events (core/v1 objects, as the client returns them)."""
+        core = self._client.CoreV1Api(self.api)
+        listing = self._call("events", lambda: core.list_namespaced_event(self.namespace))
+        return tuple(listing.items or ())
+
     def username(self) -> str:
         """Who the API server says we are (SelfSubjectReview), as the admission policy sees it."""
         api = self._client.AuthenticationV1Api(self.api)

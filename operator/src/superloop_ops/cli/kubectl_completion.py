@@ -29,6 +29,7 @@ NAME_SOURCES = {
     "wait": "handoffintents",
     "fleet": "fleets",
     "suppressions": "fleetpolicies",
+    "trail": "loops",
 }
 _KINDS = ("loops", "fleets", "fleetpolicies", "handoffintents", "promotionapplies")
 _VALUED = {

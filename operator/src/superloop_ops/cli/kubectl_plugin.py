@@ -3,7 +3,8 @@
 Commands: ``get`` (the five kinds as ``kubectl get`` shows them, ``-w`` to watch), ``status``
 (the runbook's status snapshot of a Loop; ``--exit-code`` makes the exit code follow health),
 ``intents``, ``approve`` / ``reject`` / ``decline``, ``wait <intent> --for=executed``, ``suspend`` /
-``resume``, ``reconcile-now``, ``replay``, ``fleet``, ``suppressions``, ``drill record``, ``completion``.
+``resume``, ``reconcile-now``, ``replay``, ``fleet``, ``suppressions``, ``drill record``, ``trail``
+(one remediation's timeline), ``completion``.
 
 kubectl's flags work anywhere on the line (``kubectl superloop intents -n team-a``):
 ``--kubeconfig``, ``--context``, ``-n``, ``-A``, ``-l``, ``--as``, ``--as-group``, ``-o
@@ -31,6 +32,7 @@ from superloop_ops.cli import (
     kubectl_fleet,
     kubectl_get,
     kubectl_suppressions,
+    kubectl_trail,
 )
 from superloop_ops.cli.kubectl_cluster import Connection, PluginCluster
 from superloop_ops.core.common.jsonutil import JsonObject, format_ts
@@ -130,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     kubectl_fleet.add_parser(sub, [flags])
     kubectl_suppressions.add_parser(sub, [flags])
     kubectl_drill.add_parser(sub, [flags])
+    kubectl_trail.add_parser(sub, [flags])
     kubectl_completion.add_parser(sub)
     _describe_commands(parser)
     return parser
@@ -290,6 +293,7 @@ def run(
         "fleet": lambda: kubectl_fleet.run(cluster, args),
         "suppressions": lambda: kubectl_suppressions.run(cluster, args, moment),
         "drill": lambda: kubectl_drill.run(cluster, args, moment),
+        "trail": lambda: kubectl_trail.run(cluster, args),
     }
     handler = handlers.get(args.command)
     return handler() if handler else kubectl_actions.run(cluster, args, moment, sleep)

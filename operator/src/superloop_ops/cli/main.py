@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "alert-sink-config": ("superloop_ops.cli.alert_sink_config", "validate alert sinks, resolve routes"),
     "alert-dispatch": ("superloop_ops.cli.alert_dispatch", "deliver new escalations to alert sinks"),
     "promotion": ("superloop_ops.cli.promotion", "promotion gates / ci / apply / orchestrate"),
+    "trail": ("superloop_ops.cli.trail", "one remediation's timeline (loop, HandoffIntent or trace id)"),
 }
 
 

@@ -232,6 +232,7 @@ def build_autonomous_runner(
                 token = deps.edge.fetch_secret_value(
                     namespace, service.token_secret_ref.name, service.token_secret_ref.key
                 )
+            trace = str((fresh.get("spec") or {}).get("traceId") or call.trace_id)  # the remediation's
             executing = handoff_intent_resource.build_autonomous_executing_status(
                 previous=previous,
                 idempotency_key=call.idempotency_key,
@@ -243,7 +244,7 @@ def build_autonomous_runner(
                 [loop_controller.build_handoff_row(
                     target, intent_name=name, intent=call.intent, phase=handoff_intent_resource.EXECUTING,
                     key=call.idempotency_key, by=AUTONOMOUS_ACTOR, now=format_ts(deps.clock.now()),
-                    extra={"mode": "autonomous"},
+                    extra={"mode": "autonomous", "traceId": trace},
                 )],
             )  # fmt: skip
             write_intent_status(deps.edge, ref, previous, executing)
@@ -256,7 +257,7 @@ def build_autonomous_runner(
                     by=AUTONOMOUS_ACTOR,
                     note=call.note,
                     idempotency_key=call.idempotency_key,
-                    trace_id=call.trace_id,
+                    trace_id=trace,
                     token=token,
                     settings=deps.settings,
                     now_fn=deps.clock.now,
@@ -281,7 +282,8 @@ def build_autonomous_runner(
                 target.ops_dir / "telemetry" / "handoff-intents.jsonl",
                 [loop_controller.build_handoff_row(
                     target, intent_name=name, intent=call.intent, phase=outcome, key=call.idempotency_key,
-                    by=AUTONOMOUS_ACTOR, now=format_ts(deps.clock.now()), extra={"mode": "autonomous"},
+                    by=AUTONOMOUS_ACTOR, now=format_ts(deps.clock.now()),
+                    extra={"mode": "autonomous", "traceId": trace},
                 )],
             )  # fmt: skip
             write_intent_status(deps.edge, ref, executing, new)

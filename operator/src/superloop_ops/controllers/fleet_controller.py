@@ -22,7 +22,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from superloop_ops.controllers import fleet_policy_controller
+from superloop_ops.controllers import fleet_policy_controller, remediation_journal
 from superloop_ops.controllers.autonomous_runner import (
     AUTONOMOUS_ACTOR,
     build_autonomous_runner,
@@ -279,6 +279,7 @@ def _evaluate_policy_and_handoff(run: _Pass) -> None:
     prior = record_object_outcomes(
         paths, list(run.existing.values()), deps.clock.now(), fleet_commands.fetch_handoff_state(paths)
     )
+    prior_policy = files.read_json(paths.policy_state_file)
     run.policy_state = fleet_commands.evaluate_policy(
         paths, run.registry, run.fleet_state, trace_id=None, dedupe_window_seconds=None,
         now=deps.clock.now(), env={},
@@ -290,6 +291,13 @@ def _evaluate_policy_and_handoff(run: _Pass) -> None:
     run.created = sync_intents(
         deps, namespace=run.namespace, name=run.name, uid=run.uid, plan=run.handoff_state,
         policy_state=run.policy_state, loop_names=run.loop_names, existing=run.existing,
+    )  # fmt: skip
+    remediation_journal.record_fleet_steps(
+        paths.handoff_telemetry_file.parent, fleet=run.name,
+        prior_policy=prior_policy if isinstance(prior_policy, Mapping) else None,
+        policy_state=run.policy_state,
+        created=[b for b in run.existing.values() if object_meta(b).get("name") in run.created],
+        now=deps.clock.now(),
     )  # fmt: skip
     if run.policy_state.get("mode") == "guarded_auto":
         _execute_autonomous(run, run.policy_state, run.handoff_state)

@@ -182,6 +182,7 @@ def run_loop_pass(
     replay_pending: bool,
     clock: Clock,
     hooks: reconcile_pass.ReconcileHooks | None = None,
+    trace_id: str | None = None,
 ) -> tuple[loop_resource.LoopPassView, reconcile_pass.ReconcileResult]:
     """One reconcile pass, then the surfaces the Loop status mirrors.
 
@@ -191,6 +192,8 @@ def run_loop_pass(
     options = build_reconcile_options(
         loop, target, token=token, from_start=replay_token is not None, hooks=hooks
     )
+    if trace_id:  # the Loop's open remediation's id, so every step of it carries one id (issue 15)
+        options = dataclasses.replace(options, trace_id=trace_id)
     try:
         result = reconcile_pass.run_reconcile(options, clock=clock)
     except ContractError as exc:

@@ -23,6 +23,7 @@ from superloop_ops.controllers.fleet_objects import (
 )
 from superloop_ops.core.common.jsonutil import JsonObject
 from superloop_ops.core.fleet import fleet_resource, owned_names, rollup
+from superloop_ops.core.loop import remediation
 from superloop_ops.engine.fleet import fleet_commands
 from superloop_ops.errors import InvalidSpecError
 from superloop_ops.k8s.fleet_edge import AlreadyExistsError
@@ -141,6 +142,8 @@ def build_status_reader(index: LoopIndex) -> fleet_commands.LoopReconciler:
         outcome = fleet_resource.compute_loop_outcome(binding.status if binding else None)
         if outcome is None:
             return rollup.LoopRunOutcome(exit_code=1, output="Loop has no reconcile result yet")
-        return outcome
+        # the Loop's open remediation's trace id becomes the candidate's (issue 15)
+        trace = remediation.find_open_trace(binding.status if binding else None)
+        return dataclasses.replace(outcome, trace_id=trace) if trace else outcome
 
     return read

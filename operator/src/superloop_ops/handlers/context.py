@@ -20,6 +20,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 from superloop_ops.clock import Clock
 from superloop_ops.controllers import fleet_objects
 from superloop_ops.controllers.k8s_events import EventSpec, post_events
+from superloop_ops.controllers.remediation_journal import new_trace_id
 from superloop_ops.k8s.fleet_edge import FleetEdge
 from superloop_ops.metrics import OperatorMetrics
 from superloop_ops.settings import Settings
@@ -49,6 +50,8 @@ class OperatorContext:
     runtime_command: tuple[str, ...] | None = None
     locks: dict[str, threading.Lock] = dataclasses.field(default_factory=dict)
     completed_keys: set[str] = dataclasses.field(default_factory=set)
+    new_trace_id: Callable[[], str] = new_trace_id
+    """Where a Loop pass's trace id comes from when no remediation is open (tests inject one)."""
     _guard: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     def lock_for(self, uid: str) -> threading.Lock:

@@ -19,6 +19,7 @@ the manual path. Every status write goes through ``controllers.handoff_intent_ob
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import time
 from collections.abc import Mapping
@@ -27,9 +28,10 @@ from typing import Any
 import kopf
 
 from superloop_ops.controllers import loop_controller
+from superloop_ops.controllers.approval_age import fetch_approval_max_age
 from superloop_ops.controllers.handoff_intent_objects import write_intent_status
 from superloop_ops.core.common.jsonutil import format_ts, parse_ts
-from superloop_ops.core.handoff import handoff_intent_resource
+from superloop_ops.core.handoff import approval_lapse, handoff_intent_resource, remediation_trail
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
 from superloop_ops.handlers.context import OperatorContext, counted_pass, fetch_context, post_events
 from superloop_ops.journal import crash_points, files
@@ -73,14 +75,27 @@ def intent_ref(body: Mapping[str, Any]) -> ObjectRef:
 
 
 def _post_events(
-    ctx: OperatorContext, ref: ObjectRef, previous: Mapping[str, Any], new: Mapping[str, Any]
+    ctx: OperatorContext,
+    ref: ObjectRef,
+    previous: Mapping[str, Any],
+    new: Mapping[str, Any],
+    trace_id: str | None,
 ) -> None:
-    post_events(ctx.edge, ref, handoff_intent_resource.compute_intent_events(previous, new), log)
+    """The transition's Events, each message ending with the remediation's ``[trace <id>]``."""
+    events = handoff_intent_resource.compute_intent_events(previous, new)
+    events += approval_lapse.compute_lapse_events(previous, new)
+    post_events(ctx.edge, ref, remediation_trail.tag_events(events, trace_id), log)
 
 
-def _write(ctx: OperatorContext, ref: ObjectRef, previous: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+def _write(
+    ctx: OperatorContext,
+    ref: ObjectRef,
+    previous: Mapping[str, Any],
+    new: Mapping[str, Any],
+    trace_id: str | None,
+) -> None:
     write_intent_status(ctx.edge, ref, previous, new)
-    _post_events(ctx, ref, previous, new)
+    _post_events(ctx, ref, previous, new, trace_id)
 
 
 def _journal(target: loop_controller.LoopTarget | None, row: Mapping[str, Any]) -> None:
@@ -138,11 +153,72 @@ def reconcile_intent(body: Mapping[str, Any], ctx: OperatorContext) -> IntentRep
             new = handoff_intent_resource.build_pending_status(
                 previous=previous, problem=decision.problem, generation=generation, now=ctx.clock.now()
             )
-            _write(ctx, ref, previous, new)
+            _write(ctx, ref, previous, new, intent.spec.trace_id)
             return IntentReport(new.get("phase"), False, new)
         if isinstance(decision, handoff_intent_resource.Recover):
             return _recover(ctx, ref, intent, previous, decision, generation)
+        lapse = _find_lapse(ctx, ref, intent, meta, decision)
+        if lapse is not None:
+            return _lapse(ctx, ref, intent, previous, lapse, generation)
         return _execute(ctx, ref, intent, previous, decision, generation)
+
+
+def _find_lapse(
+    ctx: OperatorContext,
+    ref: ObjectRef,
+    intent: HandoffIntent,
+    meta: Mapping[str, Any],
+    decision: handoff_intent_resource.Execute,
+) -> approval_lapse.Lapse | None:
+    """An approval older than the policy's age limit is not executed (issue 15)."""
+    fleet = intent.spec.fleet_ref.name if intent.spec.fleet_ref else None
+    return approval_lapse.compute_lapse(
+        decision,
+        approved_at=approval_lapse.compute_approved_at(decision.approval, meta.get("managedFields")),
+        max_age_seconds=fetch_approval_max_age(ctx.edge, ref.namespace, fleet),
+        now=ctx.clock.now(),
+    )
+
+
+def _lapse(
+    ctx: OperatorContext,
+    ref: ObjectRef,
+    intent: HandoffIntent,
+    previous: Mapping[str, Any],
+    lapse: approval_lapse.Lapse,
+    generation: int,
+) -> IntentReport:
+    """Not executed: the intent keeps its phase and says the approval lapsed (one Warning Event, one
+    journal row: the status forgets the lapse once a fresh approval executes, the trail does not)."""
+    now = ctx.clock.now()
+    new = approval_lapse.build_lapsed_status(previous=previous, lapse=lapse, generation=generation, now=now)
+    if approval_lapse.compute_lapse_events(previous, new):
+        _journal_lapse(ctx, ref, intent, lapse, now)
+        ctx.metrics.record_approval_lapsed(ref.namespace, intent.spec.loop_ref.name)
+    _write(ctx, ref, previous, new, intent.spec.trace_id)
+    return IntentReport(new.get("phase"), False, new)
+
+
+def _journal_lapse(
+    ctx: OperatorContext, ref: ObjectRef, intent: HandoffIntent, lapse: approval_lapse.Lapse, now: dt.datetime
+) -> None:
+    try:
+        _, target, _ = _resolve_loop(intent, ref.namespace, ctx)
+    except OperatorError as exc:
+        log.warning("cannot journal the lapsed approval of %s/%s: %s", ref.namespace, ref.name, exc)
+        return
+    extra = {
+        "traceId": intent.spec.trace_id,
+        "approvedAt": format_ts(lapse.approved_at),
+        "maxAgeSeconds": lapse.max_age_seconds,
+    }
+    _journal(
+        target,
+        loop_controller.build_handoff_row(
+            target, intent_name=ref.name, intent=intent.spec.intent, phase=approval_lapse.LAPSED_REASON_CODE,
+            key=None, by=lapse.approval.by, now=format_ts(now), extra=extra,
+        ),
+    )  # fmt: skip
 
 
 def _recover(
@@ -183,10 +259,10 @@ def _recover(
                 key=decision.idempotency_key,
                 by=str(previous.get("approvedBy") or "") or None,
                 now=format_ts(now),
-                extra={"recovered": True},
+                extra={"recovered": True, "traceId": intent.spec.trace_id},
             ),
         )
-    _write(ctx, ref, previous, new)
+    _write(ctx, ref, previous, new, intent.spec.trace_id)
     ctx.metrics.record_control_outcome(ref.namespace, intent.spec.loop_ref.name, intent.spec.intent, outcome)
     return IntentReport(outcome, False, new)
 
@@ -203,6 +279,7 @@ def _execute(
     if key in ctx.completed_keys:  # a stale event after our own outcome patch: never twice
         return IntentReport(previous.get("phase"), False, previous)
     loop, target, token = _resolve_loop(intent, ref.namespace, ctx)
+    trace_id = intent.spec.trace_id or f"handoff-{ref.uid[:8] or ref.name}-{decision.attempt}"
     now = ctx.clock.now()
     executing = handoff_intent_resource.build_executing_status(
         previous=previous, decision=decision, generation=generation, now=now
@@ -213,17 +290,17 @@ def _execute(
         loop_controller.build_handoff_row(
             target, intent_name=ref.name, intent=intent.spec.intent, phase=handoff_intent_resource.EXECUTING,
             key=key, by=by, now=format_ts(now),
+            extra={"traceId": trace_id, "approvedAt": decision.approval.at},
         ),
     )  # fmt: skip
     crash_points.reach("handoff.executing_status")
     write_intent_status(ctx.edge, ref, previous, executing)  # must succeed before the side effect
-    _post_events(ctx, ref, previous, executing)
+    _post_events(ctx, ref, previous, executing, trace_id)
     pause = ctx.settings.test_pause_after_executing_seconds
     if pause > 0:
         log.warning("test hook: pausing %.1fs after recording executing for %s", pause, key)
         time.sleep(pause)
     note = decision.approval.note or intent.spec.note or ""
-    trace_id = intent.spec.trace_id or f"handoff-{ref.uid[:8] or ref.name}-{decision.attempt}"
     outcome_record = loop_controller.run_loop_control(
         loop,
         target,
@@ -253,12 +330,12 @@ def _execute(
         target,
         loop_controller.build_handoff_row(
             target, intent_name=ref.name, intent=intent.spec.intent, phase=outcome, key=key, by=by,
-            now=format_ts(done_at), extra={"controlStatus": outcome_record.status},
+            now=format_ts(done_at), extra={"controlStatus": outcome_record.status, "traceId": trace_id},
         ),
     )  # fmt: skip
     crash_points.reach("handoff.outcome_status")
     write_intent_status(ctx.edge, ref, executing, new)
-    _post_events(ctx, ref, executing, new)
+    _post_events(ctx, ref, executing, new, trace_id)
     ctx.metrics.record_control_outcome(ref.namespace, intent.spec.loop_ref.name, intent.spec.intent, outcome)
     return IntentReport(outcome, True, new)
 

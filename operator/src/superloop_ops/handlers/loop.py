@@ -23,8 +23,8 @@ from typing import Any
 
 import kopf
 
-from superloop_ops.controllers import loop_alerts, loop_controller
-from superloop_ops.core.loop import loop_resource
+from superloop_ops.controllers import loop_alerts, loop_controller, remediation_journal
+from superloop_ops.core.loop import loop_resource, remediation
 from superloop_ops.errors import (
     DependencyNotReadyError,
     InvalidSpecError,
@@ -136,11 +136,13 @@ def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext) -> PassReport:
             annotations = meta.get("annotations") or {}
         previous = dict(body.get("status") or {})
         started = time.monotonic()
+        pass_started_at = ctx.clock.now()  # a remediation opens (or resolves) at its pass's start
         error: OperatorError | None = None
         result = None
         replay_request = loop_resource.compute_replay_token(annotations)
         replay_pending = replay_request is not None and replay_request == previous.get("replayHandled")
         replay_token = replay_request if replay_request is not None and not replay_pending else None
+        target: loop_controller.LoopTarget | None = None
         try:
             loop = Loop.from_body(body)
             if loop.spec.suspend:
@@ -166,6 +168,7 @@ def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext) -> PassReport:
                     hooks=loop_alerts.build_operator_hooks(
                         alert_config, pagerduty_url=ctx.settings.alert_pagerduty_url
                     ),
+                    trace_id=remediation.find_open_trace(previous) or ctx.new_trace_id(),
                 )
         except Exception as exc:
             if not isinstance(exc, OperatorError):
@@ -182,6 +185,10 @@ def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext) -> PassReport:
         new_status = loop_resource.build_loop_status(
             previous=previous, view=view, generation=generation, now=now
         )
+        new_status, remediation_events = remediation_journal.carry_remediation(
+            target.ops_dir if target else None, loop_id=target.loop_id if target else "", previous=previous,
+            outcome=view.outcome, new_status=new_status, trace_id=view.trace_id, now=pass_started_at,
+        )  # fmt: skip
         written = False
         if loop_resource.needs_status_write(
             previous, new_status, now=now, refresh_seconds=ctx.settings.status_refresh_seconds
@@ -189,6 +196,7 @@ def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext) -> PassReport:
             ctx.edge.patch_status(ref, _status_patch(previous, new_status))
             written = True
         post_events(ctx.edge, ref, loop_resource.compute_loop_events(previous, new_status), log)
+        post_events(ctx.edge, ref, remediation_events, log)
         _observe(ctx, ref, view, new_status, time.monotonic() - started, error, result is not None)
         if result is not None and isinstance(result.alert_result, loop_alerts.LoopDispatchReport):
             for delivery in result.alert_result.deliveries:

@@ -40,12 +40,14 @@ from superloop_ops.models.common import (
 
 __all__ = [
     "CATEGORIES",
+    "DEFAULT_APPROVAL_MAX_AGE_SECONDS",
     "DEFAULT_CANARY_PERCENT",
     "DEFAULT_DRILL_EVIDENCE_KEY",
     "DEFAULT_SALT",
     "DEFAULT_SUPPRESSION_EXPIRING_WITHIN_SECONDS",
     "DEFAULT_SUPPRESSION_MAX_DURATION_SECONDS",
     "AllowSettings",
+    "ApprovalSettings",
     "AutoPauseSettings",
     "AutonomousSettings",
     "Category",
@@ -309,6 +311,18 @@ class PromotionSettings(SpecModel):
     """
 
 
+DEFAULT_APPROVAL_MAX_AGE_SECONDS = 300
+"""How old an approval may be when the operator acts on it (FleetPolicy ``approvals.maxAgeSeconds``)."""
+
+
+class ApprovalSettings(SpecModel):
+    """How people's approvals of this fleet's HandoffIntents are honoured (operator-only, issue 15)."""
+
+    max_age_seconds: int = Field(default=DEFAULT_APPROVAL_MAX_AGE_SECONDS, ge=10, le=86400)
+    """An approval older than this (from its approved-at stamp) is not executed: it lapses, the
+    HandoffIntent says so (Approved=False, reason ApprovalLapsed) and needs a fresh approval."""
+
+
 def _governance_field_rule(cel_field: str, py_field: str) -> CelRule:
     return CelRule(
         rule=(
@@ -485,6 +499,8 @@ class FleetPolicySpec(SpecModel):
     """Guarded autonomous execution settings."""
     promotion: PromotionSettings | None = None
     """Promotion evidence sources (drill evidence ConfigMap); not part of the registry policy."""
+    approvals: ApprovalSettings = nested(ApprovalSettings)
+    """How old an approval may be when acted on; not part of the registry policy."""
 
 
 class EffectiveRollout(StatusModel):

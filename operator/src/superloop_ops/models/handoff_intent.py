@@ -148,6 +148,7 @@ class HandoffIntent(KindModel):
             PrinterColumn("Phase", ".status.phase"),
             PrinterColumn("Mode", ".status.mode"),
             PrinterColumn("Approved By", ".status.approvedBy", priority=1),
+            PrinterColumn("Trace", ".spec.traceId", priority=1),
         ),
     )
 

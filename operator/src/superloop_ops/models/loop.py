@@ -282,6 +282,9 @@ class LoopStatus(ConditionedStatus):
     """Effective threshold profile and overrides, as-is."""
     alerts: JsonObject | None = None
     """Alert dispatch state: last escalation and per-sink outcomes, as-is."""
+    remediation: JsonObject | None = None
+    """The Loop's current or last remediation: traceId (minted by the pass that opened it), state
+    open/resolved, openedAt, resolvedAt, healthStatus, reasonCodes (issue 15)."""
 
 
 class Loop(KindModel):

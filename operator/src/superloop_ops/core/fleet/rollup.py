@@ -59,6 +59,8 @@ class LoopRunOutcome:
     exit_code: int
     document: JsonObject | None = None
     output: str = ""
+    trace_id: str | None = None
+    """The loop's own trace id, when it has one to carry (an open remediation's); else the fleet's."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,7 +223,7 @@ def build_loop_result(
         "healthReasonCodes": health_codes,
         "transitionState": transition_state,
         "durationSeconds": _seconds_between(started_at, ended_at),
-        "traceId": trace_id,
+        "traceId": outcome.trace_id if outcome is not None and outcome.trace_id else trace_id,
         "outputExcerpt": compute_output_excerpt(output) if status != "success" else None,
         "sprite": loop.get("sprite") or {},
         "metadata": loop.get("metadata") or {},

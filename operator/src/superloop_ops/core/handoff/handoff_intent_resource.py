@@ -467,8 +467,9 @@ def build_intent_manifest(
     }
     if key:
         spec["idempotencyKey"] = key
-    if intent.get("fleetTraceId"):
-        spec["traceId"] = str(intent["fleetTraceId"])[:253]
+    trace = intent.get("candidateTraceId") or intent.get("fleetTraceId")  # the remediation's (issue 15)
+    if trace:
+        spec["traceId"] = str(trace)[:253]
     return {
         "apiVersion": API_VERSION,
         "kind": "HandoffIntent",
