@@ -37,7 +37,8 @@ def add_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> Non
     )
     trail.add_argument("target", help="a Loop (name or loopId), a HandoffIntent name, or a trace id")
     trail.add_argument(
-        "--state-dir", action="append", default=[], type=Path, help="also read the operator's journal here"
+        "--state-dir", action="append", default=[], type=Path, metavar="DIR",
+        help="also read the operator's journal here (the chart's state volume; repeatable)",
     )
 
 
