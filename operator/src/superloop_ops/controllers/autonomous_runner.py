@@ -35,7 +35,7 @@ from superloop_ops.core.fleet import owned_names
 from superloop_ops.core.handoff import handoff_intent_resource, handoff_plan
 from superloop_ops.engine.fleet import fleet_commands
 from superloop_ops.errors import OperatorError
-from superloop_ops.journal import files
+from superloop_ops.journal import crash_points, files
 
 __all__ = [
     "AUTONOMOUS_ACTOR",
@@ -246,6 +246,7 @@ def build_autonomous_runner(
                     extra={"mode": "autonomous"},
                 )],
             )  # fmt: skip
+            crash_points.reach("autonomous.executing_status")
             write_intent_status(deps.edge, ref, previous, executing)
             deps.inflight.add(call.idempotency_key)
             try:
@@ -284,8 +285,10 @@ def build_autonomous_runner(
                     by=AUTONOMOUS_ACTOR, now=format_ts(deps.clock.now()), extra={"mode": "autonomous"},
                 )],
             )  # fmt: skip
+            crash_points.reach("autonomous.outcome_status")
             write_intent_status(deps.edge, ref, executing, new)
             outcomes.append((name, outcome))
+        crash_points.reach("autonomous.fleet_record")  # the fleet journal records the result next
         if control is None:
             return handoff_plan.ControlOutcome(
                 exit_code=2, document={"status": "ambiguous", "error": message}
