@@ -167,9 +167,14 @@ def select_autonomous_targets(
     uid: str,
     plan: Mapping[str, Any],
     loop_names: Mapping[str, str],
+    loop_observed_at: Mapping[str, dt.datetime | None],
     existing: dict[str, JsonObject],
 ) -> list[str]:
-    """Eligible pending intents with a fresh, idle HandoffIntent ready to record the execution."""
+    """Eligible pending intents with a fresh, idle HandoffIntent ready to record the execution.
+
+    An intent whose last outcome its Loop's status has not observed yet waits (``loop_observed_at``:
+    when each loop's status was last written): the plan's health predates that execution.
+    """
     ready: list[str] = []
     for intent in plan.get("intents") or []:
         if not isinstance(intent, Mapping) or intent.get("status") != handoff_plan.PENDING:
@@ -184,6 +189,10 @@ def select_autonomous_targets(
             phase in BUSY_PHASES or handoff_intent_resource.ANNOTATION_APPROVED in annotations
         ):
             continue  # a person is acting on it
+        if handoff_intent_resource.is_outcome_unobserved(
+            (body or {}).get("status"), loop_observed_at.get(str(intent.get("loopId")))
+        ):
+            continue  # acting again now would act on health read before the last execution
         if body is not None and phase in handoff_intent_resource.OUTCOMES:
             delete_intent(deps, namespace, body)
             existing.pop(intent_id, None)
