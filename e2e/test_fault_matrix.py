@@ -21,7 +21,7 @@ from __future__ import annotations
 import shlex
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -306,20 +306,28 @@ AUTONOMOUS_CASES = (
 )
 
 
-def test_operator_killed_at_each_step_of_an_autonomous_execution_never_duplicates_a_side_effect(
+@pytest.fixture
+def crash_env(
     cluster: Cluster, release: Release, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    env: Env = _make_env(cluster, release, release.watched[1], tmp_path_factory.mktemp("auto-crash"))
-    runtime, calls = _counting_runtime(env.workdir)
+) -> Iterator[tuple[Env, str, Path]]:
+    """The crash tests' namespace, its work directory, and a counting runtime: (env, command, log)."""
+    env: Env = _make_env(cluster, release, release.watched[1], tmp_path_factory.mktemp("crashes"))
     try:
-        for index, case in enumerate(AUTONOMOUS_CASES):
-            sim = env.simulate("stale_heartbeat", f"auto-{index}")
-            _run_autonomous_case(env, case, f"auto-{index}", sim, _local(sim), runtime)
-            assert _cancels(calls, sim.repo) == case.effects, case.point
-            assert len(files.read_jsonl(env.ops_dir(sim.loop_id) / "intents.jsonl")) <= 1, case.point
-            sim.stop()
+        yield (env, *_counting_runtime(env.workdir))
     finally:
         env.close()
+
+
+def test_operator_killed_at_each_step_of_an_autonomous_execution_never_duplicates_a_side_effect(
+    crash_env: tuple[Env, str, Path],
+) -> None:
+    env, runtime, calls = crash_env
+    for index, case in enumerate(AUTONOMOUS_CASES):
+        sim = env.simulate("stale_heartbeat", f"auto-{index}")
+        _run_autonomous_case(env, case, f"auto-{index}", sim, _local(sim), runtime)
+        assert _cancels(calls, sim.repo) == case.effects, case.point
+        assert len(files.read_jsonl(env.ops_dir(sim.loop_id) / "intents.jsonl")) <= 1, case.point
+        sim.stop()
 
 
 def _run_manual_sprite_case(env: Env, case: CrashCase, name: str, runtime: str) -> Sim:
@@ -378,19 +386,15 @@ SPRITE_AUTONOMOUS_CASES = (
 
 
 def test_operator_killed_during_sprite_service_executions_never_duplicates_a_side_effect(
-    cluster: Cluster, release: Release, tmp_path_factory: pytest.TempPathFactory
+    crash_env: tuple[Env, str, Path],
 ) -> None:
-    env: Env = _make_env(cluster, release, release.watched[1], tmp_path_factory.mktemp("sprite-crash"))
-    runtime, calls = _counting_runtime(env.workdir)
-    try:
-        for index, case in enumerate(SPRITE_MANUAL_CASES):
-            _run_manual_sprite_case(env, case, f"svc-manual-{index}", runtime).stop()
-        for index, case in enumerate(SPRITE_AUTONOMOUS_CASES):
-            sim = env.simulate("stale_heartbeat", f"svc-auto-{index}")
-            _, port = env.start_service(sim.repo, runtime=runtime)
-            _run_autonomous_case(env, case, f"svc-auto-{index}", sim, _sprite_member(sim, port), runtime)
-            assert _cancels(calls, sim.repo) == case.effects, case.point
-            assert _service_counts(sim) == (case.effects, case.effects), case.point
-            sim.stop()
-    finally:
-        env.close()
+    env, runtime, calls = crash_env
+    for index, case in enumerate(SPRITE_MANUAL_CASES):
+        _run_manual_sprite_case(env, case, f"svc-manual-{index}", runtime).stop()
+    for index, case in enumerate(SPRITE_AUTONOMOUS_CASES):
+        sim = env.simulate("stale_heartbeat", f"svc-auto-{index}")
+        _, port = env.start_service(sim.repo, runtime=runtime)
+        _run_autonomous_case(env, case, f"svc-auto-{index}", sim, _sprite_member(sim, port), runtime)
+        assert _cancels(calls, sim.repo) == case.effects, case.point
+        assert _service_counts(sim) == (case.effects, case.effects), case.point
+        sim.stop()

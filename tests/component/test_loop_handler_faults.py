@@ -31,6 +31,18 @@ def _ready(body: dict[str, object]) -> dict[str, object]:
     return next(c for c in conditions if c["type"] == "Ready")  # type: ignore[union-attr]
 
 
+def _add_loop(edge: FakeEdge, spec: dict[str, object]) -> None:
+    edge.add(
+        "loops",
+        {
+            "apiVersion": "ops.superloop.dev/v1alpha1",
+            "kind": "Loop",
+            "metadata": {"name": "l1"},
+            "spec": spec,
+        },
+    )
+
+
 def test_an_unwritable_journal_reaches_status_events_and_metrics(tmp_path: Path, clock: FrozenClock) -> None:
     sim = Simulator(tmp_path / "sim", clock, loops=1, scenarios=["running"], loop_prefix="running")
     sim.run(4)
@@ -39,18 +51,8 @@ def test_an_unwritable_journal_reaches_status_events_and_metrics(tmp_path: Path,
     ctx = build_context(
         tmp_path, edge, clock, pvcs, control_confirm_timeout_seconds=20, status_refresh_seconds=300
     )
-    edge.add(
-        "loops",
-        {
-            "apiVersion": "ops.superloop.dev/v1alpha1",
-            "kind": "Loop",
-            "metadata": {"name": "l1"},
-            "spec": {
-                "loopId": "running-1",
-                "transport": "local",
-                "source": {"pvc": {"claimName": "claim-a"}},
-            },
-        },
+    _add_loop(
+        edge, {"loopId": "running-1", "transport": "local", "source": {"pvc": {"claimName": "claim-a"}}}
     )
     assert loop_handlers.reconcile_loop(edge.get("loops", "l1"), ctx).outcome == "success"
     ops = tmp_path / "state" / NS / ".superloop" / "ops-manager" / "running-1"
@@ -92,19 +94,8 @@ def test_an_unanticipated_exception_reaches_status_events_and_metrics(
 ) -> None:
     edge = _BrokenSecretsEdge(NS)
     ctx = build_context(tmp_path, edge, clock, {}, control_confirm_timeout_seconds=20)
-    edge.add(
-        "loops",
-        {
-            "apiVersion": "ops.superloop.dev/v1alpha1",
-            "kind": "Loop",
-            "metadata": {"name": "l1"},
-            "spec": {
-                "loopId": "remote-1",
-                "transport": "sprite_service",
-                "service": {"baseUrl": "http://127.0.0.1:9", "tokenSecretRef": {"name": "t", "key": "k"}},
-            },
-        },
-    )
+    service = {"baseUrl": "http://127.0.0.1:9", "tokenSecretRef": {"name": "t", "key": "k"}}
+    _add_loop(edge, {"loopId": "remote-1", "transport": "sprite_service", "service": service})
     report = loop_handlers.reconcile_loop(edge.get("loops", "l1"), ctx)
     assert report.outcome == "blocked"
     ready = _ready(edge.get("loops", "l1"))
@@ -128,18 +119,8 @@ def test_a_huge_event_keeps_the_loop_status_small(tmp_path: Path, clock: FrozenC
     ctx = build_context(
         tmp_path, edge, clock, {"claim-a": sim.repo_of("running-1")}, control_confirm_timeout_seconds=20
     )
-    edge.add(
-        "loops",
-        {
-            "apiVersion": "ops.superloop.dev/v1alpha1",
-            "kind": "Loop",
-            "metadata": {"name": "l1"},
-            "spec": {
-                "loopId": "running-1",
-                "transport": "local",
-                "source": {"pvc": {"claimName": "claim-a"}},
-            },
-        },
+    _add_loop(
+        edge, {"loopId": "running-1", "transport": "local", "source": {"pvc": {"claimName": "claim-a"}}}
     )
     assert loop_handlers.reconcile_loop(edge.get("loops", "l1"), ctx).outcome == "success"
     status = edge.get("loops", "l1")["status"]

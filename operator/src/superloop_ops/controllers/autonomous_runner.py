@@ -6,6 +6,9 @@ runner (``build_autonomous_runner``) that marks the HandoffIntent ``executing`` 
 control path as manual execution. Manual execution stays with the HandoffIntent handler
 (approval annotation); the outcomes the objects hold are recorded back into the fleet handoff
 journal (``record_object_outcomes``, which is what ends a retry guard), once each (the ledger).
+An intent is not executed again while its Loop's status predates its last outcome. The crash
+points ``autonomous.*`` (``journal.crash_points.AUTONOMOUS_POINTS``) mark the runner's steps for
+the fault tests.
 """
 
 from __future__ import annotations
