@@ -293,7 +293,11 @@ def _run_autonomous_case(
         "get", f"handoffintents.{GROUP}", "-n", env.namespace, "-l", selector, "-o", "name"
     ).stdout.split()
     assert len(listed) <= 1, case.point  # no HandoffIntent duplicated
-    env.cluster.kubectl("delete", f"fleets.{GROUP}", name, "-n", env.namespace, "--wait=false")
+    for plural, obj in (
+        ("fleets", name),
+        ("fleetpolicies", f"{name}-policy"),
+    ):  # its Loop and intent go with it
+        env.cluster.kubectl("delete", f"{plural}.{GROUP}", obj, "-n", env.namespace, "--wait=false")
     survivor.stop()
 
 
@@ -310,8 +314,11 @@ AUTONOMOUS_CASES = (
 def crash_env(
     cluster: Cluster, release: Release, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Env, str, Path]]:
-    """The crash tests' namespace, its work directory, and a counting runtime: (env, command, log)."""
-    env: Env = _make_env(cluster, release, release.watched[1], tmp_path_factory.mktemp("crashes"))
+    """The crash tests' namespace, its work directory, and a counting runtime: (env, command, log).
+
+    The restart test's namespace: it leaves one Loop there, where the peering and manual crash
+    tests leave many (every operator started resumes them all)."""
+    env: Env = _make_env(cluster, release, release.watched[0], tmp_path_factory.mktemp("crashes"))
     try:
         yield (env, *_counting_runtime(env.workdir))
     finally:
@@ -368,6 +375,11 @@ def _run_manual_sprite_case(env: Env, case: CrashCase, name: str, runtime: str) 
     assert sim.event_names().count("approval_decision") == case.effects, case.point
     assert sim.event_names().count("approval_consumed") == case.effects, case.point
     assert _service_counts(sim) == (case.effects, case.effects), case.point
+    for plural, obj in (
+        ("handoffintents", f"{name}-approve"),
+        ("loops", name),
+    ):  # fewer for the next operator
+        env.cluster.kubectl("delete", f"{plural}.{GROUP}", obj, "-n", env.namespace, "--wait=false")
     survivor.stop()
     return sim
 
