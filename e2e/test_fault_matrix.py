@@ -141,6 +141,12 @@ def test_two_replicas_one_acts_and_the_standby_takes_over_after_a_kill(
         env.close()
 
 
+def _delete(env: Env, *objects: tuple[str, str]) -> None:
+    """Delete a finished case's objects (plural, name): every operator started later resumes all."""
+    for plural, name in objects:
+        env.cluster.kubectl("delete", f"{plural}.{GROUP}", name, "-n", env.namespace, "--wait=false")
+
+
 # The operator killed (SIGKILL through the crash hook) at each step of a manual execution: before
 # it records ``executing``, inside the local control run (claim, approval file, event, result row),
 # and before it records the outcome.
@@ -189,6 +195,7 @@ def test_operator_killed_at_each_step_of_an_execution_never_duplicates_a_side_ef
             assert len(files.read_jsonl(decisions)) <= 1, point
             rows = files.read_jsonl(env.ops_dir(sim.loop_id) / "intents.jsonl")
             assert len(rows) <= 1, point
+            _delete(env, ("handoffintents", f"{name}-approve"), ("loops", name))
             survivor.stop()
         # a crash before anything was recorded is simply executed; later ones are recorded, not re-run
         assert outcomes["handoff.executing_status"] == "executed"
@@ -293,11 +300,7 @@ def _run_autonomous_case(
         "get", f"handoffintents.{GROUP}", "-n", env.namespace, "-l", selector, "-o", "name"
     ).stdout.split()
     assert len(listed) <= 1, case.point  # no HandoffIntent duplicated
-    for plural, obj in (
-        ("fleets", name),
-        ("fleetpolicies", f"{name}-policy"),
-    ):  # its Loop and intent go with it
-        env.cluster.kubectl("delete", f"{plural}.{GROUP}", obj, "-n", env.namespace, "--wait=false")
+    _delete(env, ("fleets", name), ("fleetpolicies", f"{name}-policy"))  # its Loop and intent go with it
     survivor.stop()
 
 
@@ -375,11 +378,7 @@ def _run_manual_sprite_case(env: Env, case: CrashCase, name: str, runtime: str) 
     assert sim.event_names().count("approval_decision") == case.effects, case.point
     assert sim.event_names().count("approval_consumed") == case.effects, case.point
     assert _service_counts(sim) == (case.effects, case.effects), case.point
-    for plural, obj in (
-        ("handoffintents", f"{name}-approve"),
-        ("loops", name),
-    ):  # fewer for the next operator
-        env.cluster.kubectl("delete", f"{plural}.{GROUP}", obj, "-n", env.namespace, "--wait=false")
+    _delete(env, ("handoffintents", f"{name}-approve"), ("loops", name))
     survivor.stop()
     return sim
 
