@@ -483,9 +483,11 @@ class LoopEnv(OperatorEnv):
         self.sims.append(sim)
         return sim
 
-    def start_service(self, repo: Path, port: int | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    def start_service(
+        self, repo: Path, port: int | None = None, runtime: str = SIM_RUNTIME
+    ) -> tuple[subprocess.Popen[bytes], int]:
         port = port or controlplane.find_free_port()
-        return launch_sprite_service(repo, port, self.sprite_token, self.services.append), port
+        return launch_sprite_service(repo, port, self.sprite_token, self.services.append, runtime), port
 
     def status(self, name: str) -> dict[str, Any]:
         """A Loop's status."""

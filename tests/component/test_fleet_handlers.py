@@ -359,6 +359,30 @@ def test_ambiguous_autonomous_outcome_is_retry_guarded_until_a_person_approves(
     assert "retryGuards" not in handoff_state
 
 
+def test_an_executed_intent_is_not_executed_again_on_loop_health_read_before_it(
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
+) -> None:
+    """Cooldown 0 lets the policy act on every pass; still, a cancel is not repeated while the Loop
+    status the plan reads was written before it (issue 10: a duplicate cancel at the runtime)."""
+    policy = _policy("pol", clock)
+    policy["spec"]["autonomous"]["allow"]["categories"] = ["reconcile_failed"]
+    ctx, deps, _ = _drill_setup(tmp_path, edge, clock, policy)
+    name = owned_names.compute_intent_name("drill", "red0-1:reconcile_failed:cancel")
+    assert _pass(edge, ctx, deps, "drill").autonomous_outcomes == ((name, "executed"),)
+    for _ in range(3):  # the Loop status still says what it said before the cancel
+        clock.advance(3)
+        assert _pass(edge, ctx, deps, "drill").autonomous_outcomes == ()
+    assert len(_control_rows(tmp_path, "red0-1")) == 1
+    # a Loop status written after the execution that still fails: the policy decides again
+    clock.advance(3)
+    edge.get("loops", "drill-red0-1")["status"] = {
+        **_failed_status(),
+        "lastReconcileAt": format_ts(clock.now()),
+    }
+    assert [n for n, _ in _pass(edge, ctx, deps, "drill").autonomous_outcomes] == [name]
+    assert len(_control_rows(tmp_path, "red0-1")) == 2
+
+
 def test_failed_autonomous_executions_trigger_auto_pause_with_manual_fallback(
     tmp_path: Path, edge: FakeEdge, clock: FrozenClock
 ) -> None:

@@ -211,3 +211,23 @@ def test_events_follow_transitions() -> None:
     events = handoff_intent_resource.compute_intent_events(executing, failed)
     assert [(e.type, e.reason) for e in events] == [("Warning", "ExecutionFailed")]
     assert "alice" in events[0].message
+
+
+@pytest.mark.parametrize(
+    ("phase", "observed", "unobserved"),
+    [
+        ("executed", None, True),  # the Loop status was never written
+        ("executed", NOW - dt.timedelta(seconds=5), True),  # health read before the execution
+        ("executed", NOW, True),  # the same second: not provably after
+        ("executed", NOW + dt.timedelta(seconds=1), False),
+        ("execution_ambiguous", NOW - dt.timedelta(seconds=5), True),
+        ("pending_operator_confirmation", None, False),
+        ("executing", None, False),
+    ],
+)
+def test_an_outcome_waits_for_loop_health_observed_after_it(
+    phase: str, observed: dt.datetime | None, unobserved: bool
+) -> None:
+    status = {"phase": phase, "completedAt": "2026-02-22T10:00:00Z"}
+    assert handoff_intent_resource.is_outcome_unobserved(status, observed) is unobserved
+    assert handoff_intent_resource.is_outcome_unobserved(None, observed) is False

@@ -6,6 +6,9 @@ runner (``build_autonomous_runner``) that marks the HandoffIntent ``executing`` 
 control path as manual execution. Manual execution stays with the HandoffIntent handler
 (approval annotation); the outcomes the objects hold are recorded back into the fleet handoff
 journal (``record_object_outcomes``, which is what ends a retry guard), once each (the ledger).
+An intent is not executed again while its Loop's status predates its last outcome. The crash
+points ``autonomous.*`` (``journal.crash_points.AUTONOMOUS_POINTS``) mark the runner's steps for
+the fault tests.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from superloop_ops.core.fleet import owned_names
 from superloop_ops.core.handoff import handoff_intent_resource, handoff_plan
 from superloop_ops.engine.fleet import fleet_commands
 from superloop_ops.errors import OperatorError
-from superloop_ops.journal import files
+from superloop_ops.journal import crash_points, files
 
 __all__ = [
     "AUTONOMOUS_ACTOR",
@@ -167,9 +170,14 @@ def select_autonomous_targets(
     uid: str,
     plan: Mapping[str, Any],
     loop_names: Mapping[str, str],
+    loop_observed_at: Mapping[str, dt.datetime | None],
     existing: dict[str, JsonObject],
 ) -> list[str]:
-    """Eligible pending intents with a fresh, idle HandoffIntent ready to record the execution."""
+    """Eligible pending intents with a fresh, idle HandoffIntent ready to record the execution.
+
+    An intent whose last outcome its Loop's status has not observed yet waits (``loop_observed_at``:
+    when each loop's status was last written): the plan's health predates that execution.
+    """
     ready: list[str] = []
     for intent in plan.get("intents") or []:
         if not isinstance(intent, Mapping) or intent.get("status") != handoff_plan.PENDING:
@@ -184,6 +192,10 @@ def select_autonomous_targets(
             phase in BUSY_PHASES or handoff_intent_resource.ANNOTATION_APPROVED in annotations
         ):
             continue  # a person is acting on it
+        if handoff_intent_resource.is_outcome_unobserved(
+            (body or {}).get("status"), loop_observed_at.get(str(intent.get("loopId")))
+        ):
+            continue  # acting again now would act on health read before the last execution
         if body is not None and phase in handoff_intent_resource.OUTCOMES:
             delete_intent(deps, namespace, body)
             existing.pop(intent_id, None)
@@ -247,6 +259,7 @@ def build_autonomous_runner(
                     extra={"mode": "autonomous", "traceId": trace},
                 )],
             )  # fmt: skip
+            crash_points.reach("autonomous.executing_status")
             write_intent_status(deps.edge, ref, previous, executing)
             deps.inflight.add(call.idempotency_key)
             try:
@@ -286,8 +299,10 @@ def build_autonomous_runner(
                     extra={"mode": "autonomous", "traceId": trace},
                 )],
             )  # fmt: skip
+            crash_points.reach("autonomous.outcome_status")
             write_intent_status(deps.edge, ref, executing, new)
             outcomes.append((name, outcome))
+        crash_points.reach("autonomous.fleet_record")  # the fleet journal records the result next
         if control is None:
             return handoff_plan.ControlOutcome(
                 exit_code=2, document={"status": "ambiguous", "error": message}

@@ -51,7 +51,7 @@ from superloop_ops.controllers.owned_loops import (
     index_loops,
 )
 from superloop_ops.controllers.status_writes import write_status
-from superloop_ops.core.common.jsonutil import JsonObject
+from superloop_ops.core.common.jsonutil import JsonObject, parse_ts
 from superloop_ops.core.fleet import fleet_resource, rollup
 from superloop_ops.engine.fleet import fleet_commands, shadow_ledger
 from superloop_ops.errors import ContractError, DependencyNotReadyError, InvalidSpecError, OperatorError
@@ -321,6 +321,10 @@ def _execute_autonomous(run: _Pass, policy_state: JsonObject, plan: JsonObject) 
     deps, paths = run.deps, run.paths
     ready = select_autonomous_targets(
         deps, namespace=run.namespace, name=run.name, uid=run.uid, plan=plan, loop_names=run.loop_names,
+        loop_observed_at={
+            loop_id: parse_ts((binding.status or {}).get("lastReconcileAt"))
+            for loop_id, binding in run.index.by_id.items()
+        },
         existing=run.existing,
     )  # fmt: skip
     if not ready:

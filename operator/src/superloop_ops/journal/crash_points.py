@@ -12,7 +12,7 @@ import os
 import signal
 from typing import Final
 
-__all__ = ["CONTROL_POINTS", "ENV", "HANDOFF_POINTS", "reach"]
+__all__ = ["AUTONOMOUS_POINTS", "CONTROL_POINTS", "ENV", "HANDOFF_POINTS", "SERVICE_POINTS", "reach"]
 
 ENV: Final = "SUPERLOOP_OPS_CRASH_AT"
 
@@ -29,10 +29,23 @@ CONTROL_POINTS: Final = (
     "control.intent_row",
 )
 
+#: The sprite-service path of a control run (engine.loop.control_run): before the request is sent.
+#: After the service answers, the run writes the same three rows as the local path.
+SERVICE_POINTS: Final = ("control.service_request",)
 
 #: The operator's steps around one HandoffIntent execution (handlers.handoff_intent), in order;
 #: the control run's own points fall between the two.
 HANDOFF_POINTS: Final = ("handoff.executing_status", "handoff.outcome_status")
+
+#: The operator's steps around one guarded_auto execution (controllers.autonomous_runner), in
+#: order: before ``executing`` is recorded, before the outcome is recorded, and after the runner
+#: returns but before the fleet pass journals the execution; the control run's points fall
+#: between the first two.
+AUTONOMOUS_POINTS: Final = (
+    "autonomous.executing_status",
+    "autonomous.outcome_status",
+    "autonomous.fleet_record",
+)
 
 
 def reach(point: str) -> None:

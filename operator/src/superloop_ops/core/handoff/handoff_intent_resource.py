@@ -26,7 +26,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from superloop_ops.core.common.jsonutil import JsonObject, format_ts
+from superloop_ops.core.common.jsonutil import JsonObject, format_ts, parse_ts
 from superloop_ops.core.common.status_conditions import (
     ConditionSpec,
     build_conditions,
@@ -82,6 +82,7 @@ __all__ = [
     "compute_intent_events",
     "compute_outcome_from_control",
     "decide_intent",
+    "is_outcome_unobserved",
     "parse_approval",
 ]
 
@@ -569,3 +570,18 @@ def build_manual_handover_status(previous: Mapping[str, Any]) -> JsonObject | No
     status["mode"] = "manual"
     status["approvedBy"] = "autonomous-policy"
     return status
+
+
+def is_outcome_unobserved(status: Mapping[str, Any] | None, loop_observed_at: dt.datetime | None) -> bool:
+    """An outcome its Loop's health has not seen yet: the Loop status was last written at
+    ``loop_observed_at`` (None: never), no later than the outcome was recorded.
+
+    The Fleet pass plans on the Loop statuses; acting again on health read before the last
+    execution would repeat it (a cancel twice) before its effect shows.
+    """
+    if not isinstance(status, Mapping) or status.get("phase") not in OUTCOMES:
+        return False
+    completed = parse_ts(status.get("completedAt"))
+    if completed is None:
+        return False
+    return loop_observed_at is None or loop_observed_at <= completed

@@ -735,6 +735,7 @@ def _run_sprite(
         interval_seconds=request.interval_seconds if request.forward_confirmation_window else None,
     )
     try:
+        crash_points.reach("control.service_request")
         _, response = client.post_control(
             body, trace_id=request.trace_id or None, idempotency_key=request.idempotency_key
         )
