@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from superloop_ops.clock import FrozenClock
+from superloop_ops.core.common.merge_patch import apply_merge_patch
 from superloop_ops.handlers.context import OperatorContext
 from superloop_ops.k8s.edge import ObjectNotFoundError, ObjectRef
 from superloop_ops.k8s.fleet_edge import AlreadyExistsError
@@ -104,12 +105,9 @@ class FakeEdge:
         self.deleted.append((ref.plural, ref.name))
 
     def patch_status(self, ref: ObjectRef, status: Mapping[str, Any]) -> None:
-        current = self.objects[(ref.plural, ref.namespace, ref.name)].setdefault("status", {})
-        for key, value in status.items():
-            if value is None:
-                current.pop(key, None)
-            else:
-                current[key] = copy.deepcopy(value)
+        """A JSON merge patch of the status, as the API server applies it (nested, nulls remove)."""
+        body = self.objects[(ref.plural, ref.namespace, ref.name)]
+        body["status"] = apply_merge_patch(body.get("status") or {}, copy.deepcopy(dict(status)))
         self.status_patches.append((ref.name, copy.deepcopy(dict(status))))
 
     def replace_status_fields(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from superloop_ops.core.common.merge_patch import apply_merge_patch
 from superloop_ops.core.common.status_conditions import find_condition
 from superloop_ops.core.loop import loop_resource
 
@@ -177,6 +178,53 @@ def test_real_change_is_written() -> None:
     )
     assert loop_resource.needs_status_write(first, second, now=NOW, refresh_seconds=300)
     assert loop_resource.needs_status_write(None, first, now=NOW, refresh_seconds=300)
+
+
+def test_status_patch_compares_what_the_server_stores() -> None:
+    """The server drops nested nulls; a stored status equal to the computed one modulo nested nulls
+    needs no patch, and a nested key no longer computed is removed with an explicit null."""
+    surface = _surface()
+    surface["health"]["metrics"]["notYetKnown"] = None
+    first = loop_resource.build_loop_status(previous=None, view=_view(surface=surface), generation=1, now=NOW)
+    sent = loop_resource.compute_status_patch(None, first, now=NOW, refresh_seconds=300)
+    assert sent is not None
+    stored = apply_merge_patch({}, sent)
+    later = NOW + dt.timedelta(seconds=10)
+    again = loop_resource.build_loop_status(
+        previous=stored, view=_view(surface=surface), generation=1, now=later
+    )
+    assert loop_resource.compute_status_patch(stored, again, now=later, refresh_seconds=300) is None
+    stored["health"]["metrics"]["gone"] = 1
+    patch = loop_resource.compute_status_patch(stored, again, now=later, refresh_seconds=300)
+    assert patch is not None
+    assert patch["health"] == {"metrics": {"gone": None}}
+    assert "gone" not in apply_merge_patch(stored, patch)["health"]["metrics"]
+
+
+def test_status_patch_of_an_aged_status_waits_for_the_refresh() -> None:
+    first = apply_merge_patch(
+        {}, loop_resource.build_loop_status(previous=None, view=_view(), generation=1, now=NOW)
+    )
+    aged = _surface()
+    aged["health"]["metrics"]["ingestLagSeconds"] = 99
+    later = NOW + dt.timedelta(seconds=10)
+    second = loop_resource.build_loop_status(
+        previous=first, view=_view(surface=aged), generation=1, now=later
+    )
+    assert loop_resource.compute_status_patch(first, second, now=later, refresh_seconds=300) is None
+    much_later = NOW + dt.timedelta(seconds=301)
+    refreshed = loop_resource.compute_status_patch(first, second, now=much_later, refresh_seconds=300)
+    assert refreshed is not None
+    assert refreshed["health"]["metrics"]["ingestLagSeconds"] == 99
+
+
+def test_status_patch_removes_owned_keys_only() -> None:
+    first = apply_merge_patch(
+        {}, loop_resource.build_loop_status(previous=None, view=_view(), generation=1, now=NOW)
+    )
+    stored = {**first, "replayHandled": "from-start@x", "someoneElses": {"a": 1}}
+    patch = loop_resource.compute_status_patch(stored, first, now=NOW, refresh_seconds=300)
+    assert patch == {"replayHandled": None}
 
 
 def test_events_on_lifecycle_and_health_transitions() -> None:

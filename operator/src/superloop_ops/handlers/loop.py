@@ -65,16 +65,6 @@ def loop_ref(body: Mapping[str, Any]) -> ObjectRef:
     )
 
 
-def _status_patch(previous: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """A merge patch that also removes keys this controller owns and no longer sets."""
-    patch = dict(new)
-    owned = (*loop_resource.MIRRORED_KEYS, "replayHandled")
-    for key in owned:
-        if key in previous and key not in new:
-            patch[key] = None
-    return patch
-
-
 def _token(loop: Loop, namespace: str, ctx: OperatorContext) -> str | None:
     service = loop.spec.service
     if loop.spec.transport != "sprite_service" or service is None or service.token_secret_ref is None:
@@ -173,12 +163,12 @@ def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext) -> PassReport:
         new_status = loop_resource.build_loop_status(
             previous=previous, view=view, generation=generation, now=now
         )
-        written = False
-        if loop_resource.needs_status_write(
+        patch = loop_resource.compute_status_patch(
             previous, new_status, now=now, refresh_seconds=ctx.settings.status_refresh_seconds
-        ):
-            ctx.edge.patch_status(ref, _status_patch(previous, new_status))
-            written = True
+        )
+        if patch is not None:
+            ctx.edge.patch_status(ref, patch)
+        written = patch is not None
         post_events(ctx.edge, ref, loop_resource.compute_loop_events(previous, new_status), log)
         _observe(ctx, ref, view, new_status, time.monotonic() - started, error, result is not None)
         if result is not None and isinstance(result.alert_result, loop_alerts.LoopDispatchReport):

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from superloop_ops.core.common.jsonutil import JsonObject, format_ts, parse_ts
+from superloop_ops.core.common.merge_patch import apply_merge_patch, compute_merge_patch
 from superloop_ops.core.common.status_conditions import (
     ConditionSpec,
     build_conditions,
@@ -42,6 +43,7 @@ __all__ = [
     "COND_HEALTHY",
     "COND_READY",
     "MIRRORED_KEYS",
+    "OWNED_KEYS",
     "REPLAY_FROM_START",
     "EventSpec",
     "LoopPassView",
@@ -49,6 +51,7 @@ __all__ = [
     "compute_loop_events",
     "compute_replay_token",
     "compute_status_fingerprint",
+    "compute_status_patch",
     "needs_status_write",
 ]
 
@@ -81,6 +84,9 @@ MIRRORED_KEYS: tuple[str, ...] = (
     "tuning",
     "alerts",
 )
+
+# Every status key the Loop controller writes; stale ones are removed, other writers' are kept.
+OWNED_KEYS: tuple[str, ...] = (*MIRRORED_KEYS, "replayHandled", "conditions", "observedGeneration")
 
 # Values that change on every pass without anything having happened.
 _VOLATILE_KEYS = frozenset(
@@ -345,6 +351,28 @@ def needs_status_write(
     if written is None:
         return new.get("lastReconcileAt") is not None
     return (now - written).total_seconds() >= refresh_seconds
+
+
+def compute_status_patch(
+    previous: Mapping[str, Any] | None,
+    new: Mapping[str, Any],
+    *,
+    now: dt.datetime,
+    refresh_seconds: float,
+) -> JsonObject | None:
+    """The merge patch to send, or None when the write can be skipped.
+
+    Compares what the server would store after the patch (nested nulls dropped, stale owned
+    keys removed explicitly) with what it stores now, so an unchanged pass writes nothing.
+    """
+    stored = dict(previous or {})
+    patch = compute_merge_patch(stored, new, owned=OWNED_KEYS)
+    if not patch:
+        return None
+    after = apply_merge_patch(stored, patch)
+    if not needs_status_write(previous, after, now=now, refresh_seconds=refresh_seconds):
+        return None
+    return patch
 
 
 def compute_loop_events(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[EventSpec]:
