@@ -179,6 +179,64 @@ def test_replay_annotation_is_handled_once(tmp_path: Path, edge: FakeEdge, clock
     assert edge.reasons("l4").count("ReplayedFromStart") == 1
 
 
+def test_unchanged_passes_issue_no_get_and_no_patch(
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
+) -> None:
+    """Issue 12: a pass works from the watched body; when nothing changed it sends nothing."""
+    _, repo = _sim(tmp_path, clock, "running", 4)
+    ctx = _context(tmp_path, edge, clock, **{"claim-a": repo})
+    edge.add("loops", _loop("quiet", "running-1"))
+    for _ in range(3):  # the first passes settle the transition and sequence blocks
+        loop_handlers.reconcile_loop(edge.get("loops", "quiet"), ctx)
+        clock.advance(5)
+    patches, gets = len(edge.status_patches), edge.gets
+    for _ in range(5):
+        clock.advance(5)
+        assert not loop_handlers.reconcile_loop(edge.get("loops", "quiet"), ctx).status_written
+    assert (len(edge.status_patches), edge.gets) == (patches, gets)
+    assert gets == 0
+
+
+def test_stale_body_conflicts_then_is_read_again(tmp_path: Path, edge: FakeEdge, clock: FrozenClock) -> None:
+    """A body older than the stored object (a watch event not yet seen) is caught by the patch's
+    resourceVersion; the pass reads the object once and writes on the fresh version."""
+    sim, repo = _sim(tmp_path, clock, "running", 4)
+    ctx = _context(tmp_path, edge, clock, **{"claim-a": repo})
+    edge.add("loops", _loop("racy", "running-1"))
+    loop_handlers.reconcile_loop(edge.get("loops", "racy"), ctx)
+    stale = json.loads(json.dumps(edge.get("loops", "racy")))
+    edge.patch_annotations(loop_handlers.loop_ref(stale), {"example.com/touched": "yes"})
+    sim.run(3)
+    clock.advance(5)
+    report = loop_handlers.reconcile_loop(stale, ctx)
+    assert report.status_written
+    assert (edge.conflicts, edge.gets) == (1, 1)
+    assert edge.get("loops", "racy")["status"]["cursor"] == report.status["cursor"]
+
+
+def test_replay_on_a_stale_body_runs_once(tmp_path: Path, edge: FakeEdge, clock: FrozenClock) -> None:
+    """A replay request the stored status already records as handled does not run again even
+    when the pass gets a body from before that write."""
+    _, repo = _sim(tmp_path, clock, "complete", 20)
+    ctx = _context(tmp_path, edge, clock, **{"claim-a": repo})
+    body = edge.add("loops", _loop("l5", "complete-1"))
+    body["metadata"]["annotations"] = {"ops.superloop.dev/replay": "from-start"}
+    stale = json.loads(json.dumps(body))
+    loop_handlers.reconcile_loop(edge.get("loops", "l5"), ctx)
+    loop_handlers.reconcile_loop(stale, ctx)
+    rows = files.read_jsonl(
+        tmp_path
+        / "state"
+        / NS
+        / ".superloop"
+        / "ops-manager"
+        / "complete-1"
+        / "telemetry"
+        / "reconcile.jsonl"
+    )
+    assert [row["fromStart"] for row in rows] == [True, False]
+
+
 def test_sprite_service_loop_and_missing_secret(tmp_path: Path, edge: FakeEdge, clock: FrozenClock) -> None:
     _, repo = _sim(tmp_path, clock, "running", 5)
     config = sprite_cli.build_config(repo.resolve(), token=TOKEN, runtime_command=SIM_RUNTIME)

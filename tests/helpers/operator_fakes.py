@@ -18,7 +18,7 @@ from typing import Any
 from superloop_ops.clock import FrozenClock
 from superloop_ops.core.common.merge_patch import apply_merge_patch
 from superloop_ops.handlers.context import OperatorContext
-from superloop_ops.k8s.edge import ObjectNotFoundError, ObjectRef
+from superloop_ops.k8s.edge import ConflictError, ObjectNotFoundError, ObjectRef
 from superloop_ops.k8s.fleet_edge import AlreadyExistsError
 from superloop_ops.metrics import build_metrics
 from superloop_ops.settings import Settings
@@ -49,12 +49,15 @@ class FakeEdge:
         self.deleted: list[tuple[str, str]] = []
         self.status_patches: list[tuple[str, dict[str, Any]]] = []
         self.fail_status_of: set[str] = set()
+        self.gets = 0
+        self.conflicts = 0
 
     def add(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
         meta = body.setdefault("metadata", {})
         meta.setdefault("namespace", self.namespace)
         meta.setdefault("uid", str(uuid.uuid4()))
         meta.setdefault("generation", 1)
+        meta.setdefault("resourceVersion", "1")
         self.objects[(plural, meta["namespace"], meta["name"])] = body
         return body
 
@@ -74,6 +77,7 @@ class FakeEdge:
         raise ObjectNotFoundError(f"ConfigMap {namespace}/{name}: not found")
 
     def fetch_object(self, ref: ObjectRef) -> dict[str, Any] | None:
+        self.gets += 1
         body = self.objects.get((ref.plural, ref.namespace, ref.name))
         return copy.deepcopy(body) if body is not None else None
 
@@ -104,10 +108,18 @@ class FakeEdge:
         del self.objects[(ref.plural, ref.namespace, ref.name)]
         self.deleted.append((ref.plural, ref.name))
 
-    def patch_status(self, ref: ObjectRef, status: Mapping[str, Any]) -> None:
-        """A JSON merge patch of the status, as the API server applies it (nested, nulls remove)."""
+    def patch_status(
+        self, ref: ObjectRef, status: Mapping[str, Any], *, resource_version: str | None = None
+    ) -> None:
+        """A JSON merge patch of the status, as the API server applies it (nested, nulls remove);
+        a ``resource_version`` other than the stored one is a conflict. Each write bumps it."""
         body = self.objects[(ref.plural, ref.namespace, ref.name)]
+        meta = body["metadata"]
+        if resource_version and resource_version != meta.get("resourceVersion"):
+            self.conflicts += 1
+            raise ConflictError(f"{ref.name}: resourceVersion {resource_version} is stale")
         body["status"] = apply_merge_patch(body.get("status") or {}, copy.deepcopy(dict(status)))
+        meta["resourceVersion"] = str(int(meta.get("resourceVersion") or 0) + 1)
         self.status_patches.append((ref.name, copy.deepcopy(dict(status))))
 
     def replace_status_fields(
@@ -133,6 +145,8 @@ class FakeEdge:
                 notes[key] = value
             elif self.drop_none_annotations:
                 notes.pop(key, None)
+        meta = self.objects[(ref.plural, ref.namespace, ref.name)]["metadata"]
+        meta["resourceVersion"] = str(int(meta.get("resourceVersion") or 0) + 1)
 
     def post_event(self, ref: ObjectRef, event_type: str, reason: str, message: str) -> None:
         self.events.append((ref.name, event_type, reason, message))

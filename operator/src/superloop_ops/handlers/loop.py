@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import logging
 import time
 from collections.abc import Mapping
@@ -25,9 +26,10 @@ import kopf
 
 from superloop_ops.controllers import loop_alerts, loop_controller
 from superloop_ops.core.loop import loop_resource
+from superloop_ops.engine.loop import reconcile_pass
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, JournalWriteError, OperatorError
 from superloop_ops.handlers.context import OperatorContext, fetch_context, post_events
-from superloop_ops.k8s.edge import GROUP, VERSION, ObjectNotFoundError, ObjectRef
+from superloop_ops.k8s.edge import GROUP, VERSION, ConflictError, ObjectNotFoundError, ObjectRef
 from superloop_ops.metrics import LoopObservation
 from superloop_ops.models.loop import Loop
 
@@ -100,75 +102,41 @@ def _blocked_reason(exc: OperatorError) -> str:
     return "dependency_not_ready"
 
 
+@dataclasses.dataclass(frozen=True)
+class _Replay:
+    """The replay annotation against the status: ``token`` is set when this pass must replay."""
+
+    request: str | None
+    pending: bool
+    token: str | None
+
+    @classmethod
+    def read(cls, body: Mapping[str, Any]) -> _Replay:
+        annotations = (body.get("metadata") or {}).get("annotations") or {}
+        request = loop_resource.compute_replay_token(annotations)
+        handled = (body.get("status") or {}).get("replayHandled")
+        pending = request is not None and request == handled
+        return cls(request, pending, request if request is not None and not pending else None)
+
+
 def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext) -> PassReport:
-    """One pass for one Loop (synchronous: runs in kopf's thread pool)."""
+    """One pass for one Loop (synchronous: runs in kopf's thread pool).
+
+    Works from the watched body (no GET per pass): the status patch carries its
+    ``resourceVersion``, so a body older than the stored object is caught by a conflict, read
+    again and the patch recomputed. An unhandled replay request is confirmed on a fresh read
+    before it runs, so a stale body cannot replay twice.
+    """
     ref = loop_ref(body)
-    meta = body.get("metadata") or {}
-    generation = int(meta.get("generation") or 0)
-    annotations = meta.get("annotations") or {}
     with ctx.lock_for(ref.uid or f"{ref.namespace}/{ref.name}"):
-        try:
-            fresh = ctx.edge.fetch_object(ref)
-        except OperatorError:
-            fresh = None  # work from the event's body; the status patch will tell if the API is gone
-        if fresh is not None:
-            body, meta = fresh, fresh.get("metadata") or {}
-            generation = int(meta.get("generation") or generation)
-            annotations = meta.get("annotations") or {}
-        previous = dict(body.get("status") or {})
+        body = dict(body)
+        replay = _Replay.read(body)
+        if replay.token is not None:
+            body = _fetch_fresh(ctx, ref, body)
+            replay = _Replay.read(body)
         started = time.monotonic()
-        error: OperatorError | None = None
-        result = None
-        replay_request = loop_resource.compute_replay_token(annotations)
-        replay_pending = replay_request is not None and replay_request == previous.get("replayHandled")
-        replay_token = replay_request if replay_request is not None and not replay_pending else None
-        try:
-            loop = Loop.from_body(body)
-            if loop.spec.suspend:
-                view = loop_resource.LoopPassView(
-                    outcome="suspended", replay_pending=replay_request is not None
-                )
-            else:
-                target = loop_controller.build_loop_target(loop, ref.namespace, ref.name, ctx.settings)
-                token = _token(loop, ref.namespace, ctx)
-                alert_config = loop_alerts.fetch_loop_alert_config(
-                    loop,
-                    ref.namespace,
-                    ctx.edge,
-                    default_catalog=loop_alerts.compute_default_catalog_path(ctx.settings.config_dir),
-                )
-                view, result = loop_controller.run_loop_pass(
-                    loop,
-                    target,
-                    token=token,
-                    replay_token=replay_token,
-                    replay_pending=replay_pending,
-                    clock=ctx.clock,
-                    hooks=loop_alerts.build_operator_hooks(
-                        alert_config, pagerduty_url=ctx.settings.alert_pagerduty_url
-                    ),
-                )
-        except Exception as exc:
-            if not isinstance(exc, OperatorError):
-                log.exception("reconcile of Loop %s/%s failed unexpectedly", ref.namespace, ref.name)
-                exc = _UnexpectedError(f"internal error: {type(exc).__name__}: {exc}")
-            error = exc
-            view = loop_resource.LoopPassView(
-                outcome="blocked",
-                blocked_reason=_blocked_reason(exc),
-                blocked_message=str(exc),
-                replay_pending=replay_request is not None and replay_pending,
-            )
-        now = ctx.clock.now()
-        new_status = loop_resource.build_loop_status(
-            previous=previous, view=view, generation=generation, now=now
-        )
-        patch = loop_resource.compute_status_patch(
-            previous, new_status, now=now, refresh_seconds=ctx.settings.status_refresh_seconds
-        )
-        if patch is not None:
-            ctx.edge.patch_status(ref, patch)
-        written = patch is not None
+        view, result, error = _run_pass(body, ref, ctx, replay)
+        previous, new_status, written = _write_status(ctx, ref, body, view)
         post_events(ctx.edge, ref, loop_resource.compute_loop_events(previous, new_status), log)
         _observe(ctx, ref, view, new_status, time.monotonic() - started, error, result is not None)
         if result is not None and isinstance(result.alert_result, loop_alerts.LoopDispatchReport):
@@ -176,6 +144,100 @@ def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext) -> PassReport:
                 ctx.metrics.record_alert_delivery(ref.namespace, delivery.sink_type, delivery.outcome)
     retry = error.delay if isinstance(error, DependencyNotReadyError) else None
     return PassReport(view.outcome, written, new_status, error, retry)
+
+
+def _fetch_fresh(ctx: OperatorContext, ref: ObjectRef, body: dict[str, Any]) -> dict[str, Any]:
+    """The object as stored now; the given body when it cannot be read (the write will tell)."""
+    try:
+        fresh = ctx.edge.fetch_object(ref)
+    except OperatorError:
+        fresh = None
+    return fresh if fresh is not None else body
+
+
+def _run_pass(
+    body: Mapping[str, Any], ref: ObjectRef, ctx: OperatorContext, replay: _Replay
+) -> tuple[loop_resource.LoopPassView, reconcile_pass.ReconcileResult | None, OperatorError | None]:
+    """Gather and reconcile: the pass view, the engine's result (None when it did not run), the error."""
+    try:
+        loop = Loop.from_body(body)
+        if loop.spec.suspend:
+            return (
+                loop_resource.LoopPassView(outcome="suspended", replay_pending=replay.request is not None),
+                None,
+                None,
+            )
+        target = loop_controller.build_loop_target(loop, ref.namespace, ref.name, ctx.settings)
+        token = _token(loop, ref.namespace, ctx)
+        alert_config = loop_alerts.fetch_loop_alert_config(
+            loop,
+            ref.namespace,
+            ctx.edge,
+            default_catalog=loop_alerts.compute_default_catalog_path(ctx.settings.config_dir),
+        )
+        view, result = loop_controller.run_loop_pass(
+            loop,
+            target,
+            token=token,
+            replay_token=replay.token,
+            replay_pending=replay.pending,
+            clock=ctx.clock,
+            hooks=loop_alerts.build_operator_hooks(
+                alert_config, pagerduty_url=ctx.settings.alert_pagerduty_url
+            ),
+        )
+        return view, result, None
+    except Exception as exc:
+        if not isinstance(exc, OperatorError):
+            log.exception("reconcile of Loop %s/%s failed unexpectedly", ref.namespace, ref.name)
+            exc = _UnexpectedError(f"internal error: {type(exc).__name__}: {exc}")
+        blocked = loop_resource.LoopPassView(
+            outcome="blocked",
+            blocked_reason=_blocked_reason(exc),
+            blocked_message=str(exc),
+            replay_pending=replay.request is not None and replay.pending,
+        )
+        return blocked, None, exc
+
+
+_WRITE_ATTEMPTS = 3
+
+
+def _write_status(
+    ctx: OperatorContext, ref: ObjectRef, body: Mapping[str, Any], view: loop_resource.LoopPassView
+) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """(status it was based on, new status, whether a patch was sent); re-read and recomputed when
+    the object changed since ``body`` (the last conflict is raised)."""
+    now = ctx.clock.now()
+    for _ in range(_WRITE_ATTEMPTS - 1):
+        try:
+            return _write_once(ctx, ref, body, view, now)
+        except ConflictError:
+            body = _fetch_fresh(ctx, ref, dict(body))
+    return _write_once(ctx, ref, body, view, now)
+
+
+def _write_once(
+    ctx: OperatorContext,
+    ref: ObjectRef,
+    body: Mapping[str, Any],
+    view: loop_resource.LoopPassView,
+    now: dt.datetime,
+) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """A patch only when the stored status would change, made on the body's resourceVersion."""
+    meta = body.get("metadata") or {}
+    previous = dict(body.get("status") or {})
+    new_status = loop_resource.build_loop_status(
+        previous=previous, view=view, generation=int(meta.get("generation") or 0), now=now
+    )
+    patch = loop_resource.compute_status_patch(
+        previous, new_status, now=now, refresh_seconds=ctx.settings.status_refresh_seconds
+    )
+    if patch is None:
+        return previous, new_status, False
+    version = str(meta.get("resourceVersion") or "") or None
+    ctx.edge.patch_status(ref, patch, resource_version=version)
+    return previous, new_status, True
 
 
 def _observe(
