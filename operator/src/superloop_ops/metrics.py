@@ -173,6 +173,12 @@ class OperatorMetrics:
             loop_labels,
             registry=self.registry,
         )
+        self.last_pass = Gauge(
+            f"{PREFIX}_loop_last_pass_timestamp_seconds",
+            "Unix time of the latest reconcile pass of a loop (the status is written only on change).",
+            loop_labels,
+            registry=self.registry,
+        )
         self.control_outcomes = Counter(
             f"{PREFIX}_control_outcomes",
             "Control intents executed by the operator, by outcome.",
@@ -246,6 +252,10 @@ class OperatorMetrics:
     def observe_reconcile_duration(self, namespace: str, seconds: float) -> None:
         self.reconcile_duration.labels(namespace).observe(max(0.0, seconds))
 
+    def record_pass(self, namespace: str, loop: str, at: float) -> None:
+        """A pass of that loop ended at ``at`` (Unix seconds): how fresh its posture is."""
+        self.last_pass.labels(namespace, _object_name(loop)).set(at)
+
     def record_reconcile_error(self, namespace: str, loop: str, reason: str) -> None:
         self.reconcile_errors.labels(namespace, _object_name(loop), _bounded(reason, REASON_CODES)).inc()
 
@@ -259,7 +269,13 @@ class OperatorMetrics:
         ):
             for value in values:
                 self._remove(gauge, namespace, loop, value)
-        for gauge in (self.ingest_lag, self.heartbeat_lag, self.transport_failure_streak, self.diverged):
+        for gauge in (
+            self.ingest_lag,
+            self.heartbeat_lag,
+            self.transport_failure_streak,
+            self.diverged,
+            self.last_pass,
+        ):
             self._remove(gauge, namespace, loop)
 
     @staticmethod

@@ -250,6 +250,7 @@ def _observe(
     ran: bool,
 ) -> None:
     metrics = ctx.metrics
+    metrics.record_pass(ref.namespace, ref.name, ctx.clock.now().timestamp())
     if ran:
         metrics.observe_reconcile_duration(ref.namespace, seconds)
     health = _mapping(status.get("health"))
