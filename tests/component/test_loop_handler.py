@@ -197,6 +197,44 @@ def test_unchanged_passes_issue_no_get_and_no_patch(
     assert gets == 0
 
 
+def _journal_stamps(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(f): (f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(root.rglob("*")) if f.is_file()}
+
+
+def test_idle_periodic_pass_writes_nothing_until_something_changes_or_is_due(
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
+) -> None:
+    """Issue 12: a periodic pass over unchanged artifacts is a few stat() calls: no journal
+    write, no API call; an appended event, a spec change or a lag reaching its threshold makes
+    the next pass a full one."""
+    sim, repo = _sim(tmp_path, clock, "running", 4)
+    ctx = _context(tmp_path, edge, clock, **{"claim-a": repo})
+    edge.add("loops", _loop("idle", "running-1"))
+    assert loop_handlers.reconcile_loop(edge.get("loops", "idle"), ctx).outcome == "success"
+    journal = tmp_path / "state" / NS
+    before = (_journal_stamps(journal), len(edge.status_patches), edge.gets, len(edge.events))
+    for _ in range(3):
+        clock.advance(5)
+        assert loop_handlers.reconcile_loop(edge.get("loops", "idle"), ctx, force=False).outcome == "idle"
+    assert (_journal_stamps(journal), len(edge.status_patches), edge.gets, len(edge.events)) == before
+    assert 'superloop_ops_loop_idle_passes_total{namespace="team-a"} 3.0' in ctx.metrics.render().decode()
+
+    sim.run(1)  # the runtime appends an event: a full pass
+    appended = loop_handlers.reconcile_loop(edge.get("loops", "idle"), ctx, force=False)
+    assert appended.outcome == "success"
+    lines = len((repo / ".superloop" / "loops" / "running-1" / "events.jsonl").read_text().splitlines())
+    assert edge.get("loops", "idle")["status"]["cursor"]["eventLineCount"] == lines == 5
+
+    edge.get("loops", "idle")["metadata"]["generation"] = 2  # a spec change: a full pass
+    assert loop_handlers.reconcile_loop(edge.get("loops", "idle"), ctx, force=False).outcome == "success"
+    assert loop_handlers.reconcile_loop(edge.get("loops", "idle"), ctx, force=False).outcome == "idle"
+
+    clock.advance(121)  # the heartbeat lag reaches its degraded threshold (120 s): due
+    due = loop_handlers.reconcile_loop(edge.get("loops", "idle"), ctx, force=False)
+    assert due.outcome == "success"
+    assert edge.get("loops", "idle")["status"]["healthStatus"] != "healthy"
+
+
 def test_stale_body_conflicts_then_is_read_again(tmp_path: Path, edge: FakeEdge, clock: FrozenClock) -> None:
     """A body older than the stored object (a watch event not yet seen) is caught by the patch's
     resourceVersion; the pass reads the object once and writes on the fresh version."""

@@ -179,6 +179,12 @@ class OperatorMetrics:
             loop_labels,
             registry=self.registry,
         )
+        self.idle_passes = Counter(
+            f"{PREFIX}_loop_idle_passes",
+            "Periodic Loop passes that found no artifact changed and nothing due (a few stat() calls).",
+            ("namespace",),
+            registry=self.registry,
+        )
         self.control_outcomes = Counter(
             f"{PREFIX}_control_outcomes",
             "Control intents executed by the operator, by outcome.",
@@ -252,9 +258,12 @@ class OperatorMetrics:
     def observe_reconcile_duration(self, namespace: str, seconds: float) -> None:
         self.reconcile_duration.labels(namespace).observe(max(0.0, seconds))
 
-    def record_pass(self, namespace: str, loop: str, at: float) -> None:
-        """A pass of that loop ended at ``at`` (Unix seconds): how fresh its posture is."""
+    def record_pass(self, namespace: str, loop: str, at: float, *, idle: bool = False) -> None:
+        """A pass of that loop ended at ``at`` (Unix seconds): how fresh its posture is. An idle
+        pass (nothing new to read) is also counted."""
         self.last_pass.labels(namespace, _object_name(loop)).set(at)
+        if idle:
+            self.idle_passes.labels(namespace).inc()
 
     def record_reconcile_error(self, namespace: str, loop: str, reason: str) -> None:
         self.reconcile_errors.labels(namespace, _object_name(loop), _bounded(reason, REASON_CODES)).inc()

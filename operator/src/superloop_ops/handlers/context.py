@@ -19,6 +19,7 @@ from typing import Any
 from superloop_ops.clock import Clock
 from superloop_ops.controllers import fleet_objects
 from superloop_ops.controllers.k8s_events import EventSpec, post_events
+from superloop_ops.core.loop.idle_pass import IdleMemo
 from superloop_ops.k8s.fleet_edge import FleetEdge
 from superloop_ops.metrics import OperatorMetrics
 from superloop_ops.settings import Settings
@@ -43,6 +44,7 @@ class OperatorContext:
     runtime_command: tuple[str, ...] | None = None
     locks: dict[str, threading.Lock] = dataclasses.field(default_factory=dict)
     completed_keys: set[str] = dataclasses.field(default_factory=set)
+    idle_memos: dict[str, IdleMemo] = dataclasses.field(default_factory=dict)
     _guard: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     def lock_for(self, uid: str) -> threading.Lock:

@@ -25,7 +25,8 @@ from typing import Any
 import kopf
 
 from superloop_ops.controllers import loop_alerts, loop_controller
-from superloop_ops.core.loop import loop_resource
+from superloop_ops.core.loop import idle_pass, loop_resource
+from superloop_ops.core.loop.idle_pass import FileStamp
 from superloop_ops.engine.loop import reconcile_pass
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, JournalWriteError, OperatorError
 from superloop_ops.handlers.context import OperatorContext, fetch_context, post_events
@@ -119,31 +120,89 @@ class _Replay:
         return cls(request, pending, request if request is not None and not pending else None)
 
 
-def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext) -> PassReport:
+@dataclasses.dataclass(frozen=True)
+class _Pass:
+    """One full pass: the view, the engine's result (None when it did not run), the error, and
+    the stamps of the files it read, taken before it read them."""
+
+    view: loop_resource.LoopPassView
+    result: reconcile_pass.ReconcileResult | None = None
+    error: OperatorError | None = None
+    stamps: tuple[tuple[str, FileStamp], ...] = ()
+
+
+def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext, *, force: bool = True) -> PassReport:
     """One pass for one Loop (synchronous: runs in kopf's thread pool).
 
     Works from the watched body (no GET per pass): the status patch carries its
     ``resourceVersion``, so a body older than the stored object is caught by a conflict, read
     again and the patch recomputed. An unhandled replay request is confirmed on a fresh read
-    before it runs, so a stale body cannot replay twice.
+    before it runs, so a stale body cannot replay twice. Unless ``force``, a pass that would find
+    nothing new (``core.idle_pass``) is only a few stat() calls: no journal write, no API call.
     """
     ref = loop_ref(body)
-    with ctx.lock_for(ref.uid or f"{ref.namespace}/{ref.name}"):
+    key = ref.uid or f"{ref.namespace}/{ref.name}"
+    with ctx.lock_for(key):
         body = dict(body)
         replay = _Replay.read(body)
+        if not force and _is_idle(ctx, key, body, replay):
+            ctx.metrics.record_pass(ref.namespace, ref.name, ctx.clock.now().timestamp(), idle=True)
+            return PassReport("idle", False, dict(body.get("status") or {}))
+        ctx.idle_memos.pop(key, None)
         if replay.token is not None:
             body = _fetch_fresh(ctx, ref, body)
             replay = _Replay.read(body)
         started = time.monotonic()
-        view, result, error = _run_pass(body, ref, ctx, replay)
+        done = _run_pass(body, ref, ctx, replay)
+        view, result, error = done.view, done.result, done.error
         previous, new_status, written = _write_status(ctx, ref, body, view)
         post_events(ctx.edge, ref, loop_resource.compute_loop_events(previous, new_status), log)
         _observe(ctx, ref, view, new_status, time.monotonic() - started, error, result is not None)
         if result is not None and isinstance(result.alert_result, loop_alerts.LoopDispatchReport):
             for delivery in result.alert_result.deliveries:
                 ctx.metrics.record_alert_delivery(ref.namespace, delivery.sink_type, delivery.outcome)
+        _remember(ctx, key, body, replay, done, new_status)
     retry = error.delay if isinstance(error, DependencyNotReadyError) else None
     return PassReport(view.outcome, written, new_status, error, retry)
+
+
+def _is_idle(ctx: OperatorContext, key: str, body: Mapping[str, Any], replay: _Replay) -> bool:
+    memo = ctx.idle_memos.get(key)
+    if memo is None:
+        return False
+    return idle_pass.is_idle(
+        memo,
+        generation=int((body.get("metadata") or {}).get("generation") or 0),
+        replay_request=replay.request,
+        stamps=loop_controller.stat_inputs(tuple(path for path, _ in memo.stamps)),
+        now=ctx.clock.now(),
+    )
+
+
+def _remember(
+    ctx: OperatorContext,
+    key: str,
+    body: Mapping[str, Any],
+    replay: _Replay,
+    done: _Pass,
+    status: Mapping[str, Any],
+) -> None:
+    """Keep what a clean full pass of a local loop read, so the next one can tell it is idle."""
+    if done.view.outcome != "success" or done.error is not None or not done.stamps:
+        return
+    alerts = done.result.alert_result if done.result is not None else None
+    if isinstance(alerts, loop_alerts.LoopDispatchReport) and any(
+        delivery.outcome != "success" for delivery in alerts.deliveries
+    ):
+        return  # a failed delivery is retried by the next full pass
+    ctx.idle_memos[key] = idle_pass.IdleMemo(
+        generation=int((body.get("metadata") or {}).get("generation") or 0),
+        replay_request=replay.request,
+        stamps=done.stamps,
+        due=idle_pass.compute_next_due(
+            status, now=ctx.clock.now(), refresh_seconds=ctx.settings.status_refresh_seconds
+        ),
+    )
 
 
 def _fetch_fresh(ctx: OperatorContext, ref: ObjectRef, body: dict[str, Any]) -> dict[str, Any]:
@@ -155,19 +214,16 @@ def _fetch_fresh(ctx: OperatorContext, ref: ObjectRef, body: dict[str, Any]) -> 
     return fresh if fresh is not None else body
 
 
-def _run_pass(
-    body: Mapping[str, Any], ref: ObjectRef, ctx: OperatorContext, replay: _Replay
-) -> tuple[loop_resource.LoopPassView, reconcile_pass.ReconcileResult | None, OperatorError | None]:
-    """Gather and reconcile: the pass view, the engine's result (None when it did not run), the error."""
+def _run_pass(body: Mapping[str, Any], ref: ObjectRef, ctx: OperatorContext, replay: _Replay) -> _Pass:
+    """Gather and reconcile."""
     try:
         loop = Loop.from_body(body)
         if loop.spec.suspend:
-            return (
-                loop_resource.LoopPassView(outcome="suspended", replay_pending=replay.request is not None),
-                None,
-                None,
+            return _Pass(
+                loop_resource.LoopPassView(outcome="suspended", replay_pending=replay.request is not None)
             )
         target = loop_controller.build_loop_target(loop, ref.namespace, ref.name, ctx.settings)
+        stamps = loop_controller.stat_inputs(loop_controller.compute_input_paths(target))
         token = _token(loop, ref.namespace, ctx)
         alert_config = loop_alerts.fetch_loop_alert_config(
             loop,
@@ -186,7 +242,7 @@ def _run_pass(
                 alert_config, pagerduty_url=ctx.settings.alert_pagerduty_url
             ),
         )
-        return view, result, None
+        return _Pass(view, result, None, stamps)
     except Exception as exc:
         if not isinstance(exc, OperatorError):
             log.exception("reconcile of Loop %s/%s failed unexpectedly", ref.namespace, ref.name)
@@ -197,7 +253,7 @@ def _run_pass(
             blocked_message=str(exc),
             replay_pending=replay.request is not None and replay.pending,
         )
-        return blocked, None, exc
+        return _Pass(blocked, None, exc)
 
 
 _WRITE_ATTEMPTS = 3
@@ -313,7 +369,7 @@ async def on_loop_periodic(stopped: kopf.DaemonStopped, body: kopf.Body, memo: k
         if stopped:
             break
         try:
-            report = await asyncio.to_thread(reconcile_loop, dict(body), ctx)
+            report = await asyncio.to_thread(reconcile_loop, dict(body), ctx, force=False)
         except Exception:  # the daemon must outlive any single bad pass
             log.exception("periodic reconcile of %s failed", (body.get("metadata") or {}).get("name"))
             delay = _interval(body, ctx)
@@ -335,4 +391,6 @@ def _interval(body: Mapping[str, Any], ctx: OperatorContext) -> float:
 def on_loop_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Drop the per-loop gauges (the journal stays: it is the audit trail)."""
     ref = loop_ref(dict(body))
-    fetch_context(memo).metrics.forget_loop(ref.namespace, ref.name)
+    ctx = fetch_context(memo)
+    ctx.idle_memos.pop(ref.uid or f"{ref.namespace}/{ref.name}", None)
+    ctx.metrics.forget_loop(ref.namespace, ref.name)
