@@ -22,12 +22,13 @@ Not a timed test: it measures, prints a table and (``--json``) writes the detail
    - **operator CPU** (user + system from ``/proc/<pid>/stat``) per pass and per Loop per
      interval, and **peak RSS** (``VmHWM``), which is stable on a shared machine where wall time
      is not;
-   - **passes** (the operator's ``superloop_ops_reconcile_duration_seconds`` count);
+   - **passes** (the operator's ``superloop_ops_reconcile_duration_seconds`` count, plus
+     ``superloop_ops_loop_idle_passes_total`` where the operator has idle passes);
    - **API requests per second by verb and resource** (``apiserver_request_total`` from the
      apiserver's ``/metrics``, before and after; this script's own LISTs and GETs are counted
      and subtracted), **status PATCHes per interval** against the Loops whose status content
      changed between two samples one interval apart (the status minus the values that age by
-     themselves, ``core.loop_status.compute_status_fingerprint``), and **GETs per pass**.
+     themselves, ``core.loop.loop_resource.compute_status_fingerprint``), and **GETs per pass**.
 
 Each size gets its own namespace and operator; the machine's load average is recorded at the
 start and the end of each window. Everything is bounded by ``--max-seconds`` (convergence gives
@@ -73,15 +74,15 @@ from e2e.operator_harness import API, GROUP, build_operator_env, launch_operator
 from prometheus_client.parser import text_string_to_metric_families
 
 from superloop_ops.clock import SystemClock
-from superloop_ops.core.jsonutil import parse_ts
-from superloop_ops.core.loop_status import compute_status_fingerprint
+from superloop_ops.core.common.jsonutil import parse_ts
+from superloop_ops.core.loop.loop_resource import compute_status_fingerprint
 from superloop_ops.k8s.edge import build_api_client
 from superloop_ops.sim.simulator import Simulator
 
 CLAIM = "bench-claim"
 SETUP_TICKS = 3
 PASS_GAUGE = "superloop_ops_loop_last_pass_timestamp_seconds"
-PASS_COUNT = "superloop_ops_reconcile_duration_seconds_count"
+PASS_COUNTS = ("superloop_ops_reconcile_duration_seconds_count", "superloop_ops_loop_idle_passes_total")
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -134,11 +135,13 @@ RequestKey = tuple[str, str, str]  # verb, resource, subresource
 
 def fetch_apiserver_requests(api: Any) -> Counter[RequestKey]:
     """``apiserver_request_total`` summed over codes, scopes and versions."""
-    data, _, _ = api.call_api(
-        "/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False, response_type=None
+    method, url, headers, body, post = api.param_serialize(
+        method="GET", resource_path="/metrics", auth_settings=["BearerToken"]
     )
+    response = api.call_api(method, url, header_params=headers, body=body, post_params=post)
+    response.read()
     totals: Counter[RequestKey] = Counter()
-    for family in text_string_to_metric_families(data.data.decode("utf-8")):
+    for family in text_string_to_metric_families(response.data.decode("utf-8")):
         if family.name != "apiserver_request":
             continue
         for sample in family.samples:
@@ -158,7 +161,7 @@ def fetch_operator_metrics(port: int) -> tuple[float, dict[tuple[str, str], floa
     last_pass: dict[tuple[str, str], float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == PASS_COUNT:
+            if sample.name in PASS_COUNTS:
                 passes += sample.value
             elif sample.name == PASS_GAUGE:
                 last_pass[(sample.labels.get("namespace", ""), sample.labels.get("loop", ""))] = sample.value
@@ -465,6 +468,9 @@ def measure_size(cluster: Cluster, size: int, options: Options, deadline: float)
         pid = procs[0].pid
         with Ticker(fleet.active, options.event_period):
             result.update(converge(client, fleet, size, options, pid, deadline))
+            if result["converge_seconds"] is None:
+                errors = [line for line in log.read_text(errors="replace").splitlines() if "ERROR" in line]
+                print(f"N={size}: not converged; last operator errors:", *errors[-3:], sep="\n  ", flush=True)
             time.sleep(min(options.interval, max(0.0, deadline - time.monotonic())))
             result.update(measure_window(client, fleet, size, options, pid, metrics_port))
         result["peak_rss_mb"] = round(sample_process(pid).peak_rss_mb, 1)
