@@ -235,6 +235,14 @@ def test_idle_periodic_pass_writes_nothing_until_something_changes_or_is_due(
     assert edge.get("loops", "idle")["status"]["healthStatus"] != "healthy"
 
 
+def test_periodic_passes_keep_due_times() -> None:
+    """A pass that took 3 s does not push the next one 3 s later; a backlog runs at once; a
+    dependency error retries sooner."""
+    assert loop_handlers.compute_next_due(100.0, 30.0, 103.0, None) == 130.0
+    assert loop_handlers.compute_next_due(100.0, 30.0, 140.0, None) == 140.0
+    assert loop_handlers.compute_next_due(100.0, 30.0, 103.0, 15.0) == 118.0
+
+
 def test_stale_body_conflicts_then_is_read_again(tmp_path: Path, edge: FakeEdge, clock: FrozenClock) -> None:
     """A body older than the stored object (a watch event not yet seen) is caught by the patch's
     resourceVersion; the pass reads the object once and writes on the fresh version."""

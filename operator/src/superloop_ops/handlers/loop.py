@@ -18,6 +18,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import random
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -36,6 +37,7 @@ from superloop_ops.models.loop import Loop
 
 __all__ = [
     "PassReport",
+    "compute_next_due",
     "loop_ref",
     "on_loop_change",
     "on_loop_delete",
@@ -361,22 +363,34 @@ def on_loop_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.daemon(GROUP, VERSION, "loops", cancellation_timeout=10.0)
 async def on_loop_periodic(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """The periodic pass at ``spec.reconcileIntervalSeconds`` (sooner after a dependency error)."""
+    """The periodic pass at ``spec.reconcileIntervalSeconds`` (sooner after a dependency error).
+
+    Passes run at due times, not a full interval after the previous pass ended (which let the
+    latest pass age by the pass time and the queue before it), and the first one is at a random
+    point of the first interval, so Loops created together do not pass in one wave forever.
+    """
     ctx = fetch_context(memo)
-    delay = _interval(body, ctx)
+    due = time.monotonic() + random.uniform(0.0, _interval(body, ctx))
     while not stopped:
-        await stopped.wait(delay)
+        await stopped.wait(max(0.0, due - time.monotonic()))
         if stopped:
             break
+        retry_after = None
         try:
             report = await asyncio.to_thread(reconcile_loop, dict(body), ctx, force=False)
+            retry_after = report.retry_after
         except Exception:  # the daemon must outlive any single bad pass
             log.exception("periodic reconcile of %s failed", (body.get("metadata") or {}).get("name"))
-            delay = _interval(body, ctx)
-            continue
-        delay = _interval(body, ctx)
-        if report.retry_after is not None:
-            delay = min(delay, report.retry_after)
+        due = compute_next_due(due, _interval(body, ctx), time.monotonic(), retry_after)
+
+
+def compute_next_due(due: float, interval: float, now: float, retry_after: float | None) -> float:
+    """The next due time: one interval after the last one (now, when passes fell behind), or
+    ``retry_after`` from now when that is sooner."""
+    following = max(due + interval, now)
+    if retry_after is not None:
+        following = min(following, now + retry_after)
+    return following
 
 
 def _interval(body: Mapping[str, Any], ctx: OperatorContext) -> float:
