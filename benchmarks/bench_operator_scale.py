@@ -21,7 +21,7 @@ Not a timed test: it measures, prints a table and (``--json``) writes the detail
      until ``status.cursor.eventLineCount`` shows it is taken;
    - **operator CPU** (user + system from ``/proc/<pid>/stat``) per pass and per Loop per
      interval, and **peak RSS** (``VmHWM``), which is stable on a shared machine where wall time
-     is not;
+     is not; the mean size of a Loop's status (JSON bytes);
    - **passes** (the operator's ``superloop_ops_reconcile_duration_seconds`` count, plus
      ``superloop_ops_loop_idle_passes_total`` where the operator has idle passes);
    - **API requests per second by verb and resource** (``apiserver_request_total`` from the
@@ -76,7 +76,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from superloop_ops.clock import SystemClock
 from superloop_ops.core.common.jsonutil import parse_ts
 from superloop_ops.core.loop.loop_resource import compute_status_fingerprint
-from superloop_ops.k8s.edge import build_api_client
 from superloop_ops.sim.simulator import Simulator
 
 CLAIM = "bench-claim"
@@ -218,9 +217,16 @@ class LoopClient:
     """This script's own API calls, counted so they can be subtracted from the apiserver's totals."""
 
     def __init__(self, kubeconfig: Path, namespace: str) -> None:
-        from kubernetes import client
+        from kubernetes import client, config
+        from urllib3.util.retry import Retry
 
-        self.api = build_api_client(kubeconfig=str(kubeconfig))
+        # A loaded 2-core machine makes the apiserver answer 429/5xx now and then: retry those.
+        configuration = client.Configuration()
+        config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+        configuration.retries = Retry(
+            total=4, backoff_factor=2.0, status_forcelist=(429, 500, 502, 503, 504), allowed_methods=None
+        )
+        self.api = client.ApiClient(configuration)
         self.custom = client.CustomObjectsApi(self.api)
         self.namespace = namespace
         self.calls: Counter[RequestKey] = Counter()
@@ -231,8 +237,16 @@ class LoopClient:
             self.calls[(verb, "loops", "")] += 1
 
     def create(self, body: Mapping[str, Any]) -> None:
+        from kubernetes.client.exceptions import ApiException
+
         self._count("POST")
-        self.custom.create_namespaced_custom_object(GROUP, "v1alpha1", self.namespace, "loops", dict(body))
+        try:
+            self.custom.create_namespaced_custom_object(
+                GROUP, "v1alpha1", self.namespace, "loops", dict(body)
+            )
+        except ApiException as exc:
+            if exc.status != 409:  # 409: a retried create whose first attempt did succeed
+                raise
 
     def list_statuses(self) -> dict[str, dict[str, Any]]:
         self._count("LIST")
@@ -336,6 +350,7 @@ class WindowSamples:
     boundaries: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     latencies: list[float] = dataclasses.field(default_factory=list)
     probe_misses: int = 0
+    status_bytes: list[int] = dataclasses.field(default_factory=list)
 
 
 def sample_ages(
@@ -376,7 +391,10 @@ def run_probes(
                     out.latencies.append(time.monotonic() - appended)
                     del pending[name]
             time.sleep(0.5)
-        out.probe_misses += len(pending)
+        if (
+            not stop.is_set()
+        ):  # not arrived within three intervals (a round cut by the window's end is not counted)
+            out.probe_misses += len(pending)
         stop.wait(max(0.0, appended + options.interval - time.monotonic()))
 
 
@@ -399,6 +417,9 @@ def run_window(client: LoopClient, fleet: Fleet, options: Options, metrics_port:
             statuses = client.list_statuses()
             _, gauge = fetch_operator_metrics(metrics_port)
             out.ages.extend(sample_ages(client, statuses, gauge))
+            out.status_bytes = [
+                len(json.dumps(status, separators=(",", ":"))) for status in statuses.values()
+            ]
             if now >= next_boundary:
                 out.boundaries.append({name: compute_status_fingerprint(s) for name, s in statuses.items()})
                 next_boundary += options.interval
@@ -536,6 +557,7 @@ def measure_window(
         "cpu_ms_per_loop_interval": round(1000 * cpu / (size * intervals), 2),
         "cpu_share_of_core": round(cpu / seconds, 3),
         "rss_mb": round(proc_after.rss_mb, 1),
+        "status_bytes_mean": round(statistics.mean(samples.status_bytes)) if samples.status_bytes else None,
         "requests_per_second": rates,
         "status_patches_per_interval": round(rates.get("PATCH loops/status", 0.0) * options.interval, 1),
         "changed_loops_per_interval": round(statistics.mean(changed), 1) if changed else None,
@@ -562,6 +584,7 @@ COLUMNS = (
     ("cpu_ms_per_loop_interval", "CPU ms / Loop / interval"),
     ("cpu_share_of_core", "cores used"),
     ("peak_rss_mb", "peak RSS (MB)"),
+    ("status_bytes_mean", "status bytes / Loop"),
     ("status_patches_per_interval", "status PATCHes / interval"),
     ("changed_loops_per_interval", "changed Loops / interval"),
     ("gets_per_pass", "GETs / pass"),
