@@ -13,12 +13,13 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from superloop_ops.clock import Clock
 from superloop_ops.controllers import fleet_objects
 from superloop_ops.controllers.k8s_events import EventSpec, post_events
+from superloop_ops.core.common.shards import Shard
 from superloop_ops.core.loop.idle_pass import IdleMemo
 from superloop_ops.k8s.fleet_edge import FleetEdge
 from superloop_ops.metrics import OperatorMetrics
@@ -30,7 +31,10 @@ __all__ = [
     "build_fleet_deps",
     "fetch_context",
     "fetch_fleet_deps",
+    "owns_intent_loop",
+    "owns_loop",
     "post_events",
+    "runs_fleet_kinds",
 ]
 
 
@@ -86,3 +90,27 @@ def fetch_fleet_deps(memo: Any) -> fleet_objects.FleetPassDeps:
     deps = build_fleet_deps(ctx, ctx.edge)
     memo.fleet_deps = deps
     return deps
+
+
+def _shard(memo: Any) -> Shard:
+    ctx = getattr(memo, "operator", None)
+    return ctx.settings.shard if isinstance(ctx, OperatorContext) else Shard()
+
+
+def owns_loop(body: Mapping[str, Any], memo: Any, **_: Any) -> bool:
+    """kopf ``when`` filter: this replica's shard owns the Loop (``SUPERLOOP_SHARD``)."""
+    meta = body.get("metadata") or {}
+    return _shard(memo).owns(str(meta.get("namespace", "")), str(meta.get("name", "")), meta.get("labels"))
+
+
+def owns_intent_loop(body: Mapping[str, Any], memo: Any, **_: Any) -> bool:
+    """kopf ``when`` filter: a HandoffIntent goes to the shard of its Loop (its own shard label
+    pins it, as the Loop's does)."""
+    meta = body.get("metadata") or {}
+    loop_name = str(((body.get("spec") or {}).get("loopRef") or {}).get("name", ""))
+    return _shard(memo).owns(str(meta.get("namespace", "")), loop_name, meta.get("labels"))
+
+
+def runs_fleet_kinds(memo: Any, **_: Any) -> bool:
+    """kopf ``when`` filter: the fleet kinds run on shard 0 only (one rollup across shards)."""
+    return _shard(memo).runs_fleet_kinds

@@ -20,7 +20,7 @@ import kopf
 
 from superloop_ops.controllers import fleet_controller
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError
-from superloop_ops.handlers.context import fetch_context, fetch_fleet_deps
+from superloop_ops.handlers.context import fetch_context, fetch_fleet_deps, runs_fleet_kinds
 from superloop_ops.k8s.edge import GROUP, VERSION
 from superloop_ops.metrics_fleet import fetch_fleet_metrics
 from superloop_ops.metrics_promotion import fetch_promotion_metrics
@@ -38,15 +38,15 @@ def _raise_for_kopf(report: fleet_controller.FleetPassReport) -> None:
         raise kopf.TemporaryError(str(report.error), delay=report.retry_after or 15.0)
 
 
-@kopf.on.create(GROUP, VERSION, "fleets")
-@kopf.on.resume(GROUP, VERSION, "fleets")
-@kopf.on.update(GROUP, VERSION, "fleets", field="spec")
+@kopf.on.create(GROUP, VERSION, "fleets", when=runs_fleet_kinds)
+@kopf.on.resume(GROUP, VERSION, "fleets", when=runs_fleet_kinds)
+@kopf.on.update(GROUP, VERSION, "fleets", field="spec", when=runs_fleet_kinds)
 def on_fleet_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Create, resume and spec changes: the same full pass."""
     _raise_for_kopf(fleet_controller.reconcile_fleet(dict(body), fetch_fleet_deps(memo)))
 
 
-@kopf.daemon(GROUP, VERSION, "fleets", cancellation_timeout=10.0)
+@kopf.daemon(GROUP, VERSION, "fleets", cancellation_timeout=10.0, when=runs_fleet_kinds)
 async def on_fleet_periodic(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """The periodic pass at ``spec.reconcileIntervalSeconds`` (sooner while loops are pending)."""
     deps = fetch_fleet_deps(memo)
@@ -73,7 +73,7 @@ def _interval(body: Mapping[str, Any]) -> float:
     return float(DEFAULT_RECONCILE_INTERVAL_SECONDS)
 
 
-@kopf.on.delete(GROUP, VERSION, "fleets", optional=True)
+@kopf.on.delete(GROUP, VERSION, "fleets", optional=True, when=runs_fleet_kinds)
 def on_fleet_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Drop the fleet gauges; owned Loops and HandoffIntents go with the Fleet (garbage collection)."""
     meta = body.get("metadata") or {}

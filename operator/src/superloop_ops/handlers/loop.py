@@ -30,7 +30,7 @@ from superloop_ops.core.loop import idle_pass, loop_resource
 from superloop_ops.core.loop.idle_pass import FileStamp
 from superloop_ops.engine.loop import reconcile_pass
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, JournalWriteError, OperatorError
-from superloop_ops.handlers.context import OperatorContext, fetch_context, post_events
+from superloop_ops.handlers.context import OperatorContext, fetch_context, owns_loop, post_events
 from superloop_ops.k8s.edge import GROUP, VERSION, ConflictError, ObjectNotFoundError, ObjectRef
 from superloop_ops.metrics import LoopObservation
 from superloop_ops.models.loop import Loop
@@ -353,15 +353,15 @@ def _raise_for_kopf(report: PassReport) -> None:
         raise kopf.TemporaryError(str(report.error), delay=report.retry_after or 15.0)
 
 
-@kopf.on.create(GROUP, VERSION, "loops")
-@kopf.on.resume(GROUP, VERSION, "loops")
-@kopf.on.update(GROUP, VERSION, "loops")
+@kopf.on.create(GROUP, VERSION, "loops", when=owns_loop)
+@kopf.on.resume(GROUP, VERSION, "loops", when=owns_loop)
+@kopf.on.update(GROUP, VERSION, "loops", when=owns_loop)
 def on_loop_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Create, resume and any change of spec or annotations: the same full pass."""
     _raise_for_kopf(reconcile_loop(dict(body), fetch_context(memo)))
 
 
-@kopf.daemon(GROUP, VERSION, "loops", cancellation_timeout=10.0)
+@kopf.daemon(GROUP, VERSION, "loops", cancellation_timeout=10.0, when=owns_loop)
 async def on_loop_periodic(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """The periodic pass at ``spec.reconcileIntervalSeconds`` (sooner after a dependency error).
 
@@ -401,7 +401,7 @@ def _interval(body: Mapping[str, Any], ctx: OperatorContext) -> float:
     return ctx.settings.default_reconcile_interval_seconds
 
 
-@kopf.on.delete(GROUP, VERSION, "loops", optional=True)
+@kopf.on.delete(GROUP, VERSION, "loops", optional=True, when=owns_loop)
 def on_loop_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Drop the per-loop gauges (the journal stays: it is the audit trail)."""
     ref = loop_ref(dict(body))

@@ -25,7 +25,7 @@ from superloop_ops.controllers import (
 from superloop_ops.controllers.status_writes import write_status
 from superloop_ops.core.promotion import promotion_apply_resource
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
-from superloop_ops.handlers.context import OperatorContext, fetch_context, fetch_fleet_deps, post_events
+from superloop_ops.handlers.context import OperatorContext, fetch_context, fetch_fleet_deps, post_events, runs_fleet_kinds
 from superloop_ops.k8s.edge import GROUP, VERSION
 from superloop_ops.metrics_promotion import fetch_promotion_metrics
 
@@ -128,8 +128,8 @@ def reconcile_promotion(
     return report
 
 
-@kopf.on.create(GROUP, VERSION, "promotionapplies")
-@kopf.on.resume(GROUP, VERSION, "promotionapplies")
+@kopf.on.create(GROUP, VERSION, "promotionapplies", when=runs_fleet_kinds)
+@kopf.on.resume(GROUP, VERSION, "promotionapplies", when=runs_fleet_kinds)
 def on_promotion_apply(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Evaluate once; a missing Fleet or FleetPolicy is retried, everything else is final."""
     ctx = fetch_context(memo)
