@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import datetime as dt
 import itertools
 import json
 import os
@@ -73,7 +74,7 @@ from e2e.harness.cluster import Cluster, find_tool, install_crds
 from e2e.operator_harness import API, GROUP, build_operator_env, launch_operator, terminate
 from prometheus_client.parser import text_string_to_metric_families
 
-from superloop_ops.clock import SystemClock
+from superloop_ops.clock import Clock, FrozenClock, SystemClock
 from superloop_ops.core.common.jsonutil import parse_ts
 from superloop_ops.core.loop.loop_resource import compute_status_fingerprint
 from superloop_ops.sim.simulator import Simulator
@@ -101,6 +102,7 @@ class Options:
     json_out: Path | None
     operator_env: Mapping[str, str]
     keep: bool
+    shards: int
 
 
 # -- measuring the operator process and the apiserver -------------------------------------------
@@ -222,7 +224,7 @@ class LoopClient:
 
         # A loaded 2-core machine makes the apiserver answer 429/5xx now and then: retry those.
         configuration = client.Configuration()
-        config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+        config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)  # type: ignore[no-untyped-call]
         configuration.retries = Retry(
             total=4, backoff_factor=2.0, status_forcelist=(429, 500, 502, 503, 504), allowed_methods=None
         )
@@ -282,17 +284,20 @@ def build_fleet(root: Path, size: int, options: Options) -> Fleet:
     active = round((size - probes) * options.active_share)
     idle = size - probes - active
 
-    def make(count: int, prefix: str, scenario: str) -> Simulator | None:
+    def make(count: int, prefix: str, scenario: str, clock: Clock) -> Simulator | None:
         if count <= 0:
             return None
-        sim = Simulator(root, SystemClock(), loops=count, scenarios=[scenario], loop_prefix=prefix)
+        sim = Simulator(root, clock, loops=count, scenarios=[scenario], loop_prefix=prefix)
         sim.run(SETUP_TICKS)
         return sim
 
+    # Idle loops have been idle for a while: their last event and heartbeat are an hour old, so
+    # their health crossed every lag threshold before the operator starts, not during the window.
+    idle_since = FrozenClock(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
     return Fleet(
-        make(active, "active", "running"),
-        make(idle, "idle", options.idle_scenario),
-        make(probes, "probe", options.idle_scenario),
+        make(active, "active", "running", SystemClock()),
+        make(idle, "idle", options.idle_scenario, idle_since),
+        make(probes, "probe", options.idle_scenario, idle_since),
     )
 
 
@@ -403,7 +408,7 @@ def _line_count(path: Path) -> int:
         return sum(1 for line in handle if line.strip())
 
 
-def run_window(client: LoopClient, fleet: Fleet, options: Options, metrics_port: int) -> WindowSamples:
+def run_window(client: LoopClient, fleet: Fleet, options: Options, operators: Operators) -> WindowSamples:
     out = WindowSamples()
     stop = threading.Event()
     prober = threading.Thread(target=run_probes, args=(client, fleet, options, stop, out), daemon=True)
@@ -415,7 +420,7 @@ def run_window(client: LoopClient, fleet: Fleet, options: Options, metrics_port:
         while True:
             now = time.monotonic()
             statuses = client.list_statuses()
-            _, gauge = fetch_operator_metrics(metrics_port)
+            _, gauge = operators.metrics()
             out.ages.extend(sample_ages(client, statuses, gauge))
             out.status_bytes = [
                 len(json.dumps(status, separators=(",", ":"))) for status in statuses.values()
@@ -466,35 +471,76 @@ def request_rates(
     return rates
 
 
+@dataclasses.dataclass
+class Operators:
+    """The operator processes of one size: one, or one per shard (``--shards``)."""
+
+    pids: list[int] = dataclasses.field(default_factory=list)
+    ports: list[int] = dataclasses.field(default_factory=list)
+
+    def samples(self) -> list[ProcSample]:
+        return [sample_process(pid) for pid in self.pids]
+
+    def cpu(self) -> float:
+        return sum(sample.cpu_seconds for sample in self.samples())
+
+    def metrics(self) -> tuple[float, dict[tuple[str, str], float]]:
+        """Passes of all shards, and the union of their last-pass gauges (each has its Loops)."""
+        passes, gauges = 0.0, {}
+        for port in self.ports:
+            count, gauge = fetch_operator_metrics(port)
+            passes += count
+            gauges.update(gauge)
+        return passes, gauges
+
+
+def start_operators(
+    cluster: Cluster, namespace: str, work: Path, claim_dir: Path, options: Options, procs: list[Any]
+) -> Operators:
+    operators = Operators()
+    for index in range(options.shards):
+        port = controlplane.find_free_port()
+        shard = {"SUPERLOOP_SHARD": f"{index}/{options.shards}"} if options.shards > 1 else {}
+        env = build_operator_env(
+            cluster.kubeconfig, work / f"state-{index}", work / "mounts", confirm_timeout_seconds=30,
+            SUPERLOOP_PVC_DIRS=f"{CLAIM}={claim_dir}", SUPERLOOP_METRICS_PORT=str(port),
+            SUPERLOOP_METRICS_HOST="127.0.0.1", SUPERLOOP_STATUS_REFRESH_SECONDS="300",
+            **shard, **dict(options.operator_env),
+        )  # fmt: skip
+        launch_operator(namespace, env, work / f"operator-{index}.log", procs.append)
+        operators.pids.append(procs[-1].pid)
+        operators.ports.append(port)
+    return operators
+
+
 def measure_size(cluster: Cluster, size: int, options: Options, deadline: float) -> dict[str, Any]:
     namespace = f"bench-{size}-{uuid.uuid4().hex[:6]}"
     work = options.workdir / namespace
-    claim_dir, state_dir = work / "pvc", work / "state"
+    claim_dir = work / "pvc"
     claim_dir.mkdir(parents=True)
     cluster.kubectl("create", "namespace", namespace)
     fleet = build_fleet(claim_dir, size, options)
     client = LoopClient(cluster.kubeconfig, namespace)
-    metrics_port = controlplane.find_free_port()
-    env = build_operator_env(
-        cluster.kubeconfig, state_dir, work / "mounts", confirm_timeout_seconds=30,
-        SUPERLOOP_PVC_DIRS=f"{CLAIM}={claim_dir}", SUPERLOOP_METRICS_PORT=str(metrics_port),
-        SUPERLOOP_METRICS_HOST="127.0.0.1", SUPERLOOP_STATUS_REFRESH_SECONDS="300",
-        **dict(options.operator_env),
-    )  # fmt: skip
     procs: list[subprocess.Popen[bytes]] = []
-    log = work / "operator.log"
-    result: dict[str, Any] = {"loops": size, "namespace": namespace, "operator_log": str(log)}
+    result: dict[str, Any] = {
+        "loops": size,
+        "shards": options.shards,
+        "namespace": namespace,
+        "work": str(work),
+    }
     try:
-        launch_operator(namespace, env, log, procs.append)
-        pid = procs[0].pid
+        operators = start_operators(cluster, namespace, work, claim_dir, options, procs)
         with Ticker(fleet.active, options.event_period):
-            result.update(converge(client, fleet, size, options, pid, deadline))
+            result.update(converge(client, fleet, size, options, operators, deadline))
             if result["converge_seconds"] is None:
-                errors = [line for line in log.read_text(errors="replace").splitlines() if "ERROR" in line]
+                log = (work / "operator-0.log").read_text(errors="replace")
+                errors = [line for line in log.splitlines() if "ERROR" in line]
                 print(f"N={size}: not converged; last operator errors:", *errors[-3:], sep="\n  ", flush=True)
             time.sleep(min(options.interval, max(0.0, deadline - time.monotonic())))
-            result.update(measure_window(client, fleet, size, options, pid, metrics_port))
-        result["peak_rss_mb"] = round(sample_process(pid).peak_rss_mb, 1)
+            result.update(measure_window(client, fleet, size, options, operators))
+        peaks = [sample.peak_rss_mb for sample in operators.samples()]
+        result["peak_rss_mb"] = round(max(peaks), 1)
+        result["peak_rss_mb_per_shard"] = [round(peak, 1) for peak in peaks]
     finally:
         for proc in procs:
             terminate(proc, timeout=30)
@@ -503,9 +549,9 @@ def measure_size(cluster: Cluster, size: int, options: Options, deadline: float)
 
 
 def converge(
-    client: LoopClient, fleet: Fleet, size: int, options: Options, pid: int, deadline: float
+    client: LoopClient, fleet: Fleet, size: int, options: Options, operators: Operators, deadline: float
 ) -> dict[str, Any]:
-    cpu_before = sample_process(pid).cpu_seconds
+    cpu_before = operators.cpu()
     began = time.monotonic()
     create_seconds = create_loops(client, fleet.loop_ids, options.interval)
     limit = min(deadline, began + options.converge_timeout)
@@ -514,30 +560,31 @@ def converge(
         "create_seconds": round(create_seconds, 1),
         "converge_seconds": round(seconds, 1) if seconds is not None else None,
         "converged_loops": done,
-        "converge_cpu_seconds": round(sample_process(pid).cpu_seconds - cpu_before, 2),
+        "converge_cpu_seconds": round(operators.cpu() - cpu_before, 2),
     }
 
 
 def measure_window(
-    client: LoopClient, fleet: Fleet, size: int, options: Options, pid: int, metrics_port: int
+    client: LoopClient, fleet: Fleet, size: int, options: Options, operators: Operators
 ) -> dict[str, Any]:
     api = client.api
     load_before = load_average()
     requests_before = fetch_apiserver_requests(api)
     own_before = Counter(client.calls)
-    proc_before = sample_process(pid)
-    passes_before, _ = fetch_operator_metrics(metrics_port)
+    cpu_before = [sample.cpu_seconds for sample in operators.samples()]
+    passes_before, _ = operators.metrics()
     began = time.monotonic()
-    samples = run_window(client, fleet, options, metrics_port)
+    samples = run_window(client, fleet, options, operators)
     seconds = time.monotonic() - began
-    passes_after, gauge = fetch_operator_metrics(metrics_port)
-    proc_after = sample_process(pid)
+    passes_after, gauge = operators.metrics()
+    after = operators.samples()
     own = Counter(client.calls)
     own.subtract(own_before)
     requests_after = fetch_apiserver_requests(api)
     intervals = seconds / options.interval
     passes = passes_after - passes_before
-    cpu = proc_after.cpu_seconds - proc_before.cpu_seconds
+    cpu_per_shard = [sample.cpu_seconds - before for sample, before in zip(after, cpu_before, strict=True)]
+    cpu = sum(cpu_per_shard)
     rates = request_rates(requests_before, requests_after, own, seconds)
     changed = changed_per_interval(samples.boundaries)
     return {
@@ -553,10 +600,11 @@ def measure_window(
         "event_probe_misses": samples.probe_misses,
         "passes_per_interval": round(passes / intervals, 1),
         "cpu_seconds": round(cpu, 2),
+        "cpu_share_of_core_per_shard": [round(value / seconds, 3) for value in cpu_per_shard],
         "cpu_ms_per_pass": round(1000 * cpu / passes, 2) if passes else None,
         "cpu_ms_per_loop_interval": round(1000 * cpu / (size * intervals), 2),
         "cpu_share_of_core": round(cpu / seconds, 3),
-        "rss_mb": round(proc_after.rss_mb, 1),
+        "rss_mb": round(max(sample.rss_mb for sample in after), 1),
         "status_bytes_mean": round(statistics.mean(samples.status_bytes)) if samples.status_bytes else None,
         "requests_per_second": rates,
         "status_patches_per_interval": round(rates.get("PATCH loops/status", 0.0) * options.interval, 1),
@@ -573,6 +621,7 @@ def _round(value: float | None) -> float | None:
 
 COLUMNS = (
     ("loops", "Loops"),
+    ("shards", "shards"),
     ("converge_seconds", "all have a lifecycle (s)"),
     ("age_p50", "pass age p50 (s)"),
     ("age_p95", "pass age p95 (s)"),
@@ -627,6 +676,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--json", type=Path, default=None, help="write the full results here")
     parser.add_argument("--operator-env", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (operator logs)")
+    parser.add_argument("--shards", type=int, default=1, help="operator processes, SUPERLOOP_SHARD=i/n each")
     args = parser.parse_args(argv)
     env = dict(item.split("=", 1) for item in args.operator_env)
     shm = Path("/dev/shm")
@@ -648,6 +698,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         json_out=args.json,
         operator_env=env,
         keep=args.keep or args.workdir is not None,
+        shards=max(1, args.shards),
     )
 
 
