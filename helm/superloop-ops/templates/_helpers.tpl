@@ -104,3 +104,12 @@ Namespaced rules: exactly the verbs the operator uses in a watched namespace.
 {{- end -}}
 {{- join "," $pairs -}}
 {{- end -}}
+
+{{/*
+Shards (values.shards > 1): one Deployment, state claim and peering per shard, named with
+this suffix; the operator gets SUPERLOOP_SHARD=i/n. One shard keeps the unsuffixed names.
+Call with (dict "root" $ "index" $i).
+*/}}
+{{- define "superloop-ops.shardSuffix" -}}
+{{- if gt (int .root.Values.shards) 1 -}}-shard-{{ .index }}{{- end -}}
+{{- end -}}
