@@ -235,6 +235,18 @@ def test_idle_periodic_pass_writes_nothing_until_something_changes_or_is_due(
     assert edge.get("loops", "idle")["status"]["healthStatus"] != "healthy"
 
 
+def test_a_pass_does_not_parse_the_status(tmp_path: Path, edge: FakeEdge, clock: FrozenClock) -> None:
+    """The pass reads spec and metadata; a stored status the model would reject (left by another
+    version) neither blocks it nor costs a parse every pass."""
+    _, repo = _sim(tmp_path, clock, "running", 4)
+    ctx = _context(tmp_path, edge, clock, **{"claim-a": repo})
+    body = edge.add("loops", _loop("odd", "running-1"))
+    body["status"] = {"conditions": "not a list", "observedGeneration": "x"}
+    report = loop_handlers.reconcile_loop(edge.get("loops", "odd"), ctx)
+    assert report.outcome == "success"
+    assert edge.get("loops", "odd")["status"]["lifecycle"] == "running"
+
+
 def test_periodic_passes_keep_due_times() -> None:
     """A pass that took 3 s does not push the next one 3 s later; a backlog runs at once; a
     dependency error retries sooner."""

@@ -219,7 +219,8 @@ def _fetch_fresh(ctx: OperatorContext, ref: ObjectRef, body: dict[str, Any]) -> 
 def _run_pass(body: Mapping[str, Any], ref: ObjectRef, ctx: OperatorContext, replay: _Replay) -> _Pass:
     """Gather and reconcile."""
     try:
-        loop = Loop.from_body(body)
+        # The pass reads spec and metadata only: the status (~7 KB) is not parsed every pass.
+        loop = Loop.from_body({key: value for key, value in body.items() if key != "status"})
         if loop.spec.suspend:
             return _Pass(
                 loop_resource.LoopPassView(outcome="suspended", replay_pending=replay.request is not None)
