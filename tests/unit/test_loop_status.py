@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from superloop_ops.core.common.merge_patch import apply_merge_patch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from superloop_ops.core.common.merge_patch import apply_merge_patch, compute_merge_patch
 from superloop_ops.core.common.status_conditions import find_condition
 from superloop_ops.core.loop import loop_resource
 
@@ -288,3 +291,33 @@ def test_replay_token_parsing_and_one_shot_bookkeeping() -> None:
     assert still["replayHandled"] == token
     removed = loop_resource.build_loop_status(previous=still, view=_view(), generation=1, now=NOW)
     assert "replayHandled" not in removed
+
+
+_KEYS = st.sampled_from(["health", "metrics", "status", "traceId", "updatedAt", "lag", "conditions", "drift"])
+_LEAVES = st.one_of(st.none(), st.integers(0, 3), st.sampled_from(["a", "b"]))
+_DOCS = st.recursive(
+    _LEAVES,
+    lambda inner: st.one_of(st.lists(inner, max_size=2), st.dictionaries(_KEYS, inner, max_size=3)),
+    max_leaves=12,
+)
+
+
+@given(
+    previous=st.dictionaries(_KEYS, _DOCS, max_size=4),
+    new=st.dictionaries(_KEYS, _DOCS, max_size=4),
+    aged=st.booleans(),
+)
+def test_status_patch_decides_as_the_fingerprint_comparison(
+    previous: dict[str, Any], new: dict[str, Any], aged: bool
+) -> None:
+    """Walking only the patch decides exactly as comparing the fingerprints of the stored status
+    before and after it."""
+    stored = apply_merge_patch({}, previous)
+    stored["lastReconcileAt"] = "2026-02-22T09:00:00Z" if aged else "2026-02-22T10:00:00Z"
+    new = {**new, "lastReconcileAt": "2026-02-22T10:00:05Z"}
+    patch = compute_merge_patch(stored, new, owned=loop_resource.OWNED_KEYS)
+    decided = loop_resource.compute_status_patch(stored, new, now=NOW, refresh_seconds=300)
+    expected = bool(patch) and loop_resource.needs_status_write(
+        stored, apply_merge_patch(stored, patch), now=NOW, refresh_seconds=300
+    )
+    assert (decided is not None) == expected

@@ -356,12 +356,35 @@ def needs_status_write(
     """True when the new status says something new, or the old one is older than the refresh period."""
     if compute_status_fingerprint(previous) != compute_status_fingerprint(new):
         return True
+    return _refresh_due(previous, new, now=now, refresh_seconds=refresh_seconds)
+
+
+def _refresh_due(
+    previous: Mapping[str, Any] | None, new: Mapping[str, Any], *, now: dt.datetime, refresh_seconds: float
+) -> bool:
     if previous is None:
         return True
     written = parse_ts(previous.get("lastReconcileAt"))
     if written is None:
         return new.get("lastReconcileAt") is not None
     return (now - written).total_seconds() >= refresh_seconds
+
+
+def _says_something_new(stored: Any, patch: Mapping[str, Any]) -> bool:
+    """Whether applying ``patch`` changes ``stored`` beyond the self-ageing values: the
+    fingerprint comparison of ``needs_status_write``, walking only the patch."""
+    for key, value in patch.items():
+        if key in _VOLATILE_KEYS:
+            continue
+        old = stored.get(key) if isinstance(stored, Mapping) else None
+        if value is None:
+            return True
+        if isinstance(value, Mapping) and isinstance(old, Mapping):
+            if _says_something_new(old, value):
+                return True
+        elif _strip_volatile(old) != _strip_volatile(apply_merge_patch(None, value)):
+            return True
+    return False
 
 
 def compute_status_patch(
@@ -374,16 +397,18 @@ def compute_status_patch(
     """The merge patch to send, or None when the write can be skipped.
 
     Compares what the server would store after the patch (nested nulls dropped, stale owned
-    keys removed explicitly) with what it stores now, so an unchanged pass writes nothing.
+    keys removed explicitly) with what it stores now, so an unchanged pass writes nothing; a
+    patch of self-ageing values only waits for the refresh period.
     """
     stored = dict(previous or {})
     patch = compute_merge_patch(stored, new, owned=OWNED_KEYS)
     if not patch:
         return None
-    after = apply_merge_patch(stored, patch)
-    if not needs_status_write(previous, after, now=now, refresh_seconds=refresh_seconds):
-        return None
-    return patch
+    if _says_something_new(stored, patch) or _refresh_due(
+        previous, new, now=now, refresh_seconds=refresh_seconds
+    ):
+        return patch
+    return None
 
 
 def compute_loop_events(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[EventSpec]:
