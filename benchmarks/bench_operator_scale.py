@@ -70,7 +70,7 @@ from pathlib import Path
 from typing import Any
 
 from e2e.harness import controlplane
-from e2e.harness.cluster import Cluster, find_tool, install_crds
+from e2e.harness.cluster import Cluster, cluster_of, find_tool, install_crds
 from e2e.operator_harness import API, GROUP, build_operator_env, launch_operator, terminate
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -189,13 +189,7 @@ def open_cluster(workdir: Path) -> Iterator[Cluster]:
     if missing:
         raise SystemExit(f"binaries missing in {bin_dir}: {', '.join(missing)}; run e2e/harness/build-k8s.sh")
     with controlplane.running_control_plane(workdir / "k8s") as plane:
-        cluster = Cluster(
-            kubeconfig=plane.kubeconfig,
-            kubectl_bin=str(plane.kubectl_path),
-            helm_bin=str(plane.helm_path),
-            workdir=workdir,
-            contexts={ident.name: ident.name for ident in plane.identities},
-        )
+        cluster = cluster_of(plane, workdir)
         install_crds(cluster)
         print(f"control plane up in {plane.start_seconds:.1f}s at {plane.server}", flush=True)
         yield cluster

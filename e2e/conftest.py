@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from e2e.harness import controlplane
-from e2e.harness.cluster import CRD_DIRS, Cluster, find_tool, install_crds
+from e2e.harness.cluster import CRD_DIRS, Cluster, cluster_of, find_tool, install_crds
 
 E2E_DIR = Path(__file__).resolve().parent
 
@@ -76,13 +76,7 @@ def cluster() -> Iterator[Cluster]:
             )
         plane = controlplane.ControlPlane(workdir=workdir / "controlplane", bin_dir=bin_dir)
         with plane:
-            handle = Cluster(
-                kubeconfig=plane.kubeconfig,
-                kubectl_bin=str(plane.kubectl_path),
-                helm_bin=str(plane.helm_path),
-                workdir=workdir,
-                contexts={ident.name: ident.name for ident in plane.identities},
-            )
+            handle = cluster_of(plane, workdir)
             install_crds(handle, CRD_DIRS)
             yield handle
     finally:

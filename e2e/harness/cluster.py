@@ -19,7 +19,9 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["CRD_DIRS", "TEST_USERS", "Cluster", "CommandError", "find_tool", "install_crds"]
+from e2e.harness.controlplane import ControlPlane
+
+__all__ = ["CRD_DIRS", "TEST_USERS", "Cluster", "CommandError", "cluster_of", "find_tool", "install_crds"]
 
 TEST_USERS = ("alice", "bob")
 _REPO = Path(__file__).resolve().parent.parent.parent
@@ -136,3 +138,14 @@ def install_crds(cluster: Cluster, directories: Iterable[Path] = CRD_DIRS) -> No
             "--timeout=60s",
             *[f"crd/{name}" for name in sorted(set(names))],
         )
+
+
+def cluster_of(plane: ControlPlane, workdir: Path) -> Cluster:
+    """The handle on a started control plane of ours (identities are its kubeconfig contexts)."""
+    return Cluster(
+        kubeconfig=plane.kubeconfig,
+        kubectl_bin=str(plane.kubectl_path),
+        helm_bin=str(plane.helm_path),
+        workdir=workdir,
+        contexts={ident.name: ident.name for ident in plane.identities},
+    )

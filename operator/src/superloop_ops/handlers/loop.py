@@ -26,6 +26,7 @@ from typing import Any
 import kopf
 
 from superloop_ops.controllers import loop_alerts, loop_controller
+from superloop_ops.core.common.jsonutil import as_mapping, as_number
 from superloop_ops.core.loop import idle_pass, loop_resource
 from superloop_ops.core.loop.idle_pass import FileStamp
 from superloop_ops.engine.loop import reconcile_pass
@@ -312,10 +313,10 @@ def _observe(
     metrics.record_pass(ref.namespace, ref.name, ctx.clock.now().timestamp())
     if ran:
         metrics.observe_reconcile_duration(ref.namespace, seconds)
-    health = _mapping(status.get("health"))
-    health_metrics = _mapping(health.get("metrics"))
-    transport = _mapping(status.get("transportHealth"))
-    divergence = _mapping(status.get("state")).get("divergence")
+    health = as_mapping(status.get("health"))
+    health_metrics = as_mapping(health.get("metrics"))
+    transport = as_mapping(status.get("transportHealth"))
+    divergence = as_mapping(status.get("state")).get("divergence")
     streak = transport.get("failureStreak")
     metrics.observe_loop(
         LoopObservation(
@@ -324,8 +325,8 @@ def _observe(
             health_status=status.get("healthStatus"),
             reason_codes=tuple(str(c) for c in status.get("reasonCodes") or ()),
             lifecycle_state=status.get("lifecycle"),
-            ingest_lag_seconds=_number(health_metrics.get("ingestLagSeconds")),
-            heartbeat_lag_seconds=_number(health_metrics.get("heartbeatLagSeconds")),
+            ingest_lag_seconds=as_number(health_metrics.get("ingestLagSeconds")),
+            heartbeat_lag_seconds=as_number(health_metrics.get("heartbeatLagSeconds")),
             transport_failure_streak=streak if isinstance(streak, int) else None,
             diverged=(divergence.get("any") is True) if isinstance(divergence, Mapping) else None,
         )
@@ -334,16 +335,6 @@ def _observe(
         metrics.record_reconcile_error(ref.namespace, ref.name, _blocked_reason(error))
     elif view.outcome == "failed":
         metrics.record_reconcile_error(ref.namespace, ref.name, view.failure_code or "reconcile_failed")
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
 
 
 def _raise_for_kopf(report: PassReport) -> None:

@@ -17,6 +17,8 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+from superloop_ops.core.common.jsonutil import as_mapping, as_number
+
 __all__ = ["FileStamp", "IdleMemo", "compute_next_due", "is_idle"]
 
 FileStamp = tuple[int, int, int] | None  # (size, mtime_ns, inode); None when the file is absent
@@ -38,28 +40,18 @@ class IdleMemo:
     due: dt.datetime
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 def compute_next_due(status: Mapping[str, Any], *, now: dt.datetime, refresh_seconds: float) -> dt.datetime:
     """The first moment a full pass is needed although no artifact changes: a lag reaching a
     threshold it is still below, or the status refresh, whichever is first."""
-    health = _mapping(status.get("health"))
-    metrics, thresholds = _mapping(health.get("metrics")), _mapping(health.get("thresholds"))
+    health = as_mapping(status.get("health"))
+    metrics, thresholds = as_mapping(health.get("metrics")), as_mapping(health.get("thresholds"))
     wait = float(refresh_seconds)
     for lag_key, *threshold_keys in _AGEING_LAGS:
-        lag = _number(metrics.get(lag_key))
+        lag = as_number(metrics.get(lag_key))
         if lag is None:
             continue
         for key in threshold_keys:
-            threshold = _number(thresholds.get(key))
+            threshold = as_number(thresholds.get(key))
             if threshold is not None and threshold >= lag:
                 wait = min(wait, threshold - lag + 1.0)  # one second past it: crossed either way
     return now + dt.timedelta(seconds=max(wait, 0.0))
