@@ -55,6 +55,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -64,7 +65,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,7 @@ from superloop_ops.core.loop.loop_resource import compute_status_fingerprint
 from superloop_ops.sim.simulator import Simulator
 
 CLAIM = "bench-claim"
+READ_ATTEMPTS = 4
 SETUP_TICKS = 3
 PASS_GAUGE = "superloop_ops_loop_last_pass_timestamp_seconds"
 PASS_COUNTS = ("superloop_ops_reconcile_duration_seconds_count", "superloop_ops_loop_idle_passes_total")
@@ -244,20 +246,39 @@ class LoopClient:
             if exc.status != 409:  # 409: a retried create whose first attempt did succeed
                 raise
 
+    def _read(self, verb: str, call: Callable[[], Any]) -> dict[str, Any]:
+        """One JSON answer; a body cut off mid-read (a loaded apiserver does that) is asked again."""
+        from urllib3.exceptions import HTTPError
+
+        for attempt in range(1, READ_ATTEMPTS):
+            try:
+                return self._read_once(verb, call)
+            except (HTTPError, ValueError):
+                time.sleep(2.0 * attempt)
+        return self._read_once(verb, call)
+
+    def _read_once(self, verb: str, call: Callable[[], Any]) -> dict[str, Any]:
+        self._count(verb)
+        answer: dict[str, Any] = json.loads(call().data)
+        return answer
+
     def list_statuses(self) -> dict[str, dict[str, Any]]:
-        self._count("LIST")
-        resp: Any = self.custom.list_namespaced_custom_object(
-            GROUP, "v1alpha1", self.namespace, "loops", _preload_content=False
+        listing = self._read(
+            "LIST",
+            lambda: self.custom.list_namespaced_custom_object(
+                GROUP, "v1alpha1", self.namespace, "loops", _preload_content=False
+            ),
         )
-        items = json.loads(resp.data).get("items", [])
-        return {item["metadata"]["name"]: dict(item.get("status") or {}) for item in items}
+        return {item["metadata"]["name"]: dict(item.get("status") or {}) for item in listing.get("items", [])}
 
     def status(self, name: str) -> dict[str, Any]:
-        self._count("GET")
-        resp: Any = self.custom.get_namespaced_custom_object(
-            GROUP, "v1alpha1", self.namespace, "loops", name, _preload_content=False
+        body = self._read(
+            "GET",
+            lambda: self.custom.get_namespaced_custom_object(
+                GROUP, "v1alpha1", self.namespace, "loops", name, _preload_content=False
+            ),
         )
-        return dict(json.loads(resp.data).get("status") or {})
+        return dict(body.get("status") or {})
 
 
 @dataclasses.dataclass
@@ -537,9 +558,18 @@ def measure_size(cluster: Cluster, size: int, options: Options, deadline: float)
         result["peak_rss_mb_per_shard"] = [round(peak, 1) for peak in peaks]
     finally:
         for proc in procs:
-            terminate(proc, timeout=30)
+            stop_operator(proc)
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
     return result
+
+
+def stop_operator(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and SIGKILL to its group when a loaded machine keeps it from stopping in a minute."""
+    try:
+        terminate(proc, timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
 
 
 def converge(
