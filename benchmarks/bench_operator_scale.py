@@ -81,6 +81,22 @@ from superloop_ops.core.loop.loop_resource import compute_status_fingerprint
 from superloop_ops.sim.simulator import Simulator
 
 CLAIM = "bench-claim"
+# What the operator reads and writes; other resources' requests (the namespace controller
+# emptying the previous size's namespace, the controller manager) are left out of the rates.
+OPERATOR_RESOURCES = frozenset(
+    {
+        "loops",
+        "handoffintents",
+        "fleets",
+        "fleetpolicies",
+        "promotionapplies",
+        "events",
+        "leases",
+        "secrets",
+        "configmaps",
+        "kopfpeerings",
+    }
+)
 READ_ATTEMPTS = 4
 SETUP_TICKS = 3
 PASS_GAUGE = "superloop_ops_loop_last_pass_timestamp_seconds"
@@ -481,7 +497,7 @@ def request_rates(
     delta.subtract(own)
     rates = {}
     for (verb, resource, sub), count in sorted(delta.items()):
-        if count > 0 and resource:
+        if count > 0 and resource in OPERATOR_RESOURCES:
             rates[f"{verb} {resource}{'/' + sub if sub else ''}"] = round(count / seconds, 3)
     return rates
 
