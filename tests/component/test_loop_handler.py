@@ -272,6 +272,26 @@ def test_stale_body_conflicts_then_is_read_again(tmp_path: Path, edge: FakeEdge,
     assert edge.get("loops", "racy")["status"]["cursor"] == report.status["cursor"]
 
 
+def test_an_object_that_keeps_changing_still_gets_its_status(
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
+) -> None:
+    """While kopf patches its annotations around a create, each fresh read can be outdated by
+    the time the patch arrives; the last attempt goes without the precondition."""
+    sim, repo = _sim(tmp_path, clock, "running", 4)
+    ctx = _context(tmp_path, edge, clock, **{"claim-a": repo})
+    edge.add("loops", _loop("busy", "running-1"))
+    loop_handlers.reconcile_loop(edge.get("loops", "busy"), ctx)
+    stale = json.loads(json.dumps(edge.get("loops", "busy")))
+    edge.patch_annotations(loop_handlers.loop_ref(stale), {"example.com/touched": "yes"})
+    edge.churn = 5
+    sim.run(3)
+    clock.advance(5)
+    report = loop_handlers.reconcile_loop(stale, ctx)
+    assert report.status_written
+    assert edge.conflicts == 2
+    assert edge.get("loops", "busy")["status"]["cursor"] == report.status["cursor"]
+
+
 def test_replay_on_a_stale_body_runs_once(tmp_path: Path, edge: FakeEdge, clock: FrozenClock) -> None:
     """A replay request the stored status already records as handled does not run again even
     when the pass gets a body from before that write."""

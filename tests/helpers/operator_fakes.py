@@ -51,6 +51,7 @@ class FakeEdge:
         self.fail_status_of: set[str] = set()
         self.gets = 0
         self.conflicts = 0
+        self.churn = 0  # another writer bumps resourceVersion after this many next reads
 
     def add(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
         meta = body.setdefault("metadata", {})
@@ -79,7 +80,12 @@ class FakeEdge:
     def fetch_object(self, ref: ObjectRef) -> dict[str, Any] | None:
         self.gets += 1
         body = self.objects.get((ref.plural, ref.namespace, ref.name))
-        return copy.deepcopy(body) if body is not None else None
+        read = copy.deepcopy(body) if body is not None else None
+        if body is not None and self.churn > 0:
+            self.churn -= 1
+            meta = body["metadata"]
+            meta["resourceVersion"] = str(int(meta.get("resourceVersion") or 0) + 1)
+        return read
 
     def list_objects(self, ref: ObjectRef) -> list[dict[str, Any]]:
         return [

@@ -65,4 +65,3 @@ def test_applying_the_computed_patch_stores_the_desired_document() -> None:
     patch = compute_merge_patch(stored, desired)
     assert apply_merge_patch(stored, patch) == {"a": {"b": [1], "h": {"j": 2}}, "e": "flat"}
     assert compute_merge_patch(apply_merge_patch(stored, patch), desired) == {}
-

@@ -260,21 +260,26 @@ def _run_pass(body: Mapping[str, Any], ref: ObjectRef, ctx: OperatorContext, rep
         return _Pass(blocked, None, exc)
 
 
-_WRITE_ATTEMPTS = 3
+_PRECONDITIONED_ATTEMPTS = 2
 
 
 def _write_status(
     ctx: OperatorContext, ref: ObjectRef, body: Mapping[str, Any], view: loop_resource.LoopPassView
 ) -> tuple[dict[str, Any], dict[str, Any], bool]:
-    """(status it was based on, new status, whether a patch was sent); re-read and recomputed when
-    the object changed since ``body`` (the last conflict is raised)."""
+    """(status it was based on, new status, whether a patch was sent).
+
+    The patch is made on the body's resourceVersion; after a conflict the object is read again
+    and the patch recomputed. When it keeps changing under the pass (kopf's own annotation
+    patches while it handles a create), the last attempt is computed on a fresh read and sent
+    without the precondition: the status keys are this controller's alone.
+    """
     now = ctx.clock.now()
-    for _ in range(_WRITE_ATTEMPTS - 1):
+    for _ in range(_PRECONDITIONED_ATTEMPTS):
         try:
-            return _write_once(ctx, ref, body, view, now)
+            return _write_once(ctx, ref, body, view, now, preconditioned=True)
         except ConflictError:
             body = _fetch_fresh(ctx, ref, dict(body))
-    return _write_once(ctx, ref, body, view, now)
+    return _write_once(ctx, ref, body, view, now, preconditioned=False)
 
 
 def _write_once(
@@ -283,6 +288,8 @@ def _write_once(
     body: Mapping[str, Any],
     view: loop_resource.LoopPassView,
     now: dt.datetime,
+    *,
+    preconditioned: bool,
 ) -> tuple[dict[str, Any], dict[str, Any], bool]:
     """A patch only when the stored status would change, made on the body's resourceVersion."""
     meta = body.get("metadata") or {}
@@ -295,7 +302,7 @@ def _write_once(
     )
     if patch is None:
         return previous, new_status, False
-    version = str(meta.get("resourceVersion") or "") or None
+    version = (str(meta.get("resourceVersion") or "") or None) if preconditioned else None
     ctx.edge.patch_status(ref, patch, resource_version=version)
     return previous, new_status, True
 
