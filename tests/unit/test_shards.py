@@ -63,3 +63,22 @@ def test_kopf_filters_route_loops_intents_and_fleet_kinds() -> None:
     assert owns_loop(loop, unsharded)
     assert runs_fleet_kinds(unsharded)
     assert owns_loop(loop, types.SimpleNamespace())  # before startup: everything
+
+
+def test_each_shard_keeps_kopf_bookkeeping_under_its_own_prefix() -> None:
+    import kopf
+
+    from superloop_ops.main import configure_persistence
+
+    def prefixes(shard: Shard) -> tuple[str, str]:
+        settings = kopf.OperatorSettings()
+        configure_persistence(settings, shard)
+        progress = settings.persistence.progress_storage
+        diffbase = settings.persistence.diffbase_storage
+        assert isinstance(progress, kopf.AnnotationsProgressStorage)
+        assert isinstance(diffbase, kopf.AnnotationsDiffBaseStorage)
+        return progress.prefix, diffbase.prefix
+
+    assert prefixes(Shard()) == ("kopf.zalando.org", "kopf.zalando.org")
+    assert prefixes(Shard(1, 2)) == ("shard-1.ops.superloop.dev", "shard-1.ops.superloop.dev")
+    assert prefixes(Shard(0, 2)) != prefixes(Shard(1, 2))

@@ -19,6 +19,7 @@ import kopf
 from superloop_ops import metrics as metrics_mod
 from superloop_ops import settings as settings_mod
 from superloop_ops.clock import SystemClock
+from superloop_ops.core.common.shards import Shard
 from superloop_ops.handlers import fleet as _fleet_handlers  # registers handlers
 from superloop_ops.handlers import fleet_policy as _fleet_policy_handlers  # registers handlers
 from superloop_ops.handlers import handoff_intent as _handoff_intent_handlers  # registers handlers
@@ -28,7 +29,7 @@ from superloop_ops.handlers.context import OperatorContext
 from superloop_ops.k8s import edge as k8s_edge
 from superloop_ops.k8s.fleet_edge import KubernetesFleetEdge
 
-__all__ = ["on_cleanup", "on_startup", "quiet_url_logging"]
+__all__ = ["configure_persistence", "on_cleanup", "on_startup", "quiet_url_logging"]
 
 _REGISTERED = (
     _loop_handlers,
@@ -51,6 +52,17 @@ def quiet_url_logging() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def configure_persistence(settings: kopf.OperatorSettings, shard: Shard) -> None:
+    """kopf's bookkeeping in annotations; each shard under its own prefix.
+
+    Every shard watches every Loop: with one prefix, a shard's bookkeeping patch on a Loop it
+    does not own overwrote the owner's, which then saw a change, patched again, and so on.
+    """
+    prefix = "kopf.zalando.org" if shard.count == 1 else f"shard-{shard.index}.ops.superloop.dev"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=prefix)
+
+
 @kopf.on.startup()
 def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Configure kopf and build the edges the handlers use; fails closed on bad settings."""
@@ -63,8 +75,7 @@ def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> No
         else:
             settings.peering.standalone = True
     settings.posting.level = logging.WARNING
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage()
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage()
+    configure_persistence(settings, config.shard)
     settings.execution.max_workers = max(settings.execution.max_workers or 0, 16)
     settings.watching.server_timeout = 300
     if os.environ.get("SUPERLOOP_LOG_FORMAT", "").strip().lower() == "json":
