@@ -65,20 +65,29 @@ def test_kopf_filters_route_loops_intents_and_fleet_kinds() -> None:
     assert owns_loop(loop, types.SimpleNamespace())  # before startup: everything
 
 
-def test_each_shard_keeps_kopf_bookkeeping_under_its_own_prefix() -> None:
+def test_each_shard_keeps_kopf_bookkeeping_and_finalizer_under_its_own_prefix() -> None:
     import kopf
 
     from superloop_ops.main import configure_persistence
 
-    def prefixes(shard: Shard) -> tuple[str, str]:
+    def prefixes(shard: Shard) -> tuple[str, str, str]:
         settings = kopf.OperatorSettings()
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage()
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage()
         configure_persistence(settings, shard)
         progress = settings.persistence.progress_storage
         diffbase = settings.persistence.diffbase_storage
         assert isinstance(progress, kopf.AnnotationsProgressStorage)
         assert isinstance(diffbase, kopf.AnnotationsDiffBaseStorage)
-        return progress.prefix, diffbase.prefix
+        return progress.prefix, diffbase.prefix, settings.persistence.finalizer
 
-    assert prefixes(Shard()) == ("kopf.zalando.org", "kopf.zalando.org")
-    assert prefixes(Shard(1, 2)) == ("shard-1.ops.superloop.dev", "shard-1.ops.superloop.dev")
-    assert prefixes(Shard(0, 2)) != prefixes(Shard(1, 2))
+    assert prefixes(Shard()) == (
+        "kopf.zalando.org",
+        "kopf.zalando.org",
+        "kopf.zalando.org/KopfFinalizerMarker",
+    )
+    assert prefixes(Shard(1, 2)) == (
+        "shard-1.ops.superloop.dev",
+        "shard-1.ops.superloop.dev",
+        "shard-1.ops.superloop.dev/KopfFinalizerMarker",
+    )

@@ -53,14 +53,19 @@ def quiet_url_logging() -> None:
 
 
 def configure_persistence(settings: kopf.OperatorSettings, shard: Shard) -> None:
-    """kopf's bookkeeping in annotations; each shard under its own prefix.
+    """kopf's bookkeeping in annotations, and its finalizer; each shard under its own prefix.
 
-    Every shard watches every Loop: with one prefix, a shard's bookkeeping patch on a Loop it
-    does not own overwrote the owner's, which then saw a change, patched again, and so on.
+    Every shard watches every Loop. With one finalizer name, the owner (whose daemon needs the
+    finalizer) added it and every other shard (no daemon there) removed it, over and over; with
+    one annotation prefix they overwrote each other's bookkeeping. kopf marks its prefix, so the
+    other shards leave these annotations out of an object's essence.
     """
-    prefix = "kopf.zalando.org" if shard.count == 1 else f"shard-{shard.index}.ops.superloop.dev"
+    if shard.count == 1:
+        return  # kopf's defaults: objects keep the bookkeeping they have today
+    prefix = f"shard-{shard.index}.ops.superloop.dev"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=prefix)
+    settings.persistence.finalizer = f"{prefix}/KopfFinalizerMarker"
 
 
 @kopf.on.startup()
@@ -75,6 +80,8 @@ def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> No
         else:
             settings.peering.standalone = True
     settings.posting.level = logging.WARNING
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage()
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage()
     configure_persistence(settings, config.shard)
     settings.execution.max_workers = max(settings.execution.max_workers or 0, 16)
     settings.watching.server_timeout = 300
