@@ -31,7 +31,13 @@ from superloop_ops.controllers.handoff_intent_objects import write_intent_status
 from superloop_ops.core.common.jsonutil import format_ts
 from superloop_ops.core.handoff import handoff_intent_resource
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
-from superloop_ops.handlers.context import OperatorContext, fetch_context, owns_intent_loop, post_events, runs_fleet_kinds
+from superloop_ops.handlers.context import (
+    OperatorContext,
+    fetch_context,
+    owns_intent_loop,
+    post_events,
+    runs_fleet_kinds,
+)
 from superloop_ops.journal import files
 from superloop_ops.k8s.edge import GROUP, VERSION, ObjectNotFoundError, ObjectRef
 from superloop_ops.k8s.fleet_edge import FleetEdge

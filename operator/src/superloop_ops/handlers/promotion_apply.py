@@ -25,7 +25,13 @@ from superloop_ops.controllers import (
 from superloop_ops.controllers.status_writes import write_status
 from superloop_ops.core.promotion import promotion_apply_resource
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
-from superloop_ops.handlers.context import OperatorContext, fetch_context, fetch_fleet_deps, post_events, runs_fleet_kinds
+from superloop_ops.handlers.context import (
+    OperatorContext,
+    fetch_context,
+    fetch_fleet_deps,
+    post_events,
+    runs_fleet_kinds,
+)
 from superloop_ops.k8s.edge import GROUP, VERSION
 from superloop_ops.metrics_promotion import fetch_promotion_metrics
 
