@@ -11,19 +11,21 @@ import copy
 import datetime as dt
 import sys
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from superloop_ops.clock import FrozenClock
 from superloop_ops.core.common.merge_patch import apply_merge_patch
+from superloop_ops.core.fleet.fleet_members import LoopMember, build_loop_member
 from superloop_ops.handlers.context import OperatorContext
 from superloop_ops.k8s.edge import ConflictError, ObjectNotFoundError, ObjectRef
 from superloop_ops.k8s.fleet_edge import AlreadyExistsError
 from superloop_ops.metrics import build_metrics
 from superloop_ops.settings import Settings
 
-__all__ = ["SIM_RUNTIME", "FakeEdge", "build_context", "build_frozen_clock"]
+__all__ = ["SIM_RUNTIME", "FakeEdge", "WatchedMembers", "build_context", "build_frozen_clock"]
 
 SIM_RUNTIME = (sys.executable, "-m", "superloop_ops.cli.main", "simulate")
 
@@ -50,6 +52,7 @@ class FakeEdge:
         self.status_patches: list[tuple[str, dict[str, Any]]] = []
         self.fail_status_of: set[str] = set()
         self.gets = 0
+        self.lists: Counter[str] = Counter()  # LIST calls by plural
         self.conflicts = 0
         self.churn = 0  # another writer bumps resourceVersion after this many next reads
 
@@ -88,6 +91,7 @@ class FakeEdge:
         return read
 
     def list_objects(self, ref: ObjectRef) -> list[dict[str, Any]]:
+        self.lists[ref.plural] += 1
         return [
             copy.deepcopy(b)
             for (p, ns, _), b in self.objects.items()
@@ -159,6 +163,27 @@ class FakeEdge:
 
     def reasons(self, name: str) -> list[str]:
         return [reason for obj, _, reason, _ in self.events if obj == name]
+
+
+class WatchedMembers(Mapping[str, list[LoopMember]]):
+    """What the operator's Loop watch index holds: every Loop of the fake's store as a fleet member
+    (built as kopf's index does, from each Loop's current body), by namespace."""
+
+    def __init__(self, edge: FakeEdge) -> None:
+        self.edge = edge
+
+    def __getitem__(self, namespace: str) -> list[LoopMember]:
+        return [
+            build_loop_member(b)
+            for (p, ns, _), b in self.edge.objects.items()
+            if p == "loops" and ns == namespace
+        ]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted({ns for (p, ns, _) in self.edge.objects if p == "loops"}))
+
+    def __len__(self) -> int:
+        return len(set(self))
 
 
 def build_context(

@@ -81,14 +81,22 @@ def _sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def fetch_fleet_deps(memo: Any) -> fleet_objects.FleetPassDeps:
-    """The Fleet, FleetPolicy, HandoffIntent hand-over and PromotionApply handlers' shared fleet deps."""
+def fetch_fleet_deps(
+    memo: Any, handler_kwargs: Mapping[str, Any] | None = None
+) -> fleet_objects.FleetPassDeps:
+    """The Fleet, FleetPolicy, HandoffIntent hand-over and PromotionApply handlers' shared fleet deps.
+
+    ``handler_kwargs`` are the calling handler's keyword arguments: kopf hands every handler its
+    indices there, and the Loop members' index (``FLEET_MEMBERS_INDEX``) becomes ``deps.members``.
+    """
     deps = getattr(memo, "fleet_deps", None)
-    if isinstance(deps, fleet_objects.FleetPassDeps):
-        return deps
-    ctx = fetch_context(memo)
-    deps = build_fleet_deps(ctx, ctx.edge)
-    memo.fleet_deps = deps
+    if not isinstance(deps, fleet_objects.FleetPassDeps):
+        ctx = fetch_context(memo)
+        deps = build_fleet_deps(ctx, ctx.edge)
+        memo.fleet_deps = deps
+    index = (handler_kwargs or {}).get(fleet_objects.FLEET_MEMBERS_INDEX)
+    if index is not None:
+        deps.members = index
     return deps
 
 

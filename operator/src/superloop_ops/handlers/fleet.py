@@ -19,6 +19,8 @@ from typing import Any
 import kopf
 
 from superloop_ops.controllers import fleet_controller
+from superloop_ops.controllers.fleet_objects import FLEET_MEMBERS_INDEX
+from superloop_ops.core.fleet.fleet_members import LoopMember, build_loop_member
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError
 from superloop_ops.handlers.context import fetch_context, fetch_fleet_deps, runs_fleet_kinds
 from superloop_ops.k8s.edge import GROUP, VERSION
@@ -26,7 +28,7 @@ from superloop_ops.metrics_fleet import fetch_fleet_metrics
 from superloop_ops.metrics_promotion import fetch_promotion_metrics
 from superloop_ops.models.common import DEFAULT_RECONCILE_INTERVAL_SECONDS
 
-__all__ = ["on_fleet_change", "on_fleet_delete", "on_fleet_periodic"]
+__all__ = ["index_fleet_members", "on_fleet_change", "on_fleet_delete", "on_fleet_periodic"]
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +40,29 @@ def _raise_for_kopf(report: fleet_controller.FleetPassReport) -> None:
         raise kopf.TemporaryError(str(report.error), delay=report.retry_after or 15.0)
 
 
+@kopf.index(GROUP, VERSION, "loops", id=FLEET_MEMBERS_INDEX, when=runs_fleet_kinds)
+async def index_fleet_members(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, LoopMember]:
+    """Every Loop's fleet member, kept from the watch (on the shard that runs the fleet kinds):
+    fleet passes read their members here instead of LISTing the namespace. kopf starts no
+    handler before this index has seen every Loop."""
+    return {str(namespace or ""): build_loop_member(body)}
+
+
 @kopf.on.create(GROUP, VERSION, "fleets", when=runs_fleet_kinds)
 @kopf.on.resume(GROUP, VERSION, "fleets", when=runs_fleet_kinds)
 @kopf.on.update(GROUP, VERSION, "fleets", field="spec", when=runs_fleet_kinds)
-def on_fleet_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+def on_fleet_change(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     """Create, resume and spec changes: the same full pass."""
-    _raise_for_kopf(fleet_controller.reconcile_fleet(dict(body), fetch_fleet_deps(memo)))
+    _raise_for_kopf(fleet_controller.reconcile_fleet(dict(body), fetch_fleet_deps(memo, kwargs)))
 
 
 @kopf.daemon(GROUP, VERSION, "fleets", cancellation_timeout=10.0, when=runs_fleet_kinds)
-async def on_fleet_periodic(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """The periodic pass at ``spec.reconcileIntervalSeconds`` (sooner while loops are pending)."""
-    deps = fetch_fleet_deps(memo)
+async def on_fleet_periodic(
+    stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **kwargs: Any
+) -> None:
+    """The periodic pass at ``spec.reconcileIntervalSeconds`` (sooner while loops are pending);
+    a pass that finds nothing changed ends before it writes anything."""
+    deps = fetch_fleet_deps(memo, kwargs)
     delay = _interval(body)
     while not stopped:
         await stopped.wait(delay)

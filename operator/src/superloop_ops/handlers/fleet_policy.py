@@ -42,9 +42,9 @@ def reconcile_policy(body: Mapping[str, Any], deps: fleet_objects.FleetPassDeps)
 @kopf.on.create(GROUP, VERSION, "fleetpolicies", when=runs_fleet_kinds)
 @kopf.on.resume(GROUP, VERSION, "fleetpolicies", when=runs_fleet_kinds)
 @kopf.on.update(GROUP, VERSION, "fleetpolicies", field="spec", when=runs_fleet_kinds)
-def on_policy_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+def on_policy_change(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     """Posture now; the referencing Fleets' passes evaluate the new policy."""
-    deps = fetch_fleet_deps(memo)
+    deps = fetch_fleet_deps(memo, kwargs)
     try:
         fleets = reconcile_policy(dict(body), deps)
         namespace = str((body.get("metadata") or {}).get("namespace", ""))

@@ -136,11 +136,13 @@ def reconcile_promotion(
 
 @kopf.on.create(GROUP, VERSION, "promotionapplies", when=runs_fleet_kinds)
 @kopf.on.resume(GROUP, VERSION, "promotionapplies", when=runs_fleet_kinds)
-def on_promotion_apply(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+def on_promotion_apply(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     """Evaluate once; a missing Fleet or FleetPolicy is retried, everything else is final."""
     ctx = fetch_context(memo)
     try:
-        report = reconcile_promotion(dict(body), ctx, fetch_promotion_deps(memo), fetch_fleet_deps(memo))
+        report = reconcile_promotion(
+            dict(body), ctx, fetch_promotion_deps(memo), fetch_fleet_deps(memo, kwargs)
+        )
     except InvalidSpecError as exc:
         raise kopf.PermanentError(str(exc)) from exc
     except DependencyNotReadyError as exc:

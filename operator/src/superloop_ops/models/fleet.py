@@ -15,7 +15,7 @@ Secret (``tokenSecretRef``) instead of an environment variable name (``tokenEnv`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, Protocol
 
 from pydantic import Field
 
@@ -33,13 +33,16 @@ from superloop_ops.models.common import (
     SpecModel,
 )
 from superloop_ops.models.fleet_policy import EffectiveRollout, FleetPolicySpec
-from superloop_ops.models.loop import BaseUrl, LoopSource, LoopSpec, ServiceSettings, Transport
+from superloop_ops.models.loop import BaseUrl, LoopSource, ServiceSettings, Transport
 
 __all__ = [
     "Fleet",
     "FleetLoopEntry",
     "FleetSpec",
     "FleetStatus",
+    "LabelSelector",
+    "LabelSelectorRequirement",
+    "RegistryLoopSource",
     "SpriteInfo",
     "build_registry_document",
 ]
@@ -104,6 +107,29 @@ class FleetLoopEntry(SpecModel):
     """Free-form labels echoed into intents and status (e.g. team)."""
 
 
+LabelKey = Annotated[str, Field(min_length=1, max_length=317)]
+LabelValue = Annotated[str, Field(max_length=63)]
+
+
+class LabelSelectorRequirement(SpecModel):
+    """One ``matchExpressions`` term, as in a Kubernetes label selector."""
+
+    key: LabelKey
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[LabelValue] = Field(default_factory=list, max_length=64)
+
+
+class LabelSelector(SpecModel):
+    """Which Loops of the namespace belong to the Fleet (every term must hold)."""
+
+    match_labels: dict[str, LabelValue] = Field(default_factory=dict)
+    match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list, max_length=16)
+
+
+def _has_members(m: FleetSpec) -> bool:
+    return bool(m.loops) or m.selector is not None
+
+
 def _unique_loop_ids(m: FleetSpec) -> bool:
     ids = [e.loop_id for e in m.loops]
     return len(ids) == len(set(ids))
@@ -119,16 +145,24 @@ class FleetSpec(SpecModel):
             message="loopId values must be unique",
             check=_unique_loop_ids,
         ),
+        CelRule(
+            rule="(has(self.loops) && size(self.loops) > 0) || has(self.selector)",
+            message="a Fleet needs loops, a selector, or both",
+            check=_has_members,
+        ),
     )
 
     fleet_id: LoopId | None = None
     """Fleet id used in journals and telemetry; absent means the object name."""
     loops: list[FleetLoopEntry] = Field(
-        min_length=1,
+        default_factory=list,
         max_length=500,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["loopId"]},
     )
-    """The fleet registry: inline loops (materialised as owned Loops) or loopRefs."""
+    """The fleet registry: inline loops (materialised as owned Loops) or loopRefs (at most 500)."""
+    selector: LabelSelector | None = None
+    """Loops of the namespace whose labels match also belong to the Fleet (any number; their
+    registry loopId is the Loop's spec.loopId; a loops entry with the same loopId wins)."""
     policy_ref: LocalObjectRef | None = None
     """FleetPolicy governing candidates and autonomous execution."""
     max_parallel: Annotated[int, Field(ge=1, le=64)] = 2
@@ -183,6 +217,16 @@ class Fleet(KindModel):
     status: FleetStatus = Field(default_factory=FleetStatus)
 
 
+class RegistryLoopSource(Protocol):
+    """What a ``loopRef`` entry's registry row takes from the Loop (a ``LoopSpec`` or a fleet member)."""
+
+    @property
+    def transport(self) -> str: ...
+
+    @property
+    def service(self) -> ServiceSettings | None: ...
+
+
 def _registry_service(service: ServiceSettings | None) -> JsonObject | None:
     if service is None:
         return None
@@ -195,7 +239,9 @@ def _registry_service(service: ServiceSettings | None) -> JsonObject | None:
     return out
 
 
-def _registry_entry(index: int, entry: FleetLoopEntry, referenced: Mapping[str, LoopSpec]) -> JsonObject:
+def _registry_entry(
+    index: int, entry: FleetLoopEntry, referenced: Mapping[str, RegistryLoopSource]
+) -> JsonObject:
     transport: str = entry.transport or "local"
     service = entry.service
     if entry.loop_ref is not None:
@@ -221,12 +267,12 @@ def build_registry_document(
     fleet_name: str,
     policy: FleetPolicySpec | None,
     effective: EffectiveRollout | None = None,
-    referenced: Mapping[str, LoopSpec] | None = None,
+    referenced: Mapping[str, RegistryLoopSource] | None = None,
 ) -> JsonObject:
     """The registry.v1.json document the reference would read for this Fleet and FleetPolicy.
 
     Lets the core's registry validator and normaliser run unchanged on Kubernetes objects.
-    ``referenced`` maps a ``loopRef`` name to that Loop's spec (a missing one raises
+    ``referenced`` maps a ``loopRef`` name to that Loop's transport and service (a missing one raises
     DependencyNotReadyError). ``effective`` is the posture a PromotionApply moved (FleetPolicy
     status): its canary, manual pause and governance replace the spec's. The token is not part
     of the document: it comes from ``tokenSecretRef`` at use.
