@@ -1,21 +1,32 @@
 # syntax=docker/dockerfile:1
 # Multi-stage build of the superloop-ops operator image.
 #   docker build -t superloop-ops .
-# Stage 1 installs the package and its dependencies into a virtualenv;
-# stage 2 copies only that virtualenv and runs as an unprivileged user.
+#   podman build --build-arg BASE_IMAGE=localhost/superloop-ops-base:... .   (e2e/harness/build-image.sh)
+# Stage 1 installs the dependencies pinned with their hashes in requirements.lock, then the package
+# itself (no resolution, no other download) into a virtualenv; stage 2 copies only that
+# virtualenv and runs as an unprivileged user.
+# BASE_IMAGE: any image with CPython 3.11 as `python` (with venv), groupadd and useradd; a
+# Debian bookworm rootfs made locally by e2e/harness/build-image.sh serves where nothing can be pulled.
+ARG BASE_IMAGE=python:3.11-slim
 
-FROM python:3.11-slim AS build
+FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+COPY requirements.lock ./
+# The optional build secret `ca-bundle` is a CA bundle for a TLS-intercepting proxy between the
+# build and PyPI (`--secret id=ca-bundle,src=/etc/ssl/certs/ca-certificates.crt`); the hashes
+# in the lock still decide what is installed.
+RUN --mount=type=secret,id=ca-bundle,required=false \
+    if [ -s /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi \
+ && python -m venv /opt/superloop-ops \
+ && /opt/superloop-ops/bin/pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml ./
 COPY operator/ operator/
 # the package data (operator/src/superloop_ops/data/) are symlinks into config/
 COPY config/ config/
-RUN python -m venv /opt/superloop-ops \
- && /opt/superloop-ops/bin/pip install --upgrade pip \
- && /opt/superloop-ops/bin/pip install .
+RUN /opt/superloop-ops/bin/pip install --no-deps --no-build-isolation --no-index .
 
-FROM python:3.11-slim AS runtime
+FROM ${BASE_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 superloop \
  && useradd --system --uid 10001 --gid superloop --home-dir /nonexistent --no-create-home \
       --shell /usr/sbin/nologin superloop \

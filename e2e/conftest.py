@@ -6,6 +6,11 @@ Which cluster:
 - otherwise: the project's own control plane (``e2e/harness/controlplane.py``) from the binaries
   ``e2e/harness/build-k8s.sh`` caches. Missing binaries fail the run with instructions: e2e
   tests are never skipped silently.
+
+The node (``e2e/harness/node.py``: containerd + kubelet, so Pods run) is opt-in per session:
+``pytest --node`` or ``SUPERLOOP_E2E_NODE=1`` (``make test`` sets it). It needs the operator
+image, built first by ``e2e/harness/build-image.sh``. Tests marked ``node`` (the in-cluster
+module) are deselected without it, and the header of the run says so.
 """
 
 from __future__ import annotations
@@ -21,15 +26,43 @@ import pytest
 
 from e2e.harness import controlplane
 from e2e.harness.cluster import CRD_DIRS, Cluster, cluster_of, find_tool, install_crds
+from e2e.harness.node import Node, build_images
 
 E2E_DIR = Path(__file__).resolve().parent
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--node", action="store_true", default=False,
+        help="give the e2e cluster a node (kubelet + containerd) and run the in-cluster tests "
+        "(also SUPERLOOP_E2E_NODE=1)",
+    )  # fmt: skip
+
+
+def node_enabled(config: pytest.Config) -> bool:
+    """The node is on for this session: ``--node`` or ``SUPERLOOP_E2E_NODE`` (not ``0``), never
+    on an external ``$KUBECONFIG`` cluster."""
+    wanted = bool(config.getoption("--node")) or os.environ.get("SUPERLOOP_E2E_NODE", "0") not in ("", "0")
+    return wanted and not os.environ.get("KUBECONFIG")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    state = "on" if node_enabled(config) else "off (tests marked `node` are deselected; --node)"
+    return f"e2e node: {state}"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Every test under e2e/ carries the ``e2e`` marker (select or deselect with ``-m``)."""
+    """Every test under e2e/ carries the ``e2e`` marker (select or deselect with ``-m``); tests
+    marked ``node`` are deselected when the session has no node."""
     for item in items:
         if E2E_DIR in Path(str(item.path)).resolve().parents:
             item.add_marker(pytest.mark.e2e)
+    if node_enabled(config):
+        return
+    deselected = [item for item in items if item.get_closest_marker("node")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("node")]
 
 
 def _external_cluster(kubeconfig: str, workdir: Path) -> Cluster:
@@ -53,8 +86,8 @@ def _external_cluster(kubeconfig: str, workdir: Path) -> Cluster:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
-    """The cluster for this run, with our CRDs installed (see the module docstring)."""
+def _cluster_and_node(request: pytest.FixtureRequest) -> Iterator[tuple[Cluster, Node | None]]:
+    """The cluster for this run with our CRDs installed, and its node when the session has one."""
     shm = Path("/dev/shm")
     workdir = Path(tempfile.mkdtemp(prefix="superloop-e2e-", dir=shm if shm.is_dir() else None))
     try:
@@ -62,10 +95,11 @@ def cluster() -> Iterator[Cluster]:
         if external:
             handle = _external_cluster(external, workdir)
             install_crds(handle, CRD_DIRS)
-            yield handle
+            yield handle, None
             return
+        with_node = node_enabled(request.config)
         bin_dir = controlplane.fetch_bin_dir()
-        missing = controlplane.missing_binaries(bin_dir)
+        missing = controlplane.missing_binaries(bin_dir, node=with_node)
         if missing:
             pytest.fail(
                 "e2e needs a Kubernetes control plane: binaries missing in "
@@ -74,13 +108,32 @@ def cluster() -> Iterator[Cluster]:
                 "or set KUBECONFIG to a reachable cluster.",
                 pytrace=False,
             )
-        plane = controlplane.ControlPlane(workdir=workdir / "controlplane", bin_dir=bin_dir)
+        plane = controlplane.ControlPlane(workdir=workdir / "controlplane", bin_dir=bin_dir, node=with_node)
         with plane:
             handle = cluster_of(plane, workdir)
             install_crds(handle, CRD_DIRS)
-            yield handle
+            if not with_node:
+                yield handle, None
+                return
+            with Node(plane=plane, images=build_images()) as node:
+                yield handle, node
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def cluster(_cluster_and_node: tuple[Cluster, Node | None]) -> Cluster:
+    """The cluster for this run, with our CRDs installed (see the module docstring)."""
+    return _cluster_and_node[0]
+
+
+@pytest.fixture(scope="session")
+def node(_cluster_and_node: tuple[Cluster, Node | None]) -> Node:
+    """The cluster's node (only tests marked ``node`` ask for it; they run only when it is on)."""
+    found = _cluster_and_node[1]
+    if found is None:
+        pytest.fail("this test needs the e2e node: mark it `node` (pytest --node or SUPERLOOP_E2E_NODE=1)")
+    return found
 
 
 @pytest.fixture

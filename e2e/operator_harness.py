@@ -48,6 +48,7 @@ __all__ = [
     "build_operator_env",
     "chart_release",
     "condition",
+    "create_secret",
     "eventually",
     "fleet_eventually",
     "grant_role",
@@ -110,22 +111,41 @@ def condition(status: dict[str, Any], cond_type: str) -> dict[str, Any]:
 
 
 class SimThread:
-    """One simulated loop ticking in the background (the runtime's run process)."""
+    """One simulated loop ticking in the background (the runtime's run process).
 
-    def __init__(self, root: Path, scenario: str, prefix: str, tick: float = 0.5, auto: bool = True) -> None:
+    ``owner``: a uid whose files the repository's become after every tick, so an operator
+    running as that user (the chart's Pod: 10001) can append to them as the runtime would.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        scenario: str,
+        prefix: str,
+        tick: float = 0.5,
+        auto: bool = True,
+        owner: int | None = None,
+    ) -> None:
         self.sim = Simulator(root, SystemClock(), loops=1, scenarios=[scenario], loop_prefix=prefix)
         self.loop_id = f"{prefix}-1"
         self.repo = self.sim.repo_of(self.loop_id)
         self._stop = threading.Event()
         self._tick = tick
-        self.sim.step()
+        self._owner = owner
+        self.step()
         self._thread = threading.Thread(target=self._run, daemon=True)
         if auto:
             self._thread.start()
 
+    def step(self) -> None:
+        self.sim.step()
+        if self._owner is not None:
+            for path in [self.repo, *self.repo.rglob("*")]:
+                os.chown(path, self._owner, self._owner)
+
     def _run(self) -> None:
         while not self._stop.wait(self._tick):
-            self.sim.step()
+            self.step()
 
     def stop(self) -> None:
         self._stop.set()
@@ -183,16 +203,20 @@ def build_operator_env(
 
 
 def launch_operator(
-    namespace: str, env: dict[str, str], log: Path, track: Callable[[subprocess.Popen[bytes]], None]
+    namespace: str,
+    env: dict[str, str],
+    log: Path,
+    track: Callable[[subprocess.Popen[bytes]], None],
+    args: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
     """``kopf run`` watching one namespace; ``track`` sees the process before the health wait, so a
-    teardown stops it even when it never becomes healthy."""
+    teardown stops it even when it never becomes healthy. ``args`` go to ``kopf run`` (``--priority``)."""
     liveness = controlplane.find_free_port()
     with log.open("wb") as handle:
         proc = subprocess.Popen(
             [
                 sys.executable, "-m", "kopf", "run", "-m", "superloop_ops.main",
-                f"--namespace={namespace}", f"--liveness=http://127.0.0.1:{liveness}/healthz",
+                f"--namespace={namespace}", f"--liveness=http://127.0.0.1:{liveness}/healthz", *args,
             ],
             stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )  # fmt: skip
@@ -221,10 +245,12 @@ def launch_sprite_service(
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "superloop_ops.cli.main", "sprite-service", "--repo", str(repo),
-            "--host", "127.0.0.1", "--port", str(port), "--token", token,
+            "--host", "127.0.0.1", "--port", str(port),
         ],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env=dict(os.environ, SUPERLOOP_RUNTIME_COMMAND=runtime), start_new_session=True,
+        # the token travels in the environment, never in argv (visible to every user of the host)
+        env=dict(os.environ, SUPERLOOP_RUNTIME_COMMAND=runtime, OPS_MANAGER_SERVICE_TOKEN=token),
+        start_new_session=True,
     )  # fmt: skip
     track(proc)
 
@@ -251,13 +277,15 @@ def chart_release(
     sets: Sequence[str] = (),
 ) -> Iterator[str]:
     """The chart installed as a namespace-scoped release watching ``watched``; yields its ServiceAccount.
-    The namespaces are created first and deleted (without waiting) afterwards."""
+    The namespaces are created first and deleted (without waiting) afterwards. The tests run
+    their own operator process, so the chart's Deployment has no replica (``replicaCount=0``):
+    on a cluster whose nodes run Pods, two operators must never act at once."""
     for ns in (namespace, *watched):
         cluster.kubectl("create", "namespace", ns)
     try:
         extra = [arg for value in sets for arg in ("--set", value)]
         cluster.helm(
-            "install", name, str(CHART), "--namespace", namespace,
+            "install", name, str(CHART), "--namespace", namespace, "--set", "replicaCount=0",
             "--set", "watch.allNamespaces=false", "--set", f"watch.namespaces={{{','.join(watched)}}}",
             "--set", f"peering.name={peering}", *extra,
         )  # fmt: skip
@@ -266,6 +294,20 @@ def chart_release(
         cluster.helm("uninstall", name, "--namespace", namespace, "--wait", check=False)
         for ns in (namespace, *watched):
             cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def create_secret(cluster: Cluster, namespace: str, name: str, *, opted_in: bool = True, **data: str) -> None:
+    """A generic Secret (applied: tests sharing a namespace may each ask for it); ``opted_in``
+    labels it usable by the operator (it ignores any other)."""
+    labels = {"ops.superloop.dev/usable-by": "superloop-ops"} if opted_in else {}
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "type": "Opaque",
+        "stringData": dict(data),
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(secret))
 
 
 def grant_role(
@@ -277,9 +319,10 @@ def grant_role(
     timeout: float,
     can_i: Sequence[str] = ("patch", f"handoffintents.{GROUP}"),
     what: str = "RBAC for alice",
+    users: Sequence[str] = ("alice",),
 ) -> None:
-    """A Role bound to ``alice``, waited for until ``kubectl auth can-i <can_i>`` says yes for her
-    (bindings propagate asynchronously)."""
+    """A Role bound to ``users`` (alice by default), waited for until ``kubectl auth can-i <can_i>``
+    says yes for each (bindings propagate asynchronously)."""
     body = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
@@ -292,7 +335,8 @@ def grant_role(
         "metadata": {"name": role, "namespace": namespace},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
         "subjects": [
-            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": cluster.username("alice")}
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": cluster.username(user)}
+            for user in users
         ],
     }
     cluster.kubectl(
@@ -300,8 +344,11 @@ def grant_role(
     )
 
     def allowed() -> bool:
-        answer = cluster.kubectl("auth", "can-i", *can_i, "-n", namespace, context="alice", check=False)
-        return answer.stdout.strip() == "yes"
+        for user in users:
+            answer = cluster.kubectl("auth", "can-i", *can_i, "-n", namespace, context=user, check=False)
+            if answer.stdout.strip() != "yes":
+                return False
+        return True
 
     eventually(allowed, timeout=timeout, what=what)
 
@@ -335,8 +382,14 @@ class OperatorEnv:
         return self.workdir / "state"
 
     @property
-    def mounts(self) -> Path:
+    def mount_root(self) -> Path:
+        """The operator's ``SUPERLOOP_PVC_MOUNT_ROOT``; a claim resolves to ``<root>/<namespace>/<claim>``."""
         return self.workdir / "pvcs"
+
+    @property
+    def mounts(self) -> Path:
+        """Where this namespace's claims live (each simulated repository is one claim)."""
+        return self.mount_root / self.namespace
 
     def apply(self, doc: dict[str, Any], *, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.cluster.kubectl(
@@ -405,20 +458,19 @@ class LoopEnv(OperatorEnv):
     def ops_dir(self, loop_id: str) -> Path:
         return self.state_dir / self.namespace / ".superloop" / "ops-manager" / loop_id
 
-    def start_operator(self, **extra_env: str) -> Operator:
+    def start_operator(self, *, args: Sequence[str] = (), **extra_env: str) -> Operator:
         metrics_port = controlplane.find_free_port()
         env = build_operator_env(
-            self.sa_kubeconfig, self.state_dir, self.mounts,
+            self.sa_kubeconfig, self.state_dir, self.mount_root,
             confirm_timeout_seconds=20,
-            SUPERLOOP_PVC_DIRS=f"mapped-claim={self.mounts / 'mapped-1'}",
+            SUPERLOOP_PVC_DIRS=f"{self.namespace}/mapped-claim={self.mounts / 'mapped-1'}",
             SUPERLOOP_METRICS_PORT=str(metrics_port),
             SUPERLOOP_METRICS_HOST="127.0.0.1",
             **extra_env,
         )  # fmt: skip
         log = self.workdir / f"operator-{len(self.operators)}.log"
-        launch_operator(
-            self.namespace, env, log, lambda proc: self.operators.append(Operator(proc, log, metrics_port))
-        )
+        track = lambda proc: self.operators.append(Operator(proc, log, metrics_port))  # noqa: E731
+        launch_operator(self.namespace, env, log, track, args)
         return self.operators[-1]
 
     def simulate(
@@ -462,7 +514,7 @@ class FleetEnv(OperatorEnv):
         env = build_operator_env(
             self.sa_kubeconfig,
             self.state_dir,
-            self.mounts,
+            self.mount_root,
             confirm_timeout_seconds=4,
             SUPERLOOP_METRICS_PORT="0",
         )

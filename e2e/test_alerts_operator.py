@@ -26,7 +26,7 @@ from e2e.harness import controlplane
 from e2e.harness.cluster import Cluster
 from e2e.harness.identities import write_service_account_kubeconfig
 from e2e.operator_harness import LoopEnv as Env
-from e2e.operator_harness import chart_release
+from e2e.operator_harness import chart_release, create_secret
 from e2e.operator_harness import loop_eventually as _eventually
 from e2e.test_loop_operator import INTERVAL, _local_loop
 from superloop_ops.journal import files
@@ -149,9 +149,7 @@ def test_critical_loop_pages_pagerduty_once_with_the_routing_key_from_a_secret(
 ) -> None:
     routing_key = f"rk-{uuid.uuid4().hex}"
     ns = env.namespace
-    env.cluster.kubectl(
-        "create", "secret", "generic", SECRET, f"--from-literal={PD_ENV}={routing_key}", "-n", ns
-    )  # fmt: skip
+    create_secret(env.cluster, ns, SECRET, **{PD_ENV: routing_key})
     env.cluster.kubectl(
         "create", "configmap", CONFIG_MAP,
         f"--from-literal=ops-manager-alert-sinks.v1.json={json.dumps(CATALOG)}", "-n", ns,

@@ -1,8 +1,9 @@
 """The foundation on a real API server: chart, CRD validation, approval attribution, operator RBAC.
 
 Everything here runs against the session's cluster (our loopback control plane or
-``$KUBECONFIG``). There is no kubelet, so the chart's Deployment never gets Pods; the operator
-itself is started as a local process authenticated as the chart's ServiceAccount.
+``$KUBECONFIG``). The operator is started as a local process authenticated as the chart's
+ServiceAccount, so the releases here have no replica (``replicaCount=0``): on a cluster with a
+node two operators would act at once. The operator in its Pod is e2e/test_in_cluster.py.
 """
 
 from __future__ import annotations
@@ -257,7 +258,8 @@ def test_helm_template_optional_pieces_and_loop_claims(cluster: Cluster) -> None
     assert _one(docs, "PrometheusRule")["spec"]["groups"][0]["rules"]
     (container,) = _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["SUPERLOOP_PVC_DIRS"] == "ws-a=/loops/a,ws-b=/loops/b"
+    # the claims are PVCs of the release namespace: only Loops there reach them
+    assert env["SUPERLOOP_PVC_DIRS"] == "ops/ws-a=/loops/a,ops/ws-b=/loops/b"
     assert {"--namespace=team-a", "--namespace=team-b"} <= set(container["args"])
     assert "--all-namespaces" not in container["args"]
     assert {m["mountPath"] for m in container["volumeMounts"]} >= {"/loops/a", "/loops/b"}
@@ -295,7 +297,8 @@ def release(cluster: Cluster) -> Iterator[Release]:
     try:
         cluster.helm(
             "install", name, str(CHART), "--namespace", namespace,
-            "--set", f"peering.name={peering}",
+            # the module runs its own operator processes: no operator Pod on a cluster with nodes
+            "--set", "replicaCount=0", "--set", f"peering.name={peering}",
             "--set", f"rbac.secretNames={{{','.join(_given_secrets())}}}",
             "--set", f"rbac.configMapNames={{{','.join(_given_config_maps())}}}",
         )  # fmt: skip
@@ -638,7 +641,7 @@ def test_namespaced_release_runs_the_operator_without_denials(
     cluster.helm(
         "install", name, str(CHART), "--namespace", namespace,
         "--set", f"watch.allNamespaces=false,watch.namespaces={{{namespace}}},peering.name={peering}",
-        "--set", "state.persistence.enabled=false",
+        "--set", "state.persistence.enabled=false", "--set", "replicaCount=0",
     )  # fmt: skip
     try:
         cluster.kubectl("get", "role", f"{name}-superloop-ops", "-n", namespace)

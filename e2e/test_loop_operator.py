@@ -10,6 +10,7 @@ Reconcile intervals are 2 s so the suite stays fast.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -25,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.helpers import real_runtime
 
 from e2e.harness.cluster import Cluster
 from e2e.harness.identities import write_service_account_kubeconfig
-from e2e.operator_harness import GROUP, chart_release, grant_role
+from e2e.operator_harness import GROUP, chart_release, create_secret, grant_role
 from e2e.operator_harness import LoopEnv as Env
 from e2e.operator_harness import condition as _condition
 from e2e.operator_harness import loop_eventually as _eventually
@@ -69,6 +71,7 @@ class Release:
     namespace: str
     service_account: str
     watched: tuple[str, str]  # (shared operator's namespace, crash test's namespace)
+    peering: str = ""
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +81,12 @@ def release(cluster: Cluster) -> Iterator[Release]:
     suffix = uuid.uuid4().hex[:6]
     namespace = f"e2e-loopop-{suffix}"
     watched = (f"e2e-loops-{suffix}", f"e2e-crash-{suffix}")
+    peering = f"loopop-{suffix}"
     with chart_release(
         cluster, f"loopop-{suffix}", namespace, watched,
-        peering=f"loopop-{suffix}", sets=[f"rbac.secretNames={{{SECRET}}}"],
+        peering=peering, sets=[f"rbac.secretNames={{{SECRET}}}"],
     ) as account:  # fmt: skip
-        yield Release(namespace=namespace, service_account=account, watched=watched)
+        yield Release(namespace=namespace, service_account=account, watched=watched, peering=peering)
 
 
 def _make_env(cluster: Cluster, release: Release, namespace: str, tmp: Path) -> Env:
@@ -91,7 +95,7 @@ def _make_env(cluster: Cluster, release: Release, namespace: str, tmp: Path) -> 
     )
     env = Env(cluster=cluster, namespace=namespace, workdir=tmp, sa_kubeconfig=sa.path, sprite_token=TOKEN)
     env.mounts.mkdir(parents=True, exist_ok=True)
-    cluster.kubectl("create", "secret", "generic", SECRET, f"--from-literal=token={TOKEN}", "-n", namespace)
+    create_secret(cluster, namespace, SECRET, token=TOKEN)
     _grant_approvers(cluster, namespace)
     return env
 
@@ -437,3 +441,99 @@ def test_sigkill_between_executing_and_outcome_is_ambiguous_and_never_rerun(
         assert "ExecutionAmbiguous" in env.events("approve-crash")
     finally:
         _teardown(env)
+
+
+# --- issue 11: verdicts on artifacts recorded from the real Superloop runtime ------------------------
+
+
+def _recorded_loop(env: Env, scenario: str, ended_seconds_ago: float) -> str:
+    """A recorded real-runtime scenario, moved so the runtime's last write was that long ago."""
+    loop_id = f"rr-{scenario.replace('_', '-')}-{uuid.uuid4().hex[:4]}"
+    end = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=ended_seconds_ago)
+    real_runtime.install(scenario, env.mounts / loop_id, loop_id=loop_id, end_at=end)
+    env.apply(_local_loop(loop_id, loop_id, loop_id))  # Loop name, claim and loop id alike
+    return loop_id
+
+
+def _settled(env: Env, name: str, lifecycle: str) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        status = env.status(name)
+        return status if status.get("lifecycle") == lifecycle and status.get("health") else None
+
+    settled: dict[str, Any] = _eventually(done, timeout=2 * INTERVAL + 20, what=f"{name} {lifecycle}")
+    return settled
+
+
+def _escalation_categories(env: Env, loop_id: str) -> list[str]:
+    path = env.ops_dir(loop_id) / "escalations.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line)["category"] for line in path.read_text().splitlines() if line.strip()]
+
+
+def _scrape(env: Env, name: str) -> str:
+    port = env.operators[0].metrics_port
+
+    def scrape() -> str | None:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = bytes(response.read()).decode()
+        return text if f'superloop_ops_loop_role_calls{{loop="{name}"' in text else None
+
+    scraped: str = _eventually(scrape, timeout=2 * INTERVAL + 15, what=f"usage metrics of {name}")
+    return scraped
+
+
+def test_a_loop_completed_an_hour_ago_is_healthy_pages_no_one_and_shows_its_cost(env: Env) -> None:
+    name = _recorded_loop(env, "complete", 3600)
+    status = _settled(env, name, "complete")
+    assert (status["healthStatus"], status["reasonCodes"]) == ("healthy", [])
+    assert status["health"]["metrics"]["runOutcome"] == "complete"
+    assert status["health"]["metrics"]["ingestLagSeconds"] >= 3600
+    time.sleep(2 * INTERVAL)  # a few more passes: still quiet
+    assert env.status(name)["healthStatus"] == "healthy"
+    assert _escalation_categories(env, name) == []
+    assert not {"HealthCritical", "HealthDegraded"} & set(env.events(name))
+    text = _scrape(env, name)
+    labels = f'loop="{name}",namespace="{env.namespace}"'
+    assert f'superloop_ops_loop_run_outcome{{{labels},outcome="complete"}} 1.0' in text
+    for role in ("planner", "implementer", "tester", "reviewer"):
+        assert f'superloop_ops_loop_role_calls{{{labels},role="{role}"}} 1.0' in text
+        assert f'superloop_ops_loop_cost_usd{{{labels},role="{role}"}}' in text
+    assert f'superloop_ops_loop_tokens{{kind="input",{labels},role="implementer"}} 5400.0' in text
+
+
+def test_an_approval_waiting_twenty_minutes_reminds_and_does_not_page(env: Env) -> None:
+    name = _recorded_loop(env, "approval_waiting", 20 * 60)
+    status = _settled(env, name, "awaiting_approval")
+    assert (status["healthStatus"], status["reasonCodes"]) == ("degraded", ["approval_waiting"])
+    _eventually(lambda: "health_degraded" in _escalation_categories(env, name), what="a reminder")
+    assert "health_critical" not in _escalation_categories(env, name)
+    assert "HealthCritical" not in env.events(name)
+
+
+def test_a_runner_failure_is_seen_on_the_next_pass(env: Env) -> None:
+    name = _recorded_loop(env, "runner_failure", 5)
+    status = _settled(env, name, "running")  # what the reference stops at
+    assert (status["healthStatus"], status["reasonCodes"]) == ("critical", ["run_dead"])
+    assert status["health"]["metrics"]["runOutcome"] == "dead"
+    _eventually(lambda: "RunDead" in env.events(name), what="a RunDead Event")
+
+
+@pytest.mark.parametrize(
+    ("scenario", "lifecycle", "outcome", "code", "event"),
+    [
+        ("cancelled", "unknown", "cancelled", "run_cancelled", "RunCancelled"),
+        ("role_timeout", "failed", "timed_out", "run_timed_out", "RunTimedOut"),
+        ("max_iterations", "stopped", "max_iterations", "run_max_iterations", "RunMaxIterations"),
+    ],
+)
+def test_cancel_timeout_and_max_iterations_show_as_such(
+    env: Env, scenario: str, lifecycle: str, outcome: str, code: str, event: str
+) -> None:
+    name = _recorded_loop(env, scenario, 3600)
+    status = _settled(env, name, lifecycle)
+    assert status["health"]["metrics"]["runOutcome"] == outcome
+    assert code in status["health"]["reasonCodes"]
+    assert "ingest_stale" not in status["health"]["reasonCodes"]
+    _eventually(lambda: event in env.events(name), what=f"a {event} Event")
+    assert "health_critical" not in _escalation_categories(env, name)

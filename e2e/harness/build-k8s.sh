@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# Build the Kubernetes control plane used by e2e tests (kube-apiserver, kube-controller-manager,
-# kubectl, etcd, helm) from the Go module proxy, once. Everything lands in a cache directory
-# outside the repository; a later call with the binaries present returns at once.
+# Build the Kubernetes cluster used by e2e tests from the Go module proxy, once: the control plane
+# (kube-apiserver, kube-controller-manager, kubectl, etcd, helm) and the node (kube-scheduler,
+# kubelet, and containerd 2 with its runc shim and ctr). Everything lands in a cache directory
+# outside the repository; only missing binaries are built, so a later call with all of them
+# present returns at once.
 #
-#   SUPERLOOP_K8S_CACHE   cache root (default ~/.cache/superloop-ops/k8s)
-#   SUPERLOOP_K8S_VERSION Kubernetes release (default v1.36.3)
+#   SUPERLOOP_K8S_CACHE        cache root (default ~/.cache/superloop-ops/k8s)
+#   SUPERLOOP_K8S_VERSION      Kubernetes release (default v1.36.3)
+#   SUPERLOOP_CONTAINERD_VERSION  containerd release (default v2.4.2; 1.36 needs containerd 2)
 set -euo pipefail
 
 K8S=${SUPERLOOP_K8S_VERSION:-v1.36.3}
 HELM=${SUPERLOOP_HELM_VERSION:-v3.21.4}
+CONTAINERD=${SUPERLOOP_CONTAINERD_VERSION:-v2.4.2}
 ROOT=${SUPERLOOP_K8S_CACHE:-$HOME/.cache/superloop-ops/k8s}/$K8S
 BIN=$ROOT/bin
-WANT=(kube-apiserver kube-controller-manager kubectl etcd helm)
+K8S_CMDS=(kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet)
+CONTAINERD_CMDS=(containerd containerd-shim-runc-v2 ctr)
+WANT=("${K8S_CMDS[@]}" etcd helm "${CONTAINERD_CMDS[@]}")
 
 have_all() { for b in "${WANT[@]}"; do [ -x "$BIN/$b" ] || return 1; done; }
 if have_all; then echo "$BIN"; exit 0; fi
@@ -61,15 +67,14 @@ print(re.search(r"go\.etcd\.io/etcd/server/v3 (v\S+)", gomod).group(1))')
 log "etcd version required by apiserver: $ETCD"
 
 log "go get (module graph)"
-go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S" "k8s.io/kubernetes/cmd/kubectl@$K8S" \
-  "k8s.io/kubernetes/cmd/kube-controller-manager@$K8S" "go.etcd.io/etcd/server/v3@$ETCD" >&2
+go get $(printf "k8s.io/kubernetes/cmd/%s@$K8S " "${K8S_CMDS[@]}") "go.etcd.io/etcd/server/v3@$ETCD" >&2
 
 LD="-s -w"
 for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   LD="$LD -X $p.gitVersion=$K8S -X $p.gitMajor=1 -X $p.gitMinor=$MINOR -X $p.gitTreeState=clean"
 done
 TAGS=selinux,notest,grpcnotrace
-for cmd in kube-apiserver kube-controller-manager kubectl; do
+for cmd in "${K8S_CMDS[@]}"; do
   [ -x "$BIN/$cmd" ] && continue
   log "go build $cmd"
   go build -tags "$TAGS" -ldflags "$LD" -o "$BIN/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd" && mv "$BIN/$cmd.tmp" "$BIN/$cmd"
@@ -85,6 +90,14 @@ if [ ! -x "$BIN/helm" ]; then
     HLD="$HLD -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$MINOR"
   done
   (cd "$ROOT" && GOFLAGS=-trimpath GOBIN="$BIN" go install -ldflags "$HLD" "helm.sh/helm/v3/cmd/helm@$HELM")
+fi
+missing_containerd() { for b in "${CONTAINERD_CMDS[@]}"; do [ -x "$BIN/$b" ] || return 0; done; return 1; }
+if missing_containerd; then
+  log "go install containerd $CONTAINERD"
+  # Without cgo: the btrfs, devmapper and zfs snapshotters are left out (overlayfs is used).
+  (cd "$ROOT" && GOFLAGS=-trimpath GOBIN="$BIN" go install -tags no_btrfs,no_devmapper,no_zfs \
+    -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD" \
+    $(printf "github.com/containerd/containerd/v2/cmd/%s@$CONTAINERD " "${CONTAINERD_CMDS[@]}"))
 fi
 have_all || { echo "build-k8s: some binaries are missing in $BIN" >&2; exit 1; }
 log "done in ${SECONDS}s: $("$BIN/kube-apiserver" --version)"

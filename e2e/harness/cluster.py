@@ -13,7 +13,7 @@ import os
 import shlex
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +54,8 @@ class Cluster:
     external: bool = False
     # Context per identity on our control plane; empty for an external cluster.
     contexts: Mapping[str, str] = field(default_factory=dict)
+    # Kill and restart one control-plane component (our control plane only; None for an external one).
+    restart_component: Callable[[str], None] | None = None
 
     def username(self, identity: str) -> str:
         """The name the apiserver sees for an identity (``request.userInfo.username``)."""
@@ -148,4 +150,5 @@ def cluster_of(plane: ControlPlane, workdir: Path) -> Cluster:
         helm_bin=str(plane.helm_path),
         workdir=workdir,
         contexts={ident.name: ident.name for ident in plane.identities},
+        restart_component=plane.restart,
     )

@@ -3,7 +3,9 @@
 kind needs a Docker engine, which CI machines and sandboxes often lack, so the project runs the
 control plane's own binaries (built once by ``build-k8s.sh`` into a cache outside the
 repository): etcd, kube-apiserver and kube-controller-manager (namespace deletion, garbage
-collection, service-account tokens). There is no kubelet and no scheduler: Pods never run.
+collection, service-account tokens). Pods run only with a node: ``node=True`` prepares the
+control plane for one (kube-scheduler, the controllers a Deployment needs) and
+``e2e/harness/node.py`` starts the kubelet and containerd.
 
 How it works:
 - PKI is made with the ``openssl`` CLI in the cluster directory (ECDSA P-256 keys: RSA key
@@ -55,6 +57,7 @@ from typing import IO
 
 __all__ = [
     "DEFAULT_K8S_VERSION",
+    "NODE_BINARIES",
     "REQUIRED_BINARIES",
     "ControlPlane",
     "ControlPlaneError",
@@ -70,6 +73,15 @@ __all__ = [
 
 DEFAULT_K8S_VERSION = "v1.36.3"
 REQUIRED_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "helm")
+# With a node (e2e/harness/node.py): the scheduler, the kubelet and its container runtime.
+NODE_BINARIES = ("kube-scheduler", "kubelet", "containerd", "containerd-shim-runc-v2", "ctr")
+# Controllers a node needs besides the base set: Deployments and their Pods, PV binding, the
+# kube-root-ca.crt ConfigMap every Pod's ServiceAccount volume mounts, the node's taints.
+_BASE_CONTROLLERS = "namespace,garbagecollector,serviceaccount,serviceaccount-token,clusterrole-aggregation"
+_NODE_CONTROLLERS = (
+    "deployment-controller,replicaset-controller,persistentvolume-binder-controller,"
+    "root-ca-certificate-publisher-controller,node-lifecycle-controller"
+)
 CLUSTER_NAME = "superloop-e2e"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 _PR_SET_PDEATHSIG = 1
@@ -100,9 +112,10 @@ def fetch_bin_dir(version: str = DEFAULT_K8S_VERSION) -> Path:
     return Path(cache) / version / "bin"
 
 
-def missing_binaries(bin_dir: Path) -> list[str]:
+def missing_binaries(bin_dir: Path, *, node: bool = False) -> list[str]:
     """Names of required binaries absent from ``bin_dir`` (empty when all are there)."""
-    return [name for name in REQUIRED_BINARIES if not os.access(bin_dir / name, os.X_OK)]
+    wanted = REQUIRED_BINARIES + (NODE_BINARIES if node else ())
+    return [name for name in wanted if not os.access(bin_dir / name, os.X_OK)]
 
 
 def find_free_port() -> int:
@@ -188,6 +201,7 @@ class _Proc:
     popen: subprocess.Popen[bytes]
     log: Path
     log_handle: IO[bytes]
+    argv: list[str]
 
 
 @dataclass
@@ -197,14 +211,21 @@ class ControlPlane:
     After :meth:`start`, ``kubeconfig`` has the contexts ``admin``, ``alice`` and ``bob``
     (also listed in ``identities``), ``server`` is the apiserver URL, and ``pids.json`` in
     ``workdir`` names each component's PID.
+
+    ``node=True`` prepares the control plane for a kubelet (e2e/harness/node.py): the apiserver
+    also listens on the advertise address (Pods reach it there) with a client certificate for
+    the kubelet API, the controller manager runs the Deployment, ReplicaSet, PV binder, root-CA
+    publisher and node lifecycle controllers, and kube-scheduler runs.
     """
 
     workdir: Path
     bin_dir: Path = field(default_factory=fetch_bin_dir)
     advertise_address: str | None = None
     startup_timeout: float = 90.0
+    node: bool = False
     identities: tuple[Identity, ...] = ()
     server: str = ""
+    advertised: str = ""
     start_seconds: float = 0.0
     _procs: list[_Proc] = field(default_factory=list)
     _etcd_dir: Path | None = None
@@ -236,7 +257,7 @@ class ControlPlane:
 
     def start(self) -> None:
         """Start everything and wait until it serves; on any failure stop what was started."""
-        missing = missing_binaries(self.bin_dir)
+        missing = missing_binaries(self.bin_dir, node=self.node)
         if missing:
             raise ControlPlaneError(
                 f"missing binaries in {self.bin_dir}: {', '.join(missing)}; "
@@ -247,7 +268,7 @@ class ControlPlane:
         began = time.monotonic()
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "logs").mkdir(exist_ok=True)
-        advertise = self.advertise_address or detect_advertise_address()
+        advertise = self.advertised = self.advertise_address or detect_advertise_address()
         for attempt in range(1, _START_ATTEMPTS + 1):
             try:
                 self._start_once(advertise)
@@ -276,6 +297,11 @@ class ControlPlane:
         self._wait_ready(
             f"https://127.0.0.1:{kcm_port}/healthz", "kube-controller-manager", client_cert=False
         )
+        if self.node:
+            scheduler_port = self._start_scheduler()
+            self._wait_ready(
+                f"https://127.0.0.1:{scheduler_port}/healthz", "kube-scheduler", client_cert=False
+            )
 
     def stop(self) -> None:
         """SIGTERM each process group (reverse start order), SIGKILL after 10 s; remove etcd data."""
@@ -286,6 +312,22 @@ class ControlPlane:
         if self._etcd_dir is not None:
             shutil.rmtree(self._etcd_dir, ignore_errors=True)
             self._etcd_dir = None
+
+    def restart(self, name: str, *, down_seconds: float = 1.0) -> None:
+        """SIGKILL one component (``etcd``, ``kube-apiserver``, ...) and start it again, same flags.
+
+        etcd keeps its data directory, so the cluster's objects survive; returns once the
+        apiserver answers ``/readyz`` again (fault tests: watches must resume on their own).
+        """
+        proc = next(p for p in self._procs if p.name == name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.popen.pid, signal.SIGKILL)
+        proc.popen.wait(timeout=30)
+        proc.log_handle.close()
+        self._procs.remove(proc)
+        time.sleep(down_seconds)
+        self.spawn(name, proc.argv)
+        self._wait_ready(f"{self.server}/readyz", "kube-apiserver", client_cert=True)
 
     def pids(self) -> dict[str, int]:
         """PID of each running component (for diagnostics and the no-orphan test)."""
@@ -323,6 +365,12 @@ class ControlPlane:
         self._sign(
             pki, "controller-manager", "/O=system:masters/CN=system:kube-controller-manager", "client.ext"
         )
+        if self.node:
+            self._sign(pki, "scheduler", "/O=system:masters/CN=system:kube-scheduler", "client.ext")
+            # The apiserver's identity towards the kubelet API (logs, exec, port-forward).
+            self._sign(
+                pki, "kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client", "client.ext"
+            )
         _openssl(
             "genpkey",
             "-algorithm",
@@ -346,6 +394,12 @@ class ControlPlane:
             Identity("bob", "bob", ("superloop:testers",), token=bob),
         )
 
+    def sign(self, name: str, subject: str, extensions: str) -> tuple[Path, Path]:
+        """A certificate and key signed by this control plane's CA (for the node's components)."""
+        (self.pki / f"{name}.ext").write_text(extensions)
+        self._sign(self.pki, name, subject, f"{name}.ext")
+        return self.pki / f"{name}.crt", self.pki / f"{name}.key"
+
     @staticmethod
     def _sign(pki: Path, name: str, subject: str, extfile: str) -> None:
         _openssl(
@@ -357,7 +411,9 @@ class ControlPlane:
             "-days", "7", "-extfile", extfile, "-out", f"{name}.crt", cwd=pki,
         )  # fmt: skip
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        """Start a component in its own process group, logging to ``logs/<name>.log``; :meth:`stop`
+        (or :meth:`terminate`) ends it, and :meth:`check_alive` watches it."""
         log = self.workdir / "logs" / f"{name}.log"
         handle = log.open("ab")
         popen = subprocess.Popen(
@@ -369,7 +425,15 @@ class ControlPlane:
             start_new_session=True,
             preexec_fn=_set_parent_death_signal,
         )
-        self._procs.append(_Proc(name, popen, log, handle))
+        self._procs.append(_Proc(name, popen, log, handle, argv))
+        return popen
+
+    def terminate(self, name: str) -> None:
+        """Stop one component (as :meth:`stop` does) before the others."""
+        for proc in [p for p in self._procs if p.name == name]:
+            _terminate_group(proc.popen)
+            proc.log_handle.close()
+            self._procs.remove(proc)
 
     def _start_etcd(self) -> int:
         shm = Path("/dev/shm")
@@ -380,7 +444,7 @@ class ControlPlane:
             tmp_root = shm if shm.is_dir() else None
             self._etcd_dir = Path(tempfile.mkdtemp(prefix="superloop-etcd-", dir=tmp_root))
         client, peer = find_free_port(), find_free_port()
-        self._spawn(
+        self.spawn(
             "etcd",
             [
                 str(self.bin_dir / "etcd"),
@@ -400,12 +464,18 @@ class ControlPlane:
 
     def _start_apiserver(self, etcd_port: int, api_port: int, advertise: str) -> None:
         pki = self.pki
-        self._spawn(
+        node_args = [
+            f"--kubelet-client-certificate={pki / 'kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'kubelet-client.key'}",
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
+        self.spawn(
             "kube-apiserver",
             [
                 str(self.bin_dir / "kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                "--bind-address=127.0.0.1",
+                # Pods reach the apiserver at the advertise address (there is no kube-proxy).
+                f"--bind-address={'0.0.0.0' if self.node else '127.0.0.1'}",
                 f"--secure-port={api_port}",
                 f"--advertise-address={advertise}",
                 f"--tls-cert-file={pki / 'serving.crt'}",
@@ -422,18 +492,20 @@ class ControlPlane:
                 f"--cert-dir={pki}",
                 "--profiling=false",
                 "--v=1",
+                *(node_args if self.node else []),
             ],
         )
 
     def _start_controller_manager(self) -> int:
         pki = self.pki
         port = find_free_port()
-        self._spawn(
+        self.spawn(
             "kube-controller-manager",
             [
                 str(self.bin_dir / "kube-controller-manager"),
                 f"--kubeconfig={self.workdir / 'controller-manager.kubeconfig'}",
-                "--controllers=namespace,garbagecollector,serviceaccount,serviceaccount-token",
+                "--controllers="
+                + (f"{_BASE_CONTROLLERS},{_NODE_CONTROLLERS}" if self.node else _BASE_CONTROLLERS),
                 f"--service-account-private-key-file={pki / 'sa.key'}",
                 f"--root-ca-file={pki / 'ca.crt'}",
                 "--leader-elect=false",
@@ -447,17 +519,45 @@ class ControlPlane:
         )
         return port
 
+    def _start_scheduler(self) -> int:
+        port = find_free_port()
+        self.spawn(
+            "kube-scheduler",
+            [
+                str(self.bin_dir / "kube-scheduler"),
+                f"--kubeconfig={self.workdir / 'scheduler.kubeconfig'}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={self.workdir / 'scheduler-certs'}",
+                "--v=1",
+            ],
+        )
+        return port
+
+    def component_kubeconfig(self, name: str, username: str) -> Path:
+        """``<workdir>/<name>.kubeconfig``: the client certificate ``pki/<name>.crt`` on this apiserver."""
+        ident = Identity(name, username, ("system:masters",))
+        text = build_kubeconfig(
+            server=self.server,
+            ca_file=self.pki / "ca.crt",
+            identities=[ident],
+            cert_dir=self.pki,
+            default=name,
+        )
+        path = self.workdir / f"{name}.kubeconfig"
+        _write_private(path, text)
+        return path
+
     def _write_kubeconfigs(self) -> None:
         ca = self.pki / "ca.crt"
         text = build_kubeconfig(
             server=self.server, ca_file=ca, identities=self.identities, cert_dir=self.pki, default="admin"
         )
         _write_private(self.kubeconfig, text)
-        kcm = Identity("controller-manager", "system:kube-controller-manager", ("system:masters",))
-        kcm_text = build_kubeconfig(
-            server=self.server, ca_file=ca, identities=[kcm], cert_dir=self.pki, default="controller-manager"
-        )
-        _write_private(self.workdir / "controller-manager.kubeconfig", kcm_text)
+        self.component_kubeconfig("controller-manager", "system:kube-controller-manager")
+        if self.node:
+            self.component_kubeconfig("scheduler", "system:kube-scheduler")
 
     def _wait_ready(self, url: str, name: str, *, client_cert: bool) -> None:
         context = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))

@@ -8,8 +8,11 @@ OpenAPI v3 schema the apiserver accepts: ``$ref`` inlined, ``anyOf [X, null]`` c
 (``nullable: true`` under ``status``, where the operator may write an explicit null; under
 ``spec`` the apiserver prunes nulls), titles and ``additionalProperties: false`` dropped (unknown
 spec fields are rejected by kubectl's strict field validation and by the models), free-form
-objects marked ``x-kubernetes-preserve-unknown-fields``. CEL rules, printer columns and names
-come from the declarations next to the models (`CelRule`, `CrdInfo`).
+objects marked ``x-kubernetes-preserve-unknown-fields``, lists without a declared list type
+marked ``atomic`` (explicit for server-side apply). CEL rules, printer columns and names come
+from the declarations next to the models (`CelRule`, `CrdInfo`); every kind also gets the
+columns of its ``Ready`` condition (``Ready``, ``Status`` = its reason, ``Message`` in ``-o
+wide``) and the readable reason list (``status.reasonSummary``).
 """
 
 from __future__ import annotations
@@ -111,6 +114,7 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], *, nullable_ok: bool, p
             out["x-kubernetes-preserve-unknown-fields"] = True
     elif out.get("type") == "array" and "items" in out:
         out["items"] = _convert(out["items"], defs, nullable_ok=nullable_ok, path=f"{path}[]")
+        out.setdefault("x-kubernetes-list-type", "atomic")
     return out
 
 
@@ -133,8 +137,7 @@ def build_crd(kind_model: type[KindModel]) -> dict[str, Any]:
     status_schema = build_structural_schema(status_model, nullable_ok=True, path="status")
     status_schema.pop("default", None)
     description = " ".join((kind_model.__doc__ or info.kind).split())
-    columns = [c.to_schema() for c in info.printer_columns]
-    columns.append({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"})
+    columns = [c.to_schema() for c in info.all_columns()]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -166,9 +169,9 @@ def build_crd(kind_model: type[KindModel]) -> dict[str, Any]:
                             "description": description,
                             "required": ["spec"],
                             "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
+                                "apiVersion": {"type": "string", "description": _API_VERSION_DOC},
+                                "kind": {"type": "string", "description": _KIND_DOC},
+                                "metadata": {"type": "object"},  # the apiserver allows nothing else here
                                 "spec": spec_schema,
                                 "status": status_schema,
                             },
@@ -180,6 +183,8 @@ def build_crd(kind_model: type[KindModel]) -> dict[str, Any]:
     }
 
 
+_API_VERSION_DOC = f"The versioned schema of this object: {API_GROUP}/{API_VERSION}."
+_KIND_DOC = "The kind of this object."
 def _dump(doc: dict[str, Any]) -> str:
     body = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=100, allow_unicode=True)
     return HEADER + body

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shlex
 import sys
 import threading
@@ -71,6 +72,12 @@ def write_runtime_artifacts(repo: Path, event_ts: str, loop_id: str = LOOP) -> N
             }
         )
     )
+    # A live run of the real runtime always has its active-run record (issue 11: without it,
+    # an active state is a dead run).
+    (repo / ".superloop" / "active-run.json").write_text(
+        json.dumps({"repo": str(repo), "pid": 4242, "pgid": 4242, "loop_id": loop_id, "iteration": 2,
+                    "stage": "iteration", "updated_at": event_ts})
+    )
     entry = {
         "run_id": "run-123",
         "iteration": 1,
@@ -94,6 +101,15 @@ def write_runtime_artifacts(repo: Path, event_ts: str, loop_id: str = LOOP) -> N
         event_line("iteration_start", event_ts, 2, loop_id),
     ]
     (loop_dir / "events.jsonl").write_text("".join(events))
+    _touch_all(repo / ".superloop", event_ts)
+
+
+def _touch_all(root: Path, stamp: str) -> None:
+    """Files written "at" ``stamp``: their modification times say so too (liveness reads them)."""
+    moment = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    for path in root.rglob("*"):
+        if path.is_file():
+            os.utime(path, (moment, moment))
 
 
 def event_line(name: str, event_ts: str, iteration: int, loop_id: str = LOOP) -> str:

@@ -664,3 +664,100 @@ def test_dispatch_rereads_a_log_rewritten_under_the_cursor(tmp_path: Path) -> No
     resumed = dispatch()
     assert (resumed["status"], resumed["processedCount"]) == ("success", 2)
     assert resumed["escalationsLineOffset"] == 7
+
+
+# --- issue 10 item 14: a total deadline per delivery, a budget per dispatch run -----------------
+
+
+class TrickleSink:
+    """A sink that accepts the connection and then answers one byte every ``interval`` seconds."""
+
+    def __init__(self, interval: float = 0.3) -> None:
+        self.interval = interval
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.stopped = threading.Event()
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def _accept(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        with conn:
+            for byte in b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * 100_000:
+                if self.stopped.wait(self.interval):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.listener.close()
+
+
+@pytest.fixture
+def tricklers() -> Iterator[list[TrickleSink]]:
+    made: list[TrickleSink] = []
+    yield made
+    for sink in made:
+        sink.stop()
+
+
+def test_a_trickling_sink_is_cut_off_at_its_timeout(tmp_path: Path, tricklers: list[TrickleSink]) -> None:
+    """httpx's timeouts are per read: a byte every 0.3 s never trips a 1 s read timeout, the deadline does."""
+    sink = TrickleSink()
+    tricklers.append(sink)
+    secrets = {"T_HOOK_URL": sink.url, "T_HOOK_TOKEN": "t", "T_SLACK_URL": sink.url, "T_PD_KEY": "k"}
+    catalog = write_catalog(tmp_path / "sinks.json", timeout=1, slack=False, pagerduty=False)
+    h = Harness(tmp_path, catalog, secrets, FrozenClock(START), retries=0)
+    append_escalations(tmp_path, [escalation(1, "health_degraded")])
+    began = time.monotonic()
+    state = h.run()
+    assert time.monotonic() - began < 3
+    assert state["failureReasonCodes"] == ["request_failed"]
+    assert state["pendingCount"] == 1
+    [row] = h.telemetry()
+    assert "deadline" in row["sinks"][0]["message"]
+
+
+def test_a_dispatch_run_stops_at_its_budget(tmp_path: Path, tricklers: list[TrickleSink]) -> None:
+    """Three trickling sinks, two attempts each, 1 s apiece: 6 s unbounded, the run's budget is 2 s."""
+    sinks = [TrickleSink() for _ in range(3)]
+    tricklers.extend(sinks)
+    secrets = {
+        "T_HOOK_URL": sinks[0].url,
+        "T_HOOK_TOKEN": "t",
+        "T_SLACK_URL": sinks[1].url,
+        "T_PD_KEY": "k",
+    }
+    catalog = write_catalog(tmp_path / "sinks.json", timeout=1)
+    dispatcher = alert_delivery.AlertDispatcher(
+        paths=alert_delivery.DispatchPaths.for_loop(tmp_path, LOOP),
+        loop_id=LOOP,
+        trace_id="trace-run",
+        catalog_path=str(catalog),
+        secrets=secrets,
+        settings=alert_delivery.DispatchSettings(
+            retries=1, backoff_seconds=0, pagerduty_url=sinks[2].url, run_budget_seconds=2
+        ),
+        now=FrozenClock(START).now,
+        sleep=lambda _s: None,
+    )
+    append_escalations(tmp_path, [escalation(1, "health_critical")])
+    began = time.monotonic()
+    state = dispatcher.run()
+    assert time.monotonic() - began < 3.5
+    assert state["pendingCount"] == 1  # nothing lost: the row is retried by a later run

@@ -84,6 +84,11 @@ def write_runtime(repo: Path, loop_id: str, heartbeat_age: int | None = None) ->
         repo / ".superloop" / "state.json",
         {"active": True, "loop_index": 0, "iteration": 2, "current_loop_id": loop_id, "updated_at": stamp},
     )
+    write_json(  # a live run of the real runtime has its active-run record
+        repo / ".superloop" / "active-run.json",
+        {"repo": str(repo), "pid": 4242, "pgid": 4242, "loop_id": loop_id, "iteration": 2,
+         "stage": "iteration", "updated_at": stamp},
+    )
     gates = {
         "tests": "ok",
         "validation": "ok",
@@ -1456,3 +1461,37 @@ def test_real_control_ambiguous_and_failed_outcomes_map_to_intent_statuses(
     assert (
         state["retryGuards"]["loop-red:reconcile_failed:cancel"]["reason"] == "autonomous_retry_guard_failed"
     )
+
+
+# Runbook "Fleet Ambiguous Outcome Retry-Storm Drill", step 3, on the CLI with the real control path.
+def test_retry_drill_manual_execution_after_ambiguous_runs_control_again(
+    tmp_path: Path, cli: CliRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_runtime(tmp_path, "loop-red")
+    _eligible_policy(tmp_path, [{"loopId": "loop-red"}], [("loop-red", "reconcile_failed")])
+    trace = ("--trace-id", "trace-drill")
+    base = ("fleet", "handoff", "--repo", str(tmp_path), "--timeout-seconds", "0", *trace)
+    # 1. The runtime accepts the cancel but the run never stops: ambiguous.
+    monkeypatch.setenv("SUPERLOOP_RUNTIME_COMMAND", "true")
+    code, first, err = cli(*base, "--autonomous-execute")
+    assert code == 0, err
+    assert first["intents"][0]["status"] == "execution_ambiguous"
+    intent_id = first["intents"][0]["intentId"]
+    first_key = first["execution"]["results"][0]["idempotencyKey"]
+    # 2. The guard blocks the storm.
+    code, guarded, err = cli(*base, "--autonomous-execute")
+    assert code == 0, err
+    assert guarded["execution"]["requestedIntentCount"] == 0
+    # 3. A person executes it by hand, same trace: control runs again (a new attempt key) and the
+    # runtime (the simulator's, which really stops the run) confirms.
+    monkeypatch.setenv("SUPERLOOP_RUNTIME_COMMAND", f"{sys.executable} -m superloop_ops.cli.main simulate")
+    code, manual, err = cli(
+        *base, "--execute", "--confirm", "--intent-id", intent_id, "--by", "oncall", "--interval-seconds", "0"
+    )
+    assert code == 0, err
+    result = manual["execution"]["results"][0]
+    assert (result["status"], result["reasonCode"]) == ("executed", "control_confirmed")
+    assert result["idempotencyKey"] == f"{first_key}-attempt2"
+    assert manual["intents"][0]["status"] == "executed"
+    assert "retryGuards" not in manual
+    assert not (tmp_path / ".superloop" / "state.json").exists()

@@ -34,7 +34,9 @@ def _loop() -> Loop:
 def _target(tmp_path: Path) -> loop_controller.LoopTarget:
     (tmp_path / "pvc").mkdir(exist_ok=True)
     settings = Settings(
-        state_dir=tmp_path / "state", pvc_dirs={CLAIM: tmp_path / "pvc"}, pvc_mount_root=tmp_path / "mounts"
+        state_dir=tmp_path / "state",
+        pvc_dirs={(NS, CLAIM): tmp_path / "pvc"},
+        pvc_mount_root=tmp_path / "mounts",
     )
     return loop_controller.build_loop_target(_loop(), NS, "l1", settings)
 

@@ -137,14 +137,16 @@ def test_missing_pvc_directory_is_a_condition_not_a_crash(
     # a repeat does not write or post again
     assert not loop_handlers.reconcile_loop(edge.get("loops", "l2"), ctx).status_written
     assert edge.reasons("l2") == ["SourceNotFound"]
-    # the directory appears (the mount root maps absent-claim -> <root>/absent-claim)
-    sim = Simulator(tmp_path / "mounts", clock, loops=1, scenarios=["running"], loop_prefix="absent-claim")
+    # the directory appears (the mount root maps the namespace's absent-claim -> <root>/<ns>/absent-claim)
+    sim = Simulator(
+        tmp_path / "mounts" / NS, clock, loops=1, scenarios=["running"], loop_prefix="absent-claim"
+    )
     sim.run(3)
     body["spec"]["loopId"] = "absent-claim-1"
     body["spec"]["source"]["pvc"]["subPath"] = ""
     edge.objects[("loops", NS, "l2")] = body
     ctx2 = _context(tmp_path, edge, clock)
-    sim_repo = tmp_path / "mounts" / "absent-claim-1"
+    sim_repo = tmp_path / "mounts" / NS / "absent-claim-1"
     body["spec"]["source"]["pvc"]["claimName"] = "absent-claim-1"
     assert sim_repo.is_dir()
     assert loop_handlers.reconcile_loop(edge.get("loops", "l2"), ctx2).outcome == "success"
@@ -229,10 +231,10 @@ def test_idle_periodic_pass_writes_nothing_until_something_changes_or_is_due(
     assert loop_handlers.reconcile_loop(edge.get("loops", "idle"), ctx, force=False).outcome == "success"
     assert loop_handlers.reconcile_loop(edge.get("loops", "idle"), ctx, force=False).outcome == "idle"
 
-    clock.advance(121)  # the heartbeat lag reaches its degraded threshold (120 s): due
+    clock.advance(301)  # the lags reach the degraded ingest lag (300 s): due
     due = loop_handlers.reconcile_loop(edge.get("loops", "idle"), ctx, force=False)
     assert due.outcome == "success"
-    assert edge.get("loops", "idle")["status"]["healthStatus"] != "healthy"
+    assert edge.get("loops", "idle")["status"]["health"]["metrics"]["ingestLagSeconds"] >= 300
 
 
 def test_a_pass_does_not_parse_the_status(tmp_path: Path, edge: FakeEdge, clock: FrozenClock) -> None:
@@ -483,3 +485,35 @@ def test_recovery_uses_the_journal_outcome_when_present(
     body["status"] = {"phase": "executing", "approvedBy": "alice", "idempotencyKey": "cancel-k1"}
     intent_handlers.reconcile_intent(edge.get("handoffintents", "hi3"), ctx)
     assert edge.get("handoffintents", "hi3")["status"]["phase"] == "executed"
+
+
+def _metric(ctx: OperatorContext, name: str, **labels: str) -> float | None:
+    return ctx.metrics.registry.get_sample_value(name, labels)
+
+
+def test_every_pass_is_counted_and_a_waiting_intent_is_exported(
+    tmp_path: Path, edge: FakeEdge, approval_setup: tuple[OperatorContext, Simulator]
+) -> None:
+    ctx, _ = approval_setup
+    assert loop_handlers.reconcile_loop(edge.get("loops", "la"), ctx).outcome == "success"
+    edge.add("loops", _loop("blocked", "nowhere", claim="absent-claim"))
+    assert loop_handlers.reconcile_loop(edge.get("loops", "blocked"), ctx).outcome == "blocked"
+    passes = "superloop_ops_reconcile_passes_total"
+    assert _metric(ctx, passes, namespace=NS, kind="Loop", result="error") == 1
+    assert _metric(ctx, passes, namespace=NS, kind="Loop", result="success") == 1
+    stamp = _metric(ctx, "superloop_ops_last_successful_pass_timestamp_seconds", namespace=NS, kind="Loop")
+    assert stamp == ctx.clock.now().timestamp()
+    body = edge.add("handoffintents", _intent("hi-wait", "approve"))
+    body["metadata"]["creationTimestamp"] = "2026-01-02T03:04:05Z"
+    report = intent_handlers.reconcile_intent(edge.get("handoffintents", "hi-wait"), ctx)
+    intent_handlers.observe_waiting(ctx, body, report.phase)
+    assert _metric(ctx, passes, namespace=NS, kind="HandoffIntent", result="success") == 1
+    since = "superloop_ops_intent_awaiting_approval_since_timestamp_seconds"
+    assert _metric(ctx, since, namespace=NS, intent="hi-wait", loop="la") == 1767323045.0
+    assert _metric(ctx, "superloop_ops_intents_awaiting_approval", namespace=NS) == 1
+    body["metadata"]["annotations"] = dict(APPROVED)
+    report = intent_handlers.reconcile_intent(edge.get("handoffintents", "hi-wait"), ctx)
+    intent_handlers.observe_waiting(ctx, body, report.phase)
+    assert report.executed
+    assert _metric(ctx, since, namespace=NS, intent="hi-wait", loop="la") is None
+    assert _metric(ctx, "superloop_ops_intents_awaiting_approval", namespace=NS) == 0

@@ -59,7 +59,7 @@ def _mount_catalog(config_dir: Path, catalog: dict[str, Any]) -> Path:
 def _settings(tmp_path: Path, config_dir: Path | None) -> Settings:
     return Settings(
         state_dir=tmp_path / "state",
-        pvc_dirs={CLAIM: tmp_path / "pvc"},
+        pvc_dirs={(NS, CLAIM): tmp_path / "pvc"},
         pvc_mount_root=tmp_path / "mounts",
         config_dir=config_dir,
     )

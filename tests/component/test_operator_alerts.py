@@ -142,7 +142,7 @@ def _context(
     sim.run(4)
     settings = Settings(
         state_dir=tmp_path / "state",
-        pvc_dirs={"claim-a": sim.repo_of("stale_heartbeat-1")},
+        pvc_dirs={(NS, "claim-a"): sim.repo_of("stale_heartbeat-1")},
         metrics_port=0,
         alert_pagerduty_url=pd_url,
         **extra,

@@ -9,6 +9,8 @@ cursor never moves past events whose state was not written.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -201,3 +203,62 @@ def test_a_failed_state_write_keeps_the_cursor_and_is_an_error(cli: Cli, repo: P
     again = cli.reconcile(repo, *HUGE_INGEST)
     assert again.code == 0, again.stderr
     assert last_row(ops_dir(repo) / "telemetry" / "reconcile.jsonl")["eventsIngested"] == 2
+
+
+# --------------------------------------------------------------------- item 15: size caps
+
+
+def _append_big_event(repo: Path, size: int) -> None:
+    event = json.loads(event_line("iteration_end", now_ts(), 2))
+    event["data"] = {"blob": "x" * size}
+    with _events(repo).open("a") as handle:
+        handle.write(json.dumps(event) + "\n")
+
+
+def _envelope_event(repo: Path) -> dict[str, object]:
+    state = read_json(ops_dir(repo) / "state.json")
+    return state["evidence"]["lastEventEnvelope"]["event"]  # type: ignore[no-any-return]
+
+
+def test_an_oversized_event_line_is_consumed_truncated_and_reason_coded(cli: Cli, repo: Path) -> None:
+    write_runtime_artifacts(repo, now_ts())
+    _append_big_event(repo, 3_000_000)
+    result = cli.reconcile(repo, *HUGE_INGEST)
+    assert result.code == 0, result.stderr
+    assert (ops_dir(repo) / "state.json").stat().st_size < 64 * 1024
+    event = _envelope_event(repo)
+    assert event["name"] == "iteration_end"
+    assert event["payload"]["truncated"]["reasonCode"] == "event_line_too_large"  # type: ignore[index]
+    assert read_json(ops_dir(repo) / "cursor.json")["eventLineOffset"] == 3
+
+
+def test_a_large_event_payload_is_stored_truncated(cli: Cli, repo: Path) -> None:
+    write_runtime_artifacts(repo, now_ts())
+    _append_big_event(repo, 200_000)
+    result = cli.reconcile(repo, *HUGE_INGEST)
+    assert result.code == 0, result.stderr
+    assert (ops_dir(repo) / "state.json").stat().st_size < 64 * 1024
+    event = _envelope_event(repo)
+    assert event["payload"]["truncated"]["reasonCode"] == "event_payload_truncated"  # type: ignore[index]
+    assert event["raw"]["event"] == "iteration_end"  # type: ignore[index]
+
+
+def test_a_50_mb_event_line_stays_within_memory(repo: Path) -> None:
+    """The chart's memory limit is 512 Mi; a 50 MB line cost 440 MB of RSS before the caps."""
+    write_runtime_artifacts(repo, now_ts())
+    _append_big_event(repo, 50_000_000)
+    # VmHWM is this process's own peak: ru_maxrss would carry the (large) test runner's peak over exec.
+    probe = (
+        "import pathlib, re, sys\n"
+        "from superloop_ops.cli import main as m\n"
+        "code = m.main(['reconcile', '--repo', sys.argv[1], '--loop', 'demo-loop',\n"
+        "    '--degraded-ingest-lag-seconds', '999999', '--critical-ingest-lag-seconds', '9999999'])\n"
+        "hwm = re.search(r'VmHWM:\\s+(\\d+)', pathlib.Path('/proc/self/status').read_text()).group(1)\n"
+        "print(code, hwm, file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(repo)], capture_output=True, text=True, timeout=300, check=False
+    )
+    code, max_rss_kib = done.stderr.split()[-2:]
+    assert code == "0", done.stderr
+    assert int(max_rss_kib) < 250 * 1024, f"max RSS {int(max_rss_kib) // 1024} MiB"

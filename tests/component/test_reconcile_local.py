@@ -318,7 +318,8 @@ def test_failed_reconcile_on_empty_repo_and_status_view(cli: Cli, repo: Path) ->
         "skipped_ingest_failed",
         "snapshot_unavailable",
     )
-    assert "required artifact" in row["failureMessage"]
+    # The stderr line as the snapshot step printed it, "error: " included (spec §5.11).
+    assert row["failureMessage"] == f"error: required artifact root missing: {repo}/.superloop/loops/{LOOP}"
     status = cli.status(repo).json
     assert status["health"]["status"] == "degraded"
     assert status["lifecycle"]["state"] == "unknown"

@@ -166,7 +166,10 @@ def test_transport_failure_streak_escalates_to_critical(cli: Cli, repos: tuple[P
     assert health["status"] == "critical"
     assert health["reasonCodes"] == ["transport_unreachable"]
     assert health["transport"]["failureCode"] == "service_request_failed"
-    assert last_row(ops_dir(local) / "telemetry" / "reconcile.jsonl")["status"] == "failed"
+    row = last_row(ops_dir(local) / "telemetry" / "reconcile.jsonl")
+    assert row["status"] == "failed"
+    # The client's stderr line, kept as is (spec §5.11).
+    assert row["failureMessage"].startswith("error: service request failed (method=GET url=")
     escalation_rows = (ops_dir(local) / "escalations.jsonl").read_text().splitlines()
     assert [json.loads(line)["category"] for line in escalation_rows] == [
         "health_degraded",

@@ -46,6 +46,9 @@ def _events(loop: sim_mod.SimulatedLoop) -> list[dict[str, Any]]:
         ("complete", "complete", "loop_complete"),
         ("failing", "failed", "role_timeout"),
         ("stopped", "stopped", "loop_stop"),
+        # what the reference projects; health reads these as dead and rate_limited (issue 11)
+        ("runner_failure", "running", "role_start"),
+        ("rate_limited", "running", "rate_limit_stop"),
         ("stale_heartbeat", "running", None),
         ("out_of_order", "running", None),
         ("contradiction", "awaiting_approval", "approval_requested"),
@@ -62,31 +65,38 @@ def test_scenarios_project_their_lifecycle(
 
 
 def test_events_are_whole_lines_with_increasing_timestamps(tmp_path: Path) -> None:
-    sim, _ = _run(tmp_path, "running", ticks=25)
+    sim, _ = _run(tmp_path, "running", ticks=21)
     raw = sim.loops[0].events_file.read_text()
     assert raw.endswith("\n")
     events = _events(sim.loops[0])
-    assert len(events) == 25
     stamps = [jsonutil.parse_ts(e["timestamp"]) for e in events]
     assert all(s is not None for s in stamps)
     assert stamps == sorted(stamps)  # type: ignore[type-var]
     assert events[0]["event"] == "loop_start"
     assert {e["loop_id"] for e in events} == {"sim-loop-1"}
-    assert events[-1]["iteration"] == 3  # two full iterations of ten events after loop_start
+    assert {e["run_id"] for e in events} == {jsonutil.format_ts(START + dt.timedelta(seconds=5))}
+    # loop_start, then two iterations of ten ticks (the gates tick writes 15 events)
+    assert events[-1]["event"] == "iteration_end"
+    assert events[-1]["iteration"] == 2
+    assert [e["role"] for e in events if e["event"] == "role_start"] == [
+        "planner", "implementer", "tester", "reviewer"
+    ] * 2
     summary = json.loads((sim.loops[0].loop_dir / "run-summary.json").read_text())
     assert [entry["iteration"] for entry in summary["entries"]] == [1, 2]
     assert summary["entries"][-1]["completion_ok"] is False
+    assert summary["entries"][-1]["promise"]["matched"] is False
     state = json.loads((sim.loops[0].repo / ".superloop" / "state.json").read_text())
     assert state == {
         "active": True,
         "loop_index": 0,
-        "iteration": 3,
+        "iteration": 2,
         "current_loop_id": "sim-loop-1",
         "updated_at": state["updated_at"],
     }
     active_run = json.loads((sim.loops[0].repo / ".superloop" / "active-run.json").read_text())
     assert active_run["loop_id"] == "sim-loop-1"
-    assert active_run["stage"] == "iteration"
+    assert active_run["stage"] == "loop_start"
+    assert not (sim.loops[0].loop_dir / "heartbeat.v1.json").exists()  # the runtime writes none
 
 
 def test_poll_sees_increasing_sequences(tmp_path: Path) -> None:
@@ -102,8 +112,8 @@ def test_poll_sees_increasing_sequences(tmp_path: Path) -> None:
     assert values == [1, 2, 3, 4, 5, 6]
 
 
-def test_heartbeat_is_fresh_when_running(tmp_path: Path) -> None:
-    sim, clock = _run(tmp_path, "running")
+def test_heartbeat_is_fresh_when_running_and_asked_for(tmp_path: Path) -> None:
+    sim, clock = _run(tmp_path, "running", heartbeat=True)
     heartbeat = _snapshot(sim, clock)["runtime"]["heartbeat"]
     assert heartbeat["timestamp"] == jsonutil.format_ts(clock.now())
     assert heartbeat["schemaVersion"] == "v1"
@@ -144,7 +154,7 @@ def test_approval_request_shape(tmp_path: Path) -> None:
     sim, clock = _run(tmp_path, "awaiting_approval")
     approval = json.loads((sim.loops[0].loop_dir / "approval.json").read_text())
     assert approval["status"] == "pending"
-    assert approval["run_id"] == "run-sim-loop-1"
+    assert approval["run_id"] == jsonutil.format_ts(START + dt.timedelta(seconds=5))
     assert set(approval) >= {
         "requested_at",
         "iteration_started_at",
@@ -170,8 +180,11 @@ def test_approve_is_consumed_to_completion(tmp_path: Path) -> None:
     )
     clock.advance(5)
     sim.step()
-    names = [e["event"] for e in _events(loop)][-3:]
-    assert names == ["approval_decision", "approval_consumed", "loop_complete"]
+    events = _events(loop)
+    names = [e["event"] for e in events][-4:]
+    assert names == ["approval_decision", "loop_start", "approval_consumed", "loop_complete"]
+    # the runtime runs again (a new run id); the consumed approval belongs to the requesting run
+    assert events[-3]["run_id"] != events[-2]["run_id"] == events[-4]["run_id"]
     assert not (loop.loop_dir / "approval.json").exists()
     assert _snapshot(sim, clock)["run"]["status"] == "complete"
 
@@ -184,11 +197,12 @@ def test_reject_resumes_with_a_new_iteration(tmp_path: Path) -> None:
     )
     clock.advance(5)
     sim.step()
-    assert [e["event"] for e in _events(loop)][-2:] == ["approval_decision", "approval_rejected"]
+    names = [e["event"] for e in _events(loop)][-3:]
+    assert names == ["approval_decision", "loop_start", "approval_rejected"]
     clock.advance(5)
     sim.step()
     last = _events(loop)[-1]
-    assert (last["event"], last["iteration"]) == ("iteration_start", 2)
+    assert (last["event"], last["iteration"]) == ("iteration_start", 1)  # a fresh run starts over
     assert _snapshot(sim, clock)["run"]["status"] == "running"
 
 

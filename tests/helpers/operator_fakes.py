@@ -196,10 +196,11 @@ def build_context(
     sleep: Callable[[float], None] | None = None,
     **settings: Any,
 ) -> OperatorContext:
-    """Settings under ``tmp_path`` (metrics port 0) and the simulator as the loop runtime."""
+    """Settings under ``tmp_path`` (metrics port 0) and the simulator as the loop runtime;
+    ``pvcs`` maps claims of the edge's namespace to directories."""
     resolved = Settings(
         state_dir=tmp_path / "state",
-        pvc_dirs=dict(pvcs),
+        pvc_dirs={(edge.namespace, claim): path for claim, path in pvcs.items()},
         pvc_mount_root=tmp_path / "mounts",
         metrics_port=0,
         control_confirm_timeout_seconds=control_confirm_timeout_seconds,

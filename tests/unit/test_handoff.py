@@ -368,3 +368,11 @@ def test_guard_is_also_read_from_a_reference_state_without_guard_map() -> None:
     guards = handoff_plan.compute_retry_guards(prior)
     assert guards["loop-red:reconcile_failed:cancel"]["reason"] == "autonomous_retry_guard_failed"
     assert handoff_plan.compute_retry_guards(None) == {}
+
+
+def test_attempt_keys_after_a_guarded_outcome() -> None:
+    assert handoff_plan.compute_attempt(None) == 1
+    assert handoff_plan.compute_attempt({"reason": "autonomous_retry_guard_ambiguous"}) == 2
+    assert handoff_plan.compute_attempt({"reason": "autonomous_retry_guard_failed", "attempt": 2}) == 3
+    assert handoff_plan.compute_attempt_key("k", 1) == "k"
+    assert handoff_plan.compute_attempt_key("k", 3) == "k-attempt3"

@@ -58,6 +58,9 @@ def test_empty_inputs_are_healthy_with_full_shape() -> None:
             "lastControlStatus": None,
             "sequenceStatus": None,
             "lifecycleState": "unknown",
+            "runOutcome": "unknown",
+            "livenessLagSeconds": None,
+            "livenessSource": None,
         },
         "thresholds": {
             "profile": "balanced",

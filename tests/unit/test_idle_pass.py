@@ -50,3 +50,34 @@ def test_idle_only_when_nothing_read_changed_and_nothing_is_due() -> None:
     assert not is_idle(memo, generation=2, replay_request=None, stamps=appended, now=NOW)
     created = (("/r/events.jsonl", (10, 1, 7)), ("/r/approval.json", (5, 3, 9)))
     assert not is_idle(memo, generation=2, replay_request=None, stamps=created, now=NOW)
+
+
+def test_liveness_lag_of_a_running_run_and_an_approval_wait_age_toward_their_thresholds() -> None:
+    """Since issue 11 a running run's staleness is judged on livenessLagSeconds (against the
+    ingest thresholds), and an approval wait ages toward its reminder threshold: both make a
+    full pass due when they cross, as the other lags do."""
+    now = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+    status = {
+        "health": {
+            "metrics": {"livenessLagSeconds": 100, "ingestLagSeconds": None},
+            "thresholds": {"degradedIngestLagSeconds": 300, "criticalIngestLagSeconds": 900},
+        }
+    }
+    due = compute_next_due(status, now=now, refresh_seconds=3600)
+    assert due == now + dt.timedelta(seconds=201)
+    waiting = {
+        "health": {
+            "metrics": {},
+            "thresholds": {},
+            "reasons": [
+                {
+                    "code": "approval_waiting",
+                    "severity": "info",
+                    "metric": "approvalWaitSeconds",
+                    "observed": "50",
+                    "threshold": "600",
+                },
+            ],
+        }
+    }
+    assert compute_next_due(waiting, now=now, refresh_seconds=3600) == now + dt.timedelta(seconds=551)

@@ -321,3 +321,26 @@ def test_status_patch_decides_as_the_fingerprint_comparison(
         stored, apply_merge_patch(stored, patch), now=NOW, refresh_seconds=300
     )
     assert (decided is not None) == expected
+
+
+def _with_outcome(outcome: str, *reasons: dict[str, Any]) -> dict[str, Any]:
+    return {"health": {"metrics": {"runOutcome": outcome}, "reasons": list(reasons)}}
+
+
+def test_a_dead_run_is_an_event_on_the_pass_that_finds_it() -> None:
+    running = _with_outcome("running")
+    dead = _with_outcome(
+        "dead", {"code": "run_dead", "severity": "critical", "observed": "active_without_active_run"}
+    )
+    (event,) = loop_resource.compute_loop_events(running, dead)
+    assert (event.type, event.reason) == ("Warning", "RunDead")
+    assert "active-run.json gone" in event.message
+    assert "active_without_active_run" in event.message
+    assert loop_resource.compute_loop_events(dead, dead) == []
+
+
+def test_a_cancel_is_a_normal_event_and_complete_adds_none() -> None:
+    cancelled = _with_outcome("cancelled", {"code": "run_cancelled", "severity": "info"})
+    (event,) = loop_resource.compute_loop_events(_with_outcome("running"), cancelled)
+    assert (event.type, event.reason) == ("Normal", "RunCancelled")
+    assert loop_resource.compute_loop_events(_with_outcome("running"), _with_outcome("complete")) == []

@@ -38,7 +38,7 @@ def test_values_from_the_environment() -> None:
     settings = fetch_settings(
         {
             "SUPERLOOP_STATE_DIR": "/srv/state",
-            "SUPERLOOP_PVC_DIRS": "claimA=/data/a, claimB=/data/b,",
+            "SUPERLOOP_PVC_DIRS": "team/claim-a=/data/a, team/claim-b=/data/b,",
             "SUPERLOOP_PVC_MOUNT_ROOT": "/mnt/pvcs",
             "SUPERLOOP_METRICS_PORT": "0",
             "SUPERLOOP_RECONCILE_INTERVAL_SECONDS": "2",
@@ -47,28 +47,28 @@ def test_values_from_the_environment() -> None:
             "SUPERLOOP_TEST_PAUSE_AFTER_EXECUTING_SECONDS": "1.5",
         }
     )
-    assert settings.pvc_dirs == {"claimA": Path("/data/a"), "claimB": Path("/data/b")}
+    assert settings.pvc_dirs == {("team", "claim-a"): Path("/data/a"), ("team", "claim-b"): Path("/data/b")}
     assert settings.metrics_port == 0
     assert settings.default_reconcile_interval_seconds == 2.0
     assert settings.namespaces == ("a", "b")
     assert settings.namespace_state_dir("team") == Path("/srv/state/team")
-    assert settings.resolve_pvc_dir("claimA") == Path("/data/a")
-    assert settings.resolve_pvc_dir("claimA", "sub/dir") == Path("/data/a/sub/dir")
-    assert settings.resolve_pvc_dir("other") == Path("/mnt/pvcs/other")
+    assert settings.resolve_pvc_dir("team", "claim-a") == Path("/data/a")
+    assert settings.resolve_pvc_dir("team", "claim-a", "sub/dir") == Path("/data/a/sub/dir")
+    assert settings.resolve_pvc_dir("team", "other") == Path("/mnt/pvcs/team/other")
     assert settings.test_pause_after_executing_seconds == 1.5
 
 
 @pytest.mark.parametrize("sub_path", ["/etc", "../other", "a/../../b"])
 def test_sub_path_must_stay_inside_the_claim(sub_path: str) -> None:
     with pytest.raises(InvalidSpecError, match="subPath"):
-        Settings().resolve_pvc_dir("claim", sub_path)
+        Settings().resolve_pvc_dir("team", "claim", sub_path)
 
 
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"SUPERLOOP_PVC_DIRS": "claimA"}, "claim=/path"),
-        ({"SUPERLOOP_PVC_DIRS": "=/x"}, "claim=/path"),
+        ({"SUPERLOOP_PVC_DIRS": "team/claim-a"}, "namespace/claim=/path"),
+        ({"SUPERLOOP_PVC_DIRS": "=/x"}, "namespace/claim=/path"),
         ({"SUPERLOOP_METRICS_PORT": "http"}, "non-negative integer"),
         ({"SUPERLOOP_METRICS_PORT": "70000"}, "out of range"),
         ({"SUPERLOOP_RECONCILE_INTERVAL_SECONDS": "0"}, ">= 1"),

@@ -274,7 +274,13 @@ def test_state_document_shape() -> None:
         "cursor",
         "divergence",
         "evidence",
+        "signals",  # ours (issue 11), after the contract's keys
     ]
+    assert state["signals"] == {
+        "stateFilePresent": True,
+        "activeRunPresent": False,
+        "approvalRequestedAt": None,
+    }
     assert state["generatedAt"] == "2026-03-01T08:00:31Z"
     assert state["source"] == {"repoPath": "/srv/demo", "loopId": LOOP}
     assert state["run"] == {"runId": "run-7f3", "iteration": 1}

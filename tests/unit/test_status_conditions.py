@@ -67,7 +67,7 @@ def test_build_conditions_keeps_other_types() -> None:
     conds = build_conditions(
         conds, [ConditionSpec(conditions.READY, "False", "ReconcileFailed", "x")], generation=1, now=NOW
     )
-    assert [c["type"] for c in conds] == ["Ready", "Healthy"]
+    assert [c["type"] for c in conds] == ["Ready", "Healthy", "Reconciling", "Stalled"]  # kstatus last
     assert find_condition(conds, "Healthy") is not None
     assert find_condition(conds, "Diverged") is None
 

@@ -188,3 +188,42 @@ def test_without_profile_builtin_defaults_apply() -> None:
 )
 def test_coerce_non_negative_int(value: object, expected: int | None) -> None:
     assert threshold_profiles.coerce_non_negative_int(value) == expected
+
+
+def test_shipped_profiles_carry_a_lifecycle_policy() -> None:
+    shipped = Path(__file__).resolve().parents[2] / "config" / "ops-manager-threshold-profiles.v1.json"
+    catalog = json.loads(shipped.read_text())
+    for name in ("strict", "balanced", "relaxed"):
+        policy = threshold_profiles.compute_profile(catalog, source_file="c", profile=name).lifecycle
+        assert policy.approval_critical_seconds == 0  # an approval wait never pages by default
+        assert policy.stop_severity["run_dead"] == "critical"
+        assert policy.stop_severity["run_cancelled"] == "info"
+    balanced = threshold_profiles.compute_profile(catalog, source_file="c", profile="balanced")
+    assert threshold_profiles.compute_thresholds(balanced).lifecycle.approval_reminder_seconds == 900
+
+
+@pytest.mark.parametrize(
+    "lifecycle",
+    [
+        "soon",
+        {"approvalReminderSeconds": -1},
+        {"approvalReminderSeconds": 900, "approvalCriticalSeconds": 60},
+        {"stopSeverity": {"run_dead": "page"}},
+        {"stopSeverity": {"run_unheard_of": "info"}},
+    ],
+)
+def test_a_bad_lifecycle_policy_fails_closed(lifecycle: object) -> None:
+    catalog = {
+        "schemaVersion": "v1",
+        "profiles": {
+            "p": {
+                "degradedIngestLagSeconds": 1,
+                "criticalIngestLagSeconds": 2,
+                "degradedTransportFailureStreak": 1,
+                "criticalTransportFailureStreak": 2,
+                "lifecycle": lifecycle,
+            }
+        },
+    }
+    with pytest.raises(ContractError, match="lifecycle is invalid: p"):
+        threshold_profiles.compute_profile(catalog, source_file="c", profile="p")

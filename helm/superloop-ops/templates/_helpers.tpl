@@ -77,14 +77,18 @@ Namespaced rules: exactly the verbs the operator uses in a watched namespace.
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create]
+{{- if or .Values.rbac.secretNames .Values.rbac.allSecrets }}
 # Secrets referenced by Loops: sprite-service tokens and alert sink secrets (spec.alerts.secretRef).
+# No blanket get by default: the names listed, or every Secret only with rbac.allSecrets. The
+# operator still uses a Secret only when it is labelled ops.superloop.dev/usable-by=superloop-ops.
 - apiGroups: [""]
   resources: [secrets]
-  {{- with .Values.rbac.secretNames }}
+  {{- if not .Values.rbac.allSecrets }}
   resourceNames:
-    {{- toYaml . | nindent 4 }}
+    {{- toYaml .Values.rbac.secretNames | nindent 4 }}
   {{- end }}
   verbs: [get]
+{{- end }}
 # Alert sink catalogs referenced by Loops (spec.alerts.sinksConfigMapRef) and drill evidence
 # referenced by FleetPolicies (spec.promotion.drillEvidenceConfigMapRef): read only.
 - apiGroups: [""]
@@ -96,11 +100,12 @@ Namespaced rules: exactly the verbs the operator uses in a watched namespace.
   verbs: [get]
 {{- end -}}
 
-{{/* loopClaims as claimA=/path,claimB=/path (sorted by claim name). */}}
+{{/* loopClaims as <release namespace>/claimA=/path,... (sorted by claim name): the claims are PVCs
+of the release namespace, so only Loops of that namespace resolve them. */}}
 {{- define "superloop-ops.pvcDirs" -}}
 {{- $pairs := list -}}
 {{- range $claim, $path := .Values.loopClaims -}}
-{{- $pairs = append $pairs (printf "%s=%s" $claim $path) -}}
+{{- $pairs = append $pairs (printf "%s/%s=%s" $.Release.Namespace $claim $path) -}}
 {{- end -}}
 {{- join "," $pairs -}}
 {{- end -}}
@@ -112,4 +117,31 @@ Call with (dict "root" $ "index" $i).
 */}}
 {{- define "superloop-ops.shardSuffix" -}}
 {{- if gt (int .root.Values.shards) 1 -}}-shard-{{ .index }}{{- end -}}
+{{- end -}}
+
+{{/*
+The annotations that make up an approval of a HandoffIntent. A change of any of them is a new
+approval, for the admission policy as for the operator, whose approval fingerprint reads exactly
+these (models/handoff_intent.py APPROVAL_ANNOTATIONS; tests/unit/test_approval_definition.py).
+*/}}
+{{- define "superloop-ops.approvalAnnotations" -}}
+- ops.superloop.dev/approved
+- ops.superloop.dev/approved-by
+- ops.superloop.dev/approved-at
+- ops.superloop.dev/note
+{{- end -}}
+
+{{/* The admission policy bindings' scope: the watched namespaces (everywhere with allNamespaces). */}}
+{{- define "superloop-ops.admissionMatchResources" -}}
+{{- if not .Values.watch.allNamespaces -}}
+matchResources:
+  namespaceSelector:
+    matchExpressions:
+      - key: kubernetes.io/metadata.name
+        operator: In
+        values:
+          {{- range splitList "," (include "superloop-ops.watchNamespaces" .) }}
+          - {{ . }}
+          {{- end }}
+{{- end }}
 {{- end -}}

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 __all__ = [
     "ArtifactInvalidError",
+    "ArtifactOutsideRepoError",
     "ContractError",
     "DependencyNotReadyError",
     "InvalidSpecError",
     "JournalWriteError",
     "OperatorError",
+    "SecretNotUsableError",
 ]
 
 
@@ -33,6 +35,12 @@ class ArtifactInvalidError(ContractError):
     """Permanent: a runtime artifact is present and readable but its content breaks the contract."""
 
 
+class ArtifactOutsideRepoError(ArtifactInvalidError):
+    """Permanent: a runtime artifact path resolves (through a symbolic link) outside its repository."""
+
+    reason_code = "artifact_outside_repo"
+
+
 class DependencyNotReadyError(OperatorError):
     """Temporary: something we depend on is missing or unreachable; retry after ``delay`` seconds."""
 
@@ -50,3 +58,9 @@ class JournalWriteError(DependencyNotReadyError):
 
     def __init__(self, message: str, delay: float = 30.0) -> None:
         super().__init__(message, delay)
+
+
+class SecretNotUsableError(DependencyNotReadyError):
+    """Temporary: a referenced Secret has not opted in to the operator (its owner may label it)."""
+
+    reason_code = "secret_not_opted_in"

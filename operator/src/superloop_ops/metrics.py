@@ -9,29 +9,38 @@ and free text never become labels.
 
 Enumerated values (health status, lifecycle state) are exported the way kube-state-metrics does:
 one series per possible value, 1 for the current one, so a dashboard can sum or alert on them
-without string parsing.
+without string parsing. Counters carry no ``_created`` companion series (prometheus_client's
+``disable_created_metrics``): they double the series count and no query here uses them.
+docs/metrics.md lists every family.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import platform
 import re
 import threading
 import weakref
-from collections.abc import Callable, Iterable
-from typing import TypeVar, cast
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar, cast
 from wsgiref.simple_server import WSGIServer
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from superloop_ops import __version__
 
 __all__ = [
     "ALERT_DELIVERY_OUTCOMES",
     "ALERT_SINK_TYPES",
     "CONTROL_STATUSES",
     "HEALTH_STATUSES",
+    "KINDS",
     "LIFECYCLE_STATES",
     "REASON_CODES",
+    "RUN_OUTCOMES",
+    "USAGE_ROLES",
+    "USAGE_TOKEN_KINDS",
     "LoopObservation",
     "MetricsServer",
     "OperatorMetrics",
@@ -75,16 +84,52 @@ REASON_CODES: frozenset[str] = frozenset(
         "service_response_invalid",
         "source_not_found",
         "secret_not_found",
+        "secret_not_opted_in",
         "invalid_spec",
         "dependency_not_ready",
         "internal_error",
+        "approval_waiting",
+        "run_dead",
+        "run_failed",
+        "run_timed_out",
+        "run_rate_limited",
+        "run_stuck",
+        "run_max_iterations",
+        "run_stopped",
+        "run_cancelled",
     }
 )
+RUN_OUTCOMES: tuple[str, ...] = (
+    "unknown",
+    "idle",
+    "running",
+    "awaiting_approval",
+    "complete",
+    "dead",
+    "cancelled",
+    "timed_out",
+    "failed",
+    "max_iterations",
+    "stuck",
+    "rate_limited",
+    "stopped",
+)
+USAGE_ROLES: tuple[str, ...] = ("planner", "implementer", "tester", "reviewer")
+# usage.jsonl token kinds (runtime_signals.USAGE_TOKEN_KEYS camel names -> label values).
+USAGE_TOKEN_KINDS: dict[str, str] = {
+    "inputTokens": "input",
+    "outputTokens": "output",
+    "thinkingTokens": "thinking",
+    "cacheReadInputTokens": "cache_read",
+    "cacheCreationInputTokens": "cache_creation",
+}
 CONTROL_INTENTS: frozenset[str] = frozenset({"cancel", "approve", "reject"})
 CONTROL_STATUSES: frozenset[str] = frozenset(
     {"executed", "executed_unconfirmed", "execution_ambiguous", "execution_failed"}
 )
-ALERT_SINK_TYPES: frozenset[str] = frozenset({"webhook", "slack", "pagerduty_events"})
+ALERT_SINK_TYPES: frozenset[str] = frozenset({"webhook", "slack", "pagerduty_events", "alertmanager"})
+KINDS: tuple[str, ...] = ("Loop", "Fleet", "FleetPolicy", "HandoffIntent", "PromotionApply")
+PASS_RESULTS: tuple[str, ...] = ("success", "error")
 # "success", or the sink reason code of tuning §5.5.
 ALERT_DELIVERY_OUTCOMES: frozenset[str] = frozenset(
     {
@@ -98,6 +143,8 @@ ALERT_DELIVERY_OUTCOMES: frozenset[str] = frozenset(
     }
 )
 _OTHER = "other"
+# Process-wide in prometheus_client: no ``<counter>_created`` series from any registry here.
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 _LABEL_VALUE = re.compile(r"\A[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")
 
 
@@ -123,6 +170,9 @@ class LoopObservation:
     heartbeat_lag_seconds: float | None = None
     transport_failure_streak: int | None = None
     diverged: bool | None = None
+    run_outcome: str | None = None
+    usage: Mapping[str, Any] | None = None
+    """``signals.usage`` of the state: totals and ``byRole`` (calls, tokens by kind, costUsd)."""
 
 
 class OperatorMetrics:
@@ -185,6 +235,32 @@ class OperatorMetrics:
             ("namespace",),
             registry=self.registry,
         )
+        self.run_outcome = Gauge(
+            f"{PREFIX}_loop_run_outcome",
+            "How the loop's run stands (running, dead, complete, cancelled, timed_out, ...): 1 for the "
+            "current outcome, 0 for the others.",
+            (*loop_labels, "outcome"),
+            registry=self.registry,
+        )
+        usage_labels = (*loop_labels, "role")
+        self.usage_calls = Gauge(
+            f"{PREFIX}_loop_role_calls",
+            "Agent role calls recorded in the loop's usage.jsonl, by role.",
+            usage_labels,
+            registry=self.registry,
+        )
+        self.usage_tokens = Gauge(
+            f"{PREFIX}_loop_tokens",
+            "Tokens the loop's agent calls used (usage.jsonl), by role and kind.",
+            (*usage_labels, "kind"),
+            registry=self.registry,
+        )
+        self.usage_cost = Gauge(
+            f"{PREFIX}_loop_cost_usd",
+            "Cost in USD of the loop's agent calls as the runtime priced them (usage.jsonl), by role.",
+            usage_labels,
+            registry=self.registry,
+        )
         self.control_outcomes = Counter(
             f"{PREFIX}_control_outcomes",
             "Control intents executed by the operator, by outcome.",
@@ -210,17 +286,48 @@ class OperatorMetrics:
             ("namespace", "loop", "reason"),
             registry=self.registry,
         )
+        self._add_operator_families()
+
+    def _add_operator_families(self) -> None:
+        """Families about the operator itself and every kind: build, passes, waiting intents."""
+        self.build_info = Gauge(
+            f"{PREFIX}_build_info",
+            "Always 1; the labels name the running operator's version and runtime.",
+            ("version", "python_version"),
+            registry=self.registry,
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+        self.reconcile_passes = Counter(
+            f"{PREFIX}_reconcile_passes",
+            "Reconcile passes of every kind, by result (success or error).",
+            ("namespace", "kind", "result"),
+            registry=self.registry,
+        )
+        self.last_success = Gauge(
+            f"{PREFIX}_last_successful_pass_timestamp_seconds",
+            "Unix time of the last successful reconcile pass of a kind in a namespace.",
+            ("namespace", "kind"),
+            registry=self.registry,
+        )
+        self.intent_waiting_since = Gauge(
+            f"{PREFIX}_intent_awaiting_approval_since_timestamp_seconds",
+            "Unix time since which a HandoffIntent waits for a person's approval (absent once decided).",
+            ("namespace", "intent", "loop"),
+            registry=self.registry,
+        )
+        self.intents_waiting = Gauge(
+            f"{PREFIX}_intents_awaiting_approval",
+            "HandoffIntents waiting for a person's approval, per namespace.",
+            ("namespace",),
+            registry=self.registry,
+        )
+        self._waiting: dict[tuple[str, str], str] = {}
 
     def observe_loop(self, obs: LoopObservation) -> None:
         """Export one pass's view of a loop; unknown values drop the series instead of lying."""
         ns, loop = obs.namespace, _object_name(obs.loop)
         if obs.health_status is not None:
-            current = _bounded(obs.health_status, HEALTH_STATUSES)
-            for status in (*HEALTH_STATUSES, _OTHER):
-                if status == _OTHER and current != _OTHER:
-                    self._remove(self.health_status, ns, loop, _OTHER)
-                    continue
-                self.health_status.labels(ns, loop, status).set(1.0 if status == current else 0.0)
+            self._enumerate(self.health_status, ns, loop, HEALTH_STATUSES, obs.health_status)
             reasons = {_bounded(code, REASON_CODES) for code in obs.reason_codes}
             for reason in sorted(REASON_CODES | {_OTHER}):
                 if reason in reasons:
@@ -228,18 +335,44 @@ class OperatorMetrics:
                 else:
                     self._remove(self.health_reason, ns, loop, reason)
         if obs.lifecycle_state is not None:
-            current = _bounded(obs.lifecycle_state, LIFECYCLE_STATES)
-            for state in (*LIFECYCLE_STATES, _OTHER):
-                if state == _OTHER and current != _OTHER:
-                    self._remove(self.lifecycle_state, ns, loop, _OTHER)
-                    continue
-                self.lifecycle_state.labels(ns, loop, state).set(1.0 if state == current else 0.0)
+            self._enumerate(self.lifecycle_state, ns, loop, LIFECYCLE_STATES, obs.lifecycle_state)
         self._set_or_remove(self.ingest_lag, ns, loop, obs.ingest_lag_seconds)
         self._set_or_remove(self.heartbeat_lag, ns, loop, obs.heartbeat_lag_seconds)
         streak = None if obs.transport_failure_streak is None else float(obs.transport_failure_streak)
         self._set_or_remove(self.transport_failure_streak, ns, loop, streak)
         diverged = None if obs.diverged is None else (1.0 if obs.diverged else 0.0)
         self._set_or_remove(self.diverged, ns, loop, diverged)
+        if obs.run_outcome is not None:
+            self._enumerate(self.run_outcome, ns, loop, RUN_OUTCOMES, obs.run_outcome)
+        if obs.usage is not None:
+            self._observe_usage(ns, loop, obs.usage)
+
+    def _enumerate(self, gauge: Gauge, ns: str, loop: str, values: tuple[str, ...], value: str) -> None:
+        """One-hot series of an enumerated value; ``other`` exists only while the value is unknown."""
+        current = _bounded(value, values)
+        for candidate in (*values, _OTHER):
+            if candidate == _OTHER and current != _OTHER:
+                self._remove(gauge, ns, loop, _OTHER)
+                continue
+            gauge.labels(ns, loop, candidate).set(1.0 if candidate == current else 0.0)
+
+    def _observe_usage(self, ns: str, loop: str, usage: Mapping[str, Any]) -> None:
+        """Per role (``other`` folds roles outside the runtime's four) calls, tokens and cost."""
+        totals: dict[str, dict[str, float]] = {}
+        by_role = usage.get("byRole")
+        for role, entry in (by_role.items() if isinstance(by_role, Mapping) else ()):
+            if not isinstance(entry, Mapping):
+                continue
+            bucket = totals.setdefault(_bounded(str(role), USAGE_ROLES), {})
+            for key in ("calls", "costUsd", *USAGE_TOKEN_KINDS):
+                value = entry.get(key)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    bucket[key] = bucket.get(key, 0.0) + float(value)
+        for role, bucket in totals.items():
+            self.usage_calls.labels(ns, loop, role).set(bucket.get("calls", 0.0))
+            self.usage_cost.labels(ns, loop, role).set(bucket.get("costUsd", 0.0))
+            for key, kind in USAGE_TOKEN_KINDS.items():
+                self.usage_tokens.labels(ns, loop, role, kind).set(bucket.get(key, 0.0))
 
     def record_control_outcome(self, namespace: str, loop: str, intent: str, status: str) -> None:
         self.control_outcomes.labels(
@@ -258,7 +391,7 @@ class OperatorMetrics:
     def observe_reconcile_duration(self, namespace: str, seconds: float) -> None:
         self.reconcile_duration.labels(namespace).observe(max(0.0, seconds))
 
-    def record_pass(self, namespace: str, loop: str, at: float, *, idle: bool = False) -> None:
+    def record_loop_pass(self, namespace: str, loop: str, at: float, *, idle: bool = False) -> None:
         """A pass of that loop ended at ``at`` (Unix seconds): how fresh its posture is. An idle
         pass (nothing new to read) is also counted."""
         self.last_pass.labels(namespace, _object_name(loop)).set(at)
@@ -267,6 +400,25 @@ class OperatorMetrics:
 
     def record_reconcile_error(self, namespace: str, loop: str, reason: str) -> None:
         self.reconcile_errors.labels(namespace, _object_name(loop), _bounded(reason, REASON_CODES)).inc()
+
+    def record_pass(self, kind: str, namespace: str, *, ok: bool, at: float) -> None:
+        """Count one reconcile pass of ``kind``; a successful one also stamps ``at`` (Unix time)."""
+        kind = _bounded(kind, KINDS)
+        self.reconcile_passes.labels(namespace, kind, PASS_RESULTS[0] if ok else PASS_RESULTS[1]).inc()
+        if ok:
+            self.last_success.labels(namespace, kind).set(at)
+
+    def observe_intent(self, namespace: str, intent: str, loop: str, waiting_since: float | None) -> None:
+        """An intent waits for approval since ``waiting_since`` (Unix time), or no longer waits (None)."""
+        key = (namespace, _object_name(intent))
+        previous_loop = self._waiting.pop(key, None)
+        if previous_loop is not None:
+            remove_series(self.intent_waiting_since, *key, previous_loop)
+        if waiting_since is not None:
+            self._waiting[key] = _object_name(loop)
+            self.intent_waiting_since.labels(*key, self._waiting[key]).set(waiting_since)
+        count = sum(1 for ns, _ in self._waiting if ns == namespace)
+        self.intents_waiting.labels(namespace).set(count)
 
     def forget_loop(self, namespace: str, loop: str) -> None:
         """Drop every per-loop gauge series of a deleted loop (counters keep their history)."""
@@ -286,6 +438,13 @@ class OperatorMetrics:
             self.last_pass,
         ):
             self._remove(gauge, namespace, loop)
+        for value in (*RUN_OUTCOMES, _OTHER):
+            self._remove(self.run_outcome, namespace, loop, value)
+        for role in (*USAGE_ROLES, _OTHER):
+            self._remove(self.usage_calls, namespace, loop, role)
+            self._remove(self.usage_cost, namespace, loop, role)
+            for kind in USAGE_TOKEN_KINDS.values():
+                self._remove(self.usage_tokens, namespace, loop, role, kind)
 
     @staticmethod
     def _remove(gauge: Gauge, *labels: str) -> None:

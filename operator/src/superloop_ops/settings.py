@@ -9,10 +9,11 @@ Environment variables (all optional):
 
 - ``SUPERLOOP_STATE_DIR``: journal root; one tree per namespace under it (default
   ``/var/lib/superloop/state``).
-- ``SUPERLOOP_PVC_DIRS``: ``claimA=/path,claimB=/path``: claim name -> directory, for
-  development and e2e where no volume is mounted.
-- ``SUPERLOOP_PVC_MOUNT_ROOT``: where the chart mounts the claims in-cluster; a claim not in
-  the mapping resolves to ``<root>/<claim>`` (default ``/var/lib/superloop/pvcs``).
+- ``SUPERLOOP_PVC_DIRS``: ``namespace/claim=/path,...``: (namespace, claim) -> directory. A
+  claim belongs to its namespace: a Loop reaches only the claims of its own namespace. The chart
+  maps its ``loopClaims`` (PVCs of the release namespace) this way.
+- ``SUPERLOOP_PVC_MOUNT_ROOT``: a claim not in the mapping resolves to
+  ``<root>/<namespace>/<claim>`` (default ``/var/lib/superloop/pvcs``).
 - ``SUPERLOOP_METRICS_PORT`` (default 9090; 0 disables the endpoint), ``SUPERLOOP_METRICS_HOST``
   (default ``0.0.0.0``).
 - ``SUPERLOOP_RECONCILE_INTERVAL_SECONDS``: interval when a Loop's spec names none (default 60).
@@ -40,17 +41,20 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from superloop_ops.core.common.shards import Shard, parse_shard
 from superloop_ops.errors import InvalidSpecError
+from superloop_ops.models import loop as model_loop
 from superloop_ops.models.common import DEFAULT_RECONCILE_INTERVAL_SECONDS
 
-__all__ = ["Settings", "build_pvc_dirs", "fetch_settings"]
+__all__ = ["Settings", "build_pvc_dirs", "fetch_settings", "is_object_name"]
 
 _DEFAULT_STATE_DIR = "/var/lib/superloop/state"
 _DEFAULT_MOUNT_ROOT = "/var/lib/superloop/pvcs"
+_OBJECT_NAME = re.compile(model_loop.OBJECT_NAME_PATTERN)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +62,7 @@ class Settings:
     """Everything the operator needs to know about its environment."""
 
     state_dir: Path = Path(_DEFAULT_STATE_DIR)
-    pvc_dirs: Mapping[str, Path] = dataclasses.field(default_factory=dict)
+    pvc_dirs: Mapping[tuple[str, str], Path] = dataclasses.field(default_factory=dict)
     pvc_mount_root: Path = Path(_DEFAULT_MOUNT_ROOT)
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 9090
@@ -73,15 +77,20 @@ class Settings:
     alert_pagerduty_url: str = ""
     shard: Shard = dataclasses.field(default_factory=Shard)
 
-    def resolve_pvc_dir(self, claim_name: str, sub_path: str | None = None) -> Path:
-        """Directory holding a claim's files: the dev mapping first, else the in-cluster mount.
+    def resolve_pvc_dir(self, namespace: str, claim_name: str, sub_path: str | None = None) -> Path:
+        """Directory holding the files of claim ``claim_name`` of ``namespace``: the mapping first,
+        else ``<mount root>/<namespace>/<claim>``.
 
-        ``subPath`` must stay inside the claim (no absolute path, no ``..``): a Loop must not be
-        able to point the operator at arbitrary files of its own volume set.
+        Both names must be Kubernetes object names (no ``/``, no ``..``), and ``subPath`` must stay
+        inside the claim (no absolute path, no ``..``): a Loop must not be able to point the
+        operator at another namespace's claim or at arbitrary files.
         """
-        base = self.pvc_dirs.get(claim_name)
+        for what, value in (("namespace", namespace), ("source.pvc.claimName", claim_name)):
+            if not is_object_name(value):
+                raise InvalidSpecError(f"{what} must be a Kubernetes object name (DNS-1123): {value!r}")
+        base = self.pvc_dirs.get((namespace, claim_name))
         if base is None:
-            base = self.pvc_mount_root / claim_name
+            base = self.pvc_mount_root / namespace / claim_name
         if not sub_path:
             return base
         rel = PurePosixPath(sub_path)
@@ -94,17 +103,23 @@ class Settings:
         return self.state_dir / namespace
 
 
-def build_pvc_dirs(raw: str) -> dict[str, Path]:
-    """Parse ``claimA=/path,claimB=/path``; empty entries are ignored, malformed ones fail."""
-    mapping: dict[str, Path] = {}
+def is_object_name(value: str) -> bool:
+    """A DNS-1123 subdomain, the rule for namespace and PVC names (never ``/`` or ``..``)."""
+    return len(value) <= 253 and _OBJECT_NAME.fullmatch(value) is not None
+
+
+def build_pvc_dirs(raw: str) -> dict[tuple[str, str], Path]:
+    """Parse ``namespace/claim=/path,...``; empty entries are ignored, malformed ones fail."""
+    mapping: dict[tuple[str, str], Path] = {}
     for item in raw.split(","):
         entry = item.strip()
         if not entry:
             continue
-        claim, sep, path = entry.partition("=")
-        if not sep or not claim.strip() or not path.strip():
-            raise InvalidSpecError(f"SUPERLOOP_PVC_DIRS entry must be claim=/path: {entry}")
-        mapping[claim.strip()] = Path(path.strip())
+        key, sep, path = entry.partition("=")
+        namespace, slash, claim = key.strip().partition("/")
+        if not (sep and slash and path.strip() and is_object_name(namespace) and is_object_name(claim)):
+            raise InvalidSpecError(f"SUPERLOOP_PVC_DIRS entry must be namespace/claim=/path: {entry}")
+        mapping[(namespace, claim)] = Path(path.strip())
     return mapping
 
 

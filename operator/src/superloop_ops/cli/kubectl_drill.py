@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from superloop_ops.core.common.jsonutil import JsonObject, format_ts
@@ -53,12 +53,16 @@ class DrillCluster(Protocol):
     def patch_config_map(self, name: str, data: Mapping[str, str], resource_version: str) -> None: ...
 
 
-def add_parser(sub: Any) -> None:
-    """Register ``drill record`` on the plugin's subparsers."""
-    drill = sub.add_parser("drill", help="record incident drill evidence for the promotion gates")
+def add_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> None:
+    """Register ``drill record`` on the plugin's subparsers (``parents``: the kubectl flags)."""
+    drill = sub.add_parser(
+        "drill", parents=list(parents), help="record incident drill evidence for the promotion gates"
+    )
     actions = drill.add_subparsers(dest="drill_command", metavar="ACTION", required=True)
     record = actions.add_parser(
-        "record", help="record one drill's outcome in the FleetPolicy's drill evidence ConfigMap"
+        "record",
+        parents=list(parents),
+        help="record one drill's outcome in the FleetPolicy's drill evidence ConfigMap",
     )
     record.add_argument("--fleet-policy", required=True, help="FleetPolicy naming the evidence ConfigMap")
     record.add_argument("--drill", required=True, choices=REQUIRED_DRILLS)

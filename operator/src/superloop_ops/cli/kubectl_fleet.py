@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from superloop_ops.core.common.jsonutil import JsonObject
@@ -22,9 +22,11 @@ class _Reader(Protocol):
     def get(self, plural: str, name: str) -> JsonObject: ...
 
 
-def add_parser(sub: Any) -> None:
-    """Register the ``fleet`` subcommand on the plugin's subparsers."""
-    fleet = sub.add_parser("fleet", help="print the posture of a Fleet and its FleetPolicy")
+def add_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> None:
+    """Register the ``fleet`` subcommand on the plugin's subparsers (``parents``: the kubectl flags)."""
+    fleet = sub.add_parser(
+        "fleet", parents=list(parents), help="print the posture of a Fleet and its FleetPolicy"
+    )
     fleet.add_argument("fleet")
     fleet.add_argument("--compact", action="store_true", help="one-line JSON")
 

@@ -1,13 +1,14 @@
-"""``kubectl-superloop``: the runbook's loop commands against Loop and HandoffIntent objects.
+"""``kubectl-superloop`` (``kubectl superloop``): the operator's objects as kubectl users work.
 
-``kubectl superloop status <loop>`` prints the runbook's status snapshot from the Loop's status
-(the operator mirrors the JSON surfaces there), ``intents`` lists HandoffIntents with their
-phase, ``approve <intent>`` annotates an intent as the current user (the name comes from a
-SelfSubjectReview, so the chart's admission policy, which demands ``approved-by`` equal to the
-requesting user, accepts it), ``replay <loop>`` asks for a one-shot replay from the start, and
-``drill record`` records incident drill evidence for the promotion gates (``kubectl_drill``).
+Commands: ``get`` (the five kinds as ``kubectl get`` shows them, ``-w`` to watch), ``status``
+(the runbook's status snapshot of a Loop; ``--exit-code`` makes the exit code follow health),
+``intents``, ``approve`` / ``reject``, ``wait <intent> --for=executed``, ``suspend`` /
+``resume``, ``reconcile-now``, ``replay``, ``fleet``, ``drill record``, ``completion``.
 
-Honours ``--kubeconfig``, ``--context`` and ``-n/--namespace`` like kubectl itself.
+kubectl's flags work anywhere on the line (``kubectl superloop intents -n team-a``):
+``--kubeconfig``, ``--context``, ``-n``, ``-A``, ``-l``, ``--as``, ``--as-group``, ``-o
+json|yaml|wide|name``. Errors print one line (the API server's own message for a 403 or 404),
+never a traceback.
 """
 
 from __future__ import annotations
@@ -16,48 +17,99 @@ import argparse
 import datetime as dt
 import json
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from superloop_ops.cli import kubectl_drill, kubectl_fleet
-from superloop_ops.core.common.jsonutil import JsonObject, format_ts
-from superloop_ops.core.handoff.handoff_intent_resource import (
-    ANNOTATION_APPROVED,
-    ANNOTATION_APPROVED_AT,
-    ANNOTATION_APPROVED_BY,
-    ANNOTATION_NOTE,
-)
-from superloop_ops.core.loop.artifacts import jq_get
-from superloop_ops.core.loop.loop_resource import (
-    ANNOTATION_REPLAY,
-    ANNOTATION_REPLAY_REQUESTED_AT,
-    REPLAY_FROM_START,
-)
-from superloop_ops.errors import OperatorError
-from superloop_ops.k8s.edge import GROUP, VERSION, ObjectNotFoundError, build_api_client, map_api_exception
+import yaml
 
-__all__ = ["build_parser", "build_status_snapshot", "main"]
+from superloop_ops import __version__
+from superloop_ops.cli import kubectl_actions, kubectl_completion, kubectl_drill, kubectl_fleet, kubectl_get
+from superloop_ops.cli.kubectl_cluster import Connection, PluginCluster
+from superloop_ops.core.common.jsonutil import JsonObject, format_ts
+from superloop_ops.core.loop.artifacts import jq_get
+from superloop_ops.errors import OperatorError
+
+__all__ = ["EXIT_CODES", "build_parser", "build_status_snapshot", "complete_main", "health_exit_code", "main"]
+
+#: ``status --exit-code``: what a script can branch on.
+EXIT_CODES = {"healthy": 0, "error": 1, "usage": 2, "degraded": 3, "critical": 4, "not_ready": 5}
+_GLOBALS: dict[str, Any] = {
+    "kubeconfig": None,
+    "context": None,
+    "namespace": None,
+    "all_namespaces": False,
+    "selector": None,
+    "as_user": None,
+    "as_groups": [],
+    "output": None,
+}
+_EPILOG = """examples:
+  kubectl superloop get loops -A                  Ready, status, health and reasons of every Loop
+  kubectl superloop status demo-loop -n team-a    the runbook's status snapshot
+  kubectl superloop approve cancel-x -n team-a    approve a HandoffIntent as yourself
+  kubectl superloop wait cancel-x --for=executed --timeout=5m
+
+kubectl's flags (-n, -A, -l, -o, --context, --as, --kubeconfig) work before or after the command.
+exit codes: 0 success, 1 error (API, timeout), 2 usage;
+status --exit-code: 0 healthy, 3 degraded, 4 critical, 5 not Ready (reconcile failing)"""
+
+
+def _global_flags() -> argparse.ArgumentParser:
+    """kubectl's flags, accepted before or after the command (defaults filled in afterwards)."""
+    flags = argparse.ArgumentParser(add_help=False)
+    keep = argparse.SUPPRESS
+    flags.add_argument("--kubeconfig", default=keep, help="path to the kubeconfig file")
+    flags.add_argument("--context", default=keep, help="kubeconfig context to use")
+    flags.add_argument("-n", "--namespace", default=keep, help="namespace (default: the context's)")
+    flags.add_argument(
+        "-A", "--all-namespaces", action="store_true", default=keep, help="list in every namespace"
+    )
+    flags.add_argument("-l", "--selector", default=keep, help="label selector (e.g. team=a)")
+    flags.add_argument("--as", dest="as_user", metavar="USER", default=keep, help="user to impersonate")
+    flags.add_argument(
+        "--as-group",
+        dest="as_groups",
+        metavar="GROUP",
+        action="append",
+        default=keep,
+        help="group to impersonate",
+    )
+    flags.add_argument("-o", "--output", choices=kubectl_get.OUTPUTS, default=keep, help="output format")
+    return flags
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kubectl-superloop", description=__doc__.splitlines()[0])
-    parser.add_argument("--kubeconfig", default=None, help="path to the kubeconfig file")
-    parser.add_argument("--context", default=None, help="kubeconfig context to use")
-    parser.add_argument("-n", "--namespace", default=None, help="namespace (default: the context's)")
+    flags = _global_flags()
+    parser = argparse.ArgumentParser(
+        prog="kubectl superloop",
+        description="Supervise superloop-ops Loops, Fleets and HandoffIntents from kubectl.",
+        parents=[flags],
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"kubectl-superloop {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    status = sub.add_parser("status", help="print the status snapshot of a Loop")
+    kubectl_get.add_parser(sub, [flags])
+    status = sub.add_parser("status", parents=[flags], help="print the status snapshot of a Loop")
     status.add_argument("loop")
     status.add_argument("--compact", action="store_true", help="one-line JSON")
-    intents = sub.add_parser("intents", help="list HandoffIntents with their phase")
+    status.add_argument("--exit-code", action="store_true", help="exit 3 degraded, 4 critical, 5 not Ready")
+    intents = sub.add_parser("intents", parents=[flags], help="list HandoffIntents with their phase")
     intents.add_argument("--loop", default=None, help="only intents for this Loop")
-    approve = sub.add_parser("approve", help="approve a HandoffIntent as the current user")
-    approve.add_argument("intent")
-    approve.add_argument("--note", default=None)
-    replay = sub.add_parser("replay", help="replay a Loop's events from the start (one-shot)")
-    replay.add_argument("loop")
-    kubectl_fleet.add_parser(sub)
-    kubectl_drill.add_parser(sub)
+    kubectl_actions.add_parsers(sub, [flags])
+    kubectl_fleet.add_parser(sub, [flags])
+    kubectl_drill.add_parser(sub, [flags])
+    kubectl_completion.add_parser(sub)
     return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    for name, default in _GLOBALS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    return args
 
 
 def build_status_snapshot(loop: Mapping[str, Any], now: dt.datetime) -> JsonObject:
@@ -123,181 +175,119 @@ def build_status_snapshot(loop: Mapping[str, Any], now: dt.datetime) -> JsonObje
     return {key: value for key, value in snapshot.items() if value is not None}
 
 
-class _Cluster:
-    """The few API calls the plugin makes, with errors mapped to ``errors.*``."""
+def health_exit_code(loop: Mapping[str, Any]) -> int:
+    """``status --exit-code``: not Ready first (the picture is stale), then the health."""
+    status = loop.get("status") or {}
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    if ready is not None and ready.get("status") == "False":
+        return EXIT_CODES["not_ready"]
+    return EXIT_CODES.get(str(status.get("healthStatus") or "healthy"), 0)
 
-    def __init__(self, kubeconfig: str | None, context: str | None, namespace: str | None) -> None:
-        from kubernetes import client, config
 
-        self._client = client
-        self.api = build_api_client(kubeconfig, context) if (kubeconfig or context) else _default_client()
-        self.custom = client.CustomObjectsApi(self.api)
-        self.namespace = namespace or _context_namespace(config, kubeconfig, context)
+def _intent_rows(items: Sequence[Mapping[str, Any]], loop: str | None, all_ns: bool) -> list[list[str]]:
+    rows = [(["NAMESPACE"] if all_ns else []) + ["NAME", "LOOP", "INTENT", "PHASE", "APPROVED-BY", "KEY"]]
+    for item in sorted(
+        items, key=lambda i: (str(jq_get(i, "metadata", "namespace")), str(jq_get(i, "metadata", "name")))
+    ):
+        if loop and jq_get(item, "spec", "loopRef", "name") != loop:
+            continue
+        status = item.get("status") or {}
+        rows.append(
+            ([str(jq_get(item, "metadata", "namespace"))] if all_ns else [])
+            + [
+                str(jq_get(item, "metadata", "name")),
+                str(jq_get(item, "spec", "loopRef", "name") or ""),
+                str(jq_get(item, "spec", "intent") or ""),
+                str(status.get("phase") or "pending_operator_confirmation"),
+                str(status.get("approvedBy") or ""),
+                str(status.get("idempotencyKey") or ""),
+            ]
+        )
+    return rows
 
-    def _call(self, what: str, fn: Any) -> Any:
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
 
-        try:
-            return fn()
-        except (ApiException, HTTPError, OSError) as exc:
-            raise map_api_exception(exc, what) from exc
+def _status(cluster: PluginCluster, args: argparse.Namespace, now: dt.datetime) -> int:
+    loop = cluster.get("loops", args.loop)
+    snapshot = build_status_snapshot(loop, now)
+    if args.output == "yaml":
+        print(yaml.safe_dump(snapshot, sort_keys=False).rstrip())
+    else:
+        print(json.dumps(snapshot, separators=(",", ":")) if args.compact else json.dumps(snapshot, indent=2))
+    return health_exit_code(loop) if args.exit_code else 0
 
-    def get(self, plural: str, name: str) -> JsonObject:
-        return dict(
-            self._call(
-                f"{plural}/{name}",
-                lambda: self.custom.get_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, plural, name
-                ),
+
+def _intents(cluster: PluginCluster, args: argparse.Namespace, now: dt.datetime) -> int:
+    items = cluster.list("handoffintents", all_namespaces=args.all_namespaces, selector=args.selector)
+    if args.loop:
+        items = [i for i in items if jq_get(i, "spec", "loopRef", "name") == args.loop]
+    if args.output is not None:
+        info = kubectl_get.resolve_kind("handoffintents")
+        print(
+            kubectl_get.render(
+                info, items, output=args.output, single=False, all_namespaces=args.all_namespaces, now=now
             )
         )
-
-    def list(self, plural: str) -> list[JsonObject]:
-        listing = self._call(
-            plural, lambda: self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, plural)
-        )
-        return [dict(item) for item in listing.get("items", [])]
-
-    def annotate(self, plural: str, name: str, annotations: Mapping[str, str | None]) -> None:
-        body = {"metadata": {"annotations": dict(annotations)}}
-        self._call(
-            f"{plural}/{name}",
-            lambda: self.custom.patch_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, plural, name, body
-            ),
-        )
-
-    def _write(self, what: str, fn: Any) -> Any:
-        """Like ``_call``, with 409 (changed or created meanwhile) as ``WriteConflictError``."""
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
-
-        try:
-            return fn()
-        except ApiException as exc:
-            if exc.status == 409:
-                raise kubectl_drill.WriteConflictError(f"{what}: conflict") from exc
-            raise map_api_exception(exc, what) from exc
-        except (HTTPError, OSError) as exc:
-            raise map_api_exception(exc, what) from exc
-
-    def fetch_config_map(self, name: str) -> tuple[dict[str, str], str] | None:
-        core = self._client.CoreV1Api(self.api)
-        try:
-            found = self._call(
-                f"configmaps/{name}", lambda: core.read_namespaced_config_map(name, self.namespace)
-            )
-        except ObjectNotFoundError:
-            return None
-        return dict(found.data or {}), str(found.metadata.resource_version)
-
-    def create_config_map(self, name: str, data: Mapping[str, str]) -> None:
-        core = self._client.CoreV1Api(self.api)
-        body = self._client.V1ConfigMap(metadata=self._client.V1ObjectMeta(name=name), data=dict(data))
-        self._write(f"configmaps/{name}", lambda: core.create_namespaced_config_map(self.namespace, body))
-
-    def patch_config_map(self, name: str, data: Mapping[str, str], resource_version: str) -> None:
-        core = self._client.CoreV1Api(self.api)
-        body = {"metadata": {"resourceVersion": resource_version}, "data": dict(data)}
-        self._write(
-            f"configmaps/{name}", lambda: core.patch_namespaced_config_map(name, self.namespace, body)
-        )
-
-    def username(self) -> str:
-        """Who the API server says we are (SelfSubjectReview), as the admission policy sees it."""
-        api = self._client.AuthenticationV1Api(self.api)
-        review = self._call(
-            "selfsubjectreview",
-            lambda: api.create_self_subject_review(self._client.V1SelfSubjectReview(metadata={})),
-        )
-        name = getattr(getattr(getattr(review, "status", None), "user_info", None), "username", None)
-        if not name:
-            raise OperatorError("the API server did not report a username for these credentials")
-        return str(name)
-
-
-def _default_client() -> Any:
-    return build_api_client(None, None)
-
-
-def _context_namespace(config: Any, kubeconfig: str | None, context: str | None) -> str:
-    try:
-        contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
-    except Exception:  # in-cluster or no kubeconfig: kubectl's default
-        return "default"
-    chosen = active
-    if context:
-        chosen = next((c for c in contexts if c.get("name") == context), active)
-    return str((chosen or {}).get("context", {}).get("namespace") or "default")
-
-
-def _print_table(rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("   ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
-
-
-def run(args: argparse.Namespace, now: dt.datetime | None = None) -> int:
-    moment = now or dt.datetime.now(dt.UTC).replace(microsecond=0)
-    cluster = _Cluster(args.kubeconfig, args.context, args.namespace)
-    if args.command == "status":
-        snapshot = build_status_snapshot(cluster.get("loops", args.loop), moment)
-        if args.compact:
-            print(json.dumps(snapshot, separators=(",", ":")))
-        else:
-            print(json.dumps(snapshot, indent=2))
         return 0
-    if args.command == "fleet":
-        return kubectl_fleet.run(cluster, args)
-    if args.command == "drill":
-        return kubectl_drill.run(cluster, args, moment)
-    if args.command == "intents":
-        rows = [["NAME", "LOOP", "INTENT", "PHASE", "APPROVED-BY", "KEY"]]
-        for item in sorted(cluster.list("handoffintents"), key=lambda i: str(jq_get(i, "metadata", "name"))):
-            if args.loop and jq_get(item, "spec", "loopRef", "name") != args.loop:
-                continue
-            status = item.get("status") or {}
-            rows.append(
-                [
-                    str(jq_get(item, "metadata", "name")),
-                    str(jq_get(item, "spec", "loopRef", "name") or ""),
-                    str(jq_get(item, "spec", "intent") or ""),
-                    str(status.get("phase") or "pending_operator_confirmation"),
-                    str(status.get("approvedBy") or ""),
-                    str(status.get("idempotencyKey") or ""),
-                ]
-            )
-        _print_table(rows)
-        return 0
-    if args.command == "approve":
-        user = cluster.username()
-        annotations: dict[str, str | None] = {
-            ANNOTATION_APPROVED: "true",
-            ANNOTATION_APPROVED_BY: user,
-            ANNOTATION_APPROVED_AT: format_ts(moment),
-        }
-        if args.note is not None:
-            annotations[ANNOTATION_NOTE] = args.note
-        cluster.annotate("handoffintents", args.intent, annotations)
-        print(f"handoffintent/{args.intent} approved by {user}")
-        return 0
-    cluster.annotate(
-        "loops",
-        args.loop,
-        {ANNOTATION_REPLAY: REPLAY_FROM_START, ANNOTATION_REPLAY_REQUESTED_AT: format_ts(moment)},
-    )
-    print(f"loop/{args.loop} replay from start requested")
+    print(kubectl_get.format_rows(_intent_rows(items, None, args.all_namespaces)))
     return 0
 
 
+def run(
+    args: argparse.Namespace, now: dt.datetime | None = None, sleep: Callable[[float], None] = time.sleep
+) -> int:
+    moment = now or dt.datetime.now(dt.UTC).replace(microsecond=0)
+    if args.command == "completion":
+        return kubectl_completion.run(args)
+    conn = Connection(
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        namespace=args.namespace,
+        as_user=args.as_user,
+        as_groups=tuple(args.as_groups or ()),
+    )
+    cluster = PluginCluster(conn)
+    handlers: dict[str, Callable[[], int]] = {
+        "get": lambda: kubectl_get.run(cluster, args, moment),
+        "status": lambda: _status(cluster, args, moment),
+        "intents": lambda: _intents(cluster, args, moment),
+        "fleet": lambda: kubectl_fleet.run(cluster, args),
+        "drill": lambda: kubectl_drill.run(cluster, args, moment),
+    }
+    handler = handlers.get(args.command)
+    return handler() if handler else kubectl_actions.run(cluster, args, moment, sleep)
+
+
+def _names(kind: str, namespace: str | None) -> list[str]:
+    """Object names for completion; nothing when the cluster cannot be asked."""
+    try:
+        plural = kubectl_get.resolve_kind(kind).plural
+        items = PluginCluster(Connection(namespace=namespace)).list(plural)
+    except Exception:  # completion must never print an error into the shell
+        return []
+    return sorted(str(jq_get(i, "metadata", "name")) for i in items)
+
+
+def complete_main(argv: Sequence[str] | None = None) -> int:
+    """``kubectl_complete-superloop``: kubectl's plugin completion hook (cobra's protocol)."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    return kubectl_completion.complete(words, build_parser(), _names)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["__complete"]:
+        return complete_main(words[1:])
+    args = parse_args(words)
     try:
         return run(args)
     except OperatorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        print(f"error: {exc}" if not str(exc).startswith("Error from server") else str(exc), file=sys.stderr)
+        return EXIT_CODES["error"]
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # never a traceback for a user: one line, and how to report it
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_CODES["error"]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -37,6 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--once", action="store_true", help="run a single tick (run)")
     parser.add_argument("--shared-repo", action="store_true", help="all loops in one repository (run)")
     parser.add_argument("--loop-prefix", default="sim-loop", help="loop ids are <prefix>-<n> (run)")
+    parser.add_argument(
+        "--heartbeat",
+        action="store_true",
+        help="also write heartbeat.v1.json, which the real runtime never writes (run)",
+    )
     parser.add_argument("--loop", default="", help="loop id (approve)")
     parser.add_argument("--by", default="", help="actor (approve)")
     parser.add_argument("--note", default="", help="decision note (approve)")
@@ -68,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
             scenarios=args.scenario,
             shared_repo=args.shared_repo,
             loop_prefix=args.loop_prefix,
+            heartbeat=args.heartbeat,
         )
     except ValueError as exc:
         raise ContractError(str(exc)) from None

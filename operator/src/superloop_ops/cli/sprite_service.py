@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
@@ -24,7 +25,7 @@ from superloop_ops.errors import ContractError
 from superloop_ops.journal.service_idempotency import FileIdempotencyStore
 from superloop_ops.service import server as service_server
 
-__all__ = ["add_arguments", "build_config", "run"]
+__all__ = ["add_arguments", "build_config", "resolve_token", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,9 +33,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8787, help="bind port (default 8787; 0 picks one)")
     parser.add_argument(
+        "--token-file",
+        default=None,
+        help="file holding the auth token (trailing newline ignored); preferred: argv is visible to "
+        "every user of the host (default: env OPS_MANAGER_SERVICE_TOKEN_FILE)",
+    )
+    parser.add_argument(
         "--token",
         default=None,
-        help="auth token (default: env OPS_MANAGER_SERVICE_TOKEN; empty disables auth)",
+        help="auth token; visible in the process list, prefer --token-file or env "
+        "OPS_MANAGER_SERVICE_TOKEN (default: that env; empty disables auth)",
     )
     parser.add_argument(
         "--runtime-command",
@@ -93,11 +101,22 @@ def build_config(
     )
 
 
+def resolve_token(token_file: str | None, token: str | None, env: Mapping[str, str]) -> str:
+    """``--token-file`` > ``--token`` > ``OPS_MANAGER_SERVICE_TOKEN_FILE`` > ``OPS_MANAGER_SERVICE_TOKEN``."""
+    path = token_file or (None if token is not None else env.get("OPS_MANAGER_SERVICE_TOKEN_FILE") or None)
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ContractError(f"cannot read the token file {path}: {exc.__class__.__name__}") from None
+    return token if token is not None else env.get("OPS_MANAGER_SERVICE_TOKEN", "")
+
+
 def run(args: argparse.Namespace) -> int:
     repo = Path(args.repo).resolve()
     if not repo.is_dir():
         raise ContractError(f"repo path not found: {repo}")
-    token = args.token if args.token is not None else os.environ.get("OPS_MANAGER_SERVICE_TOKEN", "")
+    token = resolve_token(args.token_file, args.token, os.environ)
     runtime = tuple(shlex.split(args.runtime_command)) if args.runtime_command else None
     config = build_config(repo, token=token, runtime_command=runtime)
     server = service_server.build_server(config, args.host, args.port)

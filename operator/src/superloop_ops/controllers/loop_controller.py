@@ -102,7 +102,7 @@ def build_loop_target(loop: Loop, namespace: str, name: str, settings: Settings)
         if spec.source is None:
             raise InvalidSpecError("local loops require source.pvc")
         pvc = spec.source.pvc
-        repo = settings.resolve_pvc_dir(pvc.claim_name, pvc.sub_path or None).absolute()
+        repo = settings.resolve_pvc_dir(namespace, pvc.claim_name, pvc.sub_path or None).absolute()
         if not repo.is_dir():
             raise SourceNotFoundError(
                 f"PVC {pvc.claim_name!r} is not mounted: directory {repo} not found", delay=15.0

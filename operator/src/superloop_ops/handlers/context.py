@@ -11,10 +11,11 @@ dependencies are built from the context here, once per process (``fetch_fleet_de
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from superloop_ops.clock import Clock
 from superloop_ops.controllers import fleet_objects
@@ -28,7 +29,9 @@ from superloop_ops.settings import Settings
 __all__ = [
     "EventSpec",
     "OperatorContext",
+    "PassOwner",
     "build_fleet_deps",
+    "counted_pass",
     "fetch_context",
     "fetch_fleet_deps",
     "owns_intent_loop",
@@ -36,6 +39,9 @@ __all__ = [
     "post_events",
     "runs_fleet_kinds",
 ]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 @dataclasses.dataclass
@@ -122,3 +128,47 @@ def owns_intent_loop(body: Mapping[str, Any], memo: Any, **_: Any) -> bool:
 def runs_fleet_kinds(memo: Any, **_: Any) -> bool:
     """kopf ``when`` filter: the fleet kinds run on shard 0 only (one rollup across shards)."""
     return _shard(memo).runs_fleet_kinds
+
+
+class PassOwner(Protocol):
+    """What a counted pass reads from its second argument (the operator context or a kind's deps)."""
+
+    @property
+    def metrics(self) -> OperatorMetrics: ...
+    @property
+    def clock(self) -> Clock: ...
+
+
+_O = TypeVar("_O", bound=PassOwner)
+
+
+def counted_pass(
+    kind: str,
+) -> Callable[
+    [Callable[Concatenate[Mapping[str, Any], _O, _P], _R]],
+    Callable[Concatenate[Mapping[str, Any], _O, _P], _R],
+]:
+    """Count every call of a kind's ``reconcile_*(body, ctx_or_deps, ...)`` as one pass in the metrics.
+
+    A pass fails when it raises or when its report carries an ``error``; a successful one also
+    stamps the kind's last-success time.
+    """
+
+    def wrap(
+        reconcile: Callable[Concatenate[Mapping[str, Any], _O, _P], _R],
+    ) -> Callable[Concatenate[Mapping[str, Any], _O, _P], _R]:
+        @functools.wraps(reconcile)
+        def run(body: Mapping[str, Any], owner: _O, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+            namespace = str((body.get("metadata") or {}).get("namespace", ""))
+            try:
+                result = reconcile(body, owner, *args, **kwargs)
+            except BaseException:
+                owner.metrics.record_pass(kind, namespace, ok=False, at=owner.clock.now().timestamp())
+                raise
+            ok = getattr(result, "error", None) is None
+            owner.metrics.record_pass(kind, namespace, ok=ok, at=owner.clock.now().timestamp())
+            return result
+
+        return run
+
+    return wrap

@@ -18,17 +18,23 @@ from typing import Any
 
 import kopf
 
-from superloop_ops.controllers import fleet_controller
+from superloop_ops.controllers import fleet_controller, fleet_objects
 from superloop_ops.controllers.fleet_objects import FLEET_MEMBERS_INDEX
 from superloop_ops.core.fleet.fleet_members import LoopMember, build_loop_member
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError
-from superloop_ops.handlers.context import fetch_context, fetch_fleet_deps, runs_fleet_kinds
+from superloop_ops.handlers.context import counted_pass, fetch_context, fetch_fleet_deps, runs_fleet_kinds
 from superloop_ops.k8s.edge import GROUP, VERSION
 from superloop_ops.metrics_fleet import fetch_fleet_metrics
 from superloop_ops.metrics_promotion import fetch_promotion_metrics
 from superloop_ops.models.common import DEFAULT_RECONCILE_INTERVAL_SECONDS
 
-__all__ = ["index_fleet_members", "on_fleet_change", "on_fleet_delete", "on_fleet_periodic"]
+__all__ = [
+    "index_fleet_members",
+    "on_fleet_change",
+    "on_fleet_delete",
+    "on_fleet_periodic",
+    "reconcile_fleet",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +54,20 @@ async def index_fleet_members(body: kopf.Body, namespace: str | None, **_: Any) 
     return {str(namespace or ""): build_loop_member(body)}
 
 
+@counted_pass("Fleet")
+def reconcile_fleet(
+    body: Mapping[str, Any], deps: fleet_objects.FleetPassDeps
+) -> fleet_controller.FleetPassReport:
+    """One Fleet pass, counted in the pass metrics."""
+    return fleet_controller.reconcile_fleet(body, deps)
+
+
 @kopf.on.create(GROUP, VERSION, "fleets", when=runs_fleet_kinds)
 @kopf.on.resume(GROUP, VERSION, "fleets", when=runs_fleet_kinds)
 @kopf.on.update(GROUP, VERSION, "fleets", field="spec", when=runs_fleet_kinds)
 def on_fleet_change(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     """Create, resume and spec changes: the same full pass."""
-    _raise_for_kopf(fleet_controller.reconcile_fleet(dict(body), fetch_fleet_deps(memo, kwargs)))
+    _raise_for_kopf(reconcile_fleet(dict(body), fetch_fleet_deps(memo, kwargs)))
 
 
 @kopf.daemon(GROUP, VERSION, "fleets", cancellation_timeout=10.0, when=runs_fleet_kinds)
@@ -69,7 +83,7 @@ async def on_fleet_periodic(
         if stopped:
             break
         try:
-            report = await asyncio.to_thread(fleet_controller.reconcile_fleet, dict(body), deps)
+            report = await asyncio.to_thread(reconcile_fleet, dict(body), deps)
         except Exception:  # the daemon must outlive any single bad pass
             log.exception("periodic fleet pass of %s failed", (body.get("metadata") or {}).get("name"))
             delay = _interval(body)

@@ -23,7 +23,7 @@ import kopf
 
 from superloop_ops.controllers import fleet_controller, fleet_objects, fleet_policy_controller
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
-from superloop_ops.handlers.context import fetch_fleet_deps, runs_fleet_kinds
+from superloop_ops.handlers.context import counted_pass, fetch_fleet_deps, runs_fleet_kinds
 from superloop_ops.k8s.edge import GROUP, VERSION
 
 __all__ = ["on_policy_change", "reconcile_policy"]
@@ -31,6 +31,7 @@ __all__ = ["on_policy_change", "reconcile_policy"]
 log = logging.getLogger(__name__)
 
 
+@counted_pass("FleetPolicy")
 def reconcile_policy(body: Mapping[str, Any], deps: fleet_objects.FleetPassDeps) -> list[str]:
     """Write the policy's posture; return the referencing Fleets (which then get a pass)."""
     meta = body.get("metadata") or {}

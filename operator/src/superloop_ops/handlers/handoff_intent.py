@@ -28,17 +28,18 @@ import kopf
 
 from superloop_ops.controllers import loop_controller
 from superloop_ops.controllers.handoff_intent_objects import write_intent_status
-from superloop_ops.core.common.jsonutil import format_ts
+from superloop_ops.core.common.jsonutil import format_ts, parse_ts
 from superloop_ops.core.handoff import handoff_intent_resource
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
 from superloop_ops.handlers.context import (
     OperatorContext,
+    counted_pass,
     fetch_context,
     owns_intent_loop,
     post_events,
     runs_fleet_kinds,
 )
-from superloop_ops.journal import files
+from superloop_ops.journal import crash_points, files
 from superloop_ops.k8s.edge import GROUP, VERSION, ObjectNotFoundError, ObjectRef
 from superloop_ops.k8s.fleet_edge import FleetEdge
 from superloop_ops.models.handoff_intent import HandoffIntent
@@ -48,8 +49,10 @@ __all__ = [
     "IntentReport",
     "hand_over_intent",
     "intent_ref",
+    "observe_waiting",
     "on_intent_approved",
     "on_intent_change",
+    "on_intent_delete",
     "reconcile_intent",
 ]
 
@@ -114,6 +117,7 @@ def _resolve_loop(
     return loop, target, token
 
 
+@counted_pass("HandoffIntent")
 def reconcile_intent(body: Mapping[str, Any], ctx: OperatorContext) -> IntentReport:
     """One look at a HandoffIntent (synchronous; may block for the confirmation window)."""
     ref = intent_ref(body)
@@ -218,6 +222,7 @@ def _execute(
             key=key, by=by, now=format_ts(now),
         ),
     )  # fmt: skip
+    crash_points.reach("handoff.executing_status")
     write_intent_status(ctx.edge, ref, previous, executing)  # must succeed before the side effect
     _post_events(ctx, ref, previous, executing)
     pause = ctx.settings.test_pause_after_executing_seconds
@@ -258,6 +263,7 @@ def _execute(
             now=format_ts(done_at), extra={"controlStatus": outcome_record.status},
         ),
     )  # fmt: skip
+    crash_points.reach("handoff.outcome_status")
     write_intent_status(ctx.edge, ref, executing, new)
     _post_events(ctx, ref, executing, new)
     ctx.metrics.record_control_outcome(ref.namespace, intent.spec.loop_ref.name, intent.spec.intent, outcome)
@@ -269,12 +275,31 @@ def _execute(
 @kopf.on.update(GROUP, VERSION, "handoffintents", when=owns_intent_loop)
 def on_intent_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Every look at an intent is the same decision from its current annotations and status."""
+    ctx = fetch_context(memo)
     try:
-        reconcile_intent(dict(body), fetch_context(memo))
+        report = reconcile_intent(dict(body), ctx)
     except InvalidSpecError as exc:
         raise kopf.PermanentError(str(exc)) from exc
     except DependencyNotReadyError as exc:
         raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
+    observe_waiting(ctx, body, report.phase)
+
+
+def observe_waiting(ctx: OperatorContext, body: Mapping[str, Any], phase: str | None) -> None:
+    """Export whether the intent waits for a person (since its creation) for the approval alert."""
+    meta = body.get("metadata") or {}
+    loop = str(((body.get("spec") or {}).get("loopRef") or {}).get("name", ""))
+    created = parse_ts(meta.get("creationTimestamp"))
+    since = None
+    if phase == handoff_intent_resource.PENDING:
+        since = created.timestamp() if created is not None else ctx.clock.now().timestamp()
+    ctx.metrics.observe_intent(str(meta.get("namespace", "")), str(meta.get("name", "")), loop, since)
+
+
+@kopf.on.delete(GROUP, VERSION, "handoffintents", optional=True)
+def on_intent_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A deleted intent no longer waits."""
+    observe_waiting(fetch_context(memo), body, None)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,8 +30,20 @@ from superloop_ops.core.common.jsonutil import as_mapping, as_number
 from superloop_ops.core.loop import idle_pass, loop_resource
 from superloop_ops.core.loop.idle_pass import FileStamp
 from superloop_ops.engine.loop import reconcile_pass
-from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, JournalWriteError, OperatorError
-from superloop_ops.handlers.context import OperatorContext, fetch_context, owns_loop, post_events
+from superloop_ops.errors import (
+    DependencyNotReadyError,
+    InvalidSpecError,
+    JournalWriteError,
+    OperatorError,
+    SecretNotUsableError,
+)
+from superloop_ops.handlers.context import (
+    OperatorContext,
+    counted_pass,
+    fetch_context,
+    owns_loop,
+    post_events,
+)
 from superloop_ops.k8s.edge import GROUP, VERSION, ConflictError, ObjectNotFoundError, ObjectRef
 from superloop_ops.metrics import LoopObservation
 from superloop_ops.models.loop import Loop
@@ -101,6 +113,8 @@ def _blocked_reason(exc: OperatorError) -> str:
         return "journal_unwritable"
     if isinstance(exc, _UnexpectedError):
         return "internal_error"
+    if isinstance(exc, SecretNotUsableError):
+        return exc.reason_code
     if isinstance(exc, InvalidSpecError):
         return "invalid_spec"
     return "dependency_not_ready"
@@ -134,6 +148,7 @@ class _Pass:
     stamps: tuple[tuple[str, FileStamp], ...] = ()
 
 
+@counted_pass("Loop")
 def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext, *, force: bool = True) -> PassReport:
     """One pass for one Loop (synchronous: runs in kopf's thread pool).
 
@@ -149,7 +164,7 @@ def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext, *, force: bool
         body = dict(body)
         replay = _Replay.read(body)
         if not force and _is_idle(ctx, key, body, replay):
-            ctx.metrics.record_pass(ref.namespace, ref.name, ctx.clock.now().timestamp(), idle=True)
+            ctx.metrics.record_loop_pass(ref.namespace, ref.name, ctx.clock.now().timestamp(), idle=True)
             return PassReport("idle", False, dict(body.get("status") or {}))
         ctx.idle_memos.pop(key, None)
         if replay.token is not None:
@@ -317,7 +332,7 @@ def _observe(
     ran: bool,
 ) -> None:
     metrics = ctx.metrics
-    metrics.record_pass(ref.namespace, ref.name, ctx.clock.now().timestamp())
+    metrics.record_loop_pass(ref.namespace, ref.name, ctx.clock.now().timestamp())
     if ran:
         metrics.observe_reconcile_duration(ref.namespace, seconds)
     health = as_mapping(status.get("health"))
@@ -336,12 +351,18 @@ def _observe(
             heartbeat_lag_seconds=as_number(health_metrics.get("heartbeatLagSeconds")),
             transport_failure_streak=streak if isinstance(streak, int) else None,
             diverged=(divergence.get("any") is True) if isinstance(divergence, Mapping) else None,
+            run_outcome=_text(health_metrics.get("runOutcome")),
+            usage=as_mapping(as_mapping(as_mapping(status.get("state")).get("signals")).get("usage")) or None,
         )
     )
     if error is not None:
         metrics.record_reconcile_error(ref.namespace, ref.name, _blocked_reason(error))
     elif view.outcome == "failed":
         metrics.record_reconcile_error(ref.namespace, ref.name, view.failure_code or "reconcile_failed")
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _raise_for_kopf(report: PassReport) -> None:

@@ -27,6 +27,7 @@ from superloop_ops.core.promotion import promotion_apply_resource
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
 from superloop_ops.handlers.context import (
     OperatorContext,
+    counted_pass,
     fetch_context,
     fetch_fleet_deps,
     post_events,
@@ -81,6 +82,7 @@ def _observe(
     metrics.record_apply(namespace, fleet_name, intent, report.phase)
 
 
+@counted_pass("PromotionApply")
 def reconcile_promotion(
     body: Mapping[str, Any],
     ctx: OperatorContext,

@@ -89,7 +89,8 @@ def append_jsonl(path: Path, rows: Iterable[Any]) -> int:
         return 0
     path.parent.mkdir(parents=True, exist_ok=True)
     data = b"".join(lines)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    # A journal file is never a link: appending through one would write outside the journal.
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         size = os.fstat(fd).st_size
         if _ends_torn(fd):

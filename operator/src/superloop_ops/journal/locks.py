@@ -1,19 +1,24 @@
-"""Per-key in-process locks for writers that must not interleave on one journal entry.
+"""Locks for writers that must not interleave on one journal entry, in and across processes.
 
-A control run (or a sprite-service request) records its idempotency key before the side effect
-and answers a replay from the journal afterwards; two threads with the same key must therefore
-run one after the other. Locks are created on demand and dropped as soon as nobody holds or
-waits for them, so a long-running process does not accumulate one lock per key it ever saw.
+* :class:`KeyedLocks`: one in-process lock per key, created on demand and dropped as soon as
+  nobody holds or waits for it, so a long-running process does not accumulate one lock per key.
+* :func:`file_lock`: an exclusive ``flock`` on a lock file (created if missing) or on a
+  directory. ``flock`` locks belong to the open file description, so two threads of one process
+  exclude each other exactly as two processes do (two CLI runs, two reconcile passes, a service
+  next to a CLI). The lock is released when the holder exits, even on SIGKILL.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Generic, TypeVar
 
-__all__ = ["KeyedLocks"]
+__all__ = ["KeyedLocks", "file_lock"]
 
 _K = TypeVar("_K")
 
@@ -44,3 +49,22 @@ class KeyedLocks(Generic[_K]):
     def __len__(self) -> int:
         with self._guard:
             return len(self._entries)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (an existing directory, else a lock file).
+
+    The lock file is opened without following a symbolic link, so a link planted at its name
+    cannot make the caller create or lock a file elsewhere.
+    """
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+    if not path.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        flags |= os.O_CREAT
+    fd = os.open(path, flags, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

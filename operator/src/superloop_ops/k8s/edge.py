@@ -12,7 +12,9 @@ types:
 - 400, 401, 403, 422 -> ``InvalidSpecError`` (retrying the same request cannot help).
 
 Secret values are returned to the caller and never logged; error messages name the Secret and
-key, not the value.
+key, not the value. A Secret is used only when it opts in with the label
+``ops.superloop.dev/usable-by=superloop-ops`` (``read_secret_value``): whoever may create a
+Loop must not be able to make the operator send any Secret of the namespace to any URL.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ import base64
 import binascii
 import dataclasses
 import datetime as dt
+import json
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from superloop_ops.core.common.jsonutil import JsonObject
-from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError
+from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, SecretNotUsableError
+from superloop_ops.models import common as model_common
 
 __all__ = [
     "GROUP",
@@ -38,6 +42,7 @@ __all__ = [
     "ObjectRef",
     "build_api_client",
     "map_api_exception",
+    "read_secret_value",
 ]
 
 GROUP = "ops.superloop.dev"
@@ -50,6 +55,26 @@ class ObjectNotFoundError(DependencyNotReadyError):
 
 class ConflictError(DependencyNotReadyError):
     """The object changed since the version the write was based on (HTTP 409)."""
+
+
+def read_secret_value(
+    namespace: str, name: str, key: str, *, labels: Mapping[str, str] | None, data: Mapping[str, str] | None
+) -> str:
+    """One key of a Secret (base64 ``data``), provided the Secret opted in to the operator."""
+    label, wanted = model_common.SECRET_OPT_IN_LABEL, model_common.SECRET_OPT_IN_VALUE
+    if (labels or {}).get(label) != wanted:
+        raise SecretNotUsableError(
+            f"{SecretNotUsableError.reason_code}: Secret {namespace}/{name} is not labelled "
+            f"{label}={wanted}; the operator uses only Secrets that opt in",
+            delay=30.0,
+        )
+    values = data or {}
+    if key not in values:
+        raise ObjectNotFoundError(f"Secret {namespace}/{name} has no key {key!r}", delay=15.0)
+    try:
+        return base64.b64decode(values[key], validate=True).decode("utf-8").strip()
+    except (binascii.Error, UnicodeDecodeError):
+        raise InvalidSpecError(f"Secret {namespace}/{name} key {key!r} is not valid UTF-8 base64") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,10 +123,22 @@ def map_api_exception(exc: Exception, what: str) -> Exception:
     if status == 409:
         return ConflictError(f"{what}: changed meanwhile (409 {reason})", delay=1.0)
     if status in (400, 401, 403, 422):
-        return InvalidSpecError(f"{what}: rejected by the API server ({status} {reason})")
+        detail = _status_message(exc)
+        suffix = f": {detail}" if detail else ""
+        return InvalidSpecError(f"{what}: rejected by the API server ({status} {reason}){suffix}")
     if isinstance(status, int) and status:
         return DependencyNotReadyError(f"{what}: API server answered {status} {reason}", delay=10.0)
     return DependencyNotReadyError(f"{what}: API server unreachable ({reason})", delay=10.0)
+
+
+def _status_message(exc: Exception) -> str:
+    """The ``message`` of the API server's Status body (why admission or validation refused)."""
+    try:
+        body = json.loads(getattr(exc, "body", None) or "")
+    except (TypeError, ValueError):
+        return ""
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message)[:500] if message else ""
 
 
 def build_api_client(kubeconfig: str | None = None, context: str | None = None) -> Any:
@@ -145,15 +182,8 @@ class KubernetesEdge:
         secret = self._call(
             f"Secret {namespace}/{name}", lambda: self._core.read_namespaced_secret(name, namespace)
         )
-        data = secret.data or {}
-        if key not in data:
-            raise ObjectNotFoundError(f"Secret {namespace}/{name} has no key {key!r}", delay=15.0)
-        try:
-            return base64.b64decode(data[key], validate=True).decode("utf-8").strip()
-        except (binascii.Error, UnicodeDecodeError):
-            raise InvalidSpecError(
-                f"Secret {namespace}/{name} key {key!r} is not valid UTF-8 base64"
-            ) from None
+        labels = secret.metadata.labels if secret.metadata is not None else None
+        return read_secret_value(namespace, name, key, labels=labels, data=secret.data)
 
     def fetch_config_map_value(self, namespace: str, name: str, key: str) -> str:
         config_map = self._call(

@@ -39,6 +39,9 @@ __all__ = [
     "DEFAULT_RECONCILE_INTERVAL_SECONDS",
     "GROUP_VERSION",
     "LOOP_ID_PATTERN",
+    "READY_CONDITION_PATH",
+    "SECRET_OPT_IN_LABEL",
+    "SECRET_OPT_IN_VALUE",
     "TIMESTAMP_PATTERN",
     "CamelModel",
     "CelRule",
@@ -75,12 +78,18 @@ TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$"
 #: Loop ids become path components (``.superloop/loops/<id>/``) and label values, so they are
 #: restricted to a label-safe alphabet and length.
 LOOP_ID_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
+SECRET_OPT_IN_LABEL = f"{API_GROUP}/usable-by"
+"""A Secret the operator may read carries this label with :data:`SECRET_OPT_IN_VALUE`: naming a
+Secret in a Loop (or Fleet) is not enough, its owner must opt it in (no confused deputy)."""
+SECRET_OPT_IN_VALUE = "superloop-ops"  # noqa: S105 - a label value, not a secret
 #: metav1.Condition's reason pattern.
 CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 _TIMESTAMP_RE = re.compile(TIMESTAMP_PATTERN)
 #: Seconds between two passes of a Loop or a Fleet when the spec names none; also the operator's
 #: default for Loops whose spec carries no usable interval (``SUPERLOOP_RECONCILE_INTERVAL_SECONDS``).
 DEFAULT_RECONCILE_INTERVAL_SECONDS = 60
+#: The JSONPath of the Ready condition, as kubectl evaluates printer columns.
+READY_CONDITION_PATH = '.status.conditions[?(@.type=="Ready")]'
 
 JsonObject = dict[str, Any]
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -146,6 +155,12 @@ class CelRule:
     rule only the apiserver can evaluate (transition rules such as ``self == oldSelf``);
     ``rule=None`` marks a Python-only mirror of something the schema enforces structurally
     (a list-map's key uniqueness), kept for the reference's message.
+
+    ``field_path`` (relative to the object the rule sits on, e.g. ``.maxTimeSeconds``) makes the
+    apiserver report the offending field (``spec.service.maxTimeSeconds: Invalid value: ...``).
+    ``api_message`` is what the apiserver says when it differs from the Python mirror's
+    ``message`` (the mirror keeps the reference's wording for registry files, ``policy.…``; the
+    apiserver speaks of the object's own fields, ``spec.…``).
     """
 
     rule: str | None
@@ -153,9 +168,10 @@ class CelRule:
     check: Callable[[Any], bool] | None = None
     field_path: str | None = None
     reason: str | None = None
+    api_message: str | None = None
 
     def to_schema(self) -> JsonObject:
-        out: JsonObject = {"rule": self.rule, "message": self.message}
+        out: JsonObject = {"rule": self.rule, "message": self.api_message or self.message}
         if self.field_path is not None:
             out["fieldPath"] = self.field_path
         if self.reason is not None:
@@ -218,31 +234,44 @@ class LocalObjectRef(SpecModel):
     """A reference to an object of a known kind in the same namespace."""
 
     name: Annotated[str, Field(min_length=1, max_length=253)]
+    """Name of the object, in this object's namespace."""
 
 
 class SecretKeyRef(SpecModel):
     """A key in a Secret in the object's namespace; the value is read at use and never stored."""
 
     name: Annotated[str, Field(min_length=1, max_length=253)]
+    """Name of the Secret, in this object's namespace."""
     key: Annotated[str, Field(min_length=1, max_length=253)] = "token"
+    """Key of the Secret holding the value."""
 
 
 class ConfigMapKeyRef(SpecModel):
     """A key in a ConfigMap in the object's namespace."""
 
     name: Annotated[str, Field(min_length=1, max_length=253)]
+    """Name of the ConfigMap, in this object's namespace."""
     key: Annotated[str, Field(min_length=1, max_length=253)] | None = None
+    """Key of the ConfigMap; absent means the documented default key."""
 
 
 class Condition(StatusModel):
     """One entry of ``status.conditions`` in the shape of metav1.Condition."""
 
     type: Annotated[str, Field(min_length=1, max_length=316)]
+    """Condition type: `Ready`, `Reconciling`, `Stalled`, or one of the kind's own (`Healthy`, `Degraded`,
+    `Diverged`, `Approved`, `Executed`, `Applied`)."""
     status: ConditionStatus
+    """`True`, `False` or `Unknown`."""
     observed_generation: Annotated[int, Field(ge=0)] | None = None
+    """The `metadata.generation` this condition was computed from."""
     last_transition_time: Timestamp
+    """When `status` last changed (YYYY-MM-DDTHH:MM:SSZ)."""
     reason: Annotated[str, Field(min_length=1, max_length=1024, pattern=CONDITION_REASON_PATTERN)]
+    """CamelCase reason (the status's snake_case reason code, e.g. `SourceNotFound`); docs/runbook.md
+    explains each."""
     message: Annotated[str, Field(max_length=32768)] = ""
+    """Human-readable detail of the reason."""
 
 
 class ConditionedStatus(StatusModel):
@@ -253,10 +282,15 @@ class ConditionedStatus(StatusModel):
     """
 
     observed_generation: int | None = None
+    """The `metadata.generation` of the spec the operator last acted on."""
     conditions: list[Condition] = Field(
         default_factory=list,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
+    """Latest observations (metav1.Condition shape), one per type: `Ready` sums up; `Reconciling`
+    and `Stalled` follow the kstatus conventions."""
+    reason_summary: str | None = None
+    """The status's reason codes as one readable comma-separated list (the `Reasons` column)."""
 
 
 class OwnerReference(StatusModel):
@@ -317,6 +351,20 @@ class CrdInfo:
     @property
     def crd_name(self) -> str:
         return f"{self.plural}.{API_GROUP}"
+
+    def all_columns(self) -> tuple[PrinterColumn, ...]:
+        """Every column ``kubectl get`` shows: ``Ready`` and its reason, the kind's own, the
+        readable reasons, ``Age``; the Ready message only in ``-o wide`` (priority 1)."""
+        reasons_shown = any(c.json_path == ".status.reasonSummary" for c in self.printer_columns)
+        reasons = () if reasons_shown else (PrinterColumn("Reasons", ".status.reasonSummary", priority=1),)
+        return (
+            PrinterColumn("Ready", f"{READY_CONDITION_PATH}.status", description="Ready condition"),
+            PrinterColumn("Status", f"{READY_CONDITION_PATH}.reason", description="Ready's reason"),
+            *self.printer_columns,
+            *reasons,
+            PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
+            PrinterColumn("Message", f"{READY_CONDITION_PATH}.message", priority=1),
+        )
 
 
 def format_validation_error(kind: str, name: str | None, exc: pydantic.ValidationError) -> str:

@@ -54,8 +54,11 @@ class SpriteInfo(SpecModel):
     """Which sprite hosts the loop (informational, echoed in status and intents)."""
 
     id: Annotated[str, Field(min_length=1, max_length=253)] | None = None
+    """Sprite id hosting the loop."""
     assignment: Annotated[str, Field(max_length=253)] | None = None
+    """Free-form assignment label of the sprite."""
     service_base_url: BaseUrl | None = None
+    """Base URL of the sprite service, when it is not in `service.baseUrl`."""
 
 
 def _has_base_url(m: FleetLoopEntry) -> bool:
@@ -71,6 +74,7 @@ class FleetLoopEntry(SpecModel):
         CelRule(
             rule="!has(self.loopRef) || (" + " && ".join(f"!has(self.{f})" for f in _INLINE) + ")",
             message="loopRef entries must not declare transport, source, service or sprite",
+            field_path=".loopRef",
             check=lambda m: m.loop_ref is None or all(getattr(m, f) is None for f in _INLINE),
         ),
         CelRule(
@@ -80,6 +84,7 @@ class FleetLoopEntry(SpecModel):
                 " || (has(self.sprite) && has(self.sprite.serviceBaseUrl))"
             ),
             message="sprite_service loops require service.baseUrl or sprite.serviceBaseUrl",
+            field_path=".transport",
             check=lambda m: m.transport != "sprite_service" or _has_base_url(m),
         ),
         CelRule(
@@ -88,6 +93,7 @@ class FleetLoopEntry(SpecModel):
                 " || has(self.source)"
             ),
             message="local loops require source.pvc (or loopRef to an existing Loop)",
+            field_path=".source",
             check=lambda m: m.loop_ref is not None or m.transport == "sprite_service" or m.source is not None,
         ),
     )
@@ -101,8 +107,11 @@ class FleetLoopEntry(SpecModel):
     transport: Transport | None = None
     """Inline loops: `local` (needs source.pvc) or `sprite_service`."""
     source: LoopSource | None = None
+    """Inline `local` loops: the PersistentVolumeClaim holding the loop repository."""
     sprite: SpriteInfo | None = None
+    """Which sprite hosts the loop (informational, echoed in status and intents)."""
     service: ServiceSettings | None = None
+    """Inline `sprite_service` loops: the service client settings."""
     metadata: JsonObject = Field(default_factory=dict)
     """Free-form labels echoed into intents and status (e.g. team)."""
 
@@ -115,15 +124,20 @@ class LabelSelectorRequirement(SpecModel):
     """One ``matchExpressions`` term, as in a Kubernetes label selector."""
 
     key: LabelKey
+    """The label key the term is about."""
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    """In / NotIn: the value is / is not one of values; Exists / DoesNotExist: the key is / is not set."""
     values: list[LabelValue] = Field(default_factory=list, max_length=64)
+    """The values In and NotIn compare with (empty for Exists and DoesNotExist)."""
 
 
 class LabelSelector(SpecModel):
     """Which Loops of the namespace belong to the Fleet (every term must hold)."""
 
     match_labels: dict[str, LabelValue] = Field(default_factory=dict)
+    """Labels a Loop must carry with exactly these values."""
     match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list, max_length=16)
+    """Terms a Loop's labels must all satisfy."""
 
 
 def _has_members(m: FleetSpec) -> bool:
@@ -147,8 +161,9 @@ class FleetSpec(SpecModel):
         ),
         CelRule(
             rule="(has(self.loops) && size(self.loops) > 0) || has(self.selector)",
-            message="a Fleet needs loops, a selector, or both",
+            message="spec.loops or spec.selector must name the Fleet's loops",
             check=_has_members,
+            field_path=".loops",
         ),
     )
 
@@ -181,18 +196,31 @@ class FleetStatus(ConditionedStatus):
     """Fleet rollups; ``state`` and ``fleetStatus`` mirror the reference's fleet surfaces."""
 
     fleet_id: str | None = None
+    """Fleet id used in journals and telemetry."""
     loop_count: int | None = None
+    """Loops in the fleet (enabled and disabled)."""
     skipped_loop_count: int | None = None
+    """Loops skipped by the last pass (disabled, suspended or not ready)."""
     failed_loop_count: int | None = None
+    """Loops whose reconcile failed in the last pass."""
     health_status: str | None = None
+    """Rollup: `success`, `partial_failure` or `failed`."""
     promotion_decision: str | None = None
+    """What the promotion gates last said: `promote` or `hold`."""
     reason_codes: list[str] = Field(default_factory=list)
+    """Reason codes of the rollup, sorted."""
     trace_id: str | None = None
+    """Trace id of the last fleet pass."""
     last_reconcile_at: str | None = None
+    """When the last fleet pass ran (YYYY-MM-DDTHH:MM:SSZ)."""
     state: JsonObject | None = None
+    """The fleet state document (the reference's fleet state.json), as-is."""
     fleet_status: JsonObject | None = None
+    """The fleet status surface (per-loop results and counts), as-is."""
     handoff: JsonObject | None = None
+    """The handoff state: candidates turned into HandoffIntents, as-is."""
     promotion: JsonObject | None = None
+    """The promotion gates' evaluation, as-is."""
 
 
 class Fleet(KindModel):

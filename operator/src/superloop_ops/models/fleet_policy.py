@@ -73,6 +73,9 @@ DEFAULT_CANARY_PERCENT = 100
 DEFAULT_DRILL_EVIDENCE_KEY = "promotion.v1.json"
 _GA = "policy.mode is guarded_auto"
 _GOV = "policy.autonomous.governance"
+# The same fields as the apiserver names them (the rules sit on the FleetPolicy's spec).
+_API_GA = "spec.mode is guarded_auto"
+_API_GOV = "spec.autonomous.governance"
 
 NonNegInt = Annotated[int, Field(ge=0, le=2_147_483_647)]
 Rate = Annotated[float, Field(ge=0, le=1)]
@@ -83,6 +86,7 @@ class NoiseControls(SpecModel):
     """Advisory de-duplication window (fleet §3.4)."""
 
     dedupe_window_seconds: NonNegInt = 300
+    """A candidate seen again within this many seconds is not proposed again."""
 
 
 def _default_categories() -> list[Category]:
@@ -97,22 +101,29 @@ class AllowSettings(SpecModel):
     """Which candidates autonomous mode may act on."""
 
     categories: list[Category] = list_default(_default_categories, max_length=3)
+    """Candidate categories autonomous mode may act on."""
     intents: list[Literal["cancel"]] = list_default(_default_intents, max_length=1)
+    """Control intents autonomous mode may execute (only `cancel`)."""
 
 
 class ThresholdGates(SpecModel):
     """Minimum severity and confidence for autonomous eligibility."""
 
     min_severity: Literal["critical", "warning", "info"] = "critical"
+    """Lowest candidate severity eligible for autonomous execution."""
     min_confidence: Literal["high", "medium", "low"] = "high"
+    """Lowest candidate confidence eligible for autonomous execution."""
 
 
 class SafetySettings(SpecModel):
     """Caps, cooldown and the kill switch (which always wins)."""
 
     max_actions_per_run: NonNegInt = 1
+    """Most autonomous executions in one fleet pass."""
     max_actions_per_loop: NonNegInt = 1
+    """Most autonomous executions per loop within the cooldown."""
     cooldown_seconds: NonNegInt = 300
+    """Seconds before the same loop may be acted on again."""
     kill_switch: bool = False
     """Blocks every autonomous action; always wins over promotion."""
 
@@ -137,6 +148,8 @@ class GovernanceSettings(SpecModel):
                 " || timestamp(self.reviewBy) > timestamp(self.changedAt)"
             ),
             message=f"{_GOV}.reviewBy must be after {_GOV}.changedAt",
+            api_message=f"{_API_GOV}.reviewBy must be after {_API_GOV}.changedAt",
+            field_path=".reviewBy",
             check=_review_after_change,
         ),
     )
@@ -173,28 +186,36 @@ class RolloutScope(SpecModel):
     )
 
     loop_ids: list[LoopId] = Field(default_factory=list, max_length=500, json_schema_extra=_SET)
+    """Loop ids autonomous mode may touch; empty means every loop of the fleet."""
 
 
 class RolloutSelector(SpecModel):
     """Salt of the deterministic cohort bucket (fleet §3.6)."""
 
     salt: Annotated[str, Field(min_length=1, max_length=253)] = DEFAULT_SALT
+    """Salt of the deterministic cohort hash; changing it reshuffles the canary cohort."""
 
 
 class PauseSettings(SpecModel):
     """Manual rollout pause."""
 
     manual: bool = False
+    """Pause autonomous execution (a PromotionApply `rollback` sets it, `resume` clears it)."""
 
 
 class AutoPauseSettings(SpecModel):
     """Auto-pause on ambiguity or failure spikes (fleet §3.7)."""
 
     enabled: bool = True
+    """Pause autonomous execution on its own when recent executions fail or stay ambiguous."""
     lookback_executions: Annotated[int, Field(ge=1, le=10_000)] = 5
+    """Recent autonomous executions the rates are computed over."""
     min_sample_size: Annotated[int, Field(ge=1, le=10_000)] = 3
+    """Fewest executions before the rates are judged."""
     ambiguity_rate_threshold: Rate = 0.4
+    """Share of ambiguous executions (0..1) that trips the pause."""
     failure_rate_threshold: Rate = 0.4
+    """Share of failed executions (0..1) that trips the pause."""
 
 
 class RolloutSettings(SpecModel):
@@ -203,19 +224,28 @@ class RolloutSettings(SpecModel):
     canary_percent: Annotated[int, Field(ge=0, le=100)] = DEFAULT_CANARY_PERCENT
     """Share of loops (by deterministic bucket) in the autonomous cohort, 0..100."""
     scope: RolloutScope = nested(RolloutScope)
+    """Loops autonomous mode may touch."""
     selector: RolloutSelector = nested(RolloutSelector)
+    """Cohort selection (hash salt)."""
     pause: PauseSettings = nested(PauseSettings)
+    """Manual pause."""
     auto_pause: AutoPauseSettings = nested(AutoPauseSettings)
+    """Automatic pause on failure or ambiguity spikes."""
 
 
 class AutonomousSettings(SpecModel):
     """Guarded autonomous execution settings."""
 
     allow: AllowSettings = nested(AllowSettings)
+    """Which categories and intents may run autonomously."""
     thresholds: ThresholdGates = nested(ThresholdGates)
+    """Severity and confidence gates."""
     safety: SafetySettings = nested(SafetySettings)
+    """Caps, cooldown and the kill switch."""
     governance: GovernanceSettings | None = None
+    """Who authorised autonomous mode and until when; required for `guarded_auto`."""
     rollout: RolloutSettings = nested(RolloutSettings)
+    """Canary cohort, scope and pauses."""
 
 
 class DrillEvidenceConfigMapRef(SpecModel):
@@ -254,6 +284,8 @@ def _governance_field_rule(cel_field: str, py_field: str) -> CelRule:
             f" || has(self.autonomous.governance.{cel_field})"
         ),
         message=f"{_GOV}.{cel_field} is required when {_GA}",
+        api_message=f"{_API_GOV}.{cel_field} is required when {_API_GA}",
+        field_path=".autonomous.governance",
         check=lambda m: (
             m.mode != "guarded_auto"
             or m.autonomous.governance is None
@@ -274,6 +306,8 @@ class FleetPolicySpec(SpecModel):
         CelRule(
             rule="self.mode != 'guarded_auto' || (has(self.autonomous) && has(self.autonomous.governance))",
             message=f"{_GOV} is required when {_GA}",
+            api_message=f"{_API_GOV} is required when {_API_GA}",
+            field_path=".autonomous",
             check=lambda m: m.mode != "guarded_auto" or m.autonomous.governance is not None,
         ),
         _governance_field_rule("actor", "actor"),
@@ -287,6 +321,8 @@ class FleetPolicySpec(SpecModel):
                 f" || self.suppressions.all(k, k == '*' || k.matches('{LOOP_ID_PATTERN}'))"
             ),
             message="policy.suppressions keys must be a loopId or *",
+            api_message="spec.suppressions keys must be a loopId or *",
+            field_path=".suppressions",
             check=_suppression_keys_ok,
         ),
     )
@@ -299,7 +335,9 @@ class FleetPolicySpec(SpecModel):
     )
     """loopId (or `*`) to categories whose candidates are suppressed."""
     noise_controls: NoiseControls = nested(NoiseControls)
+    """De-duplication of proposed candidates."""
     autonomous: AutonomousSettings = nested(AutonomousSettings)
+    """Guarded autonomous execution settings."""
     promotion: PromotionSettings | None = None
     """Promotion evidence sources (drill evidence ConfigMap); not part of the registry policy."""
 
@@ -308,24 +346,38 @@ class EffectiveRollout(StatusModel):
     """The rollout posture in force: spec, moved by PromotionApply objects, re-based on a new generation."""
 
     canary_percent: int | None = None
+    """Canary share in force."""
     manual_pause: bool | None = None
+    """Manual pause in force."""
     based_on_generation: int | None = None
+    """Spec generation the posture was derived from (a new generation re-bases it)."""
     last_apply: str | None = None
+    """The PromotionApply that last moved the posture."""
     changed_at: str | None = None
+    """When the posture last moved (YYYY-MM-DDTHH:MM:SSZ)."""
     governance: JsonObject | None = None
+    """Governance recorded by the last PromotionApply, as-is."""
 
 
 class FleetPolicyStatus(ConditionedStatus):
     """Observed policy posture; ``policyState`` mirrors the reference's policy-state.json."""
 
     mode: str | None = None
+    """Mode in force: `advisory` or `guarded_auto`."""
     governance_posture: str | None = None
+    """Whether the governance is valid, missing or past its review date."""
     reason_codes: list[str] = Field(default_factory=list)
+    """Reason codes of the policy posture, sorted."""
     effective_rollout: EffectiveRollout | None = None
+    """Rollout posture in force (spec moved by PromotionApply objects)."""
     policy_state: JsonObject | None = None
+    """The policy evaluation (the reference's policy-state.json), as-is."""
     governance: JsonObject | None = None
+    """Governance in force, as-is."""
     pause: JsonObject | None = None
+    """Pause state (manual and automatic), as-is."""
     last_evaluated_at: str | None = None
+    """When the policy was last evaluated (YYYY-MM-DDTHH:MM:SSZ)."""
 
 
 class FleetPolicy(KindModel):

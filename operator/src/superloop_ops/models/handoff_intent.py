@@ -27,7 +27,9 @@ from superloop_ops.models.common import (
 from superloop_ops.models.fleet_policy import Category
 
 __all__ = [
+    "APPROVAL_ANNOTATIONS",
     "APPROVED_ANNOTATION",
+    "APPROVED_AT_ANNOTATION",
     "APPROVED_BY_ANNOTATION",
     "NOTE_ANNOTATION",
     "PHASES",
@@ -42,7 +44,12 @@ __all__ = [
 
 APPROVED_ANNOTATION = "ops.superloop.dev/approved"
 APPROVED_BY_ANNOTATION = "ops.superloop.dev/approved-by"
+APPROVED_AT_ANNOTATION = "ops.superloop.dev/approved-at"
 NOTE_ANNOTATION = "ops.superloop.dev/note"
+APPROVAL_ANNOTATIONS = (APPROVED_ANNOTATION, APPROVED_BY_ANNOTATION, APPROVED_AT_ANNOTATION, NOTE_ANNOTATION)
+"""What makes up an approval: a change of any of them is a new approval, for the operator (its
+approval fingerprint) and for the chart's admission policy (``superloop-ops.approvalAnnotations``),
+which demands that whoever makes it names themself in ``approved-by``."""
 
 ControlIntent = Literal["cancel", "approve", "reject"]
 ExecutionMode = Literal["manual", "autonomous"]
@@ -62,14 +69,21 @@ class CandidateFacts(SpecModel):
     """The policy candidate the intent was derived from (absent for a person's ad-hoc intent)."""
 
     candidate_id: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+    """Id of the policy candidate."""
     category: Category | None = None
+    """Candidate category: `reconcile_failed`, `health_critical` or `health_degraded`."""
     reason_codes: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
         default_factory=list, max_length=64
     )
+    """Reason codes of the loop when the candidate was made."""
     severity: Literal["critical", "warning", "info"] | None = None
+    """Candidate severity."""
     confidence: Literal["high", "medium", "low"] | None = None
+    """Candidate confidence."""
     rationale: Annotated[str, Field(max_length=4096)] | None = None
+    """Why the policy proposed this intent."""
     autonomous_eligible: bool = False
+    """Whether the policy allowed autonomous execution."""
 
 
 class HandoffIntentSpec(SpecModel):
@@ -99,13 +113,22 @@ class HandoffIntentStatus(ConditionedStatus):
     """Execution progress and outcome; ``result`` mirrors the reference's intent execution record."""
 
     phase: Phase | None = None
+    """Execution phase: `pending_operator_confirmation` (waiting for approval), `executing`, `executed`,
+    `executed_unconfirmed`, `execution_ambiguous` or `execution_failed`."""
     mode: ExecutionMode | None = None
+    """`manual` (needs the approval annotation) or `autonomous` (run by the Fleet's policy)."""
     approved_by: str | None = None
+    """Who approved (the `approved-by` annotation)."""
     idempotency_key: str | None = None
+    """Key recorded before the side effect; a replay never executes twice."""
     reason_codes: list[str] = Field(default_factory=list)
+    """Reason codes of the outcome."""
     started_at: Timestamp | None = None
+    """When execution started (YYYY-MM-DDTHH:MM:SSZ)."""
     completed_at: Timestamp | None = None
+    """When the outcome was recorded (YYYY-MM-DDTHH:MM:SSZ)."""
     result: JsonObject | None = None
+    """The execution record (the reference's intent execution), as-is."""
 
 
 class HandoffIntent(KindModel):
@@ -115,7 +138,7 @@ class HandoffIntent(KindModel):
         kind="HandoffIntent",
         plural="handoffintents",
         singular="handoffintent",
-        short_names=("hi",),
+        short_names=("hoi",),
         printer_columns=(
             PrinterColumn("Loop", ".spec.loopRef.name"),
             PrinterColumn("Intent", ".spec.intent"),

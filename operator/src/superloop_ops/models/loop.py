@@ -51,6 +51,8 @@ __all__ = [
 REPLAY_ANNOTATION = "ops.superloop.dev/replay"
 
 Transport = Literal["local", "sprite_service"]
+OBJECT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+"""DNS-1123 subdomain: the rule for namespace and PersistentVolumeClaim names."""
 BaseUrl = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://[^\s]+$")]
 NonNegInt = Annotated[int, Field(ge=0, le=2_147_483_647)]
 ProfileName = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
@@ -64,6 +66,7 @@ def _pair_rule(degraded: str, critical: str, message: str) -> CelRule:
     return CelRule(
         rule=f"!has(self.{degraded}) || !has(self.{critical}) || self.{critical} >= self.{degraded}",
         message=message,
+        field_path=f".{critical}",
         check=lambda m: _pair_ok(getattr(m, _snake(degraded)), getattr(m, _snake(critical))),
     )
 
@@ -75,14 +78,18 @@ def _snake(camel: str) -> str:
 class PvcSource(SpecModel):
     """Where the loop's repository (with its ``.superloop/`` directory) is mounted."""
 
-    claim_name: Annotated[str, Field(min_length=1, max_length=253)]
+    claim_name: Annotated[str, Field(min_length=1, max_length=253, pattern=OBJECT_NAME_PATTERN)]
+    """A PVC of the Loop's own namespace (a DNS-1123 name: never a path); the operator mounts it
+    (chart value `loopClaims`)."""
     sub_path: Annotated[str, Field(max_length=1024, pattern=r"^[^/].*$|^$")] = ""
+    """Directory inside the claim holding the repository (relative); empty means the claim's root."""
 
 
 class LoopSource(SpecModel):
     """Artifact source of a ``local`` loop."""
 
     pvc: PvcSource
+    """The PersistentVolumeClaim (and sub-path) holding the loop repository."""
 
 
 class ServiceSettings(SpecModel):
@@ -92,6 +99,8 @@ class ServiceSettings(SpecModel):
         CelRule(
             rule="self.maxTimeSeconds >= self.connectTimeoutSeconds",
             message="service.maxTimeSeconds must be >= service.connectTimeoutSeconds",
+            api_message="maxTimeSeconds must be >= connectTimeoutSeconds",
+            field_path=".maxTimeSeconds",
             check=lambda m: m.max_time_seconds >= m.connect_timeout_seconds,
         ),
     )
@@ -127,9 +136,13 @@ class ThresholdOverrides(SpecModel):
     )
 
     degraded_ingest_lag_seconds: NonNegInt | None = None
+    """Seconds without a runtime event before the loop is degraded (`ingest_stale`)."""
     critical_ingest_lag_seconds: NonNegInt | None = None
+    """Seconds without a runtime event before the loop is critical; >= the degraded value."""
     degraded_transport_failure_streak: NonNegInt | None = None
+    """Consecutive failed ingests before the loop is degraded (`transport_unreachable`)."""
     critical_transport_failure_streak: NonNegInt | None = None
+    """Consecutive failed ingests before the loop is critical; >= the degraded value."""
 
 
 class ThresholdSettings(SpecModel):
@@ -142,6 +155,7 @@ class ThresholdSettings(SpecModel):
         CelRule(
             rule="self.criticalHeartbeatLagSeconds >= self.degradedHeartbeatLagSeconds",
             message="critical heartbeat lag threshold must be >= degraded threshold",
+            field_path=".criticalHeartbeatLagSeconds",
             check=lambda m: m.critical_heartbeat_lag_seconds >= m.degraded_heartbeat_lag_seconds,
         ),
     )
@@ -151,15 +165,21 @@ class ThresholdSettings(SpecModel):
     overrides: ThresholdOverrides | None = None
     """Explicit values that win over the profile, field by field."""
     degraded_heartbeat_lag_seconds: NonNegInt = 120
+    """Heartbeat age in seconds before the loop is degraded (`runtime_heartbeat_stale`)."""
     critical_heartbeat_lag_seconds: NonNegInt = 300
+    """Heartbeat age in seconds before the loop is critical; >= the degraded value."""
 
 
 class DriftSettings(SpecModel):
     """Profile-drift evaluation settings (tuning §3.5)."""
 
     min_confidence: Literal["low", "medium", "high"] = "medium"
+    """Lowest confidence (`low`, `medium`, `high`) of a drift recommendation that counts towards the
+    streak."""
     required_streak: Annotated[int, Field(ge=1, le=10_000)] = 3
+    """Consecutive drifted evaluations before the drift is reported active."""
     summary_window: Annotated[int, Field(ge=1, le=100_000)] = 200
+    """Recent telemetry rows the drift evaluation summarises."""
 
 
 class AlertsSettings(SpecModel):
@@ -187,11 +207,15 @@ class LoopSpec(SpecModel):
         CelRule(
             rule="self.transport != 'sprite_service' || (has(self.service) && has(self.service.baseUrl))",
             message="sprite_service loops require service.baseUrl",
+            api_message="sprite_service loops require spec.service.baseUrl",
+            field_path=".service",
             check=lambda m: m.transport != "sprite_service" or (m.service is not None and m.service.base_url),
         ),
         CelRule(
             rule="self.transport != 'local' || has(self.source)",
             message="local loops require source.pvc",
+            api_message="local loops require spec.source.pvc",
+            field_path=".source",
             check=lambda m: m.transport != "local" or m.source is not None,
         ),
     )
@@ -222,23 +246,42 @@ class LoopStatus(ConditionedStatus):
     """Observed posture of a loop; the reference's JSON surfaces are mirrored as-is."""
 
     transport: str | None = None
+    """Transport used by the last pass (`local` or `sprite_service`)."""
     lifecycle: str | None = None
+    """Projected lifecycle state: `idle`, `running`, `awaiting_approval`, `complete`, `failed`, `stopped` or
+    `unknown`."""
     health_status: str | None = None
+    """Health of the loop: `healthy`, `degraded` or `critical`."""
     reason_codes: list[str] = Field(default_factory=list)
+    """Reason codes of the current health, sorted (docs/runbook.md explains each)."""
     trace_id: str | None = None
+    """Trace id of the last pass (also in the journal and the alert payloads)."""
     last_reconcile_at: Timestamp | None = None
+    """When the last pass ran (YYYY-MM-DDTHH:MM:SSZ)."""
     replay_handled: str | None = None
+    """The value of the replay annotation the operator last acted on (a replay runs once per value)."""
     state: JsonObject | None = None
+    """The projected loop state (the reference's state.json), as-is."""
     cursor: JsonObject | None = None
+    """Ingest cursor (the reference's cursor.json), as-is."""
     health: JsonObject | None = None
+    """Health document with reasons, metrics and thresholds (the reference's health.json), as-is."""
     heartbeat: JsonObject | None = None
+    """Heartbeat freshness (the reference's heartbeat.json), as-is."""
     sequence: JsonObject | None = None
+    """Event ordering state (the reference's sequence-state.json), as-is."""
     transport_health: JsonObject | None = None
+    """Transport health with the failure streak (the reference's transport-health.json), as-is."""
     visibility: JsonObject | None = None
+    """What the last pass could see of the runtime (snapshot, events), as-is."""
     latest_control: JsonObject | None = None
+    """The last control intent's outcome, as-is."""
     drift: JsonObject | None = None
+    """Threshold profile drift state (the reference's profile-drift.json), as-is."""
     tuning: JsonObject | None = None
+    """Effective threshold profile and overrides, as-is."""
     alerts: JsonObject | None = None
+    """Alert dispatch state: last escalation and per-sink outcomes, as-is."""
 
 
 class Loop(KindModel):
@@ -254,7 +297,7 @@ class Loop(KindModel):
             PrinterColumn("Transport", ".spec.transport"),
             PrinterColumn("Lifecycle", ".status.lifecycle"),
             PrinterColumn("Health", ".status.healthStatus"),
-            PrinterColumn("Reasons", ".status.reasonCodes"),
+            PrinterColumn("Reasons", ".status.reasonSummary"),
             PrinterColumn("Suspended", ".spec.suspend", type="boolean", priority=1),
         ),
     )

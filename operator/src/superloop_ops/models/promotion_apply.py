@@ -48,6 +48,8 @@ class ApplyGovernance(SpecModel):
         CelRule(
             rule="has(self.reviewBy) != has(self.reviewWithinDays)",
             message="governance needs exactly one of reviewBy or reviewWithinDays",
+            api_message="spec.governance needs exactly one of reviewBy or reviewWithinDays",
+            field_path=".reviewBy",
             check=lambda m: (m.review_by is None) != (m.review_within_days is None),
         ),
     )
@@ -96,20 +98,29 @@ class PromotionApplyStatus(ConditionedStatus):
         CelRule(
             rule="!has(oldSelf.appliedAt) || (has(self.appliedAt) && self.appliedAt == oldSelf.appliedAt)",
             message="status.appliedAt is immutable once applied",
+            field_path=".appliedAt",
         ),
         CelRule(
             rule="!has(oldSelf.record) || (has(self.record) && self.record == oldSelf.record)",
             message="status.record is immutable once applied",
+            field_path=".record",
         ),
     )
 
     phase: ApplyPhase | None = None
+    """`pending`, `applied`, `replayed`, `dry_run` or `rejected`."""
     decision: str | None = None
+    """The promotion gates' decision: `promote` or `hold`."""
     reason_codes: list[str] = Field(default_factory=list)
+    """Reason codes of the decision, sorted."""
     message: str | None = None
+    """Why the step was applied or rejected."""
     applied_at: Timestamp | None = None
+    """When the step was applied (YYYY-MM-DDTHH:MM:SSZ); immutable once set."""
     review_by: Timestamp | None = None
+    """Review deadline recorded with the step."""
     record: JsonObject | None = None
+    """The apply record with the posture before and after; immutable once set."""
 
 
 class PromotionApply(KindModel):

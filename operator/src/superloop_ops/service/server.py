@@ -10,7 +10,9 @@ Design:
 * Authentication runs before routing for every GET and POST, including ``/healthz``; tokens are
   compared with :func:`hmac.compare_digest`. Unsupported methods get the stdlib's 501.
 * ``POST /ops/control`` is idempotent per (loop, key): concurrent requests with one key are
-  serialised, so the second one is answered from the store instead of running again.
+  serialised, so the second one is answered from the store instead of running again. A key is
+  bound to its request (loop, intent, by, note): the same key with another request is a 409
+  ``idempotency_key_conflict``, never a replay of the first.
 * Request bodies are bounded (``max_body_bytes``); loop ids that could escape the repository
   (``/``, ``..``) are refused.
 * Time and concurrency are bounded too: at most ``max_connections`` connections are served at
@@ -42,7 +44,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from superloop_ops.core.common.jsonutil import JsonObject, dumps_compact, format_ts, prune_nulls
 from superloop_ops.core.loop import control_rules
-from superloop_ops.errors import ContractError
+from superloop_ops.errors import ArtifactOutsideRepoError, ContractError
 from superloop_ops.journal.locks import KeyedLocks
 
 __all__ = [
@@ -161,6 +163,12 @@ class _DeadlineSocketReader(io.RawIOBase):
             raise TimeoutError("request read deadline exceeded")
         self._sock.settimeout(remaining)
         return self._sock.recv_into(buffer)
+
+
+def _runtime_error(exc: ContractError, fallback: str) -> _HttpError:
+    """A 502 for a runtime-side failure; a link out of the repository keeps its own reason code."""
+    code = exc.reason_code if isinstance(exc, ArtifactOutsideRepoError) else "runtime_error"
+    return _HttpError(502, code, str(exc) or fallback)
 
 
 class SpriteServiceServer(ThreadingHTTPServer):
@@ -411,7 +419,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.cfg.repo, loop_id, trace_id=trace_id or None, now=self.cfg.now_fn()
             )
         except ContractError as exc:
-            raise _HttpError(502, "runtime_error", str(exc) or "snapshot command failed") from None
+            raise _runtime_error(exc, "snapshot command failed") from None
         if trace_id and "traceId" not in snapshot:
             snapshot = {**snapshot, "traceId": trace_id}
         self._send(200, snapshot)
@@ -432,7 +440,7 @@ class _Handler(BaseHTTPRequestHandler):
                 now=now,
             )
         except ContractError as exc:
-            raise _HttpError(502, "runtime_error", str(exc) or "event poll command failed") from None
+            raise _runtime_error(exc, "event poll command failed") from None
         response = prune_nulls(
             {
                 "ok": True,
@@ -484,15 +492,24 @@ class _Handler(BaseHTTPRequestHandler):
             status, response = self._run(request)
             self._send(status, response)
             return
+        fingerprint = control_rules.build_request_fingerprint(
+            loop_id=request.loop_id, intent=request.intent, by=request.by, note=request.note
+        )
         with self.server.key_locks.hold((request.loop_id, key)):
             stored = self.cfg.store.get(request.loop_id, key)
             if stored is not None:
-                self._send(
-                    200, control_rules.build_service_replay_response(stored, trace_id=request.trace_id)
-                )
+                conflict = control_rules.compute_key_conflict(key, stored, fingerprint)
+                if conflict:
+                    raise _HttpError(409, "idempotency_key_conflict", conflict)
+                replay = control_rules.build_service_replay_response(stored, trace_id=request.trace_id)
+                self._send(200, replay)
                 return
             status, response = self._run(request)
-            self.cfg.store.put(request.loop_id, key, response)
+            self.cfg.store.put(
+                request.loop_id,
+                key,
+                control_rules.build_service_store_entry(response, fingerprint=fingerprint),
+            )
         self._send(status, response)
 
     def _run(self, request: control_rules.ServiceControlRequest) -> tuple[int, JsonObject]:

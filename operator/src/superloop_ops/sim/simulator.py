@@ -1,29 +1,39 @@
-"""A stand-in for the Superloop runtime: writes realistic artifact streams for N loops.
+"""A stand-in for the Superloop runtime: writes the artifact streams the real runtime writes.
 
-The simulator plays the runtime's run process. Each :meth:`Simulator.step` advances every loop
-by one tick of its scenario and writes what the runtime would write at that moment, with the
-runtime's shapes: whole lines appended to ``events.jsonl`` (timestamps from the injected clock,
-so sequence numbers are the growing line numbers), ``run-summary.json`` entries, the repo-global
-``state.json`` and ``active-run.json``, ``approval.json`` requests and ``heartbeat.v1.json``.
-JSON files are replaced atomically (temp file + rename).
+The simulator plays the runtime's run process, shaped after artifacts recorded from the real
+runtime (``superloop.sh`` at bdd4f9d driven by a stub agent, tests/data/real-runtime/; a test
+checks the shape). Each :meth:`Simulator.step` advances every loop by one tick and writes what
+the runtime writes at that moment: whole lines appended to ``events.jsonl`` (timestamps from
+the injected clock), ``run-summary.json`` entries, ``usage.jsonl`` rows (tokens and cost per
+role call), ``test-status.json``, the repo-global ``state.json`` and ``active-run.json``, and
+``approval.json`` requests. Run ids are the run's start time (ISO timestamps); an iteration is
+planner, implementer, tester and reviewer, then the promise check and the gates
+(``promise_checked``, ``*_start``/``*_end`` per gate, ``gates_evaluated``, ``iteration_end``).
+Like the runtime, it writes no ``heartbeat.v1.json`` unless asked (``heartbeat=True``, or the
+``stale_heartbeat`` scenario). JSON files are replaced atomically (temp file + rename).
 
 It also reacts to control, the way the runtime does:
 
 * cancel (``superloop-ops simulate cancel``) deletes ``state.json`` and ``active-run.json``;
   the next step notices and the run stops emitting (a killed run writes nothing more);
-* approve / reject write the decision into ``approval.json``; the next step consumes it:
-  approved -> ``approval_consumed``, a ``completion_ok`` summary entry, ``loop_complete``;
-  rejected -> ``approval_rejected`` and a new iteration.
+* approve / reject write the decision into ``approval.json``; the next step is the runtime
+  run again: a new run (``loop_start``), then approved -> ``approval_consumed``, a
+  ``completion_ok`` summary entry, ``loop_complete``; rejected -> ``approval_rejected`` and a
+  new iteration.
 
-Scenarios (the lifecycle projection each one is meant to produce):
+Scenarios (the runtime behaviour each one plays, and what the projection reads):
 
 =====================  ====================================================================
-``running``            iterations of planner/implementer/tester/reviewer (``running``)
-``awaiting_approval``  one iteration, then a pending approval request (``awaiting_approval``)
-``complete``           one iteration, then ``completion_ok`` and ``loop_complete`` (``complete``)
-``failing``            one iteration, then a ``role_timeout`` with status ``timeout`` (``failed``)
-``stopped``            one iteration, then ``loop_stop`` (``stopped``)
-``stale_heartbeat``    running, but the heartbeat never moves past its first, old timestamp
+``running``            iterations without a promise (``running``)
+``awaiting_approval``  one iteration with a promise, then a pending approval request
+``complete``           one iteration with a promise, then ``loop_complete`` (``complete``)
+``failing``            the tester exceeds its role timeout: ``role_timeout`` (``failed``)
+``stopped``            one iteration without a promise, then ``loop_stop`` max_iterations
+``runner_failure``     the implementer's runner fails: the run dies, ``state.json`` stays
+                       active, ``active-run.json`` is gone, no event (projected ``running``)
+``rate_limited``       the implementer hits a rate limit: ``rate-limit.json``,
+                       ``rate_limit_stop``, ``state.json`` left active
+``stale_heartbeat``    running, with a heartbeat that never moves past its first, old stamp
 ``out_of_order``       running, but every few ticks events.jsonl is truncated (sequence regression)
 ``contradiction``      a pending approval while the summary says ``completion_ok`` (divergence)
 =====================  ====================================================================
@@ -61,24 +71,41 @@ SCENARIOS: Final[tuple[str, ...]] = (
     "complete",
     "failing",
     "stopped",
+    "runner_failure",
+    "rate_limited",
     "stale_heartbeat",
     "out_of_order",
     "contradiction",
 )
 
-# One iteration, as the runtime logs it (event, role, status).
-_ITERATION: Final[tuple[tuple[str, str | None, str | None], ...]] = (
-    ("iteration_start", None, None),
-    ("role_start", "planner", None),
-    ("role_end", "planner", "ok"),
-    ("role_start", "implementer", None),
-    ("role_end", "implementer", "ok"),
-    ("tests_start", None, None),
-    ("tests_end", None, "ok"),
-    ("role_start", "reviewer", None),
-    ("role_end", "reviewer", "ok"),
-    ("iteration_end", None, None),
+ROLES: Final[tuple[str, ...]] = ("planner", "implementer", "tester", "reviewer")
+PROMISE: Final = "SUPERLOOP_COMPLETE"
+# Ticks of one iteration: iteration_start, role_start/role_end for each role, then the gates.
+_ROLE_TICKS: Final = 2 * len(ROLES)
+_GATES_TICK: Final = 1 + _ROLE_TICKS
+_GATES: Final[tuple[str, ...]] = (
+    "checklist",
+    "tests",
+    "validation",
+    "prerequisites",
+    "evidence",
+    "lifecycle",
 )
+# Where a scenario's run ends mid-iteration: (role whose role_start is followed by the end, how).
+_MID_ROLE_END: Final[dict[str, str]] = {
+    "failing": "tester",
+    "runner_failure": "implementer",
+    "rate_limited": "implementer",
+}
+_PROMISING: Final = frozenset({"awaiting_approval", "complete", "contradiction"})
+_TOKENS: Final[dict[str, tuple[int, int]]] = {
+    "planner": (1200, 300),
+    "implementer": (5400, 2100),
+    "tester": (2600, 500),
+    "reviewer": (3100, 400),
+}
+_MODEL: Final = "claude-sonnet-4-5-20250929"
+_ROLE_TIMEOUT_SECONDS: Final = 300
 _STALE_HEARTBEAT_AGE: Final = dt.timedelta(hours=6)
 _TRUNCATE_EVERY: Final = 6
 _RUNNING_LIKE: Final = frozenset({"running", "stale_heartbeat", "out_of_order"})
@@ -143,7 +170,7 @@ class SimulatedLoop:
     scenario: str
     repo: Path
     loop_index: int
-    run_id: str
+    run_id: str = ""
     iteration: int = 1
     phase: int = 0
     ticks: int = 0
@@ -151,7 +178,9 @@ class SimulatedLoop:
     finished: bool = False
     cancelled: bool = False
     awaiting: bool = False
+    heartbeat: bool = False
     heartbeat_at: dt.datetime | None = None
+    iteration_started_at: str = ""
 
     @property
     def loop_dir(self) -> Path:
@@ -161,9 +190,21 @@ class SimulatedLoop:
     def events_file(self) -> Path:
         return self.loop_dir / "events.jsonl"
 
+    @property
+    def rel_dir(self) -> str:
+        return f".superloop/loops/{self.loop_id}"
+
+    @property
+    def promises(self) -> bool:
+        return self.scenario in _PROMISING
+
 
 class Simulator:
-    """Drive N simulated loops; ``step()`` is one tick for every loop."""
+    """Drive N simulated loops; ``step()`` is one tick for every loop.
+
+    ``heartbeat=True`` makes every loop also write ``heartbeat.v1.json`` (the real runtime
+    writes none; the ``stale_heartbeat`` scenario always writes one).
+    """
 
     def __init__(
         self,
@@ -175,6 +216,8 @@ class Simulator:
         loop_prefix: str = "sim-loop",
         shared_repo: bool = False,
         max_iterations: int = 0,
+        heartbeat: bool = False,
+        loop_ids: Sequence[str] | None = None,
     ) -> None:
         chosen = list(scenarios or ["running"])
         for scenario in chosen:
@@ -182,21 +225,23 @@ class Simulator:
                 raise ValueError(f"unknown scenario: {scenario} (expected one of: {', '.join(SCENARIOS)})")
         if loops < 1:
             raise ValueError("loops must be >= 1")
+        if loop_ids is not None and len(loop_ids) != loops:
+            raise ValueError("loop_ids must name every loop")
         self.root = root
         self.clock = clock
         self.shared_repo = shared_repo
         self.max_iterations = max_iterations
         self.loops: list[SimulatedLoop] = []
         for index in range(loops):
-            loop_id = f"{loop_prefix}-{index + 1}"
-            repo = root if shared_repo else root / loop_id
+            loop_id = loop_ids[index] if loop_ids else f"{loop_prefix}-{index + 1}"
+            scenario = chosen[index % len(chosen)]
             self.loops.append(
                 SimulatedLoop(
                     loop_id=loop_id,
-                    scenario=chosen[index % len(chosen)],
-                    repo=repo,
+                    scenario=scenario,
+                    repo=root if shared_repo else root / loop_id,
                     loop_index=index if shared_repo else 0,
-                    run_id=f"run-{loop_id}",
+                    heartbeat=heartbeat or scenario == "stale_heartbeat",
                 )
             )
         self._state_owner: str | None = None
@@ -229,7 +274,7 @@ class Simulator:
     def _tick(self, loop: SimulatedLoop) -> None:
         loop.ticks += 1
         if not loop.started:
-            self._start(loop)
+            self._start_run(loop)
             return
         if loop.cancelled:
             return
@@ -252,6 +297,8 @@ class Simulator:
             return False
         return not (loop.repo / ".superloop" / "state.json").is_file()
 
+    # -- what the runtime writes ----------------------------------------------------------
+
     def _event(
         self,
         loop: SimulatedLoop,
@@ -260,21 +307,20 @@ class Simulator:
         role: str | None = None,
         status: str | None = None,
         data: Any = None,
-        message: str | None = None,
+        run_id: str | None = None,
+        iteration: int | None = None,
     ) -> None:
         row: dict[str, Any] = {
             "timestamp": self._now(),
             "event": event,
             "loop_id": loop.loop_id,
-            "run_id": loop.run_id,
-            "iteration": loop.iteration,
+            "run_id": run_id or loop.run_id,
+            "iteration": loop.iteration if iteration is None else iteration,
         }
         if role:
             row["role"] = role
         if status:
             row["status"] = status
-        if message:
-            row["message"] = message
         row["data"] = data
         _append_line(loop.events_file, row)
 
@@ -309,13 +355,19 @@ class Simulator:
             },
         )
 
-    def _stop_run(self, loop: SimulatedLoop) -> None:
-        self._write_state(loop, active=False)
+    def _remove_active_run(self, loop: SimulatedLoop) -> None:
+        """The runtime's exit trap: the active-run record goes, whatever state.json says."""
         if self._owns_state(loop):
             with contextlib.suppress(FileNotFoundError):
                 (loop.repo / ".superloop" / "active-run.json").unlink()
 
+    def _exit(self, loop: SimulatedLoop, *, active: bool = False) -> None:
+        self._write_state(loop, active=active)
+        self._remove_active_run(loop)
+
     def _heartbeat(self, loop: SimulatedLoop, status: str, stage: str) -> None:
+        if not loop.heartbeat:
+            return
         if loop.scenario == "stale_heartbeat":
             if loop.heartbeat_at is None:
                 loop.heartbeat_at = self.clock.now() - _STALE_HEARTBEAT_AGE
@@ -336,90 +388,240 @@ class Simulator:
             },
         )
 
-    def _start(self, loop: SimulatedLoop) -> None:
-        loop.started = True
-        loop.loop_dir.mkdir(parents=True, exist_ok=True)
-        loop.events_file.touch()
-        self._write_active_run(loop, "loop_start")
-        self._write_state(loop, active=True)
-        self._event(
-            loop,
-            "loop_start",
-            data={
-                "max_iterations": self.max_iterations,
-                "roles": ["planner", "implementer", "tester", "reviewer"],
+    def _usage(self, loop: SimulatedLoop, role: str) -> None:
+        tokens_in, tokens_out = _TOKENS[role]
+        cost = round((tokens_in * 3 + tokens_out * 15 + tokens_in // 2 * 0.3) / 1_000_000, 6)
+        _append_line(
+            loop.loop_dir / "usage.jsonl",
+            {
+                "timestamp": self._now(),
+                "iteration": loop.iteration,
+                "role": role,
+                "duration_ms": 1000,
+                "runner": "claude",
+                "model": _MODEL,
+                "cost_usd": cost,
+                "session_id": None,
+                "thread_id": None,
+                "usage": {
+                    "input_tokens": tokens_in,
+                    "output_tokens": tokens_out,
+                    "thinking_tokens": 0,
+                    "cache_read_input_tokens": tokens_in // 2,
+                    "cache_creation_input_tokens": 0,
+                },
+                "session_file": None,
             },
         )
+
+    # -- the run --------------------------------------------------------------------------
+
+    def _loop_start_data(self, loop: SimulatedLoop) -> dict[str, Any]:
+        return {
+            "spec_file": f".superloop/specs/{loop.loop_id}.md",
+            "max_iterations": self.max_iterations,
+            "tests_mode": "every",
+            "test_commands": ["make test"],
+            "checklists": [],
+            "prerequisites": {"enabled": "false", "require_on_completion": "false"},
+            "delegation": {"enabled": False},
+            "rlms": {"enabled": False, "mode": "hybrid"},
+            "lifecycle": {
+                "feature_prefix": "feat/",
+                "main_ref": "main",
+                "no_fetch": "false",
+                "strict": "true",
+                "block_on_failure": "true",
+            },
+            "git": {"commit_strategy": "never"},
+        }
+
+    def _start_run(self, loop: SimulatedLoop, *, first: bool = True) -> None:
+        """``superloop.sh run``: a new run id (its start time), state and active-run records."""
+        loop.started = True
+        loop.run_id = self._now()
+        if first:
+            loop.loop_dir.mkdir(parents=True, exist_ok=True)
+            loop.events_file.touch()
+        self._write_active_run(loop, "loop_start")
+        self._write_state(loop, active=True)
+        self._event(loop, "loop_start", data=self._loop_start_data(loop))
         self._heartbeat(loop, "running", "loop_start")
 
     def _advance(self, loop: SimulatedLoop) -> None:
         if loop.scenario == "out_of_order" and loop.ticks % _TRUNCATE_EVERY == 0:
             self._truncate_events(loop)
-        event, role, status = _ITERATION[loop.phase]
-        if event == "iteration_start":
-            self._write_state(loop, active=True)
-            self._write_active_run(loop, "iteration")
-            self._event(loop, event, data={"started_at": self._now()})
-        elif event == "role_end" or event == "tests_end":
-            self._event(loop, event, role=role, status=status, data={"duration_ms": 1000 + 250 * loop.phase})
-        else:
-            self._event(loop, event, role=role, status=status)
-        self._heartbeat(loop, "running", role or event)
+        phase = loop.phase
         loop.phase += 1
-        if loop.phase < len(_ITERATION):
-            return
-        loop.phase = 0
-        self._end_iteration(loop)
+        if phase == 0:
+            self._iteration_start(loop)
+        elif phase <= _ROLE_TICKS:
+            self._role_tick(loop, ROLES[(phase - 1) // 2], starting=phase % 2 == 1)
+        else:
+            loop.phase = 0
+            self._gates_and_end(loop)
 
-    def _end_iteration(self, loop: SimulatedLoop) -> None:
-        scenario = loop.scenario
-        if scenario == "complete":
-            self._append_summary(loop, completion_ok=True, approval="none")
+    def _iteration_start(self, loop: SimulatedLoop) -> None:
+        loop.iteration_started_at = self._now()
+        self._write_state(loop, active=True)
+        self._event(loop, "iteration_start", data={"started_at": loop.iteration_started_at})
+        self._heartbeat(loop, "running", "iteration_start")
+
+    def _role_files(self, loop: SimulatedLoop, role: str) -> dict[str, str]:
+        base = loop.repo / ".superloop" / "loops" / loop.loop_id
+        return {
+            "log_file": str(base / "logs" / f"iter-{loop.iteration}" / f"{role}.log"),
+            "last_message_file": str(base / "last_messages" / f"{role}.txt"),
+        }
+
+    def _role_tick(self, loop: SimulatedLoop, role: str, *, starting: bool) -> None:
+        files = self._role_files(loop, role)
+        if starting:
+            prompt = str(loop.loop_dir / "prompts" / f"{role}.md")
+            self._event(loop, "role_start", role=role, data={"prompt_file": prompt, **files})
+            self._heartbeat(loop, "running", role)
+            return
+        if _MID_ROLE_END.get(loop.scenario) == role:
+            self._end_mid_role(loop, role)
+            return
+        self._usage(loop, role)
+        self._event(loop, "role_end", role=role, data=files)
+        self._heartbeat(loop, "running", role)
+
+    def _end_mid_role(self, loop: SimulatedLoop, role: str) -> None:
+        loop.finished = True
+        if loop.scenario == "runner_failure":
+            # The runtime dies: its exit trap removes active-run.json, state.json stays active.
+            self._remove_active_run(loop)
+            return
+        self._usage(loop, role)
+        if loop.scenario == "rate_limited":
+            info = {"message": "Rate limit error detected", "type": "json", "resets_in": 120}
+            record = {
+                "loop_id": loop.loop_id,
+                "run_id": loop.run_id,
+                "iteration": loop.iteration,
+                "role": role,
+                "occurred_at": self._now(),
+                "info": info,
+            }
+            _write_json_atomic(loop.loop_dir / "rate-limit.json", record)
+            self._event(loop, "rate_limit_stop", role=role, status="rate_limited", data=record)
+            self._heartbeat(loop, "rate_limited", role)
+            self._exit(loop, active=True)  # the runtime leaves state.json active to resume
+            return
+        self._event(
+            loop,
+            "role_timeout",
+            role=role,
+            status="timeout",
+            data={"role": role, "timeout_seconds": _ROLE_TIMEOUT_SECONDS},
+        )
+        self._heartbeat(loop, "failed", role)
+        self._exit(loop)
+
+    def _gate_results(self, loop: SimulatedLoop) -> dict[str, str]:
+        return {
+            "tests": "ok",
+            "validation": "skipped",
+            "prerequisites": "skipped",
+            "checklist": "ok",
+            "evidence": "skipped",
+            "lifecycle": "ok",
+        }
+
+    def _gates_and_end(self, loop: SimulatedLoop) -> None:
+        """Promise check, the gates, ``gates_evaluated`` and ``iteration_end`` in one tick."""
+        promised = loop.promises
+        promise = {"expected": PROMISE, "text": PROMISE if promised else None, "matched": promised}
+        self._event(loop, "promise_checked", data=promise)
+        self._run_gates(loop)
+        gates = self._gate_results(loop)
+        approval = "pending" if promised and loop.scenario != "complete" else "skipped"
+        completion = promised and approval == "skipped"
+        self._event(
+            loop, "gates_evaluated", data={"promise": promised, **gates, "approval": approval, "stuck": "n/a"}
+        )
+        self._event(
+            loop,
+            "iteration_end",
+            data={
+                "started_at": loop.iteration_started_at,
+                "ended_at": self._now(),
+                "completion": completion,
+                "promise": promised,
+                **gates,
+                "approval": approval,
+            },
+        )
+        self._append_summary(
+            loop,
+            promise=promise,
+            gates={**gates, "approval": approval},
+            completion_ok=completion or loop.scenario == "contradiction",
+        )
+        self._end_iteration(loop, approval=approval)
+
+    def _run_gates(self, loop: SimulatedLoop) -> None:
+        rel = loop.rel_dir
+        now = self._now()
+        tests = {"ok": True, "exit_code": 0, "generated_at": now}
+        _write_json_atomic(loop.loop_dir / "test-status.json", tests)
+        lifecycle = {"feature_prefix": "feat/", "main_ref": "main", "strict": "true", "no_fetch": "false"}
+        gates: tuple[tuple[str, dict[str, Any], dict[str, Any]], ...] = (
+            (
+                "checklist",
+                {"patterns": []},
+                {"status": "ok", "ok": True, "details": {"ok": True, "remaining": 0, "generated_at": now}},
+            ),
+            ("tests", {"mode": "every", "commands": ["make test"]}, {"status": "ok", "details": tests}),
+            ("validation", {"enabled": "false", "mode": "every"}, {"status": "skipped", "results_file": ""}),
+            (
+                "prerequisites",
+                {"enabled": "false", "require_on_completion": "false"},
+                {"status": "skipped", "results_file": ""},
+            ),
+            (
+                "evidence",
+                {"enabled": "false"},
+                {"status": "skipped", "evidence_file": f"{rel}/evidence.json"},
+            ),
+            (
+                "lifecycle",
+                {**lifecycle, "require_on_completion": "true", "block_on_failure": "true"},
+                {
+                    "status": "ok",
+                    "ok": True,
+                    "audit_file": f"{rel}/lifecycle-audit.json",
+                    "output_file": f"{rel}/lifecycle-audit.txt",
+                },
+            ),
+        )
+        for gate, start, end in gates:
+            self._event(loop, f"{gate}_start", data=start)
+            self._event(loop, f"{gate}_end", data=end)
+
+    def _end_iteration(self, loop: SimulatedLoop, *, approval: str) -> None:
+        if approval == "pending":
+            self._request_approval(loop)
+        elif loop.scenario == "complete":
             self._event(loop, "loop_complete", data={"iteration": loop.iteration, "run_id": loop.run_id})
             self._finish(loop, "complete")
-        elif scenario == "failing":
-            self._append_summary(loop, completion_ok=False, approval="none", tests="failed")
-            self._event(
-                loop, "role_timeout", role="tester", status="timeout", message="role exceeded its time budget"
-            )
-            self._finish(loop, "failed")
-        elif scenario == "stopped":
-            self._append_summary(loop, completion_ok=False, approval="none")
-            self._event(
-                loop, "loop_stop", data={"reason": "max_iterations", "max_iterations": loop.iteration}
-            )
+        elif loop.scenario == "stopped" or (self.max_iterations and loop.iteration >= self.max_iterations):
+            maximum = self.max_iterations or loop.iteration
+            loop.iteration += 1  # the runtime logs loop_stop with the iteration it would start
+            self._event(loop, "loop_stop", data={"reason": "max_iterations", "max_iterations": maximum})
             self._finish(loop, "stopped")
-        elif scenario in ("awaiting_approval", "contradiction"):
-            self._append_summary(loop, completion_ok=scenario == "contradiction", approval="pending")
-            self._request_approval(loop)
         else:
-            self._append_summary(loop, completion_ok=False, approval="none")
-            if self.max_iterations and loop.iteration >= self.max_iterations:
-                self._event(
-                    loop, "loop_stop", data={"reason": "max_iterations", "max_iterations": loop.iteration}
-                )
-                self._finish(loop, "stopped")
-                return
             loop.iteration += 1
 
     def _finish(self, loop: SimulatedLoop, status: str) -> None:
         loop.finished = True
         self._heartbeat(loop, status, "loop_end")
-        self._stop_run(loop)
-
-    def _gates(self, *, tests: str, approval: str) -> dict[str, str]:
-        return {
-            "tests": tests,
-            "validation": "ok",
-            "prerequisites": "ok",
-            "checklist": "ok",
-            "evidence": "skipped",
-            "lifecycle": "skipped",
-            "approval": approval,
-        }
+        self._exit(loop)
 
     def _append_summary(
-        self, loop: SimulatedLoop, *, completion_ok: bool, approval: str, tests: str = "ok"
+        self, loop: SimulatedLoop, *, promise: dict[str, Any], gates: dict[str, str], completion_ok: bool
     ) -> None:
         path = loop.loop_dir / "run-summary.json"
         summary = _read_json(path)
@@ -431,20 +633,25 @@ class Simulator:
             {
                 "run_id": loop.run_id,
                 "iteration": loop.iteration,
-                "started_at": now,
+                "started_at": loop.iteration_started_at or now,
                 "ended_at": now,
-                "promise": {"expected": "SUPERLOOP_COMPLETE", "text": None, "matched": completion_ok},
-                "tests_mode": "on_promise",
-                "gates": self._gates(tests=tests, approval=approval),
+                "promise": promise,
+                "gates": gates,
+                "tests_mode": "every",
                 "stuck": {"streak": 0, "threshold": 3},
+                "delegation": {},
                 "completion_ok": completion_ok,
+                "artifacts": {
+                    "events": {"path": f"{loop.rel_dir}/events.jsonl", "exists": True},
+                    "test_status": {"path": f"{loop.rel_dir}/test-status.json", "exists": True},
+                },
             }
         )
         _write_json_atomic(path, summary)
 
     def _request_approval(self, loop: SimulatedLoop) -> None:
         now = self._now()
-        approval_rel = f".superloop/loops/{loop.loop_id}/approval.json"
+        gates = self._gate_results(loop)
         _write_json_atomic(
             loop.loop_dir / "approval.json",
             {
@@ -453,68 +660,77 @@ class Simulator:
                 "run_id": loop.run_id,
                 "iteration": loop.iteration,
                 "requested_at": now,
-                "iteration_started_at": now,
+                "iteration_started_at": loop.iteration_started_at or now,
                 "iteration_ended_at": now,
                 "candidate": {
-                    "promise": {
-                        "expected": "SUPERLOOP_COMPLETE",
-                        "text": "SUPERLOOP_COMPLETE",
-                        "matched": True,
-                    },
-                    "gates": self._gates(tests="ok", approval="pending"),
+                    "promise": {"expected": PROMISE, "text": PROMISE, "matched": True},
+                    "gates": gates,
                 },
-                "files": {"gate_summary": f".superloop/loops/{loop.loop_id}/gate-summary.txt"},
+                "files": {"gate_summary": f"{loop.rel_dir}/gate-summary.txt"},
             },
         )
-        self._event(loop, "approval_requested", data={"approval_file": approval_rel, "promise": True})
+        self._event(
+            loop,
+            "approval_requested",
+            data={"approval_file": f"{loop.rel_dir}/approval.json", "promise": True, **gates},
+        )
         loop.awaiting = True
         self._heartbeat(loop, "awaiting_approval", "approval")
-        self._stop_run(loop)
+        self._exit(loop)
 
     def _check_approval(self, loop: SimulatedLoop) -> None:
+        """The runtime, run again after a decision: a new run that consumes it."""
         approval_file = loop.loop_dir / "approval.json"
         approval = _read_json(approval_file)
         status = approval.get("status") if isinstance(approval, dict) else None
         if status == "pending" or status is None:
             return
-        decision = approval.get("decision") if isinstance(approval, dict) else None
+        assert isinstance(approval, dict)
+        decision = approval.get("decision")
         decision = decision if isinstance(decision, dict) else {}
+        requested_run = str(approval.get("run_id") or loop.run_id)
         loop.awaiting = False
+        self._start_run(loop, first=False)
         if status == "approved":
-            self._event(
-                loop,
-                "approval_consumed",
-                data={
-                    "status": "approved",
-                    "by": decision.get("by"),
-                    "note": decision.get("note"),
-                    "at": decision.get("at"),
-                },
-            )
-            self._append_summary(loop, completion_ok=True, approval="approved")
-            self._event(
-                loop,
-                "loop_complete",
-                data={"iteration": loop.iteration, "run_id": loop.run_id, "approval": True},
-            )
-            with contextlib.suppress(FileNotFoundError):
-                approval_file.unlink()
-            self._finish(loop, "complete")
-            return
-        # Rejected: the runtime logs it, drops the request and starts the next iteration.
+            self._approved(loop, decision, requested_run)
+        else:
+            self._rejected(loop, approval_file, requested_run)
+        with contextlib.suppress(FileNotFoundError):
+            approval_file.unlink()
+
+    def _approved(self, loop: SimulatedLoop, decision: dict[str, Any], requested_run: str) -> None:
+        data = {
+            "status": "approved",
+            "by": decision.get("by"),
+            "note": decision.get("note"),
+            "at": decision.get("at"),
+        }
+        self._event(loop, "approval_consumed", data=data, run_id=requested_run)
+        gates = {**self._gate_results(loop), "approval": "approved"}
+        promise = {"expected": PROMISE, "text": PROMISE, "matched": True}
+        current = loop.run_id
+        loop.run_id = requested_run  # the entry and loop_complete belong to the approved run
+        self._append_summary(loop, promise=promise, gates=gates, completion_ok=True)
+        self._event(
+            loop,
+            "loop_complete",
+            data={"iteration": loop.iteration, "run_id": requested_run, "approval": True},
+        )
+        loop.run_id = current
+        self._finish(loop, "complete")
+
+    def _rejected(self, loop: SimulatedLoop, approval_file: Path, requested_run: str) -> None:
+        # Rejected: the runtime logs it and starts over (a fresh run begins at iteration 1).
         self._event(
             loop,
             "approval_rejected",
             data={"status": "rejected", "approval_file": str(approval_file.relative_to(loop.repo))},
+            run_id=requested_run,
         )
-        with contextlib.suppress(FileNotFoundError):
-            approval_file.unlink()
-        loop.iteration += 1
+        loop.iteration = 1
         loop.phase = 0
         if loop.scenario == "contradiction":
             loop.scenario = "awaiting_approval"
-        self._write_state(loop, active=True)
-        self._write_active_run(loop, "iteration")
 
     def _truncate_events(self, loop: SimulatedLoop) -> None:
         """Rotation gone wrong: keep only the first line, so line numbers (sequences) go back."""

@@ -8,6 +8,11 @@ when it does not. The snapshot needs the newline count and SHA-256 of the whole 
 a per-process digest memo extends both with the new bytes instead of re-hashing history.
 Optional JSON artifacts are read whole, with no size limit (the reference broke on a
 ``run-summary.json`` above 128 KiB).
+
+Every artifact is opened through :func:`confine_to_repo`: its path with all links resolved must
+stay inside the repository (links within it are fine), and the resolved path is opened with
+``O_NOFOLLOW``. A link out of the repository is refused with ``ArtifactOutsideRepoError``
+(reason code ``artifact_outside_repo``), never read.
 """
 
 from __future__ import annotations
@@ -22,14 +27,15 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from superloop_ops.core.common.jsonutil import JsonObject
-from superloop_ops.core.loop import artifacts, cursor, envelopes, projection
-from superloop_ops.errors import ContractError
+from superloop_ops.core.loop import artifacts, cursor, envelopes, projection, runtime_signals
+from superloop_ops.errors import ArtifactOutsideRepoError, ContractError
 
 __all__ = [
     "EventBatch",
     "LoopPaths",
     "build_cursor_document",
     "clear_memos",
+    "confine_to_repo",
     "fetch_events",
     "fetch_snapshot",
     "read_cursor",
@@ -67,7 +73,7 @@ class LoopPaths:
 
     def relative(self, path: Path) -> str:
         text, root = str(path), str(self.repo) + os.sep
-        return text[len(root):] if text.startswith(root) else text
+        return text[len(root) :] if text.startswith(root) else text
 
     def require_events(self) -> None:
         """Fail closed on a missing loop directory or events file (§1.8)."""
@@ -101,6 +107,22 @@ class EventBatch:
 # --------------------------------------------------------------------------- low-level reads
 
 
+def confine_to_repo(repo: Path, path: Path) -> Path:
+    """``path`` with every symbolic link resolved, provided that stays inside ``repo``."""
+    root = os.path.realpath(repo)
+    real = os.path.realpath(path)
+    if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+        raise ArtifactOutsideRepoError(
+            f"{ArtifactOutsideRepoError.reason_code}: {path} resolves outside the repository {repo}"
+        )
+    return Path(real)
+
+
+def _open_confined(repo: Path, path: Path) -> int:
+    """A read-only descriptor of ``path``, refused when it leads out of ``repo``."""
+    return os.open(confine_to_repo(repo, path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
 def _pread_exact(fd: int, length: int, offset: int) -> bytes:
     parts: list[bytes] = []
     while length > 0:
@@ -113,11 +135,14 @@ def _pread_exact(fd: int, length: int, offset: int) -> bytes:
     return b"".join(parts)
 
 
-def _read_optional(path: Path) -> bytes | None:
+def _read_optional(repo: Path, path: Path) -> bytes | None:
     try:
-        return path.read_bytes()
+        fd = _open_confined(repo, path)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read()
     except IsADirectoryError as exc:
         raise ContractError(f"invalid JSON in {path}") from exc
 
@@ -169,6 +194,23 @@ _DIGESTS: _Memo[_Digest] = _Memo()
 _POSITIONS: _Memo[cursor.CursorPosition] = _Memo()
 
 
+#: usage.jsonl summaries by (size, mtime_ns): the file is re-read only when it changed.
+_USAGE: _Memo[tuple[int, int, JsonObject | None]] = _Memo()
+
+
+def _usage_summary(repo: Path, path: Path) -> JsonObject | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    key, seen = str(path), _USAGE.get(str(path))
+    if seen is not None and seen[:2] == (stat.st_size, stat.st_mtime_ns):
+        return seen[2]
+    summary = runtime_signals.compute_usage_summary(_read_optional(repo, path))
+    _USAGE.put(key, (stat.st_size, stat.st_mtime_ns, summary))
+    return summary
+
+
 def _remembered_position(key: str, line_offset: int) -> cursor.CursorPosition | None:
     entry = _POSITIONS.get(key, touch=False)
     return entry if entry is not None and entry.line_offset == line_offset else None
@@ -176,9 +218,10 @@ def _remembered_position(key: str, line_offset: int) -> cursor.CursorPosition | 
 
 def clear_memos() -> None:
     """Forget the per-process positions and digests (what a fresh CLI process starts with)."""
-    global _DIGESTS, _POSITIONS
+    global _DIGESTS, _POSITIONS, _USAGE
     _DIGESTS = _Memo()
     _POSITIONS = _Memo()
+    _USAGE = _Memo()
 
 
 def _events_digest(fd: int, key: str) -> _Digest:
@@ -202,7 +245,7 @@ def _events_digest(fd: int, key: str) -> _Digest:
         hasher.update(chunk)
         line_count += chunk.count(b"\n")
         offset += len(chunk)
-        tail = (tail + chunk)[-cursor.TAIL_WINDOW:]
+        tail = (tail + chunk)[-cursor.TAIL_WINDOW :]
     entry = _Digest(
         ino=stat.st_ino,
         dev=stat.st_dev,
@@ -216,28 +259,33 @@ def _events_digest(fd: int, key: str) -> _Digest:
     return entry
 
 
-def _last_terminated_line(fd: int, size: int) -> bytes | None:
-    """The final newline-terminated line (without its newline), reading backwards in blocks."""
+def _rfind_newline(fd: int, before: int) -> int:
+    """The index of the last newline before ``before``, or -1; scans backwards, keeping one block."""
     block = 8192
-    end: int | None = None  # index of the last newline
-    buffer = b""
-    position = size
+    position = before
     while position > 0:
         start = max(0, position - block)
-        buffer = _pread_exact(fd, position - start, start) + buffer
+        found = _pread_exact(fd, position - start, start).rfind(b"\n")
+        if found != -1:
+            return start + found
         position = start
-        if end is None:
-            found = buffer.rfind(b"\n")
-            if found == -1:
-                continue
-            end = position + found
-        previous = buffer.rfind(b"\n", 0, end - position)
-        if previous != -1:
-            return buffer[previous + 1 : end - position]
-        block = min(block * 2, _CHUNK * 16)
-    if end is None:
+        block = min(block * 2, _CHUNK)
+    return -1
+
+
+def _last_terminated_line(fd: int, size: int) -> tuple[bytes, int] | None:
+    """The final newline-terminated line (without its newline) and its length.
+
+    A line above ``artifacts.MAX_EVENT_LINE_BYTES`` is returned as its head only (the parser
+    needs no more), so a huge last event costs one block of memory, not its size.
+    """
+    end = _rfind_newline(fd, size)
+    if end == -1:
         return None
-    return buffer[: end - position]
+    start = _rfind_newline(fd, end) + 1
+    length = end - start
+    wanted = length if length <= artifacts.MAX_EVENT_LINE_BYTES else artifacts.EVENT_HEAD_BYTES
+    return _pread_exact(fd, wanted, start), length
 
 
 # --------------------------------------------------------------------------- snapshot
@@ -273,16 +321,17 @@ def fetch_snapshot(
     paths.require_events()
     events_label = str(paths.events)
     try:
-        fd = os.open(paths.events, os.O_RDONLY)
+        fd = _open_confined(paths.repo, paths.events)
     except OSError as exc:
         raise ContractError(f"required artifact missing: {paths.events}") from exc
     try:
         digest = _events_digest(fd, events_label)
-        last_line = _last_terminated_line(fd, digest.size) if digest.line_count else None
+        last = _last_terminated_line(fd, digest.size) if digest.line_count else None
         mtime = int(os.fstat(fd).st_mtime)
     finally:
         os.close(fd)
-    last_event = artifacts.compute_last_event(digest.line_count, last_line, events_label)
+    last_line, last_size = last if last is not None else (None, None)
+    last_event = artifacts.compute_last_event(digest.line_count, last_line, events_label, size=last_size)
 
     sources = {
         "runSummary": paths.loop_dir / "run-summary.json",
@@ -291,7 +340,7 @@ def fetch_snapshot(
         "approval": paths.loop_dir / "approval.json",
         "heartbeat": paths.loop_dir / "heartbeat.v1.json",
     }
-    raw = {key: _read_optional(path) for key, path in sources.items()}
+    raw = {key: _read_optional(paths.repo, path) for key, path in sources.items()}
     parsed = {
         key: artifacts.parse_optional_artifact(
             data, str(sources[key]), require_object=key in {"runSummary", "state", "approval", "heartbeat"}
@@ -315,6 +364,7 @@ def fetch_snapshot(
         sha256=digest.hasher.hexdigest(),
         mtime_epoch=mtime,
     )
+    signals = _gather_signals(paths, runtime, refs)
     facts = projection.LifecycleFacts(
         loop_id=loop_id,
         approval=runtime.approval,
@@ -330,8 +380,56 @@ def fetch_snapshot(
         refs=refs,
         run_id_override=run_id,
         trace_id=trace_id,
+        signals=signals,
     )
     return envelopes.build_snapshot_envelope(inputs, now)
+
+
+_SIGNAL_FILES = {"rateLimit": "rate-limit.json", "stuck": "stuck.json", "testStatus": "test-status.json"}
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def _role_log_mtime(paths: LoopPaths, event: JsonObject | None) -> float | None:
+    """The running role's log file, only when it lies inside this loop's directory."""
+    log = runtime_signals.role_log_path(event)
+    if log is None:
+        return None
+    candidate = Path(log)
+    try:
+        candidate.resolve().relative_to(paths.loop_dir.resolve())
+    except (OSError, ValueError):
+        return None
+    return _mtime(candidate)
+
+
+def _gather_signals(
+    paths: LoopPaths, runtime: artifacts.RuntimeArtifacts, refs: dict[str, envelopes.ArtifactFacts]
+) -> JsonObject:
+    """``runtime.signals``: the runtime's other files, the last event's data, liveness (issue 11)."""
+    event = runtime.last_event.event
+    signals: JsonObject = {
+        key: runtime_signals.parse_signal_document(_read_optional(paths.repo, paths.loop_dir / name))
+        for key, name in _SIGNAL_FILES.items()
+    }
+    signals["usage"] = _usage_summary(paths.repo, paths.loop_dir / "usage.jsonl")
+    signals["lastEvent"] = runtime_signals.compute_last_event_signal(event)
+    signals["liveness"] = runtime_signals.compute_liveness(
+        heartbeat_at=artifacts.jq_get(runtime.heartbeat, "timestamp"),
+        last_event_at=artifacts.jq_get(event, "timestamp"),
+        mtimes={
+            "role_log": _role_log_mtime(paths, event),
+            "active_run": _mtime(paths.superloop / "active-run.json") if runtime.active_run else None,
+            "events": refs["events"].mtime_epoch,
+            "state": _mtime(paths.superloop / "state.json") if runtime.state is not None else None,
+        },
+    )
+    return signals
 
 
 # --------------------------------------------------------------------------- events
@@ -363,7 +461,7 @@ def fetch_events(
     if hint is None or not hint.has_hint:
         hint = _remembered_position(events_label, offset)
     try:
-        fd = os.open(paths.events, os.O_RDONLY)
+        fd = _open_confined(paths.repo, paths.events)
     except OSError as exc:
         raise ContractError(f"required artifact missing: {paths.events}") from exc
     try:

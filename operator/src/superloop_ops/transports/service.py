@@ -11,7 +11,8 @@ Retry policy (documented divergence from the reference, see docs/divergences.md)
 * 401 and every other status fail at once.
 
 The token goes into ``Authorization: Bearer`` and ``X-Ops-Token`` headers only; it never
-appears in an exception message or a log line.
+appears in an exception message or a log line. Nor do credentials in the base URL: messages
+and recorded commands name ``display_url`` (no userinfo, no query).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import time
 from collections.abc import Callable
 from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -78,6 +80,9 @@ class ServiceClient:
         if retry_backoff_seconds < 0 or connect_timeout < 0 or max_time < 0:
             raise ValueError("timeout/backoff values must be non-negative")
         self.base_url = base_url[:-1] if base_url.endswith("/") else base_url
+        parts = urlsplit(self.base_url)
+        host = parts.netloc.rpartition("@")[2]
+        self.display_url = urlunsplit((parts.scheme, host, parts.path, "", ""))
         self.retry_attempts = retry_attempts
         self.retry_backoff_seconds = retry_backoff_seconds
         self.connect_timeout = connect_timeout
@@ -87,7 +92,7 @@ class ServiceClient:
         self._client = httpx.Client(transport=transport, follow_redirects=False, trust_env=False)
 
     def __repr__(self) -> str:  # never show the token
-        return f"ServiceClient(base_url={self.base_url!r}, token={'***' if self._token else None})"
+        return f"ServiceClient(base_url={self.display_url!r}, token={'***' if self._token else None})"
 
     def close(self) -> None:
         self._client.close()
@@ -154,6 +159,7 @@ class ServiceClient:
         read_timeout: float | None = None,
     ) -> tuple[int, JsonObject]:
         url = self.base_url + path
+        shown = self.display_url + path
         headers = self._headers(trace_id)
         headers.update(extra_headers or {})
         total = read_timeout if read_timeout is not None else self.max_time
@@ -162,7 +168,7 @@ class ServiceClient:
         for attempt in range(1, attempts + 1):
             code, text = self._attempt(method, url, params, content, headers, timeout)
             if code.startswith("2") and len(code) == 3:
-                return int(code), self._parse(method, url, code, text)
+                return int(code), self._parse(method, shown, code, text)
             transient = code == CONNECTION_FAILURE or int(code) in TRANSIENT_STATUSES
             if attempt < attempts and transient:
                 delay = self.retry_backoff_seconds * attempt
@@ -170,7 +176,7 @@ class ServiceClient:
                     self._sleep(delay)
                 continue
             raise ServiceError(
-                code, f"service request failed (method={method} url={url} code={code}): {_excerpt(text)}"
+                code, f"service request failed (method={method} url={shown} code={code}): {_excerpt(text)}"
             )
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -13,20 +13,23 @@ every row whatever the outcome; see docs/divergences.md.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from superloop_ops.core.alerts.sink_catalog import (
+    DEFAULT_RESOLVE_AFTER_SECONDS,
     SEVERITY_RANKS,
     SinkCatalog,
     build_route_resolution,
     is_secret_set,
 )
-from superloop_ops.core.common.jsonutil import JsonObject, format_ts, parse_ts, prune_nulls
+from superloop_ops.core.common.jsonutil import JsonObject, dumps_compact, format_ts, parse_ts, prune_nulls
 from superloop_ops.errors import ContractError
 
 __all__ = [
@@ -54,10 +57,12 @@ __all__ = [
     "compute_next_attempt_at",
     "compute_row_outcome",
     "compute_run_status",
+    "compute_secret_fragments",
     "compute_sink_disposition",
     "is_due",
     "parse_dispatch_state",
     "plan_row",
+    "redact_secrets",
 ]
 
 DEFAULT_PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -334,7 +339,7 @@ class SinkRequest:
 
     url: str
     headers: tuple[tuple[str, str], ...]
-    body: JsonObject
+    body: JsonObject | list[JsonObject]
     timeout_seconds: float
     secrets: tuple[str, ...] = ()
 
@@ -412,6 +417,45 @@ def build_pagerduty_payload(
     }
 
 
+def build_alertmanager_payload(
+    context: EscalationContext, event_severity: str, sink_id: str, config: Mapping[str, Any], now: dt.datetime
+) -> list[JsonObject]:
+    """Alertmanager API v2 ``postableAlerts``: one alert per escalation, firing from the
+    escalation's time and resolving on its own ``resolveAfterSeconds`` later (``endsAt``): an
+    escalation is sent once, and Alertmanager resolves an alert nobody re-sends at its endsAt.
+    Labels identify it (a re-send of the same escalation is the same alert); the catalog's
+    ``labels`` join them, for the routing tree."""
+    starts = parse_ts(context.timestamp) or now
+    resolve = config.get("resolveAfterSeconds")
+    seconds = float(resolve) if isinstance(resolve, int | float) else float(DEFAULT_RESOLVE_AFTER_SECONDS)
+    extra = config.get("labels") if isinstance(config.get("labels"), dict) else {}
+    assert isinstance(extra, dict)
+    labels = {str(k): str(v) for k, v in extra.items()}
+    labels.update(
+        {
+            "alertname": "SuperloopLoopEscalation",
+            "category": context.category,
+            "severity": event_severity,
+            "loop_id": context.loop_id,
+            "sink": sink_id,
+        }
+    )
+    alert: JsonObject = {
+        "labels": labels,
+        "annotations": {
+            "summary": f"superloop-ops {context.category} ({event_severity}) loop={context.loop_id}",
+            "trace_id": context.trace_id or "",
+            "escalation_key": context.escalation_key,
+            "escalation": dumps_compact(context.escalation),
+        },
+        "startsAt": format_ts(starts),
+        "endsAt": format_ts(max(starts, now) + dt.timedelta(seconds=seconds)),
+    }
+    if isinstance(config.get("generatorUrl"), str) and config["generatorUrl"]:
+        alert["generatorURL"] = config["generatorUrl"]
+    return [alert]
+
+
 def _missing_secret(message: str) -> JsonObject:
     return {"status": "failed", "reasonCode": "missing_secret", "httpStatus": None, "message": message}
 
@@ -462,6 +506,19 @@ def build_sink_request(
             return _missing_secret("slack webhook env is unset")
         body = build_slack_payload(context, delivery.event_severity, config)
         return SinkRequest(url, (json_header,), body, timeout_seconds, (url,))
+    if kind == "alertmanager":
+        base = secret(refs.get("urlEnv"))
+        if not base:
+            return _missing_secret("alertmanager url env is unset")
+        headers = [json_header]
+        token = secret(refs.get("authTokenEnv"))
+        if token:
+            headers.append(("Authorization", f"Bearer {token}"))
+        body_alerts = build_alertmanager_payload(context, delivery.event_severity, sink_id, config, now)
+        url = base.rstrip("/") + "/api/v2/alerts"
+        return SinkRequest(
+            url, tuple(headers), body_alerts, timeout_seconds, tuple(x for x in (base, token) if x)
+        )
     if kind == "pagerduty_events":
         key = secret(refs.get("routingKeyEnv"))
         if not key:
@@ -476,15 +533,44 @@ def build_sink_request(
     }
 
 
-def _redact(text: str, secrets: Sequence[str]) -> str:
-    for value in secrets:
-        if value:
-            text = text.replace(value, "***")
+_MIN_TOKEN_LENGTH = 6
+
+
+def compute_secret_fragments(value: str) -> tuple[str, ...]:
+    """Every piece of a secret that an error text or a receiver's answer could echo.
+
+    A plain value is itself. A URL also yields its userinfo (with the password, the user and
+    the Base64 form a Basic ``Authorization`` header carries), its path and query, and each path
+    segment and query value long enough to be a token (Slack webhook paths, signed query
+    strings), raw and percent-decoded. Longest first, so a whole URL is masked before its parts.
+    """
+    if not value:
+        return ()
+    fragments = {value}
+    parts = urlsplit(value) if "://" in value else None
+    if parts is not None and parts.netloc:
+        userinfo, _, _ = parts.netloc.rpartition("@")
+        user, _, password = userinfo.partition(":")
+        fragments.update((userinfo, password, user if password else ""))
+        if userinfo:
+            fragments.add(base64.b64encode(unquote(userinfo).encode("utf-8")).decode("ascii"))
+        fragments.update(piece for piece in (parts.path, parts.query, parts.fragment) if len(piece) > 1)
+        tokens = [*parts.path.split("/"), *(v for _, v in parse_qsl(parts.query, keep_blank_values=True))]
+        fragments.update(token for token in tokens if len(token) >= _MIN_TOKEN_LENGTH)
+    fragments.update([unquote(fragment) for fragment in fragments])
+    return tuple(sorted((f for f in fragments if f), key=len, reverse=True))
+
+
+def redact_secrets(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every fragment of every secret replaced by ``***``."""
+    fragments = {fragment for value in secrets for fragment in compute_secret_fragments(value)}
+    for fragment in sorted(fragments, key=len, reverse=True):
+        text = text.replace(fragment, "***")
     return text
 
 
 def classify_response(status_code: int, body: str, secrets: Sequence[str] = ()) -> JsonObject:
-    message = _excerpt(_redact(body, secrets))
+    message = _excerpt(redact_secrets(body, secrets))
     if 200 <= status_code <= 299:
         return {"status": "success", "httpStatus": status_code, "reasonCode": None, "message": message}
     return {"status": "failed", "reasonCode": "http_error", "httpStatus": status_code, "message": message}
@@ -495,7 +581,7 @@ def classify_request_error(error_text: str, secrets: Sequence[str] = ()) -> Json
         "status": "failed",
         "reasonCode": "request_failed",
         "httpStatus": None,
-        "message": _excerpt(_redact(error_text, secrets)),
+        "message": _excerpt(redact_secrets(error_text, secrets)),
     }
 
 

@@ -34,7 +34,9 @@ __all__ = [
 ]
 
 SEVERITY_RANKS: dict[str, int] = {"info": 1, "warning": 2, "critical": 3}
-SINK_TYPES = ("webhook", "slack", "pagerduty_events")
+SINK_TYPES = ("webhook", "slack", "pagerduty_events", "alertmanager")
+#: An alertmanager sink's alerts resolve on their own this long after they were sent (``endsAt``).
+DEFAULT_RESOLVE_AFTER_SECONDS = 3600
 DEFAULT_TIMEOUT_SECONDS = 5
 _ENV_REF = re.compile(r"\A[A-Z_][A-Z0-9_]*\Z")
 
@@ -59,6 +61,8 @@ class Sink:
             return {"urlEnv": self.raw.get("urlEnv"), "authTokenEnv": self.raw.get("authTokenEnv") or None}
         if self.type == "slack":
             return {"webhookUrlEnv": self.raw.get("webhookUrlEnv")}
+        if self.type == "alertmanager":
+            return {"urlEnv": self.raw.get("urlEnv"), "authTokenEnv": self.raw.get("authTokenEnv") or None}
         return {"routingKeyEnv": self.raw.get("routingKeyEnv")}
 
     @property
@@ -75,6 +79,12 @@ class Sink:
                 "channel": raw.get("channel") or None,
                 "username": raw.get("username") or None,
                 "iconEmoji": raw.get("iconEmoji") or None,
+            }
+        if self.type == "alertmanager":
+            return {
+                "labels": raw.get("labels") or {},
+                "resolveAfterSeconds": raw.get("resolveAfterSeconds") or DEFAULT_RESOLVE_AFTER_SECONDS,
+                "generatorUrl": raw.get("generatorUrl") or None,
             }
         return {
             "source": raw.get("source") or "superloop-ops-manager",
@@ -176,7 +186,29 @@ def _check_sink(entry: object) -> bool:
         )
     if kind == "slack":
         return _is_env_ref(entry.get("webhookUrlEnv"))
+    if kind == "alertmanager":
+        return _check_alertmanager(entry)
     return _is_env_ref(entry.get("routingKeyEnv"))
+
+
+_LABEL_NAME = re.compile(r"\A[a-zA-Z_][a-zA-Z0-9_]*\Z")
+
+
+def _check_alertmanager(entry: Mapping[str, Any]) -> bool:
+    """URL env (the Alertmanager base URL), optional token env, string labels, a resolve delay."""
+    token, labels, resolve = entry.get("authTokenEnv"), entry.get("labels"), entry.get("resolveAfterSeconds")
+    return (
+        _is_env_ref(entry.get("urlEnv"))
+        and (not _present(token) or _is_env_ref(token))
+        and (
+            not _present(labels)
+            or (
+                isinstance(labels, dict)
+                and all(_LABEL_NAME.match(str(k)) and isinstance(v, str) for k, v in labels.items())
+            )
+        )
+        and (not _present(resolve) or (_is_number(resolve) and 60 <= float(str(resolve)) <= 604_800))
+    )
 
 
 def _check_routing(raw: Mapping[str, Any]) -> None:

@@ -12,7 +12,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from superloop_ops.core.common.jsonutil import JsonObject, format_ts
-from superloop_ops.core.common.status_conditions import ConditionSpec, build_conditions, camel_reason
+from superloop_ops.core.common.status_conditions import (
+    ConditionSpec,
+    build_conditions,
+    camel_reason,
+    summarize_reasons,
+)
 from superloop_ops.models import conditions as model_conditions
 
 __all__ = ["build_fleet_policy_status"]
@@ -83,5 +88,6 @@ def build_fleet_policy_status(
     else:
         ready = ConditionSpec(model_conditions.READY, "True", "PolicyEvaluated", "policy evaluated")
     previous_conditions = prev.get("conditions") if isinstance(prev.get("conditions"), list) else None
+    status.update(summarize_reasons(status))
     status["conditions"] = build_conditions(previous_conditions, [ready], generation=generation, now=now)
     return {k: v for k, v in status.items() if v is not None}

@@ -23,6 +23,7 @@ from superloop_ops.core.common.status_conditions import (
     build_conditions,
     camel_reason,
     find_condition,
+    summarize_reasons,
 )
 from superloop_ops.core.fleet.owned_names import (
     API_VERSION,
@@ -355,6 +356,7 @@ def build_fleet_status(
         ready = ConditionSpec(model_conditions.READY, "True", "FleetReconciled", "fleet pass completed")
     state_for_degraded = fleet_state if fleet_state is not None else _obj(prev.get("state")) or None
     previous_conditions = prev.get("conditions") if isinstance(prev.get("conditions"), list) else None
+    status.update(summarize_reasons(status))
     status["conditions"] = build_conditions(
         previous_conditions,
         [ready, _degraded_condition(state_for_degraded)],

@@ -27,7 +27,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from superloop_ops.core.common.jsonutil import JsonObject, format_ts
-from superloop_ops.core.common.status_conditions import ConditionSpec, build_conditions, find_condition
+from superloop_ops.core.common.status_conditions import (
+    ConditionSpec,
+    build_conditions,
+    find_condition,
+    summarize_reasons,
+)
 from superloop_ops.core.fleet.owned_names import (
     API_VERSION,
     FLEET_LABEL,
@@ -96,7 +101,7 @@ COND_EXECUTED = model_conditions.EXECUTED
 
 ANNOTATION_APPROVED = model_intent.APPROVED_ANNOTATION
 ANNOTATION_APPROVED_BY = model_intent.APPROVED_BY_ANNOTATION
-ANNOTATION_APPROVED_AT = "ops.superloop.dev/approved-at"
+ANNOTATION_APPROVED_AT = model_intent.APPROVED_AT_ANNOTATION
 ANNOTATION_NOTE = model_intent.NOTE_ANNOTATION
 
 # Control-engine / reference statuses -> HandoffIntent outcome. Anything unknown is treated as
@@ -271,6 +276,7 @@ def build_pending_status(
         problem or "annotate ops.superloop.dev/approved=true with ops.superloop.dev/approved-by",
     )
     executed = ConditionSpec(COND_EXECUTED, "False", "NotExecuted", "waiting for an operator approval")
+    status.update(summarize_reasons(status))
     status["conditions"] = _conditions(prev, [approved, executed], generation, now)
     return status
 
@@ -308,6 +314,7 @@ def build_executing_status(
             "result": result,
         }
     )
+    status.update(summarize_reasons(status))
     status["conditions"] = _conditions(
         prev,
         [
@@ -360,6 +367,7 @@ def build_outcome_status(
     approver = prev.get("approvedBy")
     cond_status, reason = _EXECUTED_CONDITION[outcome]
     by = f" (approved by {approver})" if approver else ""
+    status.update(summarize_reasons(status))
     status["conditions"] = _conditions(
         prev, [ConditionSpec(COND_EXECUTED, cond_status, reason, f"{message}{by}"[:1024])], generation, now
     )
@@ -493,6 +501,7 @@ def build_autonomous_executing_status(
     )
     status = {k: v for k, v in status.items() if v is not None}
     previous_conditions = prev.get("conditions") if isinstance(prev.get("conditions"), list) else None
+    status.update(summarize_reasons(status))
     status["conditions"] = build_conditions(
         previous_conditions,
         [

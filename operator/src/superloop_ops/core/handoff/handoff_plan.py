@@ -37,6 +37,8 @@ __all__ = [
     "build_execution_result",
     "build_handoff_plan",
     "build_plan_telemetry_row",
+    "compute_attempt",
+    "compute_attempt_key",
     "compute_control_exit_code",
     "compute_idempotency_key",
     "compute_precheck_failure",
@@ -94,6 +96,23 @@ def compute_idempotency_key(prefix: str, trace_id: str, loop_id: str, category: 
     """Stable key for one intent of one handoff trace; the control path dedupes on it."""
     parts = (slugify(part) for part in (prefix, trace_id, loop_id, category, intent))
     return "-".join(part for part in parts if part)
+
+
+def compute_attempt(guard: Mapping[str, Any] | None) -> int:
+    """1 for a first execution; after a failed or ambiguous one (a retry guard), the next attempt.
+
+    The control path dedupes on the idempotency key: a retry under the first key would only
+    replay the recorded outcome. A retry is a new attempt with its own key, as on the operator path.
+    """
+    if guard is None:
+        return 1
+    previous = guard.get("attempt")
+    return (previous if isinstance(previous, int) and previous >= 1 else 1) + 1
+
+
+def compute_attempt_key(key: str, attempt: int) -> str:
+    """The idempotency key of one attempt: the intent's key first, ``<key>-attempt<n>`` after."""
+    return key if attempt <= 1 else f"{key}-attempt{attempt}"
 
 
 def compute_control_exit_code(status: str | None) -> int:
@@ -363,8 +382,9 @@ def build_execution_result(
     executed_at: dt.datetime,
     outcome: ControlOutcome | None,
     precheck_reason: str | None = None,
+    attempt: int = 1,
 ) -> JsonObject:
-    """One ``execution.results`` row."""
+    """One ``execution.results`` row (``attempt`` only on a retry)."""
     if precheck_reason is not None or outcome is None:
         status, reason, exit_code, control = "failed", precheck_reason or "control_failed_command", 1, None
     elif outcome.exit_code == 0:
@@ -392,6 +412,7 @@ def build_execution_result(
         "autonomousEligible": intent["autonomous"]["eligible"] is True,
         "controlExitCode": exit_code,
         "control": control,
+        "attempt": attempt if attempt > 1 else None,
     }
     return {key: value for key, value in row.items() if value is not None}
 
@@ -446,6 +467,7 @@ def build_executed_state(
                 "since": result["executedAt"],
                 "mode": request.mode,
                 "traceId": result["traceId"],
+                "attempt": result.get("attempt", 1),
             }
     summary = _summary(
         intents, plan["summary"]["candidateCount"], plan["summary"]["unsuppressedCandidateCount"]

@@ -24,10 +24,14 @@ from superloop_ops.errors import ArtifactInvalidError
 
 __all__ = [
     "ACTIVE_PHASE_EVENTS",
+    "EVENT_HEAD_BYTES",
     "FAILURE_STATUSES",
+    "MAX_EVENT_LINE_BYTES",
+    "MAX_STORED_EVENT_BYTES",
     "STOP_EVENTS",
     "LastEvent",
     "RuntimeArtifacts",
+    "cap_stored_event",
     "compute_last_event",
     "event_name_of",
     "jq_alt",
@@ -181,7 +185,9 @@ class LastEvent:
     """The parsed last terminated line, ``None`` when L is 0."""
 
 
-def compute_last_event(line_count: int, last_line: bytes | None, events_path: str) -> LastEvent:
+def compute_last_event(
+    line_count: int, last_line: bytes | None, events_path: str, *, size: int | None = None
+) -> LastEvent:
     """Parse the final terminated line (``last_line`` excludes its newline).
 
     An empty final line (``...}\\n\\n``) fails closed exactly as invalid JSON does (§1.8): the
@@ -189,6 +195,10 @@ def compute_last_event(line_count: int, last_line: bytes | None, events_path: st
     """
     if line_count == 0 or last_line is None:
         return LastEvent(line_count=line_count, event=None)
+    size = len(last_line) if size is None else size
+    if size > MAX_EVENT_LINE_BYTES:
+        event = _oversized_event(last_line, line_count, events_path, size)
+        return LastEvent(line_count=line_count, event=event)
     error = f"invalid JSON in final events line: {events_path}"
     value = parse_json_bytes(last_line, error=error)
     if not isinstance(value, dict):
@@ -196,12 +206,85 @@ def compute_last_event(line_count: int, last_line: bytes | None, events_path: st
     return LastEvent(line_count=line_count, event=value)
 
 
-def parse_event_line(line: bytes, line_no: int, events_path: str) -> JsonObject:
+MAX_EVENT_LINE_BYTES = 1 << 20
+"""An event line longer than this is not parsed: its head gives the event, its data is dropped."""
+MAX_STORED_EVENT_BYTES = 16 * 1024
+"""An event whose JSON is longer than this is stored (state, status) without its payload."""
+EVENT_HEAD_BYTES = 64 * 1024
+"""How much of an oversized line is read for its event name, timestamp, run and iteration."""
+_HEAD_FIELDS = {
+    "event": re.compile(rb'"event"\s*:\s*"((?:[^"\\]|\\.){1,200})"'),
+    "timestamp": re.compile(rb'"timestamp"\s*:\s*"((?:[^"\\]|\\.){1,64})"'),
+    "run_id": re.compile(rb'"run_id"\s*:\s*"((?:[^"\\]|\\.){1,200})"'),
+    "loop_id": re.compile(rb'"loop_id"\s*:\s*"((?:[^"\\]|\\.){1,200})"'),
+    "iteration": re.compile(rb'"iteration"\s*:\s*(\d{1,9})\b'),
+}
+
+
+def _truncation(reason_code: str, size: int, limit: int) -> JsonObject:
+    return {"truncated": {"reasonCode": reason_code, "bytes": size, "limit": limit}}
+
+
+def _oversized_event(line: bytes, line_no: int, events_path: str, size: int) -> JsonObject:
+    """The event of a line above ``MAX_EVENT_LINE_BYTES``, from the scalar fields in its head.
+
+    The data is dropped (reason ``event_line_too_large``); a head without an event name and a
+    timestamp fails closed like any invalid line.
+    """
+    head = line[:EVENT_HEAD_BYTES]
+    event: JsonObject = {}
+    for key, pattern in _HEAD_FIELDS.items():
+        match = pattern.search(head)
+        if match is None:
+            continue
+        text = match.group(1)
+        try:
+            event[key] = int(text) if key == "iteration" else _loads(b'"' + text + b'"')
+        except _InvalidJson:
+            continue
+    if not isinstance(event.get("event"), str) or not isinstance(event.get("timestamp"), str):
+        raise ArtifactInvalidError(
+            f"event line {line_no} in {events_path} is {size} bytes (limit {MAX_EVENT_LINE_BYTES}) "
+            "and its head has no event name or timestamp"
+        )
+    event["data"] = _truncation("event_line_too_large", size, MAX_EVENT_LINE_BYTES)
+    return event
+
+
+def cap_stored_event(event: JsonObject, size: int | None = None) -> tuple[JsonObject, Any]:
+    """The event and its payload as stored (state, status): without the payload when too large.
+
+    ``size`` is the event's line length when known (it saves serialising the event again).
+    """
+    payload = jq_alt(event.get("data"), None)
+    if size is None:
+        size = len(dumps_compact(event).encode("utf-8", "surrogatepass"))
+    if size <= MAX_STORED_EVENT_BYTES:
+        return event, payload
+    marker = _truncation("event_payload_truncated", size, MAX_STORED_EVENT_BYTES)
+    small = {key: value for key, value in event.items() if _is_small_scalar(value)}
+    return {**small, "data": marker}, marker
+
+
+def _is_small_scalar(value: Any) -> bool:
+    if isinstance(value, str):
+        return len(value) <= 1024
+    return value is None or isinstance(value, bool | int | float)
+
+
+def parse_event_line(
+    line: bytes, line_no: int, events_path: str, *, size: int | None = None
+) -> JsonObject:
     """One runtime event line for the poller, validated as §1.8 demands.
 
     Whitespace-only lines (including a lone ``\\r``) have no event name: jq reads no value from
-    them, so the reference reports the missing name, and so do we.
+    them, so the reference reports the missing name, and so do we. A line above
+    ``MAX_EVENT_LINE_BYTES`` is not parsed (``_oversized_event``); for one, the caller may pass only
+    its head (at least ``EVENT_HEAD_BYTES``) and its full ``size``.
     """
+    size = len(line) if size is None else size
+    if size > MAX_EVENT_LINE_BYTES:
+        return _oversized_event(line, line_no, events_path, size)
     if not line.strip():
         raise ArtifactInvalidError(f"missing event name at line {line_no} in {events_path}")
     try:

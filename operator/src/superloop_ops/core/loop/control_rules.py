@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal, TypeGuard
 
-from superloop_ops.core.common.jsonutil import JsonObject, format_ts, prune_nulls
+from superloop_ops.core.common.jsonutil import JsonObject, dumps_compact, format_ts, prune_nulls
 from superloop_ops.core.loop.artifacts import jq_get as _get
 from superloop_ops.errors import ContractError
 
@@ -43,13 +44,16 @@ __all__ = [
     "build_intent_row",
     "build_invocation_row",
     "build_observation",
+    "build_request_fingerprint",
     "build_runtime_argv",
     "build_service_control_body",
     "build_service_control_response",
     "build_service_replay_response",
+    "build_service_store_entry",
     "compute_confirmation",
     "compute_duration_seconds",
     "compute_exit_code",
+    "compute_key_conflict",
     "compute_reason_code",
     "compute_service_http_status",
     "format_command",
@@ -571,9 +575,39 @@ def build_service_control_response(
     )
 
 
+FINGERPRINT_FIELD: Final = "requestFingerprint"
+
+
+def build_request_fingerprint(*, loop_id: str, intent: str, by: str, note: str) -> str:
+    """What an idempotency key is bound to: the request's loop, intent, requester and note.
+
+    The trace id and the confirmation window are left out: a retry may carry a new trace or
+    wait longer and is still the same request.
+    """
+    canonical = dumps_compact({"by": by, "intent": intent, "loopId": loop_id, "note": note})
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def compute_key_conflict(key: str, recorded: Mapping[str, Any] | None, fingerprint: str) -> str | None:
+    """Why ``key`` may not be answered from ``recorded`` (None: same request, or recorded
+    before requests were fingerprinted)."""
+    stored = (recorded or {}).get(FINGERPRINT_FIELD)
+    if not stored or stored == fingerprint:
+        return None
+    return (
+        f"idempotency key {key!r} was already used for a different request "
+        "(loop, intent, by or note differ); use a new key for a new request"
+    )
+
+
+def build_service_store_entry(response: Mapping[str, Any], *, fingerprint: str) -> JsonObject:
+    """The stored copy of a response: the response plus the fingerprint its key is bound to."""
+    return {**response, FINGERPRINT_FIELD: fingerprint}
+
+
 def build_service_replay_response(stored: Mapping[str, Any], *, trace_id: str) -> JsonObject:
     """A stored response served again: ``replayed`` true, the trace added if absent."""
-    replay = dict(stored)
+    replay = {name: value for name, value in stored.items() if name != FINGERPRINT_FIELD}
     replay["replayed"] = True
     if trace_id and "traceId" not in replay:
         replay["traceId"] = trace_id

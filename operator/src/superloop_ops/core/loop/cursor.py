@@ -218,14 +218,16 @@ def compute_poll(
         if newline == -1:
             break
         line_no += 1
-        line = data[pos:newline]
+        start, size = pos, newline - pos
         pos = newline + 1
         if line_no <= start_line:
             after = pos
             continue
-        if not line:
+        if not size:
             continue
-        event = artifacts.parse_event_line(line, line_no, events_path)
+        # An oversized line is never copied whole: its head is enough (artifacts.parse_event_line).
+        end = start + artifacts.EVENT_HEAD_BYTES if size > artifacts.MAX_EVENT_LINE_BYTES else newline
+        event = artifacts.parse_event_line(data[start:end], line_no, events_path, size=size)
         emitted.append(
             envelopes.build_event_envelope(
                 event,
@@ -235,6 +237,7 @@ def compute_poll(
                 loop_id=loop_id,
                 trace_id=trace_id,
                 now=now,
+                line_bytes=size if size <= artifacts.MAX_EVENT_LINE_BYTES else None,
             )
         )
         last_line = line_no
@@ -243,7 +246,7 @@ def compute_poll(
             break
 
     byte_after = window.base_byte + after
-    tail = (window.prefix + data[:after])[-TAIL_WINDOW:]
+    tail = (window.prefix + data[max(0, after - TAIL_WINDOW) : after])[-TAIL_WINDOW:]
     return PollOutcome(
         events=emitted,
         offset_before=start_line,

@@ -77,6 +77,8 @@ class SnapshotInputs:
     """Keyed events, runSummary, state, activeRun, approval, heartbeat."""
     run_id_override: str | None = None
     trace_id: str | None = None
+    signals: JsonObject | None = None
+    """``runtime.signals`` (see core.runtime_signals); ``None`` when the transport gathered none."""
 
 
 _REF_KEYS = ("events", "runSummary", "state", "activeRun", "approval", "heartbeat")
@@ -140,6 +142,7 @@ def build_snapshot_envelope(inputs: SnapshotInputs, now: dt.datetime) -> JsonObj
             "activeRun": runtime.active_run,
             "approval": runtime.approval,
             "heartbeat": runtime.heartbeat,
+            "signals": inputs.signals,
         },
         "artifacts": refs,
         "sequence": {"source": SEQUENCE_SOURCE, "value": line_count},
@@ -165,8 +168,14 @@ def build_event_envelope(
     loop_id: str,
     trace_id: str | None,
     now: dt.datetime,
+    line_bytes: int | None = None,
 ) -> JsonObject:
-    """The loop_run_event envelope of §2.3 for one validated runtime event line."""
+    """The loop_run_event envelope of §2.3 for one validated runtime event line.
+
+    ``payload`` and ``raw`` are capped (``artifacts.cap_stored_event``): the envelope is stored in
+    the state and mirrored into the Loop status, which must stay small.
+    """
+    raw, payload = artifacts.cap_stored_event(event, line_bytes)
     return {
         "schemaVersion": SCHEMA_VERSION,
         "envelopeType": "loop_run_event",
@@ -185,8 +194,8 @@ def build_event_envelope(
             "role": _text_or_null(event.get("role")),
             "status": _text_or_null(event.get("status")),
             "message": _text_or_null(event.get("message")),
-            "payload": artifacts.jq_alt(event.get("data"), None),
-            "raw": event,
+            "payload": payload,
+            "raw": raw,
         },
     }
 

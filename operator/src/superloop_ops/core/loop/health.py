@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from superloop_ops.core.common.jsonutil import JsonObject, format_ts, parse_ts
+from superloop_ops.core.loop import run_outcome
 from superloop_ops.core.loop.artifacts import jq_get as _get
 from superloop_ops.core.loop.pass_rules import compute_failure_reason_code, compute_failure_streak
 from superloop_ops.core.loop.threshold_profiles import Thresholds, coerce_non_negative_int
@@ -49,12 +50,7 @@ def _present(value: object) -> bool:
     return value is not None and value is not False
 
 
-def compute_lifecycle_state(state: Mapping[str, Any]) -> Any:
-    """``transition.currentState`` else ``projection.status`` else ``"unknown"``."""
-    for value in (_get(state, "transition", "currentState"), _get(state, "projection", "status")):
-        if _present(value):
-            return value
-    return "unknown"
+compute_lifecycle_state = run_outcome.compute_projected_lifecycle
 
 
 def _lag_since(moment: object, now: dt.datetime) -> int | None:
@@ -67,6 +63,21 @@ def _lag_since(moment: object, now: dt.datetime) -> int | None:
 def compute_ingest_lag(state: Mapping[str, Any], now: dt.datetime) -> int | None:
     """Seconds since the last runtime event (not since the last ingest)."""
     return _lag_since(_get(state, "projection", "lastEventAt"), now)
+
+
+def compute_liveness_lag(state: Mapping[str, Any], now: dt.datetime) -> int | None:
+    """Seconds since the freshest sign of life the runtime left (``signals.liveness``)."""
+    return _lag_since(_get(state, "signals", "liveness", "at"), now)
+
+
+def _staleness_lag(state: Mapping[str, Any], outcome: str, now: dt.datetime) -> tuple[str, int | None]:
+    """The lag the staleness rule judges: since the last sign of life for a run known to be
+    running (the runtime writes no heartbeat and can be silent for a whole role), else since the
+    last event (the reference's rule)."""
+    liveness = compute_liveness_lag(state, now)
+    if outcome == "running" and liveness is not None:
+        return "livenessLagSeconds", liveness
+    return "ingestLagSeconds", compute_ingest_lag(state, now)
 
 
 def _heartbeat_at(heartbeat_state: Mapping[str, Any]) -> Any:
@@ -89,14 +100,7 @@ def _last_control_status(last_intent: Mapping[str, Any] | None) -> Any:
     return status if _present(status) else None
 
 
-def _reason(code: str, severity: str, metric: str, observed: object, threshold: object) -> JsonObject:
-    return {
-        "code": code,
-        "severity": severity,
-        "metric": metric,
-        "observed": str(observed),
-        "threshold": str(threshold),
-    }
+_reason = run_outcome.build_reason
 
 
 def _tiered(code: str, metric: str, value: int | None, degraded: int, critical: int) -> JsonObject | None:
@@ -122,24 +126,22 @@ def compute_reasons(inputs: HealthInputs, now: dt.datetime) -> list[JsonObject]:
         added.append(
             _reason("control_failed_command", "degraded", "control.status", "failed_command", "confirmed")
         )
-    added.append(
-        _tiered(
-            "ingest_stale",
-            "ingestLagSeconds",
-            compute_ingest_lag(inputs.state, now),
-            t.degraded_ingest_lag_seconds,
-            t.critical_ingest_lag_seconds,
+    outcome = run_outcome.compute_outcome(inputs.state)
+    if outcome in run_outcome.PRODUCING:
+        metric, lag = _staleness_lag(inputs.state, outcome, now)
+        added.append(
+            _tiered("ingest_stale", metric, lag, t.degraded_ingest_lag_seconds, t.critical_ingest_lag_seconds)
         )
-    )
-    added.append(
-        _tiered(
-            "runtime_heartbeat_stale",
-            "heartbeatLagSeconds",
-            compute_heartbeat_lag(inputs.heartbeat_state, now),
-            t.degraded_heartbeat_lag_seconds,
-            t.critical_heartbeat_lag_seconds,
+        added.append(
+            _tiered(
+                "runtime_heartbeat_stale",
+                "heartbeatLagSeconds",
+                compute_heartbeat_lag(inputs.heartbeat_state, now),
+                t.degraded_heartbeat_lag_seconds,
+                t.critical_heartbeat_lag_seconds,
+            )
         )
-    )
+    added.extend(run_outcome.compute_outcome_reasons(outcome, inputs.state, t.lifecycle, now))
     added.append(
         _tiered(
             "transport_unreachable",
@@ -183,12 +185,13 @@ def compute_health(inputs: HealthInputs, now: dt.datetime) -> JsonObject:
     """The health.json document (§6.6); explicit nulls are kept."""
     reasons = compute_reasons(inputs, now)
     codes = sorted({reason["code"] for reason in reasons}, key=lambda code: code.encode("utf-8"))
-    if any(reason["severity"] == "critical" for reason in reasons):
+    severities = {reason["severity"] for reason in reasons}
+    if "critical" in severities:
         status = "critical"
-    elif reasons:
+    elif severities - {"info"}:
         status = "degraded"
     else:
-        status = "healthy"
+        status = "healthy"  # info reasons (a cancel, an approval not yet overdue) are shown only
     sequence_status = inputs.sequence_state.get("status")
     last_failure = inputs.transport_health.get("lastFailureCode")
     return {
@@ -205,6 +208,9 @@ def compute_health(inputs: HealthInputs, now: dt.datetime) -> JsonObject:
             "lastControlStatus": _last_control_status(inputs.last_intent),
             "sequenceStatus": sequence_status if _present(sequence_status) else None,
             "lifecycleState": compute_lifecycle_state(inputs.state),
+            "runOutcome": run_outcome.compute_outcome(inputs.state),
+            "livenessLagSeconds": compute_liveness_lag(inputs.state, now),
+            "livenessSource": _or_none(_get(inputs.state, "signals", "liveness", "source")),
         },
         "thresholds": inputs.thresholds.to_document(),
         "transport": {

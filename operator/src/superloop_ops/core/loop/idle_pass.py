@@ -6,8 +6,8 @@ health threshold will have been crossed by the mere passing of time, a new full 
 rewrite the journal with the same facts. The shell stats the artifacts (size, modification
 time, inode: an in-place append changes the first two, an atomic replace the last) and asks
 ``is_idle``; the memo of the last full pass says when the next full pass is due anyway: the
-first moment an ageing lag (ingest or heartbeat) crosses a degraded or critical threshold, or
-the status refresh period, whichever comes first.
+first moment an ageing lag (ingest, liveness or heartbeat) or an approval wait crosses a
+threshold, or the status refresh period, whichever comes first.
 """
 
 from __future__ import annotations
@@ -23,11 +23,15 @@ __all__ = ["FileStamp", "IdleMemo", "compute_next_due", "is_idle"]
 
 FileStamp = tuple[int, int, int] | None  # (size, mtime_ns, inode); None when the file is absent
 
-# (lag metric in health.metrics, its degraded and critical thresholds in health.thresholds)
+# (lag metric in health.metrics, its degraded and critical thresholds in health.thresholds);
+# a running run's staleness is judged on its liveness lag against the ingest thresholds
 _AGEING_LAGS: tuple[tuple[str, str, str], ...] = (
     ("ingestLagSeconds", "degradedIngestLagSeconds", "criticalIngestLagSeconds"),
+    ("livenessLagSeconds", "degradedIngestLagSeconds", "criticalIngestLagSeconds"),
     ("heartbeatLagSeconds", "degradedHeartbeatLagSeconds", "criticalHeartbeatLagSeconds"),
 )
+# health reasons whose observed value is an age in seconds, next to the threshold it ages toward
+_AGEING_REASONS = frozenset({"approvalWaitSeconds"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +58,22 @@ def compute_next_due(status: Mapping[str, Any], *, now: dt.datetime, refresh_sec
             threshold = as_number(thresholds.get(key))
             if threshold is not None and threshold >= lag:
                 wait = min(wait, threshold - lag + 1.0)  # one second past it: crossed either way
+    for reason in health.get("reasons") or []:
+        reason = as_mapping(reason)
+        if reason.get("metric") not in _AGEING_REASONS:
+            continue
+        observed, threshold = _seconds(reason.get("observed")), _seconds(reason.get("threshold"))
+        if observed is not None and threshold is not None and threshold >= observed:
+            wait = min(wait, threshold - observed + 1.0)
     return now + dt.timedelta(seconds=max(wait, 0.0))
+
+
+def _seconds(value: Any) -> float | None:
+    """A reason's observed value or threshold (strings in the health document)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def is_idle(

@@ -31,7 +31,9 @@ from superloop_ops.core.common.status_conditions import (
     build_conditions,
     camel_reason,
     find_condition,
+    summarize_reasons,
 )
+from superloop_ops.core.loop import run_outcome
 from superloop_ops.core.loop.artifacts import jq_get
 from superloop_ops.models import conditions as model_conditions
 
@@ -322,6 +324,7 @@ def build_loop_status(
                     )
                 )
     conditions_prev = prev.get("conditions") if isinstance(prev.get("conditions"), list) else None
+    status.update(summarize_reasons(status))
     status["conditions"] = build_conditions(conditions_prev, desired, generation=generation, now=now)
     return status
 
@@ -447,6 +450,8 @@ def compute_loop_events(previous: Mapping[str, Any] | None, new: Mapping[str, An
     elif new_health in ("degraded", "critical") and jq_get(previous, "reasonCodes") != new_codes:
         events.append(EventSpec("Warning", "HealthReasonsChanged", f"health {new_health}: {codes_text}"))
 
+    events.extend(_run_outcome_events(previous, new))
+
     old_div = jq_get(previous, "state", "divergence", "any") is True
     new_div = jq_get(new, "state", "divergence", "any") is True
     if new_div and not old_div:
@@ -474,3 +479,30 @@ def compute_loop_events(previous: Mapping[str, Any] | None, new: Mapping[str, An
             EventSpec("Normal", "ReplayedFromStart", "cursor reset: replayed the events from the start")
         )
     return events
+
+
+_OUTCOME_MESSAGES: Mapping[str, str] = {
+    "dead": "the run died: state.json still active, active-run.json gone, no stop event",
+    "cancelled": "the run was cancelled: state.json and active-run.json removed mid-run",
+    "timed_out": "a role exceeded its time budget",
+    "failed": "the run ended with a failure",
+    "max_iterations": "the run stopped at its iteration limit without completing",
+    "stuck": "the runtime's stuck detection stopped the run",
+    "rate_limited": "the runner hit a rate limit; the run stopped and waits to be resumed",
+    "stopped": "the run stopped without completing",
+}
+
+
+def _run_outcome_events(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[EventSpec]:
+    """One Event when the run outcome becomes a stop (a dead run is seen on the pass that finds it)."""
+    old_outcome = jq_get(previous, "health", "metrics", "runOutcome")
+    outcome = jq_get(new, "health", "metrics", "runOutcome")
+    code = run_outcome.OUTCOME_REASONS.get(str(outcome))
+    if code is None or outcome == old_outcome:
+        return []
+    reasons = jq_get(new, "health", "reasons")
+    found = next((r for r in reasons or [] if isinstance(r, Mapping) and r.get("code") == code), {})
+    severity, detail = found.get("severity"), found.get("observed")
+    message = _OUTCOME_MESSAGES[str(outcome)] + (f" ({detail})" if detail else "")
+    return [EventSpec("Normal" if severity == "info" else "Warning", camel_reason(code), message)]
+

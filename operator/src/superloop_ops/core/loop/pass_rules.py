@@ -27,6 +27,7 @@ __all__ = [
     "compute_failure_reason_code",
     "compute_failure_streak",
     "compute_transport_health",
+    "stderr_tail",
     "tail_lines",
 ]
 
@@ -64,6 +65,11 @@ def tail_lines(message: str, limit: int = 40) -> str:
     """The last ``limit`` lines of a failure message, with CR line endings stripped."""
     lines = [line.rstrip("\r") for line in message.splitlines()]
     return "\n".join(lines[-limit:])
+
+
+def stderr_tail(message: str, limit: int = 40) -> str:
+    """``tail_lines`` of what a failing step prints on stderr: ``error: <message>``, kept as is."""
+    return tail_lines(f"error: {message}", limit)
 
 
 def compute_failure_streak(transport_health: Mapping[str, Any] | None) -> int:

@@ -153,6 +153,22 @@ def _completion_ok(snapshot: JsonObject) -> bool:
     return value
 
 
+def _signals(runtime: Any) -> JsonObject:
+    """The runtime signals health reads (issue 11): what the runtime wrote besides the contract.
+
+    ``stateFilePresent``/``activeRunPresent`` tell a cancelled run (both deleted) and a dead one
+    (active state, no active-run record) from a live one; the rest is the snapshot's
+    ``runtime.signals`` when the transport gathered them.
+    """
+    gathered = jq_get(runtime, "signals")
+    return {
+        "stateFilePresent": jq_get(runtime, "superloopState") is not None,
+        "activeRunPresent": jq_get(runtime, "activeRun") is not None,
+        "approvalRequestedAt": artifacts.jq_alt(jq_get(runtime, "approval", "requested_at"), None),
+        **(gathered if isinstance(gathered, dict) else {}),
+    }
+
+
 def _number_or_zero(value: Any) -> Any:
     """``value // 0`` for the copied cursor numbers."""
     return artifacts.jq_alt(value, 0)
@@ -252,4 +268,5 @@ def compute_projection(
             },
             "lastEventEnvelope": last_envelope,
         },
+        "signals": _signals(runtime),
     }

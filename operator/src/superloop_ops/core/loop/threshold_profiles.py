@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from superloop_ops.core.common.jsonutil import JsonObject
@@ -19,11 +19,15 @@ from superloop_ops.errors import ContractError
 
 __all__ = [
     "DEFAULT_HEARTBEAT_THRESHOLDS",
+    "DEFAULT_STOP_SEVERITY",
     "PROFILE_KEYS",
+    "SEVERITIES",
     "THRESHOLD_FIELDS",
+    "LifecyclePolicy",
     "ResolvedProfile",
     "Thresholds",
     "coerce_non_negative_int",
+    "compute_lifecycle_policy",
     "compute_profile",
     "compute_profile_names",
     "compute_thresholds",
@@ -63,6 +67,58 @@ _BUILTIN_DEFAULTS: Mapping[str, int] = {
 
 _DIGITS = re.compile(r"\A[0-9]+\Z")
 
+SEVERITIES: tuple[str, ...] = ("info", "degraded", "critical")
+"""Reason severities; an ``info`` reason is reported but leaves the loop healthy."""
+
+DEFAULT_STOP_SEVERITY: Mapping[str, str] = {
+    "run_dead": "critical",
+    "run_failed": "degraded",
+    "run_timed_out": "degraded",
+    "run_rate_limited": "degraded",
+    "run_stuck": "degraded",
+    "run_max_iterations": "degraded",
+    "run_stopped": "degraded",
+    "run_cancelled": "info",
+}
+"""Severity of each way a run ends other than completing (profiles may override, issue 11)."""
+
+
+@dataclass(frozen=True)
+class LifecyclePolicy:
+    """How health judges runs that are not producing: an approval wait and the stops.
+
+    The approval wait is ``info`` until ``approval_reminder_seconds`` (then ``degraded``, a
+    reminder) and becomes ``critical`` only when ``approval_critical_seconds`` is non-zero.
+    """
+
+    approval_reminder_seconds: int = 900
+    approval_critical_seconds: int = 0
+    stop_severity: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_STOP_SEVERITY))
+
+
+def compute_lifecycle_policy(raw: object, *, name: str = "default") -> LifecyclePolicy:
+    """A profile's optional ``lifecycle`` object over the defaults; bad values fail closed."""
+    if raw is None:
+        return LifecyclePolicy()
+    if not isinstance(raw, Mapping):
+        raise ContractError(f"threshold profile lifecycle is invalid: {name}")
+    defaults = LifecyclePolicy()
+    reminder = coerce_non_negative_int(raw.get("approvalReminderSeconds", defaults.approval_reminder_seconds))
+    critical = coerce_non_negative_int(raw.get("approvalCriticalSeconds", defaults.approval_critical_seconds))
+    severities = raw.get("stopSeverity", {})
+    if reminder is None or critical is None or not isinstance(severities, Mapping):
+        raise ContractError(f"threshold profile lifecycle is invalid: {name}")
+    known = all(code in DEFAULT_STOP_SEVERITY and value in SEVERITIES for code, value in severities.items())
+    if not known:
+        raise ContractError(f"threshold profile lifecycle is invalid: {name}")
+    if critical and critical < reminder:
+        raise ContractError(f"threshold profile lifecycle is invalid: {name}")
+    return LifecyclePolicy(
+        approval_reminder_seconds=reminder,
+        approval_critical_seconds=critical,
+        stop_severity={**DEFAULT_STOP_SEVERITY, **severities},
+    )
+
 _PAIRS: tuple[tuple[str, str, str], ...] = (
     ("degradedIngestLagSeconds", "criticalIngestLagSeconds", "critical ingest lag threshold"),
     ("degradedHeartbeatLagSeconds", "criticalHeartbeatLagSeconds", "critical heartbeat lag threshold"),
@@ -82,6 +138,7 @@ class ResolvedProfile:
     profile: str
     values: Mapping[str, int | float]
     description: str | None = None
+    lifecycle: LifecyclePolicy = field(default_factory=LifecyclePolicy)
 
     def to_document(self) -> JsonObject:
         """The resolver's output document (top-level nulls dropped)."""
@@ -107,6 +164,7 @@ class Thresholds:
     critical_heartbeat_lag_seconds: int
     degraded_transport_failure_streak: int
     critical_transport_failure_streak: int
+    lifecycle: LifecyclePolicy = field(default_factory=LifecyclePolicy)
 
     def to_document(self) -> JsonObject:
         """The ``thresholds`` object of health.json (profile first, then the six values)."""
@@ -180,6 +238,7 @@ def compute_profile(catalog: object, *, source_file: str, profile: str | None = 
         profile=name,
         values=values,
         description=description if isinstance(description, str) else None,
+        lifecycle=compute_lifecycle_policy(entry.get("lifecycle"), name=name),
     )
 
 
@@ -218,4 +277,5 @@ def compute_thresholds(
         critical_heartbeat_lag_seconds=merged["criticalHeartbeatLagSeconds"],
         degraded_transport_failure_streak=merged["degradedTransportFailureStreak"],
         critical_transport_failure_streak=merged["criticalTransportFailureStreak"],
+        lifecycle=profile.lifecycle if profile is not None else LifecyclePolicy(),
     )

@@ -28,6 +28,7 @@ from superloop_ops.core.common.status_conditions import (
     build_conditions,
     camel_reason,
     find_condition,
+    summarize_reasons,
 )
 from superloop_ops.core.promotion import apply_rules
 from superloop_ops.errors import ContractError
@@ -270,6 +271,7 @@ def build_promotion_status(
             status["message"],
         )
     previous_conditions = prev.get("conditions") if isinstance(prev.get("conditions"), list) else None
+    status.update(summarize_reasons(status))
     status["conditions"] = build_conditions(previous_conditions, [cond], generation=generation, now=now)
     return {k: v for k, v in status.items() if v is not None}
 

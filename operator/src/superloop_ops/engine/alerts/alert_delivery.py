@@ -7,6 +7,12 @@ so a crash or restart re-sends only to sinks that have not accepted an escalatio
 request carries a stable dedupe key, so a receiver can drop the rare duplicate of a crash between
 its answer and our checkpoint). Secrets come from a mapping (env in local mode, Secret values
 in the operator) and are never logged or written.
+
+Time is bounded twice. A sink's ``timeoutSeconds`` is the *total* time of one request: httpx's
+timeouts apply per read, so a sink trickling a byte every few seconds would never trip them; a
+timer shuts the request's socket down at the deadline. And a dispatch run has a budget
+(``run_budget_seconds``): once it is spent, the remaining deliveries are deferred (pending, retried
+by a later run), so a Loop pass is never held up by its sinks beyond that budget.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -48,6 +55,7 @@ __all__ = [
 ALERT_SINKS_CATALOG_NAME = "ops-manager-alert-sinks.v1.json"
 
 _log = logging.getLogger(__name__)
+_DEADLINE_GRACE_SECONDS = 0.25
 
 
 def resolve_alert_sinks_path(explicit: str | None, env: Mapping[str, str] | None = None) -> str:
@@ -64,10 +72,7 @@ def describe_dispatch_failure(exc: BaseException, secret_values: Iterable[str]) 
     """The text recorded for a dispatch run that failed: a contract error as the CLI prints it,
     anything else by its type; every non-empty secret value is masked."""
     message = f"error: {exc}" if isinstance(exc, ContractError) else f"{type(exc).__name__}: {exc}"
-    for value in secret_values:
-        if value:
-            message = message.replace(value, "***")
-    return message
+    return dispatch_plan.redact_secrets(message, list(secret_values))
 
 
 def resolve_trace_id(explicit: str | None, env: Mapping[str, str] | None = None) -> str:
@@ -99,6 +104,8 @@ class DispatchSettings:
     max_retry_interval_seconds: float = 900.0
     max_escalations: int = 0
     pagerduty_url: str = dispatch_plan.DEFAULT_PAGERDUTY_URL
+    run_budget_seconds: float = 20.0
+    """Wall time one dispatch run may spend on requests and back-off; the rest waits for the next run."""
 
 
 @dataclass(frozen=True)
@@ -252,6 +259,7 @@ class AlertDispatcher:
     catalog: sink_catalog.SinkCatalog | None = None
     """An already-validated catalog (operator: from the Loop spec); else ``catalog_path`` is read."""
     _unavailable: dict[str, JsonObject] = field(default_factory=dict, init=False, repr=False)
+    _run_deadline: float = field(default=0.0, init=False, repr=False)
 
     def run(self) -> JsonObject:
         """Dispatch what is new or still pending; returns (and writes) the dispatch state."""
@@ -279,10 +287,13 @@ class AlertDispatcher:
             )
         catalog = self.catalog or fetch_sink_catalog(self.catalog_path)
         self._unavailable = {}
+        self._run_deadline = time.monotonic() + self.settings.run_budget_seconds
         counters = dispatch_plan.DispatchCounters()
         ledger = dict(cursor.ledger)
         now = self.now()
-        with httpx.Client(transport=self.transport, follow_redirects=False) as client:
+        # No keep-alive: every request opens its own connection, whose socket the deadline can close.
+        limits = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(transport=self.transport, follow_redirects=False, limits=limits) as client:
             for number in range(cursor.offset + 1, log.line_count + 1):
                 if 0 < self.settings.max_escalations <= counters.processed:
                     break
@@ -436,26 +447,82 @@ class AlertDispatcher:
         result: JsonObject = {}
         for attempt in range(self.settings.retries + 1):
             if attempt:
-                self.sleep(delay)
+                self.sleep(min(delay, max(0.0, self._budget_left())))
                 delay *= self.settings.backoff_factor
+            if self._budget_left() <= 0:
+                spent = f"deferred: dispatch run budget ({self.settings.run_budget_seconds}s) spent"
+                return dispatch_plan.classify_request_error(spent)
             result = self._post(client, request)
             if dispatch_plan.compute_sink_disposition(result) != "pending":
                 break
         return result
 
+    def _budget_left(self) -> float:
+        return self._run_deadline - time.monotonic()
+
     def _post(self, client: httpx.Client, request: dispatch_plan.SinkRequest) -> JsonObject:
+        total = max(0.001, min(float(request.timeout_seconds), self._budget_left()))
+        deadline = _RequestDeadline(total)
         try:
-            response = client.post(
-                request.url,
-                content=dumps_compact(request.body).encode("utf-8"),
-                headers=list(request.headers),
-                timeout=httpx.Timeout(request.timeout_seconds),
-            )
+            with deadline:
+                response = client.post(
+                    request.url,
+                    content=dumps_compact(request.body).encode("utf-8"),
+                    headers=list(request.headers),
+                    timeout=httpx.Timeout(total),
+                    extensions={"trace": deadline.trace},
+                )
         except httpx.HTTPError as exc:
             text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if deadline.expired:
+                text = f"deadline of {total:g}s exceeded ({text})"
             _log.info("alert sink request failed: %s", type(exc).__name__)
             return dispatch_plan.classify_request_error(text, request.secrets)
         return dispatch_plan.classify_response(response.status_code, response.text, request.secrets)
+
+
+class _RequestDeadline:
+    """Shuts a request's socket down when its total time is up (httpx only bounds each read)."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+        self._timer: threading.Timer | None = None
+        self.expired = False
+
+    def trace(self, event: str, info: Mapping[str, Any]) -> None:
+        if event != "connection.connect_tcp.complete":
+            return
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        with self._lock:
+            self._socket = sock if isinstance(sock, socket.socket) else None
+            if self.expired:
+                self._cut()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            self._cut()
+
+    def _cut(self) -> None:
+        if self._socket is not None:
+            try:
+                self._socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def __enter__(self) -> _RequestDeadline:
+        # A little after httpx's own timeout, which names the phase (connect, read) when it fires.
+        self._timer = threading.Timer(self._seconds + _DEADLINE_GRACE_SECONDS, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 def run_alert_dispatch_step(

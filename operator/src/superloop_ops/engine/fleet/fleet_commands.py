@@ -712,8 +712,9 @@ def plan_handoff(
             mode=exec_mode, requested_by=options.by, requested_at=clk.now(), note=options.note
         )
         run_control = control or build_default_control_runner()
+        guards = plan.get("retryGuards") or {}
         results = [
-            _execute_one(intent, paths, options, request, trace, run_control, clk, environ)
+            _execute_one(intent, paths, options, request, trace, run_control, clk, environ, guards)
             for intent in targets
         ]
         state = handoff_plan.build_executed_state(
@@ -733,9 +734,12 @@ def _execute_one(
     run_control: ControlRunner,
     clk: clock_mod.Clock,
     environ: Mapping[str, str],
+    guards: Mapping[str, Any],
 ) -> JsonObject:
-    key = (
-        intent.get("idempotencyKey") or f"{options.idempotency_prefix}-{intent['loopId']}-{intent['intent']}"
+    attempt = handoff_plan.compute_attempt(guards.get(intent["intentId"]))
+    key = handoff_plan.compute_attempt_key(
+        intent.get("idempotencyKey") or f"{options.idempotency_prefix}-{intent['loopId']}-{intent['intent']}",
+        attempt,
     )
     precheck = handoff_plan.compute_precheck_failure(intent, request.mode)
     outcome: handoff_plan.ControlOutcome | None = None
@@ -757,4 +761,5 @@ def _execute_one(
         executed_at=clk.now(),
         outcome=outcome,
         precheck_reason=precheck,
+        attempt=attempt,
     )

@@ -15,18 +15,24 @@ Idempotency on the local path survives restarts: the key is claimed in
 ``intents.jsonl``. A key with a recorded result is replayed (no side effect); a key that was
 claimed but never finished (the process died mid-action) is never executed again: it is resolved
 from fresh runtime evidence, ``confirmed`` if the evidence shows the effect, else ``ambiguous``.
+The lookup, the claim and the result row run under an exclusive ``flock`` on the loop's journal
+(``<ops>/.control.lock``), so two processes with one key cannot both execute. An approval
+decision checks "still pending?" and writes under a lock on the loop's runtime directory, so of
+an approve and a reject racing, exactly one is recorded; the other fails as not pending.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import json
 import os
 import secrets
 import shlex
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -34,15 +40,17 @@ from superloop_ops.clock import SystemClock
 from superloop_ops.core.common.jsonutil import JsonObject, dumps_compact, format_ts, prune_nulls
 from superloop_ops.core.loop import control_rules
 from superloop_ops.errors import ContractError
-from superloop_ops.journal import files, layout
-from superloop_ops.journal.locks import KeyedLocks
+from superloop_ops.journal import crash_points, files, layout, locks
+from superloop_ops.transports import local as local_transport
 from superloop_ops.transports.service import ServiceClient, ServiceError
 
 __all__ = [
     "ControlOutcome",
     "ControlRequest",
     "SnapshotFn",
+    "apply_approval_decision",
     "execute_control",
+    "plan_approval_decision",
     "poll_confirmation",
     "resolve_runtime_command",
     "write_approval_decision",
@@ -51,6 +59,8 @@ __all__ = [
 DEFAULT_RUNTIME_COMMAND: Final = ("superloop.sh",)
 COMMAND_TIMEOUT_SECONDS: Final = 300.0
 CLAIMS_FILE: Final = "control-claims.jsonl"
+CONTROL_LOCK_FILE: Final = ".control.lock"
+_DECISION_FILES: Final = ("approval.json", "decisions.jsonl", "decisions.md", "events.jsonl")
 
 _system_clock = SystemClock()
 
@@ -147,9 +157,6 @@ class _Draft:
     error_message: str = ""
 
 
-_key_locks: KeyedLocks[tuple[str, str]] = KeyedLocks()
-
-
 def execute_control(
     request: ControlRequest,
     *,
@@ -185,8 +192,8 @@ def execute_control(
         # The service is the idempotency authority: re-sending a key is answered as a replay.
         draft = _run_sprite(request, service_client, sleep)
         return _finish(request, ops_dir, started_at, now_fn(), draft)
-    # Local: the lookup, the claim and the result row must not interleave for one key.
-    with _key_locks.hold((str(ops_dir), key)):
+    # Local: the lookup, the claim and the result row must not interleave, in or across processes.
+    with locks.file_lock(ops_dir / CONTROL_LOCK_FILE):
         draft = _run_local(request, ops_dir, started_at, now_fn, sleep, snapshot_fn)
         return _finish(request, ops_dir, started_at, now_fn(), draft)
 
@@ -222,11 +229,16 @@ def _finish(
         retry_backoff_seconds=request.retry_backoff_seconds,
     )
     intent_row = control_rules.build_intent_row(record)
-    files.append_jsonl(ops_dir / "intents.jsonl", [intent_row])
-    files.append_jsonl(ops_dir / "telemetry" / "control.jsonl", [control_rules.build_control_row(record)])
+    # The intents row is the result a retry replays: written last, so no audit row is ever missing
+    # behind it (a crash before it is resolved by the next run with the same key).
+    crash_points.reach("control.invocation_row")
     files.append_jsonl(
         ops_dir / "telemetry" / "control-invocations.jsonl", [control_rules.build_invocation_row(record)]
     )
+    crash_points.reach("control.control_row")
+    files.append_jsonl(ops_dir / "telemetry" / "control.jsonl", [control_rules.build_control_row(record)])
+    crash_points.reach("control.intent_row")
+    files.append_jsonl(ops_dir / "intents.jsonl", [intent_row])
     return ControlOutcome(record=record, intent_row=intent_row, error_message=draft.error_message)
 
 
@@ -241,8 +253,9 @@ def _find_recorded(ops_dir: Path, key: str, transport: str) -> JsonObject | None
 
 
 def _find_claim(ops_dir: Path, key: str) -> JsonObject | None:
+    """The claim row of ``key`` (an approval's plan row, written after it, is not the claim)."""
     for row in reversed(files.read_jsonl(ops_dir / CLAIMS_FILE)):
-        if isinstance(row, dict) and row.get("idempotencyKey") == key:
+        if isinstance(row, dict) and row.get("idempotencyKey") == key and "approvalPlan" not in row:
             return row
     return None
 
@@ -284,16 +297,23 @@ def _run_local(
     snapshot_fn: SnapshotFn,
 ) -> _Draft:
     key = request.idempotency_key
+    fingerprint = control_rules.build_request_fingerprint(
+        loop_id=request.loop_id, intent=request.intent, by=request.by, note=request.note
+    )
     recorded = _find_recorded(ops_dir, key, "local")
-    claim = _find_claim(ops_dir, key) if recorded is None else None
+    claim = _find_claim(ops_dir, key)
     used_for = (recorded or claim or {}).get("intent")
     if used_for is not None and used_for != request.intent:
         # A reused key for another intent is a caller bug; replaying the wrong outcome would hide it.
         raise ContractError(f"idempotency key {key!r} was already used for intent {used_for!r}")
+    conflict = control_rules.compute_key_conflict(key, claim, fingerprint)
+    if conflict:
+        raise ContractError(conflict)
     if recorded is not None:
         return _replay_from_row(recorded)
-    if claim is not None:
-        return _resolve_interrupted(request, now_fn, sleep, snapshot_fn)
+    if claim is not None and not _never_started_approval(request, ops_dir):
+        return _resolve_interrupted(request, ops_dir, now_fn, sleep, snapshot_fn)
+    crash_points.reach("control.claim")
     files.append_jsonl(
         ops_dir / CLAIMS_FILE,
         [
@@ -305,6 +325,7 @@ def _run_local(
                     "intent": request.intent,
                     "traceId": request.trace_id or None,
                     "pid": os.getpid(),
+                    control_rules.FINGERPRINT_FIELD: fingerprint,
                 }
             )
         ],
@@ -323,7 +344,7 @@ def _run_local(
         code, output = _run_command(argv)
     else:
         draft.command = _approval_command_display(request)
-        code, output = _run_approval(request, now_fn())
+        code, output = _run_approval(request, ops_dir, now_fn())
     draft.command_output = control_rules.tail_lines(output)
     if code != 0:
         draft.status = "failed_command"
@@ -361,13 +382,48 @@ def _judge_confirmation(draft: _Draft, result: control_rules.ConfirmationResult)
     return draft
 
 
+def _find_approval_plan(ops_dir: Path, key: str) -> JsonObject | None:
+    for row in reversed(files.read_jsonl(ops_dir / CLAIMS_FILE)):
+        plan = row.get("approvalPlan") if isinstance(row, dict) else None
+        if isinstance(plan, dict) and row.get("idempotencyKey") == key:
+            return dict(plan)
+    return None
+
+
+def _never_started_approval(request: ControlRequest, ops_dir: Path) -> bool:
+    """An approve/reject claimed but killed before its plan was recorded wrote nothing: run it."""
+    return request.intent != "cancel" and _find_approval_plan(ops_dir, request.idempotency_key) is None
+
+
+def _complete_approval(request: ControlRequest, ops_dir: Path) -> str | None:
+    """Finish an interrupted approve/reject from its recorded plan; None when it cannot be finished."""
+    plan = _find_approval_plan(ops_dir, request.idempotency_key)
+    if plan is None:
+        return None
+    with decision_lock(request.repo, request.loop_id):
+        current = files.read_json(request.repo / ".superloop" / "loops" / request.loop_id / "approval.json")
+        status = current.get("status") if isinstance(current, dict) else None
+        if current != plan.get("approval") and status not in (None, False, "pending"):
+            return None  # decided by someone else meanwhile: record, do not overwrite
+        apply_approval_decision(request.repo, request.loop_id, plan, resume=True)
+    return (
+        "a previous execution with this idempotency key was interrupted; its recorded decision was completed"
+    )
+
+
 def _resolve_interrupted(
     request: ControlRequest,
+    ops_dir: Path,
     now_fn: Callable[[], dt.datetime],
     sleep: Callable[[float], None],
     snapshot_fn: SnapshotFn,
 ) -> _Draft:
-    """A claimed key without a result: never execute again, judge from fresh evidence once."""
+    """A claimed key without a result: never execute again, judge from fresh evidence once.
+
+    An approve/reject whose plan was recorded is completed from that plan first (each of its
+    records written once), since nothing outside the journal and the loop's files was done.
+    """
+    completed = _complete_approval(request, ops_dir) if request.intent != "cancel" else None
     result = poll_confirmation(
         request.repo,
         request.loop_id,
@@ -381,7 +437,8 @@ def _resolve_interrupted(
     draft = _Draft(
         execution_status="interrupted",
         command="(not re-executed)",
-        command_output="a previous execution with this idempotency key was interrupted before its result "
+        command_output=completed
+        or "a previous execution with this idempotency key was interrupted before its result "
         "was recorded; it was not executed again",
         confirmation_attempted=True,
         confirm=result.document,
@@ -418,38 +475,68 @@ def _approval_command_display(request: ControlRequest) -> str:
     return "(in-process) " + control_rules.format_command(argv)
 
 
-def _run_approval(request: ControlRequest, now: dt.datetime) -> tuple[int, str]:
+def _run_approval(request: ControlRequest, ops_dir: Path, now: dt.datetime) -> tuple[int, str]:
+    """Plan the decision, record the plan with the claim, then write it (resumable after a crash)."""
     decision = "rejected" if request.intent == "reject" else "approved"
-    try:
-        message = write_approval_decision(
-            request.repo, request.loop_id, decision=decision, by=request.by, note=request.note, now=now
-        )
-    except ContractError as exc:
-        return 1, f"error: {exc}"
-    return 0, message
+    with decision_lock(request.repo, request.loop_id):
+        try:
+            plan = plan_approval_decision(
+                request.repo, request.loop_id, decision=decision, by=request.by, note=request.note, now=now
+            )
+        except ContractError as exc:
+            return 1, f"error: {exc}"
+        crash_points.reach("approval.plan")
+        row = {"idempotencyKey": request.idempotency_key, "intent": request.intent, "approvalPlan": plan}
+        files.append_jsonl(ops_dir / CLAIMS_FILE, [row])
+        return 0, apply_approval_decision(request.repo, request.loop_id, plan)
 
 
 # --- the runtime's approve command, in-process ----------------------------------------------
 
 
-def write_approval_decision(
+def plan_approval_decision(
     repo: Path, loop_id: str, *, decision: str, by: str, note: str, now: dt.datetime
-) -> str:
-    """Record an approval decision the way the runtime's ``approve`` command does.
+) -> JsonObject:
+    """Everything an approval decision writes, decided before any of it is written.
 
     Fails (``ContractError``) unless ``approval.json`` exists with status ``pending``
-    (a missing status counts as pending, as in the runtime). Writes, in order: approval.json
-    (status + decision block, atomically), a ``decisions.jsonl`` row, a ``decisions.md`` block,
-    and an ``approval_decision`` event (role ``human``, status = the decision) in events.jsonl.
+    (a missing status counts as pending, as in the runtime). The plan holds the new approval
+    document, the ``decisions.jsonl`` row, the ``decisions.md`` block and the
+    ``approval_decision`` event (role ``human``, status = the decision).
     """
     if decision not in ("approved", "rejected"):
         raise ContractError("decision must be approved or rejected")
     if not loop_id:
         raise ContractError("--loop is required for approve")
     loop_dir = repo / ".superloop" / "loops" / loop_id
-    approval_file = loop_dir / "approval.json"
-    if not approval_file.is_file():
+    if not (loop_dir / "approval.json").is_file():
         raise ContractError(f"no approval request found for loop '{loop_id}'")
+    # Every file written below must stay inside the repository, links included.
+    for target in (loop_dir, *(loop_dir / name for name in _DECISION_FILES)):
+        local_transport.confine_to_repo(repo, target)
+    return _plan_pending_decision(repo, loop_id, loop_dir, decision=decision, by=by, note=note, now=now)
+
+
+@contextlib.contextmanager
+def decision_lock(repo: Path, loop_id: str) -> Iterator[None]:
+    """Hold the loop directory's lock from "still pending?" to the last write of the decision.
+
+    A racing decision (another process, another operator replica) waits, then finds it decided.
+    Without a loop directory there is nothing to lock (planning then fails with a contract error).
+    """
+    loop_dir = repo / ".superloop" / "loops" / loop_id
+    local_transport.confine_to_repo(repo, loop_dir)
+    if not loop_dir.is_dir():
+        yield
+        return
+    with locks.file_lock(loop_dir):
+        yield
+
+
+def _plan_pending_decision(
+    repo: Path, loop_id: str, loop_dir: Path, *, decision: str, by: str, note: str, now: dt.datetime
+) -> JsonObject:
+    approval_file = loop_dir / "approval.json"
     approval = files.read_json(approval_file)
     if not isinstance(approval, dict):
         raise ContractError(f"invalid JSON in {approval_file}")
@@ -470,24 +557,18 @@ def write_approval_decision(
     approval["decided_at"] = decided_at
     approval["decided_by"] = decided_by
     approval["decided_note"] = note_value
-    files.write_json_atomic(approval_file, approval, pretty=True)
     relative_approval = str(approval_file.relative_to(repo))
-    files.append_jsonl(
-        loop_dir / "decisions.jsonl",
-        [
-            prune_nulls(
-                {
-                    "timestamp": decided_at,
-                    "loop_id": loop_id,
-                    "run_id": run_id,
-                    "iteration": iteration,
-                    "decision": decision,
-                    "by": decided_by,
-                    "note": note_value,
-                    "approval_file": relative_approval,
-                }
-            )
-        ],
+    row = prune_nulls(
+        {
+            "timestamp": decided_at,
+            "loop_id": loop_id,
+            "run_id": run_id,
+            "iteration": iteration,
+            "decision": decision,
+            "by": decided_by,
+            "note": note_value,
+            "approval_file": relative_approval,
+        }
     )
     markdown = [
         f"## {decided_at} {decision}",
@@ -501,8 +582,6 @@ def write_approval_decision(
     if note:
         markdown.append(f"- Note: {note}")
     markdown += [f"- Approval file: {relative_approval}", "", ""]
-    with (loop_dir / "decisions.md").open("a", encoding="utf-8") as handle:
-        handle.write("\n".join(markdown))
     event = prune_nulls(
         {
             "timestamp": decided_at,
@@ -515,8 +594,75 @@ def write_approval_decision(
             "data": decision_block,
         }
     )
-    files.append_jsonl(loop_dir / "events.jsonl", [event])
+    return {"approval": approval, "decisionRow": row, "markdown": "\n".join(markdown), "event": event}
+
+
+_EVENTS_TAIL_BYTES = 4 << 20
+
+
+def apply_approval_decision(
+    repo: Path, loop_id: str, plan: Mapping[str, Any], *, resume: bool = False
+) -> str:
+    """Write a planned decision: approval.json, the decisions row and block, then the event.
+
+    With ``resume`` (a run interrupted after its plan was recorded), each piece already written is
+    left alone and only the missing ones are written, so every record exists exactly once.
+    """
+    loop_dir = repo / ".superloop" / "loops" / loop_id
+    approval_file = loop_dir / "approval.json"
+    if not resume or files.read_json(approval_file) != plan["approval"]:
+        crash_points.reach("approval.approval_file")
+        files.write_json_atomic(approval_file, plan["approval"], pretty=True)
+    decisions = loop_dir / "decisions.jsonl"
+    if not resume or plan["decisionRow"] not in files.read_jsonl(decisions):
+        crash_points.reach("approval.decisions_row")
+        files.append_jsonl(decisions, [plan["decisionRow"]])
+    markdown_file = loop_dir / "decisions.md"
+    if not resume or plan["markdown"] not in _read_text(markdown_file):
+        crash_points.reach("approval.decisions_md")
+        md_fd = os.open(markdown_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(md_fd, "a", encoding="utf-8") as handle:
+            handle.write(plan["markdown"])
+    events = loop_dir / "events.jsonl"
+    if not resume or plan["event"] not in _tail_rows(events):
+        crash_points.reach("approval.event")
+        files.append_jsonl(events, [plan["event"]])
+    decision = plan["decisionRow"].get("decision")
     return f"Recorded approval decision ({decision}) for loop '{loop_id}'."
+
+
+def write_approval_decision(
+    repo: Path, loop_id: str, *, decision: str, by: str, note: str, now: dt.datetime
+) -> str:
+    """Record an approval decision the way the runtime's ``approve`` command does (plan, then apply)."""
+    with decision_lock(repo, loop_id):
+        plan = plan_approval_decision(repo, loop_id, decision=decision, by=by, note=note, now=now)
+        return apply_approval_decision(repo, loop_id, plan)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        return ""
+
+
+def _tail_rows(path: Path) -> list[Any]:
+    """The rows of the last few MiB of a JSONL file (where an interrupted run appended)."""
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, 2)
+            handle.seek(max(0, size - _EVENTS_TAIL_BYTES))
+            data = handle.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    rows = []
+    for line in data.splitlines()[1 if size > _EVENTS_TAIL_BYTES else 0 :]:
+        try:
+            rows.append(json.loads(line))
+        except (ValueError, RecursionError):
+            continue
+    return rows
 
 
 # --- confirmation ----------------------------------------------------------------------------
@@ -576,7 +722,7 @@ def _run_sprite(
         retry_backoff_seconds=float(request.retry_backoff_seconds),
         sleep=sleep,
     )
-    draft = _Draft(command=f"POST {client.base_url}/ops/control")
+    draft = _Draft(command=f"POST {client.display_url}/ops/control")
     body = control_rules.build_service_control_body(
         loop_id=request.loop_id,
         intent=request.intent,

@@ -26,7 +26,7 @@ from superloop_ops.core.common.jsonutil import JsonObject
 from superloop_ops.core.loop import health, heartbeat, pass_rules, projection, sequence
 from superloop_ops.core.loop.threshold_profiles import Thresholds, coerce_non_negative_int
 from superloop_ops.errors import ArtifactInvalidError, ContractError, JournalWriteError
-from superloop_ops.journal import files, layout, tail
+from superloop_ops.journal import files, layout, locks, tail
 from superloop_ops.transports import local
 from superloop_ops.transports import service as service_mod
 
@@ -333,14 +333,14 @@ def _ingest_local(
     try:
         snapshot = local.fetch_snapshot(paths.repo, options.loop_id, trace_id=trace_id, now=now)
     except ArtifactInvalidError as exc:
-        return _Ingest(False, "artifact_invalid", pass_rules.tail_lines(str(exc)))
+        return _Ingest(False, "artifact_invalid", pass_rules.stderr_tail(str(exc)))
     except (ContractError, OSError) as exc:
-        return _Ingest(False, "snapshot_unavailable", pass_rules.tail_lines(str(exc)))
+        return _Ingest(False, "snapshot_unavailable", pass_rules.stderr_tail(str(exc)))
     try:
         # The cursor's byte hint lets the poller read only the new tail of events.jsonl.
         position = None if options.from_start else local.read_cursor(paths.cursor_file)
     except (ContractError, OSError) as exc:
-        return _Ingest(False, "cursor_invalid", pass_rules.tail_lines(str(exc)), snapshot)
+        return _Ingest(False, "cursor_invalid", pass_rules.stderr_tail(str(exc)), snapshot)
     try:
         batch = local.fetch_events(
             paths.repo,
@@ -352,9 +352,9 @@ def _ingest_local(
             byte_hint=position,
         )
     except ArtifactInvalidError as exc:
-        return _Ingest(False, "artifact_invalid", pass_rules.tail_lines(str(exc)), snapshot)
+        return _Ingest(False, "artifact_invalid", pass_rules.stderr_tail(str(exc)), snapshot)
     except (ContractError, OSError) as exc:
-        return _Ingest(False, "events_unavailable", pass_rules.tail_lines(str(exc)), snapshot)
+        return _Ingest(False, "events_unavailable", pass_rules.stderr_tail(str(exc)), snapshot)
     cursor = local.build_cursor_document(paths.repo, options.loop_id, batch, now)
     return _Ingest(True, snapshot=snapshot, events=list(batch.events), cursor=cursor)
 
@@ -373,7 +373,7 @@ def _ingest_service(
     except service_mod.ServiceResponseInvalidError as exc:
         return _Ingest(False, "service_response_invalid", pass_rules.tail_lines(exc.message))
     except service_mod.ServiceError as exc:
-        return _Ingest(False, "service_request_failed", pass_rules.tail_lines(exc.message))
+        return _Ingest(False, "service_request_failed", pass_rules.stderr_tail(exc.message))
     if not isinstance(snapshot, dict):
         return _Ingest(False, "service_response_invalid", "service /ops/snapshot response is not an object")
     try:
@@ -383,7 +383,7 @@ def _ingest_service(
     except service_mod.ServiceResponseInvalidError as exc:
         return _Ingest(False, "service_response_invalid", pass_rules.tail_lines(exc.message), snapshot)
     except service_mod.ServiceError as exc:
-        return _Ingest(False, "service_request_failed", pass_rules.tail_lines(exc.message), snapshot)
+        return _Ingest(False, "service_request_failed", pass_rules.stderr_tail(exc.message), snapshot)
     events = response.get("events") if isinstance(response, dict) else None
     cursor = response.get("cursor") if isinstance(response, dict) else None
     if (
@@ -428,6 +428,9 @@ def _append(path: Path, row: JsonObject | None, sink: list[JsonObject] | None = 
         sink.append(row)
 
 
+RECONCILE_LOCK_FILE = ".reconcile.lock"
+
+
 def run_reconcile(
     options: ReconcileOptions,
     *,
@@ -441,9 +444,12 @@ def run_reconcile(
     otherwise one is built from ``options.service`` and closed afterwards. A journal file that
     cannot be written (disk full, a directory in the way) raises ``JournalWriteError``; the
     cursor is committed only after the state, so the events of a failed pass are read again.
+    The pass holds an exclusive lock on its journal: passes never interleave, in or across
+    processes (a second pass starts from the first one's cursor).
     """
     try:
-        return _run_pass(options, clock, service_client)
+        with locks.file_lock(ReconcilePaths.build(options).ops_dir / RECONCILE_LOCK_FILE):
+            return _run_pass(options, clock, service_client)
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
         raise JournalWriteError(f"journal write failed: {exc.strerror or exc}{where}") from exc
@@ -579,7 +585,7 @@ def _project(
     except (ContractError, ValueError, TypeError, KeyError, AttributeError) as exc:
         ingest.ok = False
         ingest.failure_code = "projection_failed"
-        ingest.failure_message = pass_rules.tail_lines(str(exc))
+        ingest.failure_message = pass_rules.stderr_tail(str(exc))
         return None
 
 
