@@ -91,7 +91,9 @@ def sample_statuses(root: Path) -> dict[str, dict[str, Any]]:
     for scenario, key in (("running", "healthy"), ("stale_heartbeat", "degraded")):
         sim = Simulator(root / "sim", clock, loops=1, scenarios=[scenario], loop_prefix=scenario)
         sim.run(4)
-        settings = Settings(state_dir=root / "state", pvc_dirs={CLAIM: sim.repo_of(f"{scenario}-1").parent})
+        settings = Settings(
+            state_dir=root / "state", pvc_dirs={("bench", CLAIM): sim.repo_of(f"{scenario}-1").parent}
+        )
         loop = Loop.from_body(loop_body(f"{scenario}-1", {}))
         target = loop_controller.build_loop_target(loop, "bench", f"{scenario}-1", settings)
         view, _ = loop_controller.run_loop_pass(
@@ -287,7 +289,7 @@ def measure_size(kubeconfig: Path, size: int, options: Options, samples: Mapping
     if not selector:
         lift_loop_cap()
     edge = CountingEdge(api, fleet_body(namespace, names, selector))
-    settings = Settings(state_dir=options.workdir / f"state-{size}", pvc_dirs={CLAIM: options.workdir})
+    settings = Settings(state_dir=options.workdir / f"state-{size}")
     runner = Runner(edge, settings, selector)
     first = measure(runner, lambda: runner.watch(bodies))
     idle = [measure(runner) for _ in range(options.idle_passes)]

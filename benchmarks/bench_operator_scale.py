@@ -534,7 +534,7 @@ def start_operators(
         shard = {"SUPERLOOP_SHARD": f"{index}/{options.shards}"} if options.shards > 1 else {}
         env = build_operator_env(
             cluster.kubeconfig, work / f"state-{index}", work / "mounts", confirm_timeout_seconds=30,
-            SUPERLOOP_PVC_DIRS=f"{CLAIM}={claim_dir}", SUPERLOOP_METRICS_PORT=str(port),
+            SUPERLOOP_PVC_DIRS=f"{namespace}/{CLAIM}={claim_dir}", SUPERLOOP_METRICS_PORT=str(port),
             SUPERLOOP_METRICS_HOST="127.0.0.1", SUPERLOOP_STATUS_REFRESH_SECONDS="300",
             **shard, **dict(options.operator_env),
         )  # fmt: skip
