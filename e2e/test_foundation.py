@@ -728,3 +728,38 @@ def _operator(
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait(timeout=10)
+
+
+def test_mirrored_status_documents_are_tracked_whole_in_managed_fields(
+    cluster: Cluster, namespace: str
+) -> None:
+    """Issue 12 (memory): the status writer's managedFields entry names each mirrored journal
+    document, not every key inside it (it was ~6 KB of a ~15 KB Loop, and the operator keeps every
+    Loop's body in memory); a merge patch into one of them still merges key by key."""
+    loop = {
+        "apiVersion": "ops.superloop.dev/v1alpha1",
+        "kind": "Loop",
+        "metadata": {"name": "mf-loop", "namespace": namespace},
+        "spec": {"loopId": "mf-loop", "transport": "local", "source": {"pvc": {"claimName": "c"}}},
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(loop))
+    health = {"status": "healthy", "metrics": {"ingestLagSeconds": 1, "heartbeatLagSeconds": 2}}
+    for patch in (
+        {"status": {"health": health}},
+        {"status": {"health": {"metrics": {"ingestLagSeconds": 5}}}},
+    ):
+        cluster.kubectl(
+            "patch", "loop", "mf-loop", "-n", namespace, "--subresource=status", "--type=merge",
+            "-p", json.dumps(patch),
+        )  # fmt: skip
+    body = json.loads(
+        cluster.kubectl(
+            "get", "loop", "mf-loop", "-n", namespace, "-o", "json", "--show-managed-fields"
+        ).stdout
+    )
+    assert body["status"]["health"] == {
+        "status": "healthy",
+        "metrics": {"ingestLagSeconds": 5, "heartbeatLagSeconds": 2},
+    }
+    (entry,) = [m for m in body["metadata"]["managedFields"] if m.get("subresource") == "status"]
+    assert entry["fieldsV1"]["f:status"]["f:health"] == {}
