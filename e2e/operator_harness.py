@@ -27,6 +27,7 @@ from typing import Any
 
 from e2e.harness import controlplane
 from e2e.harness.cluster import Cluster
+from e2e.harness.identities import write_service_account_kubeconfig
 from superloop_ops.clock import SystemClock
 from superloop_ops.journal import files
 from superloop_ops.sim.simulator import Simulator
@@ -51,6 +52,7 @@ __all__ = [
     "create_secret",
     "eventually",
     "fleet_eventually",
+    "fleet_operator_env",
     "grant_role",
     "launch_operator",
     "launch_sprite_service",
@@ -551,3 +553,37 @@ class FleetEnv(OperatorEnv):
                 os.killpg(proc.pid, signal.SIGKILL)
         for sim in self.sims:
             sim.stop()
+
+
+@contextmanager
+def fleet_operator_env(
+    cluster: Cluster,
+    workdir: Path,
+    prefix: str,
+    rbac_checks: Callable[[str], Sequence[Sequence[str]]],
+    *,
+    sets: Sequence[str] = (),
+    sprite_token: str = "",
+) -> Iterator[FleetEnv]:
+    """The chart watching one fresh namespace and one operator under its ServiceAccount, started once
+    ``rbac_checks(namespace)`` pass as that account; everything is stopped and removed afterwards."""
+    release_ns = f"e2e-{prefix}rel-{uuid.uuid4().hex[:6]}"
+    namespace = f"e2e-{prefix}-{uuid.uuid4().hex[:8]}"
+    release = f"{prefix}op"
+    with chart_release(
+        cluster, release, release_ns, [namespace], peering=f"{release}-{uuid.uuid4().hex[:6]}", sets=sets
+    ) as account:
+        handle: FleetEnv | None = None
+        try:
+            sa = write_service_account_kubeconfig(cluster, release_ns, account, workdir / "sa.kubeconfig")
+            handle = FleetEnv(
+                cluster=cluster, namespace=namespace, workdir=workdir, sa_kubeconfig=sa.path,
+                sprite_token=sprite_token,
+            )  # fmt: skip
+            handle.mounts.mkdir(parents=True, exist_ok=True)
+            wait_for_rbac(cluster, sa.path, rbac_checks(namespace))
+            handle.start_operator()
+            yield handle
+        finally:
+            if handle is not None:
+                handle.close()

@@ -29,6 +29,7 @@ INTENT_SPEC_IMMUTABLE = "spec is immutable; create a new HandoffIntent instead"
 APPLY_SPEC_IMMUTABLE = "spec is immutable; create a new PromotionApply instead"
 APPLIED_AT_FROZEN = "status.appliedAt is immutable once applied"
 RECORD_FROZEN = "status.record is immutable once applied"
+SUPPRESSION_TERMS_NEEDED = "new spec.suppressions entries need spec.suppressionTerms"
 
 # (CRD file, JSON path of the schema node holding the rule, message) for every rule on oldSelf.
 TRANSITION_RULES = {
@@ -36,6 +37,8 @@ TRANSITION_RULES = {
     ("promotionapplies.ops.superloop.dev.yaml", "spec", APPLY_SPEC_IMMUTABLE),
     ("promotionapplies.ops.superloop.dev.yaml", "status", APPLIED_AT_FROZEN),
     ("promotionapplies.ops.superloop.dev.yaml", "status", RECORD_FROZEN),
+    # exercised in e2e/test_suppressions_operator.py (an object stored under an older CRD)
+    ("fleetpolicies.ops.superloop.dev.yaml", "spec", SUPPRESSION_TERMS_NEEDED),
 }
 
 

@@ -14,7 +14,8 @@ operator is the chart's Deployment (``helm install --wait``) from the image the 
 next to it, on hostPath volumes bound to the claims. ``--local-operator`` runs the control plane
 alone with the operator, simulator and sprite service as local processes (no root needed).
 
-Options: ``--duration SECONDS`` stops on its own (0 = until Ctrl-C), ``--refresh SECONDS`` sets how
+Options: ``--duration SECONDS`` stops on its own (0 = until Ctrl-C) and then checks the posture
+(every Loop and the Fleet Ready, intents proposed; exit 1 otherwise), ``--refresh SECONDS`` sets how
 often the table is printed, ``--workdir`` where the demo keeps its files (default ``.demo/``).
 """
 
@@ -92,10 +93,15 @@ def _loop_manifest(loop_id: str, *, sprite_url: str | None, claim: str, interval
 def _fleet_manifests(loop_ids: list[str]) -> str:
     """A Fleet referencing the demo Loops, and an advisory policy (proposals only, nothing autonomous)."""
     entries = "".join(f"  - {{loopId: {loop_id}, loopRef: {{name: {loop_id}}}}}\n" for loop_id in loop_ids)
+    now = time.time()
+    starts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 86400))
     return (
         "apiVersion: ops.superloop.dev/v1alpha1\nkind: FleetPolicy\n"
         f"metadata: {{name: demo-policy, namespace: {NAMESPACE}}}\n"
         "spec:\n  mode: advisory\n  suppressions: {'*': [health_degraded]}\n"
+        "  suppressionTerms:\n    '*': {owner: demo, reason: 'degraded is expected in a demo',"
+        f" startsAt: '{starts}', expiresAt: '{expires}'}}\n"
         "---\n"
         "apiVersion: ops.superloop.dev/v1alpha1\nkind: Fleet\n"
         f"metadata: {{name: demo-fleet, namespace: {NAMESPACE}}}\n"
@@ -154,6 +160,30 @@ def _show_posture(
             time.sleep(refresh)
     except KeyboardInterrupt:
         print("\nstopping ...")
+        return
+    _check_posture(plane)
+
+
+def _ready(item: dict[str, Any]) -> str:
+    conditions = (item.get("status") or {}).get("conditions") or []
+    ready = next((c for c in conditions if c.get("type") == "Ready"), {})
+    return f"{ready.get('status', 'Unknown')} {ready.get('reason', '')}: {ready.get('message', '')}"
+
+
+def _check_posture(plane: ControlPlane) -> None:
+    """A timed demo ends by checking what it showed: every Loop and the Fleet Ready, intents proposed."""
+    listed = json.loads(_kubectl(plane, "-n", NAMESPACE, "get", "loops,fleets,handoffintents", "-o", "json"))
+    items = listed.get("items") or []
+    not_ready = [
+        f"{item['kind']}/{item['metadata']['name']}: {_ready(item)}"
+        for item in items
+        if item["kind"] in ("Loop", "Fleet") and not _ready(item).startswith("True")
+    ]
+    loops = sum(1 for item in items if item["kind"] == "Loop")
+    intents = sum(1 for item in items if item["kind"] == "HandoffIntent")
+    if not_ready or loops != len(SCENARIOS) or intents == 0:
+        raise SystemExit(f"demo check failed: {loops} Loops, {intents} intents; not Ready: {not_ready}")
+    print(f"demo check: {loops} Loops and the Fleet Ready, {intents} HandoffIntents proposed")
 
 
 def _prepare_namespace(plane: ControlPlane) -> None:
@@ -260,6 +290,7 @@ def _pod_demo(work: Path, stop_at: float | None, refresh: float) -> None:
         print(f"helm install --wait: the operator as a Pod from {images.image} ...", flush=True)
         claims = {f"demo-claim-{n}": f"/loops/demo-claim-{n}" for n in LOCAL_CLAIMS}
         values = chart_args(node, NAMESPACE, claims=claims, env={"SUPERLOOP_RUNTIME_COMMAND": RUNTIME})
+        values += ["--set", "rbac.secretNames={demo-sprite-token}"]  # the chart reads no Secret by default
         _helm(
             plane,
             work,

@@ -21,7 +21,7 @@ import httpx
 import pytest
 import yaml
 
-from superloop_ops.cli import main as cli_main
+from helpers.cli_run import CliRun, build_cli_runner
 from superloop_ops.cli import sprite_service as sprite_cli
 from superloop_ops.clock import FrozenClock, SystemClock
 from superloop_ops.core.common.jsonutil import format_ts
@@ -34,8 +34,6 @@ from superloop_ops.service import server as service_server
 TOKEN = "fleet-test-token"
 TOKEN_ENV = "SUPERLOOP_FLEET_TEST_TOKEN"
 SIM_RUNTIME = f"{sys.executable} -m superloop_ops.cli.main simulate"
-
-CliRun = Callable[..., tuple[int, Any, str]]
 
 
 def now() -> dt.datetime:
@@ -153,13 +151,7 @@ def rows(path: Path) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> CliRun:
-    def run(*argv: str) -> tuple[int, Any, str]:
-        code = cli_main.main(list(argv))
-        captured = capsys.readouterr()
-        out = captured.out.strip()
-        return code, (json.loads(out) if out.startswith("{") else out), captured.err
-
-    return run
+    return build_cli_runner(capsys)
 
 
 class RunningService:

@@ -1,7 +1,7 @@
 """The Grafana dashboard and the alert rules ask only for metrics the operator really exports.
 
 The exported names come from the registry itself: the operator's metric families (loop, fleet,
-promotion) are instantiated and collected, and each family's sample names are derived from its
+promotion, shadow) are instantiated and collected, and each family's sample names are derived from its
 type (``_total`` for counters, ``_bucket``/``_count``/``_sum`` for histograms). Every PromQL
 expression of the dashboard and of the chart's PrometheusRule is reduced to the metric names it
 selects, which must all be in that set; promtool then parses each dashboard expression.
@@ -22,6 +22,8 @@ import yaml
 from superloop_ops import metrics as m
 from superloop_ops.metrics_fleet import fetch_fleet_metrics
 from superloop_ops.metrics_promotion import fetch_promotion_metrics
+from superloop_ops.metrics_shadow import fetch_shadow_metrics
+from superloop_ops.metrics_suppressions import fetch_suppression_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "docs" / "grafana" / "superloop-ops.json"
@@ -54,6 +56,8 @@ def exported_names() -> set[str]:
     base = m.build_metrics()
     fetch_fleet_metrics(base)
     fetch_promotion_metrics(base)
+    fetch_suppression_metrics(base)
+    fetch_shadow_metrics(base)
     names = set()
     for family in base.registry.collect():
         for suffix in _SUFFIXES[family.type]:
@@ -124,6 +128,8 @@ def test_the_dashboard_covers_what_operators_watch() -> None:
         "Handoff intents",
         "Alert deliveries",
         "Reconcile",
+        "Suppressions",
+        "Shadow autonomy",
     ]
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids))
@@ -153,6 +159,8 @@ def test_the_metrics_reference_lists_every_family() -> None:
     base = m.build_metrics()
     fetch_fleet_metrics(base)
     fetch_promotion_metrics(base)
+    fetch_suppression_metrics(base)
+    fetch_shadow_metrics(base)
     for family in base.registry.collect():
         name = family.name + ("_total" if family.type == "counter" else "")
         assert f"`{name}`" in text, f"docs/metrics.md does not describe {name}"

@@ -465,7 +465,7 @@ def build_metrics() -> OperatorMetrics:
     return OperatorMetrics(CollectorRegistry(auto_describe=True))
 
 
-def remove_series(gauge: Gauge, *labels: str) -> None:
+def remove_series(gauge: Gauge | Counter, *labels: str) -> None:
     """Drop one labelled series; a series that was never set is not an error."""
     try:
         gauge.remove(*labels)

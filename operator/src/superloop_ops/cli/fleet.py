@@ -1,7 +1,9 @@
-"""``superloop-ops fleet <registry|reconcile|policy|status|handoff>``: the fleet runbook commands.
+"""``superloop-ops fleet <registry|reconcile|policy|status|handoff|suppressions|shadow>``: fleet commands.
 
 Flags, defaults, messages and stdout documents follow the reference scripts; every command
 works on a plain repository directory (no cluster). Contract errors exit 1 with ``error: ...``.
+``shadow`` is beyond the reference: the shadow autonomy figures of a fleet journal
+(docs/divergences.md).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from superloop_ops import clock as clock_mod
-from superloop_ops.core.fleet import rollup
-from superloop_ops.engine.fleet import fleet_commands
+from superloop_ops.cli.kubectl_get import format_rows
+from superloop_ops.core.fleet import rollup, suppressions
+from superloop_ops.engine.fleet import fleet_commands, shadow_ledger, suppression_commands
 from superloop_ops.errors import ContractError
 
 __all__ = ["add_arguments", "run"]
@@ -42,6 +45,8 @@ _PATH_FLAGS: dict[str, tuple[str, ...]] = {
         "handoff-telemetry-file",
     ),
     "handoff": ("registry-file", "policy-state-file", "handoff-state-file", "handoff-telemetry-file"),
+    "suppressions": ("registry-file", "policy-state-file"),
+    "shadow": ("registry-file", "policy-state-file"),
 }
 _HELP = {
     "registry": "validate and normalise the fleet registry",
@@ -49,6 +54,8 @@ _HELP = {
     "policy": "derive reason-coded candidates, suppression and autonomous eligibility",
     "status": "print the read-only fleet status surface",
     "handoff": "plan control intents from policy; execute them with explicit confirmation",
+    "suppressions": "list suppressions: owner, reason, expires in, and what each hid",
+    "shadow": "show shadow autonomy's decisions agreement with people and the shadow_agreement gate",
 }
 
 
@@ -72,6 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if name == "policy":
             child.add_argument("--dedupe-window-seconds", default=None)
             child.add_argument("--trace-id", default=None)
+        if name == "suppressions":
+            child.add_argument("--table", action="store_true", help="print a text table instead of JSON")
         if name == "handoff":
             child.add_argument("--trace-id", default=None)
             child.add_argument("--idempotency-prefix", default="fleet-handoff")
@@ -167,6 +176,18 @@ def run(args: argparse.Namespace) -> int:
         )
     elif command == "status":
         document = fleet_commands.run_fleet_status(paths, clock=clock)
+    elif command == "suppressions":
+        document = suppression_commands.run_fleet_suppressions(paths, clock=clock)
+        if args.table:
+            rows = document["suppressions"]
+            print(
+                format_rows(suppressions.build_suppression_table(rows, clock.now()))
+                if rows
+                else "no suppressions"
+            )
+            return 0
+    elif command == "shadow":
+        document = shadow_ledger.run_fleet_shadow(paths, clock.now())
     else:
         options = fleet_commands.HandoffOptions(
             trace_id=args.trace_id,

@@ -8,7 +8,9 @@ checked against the API models before anything is printed.
 
 What a file registry cannot say is asked for on the command line: the PersistentVolumeClaim
 holding local loops' repositories (``--claim-name``), and the Secret that holds the service
-tokens (``--token-secret``; each ``tokenEnv`` name becomes a key of that Secret).
+tokens (``--token-secret``; each ``tokenEnv`` name becomes a key of that Secret). Suppressions
+move with their terms (``suppressionTerms``); one without terms is refused, since the API only
+admits new suppressions that have an owner, a reason and an expiry.
 """
 
 from __future__ import annotations
@@ -71,12 +73,16 @@ def _camel_policy(policy: JsonObject) -> JsonObject:
         autonomous["governance"] = governance
     else:
         autonomous.pop("governance", None)
-    return {
-        "mode": policy["mode"],
-        "suppressions": policy["suppressions"],
-        "noiseControls": policy["noiseControls"],
-        "autonomous": autonomous,
-    }
+    spec: JsonObject = {"mode": policy["mode"], "suppressions": policy["suppressions"]}
+    spec |= {key: policy[key] for key in ("suppressionTerms", "suppressionLimits") if key in policy}
+    return spec | {"noiseControls": policy["noiseControls"], "autonomous": autonomous}
+
+
+def _unowned_suppressions(registry: JsonObject) -> list[str]:
+    """Suppression keys without terms: the API refuses them on a new FleetPolicy."""
+    policy = registry["policy"]
+    terms = policy.get("suppressionTerms") or {}
+    return [key for key in policy["suppressions"] if key not in terms]
 
 
 def build_registry_manifests(
@@ -162,6 +168,12 @@ def _check(document: JsonObject) -> None:
 def run(args: argparse.Namespace) -> int:
     path = Path(args.registry_file).absolute()
     registry = fleet_commands.fetch_registry(path, clock_mod.SystemClock().now())
+    unowned = _unowned_suppressions(registry)
+    if unowned:
+        raise ContractError(
+            f"policy.suppressions {', '.join(unowned)}: a FleetPolicy needs policy.suppressionTerms"
+            " (owner, reason, startsAt, expiresAt) for every suppression; add them to the registry"
+        )
     documents = build_registry_manifests(
         registry,
         name=args.name,

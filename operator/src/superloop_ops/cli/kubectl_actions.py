@@ -1,8 +1,12 @@
-"""The plugin's verbs on objects: approve, reject, suspend, resume, reconcile-now, replay, wait.
+"""The plugin's verbs on objects: approve, reject, decline, suspend, resume, reconcile-now, replay,
+wait.
 
 Approvals carry the requesting user's name (SelfSubjectReview), which the chart's admission
 policy checks. ``reject`` withdraws a waiting HandoffIntent (deletes it: it never ran, and a
 Fleet proposes it again only if the candidate persists past the policy's dedupe window).
+``decline`` records that a person decided against a waiting intent without withdrawing it
+(``ops.superloop.dev/declined``, ``-by``, ``-at``, attributable like an approval): shadow
+autonomy counts it as ``rejected``, where a withdrawn intent can only count as ``lapsed``.
 ``wait`` polls until an intent reaches the asked phase, and exits 1 on a timeout or an outcome
 that can no longer become the asked one, as ``kubectl wait`` does.
 """
@@ -18,6 +22,10 @@ from typing import Any, Protocol
 
 from superloop_ops.cli.kubectl_get import resolve_kind
 from superloop_ops.core.common.jsonutil import JsonObject, format_ts
+from superloop_ops.core.fleet.shadow_agreement import (
+    DECLINED_AT_ANNOTATION,
+    DECLINED_BY_ANNOTATION,
+)
 from superloop_ops.core.handoff.handoff_intent_resource import (
     ANNOTATION_APPROVED,
     ANNOTATION_APPROVED_AT,
@@ -35,6 +43,7 @@ from superloop_ops.core.loop.loop_resource import (
     REPLAY_FROM_START,
 )
 from superloop_ops.errors import OperatorError
+from superloop_ops.models.handoff_intent import DECLINED_ANNOTATION
 
 __all__ = ["ANNOTATION_RECONCILE_REQUESTED_AT", "add_parsers", "parse_duration", "run", "wait_outcome"]
 
@@ -74,6 +83,10 @@ def add_parsers(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     approve.add_argument("--note", default=None)
     reject = sub.add_parser("reject", parents=common, help="withdraw a waiting HandoffIntent (it never runs)")
     reject.add_argument("intent")
+    decline = sub.add_parser(
+        "decline", parents=common, help="decide against a waiting HandoffIntent as yourself (it stays unrun)"
+    )
+    decline.add_argument("intent")
     for verb, text in (("suspend", "stop reconciling"), ("resume", "reconcile again")):
         cmd = sub.add_parser(verb, parents=common, help=f"{text} a Loop or Fleet (spec.suspend)")
         cmd.add_argument("target", help="loop/<name>, fleet/<name>, or a Loop name")
@@ -149,6 +162,8 @@ def run(cluster: _Cluster, args: argparse.Namespace, now: dt.datetime, sleep: Ca
         return 0
     if command == "reject":
         return _reject(cluster, args.intent)
+    if command == "decline":
+        return _decline(cluster, args.intent, now)
     if command in ("suspend", "resume"):
         plural, name = _target(args.target)
         cluster.patch(plural, name, {"spec": {"suspend": command == "suspend"}})
@@ -167,11 +182,27 @@ def run(cluster: _Cluster, args: argparse.Namespace, now: dt.datetime, sleep: Ca
     return 0
 
 
-def _reject(cluster: _Cluster, name: str) -> int:
+def _require_waiting(cluster: _Cluster, name: str, verb: str) -> None:
     status = cluster.get("handoffintents", name).get("status") or {}
     phase = status.get("phase") or PENDING
     if phase != PENDING:
-        raise OperatorError(f"handoffintent/{name} is {phase}: only a waiting intent can be rejected")
+        raise OperatorError(f"handoffintent/{name} is {phase}: only a waiting intent can be {verb}")
+
+
+def _decline(cluster: _Cluster, name: str, now: dt.datetime) -> int:
+    _require_waiting(cluster, name, "declined")
+    user = cluster.username()
+    cluster.annotate(
+        "handoffintents",
+        name,
+        {DECLINED_ANNOTATION: "true", DECLINED_BY_ANNOTATION: user, DECLINED_AT_ANNOTATION: format_ts(now)},
+    )
+    print(f"handoffintent/{name} declined by {user}")
+    return 0
+
+
+def _reject(cluster: _Cluster, name: str) -> int:
+    _require_waiting(cluster, name, "rejected")
     user = cluster.username()
     cluster.delete("handoffintents", name)
     print(f"handoffintent/{name} rejected by {user} (withdrawn; it never ran)")

@@ -25,8 +25,10 @@ NAME_SOURCES = {
     "resume": "loops",
     "approve": "handoffintents",
     "reject": "handoffintents",
+    "decline": "handoffintents",
     "wait": "handoffintents",
     "fleet": "fleets",
+    "suppressions": "fleetpolicies",
 }
 _KINDS = ("loops", "fleets", "fleetpolicies", "handoffintents", "promotionapplies")
 _VALUED = {

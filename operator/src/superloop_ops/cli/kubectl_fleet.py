@@ -2,7 +2,8 @@
 
 Prints one JSON document: the rollup (status, reason codes, counts), the exception buckets,
 one row per loop, the intents with their phase and autonomy reasons, and the FleetPolicy's
-posture (mode, governance, kill switch, pauses, effective rollout). Everything comes from the
+posture (mode, governance, kill switch, pauses, effective rollout, and in shadow the agreement of
+its decisions with people, ``policy.shadow``). Everything comes from the
 status the Fleet and FleetPolicy controllers write; nothing is recomputed here.
 """
 
@@ -79,6 +80,8 @@ def build_fleet_view(fleet: Mapping[str, Any], policy: Mapping[str, Any] | None)
             "reasonCodes": list(pstatus.get("reasonCodes") or []),
             "ready": _condition(pstatus, "Ready"),
         }
+        if isinstance(pstatus.get("shadow"), Mapping):
+            view["policy"]["shadow"] = dict(pstatus["shadow"])
     return view
 
 

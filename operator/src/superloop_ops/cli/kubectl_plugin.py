@@ -2,8 +2,8 @@
 
 Commands: ``get`` (the five kinds as ``kubectl get`` shows them, ``-w`` to watch), ``status``
 (the runbook's status snapshot of a Loop; ``--exit-code`` makes the exit code follow health),
-``intents``, ``approve`` / ``reject``, ``wait <intent> --for=executed``, ``suspend`` /
-``resume``, ``reconcile-now``, ``replay``, ``fleet``, ``drill record``, ``completion``.
+``intents``, ``approve`` / ``reject`` / ``decline``, ``wait <intent> --for=executed``, ``suspend`` /
+``resume``, ``reconcile-now``, ``replay``, ``fleet``, ``suppressions``, ``drill record``, ``completion``.
 
 kubectl's flags work anywhere on the line (``kubectl superloop intents -n team-a``):
 ``--kubeconfig``, ``--context``, ``-n``, ``-A``, ``-l``, ``--as``, ``--as-group``, ``-o
@@ -24,7 +24,14 @@ from typing import Any
 import yaml
 
 from superloop_ops import __version__
-from superloop_ops.cli import kubectl_actions, kubectl_completion, kubectl_drill, kubectl_fleet, kubectl_get
+from superloop_ops.cli import (
+    kubectl_actions,
+    kubectl_completion,
+    kubectl_drill,
+    kubectl_fleet,
+    kubectl_get,
+    kubectl_suppressions,
+)
 from superloop_ops.cli.kubectl_cluster import Connection, PluginCluster
 from superloop_ops.core.common.jsonutil import JsonObject, format_ts
 from superloop_ops.core.loop.artifacts import jq_get
@@ -99,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     intents.add_argument("--loop", default=None, help="only intents for this Loop")
     kubectl_actions.add_parsers(sub, [flags])
     kubectl_fleet.add_parser(sub, [flags])
+    kubectl_suppressions.add_parser(sub, [flags])
     kubectl_drill.add_parser(sub, [flags])
     kubectl_completion.add_parser(sub)
     return parser
@@ -251,6 +259,7 @@ def run(
         "status": lambda: _status(cluster, args, moment),
         "intents": lambda: _intents(cluster, args, moment),
         "fleet": lambda: kubectl_fleet.run(cluster, args),
+        "suppressions": lambda: kubectl_suppressions.run(cluster, args, moment),
         "drill": lambda: kubectl_drill.run(cluster, args, moment),
     }
     handler = handlers.get(args.command)

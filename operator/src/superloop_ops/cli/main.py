@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "threshold-profile": ("superloop_ops.cli.threshold_profile", "resolve or list threshold profiles"),
     "sprite-service": ("superloop_ops.cli.sprite_service", "serve a repository over the sprite HTTP API"),
     "simulate": ("superloop_ops.cli.simulate", "write simulated loop runtime artifacts"),
-    "fleet": ("superloop_ops.cli.fleet", "fleet registry / reconcile / policy / status / handoff"),
+    "fleet": ("superloop_ops.cli.fleet", "registry/reconcile/policy/status/handoff/suppressions/shadow"),
     "import-registry": ("superloop_ops.cli.import_registry", "registry as Fleet/FleetPolicy/Loop YAML"),
     "telemetry-summary": ("superloop_ops.cli.telemetry_summary", "summarise telemetry, recommend a profile"),
     "profile-drift": ("superloop_ops.cli.profile_drift", "evaluate threshold profile drift (advisory)"),

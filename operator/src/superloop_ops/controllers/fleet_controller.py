@@ -54,11 +54,13 @@ from superloop_ops.controllers.status_writes import write_status
 from superloop_ops.core.common.jsonutil import JsonObject
 from superloop_ops.core.fleet import fleet_resource, rollup
 from superloop_ops.core.fleet.fleet_members import LoopMember, collect_members, resolve_entries
-from superloop_ops.engine.fleet import fleet_commands
+from superloop_ops.engine.fleet import fleet_commands, shadow_ledger
 from superloop_ops.errors import ContractError, DependencyNotReadyError, InvalidSpecError, OperatorError
 from superloop_ops.journal import files
 from superloop_ops.k8s.edge import ObjectRef
 from superloop_ops.metrics_fleet import fetch_fleet_metrics
+from superloop_ops.metrics_shadow import fetch_shadow_metrics
+from superloop_ops.metrics_suppressions import fetch_suppression_metrics
 from superloop_ops.models.fleet import Fleet, FleetLoopEntry, build_registry_document
 from superloop_ops.models.fleet_policy import FleetPolicy
 
@@ -90,6 +92,7 @@ class FleetPassReport:
     created_intents: tuple[str, ...] = ()
     autonomous_outcomes: tuple[tuple[str, str], ...] = ()
     error: OperatorError | None = None
+    shadow: shadow_ledger.ShadowPass | None = None
     unchanged: bool = False
     """Nothing the pass reads changed since the last one: nothing was written (the status stands)."""
 
@@ -136,6 +139,7 @@ class _Pass:
     inputs: Any = None
     created: list[str] = dataclasses.field(default_factory=list)
     outcomes: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    shadow: shadow_ledger.ShadowPass | None = None
 
     @property
     def key(self) -> str:
@@ -193,6 +197,7 @@ def run_fleet_pass(body: Mapping[str, Any], deps: FleetPassDeps) -> FleetPassRep
         handoff_state=run.handoff_state,
         created_intents=tuple(run.created),
         autonomous_outcomes=tuple(run.outcomes),
+        shadow=run.shadow,
     )
 
 
@@ -283,9 +288,11 @@ def _version(body: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def _skip_when_unchanged(run: _Pass) -> None:
-    """Stop here when this Fleet's last full pass read the same inputs, less than
-    ``status_refresh_seconds`` ago (issue 12: a pass's cost follows change, not fleet size)."""
+    """Stop here when this Fleet has no policy and its last full pass read the same inputs, less
+    than ``status_refresh_seconds`` ago (issue 12: a pass's cost follows change, not fleet size)."""
     run.inputs = _read_inputs(run)
+    if run.policy is not None:
+        return  # a policy's rules also move with time (cooldowns, windows, suppression terms, reviews)
     last = run.deps.last_inputs.get(run.key)
     if last is None or last[0] != run.inputs:
         run.deps.last_inputs.pop(run.key, None)  # recorded again when this pass completes
@@ -344,6 +351,7 @@ def _reconcile_loops(run: _Pass) -> None:
 def _evaluate_policy_and_handoff(run: _Pass) -> None:
     """Record the intents' outcomes, evaluate the policy, plan, sync the HandoffIntents, run autonomy."""
     deps, paths = run.deps, run.paths
+    listed = dict(run.existing)  # (listed with the inputs) before the sync withdraws those gone
     recover_autonomous(deps, run.namespace, run.existing, run.loop_names)
     prior = record_object_outcomes(
         paths, list(run.existing.values()), deps.clock.now(), fleet_commands.fetch_handoff_state(paths)
@@ -362,6 +370,19 @@ def _evaluate_policy_and_handoff(run: _Pass) -> None:
     )  # fmt: skip
     if run.policy_state.get("mode") == "guarded_auto":
         _execute_autonomous(run, run.policy_state, run.handoff_state)
+    _record_shadow(run, run.policy_state, {**listed, **run.existing})
+
+
+def _record_shadow(run: _Pass, policy_state: JsonObject, intents: Mapping[str, JsonObject]) -> None:
+    """Shadow: journal what guarded_auto would have done and match it to what people did (no execution).
+
+    ``intents`` are the HandoffIntents listed at the start of the pass and after it: people's
+    actions on one the sync has just withdrawn (its candidate is gone) still count.
+    """
+    names_to_ids = {name: loop_id for loop_id, name in run.loop_names.items()}
+    run.shadow = shadow_ledger.run_shadow_pass(
+        run.paths, run.registry, policy_state, intents.values(), names_to_ids, run.deps.clock.now()
+    )
 
 
 def _execute_autonomous(run: _Pass, policy_state: JsonObject, plan: JsonObject) -> None:
@@ -483,6 +504,11 @@ def _observe(deps: FleetPassDeps, ref: ObjectRef, report: FleetPassReport) -> No
     )
     for _, outcome in report.autonomous_outcomes:
         metrics.record_autonomous_outcome(ref.namespace, ref.name, outcome)
+    fetch_suppression_metrics(deps.metrics).observe(ref.namespace, ref.name, report.policy_state)
+    if report.shadow is not None:
+        shadow = fetch_shadow_metrics(deps.metrics)
+        shadow.record_resolutions(ref.namespace, ref.name, report.shadow.resolved_rows)
+        shadow.observe_agreement(ref.namespace, ref.name, report.shadow.state["agreement"])
 
 
 def _write_policy_posture(
@@ -497,8 +523,9 @@ def _write_policy_posture(
         blocked = ("invalid_policy", find_ready_message(report.status))
     try:
         fleet_policy_controller.write_policy_status(
-            deps.edge, deps.clock, ref.namespace, str(policy_name), report.policy_state, blocked
-        )
+            deps.edge, deps.clock, ref.namespace, str(policy_name), report.policy_state, blocked,
+            shadow=report.shadow.state if report.shadow is not None else None,
+        )  # fmt: skip
     except OperatorError as exc:
         log.warning("could not write FleetPolicy %s status: %s", policy_name, exc)
 

@@ -9,17 +9,21 @@ effective rollout (``write_effective_rollout``).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from superloop_ops.clock import Clock
+from superloop_ops.controllers.k8s_events import post_events
 from superloop_ops.controllers.status_writes import write_status
 from superloop_ops.core.common.jsonutil import JsonObject
-from superloop_ops.core.fleet import fleet_policy_resource, fleet_surface
+from superloop_ops.core.fleet import fleet_policy_resource, fleet_surface, suppressions
 from superloop_ops.errors import InvalidSpecError
 from superloop_ops.k8s.edge import ObjectRef
 from superloop_ops.k8s.fleet_edge import FleetEdge
 from superloop_ops.models.fleet_policy import FleetPolicy, RolloutSettings
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "compute_governance_posture",
@@ -46,6 +50,7 @@ def build_policy_status(
     now: dt.datetime,
     policy_state: Mapping[str, Any] | None,
     blocked: tuple[str, str] | None,
+    shadow: Mapping[str, Any] | None = None,
 ) -> JsonObject:
     """The desired status of one FleetPolicy object (an unparseable spec blocks with the model's defaults)."""
     previous = dict(body.get("status") or {})
@@ -70,8 +75,19 @@ def build_policy_status(
         previous=previous, generation=generation, now=now, mode=policy.spec.mode,
         canary_percent=rollout.canary_percent, manual_pause=rollout.pause.manual,
         governance_posture=str(posture.get("posture")), policy_state=policy_state, governance=posture,
-        blocked_reason=blocked_reason, blocked_message=blocked_message,
+        blocked_reason=blocked_reason, blocked_message=blocked_message, shadow=shadow,
+        suppressions=_suppression_status(policy, now, policy_state, previous),
     )  # fmt: skip
+
+
+def _suppression_status(
+    policy: FleetPolicy, now: dt.datetime, policy_state: Mapping[str, Any] | None, previous: Mapping[str, Any]
+) -> list[JsonObject]:
+    """Each suppression's state now (from the spec) and what it hid (the pass's report or the status)."""
+    report = ((policy_state or {}).get("suppressionState") or {}).get("entries")
+    counted = report if policy_state is not None else previous.get("suppressions")
+    spec = policy.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return suppressions.build_suppression_status(spec, now, counted if isinstance(counted, list) else None)
 
 
 def write_policy_status(
@@ -81,14 +97,21 @@ def write_policy_status(
     policy_name: str,
     policy_state: Mapping[str, Any] | None,
     blocked: tuple[str, str] | None = None,
+    *,
+    shadow: Mapping[str, Any] | None = None,
 ) -> None:
     """Compute and write the posture of one FleetPolicy (skipped when unchanged; gone is a no-op)."""
     ref = policy_ref(namespace, policy_name)
     body = edge.fetch_object(ref)
     if body is None:
         return
-    new = build_policy_status(body, clock.now(), policy_state, blocked)
-    write_status(edge, ref, dict(body.get("status") or {}), new)
+    previous = dict(body.get("status") or {})
+    new = build_policy_status(body, clock.now(), policy_state, blocked, shadow)
+    if write_status(edge, ref, previous, new):
+        events = suppressions.compute_suppression_events(
+            previous.get("suppressions"), new.get("suppressions") or []
+        )
+        post_events(edge, ref, events, log)
 
 
 def write_effective_rollout(

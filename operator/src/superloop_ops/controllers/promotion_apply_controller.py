@@ -40,7 +40,7 @@ from superloop_ops.clock import Clock
 from superloop_ops.controllers import drill_evidence, fleet_controller, fleet_objects, fleet_policy_controller
 from superloop_ops.core.common.jsonutil import JsonObject
 from superloop_ops.core.promotion import apply_rules, promotion_apply_resource
-from superloop_ops.engine.fleet import fleet_commands
+from superloop_ops.engine.fleet import fleet_commands, shadow_ledger
 from superloop_ops.engine.promotion import promotion_commands
 from superloop_ops.errors import ContractError, InvalidSpecError
 from superloop_ops.journal import files
@@ -155,6 +155,8 @@ def evaluate_promotion_gates(
         promotion_state_file=str(paths.promotion_state_file),
         promotion_telemetry_file=str(paths.promotion_telemetry_file),
         trace_id=trace_id,
+        registry_file=str(paths.registry_file),
+        shadow_state_file=str(shadow_ledger.shadow_state_file(paths.fleet)),
     )
     try:
         evaluation = promotion_commands.run_promotion_gates(

@@ -26,6 +26,8 @@ from superloop_ops.handlers.context import counted_pass, fetch_context, fetch_fl
 from superloop_ops.k8s.edge import GROUP, VERSION
 from superloop_ops.metrics_fleet import fetch_fleet_metrics
 from superloop_ops.metrics_promotion import fetch_promotion_metrics
+from superloop_ops.metrics_shadow import fetch_shadow_metrics
+from superloop_ops.metrics_suppressions import fetch_suppression_metrics
 from superloop_ops.models.common import DEFAULT_RECONCILE_INTERVAL_SECONDS
 
 __all__ = [
@@ -104,9 +106,9 @@ def _interval(body: Mapping[str, Any]) -> float:
 def on_fleet_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Drop the fleet gauges; owned Loops and HandoffIntents go with the Fleet (garbage collection)."""
     meta = body.get("metadata") or {}
-    fetch_fleet_metrics(fetch_context(memo).metrics).forget_fleet(
-        str(meta.get("namespace", "")), str(meta.get("name", ""))
-    )
-    fetch_promotion_metrics(fetch_context(memo).metrics).forget_fleet(
-        str(meta.get("namespace", "")), str(meta.get("name", ""))
-    )
+    metrics = fetch_context(memo).metrics
+    namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+    fetch_fleet_metrics(metrics).forget_fleet(namespace, name)
+    fetch_promotion_metrics(metrics).forget_fleet(namespace, name)
+    fetch_suppression_metrics(metrics).forget_fleet(namespace, name)
+    fetch_shadow_metrics(metrics).forget_fleet(namespace, name)

@@ -169,6 +169,8 @@ class CelRule:
     field_path: str | None = None
     reason: str | None = None
     api_message: str | None = None
+    optional_old_self: bool = False
+    """A transition rule also evaluated on create, with ``oldSelf`` an optional (ratcheting)."""
 
     def to_schema(self) -> JsonObject:
         out: JsonObject = {"rule": self.rule, "message": self.api_message or self.message}
@@ -176,6 +178,8 @@ class CelRule:
             out["fieldPath"] = self.field_path
         if self.reason is not None:
             out["reason"] = self.reason
+        if self.optional_old_self:
+            out["optionalOldSelf"] = True
         return out
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "EXECUTED",
     "HEALTHY",
     "READY",
+    "SUPPRESSIONS_EXPIRING",
 ]
 
 READY = "Ready"
@@ -75,3 +76,9 @@ APPLIED = "Applied"
 """PromotionApply only: set by the PromotionApply controller (``core.promotion.promotion_apply_resource``).
 True (``Applied``, ``Replayed``) once the apply record is written or replayed; False (``DryRun``,
 or the rejecting reason, e.g. the decision gate's); Unknown while pending."""
+
+SUPPRESSIONS_EXPIRING = "SuppressionsExpiring"
+"""FleetPolicy only: set with ``Ready`` from the spec's suppressions and their terms
+(``core.fleet.suppressions``). True (``SuppressionsExpiring``) while a suppression expires within
+``suppressionLimits.expiringWithinSeconds``; False (``SuppressionsExpired``) when none does but
+some have expired and no longer apply, else False (``NoneExpiring``)."""

@@ -43,6 +43,8 @@ __all__ = [
     "DEFAULT_CANARY_PERCENT",
     "DEFAULT_DRILL_EVIDENCE_KEY",
     "DEFAULT_SALT",
+    "DEFAULT_SUPPRESSION_EXPIRING_WITHIN_SECONDS",
+    "DEFAULT_SUPPRESSION_MAX_DURATION_SECONDS",
     "AllowSettings",
     "AutoPauseSettings",
     "AutonomousSettings",
@@ -61,16 +63,23 @@ __all__ = [
     "RolloutSelector",
     "RolloutSettings",
     "SafetySettings",
+    "ShadowSettings",
+    "SuppressionLimits",
+    "SuppressionTerms",
     "ThresholdGates",
 ]
 
 Category = Literal["reconcile_failed", "health_critical", "health_degraded"]
 CATEGORIES: tuple[Category, ...] = ("reconcile_failed", "health_critical", "health_degraded")
-PolicyMode = Literal["advisory", "guarded_auto"]
+PolicyMode = Literal["advisory", "shadow", "guarded_auto"]
 DEFAULT_SALT = "fleet-autonomous-rollout-v1"
 DEFAULT_CANARY_PERCENT = 100
 """The default ``autonomous.rollout.canaryPercent`` (FleetPolicy spec and registry documents alike)."""
 DEFAULT_DRILL_EVIDENCE_KEY = "promotion.v1.json"
+DEFAULT_SUPPRESSION_MAX_DURATION_SECONDS = 7 * 86400
+"""The longest a suppression may last (``expiresAt - startsAt``) unless the policy says otherwise."""
+DEFAULT_SUPPRESSION_EXPIRING_WITHIN_SECONDS = 86400
+"""How long before its expiry a suppression counts as expiring (condition, metric)."""
 _GA = "policy.mode is guarded_auto"
 _GOV = "policy.autonomous.governance"
 # The same fields as the apiserver names them (the rules sit on the FleetPolicy's spec).
@@ -233,6 +242,27 @@ class RolloutSettings(SpecModel):
     """Automatic pause on failure or ambiguity spikes."""
 
 
+class ShadowSettings(SpecModel):
+    """Shadow autonomy: how its would-be decisions are matched to people and when they are trusted.
+
+    In ``mode: shadow`` the guarded autonomous path runs in full and records what it would have
+    executed, and executes nothing. Each decision is matched to what a person did for the same
+    loop and reason within ``matchWindowSeconds``; the agreement rate is kept over the last
+    ``agreementWindowSeconds``. When this block is present, the promotion gates include
+    ``shadow_agreement`` (at least ``minSampleSize`` resolved decisions, agreement at least
+    ``minAgreementRate``), which must pass before a canary expands into guarded_auto.
+    """
+
+    match_window_seconds: Annotated[int, Field(ge=60, le=604_800)] = 1800
+    """How long after a shadow decision a person's action on the same loop and reason counts."""
+    agreement_window_seconds: Annotated[int, Field(ge=3600, le=7_776_000)] = 604_800
+    """Rolling window of the agreement figures (decisions made within it)."""
+    min_agreement_rate: Rate = 0.9
+    """The shadow_agreement gate's threshold (agreed / resolved)."""
+    min_sample_size: Annotated[int, Field(ge=1, le=10_000)] = 20
+    """The shadow_agreement gate's minimum number of resolved decisions."""
+
+
 class AutonomousSettings(SpecModel):
     """Guarded autonomous execution settings."""
 
@@ -246,6 +276,8 @@ class AutonomousSettings(SpecModel):
     """Who authorised autonomous mode and until when; required for `guarded_auto`."""
     rollout: RolloutSettings = nested(RolloutSettings)
     """Canary cohort, scope and pauses."""
+    shadow: ShadowSettings | None = None
+    """Shadow agreement settings (used in mode shadow; its presence adds the shadow_agreement gate)."""
 
 
 class DrillEvidenceConfigMapRef(SpecModel):
@@ -299,6 +331,111 @@ def _suppression_keys_ok(m: FleetPolicySpec) -> bool:
     return all(k == "*" or pattern.match(k) for k in m.suppressions)
 
 
+def _terms_order_ok(m: SuppressionTerms) -> bool:
+    return parse_timestamp(m.expires_at) > parse_timestamp(m.starts_at)
+
+
+class SuppressionTerms(SpecModel):
+    """Who suppressed, why, and for how long: the terms of one ``suppressions`` entry.
+
+    Modelled on an Alertmanager silence (createdBy, comment, startsAt, endsAt). The entry hides
+    its categories from ``startsAt`` until ``expiresAt``; from ``expiresAt`` on the next fleet
+    pass acts on them again, the FleetPolicy reports the entry as expired and posts an Event.
+    """
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule=(
+                f"!self.startsAt.matches('{TIMESTAMP_PATTERN}')"
+                f" || !self.expiresAt.matches('{TIMESTAMP_PATTERN}')"
+                " || timestamp(self.expiresAt) > timestamp(self.startsAt)"
+            ),
+            message="policy.suppressionTerms expiresAt must be after startsAt",
+            api_message="spec.suppressionTerms expiresAt must be after startsAt",
+            check=_terms_order_ok,
+        ),
+    )
+
+    owner: ShortText
+    """Who is answerable for the suppression (a person or a team)."""
+    reason: Annotated[str, Field(min_length=1, max_length=1024)]
+    """Why the categories are hidden (an incident, a ticket)."""
+    starts_at: Timestamp
+    """From when the suppression applies (YYYY-MM-DDTHH:MM:SSZ); before it, the entry is pending."""
+    expires_at: Timestamp
+    """When it stops applying (YYYY-MM-DDTHH:MM:SSZ), at most maxDurationSeconds after startsAt."""
+
+
+class SuppressionLimits(SpecModel):
+    """Bounds on suppressions: their longest duration and the expiring warning."""
+
+    max_duration_seconds: Annotated[int, Field(ge=60, le=31_536_000)] = (
+        DEFAULT_SUPPRESSION_MAX_DURATION_SECONDS
+    )
+    """The longest ``expiresAt - startsAt`` of any entry (the operator also caps older entries)."""
+    expiring_within_seconds: Annotated[int, Field(ge=0, le=31_536_000)] = (
+        DEFAULT_SUPPRESSION_EXPIRING_WITHIN_SECONDS
+    )
+    """A suppression expiring within this many seconds sets SuppressionsExpiring (0: never warn)."""
+
+
+def _terms_name_suppressions(m: FleetPolicySpec) -> bool:
+    return all(key in m.suppressions for key in m.suppression_terms)
+
+
+def _terms_within_limit(m: FleetPolicySpec) -> bool:
+    limit = m.suppression_limits.max_duration_seconds
+    return all(
+        (parse_timestamp(t.expires_at) - parse_timestamp(t.starts_at)).total_seconds() <= limit
+        for t in m.suppression_terms.values()
+    )
+
+
+_TERM = "self.suppressionTerms[k]"
+_SUPPRESSION_RULES: tuple[CelRule, ...] = (
+    CelRule(
+        rule=(
+            "!has(self.suppressionTerms)"
+            " || self.suppressionTerms.all(k, has(self.suppressions) && k in self.suppressions)"
+        ),
+        message="policy.suppressionTerms keys must name an entry of policy.suppressions",
+        api_message="spec.suppressionTerms keys must name an entry of spec.suppressions",
+        field_path=".suppressionTerms",
+        check=_terms_name_suppressions,
+    ),
+    CelRule(
+        rule=(
+            "!has(self.suppressionTerms) || self.suppressionTerms.all(k,"
+            f" !{_TERM}.startsAt.matches('{TIMESTAMP_PATTERN}')"
+            f" || !{_TERM}.expiresAt.matches('{TIMESTAMP_PATTERN}')"
+            # getSeconds() keeps the estimated cost bounded (duration(string(...)) is not).
+            f" || (timestamp({_TERM}.expiresAt) - timestamp({_TERM}.startsAt)).getSeconds()"
+            " <= (has(self.suppressionLimits) ? self.suppressionLimits.maxDurationSeconds"
+            f" : {DEFAULT_SUPPRESSION_MAX_DURATION_SECONDS}))"
+        ),
+        message="policy.suppressionTerms must not exceed suppressionLimits.maxDurationSeconds",
+        api_message="spec.suppressionTerms must not exceed suppressionLimits.maxDurationSeconds",
+        field_path=".suppressionTerms",
+        check=_terms_within_limit,
+    ),
+    # New or changed entries need terms; an entry that predates terms and is left as it was is
+    # kept (ratcheting through oldSelf), and the operator reports it as unowned.
+    CelRule(
+        rule=(
+            "!has(self.suppressions) || self.suppressions.all(k,"
+            " (has(self.suppressionTerms) && k in self.suppressionTerms)"
+            " || (oldSelf.hasValue() && has(oldSelf.value().suppressions)"
+            " && k in oldSelf.value().suppressions && oldSelf.value().suppressions[k] == self.suppressions[k]"
+            " && !(has(oldSelf.value().suppressionTerms) && k in oldSelf.value().suppressionTerms)))"
+        ),
+        message="new policy.suppressions entries need policy.suppressionTerms",
+        api_message="new spec.suppressions entries need spec.suppressionTerms",
+        field_path=".suppressions",
+        optional_old_self=True,
+    ),
+)
+
+
 class FleetPolicySpec(SpecModel):
     """The fleet's policy: advisory or guarded autonomous mode, suppressions, rollout."""
 
@@ -325,15 +462,23 @@ class FleetPolicySpec(SpecModel):
             field_path=".suppressions",
             check=_suppression_keys_ok,
         ),
+        *_SUPPRESSION_RULES,
     )
 
     mode: PolicyMode = "advisory"
-    """`advisory` proposes only; `guarded_auto` may execute eligible intents (needs governance)."""
-    suppressions: dict[str, list[Category]] = Field(
+    """`advisory` proposes only; `shadow` runs the autonomous path and records what it would have
+    executed, executing nothing; `guarded_auto` may execute eligible intents (needs governance)."""
+    suppressions: dict[str, Annotated[list[Category], Field(max_length=3)]] = Field(
         default_factory=dict,
         json_schema_extra={"maxProperties": 501},
     )
-    """loopId (or `*`) to categories whose candidates are suppressed."""
+    """loopId (or `*`) to categories whose candidates are suppressed (terms in suppressionTerms)."""
+    suppression_terms: dict[str, SuppressionTerms] = Field(
+        default_factory=dict,
+        json_schema_extra={"maxProperties": 501},
+    )
+    """Owner, reason, startsAt and expiresAt of each suppressions entry, under the same key."""
+    suppression_limits: SuppressionLimits = nested(SuppressionLimits)
     noise_controls: NoiseControls = nested(NoiseControls)
     """De-duplication of proposed candidates."""
     autonomous: AutonomousSettings = nested(AutonomousSettings)
@@ -363,7 +508,7 @@ class FleetPolicyStatus(ConditionedStatus):
     """Observed policy posture; ``policyState`` mirrors the reference's policy-state.json."""
 
     mode: str | None = None
-    """Mode in force: `advisory` or `guarded_auto`."""
+    """Mode in force: `advisory`, `shadow` or `guarded_auto`."""
     governance_posture: str | None = None
     """Whether the governance is valid, missing or past its review date."""
     reason_codes: list[str] = Field(default_factory=list)
@@ -378,6 +523,10 @@ class FleetPolicyStatus(ConditionedStatus):
     """Pause state (manual and automatic), as-is."""
     last_evaluated_at: str | None = None
     """When the policy was last evaluated (YYYY-MM-DDTHH:MM:SSZ)."""
+    suppressions: list[JsonObject] | None = None
+    """Each suppression's owner, reason, expiry, state and what it hid (``core.fleet.suppressions``)."""
+    shadow: JsonObject | None = None
+    """Shadow decisions and their agreement with people over the rolling window."""
 
 
 class FleetPolicy(KindModel):
@@ -394,6 +543,9 @@ class FleetPolicy(KindModel):
             PrinterColumn("Paused", ".status.effectiveRollout.manualPause", type="boolean"),
             PrinterColumn("Kill Switch", ".spec.autonomous.safety.killSwitch", type="boolean"),
             PrinterColumn("Governance", ".status.governancePosture"),
+            PrinterColumn(
+                "Shadow Agreement", ".status.shadow.agreement.agreementRate", type="number", priority=1
+            ),
         ),
     )
 

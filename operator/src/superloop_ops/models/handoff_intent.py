@@ -31,6 +31,7 @@ __all__ = [
     "APPROVED_ANNOTATION",
     "APPROVED_AT_ANNOTATION",
     "APPROVED_BY_ANNOTATION",
+    "DECLINED_ANNOTATION",
     "NOTE_ANNOTATION",
     "PHASES",
     "CandidateFacts",
@@ -50,6 +51,8 @@ APPROVAL_ANNOTATIONS = (APPROVED_ANNOTATION, APPROVED_BY_ANNOTATION, APPROVED_AT
 """What makes up an approval: a change of any of them is a new approval, for the operator (its
 approval fingerprint) and for the chart's admission policy (``superloop-ops.approvalAnnotations``),
 which demands that whoever makes it names themself in ``approved-by``."""
+DECLINED_ANNOTATION = "ops.superloop.dev/declined"
+"""``"true"``: a person looked at the proposal and decided against it (shadow agreement reads it)."""
 
 ControlIntent = Literal["cancel", "approve", "reject"]
 ExecutionMode = Literal["manual", "autonomous"]

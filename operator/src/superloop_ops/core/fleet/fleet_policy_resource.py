@@ -8,7 +8,7 @@ list; the Ready condition says whether a Fleet has evaluated the policy yet.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from superloop_ops.core.common.jsonutil import JsonObject, format_ts
@@ -18,9 +18,10 @@ from superloop_ops.core.common.status_conditions import (
     camel_reason,
     summarize_reasons,
 )
+from superloop_ops.core.fleet.suppressions import compute_suppressions_condition
 from superloop_ops.models import conditions as model_conditions
 
-__all__ = ["build_fleet_policy_status"]
+__all__ = ["build_fleet_policy_status", "build_shadow_status"]
 
 
 def _obj(value: Any) -> Mapping[str, Any]:
@@ -40,6 +41,8 @@ def build_fleet_policy_status(
     governance: Mapping[str, Any] | None = None,
     blocked_reason: str | None = None,
     blocked_message: str = "",
+    suppressions: Sequence[Mapping[str, Any]] | None = None,
+    shadow: Mapping[str, Any] | None = None,
 ) -> JsonObject:
     """The FleetPolicy status: effective rollout (re-based on the spec generation), policy summary.
 
@@ -73,10 +76,12 @@ def build_fleet_policy_status(
         for key in ("policyState", "reasonCodes", "pause", "lastEvaluatedAt"):
             if key in prev:
                 status[key] = prev[key]
+    status["shadow"] = build_shadow_status(shadow) if shadow is not None else prev.get("shadow")
     if governance is not None:
         status["governance"] = dict(governance)
     elif "governance" in prev:
         status["governance"] = prev["governance"]
+    desired = _suppression_conditions(status, prev, suppressions)
     if blocked_reason is not None:
         ready = ConditionSpec(
             model_conditions.READY, "False", camel_reason(blocked_reason), blocked_message[:1024]
@@ -89,5 +94,28 @@ def build_fleet_policy_status(
         ready = ConditionSpec(model_conditions.READY, "True", "PolicyEvaluated", "policy evaluated")
     previous_conditions = prev.get("conditions") if isinstance(prev.get("conditions"), list) else None
     status.update(summarize_reasons(status))
-    status["conditions"] = build_conditions(previous_conditions, [ready], generation=generation, now=now)
+    status["conditions"] = build_conditions(
+        previous_conditions, [ready, *desired], generation=generation, now=now
+    )
     return {k: v for k, v in status.items() if v is not None}
+
+
+def _suppression_conditions(
+    status: JsonObject, prev: Mapping[str, Any], suppressions: Sequence[Mapping[str, Any]] | None
+) -> list[ConditionSpec]:
+    """``status.suppressions`` and the SuppressionsExpiring condition (kept as they were without a spec)."""
+    if suppressions is None:
+        if "suppressions" in prev:
+            status["suppressions"] = prev["suppressions"]
+        return []
+    status["suppressions"] = [dict(entry) for entry in suppressions]
+    return [compute_suppressions_condition(suppressions)]
+
+
+def build_shadow_status(shadow: Mapping[str, Any]) -> JsonObject:
+    """``status.shadow``: the ledger's settings and agreement figures (the decisions stay in the journal)."""
+    return {
+        "updatedAt": shadow.get("updatedAt"),
+        "config": dict(_obj(shadow.get("config"))),
+        "agreement": dict(_obj(shadow.get("agreement"))),
+    }

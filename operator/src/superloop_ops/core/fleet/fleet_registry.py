@@ -23,7 +23,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from superloop_ops.core.common.jsonutil import JsonObject, parse_ts
-from superloop_ops.models.fleet_policy import DEFAULT_CANARY_PERCENT, DEFAULT_SALT
+from superloop_ops.core.fleet.suppressions import suppression_errors
+from superloop_ops.models.fleet_policy import DEFAULT_CANARY_PERCENT, DEFAULT_SALT, ShadowSettings
 
 __all__ = [
     "CATEGORIES",
@@ -40,6 +41,7 @@ INTENTS: tuple[str, ...] = ("cancel",)
 SEVERITIES: tuple[str, ...] = ("critical", "warning", "info")
 CONFIDENCES: tuple[str, ...] = ("high", "medium", "low")
 _GUARDED = "guarded_auto"
+_SHADOW = "shadow"
 
 
 class LoopNotFoundError(LookupError):
@@ -245,6 +247,30 @@ def _rollout_errors(rollout: Any, declared: set[str]) -> list[str]:
     return errors
 
 
+def _shadow_errors(shadow: Any) -> list[str]:
+    """``policy.autonomous.shadow`` (beyond the reference: shadow autonomy, docs/divergences.md)."""
+    base = "policy.autonomous.shadow"
+    errors = _object_error(shadow, f"{base} must be an object when present")
+    for key in ("matchWindowSeconds", "agreementWindowSeconds", "minSampleSize"):
+        errors += _int_min_error(_opt(shadow, key), 1, f"{base}.{key} must be an integer >= 1 when present")
+    rate = _opt(shadow, "minAgreementRate")
+    if rate is not None and not (_is_number(rate) and 0 <= rate <= 1):
+        errors.append(f"{base}.minAgreementRate must be a number between 0 and 1 when present")
+    return errors
+
+
+def _normalize_shadow(shadow: Any) -> JsonObject:
+    defaults = ShadowSettings()
+    return {
+        "matchWindowSeconds": _or_default(_opt(shadow, "matchWindowSeconds"), defaults.match_window_seconds),
+        "agreementWindowSeconds": _or_default(
+            _opt(shadow, "agreementWindowSeconds"), defaults.agreement_window_seconds
+        ),
+        "minAgreementRate": _or_default(_opt(shadow, "minAgreementRate"), defaults.min_agreement_rate),
+        "minSampleSize": _or_default(_opt(shadow, "minSampleSize"), defaults.min_sample_size),
+    }
+
+
 def _suppression_errors(suppressions: Any, declared: set[str]) -> list[str]:
     if suppressions is None:
         return []
@@ -267,8 +293,8 @@ def _suppression_errors(suppressions: Any, declared: set[str]) -> list[str]:
 def _policy_errors(policy: Any, declared: set[str], now: dt.datetime) -> list[str]:
     errors = _object_error(policy, "policy must be an object when present")
     mode = _or_default(_opt(policy, "mode"), "advisory")
-    if mode not in ("advisory", _GUARDED):
-        errors.append("policy.mode must be advisory or guarded_auto")
+    if mode not in ("advisory", _SHADOW, _GUARDED):
+        errors.append("policy.mode must be advisory, shadow or guarded_auto")
     noise = _opt(policy, "noiseControls")
     errors += _object_error(noise, "policy.noiseControls must be an object when present")
     errors += _int_min_error(
@@ -305,7 +331,9 @@ def _policy_errors(policy: Any, declared: set[str], now: dt.datetime) -> list[st
         errors.append("policy.autonomous.safety.killSwitch must be boolean when present")
     errors += _governance_errors(_opt(autonomous, "governance"), mode, now)
     errors += _rollout_errors(_opt(autonomous, "rollout"), declared)
+    errors += _shadow_errors(_opt(autonomous, "shadow"))
     errors += _suppression_errors(_opt(policy, "suppressions"), declared)
+    errors += suppression_errors(policy)
     return errors
 
 
@@ -387,6 +415,7 @@ def _normalize_governance(governance: Any) -> JsonObject:
 def _normalize_policy(policy: Any) -> JsonObject:
     mode = _or_default(_opt(policy, "mode"), "advisory")
     autonomous = _opt(policy, "autonomous")
+    shadow = _opt(autonomous, "shadow")
     allow = _opt(autonomous, "allow")
     thresholds = _opt(autonomous, "thresholds")
     safety = _opt(autonomous, "safety")
@@ -395,6 +424,11 @@ def _normalize_policy(policy: Any) -> JsonObject:
     return {
         "mode": mode,
         "suppressions": _or_default(_opt(policy, "suppressions"), {}),
+        **{
+            key: policy[key]
+            for key in ("suppressionTerms", "suppressionLimits")
+            if _present(_opt(policy, key))
+        },
         "noiseControls": {
             "dedupeWindowSeconds": _or_default(
                 _opt(_opt(policy, "noiseControls"), "dedupeWindowSeconds"), 300
@@ -430,6 +464,7 @@ def _normalize_policy(policy: Any) -> JsonObject:
                     "failureRateThreshold": _or_default(_opt(auto_pause, "failureRateThreshold"), 0.4),
                 },
             },
+            **({"shadow": _normalize_shadow(shadow)} if shadow is not None else {}),
         },
     }
 

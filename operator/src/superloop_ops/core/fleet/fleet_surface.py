@@ -22,6 +22,7 @@ _SEVERITY_ORDER = {"critical": 0, "warning": 1}
 _DUE_SOON_SECONDS = 7 * 86400
 _POLICY_GATED = (
     "policy_mode_not_guarded_auto",
+    "policy_mode_shadow",
     "candidate_suppressed",
     "category_not_allowlisted",
     "intent_not_allowlisted",

@@ -21,12 +21,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from superloop_ops.core.common.jsonutil import JsonObject, format_ts, parse_ts
+from superloop_ops.core.fleet import suppressions as suppression_rules
 from superloop_ops.core.fleet.fleet_registry import CATEGORIES, DEFAULT_SALT
 from superloop_ops.core.fleet.rollup import sorted_unique
 from superloop_ops.models.fleet_policy import DEFAULT_CANARY_PERCENT
 
 __all__ = [
     "GUARDED_AUTO",
+    "SHADOW",
+    "SHADOW_MODE_REASON",
     "PolicyEvaluation",
     "PolicyPaths",
     "build_governance_block",
@@ -39,6 +42,11 @@ __all__ = [
 ]
 
 GUARDED_AUTO = "guarded_auto"
+SHADOW = "shadow"
+SHADOW_MODE_REASON = "policy_mode_shadow"
+"""Why a shadow candidate is never eligible: shadow records the decision and executes nothing."""
+_SHADOW_FLAG = "autonomousShadowWouldExecute"
+_CANARY_EXCLUDED = "autonomous_rollout_canary_excluded"
 _HASH_MODULUS = 1000003
 _TAXONOMY: dict[str, tuple[str, str, str]] = {
     "reconcile_failed": ("critical", "high", "Loop reconcile failed in fleet fan-out"),
@@ -258,14 +266,14 @@ def build_governance_block(governance: Mapping[str, Any], mode: str) -> JsonObje
     return block
 
 
-def _prior_run_selections(history: Sequence[Any], trace_id: str) -> dict[str, str]:
+def _prior_run_selections(history: Sequence[Any], trace_id: str, flag: str) -> dict[str, str]:
     """candidateId -> loopId already selected as eligible under this policy trace (survives restarts)."""
     selected: dict[str, str] = {}
     for row in history:
         if (
             isinstance(row, Mapping)
             and row.get("traceId") == trace_id
-            and row.get("autonomousEligible") is True
+            and row.get(flag) is True
             and isinstance(row.get("candidateId"), str)
         ):
             selected.setdefault(row["candidateId"], str(row.get("loopId")))
@@ -288,10 +296,30 @@ class _AutonomyControls:
     canary: Any
     scope_ids: list[Any]
     salt: str
+    shadow_block: bool = False
 
     @property
     def guarded(self) -> bool:
         return self.mode == GUARDED_AUTO
+
+    @property
+    def shadows_canary_complement(self) -> bool:
+        """guarded_auto with a shadow block: the loops the canary leaves out run in shadow."""
+        return self.guarded and self.shadow_block
+
+    @property
+    def shadow(self) -> bool:
+        return self.mode == SHADOW
+
+    @property
+    def classifies(self) -> bool:
+        """guarded_auto or shadow: the autonomous path's gates and safety limits run in full."""
+        return self.guarded or self.shadow
+
+    @property
+    def selection_flag(self) -> str:
+        """The history flag of a selection: shadow's cooldown and caps count its would-be executions."""
+        return _SHADOW_FLAG if self.shadow else "autonomousEligible"
 
     @classmethod
     def read(cls, mode: str, controls: Mapping[str, Any]) -> _AutonomyControls:
@@ -312,6 +340,7 @@ class _AutonomyControls:
             canary=rollout.get("canaryPercent", DEFAULT_CANARY_PERCENT),
             scope_ids=list((rollout.get("scope") or {}).get("loopIds") or []),
             salt=(rollout.get("selector") or {}).get("salt") or DEFAULT_SALT,
+            shadow_block=isinstance(controls.get("shadow"), Mapping),
         )
 
 
@@ -324,8 +353,8 @@ class _RunSlots:
     by_loop: dict[str, int]
 
     @classmethod
-    def read(cls, history: Sequence[Any], trace_id: str) -> _RunSlots:
-        prior = _prior_run_selections(history, trace_id)
+    def read(cls, history: Sequence[Any], trace_id: str, flag: str) -> _RunSlots:
+        prior = _prior_run_selections(history, trace_id, flag)
         by_loop: dict[str, int] = {}
         for loop_id in prior.values():
             by_loop[loop_id] = by_loop.get(loop_id, 0) + 1
@@ -383,7 +412,7 @@ def _gating_reasons(
 ) -> list[str]:
     """Why the policy (not the safety limits) keeps this candidate manual; sorted and unique."""
     gating: list[str] = []
-    if not ctl.guarded:
+    if not ctl.classifies:
         gating.append("policy_mode_not_guarded_auto")
     if candidate["suppressed"]:
         gating.append("candidate_suppressed")
@@ -497,15 +526,16 @@ def _classify(
     """Attach the ``autonomous`` object to each candidate, in final order (caps are consumed in it):
     policy gates first, then the safety limits (kill switch, cooldown, per-run and per-loop caps)."""
     ctl = _AutonomyControls.read(mode, controls)
-    last_eligible = _history_index(history, "autonomousEligible", True)
-    slots = _RunSlots.read(history, trace_id)
+    last_eligible = _history_index(history, ctl.selection_flag, True)
+    slots = _RunSlots.read(history, trace_id, ctl.selection_flag)
+    complement = _CanaryComplement.read(history, trace_id) if ctl.shadows_canary_complement else None
     for candidate in candidates:
         gates = _evaluate_gates(candidate, ctl)
         gating = _gating_reasons(candidate, ctl, gates, pause, governance_expired)
         last = last_eligible.get(candidate["candidateId"])
         cooldown_active, cooldown_remaining = _window(last, now, ctl.cooldown_seconds)
         safety = (
-            _safety_reason(candidate, ctl, slots, cooldown_active) if not gating and ctl.guarded else None
+            _safety_reason(candidate, ctl, slots, cooldown_active) if not gating and ctl.classifies else None
         )
         reasons = sorted_unique(gating + ([safety] if safety else []))
         if not reasons:
@@ -513,6 +543,40 @@ def _classify(
         candidate["autonomous"] = _autonomy_block(
             candidate, ctl, gates, gating, reasons, (cooldown_active, cooldown_remaining, last), pause
         )
+        if ctl.shadow:
+            _record_shadow_decision(candidate["autonomous"], reasons)
+        elif complement is not None and gating == [_CANARY_EXCLUDED]:
+            candidate["autonomous"]["shadow"] = complement.decide(candidate, ctl, now)
+
+
+@dataclasses.dataclass
+class _CanaryComplement:
+    """guarded_auto with a shadow block: a candidate held only by the canary gets the decision it
+    would get inside the cohort. Its cooldown and caps count shadow's would-be executions, apart
+    from the cohort's real ones."""
+
+    last: dict[str, dt.datetime]
+    slots: _RunSlots
+
+    @classmethod
+    def read(cls, history: Sequence[Any], trace_id: str) -> _CanaryComplement:
+        last = _history_index(history, _SHADOW_FLAG, True)
+        return cls(last, _RunSlots.read(history, trace_id, _SHADOW_FLAG))
+
+    def decide(self, candidate: Mapping[str, Any], ctl: _AutonomyControls, now: dt.datetime) -> JsonObject:
+        cooldown_active, _ = _window(self.last.get(candidate["candidateId"]), now, ctl.cooldown_seconds)
+        safety = _safety_reason(candidate, ctl, self.slots, cooldown_active)
+        if safety is None:
+            self.slots.take(candidate["candidateId"], str(candidate["loopId"]))
+        return {"decision": "hold" if safety else "execute", "reasons": [safety] if safety else []}
+
+
+def _record_shadow_decision(block: JsonObject, reasons: list[str]) -> None:
+    """Shadow: keep what guarded_auto would have decided, and why; nothing is eligible to execute."""
+    block["shadow"] = {"decision": "hold" if reasons else "execute", "reasons": reasons}
+    block["eligible"] = False
+    block["manualOnly"] = True
+    block["reasons"] = sorted_unique([*reasons, SHADOW_MODE_REASON])
 
 
 def _tally(values: Iterable[str]) -> dict[str, int]:
@@ -560,6 +624,10 @@ def _policy_reason_codes(
             reasons.append("fleet_auto_candidates_safety_blocked")
         if GOVERNANCE_EXPIRED_REASON in by_autonomy_reason:
             reasons.append("fleet_auto_candidates_governance_blocked")
+    if mode == SHADOW:
+        reasons.append("fleet_shadow_mode")
+    if any((c["autonomous"].get("shadow") or {}).get("decision") == "execute" for c in unsuppressed):
+        reasons.append("fleet_shadow_would_execute")
     return sorted_unique(reasons)
 
 
@@ -644,8 +712,20 @@ def _history_row(candidate: Mapping[str, Any], state: Mapping[str, Any]) -> Json
         "autonomousRolloutPauseReasons": pause["reasons"],
         "autonomousAutoPauseActive": pause["auto"]["active"],
         "autonomousAutoPauseReasons": pause["auto"]["reasons"],
+        **_shadow_history_fields(autonomous.get("shadow")),
     }
     return {key: value for key, value in row.items() if value is not None}
+
+
+def _shadow_history_fields(shadow: Mapping[str, Any] | None) -> JsonObject:
+    """A shadow decision in the history row: its cooldown and caps are read back from here."""
+    if shadow is None:
+        return {}
+    return {
+        "autonomousShadowDecision": shadow["decision"],
+        _SHADOW_FLAG: shadow["decision"] == "execute",
+        "autonomousShadowReasons": shadow["reasons"],
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -686,8 +766,9 @@ def build_policy_evaluation(
 ) -> PolicyEvaluation:
     """One policy run: candidates, suppression, cooldown, autonomy classification, and the rows to append."""
     policy = _PolicyInputs.read(registry)
+    entries = suppression_rules.read_suppressions(registry.get("policy") or {}, now)
     candidates = _base_candidates(fleet_state)
-    _suppress(candidates, policy.suppressions, history, dedupe_window_seconds, now)
+    _suppress(candidates, suppression_rules.active_suppressions(entries), history, dedupe_window_seconds, now)
     # Unlike the reference, pause metrics are computed even with zero candidates.
     pause = compute_autopause(policy.rollout, handoff_telemetry)
     _classify(
@@ -703,6 +784,7 @@ def build_policy_evaluation(
     state = _build_policy_state(
         policy, fleet_state, candidates, pause, dedupe_window_seconds, trace_id, paths, now
     )
+    _report_suppressions(state, entries, candidates, history, now)
     return PolicyEvaluation(
         state=state,
         governance_event=build_governance_event(
@@ -711,6 +793,25 @@ def build_policy_evaluation(
         history_rows=[_history_row(candidate, state) for candidate in candidates],
         telemetry_row=_policy_telemetry_row(state),
     )
+
+
+def _report_suppressions(
+    state: JsonObject,
+    entries: Sequence[suppression_rules.Suppression],
+    candidates: Sequence[JsonObject],
+    history: Sequence[Any],
+    now: dt.datetime,
+) -> None:
+    """Each suppression's terms, state and what it hid (``suppressionState.entries``), with reason codes."""
+    hidden = suppression_rules.count_hidden(entries, candidates, history, now)
+    state["suppressionState"]["entries"] = suppression_rules.build_suppression_report(entries, hidden)
+    states = {s.state for s in entries}
+    for state_name, code in (
+        ("expired", "fleet_suppressions_expired"),
+        ("expiring", "fleet_suppressions_expiring"),
+    ):
+        if state_name in states:
+            state["reasonCodes"].append(code)
 
 
 def _suppress(

@@ -1,5 +1,10 @@
 """Promotion gates: five deterministic checks that decide ``promote`` or ``hold`` (promotion §1, §2).
 
+Beyond the contract, a sixth gate, ``shadow_agreement``, joins them when the policy has an
+``autonomous.shadow`` block: the shadow decisions' agreement with people over the rolling window
+must reach ``minAgreementRate`` on at least ``minSampleSize`` resolved decisions before a canary
+expands into guarded_auto (``core.fleet.shadow_agreement``; docs/divergences.md).
+
 The evaluator never changes policy; it reports. Missing or unreadable evidence fails closed
 (hold), and each failing gate names its reasons. Inputs are already-read values (the fleet
 status document, the handoff telemetry text, the drill evidence text) plus ``now``; the output is
@@ -21,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from superloop_ops.core.common.jsonutil import JsonObject, format_ts, parse_ts
+from superloop_ops.core.fleet import shadow_agreement
 from superloop_ops.errors import ContractError
 
 __all__ = [
@@ -29,6 +35,7 @@ __all__ = [
     "REQUIRED_DRILLS",
     "REQUIRED_GOVERNANCE_CODES",
     "REQUIRED_SUPPRESSION_PATHS",
+    "SHADOW_GATE",
     "DrillEvidence",
     "EvidenceState",
     "GateResult",
@@ -36,12 +43,14 @@ __all__ = [
     "GateThresholds",
     "HandoffEvidence",
     "PromotionEvaluation",
+    "ShadowEvidence",
     "build_ci_skip_result",
     "build_ci_skip_summary",
     "build_ci_summary",
     "build_drill_evidence",
     "build_handoff_evidence",
     "build_promotion_evaluation",
+    "build_shadow_evidence",
     "compute_gates",
     "parse_json_stream",
     "parse_rate",
@@ -64,6 +73,9 @@ GATE_ORDER = (
     ("safety_suppression", "safetySuppression"),
     ("drill_recency", "drillRecency"),
 )
+
+SHADOW_GATE = ("shadow_agreement", "shadowAgreement")
+"""The sixth gate's (failedGates name, key under ``gates``): evaluated last, only when configured."""
 
 EvidenceState = Literal["ok", "missing", "invalid"]
 
@@ -198,6 +210,33 @@ def build_handoff_evidence(text: str | None) -> HandoffEvidence:
         return HandoffEvidence("ok", tuple(parse_json_stream(text)))
     except ValueError:
         return HandoffEvidence("invalid")
+
+
+@dataclasses.dataclass(frozen=True)
+class ShadowEvidence:
+    """The shadow ledger (``shadow-state.json``) and the policy's shadow settings."""
+
+    state: EvidenceState
+    config: shadow_agreement.ShadowConfig
+    decisions: tuple[Any, ...] = ()
+
+
+def build_shadow_evidence(registry: Any, text: str | None) -> ShadowEvidence | None:
+    """None when the policy has no ``autonomous.shadow`` block (no gate); ``text`` None is missing."""
+    policy = _field(registry, "policy")
+    config = shadow_agreement.ShadowConfig.read(policy if isinstance(policy, Mapping) else None)
+    if not config.gate_required:
+        return None
+    if text is None:
+        return ShadowEvidence("missing", config)
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return ShadowEvidence("invalid", config)
+    decisions = _field(document, "decisions")
+    if not isinstance(decisions, list):
+        return ShadowEvidence("invalid", config)
+    return ShadowEvidence("ok", config, tuple(d for d in decisions if isinstance(d, Mapping)))
 
 
 def build_drill_evidence(text: str | None) -> DrillEvidence:
@@ -418,23 +457,37 @@ def _drill_gate(evidence: DrillEvidence, thresholds: GateThresholds, now: dt.dat
     )
 
 
+def _shadow_gate(evidence: ShadowEvidence, now: dt.datetime) -> GateResult:
+    """shadow_agreement: the figures are recomputed at ``now`` from the ledger's decisions."""
+    agreement = (
+        shadow_agreement.compute_agreement(evidence.decisions, evidence.config, now)
+        if evidence.state == "ok"
+        else None
+    )
+    reasons, detail = shadow_agreement.evaluate_shadow_gate(evidence.config, agreement, evidence.state)
+    return GateResult(*SHADOW_GATE, tuple(reasons), detail)
+
+
 def compute_gates(
     status: Any,
     handoff: HandoffEvidence,
     drills: DrillEvidence,
     thresholds: GateThresholds,
     now: dt.datetime,
+    shadow: ShadowEvidence | None = None,
 ) -> tuple[GateResult, ...]:
-    """The five gates in ``GATE_ORDER``; ``now`` is the document's ``generatedAt`` instant."""
+    """The five gates in ``GATE_ORDER`` (then shadow_agreement when configured); ``now`` is the
+    document's ``generatedAt`` instant."""
     autonomous = _coalesce(_field(status, "autonomous"), {})
     now = now.replace(microsecond=0)
-    return (
+    gates = (
         _governance_gate(autonomous),
         _reliability_gate(handoff, thresholds),
         _manual_backlog_gate(autonomous, thresholds),
         _safety_gate(autonomous),
         _drill_gate(drills, thresholds, now),
     )
+    return gates if shadow is None else (*gates, _shadow_gate(shadow, now))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -465,9 +518,10 @@ def build_promotion_evaluation(
     sources: GateSources,
     trace_id: str,
     now: dt.datetime,
+    shadow: ShadowEvidence | None = None,
 ) -> PromotionEvaluation:
     """Evaluate the gates and build the promotion decision document (promotion §1.4, §1.5)."""
-    gates = compute_gates(status, handoff, drills, thresholds, now)
+    gates = compute_gates(status, handoff, drills, thresholds, now, shadow)
     failed = tuple(gate.name for gate in gates if not gate.passed)
     codes = tuple(sorted({reason for gate in gates for reason in gate.reasons}))
     decision: Literal["promote", "hold"] = "hold" if failed else "promote"

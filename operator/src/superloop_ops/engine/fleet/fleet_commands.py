@@ -679,7 +679,7 @@ def plan_handoff(
     for path in (paths.handoff_state_file, paths.handoff_telemetry_file):
         path.parent.mkdir(parents=True, exist_ok=True)
     mode = policy.get("mode") or "advisory"
-    if mode not in ("advisory", policy_rules.GUARDED_AUTO):
+    if mode not in ("advisory", policy_rules.SHADOW, policy_rules.GUARDED_AUTO):
         raise ContractError(f"unsupported policy mode: {mode}")
     if options.autonomous_execute and mode != policy_rules.GUARDED_AUTO:
         raise ContractError("--autonomous-execute requires policy mode guarded_auto")

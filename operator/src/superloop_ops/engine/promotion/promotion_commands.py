@@ -68,6 +68,7 @@ class PromotionPaths:
     def default(self, name: str) -> str:
         relative = {
             "registry_file": "registry.v1.json",
+            "shadow_state_file": "shadow-state.json",
             "handoff_telemetry_file": "telemetry/handoff.jsonl",
             "drill_state_file": "drills/promotion.v1.json",
             "promotion_state_file": "promotion-state.json",
@@ -208,6 +209,10 @@ class GatesOptions:
     promotion_state_file: str | None = None
     promotion_telemetry_file: str | None = None
     trace_id: str | None = None
+    registry_file: str | None = None
+    """The registry whose ``policy.autonomous.shadow`` block adds the shadow_agreement gate."""
+    shadow_state_file: str | None = None
+    """The shadow ledger the shadow_agreement gate reads."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,6 +237,16 @@ def _load_status_file(path: str) -> Any:
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise ContractError(f"invalid fleet status JSON: {path}") from exc
     return value
+
+
+def _read_shadow_evidence(
+    paths: PromotionPaths, options: GatesOptions
+) -> promotion_gates.ShadowEvidence | None:
+    """The shadow ledger, when the registry's policy asks for the shadow_agreement gate."""
+    registry = files.read_json(Path(paths.pick("registry_file", options.registry_file)))
+    ledger = Path(paths.pick("shadow_state_file", options.shadow_state_file))
+    text = ledger.read_text(encoding="utf-8") if ledger.is_file() else None
+    return promotion_gates.build_shadow_evidence(registry, text)
 
 
 def run_promotion_gates(
@@ -276,6 +291,7 @@ def run_promotion_gates(
         sources=sources,
         trace_id=trace_id,
         now=clk.now(),
+        shadow=_read_shadow_evidence(paths, options),
     )
     files.write_json_atomic(Path(sources.promotion_state_file), evaluation.document)
     files.append_jsonl(Path(sources.promotion_telemetry_file), [evaluation.document])
