@@ -56,7 +56,10 @@ def _events(first: int, count: int) -> list[str]:
         iteration = index // per_iteration + 1
         step = index % per_iteration
         row: dict[str, object] = {
-            "timestamp": _ts(index), "loop_id": LOOP, "run_id": "run-1", "iteration": iteration,
+            "timestamp": _ts(index),
+            "loop_id": LOOP,
+            "run_id": "run-1",
+            "iteration": iteration,
         }
         if step == 0:
             row["event"] = "iteration_start"
@@ -103,8 +106,15 @@ def build_repo(root: Path, events: int, summary_entries: int | None = None) -> P
     (loop_dir / "run-summary.json").write_text(json.dumps(summary))
     last = _ts(events)
     (loop_dir / "heartbeat.v1.json").write_text(
-        json.dumps({"schemaVersion": "v1", "loopId": LOOP, "runId": "run-1", "timestamp": last,
-                    "iteration": iterations})
+        json.dumps(
+            {
+                "schemaVersion": "v1",
+                "loopId": LOOP,
+                "runId": "run-1",
+                "timestamp": last,
+                "iteration": iterations,
+            }
+        )
     )
     (repo / ".superloop" / "state.json").write_text(
         json.dumps({"active": True, "current_loop_id": LOOP, "iteration": iterations, "updated_at": last})
@@ -199,10 +209,13 @@ def main() -> int:
         inproc_fixed = in_process_incremental(fixed_repo, size)
         shutil.rmtree(fixed_repo)
         rows.append((size, first, incr, inproc, inproc_fixed, rss))
-        print(f"ours  N={size:>7}: first {first:7.3f}s  incr(+100) {incr:6.3f}s  "
-              f"incr in-process {inproc * 1000:6.1f}ms "
-              f"(summary of 100 entries: {inproc_fixed * 1000:6.1f}ms)  "
-              f"peak RSS {rss / 1024:6.1f} MiB", flush=True)
+        print(
+            f"ours  N={size:>7}: first {first:7.3f}s  incr(+100) {incr:6.3f}s  "
+            f"incr in-process {inproc * 1000:6.1f}ms "
+            f"(summary of 100 entries: {inproc_fixed * 1000:6.1f}ms)  "
+            f"peak RSS {rss / 1024:6.1f} MiB",
+            flush=True,
+        )
 
     ref_points: list[tuple[int, float]] = []
     if ref_dir is not None:
@@ -213,8 +226,10 @@ def main() -> int:
             shutil.rmtree(repo)
             print(f"ref   N={size:>7}: first {elapsed:7.1f}s", flush=True)
 
-    print("\n| events | ours first pass | ours incremental (+100) | in-process incr | in-process incr, "
-          "100-entry summary | peak RSS | reference first pass | ratio |")
+    print(
+        "\n| events | ours first pass | ours incremental (+100) | in-process incr | in-process incr, "
+        "100-entry summary | peak RSS | reference first pass | ratio |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     slope, intercept = fit_line(ref_points) if len(ref_points) >= 2 else (0.0, 0.0)
     measured = dict(ref_points)
@@ -226,12 +241,16 @@ def main() -> int:
             ref_cell, ratio_cell = f"~{estimate:.0f}s (fit)", f"~{estimate / first:.0f}x"
         else:
             ref_cell, ratio_cell = "n/a", "n/a"
-        print(f"| {size} | {first:.3f}s | {incr:.3f}s | {inproc * 1000:.1f}ms | {inproc_fixed * 1000:.1f}ms "
-              f"| {rss / 1024:.1f} MiB "
-              f"| {ref_cell} | {ratio_cell} |")
+        print(
+            f"| {size} | {first:.3f}s | {incr:.3f}s | {inproc * 1000:.1f}ms | {inproc_fixed * 1000:.1f}ms "
+            f"| {rss / 1024:.1f} MiB "
+            f"| {ref_cell} | {ratio_cell} |"
+        )
     if ref_points:
-        print(f"\nreference fit: {slope:.3f} s/event + {intercept:.2f} s "
-              f"(from {', '.join(f'{n}:{t:.1f}s' for n, t in ref_points)})")
+        print(
+            f"\nreference fit: {slope:.3f} s/event + {intercept:.2f} s "
+            f"(from {', '.join(f'{n}:{t:.1f}s' for n, t in ref_points)})"
+        )
     return 0
 
 

@@ -23,14 +23,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from e2e.harness import controlplane
-from e2e.harness.cluster import Cluster
+from e2e.harness.cluster import CRD_DIRS, Cluster, cluster_of, find_tool, install_crds
 from e2e.harness.node import Node, build_images
 
-REPO = Path(__file__).resolve().parent.parent
-CRD_DIRS = (REPO / "crds", REPO / "helm" / "superloop-ops" / "crds")
 E2E_DIR = Path(__file__).resolve().parent
 
 
@@ -68,16 +65,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [item for item in items if not item.get_closest_marker("node")]
 
 
-def _tool(name: str, bin_dir: Path) -> str | None:
-    built = bin_dir / name
-    if os.access(built, os.X_OK):
-        return str(built)
-    return shutil.which(name)
-
-
 def _external_cluster(kubeconfig: str, workdir: Path) -> Cluster:
     bin_dir = controlplane.fetch_bin_dir()
-    kubectl, helm = _tool("kubectl", bin_dir), _tool("helm", bin_dir)
+    kubectl, helm = find_tool("kubectl", bin_dir), find_tool("helm", bin_dir)
     if kubectl is None or helm is None:
         pytest.fail(
             f"KUBECONFIG={kubeconfig} is set but kubectl/helm are missing; "
@@ -95,30 +85,6 @@ def _external_cluster(kubeconfig: str, workdir: Path) -> Cluster:
     return cluster
 
 
-def _crd_names(path: Path) -> list[str]:
-    return [
-        str(doc["metadata"]["name"])
-        for doc in yaml.safe_load_all(path.read_text())
-        if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition"
-    ]
-
-
-def _install_crds(cluster: Cluster) -> None:
-    """Server-side apply every CRD we ship and wait until each is Established."""
-    names: list[str] = []
-    for directory in CRD_DIRS:
-        for path in sorted(directory.glob("*.yaml")):
-            cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-            names.extend(_crd_names(path))
-    if names:
-        cluster.kubectl(
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            *[f"crd/{name}" for name in sorted(set(names))],
-        )
-
-
 @pytest.fixture(scope="session")
 def _cluster_and_node(request: pytest.FixtureRequest) -> Iterator[tuple[Cluster, Node | None]]:
     """The cluster for this run with our CRDs installed, and its node when the session has one."""
@@ -128,7 +94,7 @@ def _cluster_and_node(request: pytest.FixtureRequest) -> Iterator[tuple[Cluster,
         external = os.environ.get("KUBECONFIG")
         if external:
             handle = _external_cluster(external, workdir)
-            _install_crds(handle)
+            install_crds(handle, CRD_DIRS)
             yield handle, None
             return
         with_node = node_enabled(request.config)
@@ -144,15 +110,8 @@ def _cluster_and_node(request: pytest.FixtureRequest) -> Iterator[tuple[Cluster,
             )
         plane = controlplane.ControlPlane(workdir=workdir / "controlplane", bin_dir=bin_dir, node=with_node)
         with plane:
-            handle = Cluster(
-                kubeconfig=plane.kubeconfig,
-                kubectl_bin=str(plane.kubectl_path),
-                helm_bin=str(plane.helm_path),
-                workdir=workdir,
-                contexts={ident.name: ident.name for ident in plane.identities},
-                restart_component=plane.restart,
-            )
-            _install_crds(handle)
+            handle = cluster_of(plane, workdir)
+            install_crds(handle, CRD_DIRS)
             if not with_node:
                 yield handle, None
                 return

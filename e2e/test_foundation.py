@@ -192,6 +192,33 @@ def test_helm_template_renders_a_hardened_single_writer_deployment(cluster: Clus
     assert not [d for d in docs if d["kind"] in ("ServiceMonitor", "PrometheusRule")]
 
 
+def test_helm_template_shards(cluster: Cluster) -> None:
+    """Issue 12: shards=3 renders one Deployment, state claim and peering per shard, each pod with
+    SUPERLOOP_SHARD=i/3 and the shard in its selector; one shard keeps the unsuffixed names."""
+    docs = _render(cluster, "shards=3", "watch.allNamespaces=false", "watch.namespaces={team-a}")
+    deployments = sorted((d for d in docs if d["kind"] == "Deployment"), key=lambda d: d["metadata"]["name"])
+    assert [d["metadata"]["name"] for d in deployments] == [f"rel-superloop-ops-shard-{i}" for i in range(3)]
+    for index, deployment in enumerate(deployments):
+        assert deployment["spec"]["selector"]["matchLabels"]["ops.superloop.dev/shard"] == str(index)
+        pod = deployment["spec"]["template"]["spec"]
+        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+        assert env["SUPERLOOP_SHARD"] == f"{index}/3"
+        assert env["SUPERLOOP_PEERING"] == f"superloop-ops-shard-{index}"
+        assert f"--peering=superloop-ops-shard-{index}" in pod["containers"][0]["args"]
+        (state,) = [v for v in pod["volumes"] if v["name"] == "state"]
+        assert state["persistentVolumeClaim"]["claimName"] == f"rel-superloop-ops-state-shard-{index}"
+    claims = sorted(d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim")
+    assert claims == [f"rel-superloop-ops-state-shard-{i}" for i in range(3)]
+    peerings = sorted(d["metadata"]["name"] for d in docs if d["kind"] == "KopfPeering")
+    assert peerings == [f"superloop-ops-shard-{i}" for i in range(3)]
+    single = _render(cluster)
+    (deployment,) = [d for d in single if d["kind"] == "Deployment"]
+    assert deployment["metadata"]["name"] == "rel-superloop-ops"
+    env = {e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "SUPERLOOP_SHARD" not in env
+    assert cluster.helm("template", "x", str(CHART), "--set", "shards=0", check=False).returncode != 0
+
+
 def test_helm_template_probe_values(cluster: Cluster) -> None:
     """Each probe's timings come from values; a probe can be dropped; bad timings fail the schema."""
     docs = _render(
@@ -701,3 +728,38 @@ def _operator(
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait(timeout=10)
+
+
+def test_mirrored_status_documents_are_tracked_whole_in_managed_fields(
+    cluster: Cluster, namespace: str
+) -> None:
+    """Issue 12 (memory): the status writer's managedFields entry names each mirrored journal
+    document, not every key inside it (it was ~6 KB of a ~15 KB Loop, and the operator keeps every
+    Loop's body in memory); a merge patch into one of them still merges key by key."""
+    loop = {
+        "apiVersion": "ops.superloop.dev/v1alpha1",
+        "kind": "Loop",
+        "metadata": {"name": "mf-loop", "namespace": namespace},
+        "spec": {"loopId": "mf-loop", "transport": "local", "source": {"pvc": {"claimName": "c"}}},
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(loop))
+    health = {"status": "healthy", "metrics": {"ingestLagSeconds": 1, "heartbeatLagSeconds": 2}}
+    for patch in (
+        {"status": {"health": health}},
+        {"status": {"health": {"metrics": {"ingestLagSeconds": 5}}}},
+    ):
+        cluster.kubectl(
+            "patch", "loop", "mf-loop", "-n", namespace, "--subresource=status", "--type=merge",
+            "-p", json.dumps(patch),
+        )  # fmt: skip
+    body = json.loads(
+        cluster.kubectl(
+            "get", "loop", "mf-loop", "-n", namespace, "-o", "json", "--show-managed-fields"
+        ).stdout
+    )
+    assert body["status"]["health"] == {
+        "status": "healthy",
+        "metrics": {"ingestLagSeconds": 5, "heartbeatLagSeconds": 2},
+    }
+    (entry,) = [m for m in body["metadata"]["managedFields"] if m.get("subresource") == "status"]
+    assert entry["fieldsV1"]["f:status"]["f:health"] == {}

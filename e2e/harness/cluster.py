@@ -11,14 +11,21 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["TEST_USERS", "Cluster", "CommandError"]
+import yaml
+
+from e2e.harness.controlplane import ControlPlane
+
+__all__ = ["CRD_DIRS", "TEST_USERS", "Cluster", "CommandError", "cluster_of", "find_tool", "install_crds"]
 
 TEST_USERS = ("alice", "bob")
+_REPO = Path(__file__).resolve().parent.parent.parent
+CRD_DIRS = (_REPO / "crds", _REPO / "helm" / "superloop-ops" / "crds")
 
 
 class CommandError(AssertionError):
@@ -101,3 +108,47 @@ class Cluster:
         if check and result.returncode != 0:
             raise CommandError(argv, result)
         return result
+
+
+def find_tool(name: str, bin_dir: Path) -> str | None:
+    """The built binary in ``bin_dir`` when there, else the one on PATH (None when neither)."""
+    built = bin_dir / name
+    if os.access(built, os.X_OK):
+        return str(built)
+    return shutil.which(name)
+
+
+def _crd_names(path: Path) -> list[str]:
+    return [
+        str(doc["metadata"]["name"])
+        for doc in yaml.safe_load_all(path.read_text())
+        if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition"
+    ]
+
+
+def install_crds(cluster: Cluster, directories: Iterable[Path] = CRD_DIRS) -> None:
+    """Server-side apply every CRD in ``directories`` and wait until each is Established."""
+    names: list[str] = []
+    for directory in directories:
+        for path in sorted(directory.glob("*.yaml")):
+            cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+            names.extend(_crd_names(path))
+    if names:
+        cluster.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            *[f"crd/{name}" for name in sorted(set(names))],
+        )
+
+
+def cluster_of(plane: ControlPlane, workdir: Path) -> Cluster:
+    """The handle on a started control plane of ours (identities are its kubeconfig contexts)."""
+    return Cluster(
+        kubeconfig=plane.kubeconfig,
+        kubectl_bin=str(plane.kubectl_path),
+        helm_bin=str(plane.helm_path),
+        workdir=workdir,
+        contexts={ident.name: ident.name for ident in plane.identities},
+        restart_component=plane.restart,
+    )

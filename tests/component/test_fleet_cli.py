@@ -1487,3 +1487,20 @@ def test_retry_drill_manual_execution_after_ambiguous_runs_control_again(
     assert manual["intents"][0]["status"] == "executed"
     assert "retryGuards" not in manual
     assert not (tmp_path / ".superloop" / "state.json").exists()
+
+
+def test_status_reads_only_the_tail_of_a_long_telemetry_log(tmp_path: Path, cli: CliRun) -> None:
+    """Issue 12: the status surface needs the latest telemetry row; it read the whole log (which
+    grows by a row every pass, forever) and lost the row when an old part of the log did not
+    decode (a torn write long ago)."""
+    write_runtime(tmp_path, "loop-a")
+    registry = {"schemaVersion": "v1", "loops": [{"loopId": "loop-a"}]}
+    write_json(fleet_dir(tmp_path) / "registry.v1.json", registry)
+    code, _, err = cli("fleet", "reconcile", "--repo", str(tmp_path))
+    assert code == 0, err
+    telemetry = fleet_dir(tmp_path) / "telemetry" / "reconcile.jsonl"
+    latest = telemetry.read_bytes()
+    telemetry.write_bytes(b'{"status": "old", "note": "\xff\xfe torn"}\n' * 1000 + latest)
+    code, status, err = cli("fleet", "status", "--repo", str(tmp_path))
+    assert code == 0, err
+    assert status["latestTelemetry"]["status"] == "success"

@@ -4,13 +4,14 @@ control engine, the real Loop and HandoffIntent handlers, an in-memory API serve
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from helpers.operator_fakes import SIM_RUNTIME, FakeEdge, build_context, build_frozen_clock
+from helpers.operator_fakes import SIM_RUNTIME, FakeEdge, WatchedMembers, build_context, build_frozen_clock
 from superloop_ops.clock import FrozenClock
 from superloop_ops.controllers import fleet_controller, fleet_objects
 from superloop_ops.core.common.jsonutil import format_ts
@@ -141,6 +142,7 @@ def test_fleet_materialises_owned_loops_and_rolls_up_their_status(
     repos = _sims(tmp_path, clock, "running", "stopped")
     ctx = _context(tmp_path, edge, clock, {"c-run": repos["running-x-1"], "c-stop": repos["stopped-x-1"]})
     deps = build_fleet_deps(ctx, edge)
+    deps.members = WatchedMembers(edge)
     edge.add("policies-unused", {"metadata": {"name": "x"}})
     edge.add("fleetpolicies", _policy("advice", clock, mode="advisory"))
     loops = [
@@ -243,6 +245,7 @@ def _drill_setup(
         pvcs[f"claim-{index}"] = repos[-1]
     ctx = _context(tmp_path, edge, clock, pvcs)
     deps = build_fleet_deps(ctx, edge)
+    deps.members = WatchedMembers(edge)
     edge.add("fleetpolicies", policy)
     loops = [_local(f"red{i}-1", f"claim-{i}") for i in range(count)]
     edge.add("fleets", _fleet("drill", loops, policy=policy["metadata"]["name"]))
@@ -513,6 +516,7 @@ def test_loop_ref_entries_use_existing_loops_without_owning_them(
 ) -> None:
     ctx = _context(tmp_path, edge, clock, {})
     deps = build_fleet_deps(ctx, edge)
+    deps.members = WatchedMembers(edge)
     edge.add(
         "loops",
         {
@@ -651,3 +655,98 @@ def test_fleet_metrics_count_candidates_by_category_and_suppression_and_autonomo
     assert {frozenset(dict(labels)) for labels in _fleet_samples(ctx, AUTONOMOUS)} == {
         frozenset(AUTONOMOUS_LABELS)
     }
+
+
+def _labelled_loop(name: str, labels: dict[str, str], status: dict[str, Any] | None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": GROUP_VERSION,
+        "kind": "Loop",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "loopId": f"id-{name}",
+            "transport": "sprite_service",
+            "service": {"baseUrl": "http://127.0.0.1:9"},
+        },
+    }
+    if status is not None:
+        body["status"] = status
+    return body
+
+
+def _selector_fleet(name: str) -> dict[str, Any]:
+    body = _fleet(name, [])
+    del body["spec"]["loops"]
+    body["spec"]["selector"] = {
+        "matchLabels": {"team": "a"},
+        "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["canary"]}],
+    }
+    return body
+
+
+def test_selector_fleet_holds_the_matching_loops_read_from_the_watch_not_a_list(
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
+) -> None:
+    """Issue 12: membership by label selector; members come from the watch-kept index (no LIST)."""
+    ctx = _context(tmp_path, edge, clock, {})
+    deps = build_fleet_deps(ctx, edge)
+    deps.members = WatchedMembers(edge)
+    for i in range(600):  # more than an explicit list may hold
+        edge.add("loops", _labelled_loop(f"a-{i:03d}", {"team": "a"}, _ok_status()))
+    edge.add("loops", _labelled_loop("canary", {"team": "a", "tier": "canary"}, _ok_status()))
+    edge.add("loops", _labelled_loop("other", {"team": "b"}, _failed_status()))
+    edge.add("fleets", _selector_fleet("sel"))
+    report = _pass(edge, ctx, deps, "sel")
+    assert report.ran
+    status = edge.get("fleets", "sel")["status"]
+    assert status["loopCount"] == 600
+    assert status["failedLoopCount"] == 0
+    assert edge.lists["loops"] == 0
+    registry = json.loads((_fleet_dir(tmp_path, "sel") / "registry.v1.json").read_text())
+    assert [loop["loopId"] for loop in registry["loops"]][:2] == ["id-a-000", "id-a-001"]
+    assert "id-canary" not in {loop["loopId"] for loop in registry["loops"]}
+
+
+def test_fleet_pass_with_nothing_changed_writes_nothing_and_a_changed_loop_runs_it_again(
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
+) -> None:
+    """Issue 12: an idle fleet pass costs no journal write and no status write; a member's new
+    outcome, or the refresh period, brings the full pass back."""
+    ctx = _context(tmp_path, edge, clock, {})
+    deps = build_fleet_deps(ctx, edge)
+    deps.members = WatchedMembers(edge)
+    for i in range(3):
+        edge.add("loops", _labelled_loop(f"a-{i}", {"team": "a"}, _ok_status()))
+    edge.add("fleets", _selector_fleet("sel"))
+    assert _pass(edge, ctx, deps, "sel").ran
+    state_file = _fleet_dir(tmp_path, "sel") / "state.json"
+    written = state_file.stat().st_mtime_ns
+    patches = len(edge.status_patches)
+    clock.advance(30)
+    idle = _pass(edge, ctx, deps, "sel")
+    assert idle.unchanged
+    assert not idle.ran
+    assert len(edge.status_patches) == patches
+    assert state_file.stat().st_mtime_ns == written
+    edge.get("loops", "a-1")["status"] = _failed_status()
+    changed = _pass(edge, ctx, deps, "sel")
+    assert changed.ran
+    assert edge.get("fleets", "sel")["status"]["failedLoopCount"] == 1
+    clock.advance(ctx.settings.status_refresh_seconds)
+    assert _pass(edge, ctx, deps, "sel").ran  # the refresh period is over: a full pass again
+
+
+def test_owned_loop_created_but_not_yet_seen_by_the_watch_is_not_refused(
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
+) -> None:
+    """The watch may not show an owned Loop the last pass created: its create conflicts, and the
+    pass must recognise its own Loop instead of calling it foreign."""
+    repos = _sims(tmp_path, clock, "running")
+    ctx = _context(tmp_path, edge, clock, {"c-run": repos["running-x-1"]})
+    deps = build_fleet_deps(ctx, edge)
+    deps.members = {}  # the watch has shown nothing yet
+    edge.add("fleets", _fleet("own", [_local("running-x-1", "c-run")]))
+    first = _pass(edge, ctx, deps, "own")
+    assert first.blocked_reason == "loops_pending"
+    second = _pass(edge, ctx, deps, "own")
+    assert second.blocked_reason == "loops_pending"
+    assert second.error is None

@@ -19,7 +19,7 @@ from test_promotion_handler import FLEET as PROMOTION_FLEET
 from test_promotion_handler import POLICY as PROMOTION_POLICY
 from test_promotion_handler import Env as PromotionEnv
 
-from helpers.operator_fakes import FakeEdge, build_context, build_frozen_clock
+from helpers.operator_fakes import FakeEdge, WatchedMembers, build_context, build_frozen_clock
 from superloop_ops.cli import main as cli_main
 from superloop_ops.clock import FrozenClock
 from superloop_ops.controllers import fleet_controller, fleet_objects, promotion_apply_controller
@@ -68,6 +68,7 @@ def _setup(
         pvcs[f"claim-{index}"] = repos[-1]
     ctx = build_context(tmp_path, edge, clock, pvcs, control_confirm_timeout_seconds=4, sleep=clock.sleep)
     deps = build_fleet_deps(ctx, edge)
+    deps.members = WatchedMembers(edge)
     edge.add("fleetpolicies", _policy(0.6))
     loops = [
         {"loopId": loop_id, "transport": "local", "source": {"pvc": {"claimName": f"claim-{i}"}}}

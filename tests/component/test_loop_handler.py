@@ -182,6 +182,142 @@ def test_replay_annotation_is_handled_once(tmp_path: Path, edge: FakeEdge, clock
     assert edge.reasons("l4").count("ReplayedFromStart") == 1
 
 
+def test_unchanged_passes_issue_no_get_and_no_patch(
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
+) -> None:
+    """Issue 12: a pass works from the watched body; when nothing changed it sends nothing."""
+    _, repo = _sim(tmp_path, clock, "running", 4)
+    ctx = _context(tmp_path, edge, clock, **{"claim-a": repo})
+    edge.add("loops", _loop("quiet", "running-1"))
+    for _ in range(3):  # the first passes settle the transition and sequence blocks
+        loop_handlers.reconcile_loop(edge.get("loops", "quiet"), ctx)
+        clock.advance(5)
+    patches, gets = len(edge.status_patches), edge.gets
+    for _ in range(5):
+        clock.advance(5)
+        assert not loop_handlers.reconcile_loop(edge.get("loops", "quiet"), ctx).status_written
+    assert (len(edge.status_patches), edge.gets) == (patches, gets)
+    assert gets == 0
+
+
+def _journal_stamps(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(f): (f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(root.rglob("*")) if f.is_file()}
+
+
+def test_idle_periodic_pass_writes_nothing_until_something_changes_or_is_due(
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
+) -> None:
+    """Issue 12: a periodic pass over unchanged artifacts is a few stat() calls: no journal
+    write, no API call; an appended event, a spec change or a lag reaching its threshold makes
+    the next pass a full one."""
+    sim, repo = _sim(tmp_path, clock, "running", 4)
+    ctx = _context(tmp_path, edge, clock, **{"claim-a": repo})
+    edge.add("loops", _loop("idle", "running-1"))
+    assert loop_handlers.reconcile_loop(edge.get("loops", "idle"), ctx).outcome == "success"
+    journal = tmp_path / "state" / NS
+    before = (_journal_stamps(journal), len(edge.status_patches), edge.gets, len(edge.events))
+    for _ in range(3):
+        clock.advance(5)
+        assert loop_handlers.reconcile_loop(edge.get("loops", "idle"), ctx, force=False).outcome == "idle"
+    assert (_journal_stamps(journal), len(edge.status_patches), edge.gets, len(edge.events)) == before
+    assert 'superloop_ops_loop_idle_passes_total{namespace="team-a"} 3.0' in ctx.metrics.render().decode()
+
+    sim.run(1)  # the runtime appends an event: a full pass
+    appended = loop_handlers.reconcile_loop(edge.get("loops", "idle"), ctx, force=False)
+    assert appended.outcome == "success"
+    lines = len((repo / ".superloop" / "loops" / "running-1" / "events.jsonl").read_text().splitlines())
+    assert edge.get("loops", "idle")["status"]["cursor"]["eventLineCount"] == lines == 5
+
+    edge.get("loops", "idle")["metadata"]["generation"] = 2  # a spec change: a full pass
+    assert loop_handlers.reconcile_loop(edge.get("loops", "idle"), ctx, force=False).outcome == "success"
+    assert loop_handlers.reconcile_loop(edge.get("loops", "idle"), ctx, force=False).outcome == "idle"
+
+    clock.advance(301)  # the lags reach the degraded ingest lag (300 s): due
+    due = loop_handlers.reconcile_loop(edge.get("loops", "idle"), ctx, force=False)
+    assert due.outcome == "success"
+    assert edge.get("loops", "idle")["status"]["health"]["metrics"]["ingestLagSeconds"] >= 300
+
+
+def test_a_pass_does_not_parse_the_status(tmp_path: Path, edge: FakeEdge, clock: FrozenClock) -> None:
+    """The pass reads spec and metadata; a stored status the model would reject (left by another
+    version) neither blocks it nor costs a parse every pass."""
+    _, repo = _sim(tmp_path, clock, "running", 4)
+    ctx = _context(tmp_path, edge, clock, **{"claim-a": repo})
+    body = edge.add("loops", _loop("odd", "running-1"))
+    body["status"] = {"conditions": "not a list", "observedGeneration": "x"}
+    report = loop_handlers.reconcile_loop(edge.get("loops", "odd"), ctx)
+    assert report.outcome == "success"
+    assert edge.get("loops", "odd")["status"]["lifecycle"] == "running"
+
+
+def test_periodic_passes_keep_due_times() -> None:
+    """A pass that took 3 s does not push the next one 3 s later; a backlog runs at once; a
+    dependency error retries sooner."""
+    assert loop_handlers.compute_next_due(100.0, 30.0, 103.0, None) == 130.0
+    assert loop_handlers.compute_next_due(100.0, 30.0, 140.0, None) == 140.0
+    assert loop_handlers.compute_next_due(100.0, 30.0, 103.0, 15.0) == 118.0
+
+
+def test_stale_body_conflicts_then_is_read_again(tmp_path: Path, edge: FakeEdge, clock: FrozenClock) -> None:
+    """A body older than the stored object (a watch event not yet seen) is caught by the patch's
+    resourceVersion; the pass reads the object once and writes on the fresh version."""
+    sim, repo = _sim(tmp_path, clock, "running", 4)
+    ctx = _context(tmp_path, edge, clock, **{"claim-a": repo})
+    edge.add("loops", _loop("racy", "running-1"))
+    loop_handlers.reconcile_loop(edge.get("loops", "racy"), ctx)
+    stale = json.loads(json.dumps(edge.get("loops", "racy")))
+    edge.patch_annotations(loop_handlers.loop_ref(stale), {"example.com/touched": "yes"})
+    sim.run(3)
+    clock.advance(5)
+    report = loop_handlers.reconcile_loop(stale, ctx)
+    assert report.status_written
+    assert (edge.conflicts, edge.gets) == (1, 1)
+    assert edge.get("loops", "racy")["status"]["cursor"] == report.status["cursor"]
+
+
+def test_an_object_that_keeps_changing_still_gets_its_status(
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
+) -> None:
+    """While kopf patches its annotations around a create, each fresh read can be outdated by
+    the time the patch arrives; the last attempt goes without the precondition."""
+    sim, repo = _sim(tmp_path, clock, "running", 4)
+    ctx = _context(tmp_path, edge, clock, **{"claim-a": repo})
+    edge.add("loops", _loop("busy", "running-1"))
+    loop_handlers.reconcile_loop(edge.get("loops", "busy"), ctx)
+    stale = json.loads(json.dumps(edge.get("loops", "busy")))
+    edge.patch_annotations(loop_handlers.loop_ref(stale), {"example.com/touched": "yes"})
+    edge.churn = 5
+    sim.run(3)
+    clock.advance(5)
+    report = loop_handlers.reconcile_loop(stale, ctx)
+    assert report.status_written
+    assert edge.conflicts == 2
+    assert edge.get("loops", "busy")["status"]["cursor"] == report.status["cursor"]
+
+
+def test_replay_on_a_stale_body_runs_once(tmp_path: Path, edge: FakeEdge, clock: FrozenClock) -> None:
+    """A replay request the stored status already records as handled does not run again even
+    when the pass gets a body from before that write."""
+    _, repo = _sim(tmp_path, clock, "complete", 20)
+    ctx = _context(tmp_path, edge, clock, **{"claim-a": repo})
+    body = edge.add("loops", _loop("l5", "complete-1"))
+    body["metadata"]["annotations"] = {"ops.superloop.dev/replay": "from-start"}
+    stale = json.loads(json.dumps(body))
+    loop_handlers.reconcile_loop(edge.get("loops", "l5"), ctx)
+    loop_handlers.reconcile_loop(stale, ctx)
+    rows = files.read_jsonl(
+        tmp_path
+        / "state"
+        / NS
+        / ".superloop"
+        / "ops-manager"
+        / "complete-1"
+        / "telemetry"
+        / "reconcile.jsonl"
+    )
+    assert [row["fromStart"] for row in rows] == [True, False]
+
+
 def test_sprite_service_loop_and_missing_secret(tmp_path: Path, edge: FakeEdge, clock: FrozenClock) -> None:
     _, repo = _sim(tmp_path, clock, "running", 5)
     config = sprite_cli.build_config(repo.resolve(), token=TOKEN, runtime_command=SIM_RUNTIME)

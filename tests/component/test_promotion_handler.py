@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from helpers.operator_fakes import FakeEdge, build_context, build_frozen_clock
+from helpers.operator_fakes import FakeEdge, WatchedMembers, build_context, build_frozen_clock
 from superloop_ops.clock import FrozenClock
 from superloop_ops.controllers import fleet_controller, promotion_apply_controller
 from superloop_ops.core.common.jsonutil import format_ts
@@ -46,6 +46,7 @@ class Env:
             sleep=clock.sleep,
         )
         self.fleet_deps = build_fleet_deps(self.ctx, self.edge)
+        self.fleet_deps.members = WatchedMembers(self.edge)
         self.deps = promotion_handlers.build_promotion_deps(self.ctx, self.fleet_deps)
         self.edge.add("fleetpolicies", policy_body(clock, **rollout))
         self.edge.add(

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from helpers.metric_samples import Labels, collect_samples
-from helpers.operator_fakes import FakeEdge, build_context, build_frozen_clock
+from helpers.operator_fakes import FakeEdge, WatchedMembers, build_context, build_frozen_clock
 from superloop_ops.clock import FrozenClock
 from superloop_ops.controllers import fleet_controller, fleet_objects
 from superloop_ops.core.common.jsonutil import format_ts
@@ -75,6 +75,7 @@ def _setup(
         control_confirm_timeout_seconds=4, sleep=clock.sleep,
     )  # fmt: skip
     deps = build_fleet_deps(ctx, edge)
+    deps.members = WatchedMembers(edge)
     edge.add("fleetpolicies", policy)
     loop = {"loopId": "red0-1", "transport": "local", "source": {"pvc": {"claimName": "claim-0"}}}
     edge.add(

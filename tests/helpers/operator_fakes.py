@@ -11,18 +11,21 @@ import copy
 import datetime as dt
 import sys
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from superloop_ops.clock import FrozenClock
+from superloop_ops.core.common.merge_patch import apply_merge_patch
+from superloop_ops.core.fleet.fleet_members import LoopMember, build_loop_member
 from superloop_ops.handlers.context import OperatorContext
-from superloop_ops.k8s.edge import ObjectNotFoundError, ObjectRef
+from superloop_ops.k8s.edge import ConflictError, ObjectNotFoundError, ObjectRef
 from superloop_ops.k8s.fleet_edge import AlreadyExistsError
 from superloop_ops.metrics import build_metrics
 from superloop_ops.settings import Settings
 
-__all__ = ["SIM_RUNTIME", "FakeEdge", "build_context", "build_frozen_clock"]
+__all__ = ["SIM_RUNTIME", "FakeEdge", "WatchedMembers", "build_context", "build_frozen_clock"]
 
 SIM_RUNTIME = (sys.executable, "-m", "superloop_ops.cli.main", "simulate")
 
@@ -48,12 +51,17 @@ class FakeEdge:
         self.deleted: list[tuple[str, str]] = []
         self.status_patches: list[tuple[str, dict[str, Any]]] = []
         self.fail_status_of: set[str] = set()
+        self.gets = 0
+        self.lists: Counter[str] = Counter()  # LIST calls by plural
+        self.conflicts = 0
+        self.churn = 0  # another writer bumps resourceVersion after this many next reads
 
     def add(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
         meta = body.setdefault("metadata", {})
         meta.setdefault("namespace", self.namespace)
         meta.setdefault("uid", str(uuid.uuid4()))
         meta.setdefault("generation", 1)
+        meta.setdefault("resourceVersion", "1")
         self.objects[(plural, meta["namespace"], meta["name"])] = body
         return body
 
@@ -73,10 +81,17 @@ class FakeEdge:
         raise ObjectNotFoundError(f"ConfigMap {namespace}/{name}: not found")
 
     def fetch_object(self, ref: ObjectRef) -> dict[str, Any] | None:
+        self.gets += 1
         body = self.objects.get((ref.plural, ref.namespace, ref.name))
-        return copy.deepcopy(body) if body is not None else None
+        read = copy.deepcopy(body) if body is not None else None
+        if body is not None and self.churn > 0:
+            self.churn -= 1
+            meta = body["metadata"]
+            meta["resourceVersion"] = str(int(meta.get("resourceVersion") or 0) + 1)
+        return read
 
     def list_objects(self, ref: ObjectRef) -> list[dict[str, Any]]:
+        self.lists[ref.plural] += 1
         return [
             copy.deepcopy(b)
             for (p, ns, _), b in self.objects.items()
@@ -103,13 +118,18 @@ class FakeEdge:
         del self.objects[(ref.plural, ref.namespace, ref.name)]
         self.deleted.append((ref.plural, ref.name))
 
-    def patch_status(self, ref: ObjectRef, status: Mapping[str, Any]) -> None:
-        current = self.objects[(ref.plural, ref.namespace, ref.name)].setdefault("status", {})
-        for key, value in status.items():
-            if value is None:
-                current.pop(key, None)
-            else:
-                current[key] = copy.deepcopy(value)
+    def patch_status(
+        self, ref: ObjectRef, status: Mapping[str, Any], *, resource_version: str | None = None
+    ) -> None:
+        """A JSON merge patch of the status, as the API server applies it (nested, nulls remove);
+        a ``resource_version`` other than the stored one is a conflict. Each write bumps it."""
+        body = self.objects[(ref.plural, ref.namespace, ref.name)]
+        meta = body["metadata"]
+        if resource_version and resource_version != meta.get("resourceVersion"):
+            self.conflicts += 1
+            raise ConflictError(f"{ref.name}: resourceVersion {resource_version} is stale")
+        body["status"] = apply_merge_patch(body.get("status") or {}, copy.deepcopy(dict(status)))
+        meta["resourceVersion"] = str(int(meta.get("resourceVersion") or 0) + 1)
         self.status_patches.append((ref.name, copy.deepcopy(dict(status))))
 
     def replace_status_fields(
@@ -135,12 +155,35 @@ class FakeEdge:
                 notes[key] = value
             elif self.drop_none_annotations:
                 notes.pop(key, None)
+        meta = self.objects[(ref.plural, ref.namespace, ref.name)]["metadata"]
+        meta["resourceVersion"] = str(int(meta.get("resourceVersion") or 0) + 1)
 
     def post_event(self, ref: ObjectRef, event_type: str, reason: str, message: str) -> None:
         self.events.append((ref.name, event_type, reason, message))
 
     def reasons(self, name: str) -> list[str]:
         return [reason for obj, _, reason, _ in self.events if obj == name]
+
+
+class WatchedMembers(Mapping[str, list[LoopMember]]):
+    """What the operator's Loop watch index holds: every Loop of the fake's store as a fleet member
+    (built as kopf's index does, from each Loop's current body), by namespace."""
+
+    def __init__(self, edge: FakeEdge) -> None:
+        self.edge = edge
+
+    def __getitem__(self, namespace: str) -> list[LoopMember]:
+        return [
+            build_loop_member(b)
+            for (p, ns, _), b in self.edge.objects.items()
+            if p == "loops" and ns == namespace
+        ]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted({ns for (p, ns, _) in self.edge.objects if p == "loops"}))
+
+    def __len__(self) -> int:
+        return len(set(self))
 
 
 def build_context(

@@ -156,6 +156,7 @@ def test_status_free_form_surfaces_and_nullable_fields() -> None:
             "type": "object",
             "nullable": True,
             "x-kubernetes-preserve-unknown-fields": True,
+            "x-kubernetes-map-type": "atomic",  # tracked whole in managedFields (issue 12, memory)
         }
         assert status[surface]["description"]
     assert status["conditions"]["x-kubernetes-list-type"] == "map"

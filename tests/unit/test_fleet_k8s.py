@@ -419,3 +419,61 @@ def test_promotion_status_drops_malformed_lists() -> None:
     block = fleet_resource.build_promotion_status(document)
     assert block["promotionDecision"] == "promote"
     assert (block["promotion"]["failedGates"], block["promotion"]["reasonCodes"]) == ([], ["a"])
+
+
+def _big_fleet(size: int, failed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A fleet state and status surface of ``size`` loops, the first ``failed`` of them failed."""
+    results = [
+        {"loopId": f"loop-{i:05d}", "status": "failed" if i < failed else "success",
+         "healthStatus": "critical" if i < failed else "healthy", "transport": "local",
+         "traceId": f"{i:032x}", "files": {"stateFile": f"/s/loop-{i:05d}/state.json"}}
+        for i in range(size)
+    ]  # fmt: skip
+    state = {"fleetId": "big", "status": "partial_failure", "loopCount": size, "failedCount": failed,
+             "skippedCount": 0, "traceId": "t", "updatedAt": "2026-03-01T12:00:00Z",
+             "results": results}  # fmt: skip
+    ids = [r["loopId"] for r in results]
+    surface = {
+        "exceptions": {"reconcileFailures": ids[:failed], "criticalLoops": ids[:failed],
+                       "degradedLoops": [], "skippedLoops": []},
+        "traceLinkage": {"fleetTraceId": "t", "loopTraceIds": [r["traceId"] for r in results]},
+    }  # fmt: skip
+    return state, surface
+
+
+def test_fleet_status_of_5000_loops_stays_under_100_kb_and_lists_the_problem_rows_first() -> None:
+    import json
+
+    state, surface = _big_fleet(5000, 150)
+    names = {f"loop-{i:05d}": f"l-{i}" for i in range(5000)}
+    status = fleet_resource.build_fleet_status(
+        previous=None,
+        generation=1,
+        now=NOW,
+        fleet_state=state,
+        fleet_status_surface=surface,
+        loop_names=names,
+    )
+    assert len(json.dumps(status, separators=(",", ":"))) < 100_000
+    rows = status["state"]["loops"]
+    assert len(rows) == 100
+    assert all(row["status"] == "failed" for row in rows)
+    assert status["state"]["omittedLoopRows"] == 4900
+    exceptions = status["fleetStatus"]["exceptions"]
+    assert len(exceptions["reconcileFailures"]) == 100
+    assert status["fleetStatus"]["exceptionCounts"]["reconcileFailures"] == 150
+    linkage = status["fleetStatus"]["traceLinkage"]
+    assert len(linkage["loopTraceIds"]) == 100
+    assert linkage["loopTraceIdCount"] == 5000
+
+
+def test_small_fleet_status_still_lists_every_loop_in_order() -> None:
+    state, surface = _big_fleet(60, 3)
+    status = fleet_resource.build_fleet_status(
+        previous=None, generation=1, now=NOW, fleet_state=state, fleet_status_surface=surface
+    )
+    assert [row["loopId"] for row in status["state"]["loops"]] == [f"loop-{i:05d}" for i in range(60)]
+    assert "omittedLoopRows" not in status["state"]
+    assert status["fleetStatus"]["exceptions"] == surface["exceptions"]
+    assert "exceptionCounts" not in status["fleetStatus"]
+    assert status["fleetStatus"]["traceLinkage"] == surface["traceLinkage"]

@@ -5,6 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
+from superloop_ops.core.common.merge_patch import apply_merge_patch, compute_merge_patch
 from superloop_ops.core.common.status_conditions import find_condition
 from superloop_ops.core.loop import loop_resource
 
@@ -179,6 +183,53 @@ def test_real_change_is_written() -> None:
     assert loop_resource.needs_status_write(None, first, now=NOW, refresh_seconds=300)
 
 
+def test_status_patch_compares_what_the_server_stores() -> None:
+    """The server drops nested nulls; a stored status equal to the computed one modulo nested nulls
+    needs no patch, and a nested key no longer computed is removed with an explicit null."""
+    surface = _surface()
+    surface["health"]["metrics"]["notYetKnown"] = None
+    first = loop_resource.build_loop_status(previous=None, view=_view(surface=surface), generation=1, now=NOW)
+    sent = loop_resource.compute_status_patch(None, first, now=NOW, refresh_seconds=300)
+    assert sent is not None
+    stored = apply_merge_patch({}, sent)
+    later = NOW + dt.timedelta(seconds=10)
+    again = loop_resource.build_loop_status(
+        previous=stored, view=_view(surface=surface), generation=1, now=later
+    )
+    assert loop_resource.compute_status_patch(stored, again, now=later, refresh_seconds=300) is None
+    stored["health"]["metrics"]["gone"] = 1
+    patch = loop_resource.compute_status_patch(stored, again, now=later, refresh_seconds=300)
+    assert patch is not None
+    assert patch["health"] == {"metrics": {"gone": None}}
+    assert "gone" not in apply_merge_patch(stored, patch)["health"]["metrics"]
+
+
+def test_status_patch_of_an_aged_status_waits_for_the_refresh() -> None:
+    first = apply_merge_patch(
+        {}, loop_resource.build_loop_status(previous=None, view=_view(), generation=1, now=NOW)
+    )
+    aged = _surface()
+    aged["health"]["metrics"]["ingestLagSeconds"] = 99
+    later = NOW + dt.timedelta(seconds=10)
+    second = loop_resource.build_loop_status(
+        previous=first, view=_view(surface=aged), generation=1, now=later
+    )
+    assert loop_resource.compute_status_patch(first, second, now=later, refresh_seconds=300) is None
+    much_later = NOW + dt.timedelta(seconds=301)
+    refreshed = loop_resource.compute_status_patch(first, second, now=much_later, refresh_seconds=300)
+    assert refreshed is not None
+    assert refreshed["health"]["metrics"]["ingestLagSeconds"] == 99
+
+
+def test_status_patch_removes_owned_keys_only() -> None:
+    first = apply_merge_patch(
+        {}, loop_resource.build_loop_status(previous=None, view=_view(), generation=1, now=NOW)
+    )
+    stored = {**first, "replayHandled": "from-start@x", "someoneElses": {"a": 1}}
+    patch = loop_resource.compute_status_patch(stored, first, now=NOW, refresh_seconds=300)
+    assert patch == {"replayHandled": None}
+
+
 def test_events_on_lifecycle_and_health_transitions() -> None:
     first = loop_resource.build_loop_status(previous=None, view=_view(), generation=1, now=NOW)
     events = loop_resource.compute_loop_events(None, first)
@@ -240,6 +291,36 @@ def test_replay_token_parsing_and_one_shot_bookkeeping() -> None:
     assert still["replayHandled"] == token
     removed = loop_resource.build_loop_status(previous=still, view=_view(), generation=1, now=NOW)
     assert "replayHandled" not in removed
+
+
+_KEYS = st.sampled_from(["health", "metrics", "status", "traceId", "updatedAt", "lag", "conditions", "drift"])
+_LEAVES = st.one_of(st.none(), st.integers(0, 3), st.sampled_from(["a", "b"]))
+_DOCS = st.recursive(
+    _LEAVES,
+    lambda inner: st.one_of(st.lists(inner, max_size=2), st.dictionaries(_KEYS, inner, max_size=3)),
+    max_leaves=12,
+)
+
+
+@given(
+    previous=st.dictionaries(_KEYS, _DOCS, max_size=4),
+    new=st.dictionaries(_KEYS, _DOCS, max_size=4),
+    aged=st.booleans(),
+)
+def test_status_patch_decides_as_the_fingerprint_comparison(
+    previous: dict[str, Any], new: dict[str, Any], aged: bool
+) -> None:
+    """Walking only the patch decides exactly as comparing the fingerprints of the stored status
+    before and after it."""
+    stored = apply_merge_patch({}, previous)
+    stored["lastReconcileAt"] = "2026-02-22T09:00:00Z" if aged else "2026-02-22T10:00:00Z"
+    new = {**new, "lastReconcileAt": "2026-02-22T10:00:05Z"}
+    patch = compute_merge_patch(stored, new, owned=loop_resource.OWNED_KEYS)
+    decided = loop_resource.compute_status_patch(stored, new, now=NOW, refresh_seconds=300)
+    expected = bool(patch) and loop_resource.needs_status_write(
+        stored, apply_merge_patch(stored, patch), now=NOW, refresh_seconds=300
+    )
+    assert (decided is not None) == expected
 
 
 def _with_outcome(outcome: str, *reasons: dict[str, Any]) -> dict[str, Any]:

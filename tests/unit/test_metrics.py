@@ -105,6 +105,15 @@ def test_reconcile_histogram() -> None:
     assert s[("superloop_ops_reconcile_duration_seconds_bucket", (("le", "0.5"), ("namespace", "ns")))] == 1
 
 
+def test_last_pass_time_per_loop_until_forgotten() -> None:
+    metrics = m.build_metrics()
+    metrics.record_loop_pass("ns", "a", 1_700_000_000.0)
+    key = ("superloop_ops_loop_last_pass_timestamp_seconds", (("loop", "a"), ("namespace", "ns")))
+    assert _samples(metrics)[key] == 1_700_000_000.0
+    metrics.forget_loop("ns", "a")
+    assert key not in _samples(metrics)
+
+
 def test_http_endpoint_serves_the_registry_and_passes_promtool() -> None:
     metrics = m.build_metrics()
     metrics.observe_loop(m.LoopObservation("ns", "a", health_status="healthy", lifecycle_state="idle"))

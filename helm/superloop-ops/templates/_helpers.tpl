@@ -111,6 +111,15 @@ of the release namespace, so only Loops of that namespace resolve them. */}}
 {{- end -}}
 
 {{/*
+Shards (values.shards > 1): one Deployment, state claim and peering per shard, named with
+this suffix; the operator gets SUPERLOOP_SHARD=i/n. One shard keeps the unsuffixed names.
+Call with (dict "root" $ "index" $i).
+*/}}
+{{- define "superloop-ops.shardSuffix" -}}
+{{- if gt (int .root.Values.shards) 1 -}}-shard-{{ .index }}{{- end -}}
+{{- end -}}
+
+{{/*
 The annotations that make up an approval of a HandoffIntent. A change of any of them is a new
 approval, for the admission policy as for the operator, whose approval fingerprint reads exactly
 these (models/handoff_intent.py APPROVAL_ANNOTATIONS; tests/unit/test_approval_definition.py).

@@ -19,6 +19,7 @@ import kopf
 from superloop_ops import metrics as metrics_mod
 from superloop_ops import settings as settings_mod
 from superloop_ops.clock import SystemClock
+from superloop_ops.core.common.shards import Shard
 from superloop_ops.handlers import fleet as _fleet_handlers  # registers handlers
 from superloop_ops.handlers import fleet_policy as _fleet_policy_handlers  # registers handlers
 from superloop_ops.handlers import handoff_intent as _handoff_intent_handlers  # registers handlers
@@ -28,7 +29,7 @@ from superloop_ops.handlers.context import OperatorContext
 from superloop_ops.k8s import edge as k8s_edge
 from superloop_ops.k8s.fleet_edge import KubernetesFleetEdge
 
-__all__ = ["on_cleanup", "on_startup", "quiet_url_logging"]
+__all__ = ["configure_persistence", "on_cleanup", "on_startup", "quiet_url_logging"]
 
 _REGISTERED = (
     _loop_handlers,
@@ -51,6 +52,22 @@ def quiet_url_logging() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def configure_persistence(settings: kopf.OperatorSettings, shard: Shard) -> None:
+    """kopf's bookkeeping in annotations, and its finalizer; each shard under its own prefix.
+
+    Every shard watches every Loop. With one finalizer name, the owner (whose daemon needs the
+    finalizer) added it and every other shard (no daemon there) removed it, over and over; with
+    one annotation prefix they overwrote each other's bookkeeping. kopf marks its prefix, so the
+    other shards leave these annotations out of an object's essence.
+    """
+    if shard.count == 1:
+        return  # kopf's defaults: objects keep the bookkeeping they have today
+    prefix = f"shard-{shard.index}.ops.superloop.dev"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=prefix)
+    settings.persistence.finalizer = f"{prefix}/KopfFinalizerMarker"
+
+
 @kopf.on.startup()
 def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Configure kopf and build the edges the handlers use; fails closed on bad settings."""
@@ -65,6 +82,7 @@ def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> No
     settings.posting.level = logging.WARNING
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage()
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage()
+    configure_persistence(settings, config.shard)
     settings.execution.max_workers = max(settings.execution.max_workers or 0, 16)
     settings.watching.server_timeout = 300
     if os.environ.get("SUPERLOOP_LOG_FORMAT", "").strip().lower() == "json":

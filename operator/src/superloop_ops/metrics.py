@@ -223,6 +223,18 @@ class OperatorMetrics:
             loop_labels,
             registry=self.registry,
         )
+        self.last_pass = Gauge(
+            f"{PREFIX}_loop_last_pass_timestamp_seconds",
+            "Unix time of the latest reconcile pass of a loop (the status is written only on change).",
+            loop_labels,
+            registry=self.registry,
+        )
+        self.idle_passes = Counter(
+            f"{PREFIX}_loop_idle_passes",
+            "Periodic Loop passes that found no artifact changed and nothing due (a few stat() calls).",
+            ("namespace",),
+            registry=self.registry,
+        )
         self.run_outcome = Gauge(
             f"{PREFIX}_loop_run_outcome",
             "How the loop's run stands (running, dead, complete, cancelled, timed_out, ...): 1 for the "
@@ -389,6 +401,13 @@ class OperatorMetrics:
     def observe_reconcile_duration(self, namespace: str, seconds: float) -> None:
         self.reconcile_duration.labels(namespace).observe(max(0.0, seconds))
 
+    def record_loop_pass(self, namespace: str, loop: str, at: float, *, idle: bool = False) -> None:
+        """A pass of that loop ended at ``at`` (Unix seconds): how fresh its posture is. An idle
+        pass (nothing new to read) is also counted."""
+        self.last_pass.labels(namespace, _object_name(loop)).set(at)
+        if idle:
+            self.idle_passes.labels(namespace).inc()
+
     def record_reconcile_error(self, namespace: str, loop: str, reason: str) -> None:
         self.reconcile_errors.labels(namespace, _object_name(loop), _bounded(reason, REASON_CODES)).inc()
 
@@ -421,7 +440,13 @@ class OperatorMetrics:
         ):
             for value in values:
                 self._remove(gauge, namespace, loop, value)
-        for gauge in (self.ingest_lag, self.heartbeat_lag, self.transport_failure_streak, self.diverged):
+        for gauge in (
+            self.ingest_lag,
+            self.heartbeat_lag,
+            self.transport_failure_streak,
+            self.diverged,
+            self.last_pass,
+        ):
             self._remove(gauge, namespace, loop)
         for value in (*RUN_OUTCOMES, _OTHER):
             self._remove(self.run_outcome, namespace, loop, value)

@@ -29,6 +29,9 @@ Environment variables (all optional):
 - ``SUPERLOOP_ALERT_PAGERDUTY_URL``: PagerDuty Events API v2 endpoint (default the public one;
   set it for an egress proxy, or a local receiver in tests).
 - ``SUPERLOOP_PEERING``: kopf peering name; empty means standalone (the chart runs one replica).
+- ``SUPERLOOP_SHARD``: ``i/n``: this replica reconciles only the Loops of shard i of n (and the
+  HandoffIntents of those Loops); shard 0 also runs the fleet kinds. Empty: everything
+  (``core.common.shards``).
 - ``SUPERLOOP_TEST_PAUSE_AFTER_EXECUTING_SECONDS``: test hook only. After a HandoffIntent is
   recorded ``executing`` and before the side effect, sleep this long so an e2e test can SIGKILL
   the operator at a deterministic point. Never set in production.
@@ -42,6 +45,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
+from superloop_ops.core.common.shards import Shard, parse_shard
 from superloop_ops.errors import InvalidSpecError
 from superloop_ops.models import loop as model_loop
 from superloop_ops.models.common import DEFAULT_RECONCILE_INTERVAL_SECONDS
@@ -71,6 +75,7 @@ class Settings:
     test_pause_after_executing_seconds: float = 0.0
     config_dir: Path | None = None
     alert_pagerduty_url: str = ""
+    shard: Shard = dataclasses.field(default_factory=Shard)
 
     def resolve_pvc_dir(self, namespace: str, claim_name: str, sub_path: str | None = None) -> Path:
         """Directory holding the files of claim ``claim_name`` of ``namespace``: the mapping first,
@@ -169,6 +174,7 @@ def fetch_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         config_dir=_optional_path(source, "SUPERLOOP_CONFIG_DIR"),
         alert_pagerduty_url=_url(source, "SUPERLOOP_ALERT_PAGERDUTY_URL"),
+        shard=parse_shard(source.get("SUPERLOOP_SHARD", "")),
     )
 
 

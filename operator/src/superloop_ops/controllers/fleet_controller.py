@@ -53,6 +53,7 @@ from superloop_ops.controllers.owned_loops import (
 from superloop_ops.controllers.status_writes import write_status
 from superloop_ops.core.common.jsonutil import JsonObject, parse_ts
 from superloop_ops.core.fleet import fleet_resource, rollup
+from superloop_ops.core.fleet.fleet_members import LoopMember, collect_members, resolve_entries
 from superloop_ops.engine.fleet import fleet_commands, shadow_ledger
 from superloop_ops.errors import ContractError, DependencyNotReadyError, InvalidSpecError, OperatorError
 from superloop_ops.journal import files
@@ -60,7 +61,7 @@ from superloop_ops.k8s.edge import ObjectRef
 from superloop_ops.metrics_fleet import fetch_fleet_metrics
 from superloop_ops.metrics_shadow import fetch_shadow_metrics
 from superloop_ops.metrics_suppressions import fetch_suppression_metrics
-from superloop_ops.models.fleet import Fleet, build_registry_document
+from superloop_ops.models.fleet import Fleet, FleetLoopEntry, build_registry_document
 from superloop_ops.models.fleet_policy import FleetPolicy
 
 __all__ = [
@@ -74,6 +75,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 PROMOTION_STATE_FILE = "promotion-state.json"
 """The promotion gates' decision document in a Fleet's journal (written by the PromotionApply controller)."""
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,10 +93,16 @@ class FleetPassReport:
     autonomous_outcomes: tuple[tuple[str, str], ...] = ()
     error: OperatorError | None = None
     shadow: shadow_ledger.ShadowPass | None = None
+    unchanged: bool = False
+    """Nothing the pass reads changed since the last one: nothing was written (the status stands)."""
 
 
 # ---------------------------------------------------------------------------------------------
 # the pass
+
+
+class _Unchanged(Exception):
+    """Nothing the pass reads changed since this Fleet's last full pass, which is recent enough."""
 
 
 class _Blocked(Exception):
@@ -117,6 +125,8 @@ class _Pass:
     previous: dict[str, Any]
     fleet: Fleet
     paths: fleet_commands.FleetPaths
+    members: dict[str, LoopMember] = dataclasses.field(default_factory=dict)
+    entries: list[FleetLoopEntry] = dataclasses.field(default_factory=list)
     policy: FleetPolicy | None = None
     index: LoopIndex = dataclasses.field(
         default_factory=lambda: LoopIndex(by_id={}, referenced={}, missing=[])
@@ -126,9 +136,14 @@ class _Pass:
     policy_state: JsonObject | None = None
     handoff_state: JsonObject | None = None
     existing: dict[str, JsonObject] = dataclasses.field(default_factory=dict)
+    inputs: Any = None
     created: list[str] = dataclasses.field(default_factory=list)
     outcomes: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     shadow: shadow_ledger.ShadowPass | None = None
+
+    @property
+    def key(self) -> str:
+        return self.uid or f"{self.namespace}/{self.name}"
 
     @property
     def loop_names(self) -> dict[str, str]:
@@ -136,7 +151,12 @@ class _Pass:
 
 
 def run_fleet_pass(body: Mapping[str, Any], deps: FleetPassDeps) -> FleetPassReport:
-    """One fleet pass for one Fleet object; returns the new status (the caller writes it)."""
+    """One fleet pass for one Fleet object; returns the new status (the caller writes it).
+
+    The pass reads its member Loops from ``deps.members`` (kept by the Loop watch; no LIST).
+    When nothing it reads changed since this Fleet's last full pass (``_skip_when_unchanged``)
+    it stops early and reports ``unchanged``.
+    """
     meta = object_meta(body)
     namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
     previous = dict(body.get("status") or {})
@@ -146,15 +166,20 @@ def run_fleet_pass(body: Mapping[str, Any], deps: FleetPassDeps) -> FleetPassRep
             deps=deps, namespace=namespace, name=name, uid=str(meta.get("uid", "")), generation=generation,
             previous=previous, fleet=_parse_fleet(body),
             paths=build_fleet_paths(deps.settings, namespace, name),
+            members=collect_members(deps.members.get(namespace, ())),
         )  # fmt: skip
         _materialise_owned_loops(run)
         _fetch_policy(run)
         _index_bound_loops(run)
+        _skip_when_unchanged(run)
         _build_registry(run)
         _reconcile_loops(run)
         if run.policy is not None:
             _evaluate_policy_and_handoff(run)
+    except _Unchanged:
+        return FleetPassReport(ran=False, status=previous, unchanged=True)
     except _Blocked as blocked:
+        deps.last_inputs.pop(str(meta.get("uid", "")) or f"{namespace}/{name}", None)
         status = fleet_resource.build_fleet_status(
             previous=previous, generation=generation, now=deps.clock.now(), fleet_state=None,
             blocked_reason=blocked.reason, blocked_message=blocked.message,
@@ -162,9 +187,11 @@ def run_fleet_pass(body: Mapping[str, Any], deps: FleetPassDeps) -> FleetPassRep
         return FleetPassReport(
             ran=False, status=status, blocked_reason=blocked.reason, retry_after=blocked.retry
         )
+    status = _build_status(run)
+    deps.last_inputs[run.key] = (run.inputs, deps.clock.now())
     return FleetPassReport(
         ran=True,
-        status=_build_status(run),
+        status=status,
         fleet_state=run.fleet_state,
         policy_state=run.policy_state,
         handoff_state=run.handoff_state,
@@ -186,7 +213,7 @@ def _parse_fleet(body: Mapping[str, Any]) -> Fleet:
 
 def _materialise_owned_loops(run: _Pass) -> None:
     try:
-        ensure_owned_loops(run.deps, run.fleet, run.namespace, run.name, run.uid)
+        ensure_owned_loops(run.deps, run.fleet, run.namespace, run.name, run.uid, run.members)
     except InvalidSpecError as exc:
         raise _Blocked("invalid_spec", str(exc)) from exc
 
@@ -207,16 +234,17 @@ def _fetch_policy(run: _Pass) -> None:
 
 def _index_bound_loops(run: _Pass) -> None:
     """Every declared Loop exists and every enabled one has had its first pass."""
-    run.index = index = index_loops(run.deps, run.fleet, run.namespace, run.name)
+    run.entries = resolve_entries(run.fleet.spec, run.members)
+    if not run.entries:
+        raise _Blocked("loops_pending", "no Loop matches the selector yet", 15.0)
+    run.index = index = index_loops(run.entries, run.name, run.members)
     if index.missing:
         raise _Blocked("loops_pending", f"Loops not found yet: {', '.join(index.missing[:10])}", 5.0)
-    enabled = {entry.loop_id for entry in run.fleet.spec.loops if entry.enabled}
+    enabled = {entry.loop_id for entry in run.entries if entry.enabled}
     pending = [
         loop_id
         for loop_id, binding in index.by_id.items()
-        if loop_id in enabled
-        and not binding.suspended
-        and fleet_resource.compute_loop_outcome(binding.status) is None
+        if loop_id in enabled and not binding.suspended and binding.outcome is None
     ]
     if pending:
         raise _Blocked(
@@ -224,12 +252,62 @@ def _index_bound_loops(run: _Pass) -> None:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class _PassInputs:
+    """Everything a full pass reads besides the clock; equal inputs give the same status."""
+
+    generation: int
+    policy: tuple[Any, Any] | None
+    bindings: tuple[tuple[str, fleet_resource.LoopBinding], ...]
+    referenced: tuple[tuple[str, LoopMember], ...]
+    intents: tuple[tuple[str, str], ...]
+    promotion: tuple[int, int] | None
+
+
+def _read_inputs(run: _Pass) -> _PassInputs:
+    if run.policy is not None:
+        run.existing = list_intent_bodies(run.deps, run.namespace, run.name, run.uid)
+    try:
+        stat = (run.paths.registry_file.parent / PROMOTION_STATE_FILE).stat()
+        promotion: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        promotion = None
+    return _PassInputs(
+        generation=run.generation,
+        policy=(run.policy.spec, run.policy.status.effective_rollout) if run.policy else None,
+        bindings=tuple(run.index.by_id.items()),
+        referenced=tuple(run.index.referenced.items()),
+        intents=tuple(sorted(_version(body) for body in run.existing.values())),
+        promotion=promotion,
+    )
+
+
+def _version(body: Mapping[str, Any]) -> tuple[str, str]:
+    meta = object_meta(body)
+    return str(meta.get("name")), str(meta.get("resourceVersion"))
+
+
+def _skip_when_unchanged(run: _Pass) -> None:
+    """Stop here when this Fleet has no policy and its last full pass read the same inputs, less
+    than ``status_refresh_seconds`` ago (issue 12: a pass's cost follows change, not fleet size)."""
+    run.inputs = _read_inputs(run)
+    if run.policy is not None:
+        return  # a policy's rules also move with time (cooldowns, windows, suppression terms, reviews)
+    last = run.deps.last_inputs.get(run.key)
+    if last is None or last[0] != run.inputs:
+        run.deps.last_inputs.pop(run.key, None)  # recorded again when this pass completes
+        return
+    if (run.deps.clock.now() - last[1]).total_seconds() >= run.deps.settings.status_refresh_seconds:
+        return
+    raise _Unchanged
+
+
 def _build_registry(run: _Pass) -> None:
     """The registry of this pass: built from the objects, written as the journal's record, validated once."""
     paths = run.paths
     policy = run.policy
     document = build_registry_document(
-        run.fleet.spec,
+        run.fleet.spec.model_copy(update={"loops": run.entries}),
         fleet_name=run.name,
         policy=policy.spec if policy else None,
         effective=policy.status.effective_rollout if policy else None,
@@ -273,8 +351,7 @@ def _reconcile_loops(run: _Pass) -> None:
 def _evaluate_policy_and_handoff(run: _Pass) -> None:
     """Record the intents' outcomes, evaluate the policy, plan, sync the HandoffIntents, run autonomy."""
     deps, paths = run.deps, run.paths
-    run.existing = list_intent_bodies(deps, run.namespace, run.name, run.uid)
-    listed = dict(run.existing)  # before the sync withdraws those whose candidate is gone
+    listed = dict(run.existing)  # (listed with the inputs) before the sync withdraws those gone
     recover_autonomous(deps, run.namespace, run.existing, run.loop_names)
     prior = record_object_outcomes(
         paths, list(run.existing.values()), deps.clock.now(), fleet_commands.fetch_handoff_state(paths)
@@ -322,7 +399,7 @@ def _execute_autonomous(run: _Pass, policy_state: JsonObject, plan: JsonObject) 
     ready = select_autonomous_targets(
         deps, namespace=run.namespace, name=run.name, uid=run.uid, plan=plan, loop_names=run.loop_names,
         loop_observed_at={
-            loop_id: parse_ts((binding.status or {}).get("lastReconcileAt"))
+            loop_id: parse_ts(binding.last_reconcile_at)
             for loop_id, binding in run.index.by_id.items()
         },
         existing=run.existing,
@@ -383,7 +460,8 @@ def _build_status(run: _Pass) -> JsonObject:
 
 def reconcile_fleet(body: Mapping[str, Any], deps: FleetPassDeps) -> FleetPassReport:
     """One pass for one Fleet, applied: its status (once, skipped when unchanged), Events, metrics,
-    and the FleetPolicy posture (synchronous: runs in kopf's thread pool or the daemon's thread)."""
+    and the FleetPolicy posture (synchronous: runs in kopf's thread pool or the daemon's thread).
+    A pass that found nothing changed (``unchanged``) writes nothing."""
     meta = object_meta(body)
     ref = fleet_ref(str(meta.get("namespace", "")), str(meta.get("name", "")), str(meta.get("uid", "")))
     with deps.lock_for(ref.uid or f"{ref.namespace}/{ref.name}"):
@@ -392,6 +470,8 @@ def reconcile_fleet(body: Mapping[str, Any], deps: FleetPassDeps) -> FleetPassRe
             return FleetPassReport(ran=False, status={}, blocked_reason="not_found")
         previous = dict(fresh.get("status") or {})
         report = _run_guarded(fresh, previous, deps)
+        if report.unchanged:
+            return report
         write_status(deps.edge, ref, previous, report.status)
         post_events(
             deps.edge,

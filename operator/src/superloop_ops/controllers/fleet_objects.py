@@ -11,11 +11,13 @@ Fleet, since a namespace may hold several Fleets).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from superloop_ops.clock import Clock
+from superloop_ops.core.fleet.fleet_members import LoopMember
 from superloop_ops.engine.fleet import fleet_commands
 from superloop_ops.k8s.edge import ObjectRef
 from superloop_ops.k8s.fleet_edge import FleetEdge
@@ -24,7 +26,9 @@ from superloop_ops.models.loop import Loop
 from superloop_ops.settings import Settings
 
 __all__ = [
+    "FLEET_MEMBERS_INDEX",
     "FleetPassDeps",
+    "MembersByNamespace",
     "build_fleet_paths",
     "fleet_ref",
     "intent_ref",
@@ -33,6 +37,13 @@ __all__ = [
     "object_meta",
     "parse_loop_spec",
 ]
+
+
+MembersByNamespace = Mapping[str, Iterable[LoopMember]]
+"""The Loops the watch has seen, by namespace (a kopf ``Index``: namespace -> its Loops' members)."""
+
+FLEET_MEMBERS_INDEX = "fleet_loop_members"
+"""The kopf index of Loop members (``handlers.fleet``); handlers find it under this keyword."""
 
 
 @dataclasses.dataclass
@@ -47,6 +58,12 @@ class FleetPassDeps:
     sleep: Callable[[float], None] = time.sleep
     runtime_command: tuple[str, ...] | None = None
     inflight: set[str] = dataclasses.field(default_factory=set)
+    members: MembersByNamespace = dataclasses.field(default_factory=dict)
+    """The Loops the watch has seen, by namespace (the operator's kopf index, ``FLEET_MEMBERS_INDEX``):
+    a fleet pass reads its members here, never by a LIST."""
+    last_inputs: dict[str, tuple[Any, dt.datetime]] = dataclasses.field(default_factory=dict)
+    """Per Fleet: what its last full pass read, and when (``fleet_controller`` skips a pass that
+    would read the same)."""
 
 
 def fleet_ref(namespace: str, name: str, uid: str = "") -> ObjectRef:

@@ -27,6 +27,7 @@ from typing import Any
 from superloop_ops.clock import Clock
 from superloop_ops.core.common.jsonutil import JsonObject
 from superloop_ops.core.loop import control_rules, loop_resource, threshold_profiles
+from superloop_ops.core.loop.idle_pass import FileStamp
 from superloop_ops.engine.loop import (
     control_run,
     pass_hooks,
@@ -38,6 +39,7 @@ from superloop_ops.errors import ContractError, DependencyNotReadyError, Invalid
 from superloop_ops.journal import files
 from superloop_ops.models.loop import Loop
 from superloop_ops.settings import Settings
+from superloop_ops.transports.local import LoopPaths
 
 __all__ = [
     "LoopTarget",
@@ -45,10 +47,12 @@ __all__ = [
     "build_handoff_row",
     "build_loop_target",
     "build_reconcile_options",
+    "compute_input_paths",
     "compute_threshold_catalog_path",
     "fetch_journal_outcome",
     "run_loop_control",
     "run_loop_pass",
+    "stat_inputs",
 ]
 
 
@@ -114,6 +118,41 @@ def build_loop_target(loop: Loop, namespace: str, name: str, settings: Settings)
         journal_root=journal_root,
         threshold_catalog=compute_threshold_catalog_path(settings.config_dir),
     )
+
+
+def compute_input_paths(target: LoopTarget) -> tuple[Path, ...]:
+    """What a local pass reads that others write: the runtime's artifacts (spec loop-core §1.1),
+    the control journal (the HandoffIntent handler appends to it) and the threshold catalog.
+    Empty for a sprite_service loop: its artifacts are only reachable over HTTP."""
+    if target.transport != "local":
+        return ()
+    paths = LoopPaths.of(target.repo, target.loop_id)
+    loop_dir = paths.loop_dir
+    inputs = [
+        paths.events,
+        loop_dir / "run-summary.json",
+        loop_dir / "heartbeat.v1.json",
+        loop_dir / "approval.json",
+        paths.superloop / "state.json",
+        paths.superloop / "active-run.json",
+        target.ops_dir / "intents.jsonl",
+    ]
+    if target.threshold_catalog:
+        inputs.append(Path(target.threshold_catalog))
+    return tuple(inputs)
+
+
+def stat_inputs(paths: tuple[Path, ...] | tuple[str, ...]) -> tuple[tuple[str, FileStamp], ...]:
+    """(path, (size, mtime_ns, inode)) of each file, None for a missing one: one stat() each."""
+    stamps: list[tuple[str, FileStamp]] = []
+    for path in paths:
+        try:
+            info = os.stat(path)
+        except OSError:
+            stamps.append((str(path), None))
+            continue
+        stamps.append((str(path), (info.st_size, info.st_mtime_ns, info.st_ino)))
+    return tuple(stamps)
 
 
 def build_reconcile_options(

@@ -21,6 +21,8 @@ from superloop_ops.clock import Clock
 from superloop_ops.controllers import fleet_objects
 from superloop_ops.controllers.k8s_events import EventSpec, post_events
 from superloop_ops.controllers.remediation_journal import new_trace_id
+from superloop_ops.core.common.shards import Shard
+from superloop_ops.core.loop.idle_pass import IdleMemo
 from superloop_ops.k8s.fleet_edge import FleetEdge
 from superloop_ops.metrics import OperatorMetrics
 from superloop_ops.settings import Settings
@@ -33,7 +35,10 @@ __all__ = [
     "counted_pass",
     "fetch_context",
     "fetch_fleet_deps",
+    "owns_intent_loop",
+    "owns_loop",
     "post_events",
+    "runs_fleet_kinds",
 ]
 
 _P = ParamSpec("_P")
@@ -52,6 +57,7 @@ class OperatorContext:
     completed_keys: set[str] = dataclasses.field(default_factory=set)
     new_trace_id: Callable[[], str] = new_trace_id
     """Where a Loop pass's trace id comes from when no remediation is open (tests inject one)."""
+    idle_memos: dict[str, IdleMemo] = dataclasses.field(default_factory=dict)
     _guard: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     def lock_for(self, uid: str) -> threading.Lock:
@@ -84,15 +90,47 @@ def _sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def fetch_fleet_deps(memo: Any) -> fleet_objects.FleetPassDeps:
-    """The Fleet, FleetPolicy, HandoffIntent hand-over and PromotionApply handlers' shared fleet deps."""
+def fetch_fleet_deps(
+    memo: Any, handler_kwargs: Mapping[str, Any] | None = None
+) -> fleet_objects.FleetPassDeps:
+    """The Fleet, FleetPolicy, HandoffIntent hand-over and PromotionApply handlers' shared fleet deps.
+
+    ``handler_kwargs`` are the calling handler's keyword arguments: kopf hands every handler its
+    indices there, and the Loop members' index (``FLEET_MEMBERS_INDEX``) becomes ``deps.members``.
+    """
     deps = getattr(memo, "fleet_deps", None)
-    if isinstance(deps, fleet_objects.FleetPassDeps):
-        return deps
-    ctx = fetch_context(memo)
-    deps = build_fleet_deps(ctx, ctx.edge)
-    memo.fleet_deps = deps
+    if not isinstance(deps, fleet_objects.FleetPassDeps):
+        ctx = fetch_context(memo)
+        deps = build_fleet_deps(ctx, ctx.edge)
+        memo.fleet_deps = deps
+    index = (handler_kwargs or {}).get(fleet_objects.FLEET_MEMBERS_INDEX)
+    if index is not None:
+        deps.members = index
     return deps
+
+
+def _shard(memo: Any) -> Shard:
+    ctx = getattr(memo, "operator", None)
+    return ctx.settings.shard if isinstance(ctx, OperatorContext) else Shard()
+
+
+def owns_loop(body: Mapping[str, Any], memo: Any, **_: Any) -> bool:
+    """kopf ``when`` filter: this replica's shard owns the Loop (``SUPERLOOP_SHARD``)."""
+    meta = body.get("metadata") or {}
+    return _shard(memo).owns(str(meta.get("namespace", "")), str(meta.get("name", "")), meta.get("labels"))
+
+
+def owns_intent_loop(body: Mapping[str, Any], memo: Any, **_: Any) -> bool:
+    """kopf ``when`` filter: a HandoffIntent goes to the shard of its Loop (its own shard label
+    pins it, as the Loop's does)."""
+    meta = body.get("metadata") or {}
+    loop_name = str(((body.get("spec") or {}).get("loopRef") or {}).get("name", ""))
+    return _shard(memo).owns(str(meta.get("namespace", "")), loop_name, meta.get("labels"))
+
+
+def runs_fleet_kinds(memo: Any, **_: Any) -> bool:
+    """kopf ``when`` filter: the fleet kinds run on shard 0 only (one rollup across shards)."""
+    return _shard(memo).runs_fleet_kinds
 
 
 class PassOwner(Protocol):

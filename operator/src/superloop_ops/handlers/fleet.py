@@ -19,8 +19,10 @@ from typing import Any
 import kopf
 
 from superloop_ops.controllers import fleet_controller, fleet_objects
+from superloop_ops.controllers.fleet_objects import FLEET_MEMBERS_INDEX
+from superloop_ops.core.fleet.fleet_members import LoopMember, build_loop_member
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError
-from superloop_ops.handlers.context import counted_pass, fetch_context, fetch_fleet_deps
+from superloop_ops.handlers.context import counted_pass, fetch_context, fetch_fleet_deps, runs_fleet_kinds
 from superloop_ops.k8s.edge import GROUP, VERSION
 from superloop_ops.metrics_fleet import fetch_fleet_metrics
 from superloop_ops.metrics_promotion import fetch_promotion_metrics
@@ -28,7 +30,13 @@ from superloop_ops.metrics_shadow import fetch_shadow_metrics
 from superloop_ops.metrics_suppressions import fetch_suppression_metrics
 from superloop_ops.models.common import DEFAULT_RECONCILE_INTERVAL_SECONDS
 
-__all__ = ["on_fleet_change", "on_fleet_delete", "on_fleet_periodic", "reconcile_fleet"]
+__all__ = [
+    "index_fleet_members",
+    "on_fleet_change",
+    "on_fleet_delete",
+    "on_fleet_periodic",
+    "reconcile_fleet",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +48,14 @@ def _raise_for_kopf(report: fleet_controller.FleetPassReport) -> None:
         raise kopf.TemporaryError(str(report.error), delay=report.retry_after or 15.0)
 
 
+@kopf.index(GROUP, VERSION, "loops", id=FLEET_MEMBERS_INDEX, when=runs_fleet_kinds)
+async def index_fleet_members(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, LoopMember]:
+    """Every Loop's fleet member, kept from the watch (on the shard that runs the fleet kinds):
+    fleet passes read their members here instead of LISTing the namespace. kopf starts no
+    handler before this index has seen every Loop."""
+    return {str(namespace or ""): build_loop_member(body)}
+
+
 @counted_pass("Fleet")
 def reconcile_fleet(
     body: Mapping[str, Any], deps: fleet_objects.FleetPassDeps
@@ -48,18 +64,21 @@ def reconcile_fleet(
     return fleet_controller.reconcile_fleet(body, deps)
 
 
-@kopf.on.create(GROUP, VERSION, "fleets")
-@kopf.on.resume(GROUP, VERSION, "fleets")
-@kopf.on.update(GROUP, VERSION, "fleets", field="spec")
-def on_fleet_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+@kopf.on.create(GROUP, VERSION, "fleets", when=runs_fleet_kinds)
+@kopf.on.resume(GROUP, VERSION, "fleets", when=runs_fleet_kinds)
+@kopf.on.update(GROUP, VERSION, "fleets", field="spec", when=runs_fleet_kinds)
+def on_fleet_change(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     """Create, resume and spec changes: the same full pass."""
-    _raise_for_kopf(reconcile_fleet(dict(body), fetch_fleet_deps(memo)))
+    _raise_for_kopf(reconcile_fleet(dict(body), fetch_fleet_deps(memo, kwargs)))
 
 
-@kopf.daemon(GROUP, VERSION, "fleets", cancellation_timeout=10.0)
-async def on_fleet_periodic(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """The periodic pass at ``spec.reconcileIntervalSeconds`` (sooner while loops are pending)."""
-    deps = fetch_fleet_deps(memo)
+@kopf.daemon(GROUP, VERSION, "fleets", cancellation_timeout=10.0, when=runs_fleet_kinds)
+async def on_fleet_periodic(
+    stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **kwargs: Any
+) -> None:
+    """The periodic pass at ``spec.reconcileIntervalSeconds`` (sooner while loops are pending);
+    a pass that finds nothing changed ends before it writes anything."""
+    deps = fetch_fleet_deps(memo, kwargs)
     delay = _interval(body)
     while not stopped:
         await stopped.wait(delay)
@@ -83,7 +102,7 @@ def _interval(body: Mapping[str, Any]) -> float:
     return float(DEFAULT_RECONCILE_INTERVAL_SECONDS)
 
 
-@kopf.on.delete(GROUP, VERSION, "fleets", optional=True)
+@kopf.on.delete(GROUP, VERSION, "fleets", optional=True, when=runs_fleet_kinds)
 def on_fleet_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Drop the fleet gauges; owned Loops and HandoffIntents go with the Fleet (garbage collection)."""
     meta = body.get("metadata") or {}

@@ -23,7 +23,7 @@ import kopf
 
 from superloop_ops.controllers import fleet_controller, fleet_objects, fleet_policy_controller
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
-from superloop_ops.handlers.context import counted_pass, fetch_fleet_deps
+from superloop_ops.handlers.context import counted_pass, fetch_fleet_deps, runs_fleet_kinds
 from superloop_ops.k8s.edge import GROUP, VERSION
 
 __all__ = ["on_policy_change", "reconcile_policy"]
@@ -40,12 +40,12 @@ def reconcile_policy(body: Mapping[str, Any], deps: fleet_objects.FleetPassDeps)
     return fleet_policy_controller.list_referencing_fleets(deps.edge, namespace, name)
 
 
-@kopf.on.create(GROUP, VERSION, "fleetpolicies")
-@kopf.on.resume(GROUP, VERSION, "fleetpolicies")
-@kopf.on.update(GROUP, VERSION, "fleetpolicies", field="spec")
-def on_policy_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+@kopf.on.create(GROUP, VERSION, "fleetpolicies", when=runs_fleet_kinds)
+@kopf.on.resume(GROUP, VERSION, "fleetpolicies", when=runs_fleet_kinds)
+@kopf.on.update(GROUP, VERSION, "fleetpolicies", field="spec", when=runs_fleet_kinds)
+def on_policy_change(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     """Posture now; the referencing Fleets' passes evaluate the new policy."""
-    deps = fetch_fleet_deps(memo)
+    deps = fetch_fleet_deps(memo, kwargs)
     try:
         fleets = reconcile_policy(dict(body), deps)
         namespace = str((body.get("metadata") or {}).get("namespace", ""))

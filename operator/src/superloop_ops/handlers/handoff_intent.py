@@ -33,7 +33,14 @@ from superloop_ops.controllers.handoff_intent_objects import write_intent_status
 from superloop_ops.core.common.jsonutil import format_ts, parse_ts
 from superloop_ops.core.handoff import approval_lapse, handoff_intent_resource, remediation_trail
 from superloop_ops.errors import DependencyNotReadyError, InvalidSpecError, OperatorError
-from superloop_ops.handlers.context import OperatorContext, counted_pass, fetch_context, post_events
+from superloop_ops.handlers.context import (
+    OperatorContext,
+    counted_pass,
+    fetch_context,
+    owns_intent_loop,
+    post_events,
+    runs_fleet_kinds,
+)
 from superloop_ops.journal import crash_points, files
 from superloop_ops.k8s.edge import GROUP, VERSION, ObjectNotFoundError, ObjectRef
 from superloop_ops.k8s.fleet_edge import FleetEdge
@@ -340,9 +347,9 @@ def _execute(
     return IntentReport(outcome, True, new)
 
 
-@kopf.on.create(GROUP, VERSION, "handoffintents")
-@kopf.on.resume(GROUP, VERSION, "handoffintents")
-@kopf.on.update(GROUP, VERSION, "handoffintents")
+@kopf.on.create(GROUP, VERSION, "handoffintents", when=owns_intent_loop)
+@kopf.on.resume(GROUP, VERSION, "handoffintents", when=owns_intent_loop)
+@kopf.on.update(GROUP, VERSION, "handoffintents", when=owns_intent_loop)
 def on_intent_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Every look at an intent is the same decision from its current annotations and status."""
     ctx = fetch_context(memo)
@@ -398,9 +405,10 @@ def hand_over_intent(body: Mapping[str, Any], ctx: OperatorContext, edge: FleetE
     return reconcile_intent(fresh | {"status": handed}, ctx)
 
 
-def _autonomous_retryable(status: Any, **_: Any) -> bool:
+def _autonomous_retryable(status: Any, memo: Any, **_: Any) -> bool:
     return (
-        isinstance(status, Mapping)
+        runs_fleet_kinds(memo)
+        and isinstance(status, Mapping)
         and status.get("mode") == "autonomous"
         and status.get("phase") in handoff_intent_resource.RETRYABLE_OUTCOMES
     )

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import logging
+import random
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -24,7 +26,10 @@ from typing import Any
 import kopf
 
 from superloop_ops.controllers import loop_alerts, loop_controller, remediation_journal
-from superloop_ops.core.loop import loop_resource, remediation
+from superloop_ops.core.common.jsonutil import as_mapping, as_number
+from superloop_ops.core.loop import idle_pass, loop_resource, remediation
+from superloop_ops.core.loop.idle_pass import FileStamp
+from superloop_ops.engine.loop import reconcile_pass
 from superloop_ops.errors import (
     DependencyNotReadyError,
     InvalidSpecError,
@@ -32,13 +37,20 @@ from superloop_ops.errors import (
     OperatorError,
     SecretNotUsableError,
 )
-from superloop_ops.handlers.context import OperatorContext, counted_pass, fetch_context, post_events
-from superloop_ops.k8s.edge import GROUP, VERSION, ObjectNotFoundError, ObjectRef
+from superloop_ops.handlers.context import (
+    OperatorContext,
+    counted_pass,
+    fetch_context,
+    owns_loop,
+    post_events,
+)
+from superloop_ops.k8s.edge import GROUP, VERSION, ConflictError, ObjectNotFoundError, ObjectRef
 from superloop_ops.metrics import LoopObservation
 from superloop_ops.models.loop import Loop
 
 __all__ = [
     "PassReport",
+    "compute_next_due",
     "loop_ref",
     "on_loop_change",
     "on_loop_delete",
@@ -69,16 +81,6 @@ def loop_ref(body: Mapping[str, Any]) -> ObjectRef:
         name=str(meta.get("name", "")),
         uid=str(meta.get("uid", "")),
     )
-
-
-def _status_patch(previous: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """A merge patch that also removes keys this controller owns and no longer sets."""
-    patch = dict(new)
-    owned = (*loop_resource.MIRRORED_KEYS, "replayHandled")
-    for key in owned:
-        if key in previous and key not in new:
-            patch[key] = None
-    return patch
 
 
 def _token(loop: Loop, namespace: str, ctx: OperatorContext) -> str | None:
@@ -118,91 +120,250 @@ def _blocked_reason(exc: OperatorError) -> str:
     return "dependency_not_ready"
 
 
+@dataclasses.dataclass(frozen=True)
+class _Replay:
+    """The replay annotation against the status: ``token`` is set when this pass must replay."""
+
+    request: str | None
+    pending: bool
+    token: str | None
+
+    @classmethod
+    def read(cls, body: Mapping[str, Any]) -> _Replay:
+        annotations = (body.get("metadata") or {}).get("annotations") or {}
+        request = loop_resource.compute_replay_token(annotations)
+        handled = (body.get("status") or {}).get("replayHandled")
+        pending = request is not None and request == handled
+        return cls(request, pending, request if request is not None and not pending else None)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Pass:
+    """One full pass: the view, the engine's result (None when it did not run), the error, and
+    the stamps of the files it read, taken before it read them."""
+
+    view: loop_resource.LoopPassView
+    result: reconcile_pass.ReconcileResult | None = None
+    error: OperatorError | None = None
+    stamps: tuple[tuple[str, FileStamp], ...] = ()
+    target: loop_controller.LoopTarget | None = None
+
+
+class _RemediationCarry:
+    """The pass's remediation record in the status it writes (``controllers.remediation_journal``).
+
+    Decided, journaled and its Event kept on the first status computed; a status recomputed
+    after a write conflict gets the same record, so the journal row is written once.
+    """
+
+    def __init__(self, done: _Pass, started_at: dt.datetime) -> None:
+        self._done = done
+        self._started_at = started_at
+        self._decided = False
+        self._remediation: Any = None
+        self.events: list[loop_resource.EventSpec] = []
+
+    def apply(self, previous: Mapping[str, Any], new_status: Mapping[str, Any]) -> dict[str, Any]:
+        if not self._decided:
+            target, view = self._done.target, self._done.view
+            status, self.events = remediation_journal.carry_remediation(
+                target.ops_dir if target else None, loop_id=target.loop_id if target else "",
+                previous=previous, outcome=view.outcome, new_status=new_status, trace_id=view.trace_id,
+                now=self._started_at,
+            )  # fmt: skip
+            self._decided, self._remediation = True, status.get("remediation")
+            return status
+        status = dict(new_status)
+        if self._remediation is not None:
+            status["remediation"] = self._remediation
+        return status
+
+
 @counted_pass("Loop")
-def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext) -> PassReport:
-    """One pass for one Loop (synchronous: runs in kopf's thread pool)."""
+def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext, *, force: bool = True) -> PassReport:
+    """One pass for one Loop (synchronous: runs in kopf's thread pool).
+
+    Works from the watched body (no GET per pass): the status patch carries its
+    ``resourceVersion``, so a body older than the stored object is caught by a conflict, read
+    again and the patch recomputed. An unhandled replay request is confirmed on a fresh read
+    before it runs, so a stale body cannot replay twice. Unless ``force``, a pass that would find
+    nothing new (``core.idle_pass``) is only a few stat() calls: no journal write, no API call.
+    """
     ref = loop_ref(body)
-    meta = body.get("metadata") or {}
-    generation = int(meta.get("generation") or 0)
-    annotations = meta.get("annotations") or {}
-    with ctx.lock_for(ref.uid or f"{ref.namespace}/{ref.name}"):
-        try:
-            fresh = ctx.edge.fetch_object(ref)
-        except OperatorError:
-            fresh = None  # work from the event's body; the status patch will tell if the API is gone
-        if fresh is not None:
-            body, meta = fresh, fresh.get("metadata") or {}
-            generation = int(meta.get("generation") or generation)
-            annotations = meta.get("annotations") or {}
-        previous = dict(body.get("status") or {})
+    key = ref.uid or f"{ref.namespace}/{ref.name}"
+    with ctx.lock_for(key):
+        body = dict(body)
+        replay = _Replay.read(body)
+        if not force and _is_idle(ctx, key, body, replay):
+            ctx.metrics.record_loop_pass(ref.namespace, ref.name, ctx.clock.now().timestamp(), idle=True)
+            return PassReport("idle", False, dict(body.get("status") or {}))
+        ctx.idle_memos.pop(key, None)
+        if replay.token is not None:
+            body = _fetch_fresh(ctx, ref, body)
+            replay = _Replay.read(body)
         started = time.monotonic()
         pass_started_at = ctx.clock.now()  # a remediation opens (or resolves) at its pass's start
-        error: OperatorError | None = None
-        result = None
-        replay_request = loop_resource.compute_replay_token(annotations)
-        replay_pending = replay_request is not None and replay_request == previous.get("replayHandled")
-        replay_token = replay_request if replay_request is not None and not replay_pending else None
-        target: loop_controller.LoopTarget | None = None
-        try:
-            loop = Loop.from_body(body)
-            if loop.spec.suspend:
-                view = loop_resource.LoopPassView(
-                    outcome="suspended", replay_pending=replay_request is not None
-                )
-            else:
-                target = loop_controller.build_loop_target(loop, ref.namespace, ref.name, ctx.settings)
-                token = _token(loop, ref.namespace, ctx)
-                alert_config = loop_alerts.fetch_loop_alert_config(
-                    loop,
-                    ref.namespace,
-                    ctx.edge,
-                    default_catalog=loop_alerts.compute_default_catalog_path(ctx.settings.config_dir),
-                )
-                view, result = loop_controller.run_loop_pass(
-                    loop,
-                    target,
-                    token=token,
-                    replay_token=replay_token,
-                    replay_pending=replay_pending,
-                    clock=ctx.clock,
-                    hooks=loop_alerts.build_operator_hooks(
-                        alert_config, pagerduty_url=ctx.settings.alert_pagerduty_url
-                    ),
-                    trace_id=remediation.find_open_trace(previous) or ctx.new_trace_id(),
-                )
-        except Exception as exc:
-            if not isinstance(exc, OperatorError):
-                log.exception("reconcile of Loop %s/%s failed unexpectedly", ref.namespace, ref.name)
-                exc = _UnexpectedError(f"internal error: {type(exc).__name__}: {exc}")
-            error = exc
-            view = loop_resource.LoopPassView(
-                outcome="blocked",
-                blocked_reason=_blocked_reason(exc),
-                blocked_message=str(exc),
-                replay_pending=replay_request is not None and replay_pending,
-            )
-        now = ctx.clock.now()
-        new_status = loop_resource.build_loop_status(
-            previous=previous, view=view, generation=generation, now=now
-        )
-        new_status, remediation_events = remediation_journal.carry_remediation(
-            target.ops_dir if target else None, loop_id=target.loop_id if target else "", previous=previous,
-            outcome=view.outcome, new_status=new_status, trace_id=view.trace_id, now=pass_started_at,
-        )  # fmt: skip
-        written = False
-        if loop_resource.needs_status_write(
-            previous, new_status, now=now, refresh_seconds=ctx.settings.status_refresh_seconds
-        ):
-            ctx.edge.patch_status(ref, _status_patch(previous, new_status))
-            written = True
+        trace_id = remediation.find_open_trace(dict(body.get("status") or {})) or ctx.new_trace_id()
+        done = _run_pass(body, ref, ctx, replay, trace_id)
+        view, result, error = done.view, done.result, done.error
+        carry = _RemediationCarry(done, pass_started_at)
+        previous, new_status, written = _write_status(ctx, ref, body, view, carry)
         post_events(ctx.edge, ref, loop_resource.compute_loop_events(previous, new_status), log)
-        post_events(ctx.edge, ref, remediation_events, log)
+        post_events(ctx.edge, ref, carry.events, log)
         _observe(ctx, ref, view, new_status, time.monotonic() - started, error, result is not None)
         if result is not None and isinstance(result.alert_result, loop_alerts.LoopDispatchReport):
             for delivery in result.alert_result.deliveries:
                 ctx.metrics.record_alert_delivery(ref.namespace, delivery.sink_type, delivery.outcome)
+        _remember(ctx, key, body, replay, done, new_status)
     retry = error.delay if isinstance(error, DependencyNotReadyError) else None
     return PassReport(view.outcome, written, new_status, error, retry)
+
+
+def _is_idle(ctx: OperatorContext, key: str, body: Mapping[str, Any], replay: _Replay) -> bool:
+    memo = ctx.idle_memos.get(key)
+    if memo is None:
+        return False
+    return idle_pass.is_idle(
+        memo,
+        generation=int((body.get("metadata") or {}).get("generation") or 0),
+        replay_request=replay.request,
+        stamps=loop_controller.stat_inputs(tuple(path for path, _ in memo.stamps)),
+        now=ctx.clock.now(),
+    )
+
+
+def _remember(
+    ctx: OperatorContext,
+    key: str,
+    body: Mapping[str, Any],
+    replay: _Replay,
+    done: _Pass,
+    status: Mapping[str, Any],
+) -> None:
+    """Keep what a clean full pass of a local loop read, so the next one can tell it is idle."""
+    if done.view.outcome != "success" or done.error is not None or not done.stamps:
+        return
+    alerts = done.result.alert_result if done.result is not None else None
+    if isinstance(alerts, loop_alerts.LoopDispatchReport) and any(
+        delivery.outcome != "success" for delivery in alerts.deliveries
+    ):
+        return  # a failed delivery is retried by the next full pass
+    ctx.idle_memos[key] = idle_pass.IdleMemo(
+        generation=int((body.get("metadata") or {}).get("generation") or 0),
+        replay_request=replay.request,
+        stamps=done.stamps,
+        due=idle_pass.compute_next_due(
+            status, now=ctx.clock.now(), refresh_seconds=ctx.settings.status_refresh_seconds
+        ),
+    )
+
+
+def _fetch_fresh(ctx: OperatorContext, ref: ObjectRef, body: dict[str, Any]) -> dict[str, Any]:
+    """The object as stored now; the given body when it cannot be read (the write will tell)."""
+    try:
+        fresh = ctx.edge.fetch_object(ref)
+    except OperatorError:
+        fresh = None
+    return fresh if fresh is not None else body
+
+
+def _run_pass(
+    body: Mapping[str, Any], ref: ObjectRef, ctx: OperatorContext, replay: _Replay, trace_id: str
+) -> _Pass:
+    """Gather and reconcile."""
+    try:
+        # The pass reads spec and metadata only: the status (~7 KB) is not parsed every pass.
+        loop = Loop.from_body({key: value for key, value in body.items() if key != "status"})
+        if loop.spec.suspend:
+            return _Pass(
+                loop_resource.LoopPassView(outcome="suspended", replay_pending=replay.request is not None)
+            )
+        target = loop_controller.build_loop_target(loop, ref.namespace, ref.name, ctx.settings)
+        stamps = loop_controller.stat_inputs(loop_controller.compute_input_paths(target))
+        token = _token(loop, ref.namespace, ctx)
+        alert_config = loop_alerts.fetch_loop_alert_config(
+            loop,
+            ref.namespace,
+            ctx.edge,
+            default_catalog=loop_alerts.compute_default_catalog_path(ctx.settings.config_dir),
+        )
+        view, result = loop_controller.run_loop_pass(
+            loop,
+            target,
+            token=token,
+            replay_token=replay.token,
+            replay_pending=replay.pending,
+            clock=ctx.clock,
+            hooks=loop_alerts.build_operator_hooks(
+                alert_config, pagerduty_url=ctx.settings.alert_pagerduty_url
+            ),
+            trace_id=trace_id,
+        )
+        return _Pass(view, result, None, stamps, target)
+    except Exception as exc:
+        if not isinstance(exc, OperatorError):
+            log.exception("reconcile of Loop %s/%s failed unexpectedly", ref.namespace, ref.name)
+            exc = _UnexpectedError(f"internal error: {type(exc).__name__}: {exc}")
+        blocked = loop_resource.LoopPassView(
+            outcome="blocked",
+            blocked_reason=_blocked_reason(exc),
+            blocked_message=str(exc),
+            replay_pending=replay.request is not None and replay.pending,
+        )
+        return _Pass(blocked, None, exc)
+
+
+_PRECONDITIONED_ATTEMPTS = 2
+
+
+def _write_status(
+    ctx: OperatorContext,
+    ref: ObjectRef,
+    body: Mapping[str, Any],
+    view: loop_resource.LoopPassView,
+    carry: _RemediationCarry,
+) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """(status it was based on, new status, whether a patch was sent).
+
+    The patch is made on the body's resourceVersion; after a conflict the object is read again
+    and the patch recomputed. When it keeps changing under the pass (kopf's own annotation
+    patches while it handles a create), the last attempt is computed on a fresh read and sent
+    without the precondition: the status keys are this controller's alone.
+    """
+    now = ctx.clock.now()
+    for _ in range(_PRECONDITIONED_ATTEMPTS):
+        try:
+            return _write_once(ctx, ref, body, view, carry, now, preconditioned=True)
+        except ConflictError:
+            body = _fetch_fresh(ctx, ref, dict(body))
+    return _write_once(ctx, ref, body, view, carry, now, preconditioned=False)
+
+
+def _write_once(
+    ctx: OperatorContext,
+    ref: ObjectRef,
+    body: Mapping[str, Any],
+    view: loop_resource.LoopPassView,
+    carry: _RemediationCarry,
+    now: dt.datetime,
+    *,
+    preconditioned: bool,
+) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """A patch only when the stored status would change, made on the body's resourceVersion."""
+    meta = body.get("metadata") or {}
+    previous = dict(body.get("status") or {})
+    new_status = loop_resource.build_loop_status(
+        previous=previous, view=view, generation=int(meta.get("generation") or 0), now=now
+    )
+    new_status = carry.apply(previous, new_status)
+    patch = loop_resource.compute_status_patch(
+        previous, new_status, now=now, refresh_seconds=ctx.settings.status_refresh_seconds
+    )
+    if patch is None:
+        return previous, new_status, False
+    version = (str(meta.get("resourceVersion") or "") or None) if preconditioned else None
+    ctx.edge.patch_status(ref, patch, resource_version=version)
+    return previous, new_status, True
 
 
 def _observe(
@@ -215,12 +376,13 @@ def _observe(
     ran: bool,
 ) -> None:
     metrics = ctx.metrics
+    metrics.record_loop_pass(ref.namespace, ref.name, ctx.clock.now().timestamp())
     if ran:
         metrics.observe_reconcile_duration(ref.namespace, seconds)
-    health = _mapping(status.get("health"))
-    health_metrics = _mapping(health.get("metrics"))
-    transport = _mapping(status.get("transportHealth"))
-    divergence = _mapping(status.get("state")).get("divergence")
+    health = as_mapping(status.get("health"))
+    health_metrics = as_mapping(health.get("metrics"))
+    transport = as_mapping(status.get("transportHealth"))
+    divergence = as_mapping(status.get("state")).get("divergence")
     streak = transport.get("failureStreak")
     metrics.observe_loop(
         LoopObservation(
@@ -229,12 +391,12 @@ def _observe(
             health_status=status.get("healthStatus"),
             reason_codes=tuple(str(c) for c in status.get("reasonCodes") or ()),
             lifecycle_state=status.get("lifecycle"),
-            ingest_lag_seconds=_number(health_metrics.get("ingestLagSeconds")),
-            heartbeat_lag_seconds=_number(health_metrics.get("heartbeatLagSeconds")),
+            ingest_lag_seconds=as_number(health_metrics.get("ingestLagSeconds")),
+            heartbeat_lag_seconds=as_number(health_metrics.get("heartbeatLagSeconds")),
             transport_failure_streak=streak if isinstance(streak, int) else None,
             diverged=(divergence.get("any") is True) if isinstance(divergence, Mapping) else None,
             run_outcome=_text(health_metrics.get("runOutcome")),
-            usage=_mapping(_mapping(_mapping(status.get("state")).get("signals")).get("usage")) or None,
+            usage=as_mapping(as_mapping(as_mapping(status.get("state")).get("signals")).get("usage")) or None,
         )
     )
     if error is not None:
@@ -243,18 +405,8 @@ def _observe(
         metrics.record_reconcile_error(ref.namespace, ref.name, view.failure_code or "reconcile_failed")
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
 
 
 def _raise_for_kopf(report: PassReport) -> None:
@@ -265,32 +417,44 @@ def _raise_for_kopf(report: PassReport) -> None:
         raise kopf.TemporaryError(str(report.error), delay=report.retry_after or 15.0)
 
 
-@kopf.on.create(GROUP, VERSION, "loops")
-@kopf.on.resume(GROUP, VERSION, "loops")
-@kopf.on.update(GROUP, VERSION, "loops")
+@kopf.on.create(GROUP, VERSION, "loops", when=owns_loop)
+@kopf.on.resume(GROUP, VERSION, "loops", when=owns_loop)
+@kopf.on.update(GROUP, VERSION, "loops", when=owns_loop)
 def on_loop_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Create, resume and any change of spec or annotations: the same full pass."""
     _raise_for_kopf(reconcile_loop(dict(body), fetch_context(memo)))
 
 
-@kopf.daemon(GROUP, VERSION, "loops", cancellation_timeout=10.0)
+@kopf.daemon(GROUP, VERSION, "loops", cancellation_timeout=10.0, when=owns_loop)
 async def on_loop_periodic(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """The periodic pass at ``spec.reconcileIntervalSeconds`` (sooner after a dependency error)."""
+    """The periodic pass at ``spec.reconcileIntervalSeconds`` (sooner after a dependency error).
+
+    Passes run at due times, not a full interval after the previous pass ended (which let the
+    latest pass age by the pass time and the queue before it), and the first one is at a random
+    point of the first interval, so Loops created together do not pass in one wave forever.
+    """
     ctx = fetch_context(memo)
-    delay = _interval(body, ctx)
+    due = time.monotonic() + random.uniform(0.0, _interval(body, ctx))
     while not stopped:
-        await stopped.wait(delay)
+        await stopped.wait(max(0.0, due - time.monotonic()))
         if stopped:
             break
+        retry_after = None
         try:
-            report = await asyncio.to_thread(reconcile_loop, dict(body), ctx)
+            report = await asyncio.to_thread(reconcile_loop, dict(body), ctx, force=False)
+            retry_after = report.retry_after
         except Exception:  # the daemon must outlive any single bad pass
             log.exception("periodic reconcile of %s failed", (body.get("metadata") or {}).get("name"))
-            delay = _interval(body, ctx)
-            continue
-        delay = _interval(body, ctx)
-        if report.retry_after is not None:
-            delay = min(delay, report.retry_after)
+        due = compute_next_due(due, _interval(body, ctx), time.monotonic(), retry_after)
+
+
+def compute_next_due(due: float, interval: float, now: float, retry_after: float | None) -> float:
+    """The next due time: one interval after the last one (now, when passes fell behind), or
+    ``retry_after`` from now when that is sooner."""
+    following = max(due + interval, now)
+    if retry_after is not None:
+        following = min(following, now + retry_after)
+    return following
 
 
 def _interval(body: Mapping[str, Any], ctx: OperatorContext) -> float:
@@ -301,8 +465,10 @@ def _interval(body: Mapping[str, Any], ctx: OperatorContext) -> float:
     return ctx.settings.default_reconcile_interval_seconds
 
 
-@kopf.on.delete(GROUP, VERSION, "loops", optional=True)
+@kopf.on.delete(GROUP, VERSION, "loops", optional=True, when=owns_loop)
 def on_loop_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Drop the per-loop gauges (the journal stays: it is the audit trail)."""
     ref = loop_ref(dict(body))
-    fetch_context(memo).metrics.forget_loop(ref.namespace, ref.name)
+    ctx = fetch_context(memo)
+    ctx.idle_memos.pop(ref.uid or f"{ref.namespace}/{ref.name}", None)
+    ctx.metrics.forget_loop(ref.namespace, ref.name)

@@ -31,6 +31,7 @@ from superloop_ops.handlers.context import (
     fetch_context,
     fetch_fleet_deps,
     post_events,
+    runs_fleet_kinds,
 )
 from superloop_ops.k8s.edge import GROUP, VERSION
 from superloop_ops.metrics_promotion import fetch_promotion_metrics
@@ -135,13 +136,15 @@ def reconcile_promotion(
     return report
 
 
-@kopf.on.create(GROUP, VERSION, "promotionapplies")
-@kopf.on.resume(GROUP, VERSION, "promotionapplies")
-def on_promotion_apply(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+@kopf.on.create(GROUP, VERSION, "promotionapplies", when=runs_fleet_kinds)
+@kopf.on.resume(GROUP, VERSION, "promotionapplies", when=runs_fleet_kinds)
+def on_promotion_apply(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     """Evaluate once; a missing Fleet or FleetPolicy is retried, everything else is final."""
     ctx = fetch_context(memo)
     try:
-        report = reconcile_promotion(dict(body), ctx, fetch_promotion_deps(memo), fetch_fleet_deps(memo))
+        report = reconcile_promotion(
+            dict(body), ctx, fetch_promotion_deps(memo), fetch_fleet_deps(memo, kwargs)
+        )
     except InvalidSpecError as exc:
         raise kopf.PermanentError(str(exc)) from exc
     except DependencyNotReadyError as exc:

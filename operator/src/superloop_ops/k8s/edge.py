@@ -6,7 +6,9 @@ official ``kubernetes`` client, and component tests implement it in memory. Ever
 types:
 
 - 404 -> ``ObjectNotFoundError`` (a ``DependencyNotReadyError``: the object may appear later);
-- 409, 429, 5xx and connection failures -> ``DependencyNotReadyError`` (retry after a delay);
+- 409 -> ``ConflictError`` (a ``DependencyNotReadyError``: a precondition such as the
+  ``resourceVersion`` of a status patch no longer holds; read the object again and retry);
+- 429, 5xx and connection failures -> ``DependencyNotReadyError`` (retry after a delay);
 - 400, 401, 403, 422 -> ``InvalidSpecError`` (retrying the same request cannot help).
 
 Secret values are returned to the caller and never logged; error messages name the Secret and
@@ -33,6 +35,7 @@ from superloop_ops.models import common as model_common
 __all__ = [
     "GROUP",
     "VERSION",
+    "ConflictError",
     "KubeEdge",
     "KubernetesEdge",
     "ObjectNotFoundError",
@@ -48,6 +51,10 @@ VERSION = "v1alpha1"
 
 class ObjectNotFoundError(DependencyNotReadyError):
     """The referenced object does not exist (yet)."""
+
+
+class ConflictError(DependencyNotReadyError):
+    """The object changed since the version the write was based on (HTTP 409)."""
 
 
 def read_secret_value(
@@ -96,7 +103,9 @@ class KubeEdge(Protocol):
 
     def fetch_object(self, ref: ObjectRef) -> JsonObject | None: ...
 
-    def patch_status(self, ref: ObjectRef, status: Mapping[str, Any]) -> None: ...
+    def patch_status(
+        self, ref: ObjectRef, status: Mapping[str, Any], *, resource_version: str | None = None
+    ) -> None: ...
 
     def patch_annotations(self, ref: ObjectRef, annotations: Mapping[str, str | None]) -> None: ...
 
@@ -111,6 +120,8 @@ def map_api_exception(exc: Exception, what: str) -> Exception:
     reason = getattr(exc, "reason", None) or type(exc).__name__
     if status == 404:
         return ObjectNotFoundError(f"{what}: not found", delay=15.0)
+    if status == 409:
+        return ConflictError(f"{what}: changed meanwhile (409 {reason})", delay=1.0)
     if status in (400, 401, 403, 422):
         detail = _status_message(exc)
         suffix = f": {detail}" if detail else ""
@@ -204,8 +215,13 @@ class KubernetesEdge:
         )
         return [dict(item) for item in listing.get("items", [])]
 
-    def patch_status(self, ref: ObjectRef, status: Mapping[str, Any]) -> None:
-        body = {"status": dict(status)}
+    def patch_status(
+        self, ref: ObjectRef, status: Mapping[str, Any], *, resource_version: str | None = None
+    ) -> None:
+        """A merge patch of the status; with ``resource_version`` it applies only to that version."""
+        body: JsonObject = {"status": dict(status)}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         self._call(
             f"{ref.kind} {ref.namespace}/{ref.name} status",
             lambda: self._custom.patch_namespaced_custom_object_status(

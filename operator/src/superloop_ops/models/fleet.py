@@ -15,7 +15,7 @@ Secret (``tokenSecretRef``) instead of an environment variable name (``tokenEnv`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, Protocol
 
 from pydantic import Field
 
@@ -33,13 +33,16 @@ from superloop_ops.models.common import (
     SpecModel,
 )
 from superloop_ops.models.fleet_policy import EffectiveRollout, FleetPolicySpec
-from superloop_ops.models.loop import BaseUrl, LoopSource, LoopSpec, ServiceSettings, Transport
+from superloop_ops.models.loop import BaseUrl, LoopSource, ServiceSettings, Transport
 
 __all__ = [
     "Fleet",
     "FleetLoopEntry",
     "FleetSpec",
     "FleetStatus",
+    "LabelSelector",
+    "LabelSelectorRequirement",
+    "RegistryLoopSource",
     "SpriteInfo",
     "build_registry_document",
 ]
@@ -113,6 +116,34 @@ class FleetLoopEntry(SpecModel):
     """Free-form labels echoed into intents and status (e.g. team)."""
 
 
+LabelKey = Annotated[str, Field(min_length=1, max_length=317)]
+LabelValue = Annotated[str, Field(max_length=63)]
+
+
+class LabelSelectorRequirement(SpecModel):
+    """One ``matchExpressions`` term, as in a Kubernetes label selector."""
+
+    key: LabelKey
+    """The label key the term is about."""
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    """In / NotIn: the value is / is not one of values; Exists / DoesNotExist: the key is / is not set."""
+    values: list[LabelValue] = Field(default_factory=list, max_length=64)
+    """The values In and NotIn compare with (empty for Exists and DoesNotExist)."""
+
+
+class LabelSelector(SpecModel):
+    """Which Loops of the namespace belong to the Fleet (every term must hold)."""
+
+    match_labels: dict[str, LabelValue] = Field(default_factory=dict)
+    """Labels a Loop must carry with exactly these values."""
+    match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list, max_length=16)
+    """Terms a Loop's labels must all satisfy."""
+
+
+def _has_members(m: FleetSpec) -> bool:
+    return bool(m.loops) or m.selector is not None
+
+
 def _unique_loop_ids(m: FleetSpec) -> bool:
     ids = [e.loop_id for e in m.loops]
     return len(ids) == len(set(ids))
@@ -128,16 +159,25 @@ class FleetSpec(SpecModel):
             message="loopId values must be unique",
             check=_unique_loop_ids,
         ),
+        CelRule(
+            rule="(has(self.loops) && size(self.loops) > 0) || has(self.selector)",
+            message="spec.loops or spec.selector must name the Fleet's loops",
+            check=_has_members,
+            field_path=".loops",
+        ),
     )
 
     fleet_id: LoopId | None = None
     """Fleet id used in journals and telemetry; absent means the object name."""
     loops: list[FleetLoopEntry] = Field(
-        min_length=1,
+        default_factory=list,
         max_length=500,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["loopId"]},
     )
-    """The fleet registry: inline loops (materialised as owned Loops) or loopRefs."""
+    """The fleet registry: inline loops (materialised as owned Loops) or loopRefs (at most 500)."""
+    selector: LabelSelector | None = None
+    """Loops of the namespace whose labels match also belong to the Fleet (any number; their
+    registry loopId is the Loop's spec.loopId; a loops entry with the same loopId wins)."""
     policy_ref: LocalObjectRef | None = None
     """FleetPolicy governing candidates and autonomous execution."""
     max_parallel: Annotated[int, Field(ge=1, le=64)] = 2
@@ -207,6 +247,16 @@ class Fleet(KindModel):
     status: FleetStatus = Field(default_factory=FleetStatus)
 
 
+class RegistryLoopSource(Protocol):
+    """What a ``loopRef`` entry's registry row takes from the Loop (a ``LoopSpec`` or a fleet member)."""
+
+    @property
+    def transport(self) -> str: ...
+
+    @property
+    def service(self) -> ServiceSettings | None: ...
+
+
 def _registry_service(service: ServiceSettings | None) -> JsonObject | None:
     if service is None:
         return None
@@ -219,7 +269,9 @@ def _registry_service(service: ServiceSettings | None) -> JsonObject | None:
     return out
 
 
-def _registry_entry(index: int, entry: FleetLoopEntry, referenced: Mapping[str, LoopSpec]) -> JsonObject:
+def _registry_entry(
+    index: int, entry: FleetLoopEntry, referenced: Mapping[str, RegistryLoopSource]
+) -> JsonObject:
     transport: str = entry.transport or "local"
     service = entry.service
     if entry.loop_ref is not None:
@@ -245,12 +297,12 @@ def build_registry_document(
     fleet_name: str,
     policy: FleetPolicySpec | None,
     effective: EffectiveRollout | None = None,
-    referenced: Mapping[str, LoopSpec] | None = None,
+    referenced: Mapping[str, RegistryLoopSource] | None = None,
 ) -> JsonObject:
     """The registry.v1.json document the reference would read for this Fleet and FleetPolicy.
 
     Lets the core's registry validator and normaliser run unchanged on Kubernetes objects.
-    ``referenced`` maps a ``loopRef`` name to that Loop's spec (a missing one raises
+    ``referenced`` maps a ``loopRef`` name to that Loop's transport and service (a missing one raises
     DependencyNotReadyError). ``effective`` is the posture a PromotionApply moved (FleetPolicy
     status): its canary, manual pause and governance replace the spec's. The token is not part
     of the document: it comes from ``tokenSecretRef`` at use.

@@ -11,7 +11,7 @@ verbatim (free-form objects) next to a few typed fields that feed printer column
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -242,6 +242,14 @@ class LoopSpec(SpecModel):
     """Stop reconciling this loop (status keeps its last values)."""
 
 
+def _atomic() -> Any:
+    """A mirrored journal document in the status: one unit for server-side field tracking
+    (``x-kubernetes-map-type: atomic``), so the status writer's ``managedFields`` entry names the
+    document, not each of its keys. Without it that entry was ~6 KB of a ~15 KB Loop, and kopf
+    keeps every Loop's body in memory (issue 12: memory)."""
+    return Field(default=None, json_schema_extra={"x-kubernetes-map-type": "atomic"})
+
+
 class LoopStatus(ConditionedStatus):
     """Observed posture of a loop; the reference's JSON surfaces are mirrored as-is."""
 
@@ -260,27 +268,27 @@ class LoopStatus(ConditionedStatus):
     """When the last pass ran (YYYY-MM-DDTHH:MM:SSZ)."""
     replay_handled: str | None = None
     """The value of the replay annotation the operator last acted on (a replay runs once per value)."""
-    state: JsonObject | None = None
+    state: JsonObject | None = _atomic()
     """The projected loop state (the reference's state.json), as-is."""
-    cursor: JsonObject | None = None
+    cursor: JsonObject | None = _atomic()
     """Ingest cursor (the reference's cursor.json), as-is."""
-    health: JsonObject | None = None
+    health: JsonObject | None = _atomic()
     """Health document with reasons, metrics and thresholds (the reference's health.json), as-is."""
-    heartbeat: JsonObject | None = None
+    heartbeat: JsonObject | None = _atomic()
     """Heartbeat freshness (the reference's heartbeat.json), as-is."""
-    sequence: JsonObject | None = None
+    sequence: JsonObject | None = _atomic()
     """Event ordering state (the reference's sequence-state.json), as-is."""
-    transport_health: JsonObject | None = None
+    transport_health: JsonObject | None = _atomic()
     """Transport health with the failure streak (the reference's transport-health.json), as-is."""
-    visibility: JsonObject | None = None
+    visibility: JsonObject | None = _atomic()
     """What the last pass could see of the runtime (snapshot, events), as-is."""
-    latest_control: JsonObject | None = None
+    latest_control: JsonObject | None = _atomic()
     """The last control intent's outcome, as-is."""
-    drift: JsonObject | None = None
+    drift: JsonObject | None = _atomic()
     """Threshold profile drift state (the reference's profile-drift.json), as-is."""
-    tuning: JsonObject | None = None
+    tuning: JsonObject | None = _atomic()
     """Effective threshold profile and overrides, as-is."""
-    alerts: JsonObject | None = None
+    alerts: JsonObject | None = _atomic()
     """Alert dispatch state: last escalation and per-sink outcomes, as-is."""
     remediation: JsonObject | None = None
     """The Loop's current or last remediation: traceId (minted by the pass that opened it), state

@@ -10,12 +10,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from superloop_ops.models.common import JsonObject
 
 __all__ = [
     "JsonObject",
+    "as_mapping",
+    "as_number",
     "dumps_compact",
     "format_ts",
     "parse_ts",
@@ -57,3 +60,15 @@ def prune_nulls(record: JsonObject) -> JsonObject:
 def dumps_compact(value: Any) -> str:
     """One-line JSON, the format of every JSONL row and compact stdout document."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def as_mapping(value: Any) -> Mapping[str, Any]:
+    """The value when it is a JSON object, else an empty one (for reading optional blocks)."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def as_number(value: Any) -> float | None:
+    """The value as a float when it is a JSON number (booleans are not), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)

@@ -52,8 +52,10 @@ __all__ = [
 ]
 
 _CAMEL_SPLIT = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-_MAX_LISTED_INTENTS = 200
-_MAX_LISTED_LOOPS = 500
+_MAX_LISTED_INTENTS = 100
+_MAX_LISTED_LOOPS = 100
+"""A Fleet status lists at most this many loop rows (problem rows first), ids per exception list
+and loop trace ids; the counts say how many there are, the journal has them all (issue 12)."""
 
 
 def build_owned_loop_manifest(
@@ -89,12 +91,14 @@ def build_owned_loop_manifest(
 
 @dataclasses.dataclass(frozen=True)
 class LoopBinding:
-    """Which Loop object stands for a registry loop id, and what its status says."""
+    """Which Loop object stands for a registry loop id, and the outcome its status reports
+    (``compute_loop_outcome``: None until the Loop's first pass)."""
 
     loop_id: str
     name: str
-    status: Mapping[str, Any] | None
+    outcome: LoopRunOutcome | None
     suspended: bool = False
+    last_reconcile_at: str | None = None
 
 
 def snake_reason(reason: str) -> str:
@@ -169,12 +173,25 @@ def _degraded_condition(state: Mapping[str, Any] | None) -> ConditionSpec:
     )
 
 
-def _compact_loops(state: Mapping[str, Any] | None, names: Mapping[str, str]) -> list[JsonObject]:
+def _is_problem(result: Mapping[str, Any]) -> bool:
+    return result.get("status") != "success" or result.get("healthStatus") not in (None, "healthy")
+
+
+def _listed_results(state: Mapping[str, Any] | None) -> tuple[list[Mapping[str, Any]], int]:
+    """The results a Fleet status lists, in fleet order: all of them up to ``_MAX_LISTED_LOOPS``,
+    else the problem rows first; and how many were left out."""
     results = state.get("results") if state else None
+    every = [r for r in (results if isinstance(results, list) else []) if isinstance(r, Mapping)]
+    if len(every) <= _MAX_LISTED_LOOPS:
+        return every, 0
+    problems = [i for i, r in enumerate(every) if _is_problem(r)][:_MAX_LISTED_LOOPS]
+    rest = [i for i, r in enumerate(every) if not _is_problem(r)][: _MAX_LISTED_LOOPS - len(problems)]
+    return [every[i] for i in sorted(problems + rest)], len(every) - _MAX_LISTED_LOOPS
+
+
+def _compact_loops(results: list[Mapping[str, Any]], names: Mapping[str, str]) -> list[JsonObject]:
     rows: list[JsonObject] = []
-    for result in (results if isinstance(results, list) else [])[:_MAX_LISTED_LOOPS]:
-        if not isinstance(result, Mapping):
-            continue
+    for result in results:
         loop_id = str(result.get("loopId"))
         row: JsonObject = {
             "loopId": loop_id,
@@ -187,6 +204,26 @@ def _compact_loops(state: Mapping[str, Any] | None, names: Mapping[str, str]) ->
         }
         rows.append({k: v for k, v in row.items() if v is not None})
     return rows
+
+
+def _bounded_surface(surface: Mapping[str, Any]) -> JsonObject:
+    """The status surface without its per-loop rows; exception lists and loop trace ids capped
+    (``exceptionCounts`` and ``loopTraceIdCount`` say how many there are when capped)."""
+    out: JsonObject = {k: v for k, v in surface.items() if k != "loops"}
+    exceptions = _obj(surface.get("exceptions"))
+    long = {k: len(v) for k, v in exceptions.items() if isinstance(v, list) and len(v) > _MAX_LISTED_LOOPS}
+    if long:
+        out["exceptions"] = {k: v[:_MAX_LISTED_LOOPS] if k in long else v for k, v in exceptions.items()}
+        out["exceptionCounts"] = {k: len(v) for k, v in exceptions.items() if isinstance(v, list)}
+    linkage = _obj(surface.get("traceLinkage"))
+    traces = linkage.get("loopTraceIds")
+    if isinstance(traces, list) and len(traces) > _MAX_LISTED_LOOPS:
+        out["traceLinkage"] = {
+            **linkage,
+            "loopTraceIds": traces[:_MAX_LISTED_LOOPS],
+            "loopTraceIdCount": len(traces),
+        }
+    return out
 
 
 def _compact_handoff(
@@ -283,6 +320,9 @@ def build_fleet_status(
     status: JsonObject = {"observedGeneration": generation}
     if fleet_state is not None:
         state_summary = {k: v for k, v in fleet_state.items() if k != "results"}
+        listed, omitted = _listed_results(fleet_state)
+        if omitted:
+            state_summary["omittedLoopRows"] = omitted
         status.update(
             {
                 "fleetId": fleet_state.get("fleetId"),
@@ -293,11 +333,11 @@ def build_fleet_status(
                 "reasonCodes": list(fleet_state.get("reasonCodes") or []),
                 "traceId": fleet_state.get("traceId"),
                 "lastReconcileAt": fleet_state.get("updatedAt"),
-                "state": {**state_summary, "loops": _compact_loops(fleet_state, loop_names or {})},
+                "state": {**state_summary, "loops": _compact_loops(listed, loop_names or {})},
             }
         )
         if fleet_status_surface is not None:
-            status["fleetStatus"] = {k: v for k, v in fleet_status_surface.items() if k != "loops"}
+            status["fleetStatus"] = _bounded_surface(fleet_status_surface)
         handoff_block = _compact_handoff(handoff_state, intent_objects or {})
         if handoff_block is not None:
             status["handoff"] = handoff_block

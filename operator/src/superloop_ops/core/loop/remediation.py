@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from superloop_ops.core.common.jsonutil import JsonObject, format_ts
+from superloop_ops.core.common.open_remediation import OPEN, RESOLVED, find_open_trace
 from superloop_ops.core.loop.loop_resource import EventSpec
 
 __all__ = [
@@ -27,8 +28,6 @@ __all__ = [
     "find_open_trace",
 ]
 
-OPEN = "open"
-RESOLVED = "resolved"
 _UNHEALTHY = frozenset({"degraded", "critical"})
 
 
@@ -43,13 +42,6 @@ class RemediationUpdate:
 
 def _record(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
-
-
-def find_open_trace(status: Mapping[str, Any] | None) -> str | None:
-    """The trace id of the Loop's open remediation (the id its next pass runs with), else None."""
-    record = _record((status or {}).get("remediation"))
-    trace = record.get("traceId")
-    return str(trace) if record.get("state") == OPEN and trace else None
 
 
 def _is_unhealthy(outcome: str, health_status: Any) -> bool:

@@ -28,7 +28,7 @@ from superloop_ops.core.common.jsonutil import JsonObject
 from superloop_ops.core.fleet import fleet_registry, fleet_surface, policy_rules, rollup
 from superloop_ops.core.handoff import handoff_plan
 from superloop_ops.errors import ContractError
-from superloop_ops.journal import files
+from superloop_ops.journal import files, tail
 
 __all__ = [
     "TRACE_ENV",
@@ -267,11 +267,18 @@ def _read_jsonl(path: Path, invalid: str) -> list[Any]:
         raise ContractError(f"{invalid}: {path}") from exc
 
 
+_LAST_ROW_LINES = 4  # a few, so blank lines at the end are skipped as before
+
+
 def _read_last_row(path: Path) -> Mapping[str, Any] | None:
-    """The last line only, when it is a JSON object (status never fails on telemetry)."""
+    """The last non-blank line only, when it is a JSON object (status never fails on telemetry).
+
+    Read from the end (``journal.tail``): the log grows by a row every pass, and only its latest
+    row matters; an old part that does not decode is never read.
+    """
     try:
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError):
+        lines = [line for line in tail.fetch_last_lines(path, _LAST_ROW_LINES) if line.strip()]
+    except OSError:
         return None
     if not lines:
         return None

@@ -1,0 +1,769 @@
+"""Benchmark: the operator (``kopf run -m superloop_ops.main``) at N Loops on a real control plane.
+
+Not a timed test: it measures, prints a table and (``--json``) writes the details. For each N in
+``--loops`` it:
+
+1. writes N simulated repositories (``superloop_ops.sim``), one a Loop, under one directory that
+   plays a shared PVC: ``--active-share`` of them keep running (the simulator appends one event
+   and rewrites the heartbeat every ``--event-period`` seconds), the others ran a few ticks and
+   then stay idle; a few more idle "probe" loops measure how fast an appended event shows up;
+2. starts the operator as a subprocess watching a fresh namespace (local transport, the claim
+   mapped to that directory, ``--interval`` as every Loop's ``reconcileIntervalSeconds``);
+3. creates the N Loops at once and waits until every one has ``status.lifecycle``
+   (**convergence**), then one interval of warm-up;
+4. measures over ``--window`` intervals:
+
+   - **freshness**: age of each Loop's latest pass, sampled every ``--sample-every`` seconds,
+     p50 / p95 / max against the interval. The pass time is the operator's per-Loop gauge
+     ``superloop_ops_loop_last_pass_timestamp_seconds`` when the operator exports it, else
+     ``status.lastReconcileAt`` (which is only a pass time while every pass writes the status);
+   - **event latency**: once an interval, one event is appended to each probe loop and the time
+     until ``status.cursor.eventLineCount`` shows it is taken;
+   - **operator CPU** (user + system from ``/proc/<pid>/stat``) per pass and per Loop per
+     interval, and **peak RSS** (``VmHWM``), which is stable on a shared machine where wall time
+     is not; the mean size of a Loop's status (JSON bytes);
+   - **passes** (the operator's ``superloop_ops_reconcile_duration_seconds`` count, plus
+     ``superloop_ops_loop_idle_passes_total`` where the operator has idle passes);
+   - **API requests per second by verb and resource** (``apiserver_request_total`` from the
+     apiserver's ``/metrics``, before and after; this script's own LISTs and GETs are counted
+     and subtracted), **status PATCHes per interval** against the Loops whose status content
+     changed between two samples one interval apart (the status minus the values that age by
+     themselves, ``core.loop.loop_resource.compute_status_fingerprint``), and **GETs per pass**.
+
+Each size gets its own namespace and operator; the machine's load average is recorded at the
+start and the end of each window. Everything is bounded by ``--max-seconds`` (convergence gives
+up at its own timeout and the window still runs), and all processes are stopped at the end.
+
+Cluster: ``$KUBECONFIG`` when set (its current context must be allowed to create namespaces and
+CRDs, and read ``/metrics``), else the project's own control plane from
+``e2e/harness/build-k8s.sh``'s binaries. Run from the repository root::
+
+    .venv/bin/python -m benchmarks.bench_operator_scale --loops 100,300 --interval 30 --active-share 0.1
+
+``--active-share 0`` measures what idle Loops cost; ``--operator-env KEY=VALUE`` passes operator
+settings (e.g. ``SUPERLOOP_STATUS_REFRESH_SECONDS=300``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime as dt
+import itertools
+import json
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from e2e.harness import controlplane
+from e2e.harness.cluster import Cluster, cluster_of, find_tool, install_crds
+from e2e.operator_harness import API, GROUP, build_operator_env, launch_operator, terminate
+from prometheus_client.parser import text_string_to_metric_families
+
+from superloop_ops.clock import Clock, FrozenClock, SystemClock
+from superloop_ops.core.common.jsonutil import parse_ts
+from superloop_ops.core.loop.loop_resource import compute_status_fingerprint
+from superloop_ops.sim.simulator import Simulator
+
+CLAIM = "bench-claim"
+# What the operator reads and writes; other resources' requests (the namespace controller
+# emptying the previous size's namespace, the controller manager) are left out of the rates.
+OPERATOR_RESOURCES = frozenset(
+    {
+        "loops",
+        "handoffintents",
+        "fleets",
+        "fleetpolicies",
+        "promotionapplies",
+        "events",
+        "leases",
+        "secrets",
+        "configmaps",
+        "kopfpeerings",
+    }
+)
+READ_ATTEMPTS = 4
+SETUP_TICKS = 3
+PASS_GAUGE = "superloop_ops_loop_last_pass_timestamp_seconds"
+PASS_COUNTS = ("superloop_ops_reconcile_duration_seconds_count", "superloop_ops_loop_idle_passes_total")
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    sizes: tuple[int, ...]
+    active_share: float
+    interval: int
+    event_period: float
+    window_intervals: int
+    sample_every: float
+    probes: int
+    idle_scenario: str
+    converge_timeout: float
+    max_seconds: float
+    workdir: Path
+    json_out: Path | None
+    operator_env: Mapping[str, str]
+    keep: bool
+    shards: int
+
+
+# -- measuring the operator process and the apiserver -------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcSample:
+    cpu_seconds: float
+    rss_mb: float
+    peak_rss_mb: float
+
+
+def sample_process(pid: int) -> ProcSample:
+    """CPU (user + system) and memory of one process from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14 and 15)
+    memory: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            memory[key] = int(value.split()[0]) / 1024
+    return ProcSample(cpu, memory.get("VmRSS", 0.0), memory.get("VmHWM", 0.0))
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+RequestKey = tuple[str, str, str]  # verb, resource, subresource
+
+
+def fetch_apiserver_requests(api: Any) -> Counter[RequestKey]:
+    """``apiserver_request_total`` summed over codes, scopes and versions."""
+    method, url, headers, body, post = api.param_serialize(
+        method="GET", resource_path="/metrics", auth_settings=["BearerToken"]
+    )
+    response = api.call_api(method, url, header_params=headers, body=body, post_params=post)
+    response.read()
+    totals: Counter[RequestKey] = Counter()
+    for family in text_string_to_metric_families(response.data.decode("utf-8")):
+        if family.name != "apiserver_request":
+            continue
+        for sample in family.samples:
+            if sample.name != "apiserver_request_total":
+                continue
+            labels = sample.labels
+            key = (labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", ""))
+            totals[key] += int(sample.value)
+    return totals
+
+
+def fetch_operator_metrics(port: int) -> tuple[float, dict[tuple[str, str], float]]:
+    """(passes so far, {(namespace, loop): last pass timestamp}) from the operator's endpoint."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode("utf-8")
+    passes = 0.0
+    last_pass: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in PASS_COUNTS:
+                passes += sample.value
+            elif sample.name == PASS_GAUGE:
+                last_pass[(sample.labels.get("namespace", ""), sample.labels.get("loop", ""))] = sample.value
+    return passes, last_pass
+
+
+# -- the cluster and the Loops --------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def open_cluster(workdir: Path) -> Iterator[Cluster]:
+    """``$KUBECONFIG``'s cluster, else the project's control plane; CRDs installed either way."""
+    bin_dir = controlplane.fetch_bin_dir()
+    external = os.environ.get("KUBECONFIG")
+    if external:
+        kubectl, helm = find_tool("kubectl", bin_dir), find_tool("helm", bin_dir)
+        if kubectl is None:
+            raise SystemExit("KUBECONFIG is set but kubectl is missing (build-k8s.sh or PATH)")
+        cluster = Cluster(Path(external), kubectl, helm or "helm", workdir, external=True)
+        install_crds(cluster)
+        yield cluster
+        return
+    missing = controlplane.missing_binaries(bin_dir)
+    if missing:
+        raise SystemExit(f"binaries missing in {bin_dir}: {', '.join(missing)}; run e2e/harness/build-k8s.sh")
+    with controlplane.running_control_plane(workdir / "k8s") as plane:
+        cluster = cluster_of(plane, workdir)
+        install_crds(cluster)
+        print(f"control plane up in {plane.start_seconds:.1f}s at {plane.server}", flush=True)
+        yield cluster
+
+
+def loop_body(loop_id: str, interval: int) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "Loop",
+        "metadata": {"name": loop_id},
+        "spec": {
+            "loopId": loop_id,
+            "transport": "local",
+            "source": {"pvc": {"claimName": CLAIM, "subPath": loop_id}},
+            "reconcileIntervalSeconds": interval,
+        },
+    }
+
+
+class LoopClient:
+    """This script's own API calls, counted so they can be subtracted from the apiserver's totals."""
+
+    def __init__(self, kubeconfig: Path, namespace: str) -> None:
+        from kubernetes import client, config
+        from urllib3.util.retry import Retry
+
+        # A loaded 2-core machine makes the apiserver answer 429/5xx now and then: retry those.
+        configuration = client.Configuration()
+        config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)  # type: ignore[no-untyped-call]
+        configuration.retries = Retry(
+            total=4, backoff_factor=2.0, status_forcelist=(429, 500, 502, 503, 504), allowed_methods=None
+        )
+        self.api = client.ApiClient(configuration)
+        self.custom = client.CustomObjectsApi(self.api)
+        self.namespace = namespace
+        self.calls: Counter[RequestKey] = Counter()
+        self._guard = threading.Lock()
+
+    def _count(self, verb: str) -> None:
+        with self._guard:
+            self.calls[(verb, "loops", "")] += 1
+
+    def create(self, body: Mapping[str, Any]) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        self._count("POST")
+        try:
+            self.custom.create_namespaced_custom_object(
+                GROUP, "v1alpha1", self.namespace, "loops", dict(body)
+            )
+        except ApiException as exc:
+            if exc.status != 409:  # 409: a retried create whose first attempt did succeed
+                raise
+
+    def _read(self, verb: str, call: Callable[[], Any]) -> dict[str, Any]:
+        """One JSON answer; a body cut off mid-read (a loaded apiserver does that) is asked again."""
+        from urllib3.exceptions import HTTPError
+
+        for attempt in range(1, READ_ATTEMPTS):
+            try:
+                return self._read_once(verb, call)
+            except (HTTPError, ValueError):
+                time.sleep(2.0 * attempt)
+        return self._read_once(verb, call)
+
+    def _read_once(self, verb: str, call: Callable[[], Any]) -> dict[str, Any]:
+        self._count(verb)
+        answer: dict[str, Any] = json.loads(call().data)
+        return answer
+
+    def list_statuses(self) -> dict[str, dict[str, Any]]:
+        listing = self._read(
+            "LIST",
+            lambda: self.custom.list_namespaced_custom_object(
+                GROUP, "v1alpha1", self.namespace, "loops", _preload_content=False
+            ),
+        )
+        return {item["metadata"]["name"]: dict(item.get("status") or {}) for item in listing.get("items", [])}
+
+    def status(self, name: str) -> dict[str, Any]:
+        body = self._read(
+            "GET",
+            lambda: self.custom.get_namespaced_custom_object(
+                GROUP, "v1alpha1", self.namespace, "loops", name, _preload_content=False
+            ),
+        )
+        return dict(body.get("status") or {})
+
+
+@dataclasses.dataclass
+class Fleet:
+    """The simulated repositories: active, idle and probe loops under one claim directory."""
+
+    active: Simulator | None
+    idle: Simulator | None
+    probe: Simulator | None
+
+    @property
+    def loop_ids(self) -> list[str]:
+        return [loop.loop_id for sim in (self.active, self.idle, self.probe) if sim for loop in sim.loops]
+
+
+def build_fleet(root: Path, size: int, options: Options) -> Fleet:
+    probes = min(options.probes, size)
+    active = round((size - probes) * options.active_share)
+    idle = size - probes - active
+
+    def make(count: int, prefix: str, scenario: str, clock: Clock) -> Simulator | None:
+        if count <= 0:
+            return None
+        sim = Simulator(root, clock, loops=count, scenarios=[scenario], loop_prefix=prefix)
+        sim.run(SETUP_TICKS)
+        return sim
+
+    # Idle loops have been idle for a while: their last event and heartbeat are an hour old, so
+    # their health crossed every lag threshold before the operator starts, not during the window.
+    idle_since = FrozenClock(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    return Fleet(
+        make(active, "active", "running", SystemClock()),
+        make(idle, "idle", options.idle_scenario, idle_since),
+        make(probes, "probe", options.idle_scenario, idle_since),
+    )
+
+
+class Ticker:
+    """Steps one simulator every ``period`` seconds in a thread (the active loops' runtime)."""
+
+    def __init__(self, sim: Simulator | None, period: float) -> None:
+        self._sim, self._period = sim, period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Ticker:
+        if self._sim is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        assert self._sim is not None
+        while not self._stop.wait(self._period):
+            self._sim.step()
+
+
+def create_loops(client: LoopClient, loop_ids: Sequence[str], interval: int) -> float:
+    """Create every Loop (8 at a time); returns the seconds it took."""
+    began = time.monotonic()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda loop_id: client.create(loop_body(loop_id, interval)), loop_ids))
+    return time.monotonic() - began
+
+
+def wait_converged(client: LoopClient, size: int, began: float, deadline: float) -> tuple[float | None, int]:
+    """Seconds from ``began`` until all ``size`` Loops have a lifecycle (None on timeout), and how
+    many did."""
+    done = 0
+    while time.monotonic() < deadline:
+        statuses = client.list_statuses()
+        done = sum(1 for status in statuses.values() if status.get("lifecycle"))
+        if done >= size:
+            return time.monotonic() - began, done
+        time.sleep(2.0)
+    return None, done
+
+
+# -- the measurement window -----------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class WindowSamples:
+    ages: list[float] = dataclasses.field(default_factory=list)
+    boundaries: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    latencies: list[float] = dataclasses.field(default_factory=list)
+    probe_misses: int = 0
+    status_bytes: list[int] = dataclasses.field(default_factory=list)
+
+
+def sample_ages(
+    client: LoopClient, statuses: Mapping[str, Mapping[str, Any]], gauge: Mapping[tuple[str, str], float]
+) -> list[float]:
+    """Age of every Loop's latest pass now: the operator's gauge when exported, else lastReconcileAt."""
+    now = time.time()
+    ages = []
+    for name, status in statuses.items():
+        stamp = gauge.get((client.namespace, name))
+        if stamp is None and not gauge:
+            parsed = parse_ts(status.get("lastReconcileAt"))
+            stamp = parsed.timestamp() if parsed is not None else None
+        if stamp is not None:
+            ages.append(max(0.0, now - stamp))
+    return ages
+
+
+def run_probes(
+    client: LoopClient, fleet: Fleet, options: Options, stop: threading.Event, out: WindowSamples
+) -> None:
+    """Once an interval (at a random moment), append one event to each probe loop and time its arrival."""
+    sim = fleet.probe
+    if sim is None:
+        return
+    while not stop.is_set():
+        if stop.wait(random.uniform(0.0, options.interval * 0.5)):
+            return
+        sim.step()
+        appended = time.monotonic()
+        expected = {loop.loop_id: _line_count(loop.events_file) for loop in sim.loops}
+        pending = dict(expected)
+        timeout = appended + 3 * options.interval
+        while pending and time.monotonic() < timeout and not stop.is_set():
+            for name, lines in list(pending.items()):
+                count = (client.status(name).get("cursor") or {}).get("eventLineCount")
+                if isinstance(count, int) and count >= lines:
+                    out.latencies.append(time.monotonic() - appended)
+                    del pending[name]
+            time.sleep(0.5)
+        if (
+            not stop.is_set()
+        ):  # not arrived within three intervals (a round cut by the window's end is not counted)
+            out.probe_misses += len(pending)
+        stop.wait(max(0.0, appended + options.interval - time.monotonic()))
+
+
+def _line_count(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+def run_window(client: LoopClient, fleet: Fleet, options: Options, operators: Operators) -> WindowSamples:
+    out = WindowSamples()
+    stop = threading.Event()
+    prober = threading.Thread(target=run_probes, args=(client, fleet, options, stop, out), daemon=True)
+    prober.start()
+    began = time.monotonic()
+    end = began + options.window_intervals * options.interval
+    next_boundary = began
+    try:
+        while True:
+            now = time.monotonic()
+            statuses = client.list_statuses()
+            _, gauge = operators.metrics()
+            out.ages.extend(sample_ages(client, statuses, gauge))
+            out.status_bytes = [
+                len(json.dumps(status, separators=(",", ":"))) for status in statuses.values()
+            ]
+            if now >= next_boundary:
+                out.boundaries.append({name: compute_status_fingerprint(s) for name, s in statuses.items()})
+                next_boundary += options.interval
+            if now >= end:
+                break
+            time.sleep(
+                max(0.0, min(options.sample_every, end - time.monotonic(), next_boundary - time.monotonic()))
+            )
+    finally:
+        stop.set()
+        prober.join(timeout=options.interval + 10)
+    return out
+
+
+def changed_per_interval(boundaries: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Loops whose status content differs between consecutive interval boundaries."""
+    return [
+        sum(1 for name, print_ in after.items() if before.get(name) != print_)
+        for before, after in itertools.pairwise(boundaries)
+    ]
+
+
+# -- one size, end to end -------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def request_rates(
+    before: Counter[RequestKey], after: Counter[RequestKey], own: Counter[RequestKey], seconds: float
+) -> dict[str, float]:
+    """Requests per second by ``VERB resource[/subresource]``, this script's own calls removed."""
+    delta = after - before
+    delta.subtract(own)
+    rates = {}
+    for (verb, resource, sub), count in sorted(delta.items()):
+        if count > 0 and resource in OPERATOR_RESOURCES:
+            rates[f"{verb} {resource}{'/' + sub if sub else ''}"] = round(count / seconds, 3)
+    return rates
+
+
+@dataclasses.dataclass
+class Operators:
+    """The operator processes of one size: one, or one per shard (``--shards``)."""
+
+    pids: list[int] = dataclasses.field(default_factory=list)
+    ports: list[int] = dataclasses.field(default_factory=list)
+
+    def samples(self) -> list[ProcSample]:
+        return [sample_process(pid) for pid in self.pids]
+
+    def cpu(self) -> float:
+        return sum(sample.cpu_seconds for sample in self.samples())
+
+    def metrics(self) -> tuple[float, dict[tuple[str, str], float]]:
+        """Passes of all shards, and the union of their last-pass gauges (each has its Loops)."""
+        passes, gauges = 0.0, {}
+        for port in self.ports:
+            count, gauge = fetch_operator_metrics(port)
+            passes += count
+            gauges.update(gauge)
+        return passes, gauges
+
+
+def start_operators(
+    cluster: Cluster, namespace: str, work: Path, claim_dir: Path, options: Options, procs: list[Any]
+) -> Operators:
+    operators = Operators()
+    for index in range(options.shards):
+        port = controlplane.find_free_port()
+        shard = {"SUPERLOOP_SHARD": f"{index}/{options.shards}"} if options.shards > 1 else {}
+        env = build_operator_env(
+            cluster.kubeconfig, work / f"state-{index}", work / "mounts", confirm_timeout_seconds=30,
+            SUPERLOOP_PVC_DIRS=f"{namespace}/{CLAIM}={claim_dir}", SUPERLOOP_METRICS_PORT=str(port),
+            SUPERLOOP_METRICS_HOST="127.0.0.1", SUPERLOOP_STATUS_REFRESH_SECONDS="300",
+            **shard, **dict(options.operator_env),
+        )  # fmt: skip
+        launch_operator(namespace, env, work / f"operator-{index}.log", procs.append)
+        operators.pids.append(procs[-1].pid)
+        operators.ports.append(port)
+    return operators
+
+
+def measure_size(cluster: Cluster, size: int, options: Options, deadline: float) -> dict[str, Any]:
+    namespace = f"bench-{size}-{uuid.uuid4().hex[:6]}"
+    work = options.workdir / namespace
+    claim_dir = work / "pvc"
+    claim_dir.mkdir(parents=True)
+    cluster.kubectl("create", "namespace", namespace)
+    fleet = build_fleet(claim_dir, size, options)
+    client = LoopClient(cluster.kubeconfig, namespace)
+    procs: list[subprocess.Popen[bytes]] = []
+    result: dict[str, Any] = {
+        "loops": size,
+        "shards": options.shards,
+        "namespace": namespace,
+        "work": str(work),
+    }
+    try:
+        operators = start_operators(cluster, namespace, work, claim_dir, options, procs)
+        with Ticker(fleet.active, options.event_period):
+            result.update(converge(client, fleet, size, options, operators, deadline))
+            if result["converge_seconds"] is None:
+                log = (work / "operator-0.log").read_text(errors="replace")
+                errors = [line for line in log.splitlines() if "ERROR" in line]
+                print(f"N={size}: not converged; last operator errors:", *errors[-3:], sep="\n  ", flush=True)
+            time.sleep(min(options.interval, max(0.0, deadline - time.monotonic())))
+            result.update(measure_window(client, fleet, size, options, operators))
+        peaks = [sample.peak_rss_mb for sample in operators.samples()]
+        result["peak_rss_mb"] = round(max(peaks), 1)
+        result["peak_rss_mb_per_shard"] = [round(peak, 1) for peak in peaks]
+    finally:
+        for proc in procs:
+            stop_operator(proc)
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    return result
+
+
+def stop_operator(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and SIGKILL to its group when a loaded machine keeps it from stopping in a minute."""
+    try:
+        terminate(proc, timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
+def converge(
+    client: LoopClient, fleet: Fleet, size: int, options: Options, operators: Operators, deadline: float
+) -> dict[str, Any]:
+    cpu_before = operators.cpu()
+    began = time.monotonic()
+    create_seconds = create_loops(client, fleet.loop_ids, options.interval)
+    limit = min(deadline, began + options.converge_timeout)
+    seconds, done = wait_converged(client, size, began, limit)
+    return {
+        "create_seconds": round(create_seconds, 1),
+        "converge_seconds": round(seconds, 1) if seconds is not None else None,
+        "converged_loops": done,
+        "converge_cpu_seconds": round(operators.cpu() - cpu_before, 2),
+    }
+
+
+def measure_window(
+    client: LoopClient, fleet: Fleet, size: int, options: Options, operators: Operators
+) -> dict[str, Any]:
+    api = client.api
+    load_before = load_average()
+    requests_before = fetch_apiserver_requests(api)
+    own_before = Counter(client.calls)
+    cpu_before = [sample.cpu_seconds for sample in operators.samples()]
+    passes_before, _ = operators.metrics()
+    began = time.monotonic()
+    samples = run_window(client, fleet, options, operators)
+    seconds = time.monotonic() - began
+    passes_after, gauge = operators.metrics()
+    after = operators.samples()
+    own = Counter(client.calls)
+    own.subtract(own_before)
+    requests_after = fetch_apiserver_requests(api)
+    intervals = seconds / options.interval
+    passes = passes_after - passes_before
+    cpu_per_shard = [sample.cpu_seconds - before for sample, before in zip(after, cpu_before, strict=True)]
+    cpu = sum(cpu_per_shard)
+    rates = request_rates(requests_before, requests_after, own, seconds)
+    changed = changed_per_interval(samples.boundaries)
+    return {
+        "window_seconds": round(seconds, 1),
+        "load_before": load_before,
+        "load_after": load_average(),
+        "freshness_source": "operator gauge" if gauge else "status.lastReconcileAt",
+        "age_p50": _round(percentile(samples.ages, 50)),
+        "age_p95": _round(percentile(samples.ages, 95)),
+        "age_max": _round(max(samples.ages, default=None)),
+        "event_latency_p50": _round(percentile(samples.latencies, 50)),
+        "event_latency_max": _round(max(samples.latencies, default=None)),
+        "event_probe_misses": samples.probe_misses,
+        "passes_per_interval": round(passes / intervals, 1),
+        "cpu_seconds": round(cpu, 2),
+        "cpu_share_of_core_per_shard": [round(value / seconds, 3) for value in cpu_per_shard],
+        "cpu_ms_per_pass": round(1000 * cpu / passes, 2) if passes else None,
+        "cpu_ms_per_loop_interval": round(1000 * cpu / (size * intervals), 2),
+        "cpu_share_of_core": round(cpu / seconds, 3),
+        "rss_mb": round(max(sample.rss_mb for sample in after), 1),
+        "status_bytes_mean": round(statistics.mean(samples.status_bytes)) if samples.status_bytes else None,
+        "requests_per_second": rates,
+        "status_patches_per_interval": round(rates.get("PATCH loops/status", 0.0) * options.interval, 1),
+        "changed_loops_per_interval": round(statistics.mean(changed), 1) if changed else None,
+        "gets_per_pass": round(rates.get("GET loops", 0.0) * seconds / passes, 3) if passes else None,
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return round(value, 1) if value is not None else None
+
+
+# -- entry point ----------------------------------------------------------------------------------
+
+COLUMNS = (
+    ("loops", "Loops"),
+    ("shards", "shards"),
+    ("converge_seconds", "all have a lifecycle (s)"),
+    ("age_p50", "pass age p50 (s)"),
+    ("age_p95", "pass age p95 (s)"),
+    ("age_max", "pass age max (s)"),
+    ("event_latency_p50", "event to status p50 (s)"),
+    ("event_latency_max", "event to status max (s)"),
+    ("passes_per_interval", "passes / interval"),
+    ("cpu_ms_per_pass", "CPU ms / pass"),
+    ("cpu_ms_per_loop_interval", "CPU ms / Loop / interval"),
+    ("cpu_share_of_core", "cores used"),
+    ("peak_rss_mb", "peak RSS (MB)"),
+    ("status_bytes_mean", "status bytes / Loop"),
+    ("status_patches_per_interval", "status PATCHes / interval"),
+    ("changed_loops_per_interval", "changed Loops / interval"),
+    ("gets_per_pass", "GETs / pass"),
+    ("load_before", "load before"),
+)
+
+
+def print_table(results: Sequence[Mapping[str, Any]]) -> None:
+    print("\n| " + " | ".join(title for _, title in COLUMNS) + " |")
+    print("|" + "|".join("---:" for _ in COLUMNS) + "|")
+    for row in results:
+        print(
+            "| " + " | ".join("—" if row.get(key) is None else str(row.get(key)) for key, _ in COLUMNS) + " |"
+        )
+    for row in results:
+        rates = ", ".join(f"{name} {rate}/s" for name, rate in (row.get("requests_per_second") or {}).items())
+        load = f"{row.get('load_before')} -> {row.get('load_after')}"
+        print(f"\nN={row['loops']}: API requests {rates or 'n/a'}; load {load}")
+
+
+def parse_args(argv: Sequence[str] | None) -> Options:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--loops", default="100,300", help="comma-separated sizes (default 100,300)")
+    parser.add_argument("--active-share", type=float, default=0.1, help="share of loops appending events")
+    parser.add_argument("--interval", type=int, default=30, help="reconcileIntervalSeconds of every Loop")
+    parser.add_argument(
+        "--event-period", type=float, default=1.0, help="seconds between an active loop's events"
+    )
+    parser.add_argument("--window", type=int, default=3, help="measurement window, in intervals")
+    parser.add_argument("--sample-every", type=float, default=5.0, help="seconds between freshness samples")
+    parser.add_argument("--probes", type=int, default=5, help="idle loops used to time an appended event")
+    parser.add_argument("--idle-scenario", default="running", help="simulator scenario of the idle loops")
+    parser.add_argument("--converge-timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--max-seconds", type=float, default=1800.0, help="stop starting new phases after this"
+    )
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="write the full results here")
+    parser.add_argument("--operator-env", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (operator logs)")
+    parser.add_argument("--shards", type=int, default=1, help="operator processes, SUPERLOOP_SHARD=i/n each")
+    args = parser.parse_args(argv)
+    env = dict(item.split("=", 1) for item in args.operator_env)
+    shm = Path("/dev/shm")
+    workdir = args.workdir or Path(
+        tempfile.mkdtemp(prefix="superloop-scale-", dir=shm if shm.is_dir() else None)
+    )
+    return Options(
+        sizes=tuple(int(s) for s in args.loops.split(",") if s.strip()),
+        active_share=args.active_share,
+        interval=args.interval,
+        event_period=args.event_period,
+        window_intervals=args.window,
+        sample_every=args.sample_every,
+        probes=args.probes,
+        idle_scenario=args.idle_scenario,
+        converge_timeout=args.converge_timeout,
+        max_seconds=args.max_seconds,
+        workdir=workdir.resolve(),
+        json_out=args.json,
+        operator_env=env,
+        keep=args.keep or args.workdir is not None,
+        shards=max(1, args.shards),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
+    deadline = time.monotonic() + options.max_seconds
+    results: list[dict[str, Any]] = []
+    try:
+        with open_cluster(options.workdir) as cluster:
+            for size in options.sizes:
+                if time.monotonic() >= deadline:
+                    print(f"N={size}: skipped, --max-seconds reached", flush=True)
+                    continue
+                print(f"N={size}: measuring (load {load_average()})", flush=True)
+                row = measure_size(cluster, size, options, deadline)
+                print(json.dumps(row), flush=True)
+                results.append(row)
+    finally:
+        if not options.keep:
+            shutil.rmtree(options.workdir, ignore_errors=True)
+    print_table(results)
+    if options.json_out is not None:
+        options.json_out.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
