@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from helpers.operator_fakes import FakeEdge, build_context, build_frozen_clock
+from helpers.operator_fakes import FakeEdge, WatchedMembers, build_context, build_frozen_clock
 from superloop_ops.cli import main as cli_main
 from superloop_ops.clock import FrozenClock
 from superloop_ops.controllers import fleet_controller
@@ -133,6 +133,7 @@ def test_one_trace_id_follows_a_remediation_and_trail_prints_it_in_order(
 ) -> None:
     _setup_fleet(edge)
     deps = build_fleet_deps(ctx, edge)
+    deps.members = WatchedMembers(edge)  # what the Loop watch's index holds
     fleet_controller.reconcile_fleet(edge.get("fleets", "fl"), deps)  # materialises the Loop
     loop_name = owned_names.compute_loop_name("fl", LOOP_ID)
     clock.advance(600)  # the heartbeat goes stale
@@ -209,6 +210,7 @@ def test_an_autonomous_remediation_carries_the_loops_trace_id_and_its_decision_i
 ) -> None:
     _setup_fleet(edge, _guarded_auto(clock))
     deps = build_fleet_deps(ctx, edge)
+    deps.members = WatchedMembers(edge)  # what the Loop watch's index holds
     fleet_controller.reconcile_fleet(edge.get("fleets", "fl"), deps)
     loop_name = owned_names.compute_loop_name("fl", LOOP_ID)
     clock.advance(600)
