@@ -181,6 +181,13 @@ def test_autonomous_decisions_and_lapsed_approvals_are_steps() -> None:
     ]  # fmt: skip
 
 
+def test_a_lapse_and_the_fresh_approval_in_the_same_second_read_lapse_first() -> None:
+    """An approval lapses only once older than the policy's age: the one of the same second follows it."""
+    result = {"approval": {"by": "ann", "at": _at(40)}, "lapsedApproval": {"by": "ann", "at": _at(40)}}
+    steps = trail.assemble_trail(T, trail.TrailInputs(intents=[_intent("hi", T, result=result)]))["steps"]
+    assert [s["step"] for s in steps if s["step"].startswith("approval")] == ["approval_lapsed", "approval"]
+
+
 def test_a_target_resolves_through_an_intent_a_loop_or_stays_a_trace_id() -> None:
     loops = {"fl-l1": {"spec": {"loopId": "l1"}, "status": {"remediation": {"traceId": "from-status"}}}}
     rows = _journal()["remediations"]

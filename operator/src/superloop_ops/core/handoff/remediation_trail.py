@@ -34,7 +34,9 @@ __all__ = [
     "tag_message",
 ]
 
-# The order of a remediation's steps: the tie-break for rows with the same timestamp.
+# The order of a remediation's steps: the tie-break for rows with the same timestamp. A lapse
+# comes before an approval of the same second: an approval lapses only once it is older than the
+# policy's age, so the approval in the same second as a lapse is the fresh one that follows it.
 STEPS: tuple[str, ...] = (
     "health_signal",
     "alert",
@@ -42,8 +44,8 @@ STEPS: tuple[str, ...] = (
     "fleet_candidate",
     "handoff_intent",
     "autonomous_decision",
-    "approval",
     "approval_lapsed",
+    "approval",
     "execution",
     "control",
     "outcome",
