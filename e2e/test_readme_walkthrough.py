@@ -20,7 +20,7 @@ import shlex
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -121,7 +121,7 @@ def test_the_readme_cluster_walkthrough_works_as_written(
             assert result.returncode == 0, "\n".join(transcript)
             if line.startswith("helm install"):
                 _assert_no_operator_pod(cluster)
-                operator.append(_start_operator(cluster, tmp_path, claim))
+                _start_operator(cluster, tmp_path, claim, operator.append)
     finally:
         for proc in operator:
             terminate(proc, timeout=20)
@@ -145,13 +145,14 @@ def _assert_no_operator_pod(cluster: Cluster) -> None:
     assert replicas == "0", f"the chart's Deployment asks for {replicas} replicas beside the test's operator"
 
 
-def _start_operator(cluster: Cluster, tmp_path: Path, claim: Path) -> subprocess.Popen[bytes]:
-    """What the release's pod would run: the operator under the chart's ServiceAccount."""
+def _start_operator(
+    cluster: Cluster, tmp_path: Path, claim: Path, track: Callable[[subprocess.Popen[bytes]], None]
+) -> None:
+    """What the release's pod would run: the operator under the chart's ServiceAccount; ``track``
+    sees it before the health wait, so the test stops it even when it never becomes healthy."""
     account = write_service_account_kubeconfig(cluster, RELEASE_NS, RELEASE, tmp_path / "sa.kubeconfig")
     env = build_operator_env(
         account.path, tmp_path / "state", tmp_path / "mounts", confirm_timeout_seconds=30,
         SUPERLOOP_PVC_DIRS=f"{NAMESPACE}/demo-repo={claim}",
     )  # fmt: skip
-    started: list[subprocess.Popen[bytes]] = []
-    launch_operator(NAMESPACE, env, tmp_path / "operator.log", started.append)
-    return started[0]
+    launch_operator(NAMESPACE, env, tmp_path / "operator.log", track)
