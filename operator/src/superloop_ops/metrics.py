@@ -44,6 +44,7 @@ __all__ = [
     "LoopObservation",
     "MetricsServer",
     "OperatorMetrics",
+    "bound_label",
     "build_metrics",
     "fetch_families",
     "remove_series",
@@ -148,8 +149,9 @@ prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 _LABEL_VALUE = re.compile(r"\A[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")
 
 
-def _bounded(value: str, allowed: Iterable[str]) -> str:
-    return value if value in allowed else _OTHER
+def bound_label(value: object, allowed: Iterable[str]) -> str:
+    """``value`` as a label value when it is one of ``allowed``, else ``other`` (bounded labels)."""
+    return value if isinstance(value, str) and value in allowed else _OTHER
 
 
 def _object_name(value: str) -> str:
@@ -334,7 +336,7 @@ class OperatorMetrics:
         ns, loop = obs.namespace, _object_name(obs.loop)
         if obs.health_status is not None:
             self._enumerate(self.health_status, ns, loop, HEALTH_STATUSES, obs.health_status)
-            reasons = {_bounded(code, REASON_CODES) for code in obs.reason_codes}
+            reasons = {bound_label(code, REASON_CODES) for code in obs.reason_codes}
             for reason in sorted(REASON_CODES | {_OTHER}):
                 if reason in reasons:
                     self.health_reason.labels(ns, loop, reason).set(1.0)
@@ -355,7 +357,7 @@ class OperatorMetrics:
 
     def _enumerate(self, gauge: Gauge, ns: str, loop: str, values: tuple[str, ...], value: str) -> None:
         """One-hot series of an enumerated value; ``other`` exists only while the value is unknown."""
-        current = _bounded(value, values)
+        current = bound_label(value, values)
         for candidate in (*values, _OTHER):
             if candidate == _OTHER and current != _OTHER:
                 self._remove(gauge, ns, loop, _OTHER)
@@ -369,7 +371,7 @@ class OperatorMetrics:
         for role, entry in (by_role.items() if isinstance(by_role, Mapping) else ()):
             if not isinstance(entry, Mapping):
                 continue
-            bucket = totals.setdefault(_bounded(str(role), USAGE_ROLES), {})
+            bucket = totals.setdefault(bound_label(str(role), USAGE_ROLES), {})
             for key in ("calls", "costUsd", *USAGE_TOKEN_KINDS):
                 value = entry.get(key)
                 if isinstance(value, int | float) and not isinstance(value, bool):
@@ -384,8 +386,8 @@ class OperatorMetrics:
         self.control_outcomes.labels(
             namespace,
             _object_name(loop),
-            _bounded(intent, CONTROL_INTENTS),
-            _bounded(status, CONTROL_STATUSES),
+            bound_label(intent, CONTROL_INTENTS),
+            bound_label(status, CONTROL_STATUSES),
         ).inc()
 
     def record_approval_lapsed(self, namespace: str, loop: str) -> None:
@@ -395,7 +397,7 @@ class OperatorMetrics:
     def record_alert_delivery(self, namespace: str, sink_type: str, outcome: str) -> None:
         """One sink's outcome for one escalation: ``success`` or the sink's reason code."""
         self.alert_deliveries.labels(
-            namespace, _bounded(sink_type, ALERT_SINK_TYPES), _bounded(outcome, ALERT_DELIVERY_OUTCOMES)
+            namespace, bound_label(sink_type, ALERT_SINK_TYPES), bound_label(outcome, ALERT_DELIVERY_OUTCOMES)
         ).inc()
 
     def observe_reconcile_duration(self, namespace: str, seconds: float) -> None:
@@ -409,11 +411,11 @@ class OperatorMetrics:
             self.idle_passes.labels(namespace).inc()
 
     def record_reconcile_error(self, namespace: str, loop: str, reason: str) -> None:
-        self.reconcile_errors.labels(namespace, _object_name(loop), _bounded(reason, REASON_CODES)).inc()
+        self.reconcile_errors.labels(namespace, _object_name(loop), bound_label(reason, REASON_CODES)).inc()
 
     def record_pass(self, kind: str, namespace: str, *, ok: bool, at: float) -> None:
         """Count one reconcile pass of ``kind``; a successful one also stamps ``at`` (Unix time)."""
-        kind = _bounded(kind, KINDS)
+        kind = bound_label(kind, KINDS)
         self.reconcile_passes.labels(namespace, kind, PASS_RESULTS[0] if ok else PASS_RESULTS[1]).inc()
         if ok:
             self.last_success.labels(namespace, kind).set(at)

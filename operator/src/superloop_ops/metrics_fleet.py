@@ -13,7 +13,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from superloop_ops.metrics import PREFIX, OperatorMetrics, fetch_families, remove_series
+from superloop_ops.metrics import PREFIX, OperatorMetrics, bound_label, fetch_families, remove_series
 
 __all__ = [
     "AUTONOMOUS_OUTCOMES",
@@ -28,7 +28,6 @@ SUPPRESSIONS: tuple[str, ...] = ("none", "loop", "global", "cooldown")
 AUTONOMOUS_OUTCOMES: frozenset[str] = frozenset(
     {"executed", "executed_unconfirmed", "execution_ambiguous", "execution_failed"}
 )
-_OTHER = "other"
 
 
 def _obj(value: Any) -> Mapping[str, Any]:
@@ -107,8 +106,7 @@ class FleetMetrics:
         self.kill_switch.labels(namespace, fleet).set(1 if safety.get("killSwitch") is True else 0)
 
     def record_autonomous_outcome(self, namespace: str, fleet: str, outcome: str) -> None:
-        label = outcome if outcome in AUTONOMOUS_OUTCOMES else _OTHER
-        self.autonomous_outcomes.labels(namespace, fleet, label).inc()
+        self.autonomous_outcomes.labels(namespace, fleet, bound_label(outcome, AUTONOMOUS_OUTCOMES)).inc()
 
     def forget_fleet(self, namespace: str, fleet: str) -> None:
         """Drop the gauges of a deleted Fleet."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-from superloop_ops.metrics import PREFIX, OperatorMetrics, fetch_families, remove_series
+from superloop_ops.metrics import PREFIX, OperatorMetrics, bound_label, fetch_families, remove_series
 
 __all__ = [
     "PROMOTION_INTENTS",
@@ -23,7 +23,6 @@ __all__ = [
 PROMOTION_INTENTS: frozenset[str] = frozenset({"expand", "resume", "rollback"})
 PROMOTION_OUTCOMES: frozenset[str] = frozenset({"applied", "replayed", "dry_run", "rejected"})
 _DECISIONS = {"promote": 1, "hold": 0}
-_OTHER = "other"
 
 
 class PromotionMetrics:
@@ -48,8 +47,7 @@ class PromotionMetrics:
         """Count one final evaluation; outcomes outside the closed set are not counted."""
         if outcome not in PROMOTION_OUTCOMES:
             return
-        label = intent if intent in PROMOTION_INTENTS else _OTHER
-        self.applies.labels(namespace, fleet, label, outcome).inc()
+        self.applies.labels(namespace, fleet, bound_label(intent, PROMOTION_INTENTS), outcome).inc()
 
     def observe_decision(self, namespace: str, fleet: str, decision: object) -> None:
         """Set the decision gauge; no decision (no fleet pass yet) leaves it as it was."""

@@ -15,7 +15,7 @@ from typing import Any, get_args
 from prometheus_client import Counter, Gauge
 
 from superloop_ops.core.fleet.shadow_agreement import DECISIONS, HUMAN_OUTCOMES
-from superloop_ops.metrics import PREFIX, OperatorMetrics, fetch_families, remove_series
+from superloop_ops.metrics import PREFIX, OperatorMetrics, bound_label, fetch_families, remove_series
 from superloop_ops.models.fleet_policy import CATEGORIES
 from superloop_ops.models.handoff_intent import ControlIntent
 
@@ -23,11 +23,6 @@ __all__ = ["ShadowMetrics", "fetch_shadow_metrics"]
 
 INTENTS: tuple[str, ...] = get_args(ControlIntent)
 _ALL = "all"
-_OTHER = "other"
-
-
-def _bounded(value: Any, allowed: Iterable[str]) -> str:
-    return str(value) if value in tuple(allowed) else _OTHER
 
 
 class ShadowMetrics:
@@ -63,8 +58,8 @@ class ShadowMetrics:
 
     def record_resolutions(self, namespace: str, fleet: str, rows: Iterable[Mapping[str, Any]]) -> None:
         for row in rows:
-            decision = _bounded(row.get("decision"), DECISIONS)
-            human = _bounded(row.get("human"), HUMAN_OUTCOMES)
+            decision = bound_label(row.get("decision"), DECISIONS)
+            human = bound_label(row.get("human"), HUMAN_OUTCOMES)
             self.decisions.labels(namespace, fleet, decision, human).inc()
 
     def observe_agreement(self, namespace: str, fleet: str, agreement: Mapping[str, Any]) -> None:
