@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from superloop_ops.core.common.jsonutil import JsonObject
 from superloop_ops.core.handoff import remediation_trail
 from superloop_ops.core.loop import remediation
 from superloop_ops.core.loop.loop_resource import EventSpec
@@ -46,33 +45,30 @@ def carry_remediation(
     loop_id: str,
     previous: Mapping[str, Any],
     outcome: str,
-    new_status: Mapping[str, Any],
+    health: Mapping[str, Any],
     trace_id: str | None,
     now: dt.datetime,
-) -> tuple[JsonObject, list[EventSpec]]:
-    """The Loop status with ``remediation`` after this pass, and the Event to post (journal written).
+) -> tuple[Any, list[EventSpec]]:
+    """The Loop's ``status.remediation`` after this pass (None: none) and the Event to post
+    (journal written). ``health`` is the pass's health document.
 
     A pass that did not run (blocked, suspended) keeps the previous record as it is.
     """
-    status: JsonObject = dict(new_status)
+    kept = previous.get("remediation")
     if outcome not in ("success", "failed") or not trace_id:
-        if previous.get("remediation") is not None:
-            status["remediation"] = previous["remediation"]
-        return status, []
+        return kept, []
     update = remediation.compute_remediation(
-        previous.get("remediation"), loop_id=loop_id, outcome=outcome,
-        health_status=new_status.get("healthStatus"), reason_codes=list(new_status.get("reasonCodes") or []),
-        trace_id=trace_id, now=now,
+        kept, loop_id=loop_id, outcome=outcome, health_status=health.get("status"),
+        reason_codes=list(health.get("reasonCodes") or []), trace_id=trace_id, now=now,
     )  # fmt: skip
-    if update.record is not None:
-        status["remediation"] = update.record
     if update.row is not None and ops_dir is not None:
         files.append_jsonl(ops_dir / "telemetry" / REMEDIATIONS_FILE, [update.row])
     if update.event is None:
-        return status, []
+        return update.record, []
     trace = str((update.record or {}).get("traceId") or "")
     event = update.event
-    return status, [EventSpec(event.type, event.reason, remediation_trail.tag_message(event.message, trace))]
+    tagged = EventSpec(event.type, event.reason, remediation_trail.tag_message(event.message, trace))
+    return update.record, [tagged]
 
 
 def record_fleet_steps(

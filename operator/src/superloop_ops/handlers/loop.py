@@ -149,34 +149,18 @@ class _Pass:
     target: loop_controller.LoopTarget | None = None
 
 
-class _RemediationCarry:
-    """The pass's remediation record in the status it writes (``controllers.remediation_journal``).
-
-    Decided, journaled and its Event kept on the first status computed; a status recomputed
-    after a write conflict gets the same record, so the journal row is written once.
-    """
-
-    def __init__(self, done: _Pass, started_at: dt.datetime) -> None:
-        self._done = done
-        self._started_at = started_at
-        self._decided = False
-        self._remediation: Any = None
-        self.events: list[loop_resource.EventSpec] = []
-
-    def apply(self, previous: Mapping[str, Any], new_status: Mapping[str, Any]) -> dict[str, Any]:
-        if not self._decided:
-            target, view = self._done.target, self._done.view
-            status, self.events = remediation_journal.carry_remediation(
-                target.ops_dir if target else None, loop_id=target.loop_id if target else "",
-                previous=previous, outcome=view.outcome, new_status=new_status, trace_id=view.trace_id,
-                now=self._started_at,
-            )  # fmt: skip
-            self._decided, self._remediation = True, status.get("remediation")
-            return status
-        status = dict(new_status)
-        if self._remediation is not None:
-            status["remediation"] = self._remediation
-        return status
+def _carry_remediation(
+    done: _Pass, previous: Mapping[str, Any], started_at: dt.datetime
+) -> tuple[Any, list[loop_resource.EventSpec]]:
+    """The pass's ``status.remediation`` and its Event, decided (and journaled) once per pass,
+    before the status write: a write retried after a conflict carries the same record."""
+    target, view = done.target, done.view
+    health = (view.surface or {}).get("health")
+    return remediation_journal.carry_remediation(
+        target.ops_dir if target else None, loop_id=target.loop_id if target else "",
+        previous=previous, outcome=view.outcome, health=health if isinstance(health, Mapping) else {},
+        trace_id=view.trace_id, now=started_at,
+    )  # fmt: skip
 
 
 @counted_pass("Loop")
@@ -206,10 +190,10 @@ def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext, *, force: bool
         trace_id = remediation.find_open_trace(dict(body.get("status") or {})) or ctx.new_trace_id()
         done = _run_pass(body, ref, ctx, replay, trace_id)
         view, result, error = done.view, done.result, done.error
-        carry = _RemediationCarry(done, pass_started_at)
-        previous, new_status, written = _write_status(ctx, ref, body, view, carry)
+        record, remediation_events = _carry_remediation(done, dict(body.get("status") or {}), pass_started_at)
+        previous, new_status, written = _write_status(ctx, ref, body, view, record)
         post_events(ctx.edge, ref, loop_resource.compute_loop_events(previous, new_status), log)
-        post_events(ctx.edge, ref, carry.events, log)
+        post_events(ctx.edge, ref, remediation_events, log)
         _observe(ctx, ref, view, new_status, time.monotonic() - started, error, result is not None)
         if result is not None and isinstance(result.alert_result, loop_alerts.LoopDispatchReport):
             for delivery in result.alert_result.deliveries:
@@ -321,7 +305,7 @@ def _write_status(
     ref: ObjectRef,
     body: Mapping[str, Any],
     view: loop_resource.LoopPassView,
-    carry: _RemediationCarry,
+    remediation_record: Any,
 ) -> tuple[dict[str, Any], dict[str, Any], bool]:
     """(status it was based on, new status, whether a patch was sent).
 
@@ -333,10 +317,10 @@ def _write_status(
     now = ctx.clock.now()
     for _ in range(_PRECONDITIONED_ATTEMPTS):
         try:
-            return _write_once(ctx, ref, body, view, carry, now, preconditioned=True)
+            return _write_once(ctx, ref, body, view, remediation_record, now, preconditioned=True)
         except ConflictError:
             body = _fetch_fresh(ctx, ref, dict(body))
-    return _write_once(ctx, ref, body, view, carry, now, preconditioned=False)
+    return _write_once(ctx, ref, body, view, remediation_record, now, preconditioned=False)
 
 
 def _write_once(
@@ -344,7 +328,7 @@ def _write_once(
     ref: ObjectRef,
     body: Mapping[str, Any],
     view: loop_resource.LoopPassView,
-    carry: _RemediationCarry,
+    remediation_record: Any,
     now: dt.datetime,
     *,
     preconditioned: bool,
@@ -355,7 +339,8 @@ def _write_once(
     new_status = loop_resource.build_loop_status(
         previous=previous, view=view, generation=int(meta.get("generation") or 0), now=now
     )
-    new_status = carry.apply(previous, new_status)
+    if remediation_record is not None:
+        new_status["remediation"] = remediation_record
     patch = loop_resource.compute_status_patch(
         previous, new_status, now=now, refresh_seconds=ctx.settings.status_refresh_seconds
     )
