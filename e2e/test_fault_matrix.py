@@ -57,21 +57,23 @@ def _restart(cluster: Cluster, component: str) -> None:
     cluster.restart_component(component)
 
 
+def _approval_gate(env: Env, loop: str, intent: str) -> Sim:
+    """A local Loop whose run awaits approval and an approve intent waiting for a person."""
+    sim = env.simulate("awaiting_approval")
+    env.apply(_local_loop(loop, sim.loop_id, sim.loop_id))
+    _eventually(lambda: env.status(loop).get("lifecycle") == "awaiting_approval", timeout=60, what="awaiting")
+    env.apply(_intent(intent, loop, "approve"))
+    _eventually(lambda: _phase(env, intent) == "pending_operator_confirmation", what="pending")
+    return sim
+
+
 def test_apiserver_and_etcd_restarts_resume_watches_without_duplicates(
     cluster: Cluster, release: Release, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     env: Env = _make_env(cluster, release, release.watched[0], tmp_path_factory.mktemp("faults"))
     try:
         env.start_operator()
-        sim = env.simulate("awaiting_approval")
-        env.apply(_local_loop("restart-gate", sim.loop_id, sim.loop_id))
-        _eventually(
-            lambda: env.status("restart-gate").get("lifecycle") == "awaiting_approval",
-            timeout=60,
-            what="awaiting",
-        )
-        env.apply(_intent("restart-approve", "restart-gate", "approve"))
-        _eventually(lambda: _phase(env, "restart-approve") == "pending_operator_confirmation", what="pending")
+        sim = _approval_gate(env, "restart-gate", "restart-approve")
 
         _restart(cluster, "kube-apiserver")  # mid-pass: the operator's periodic passes keep running
         approved = env.plugin("approve", "restart-approve", "--note", "after restart", context="alice")
@@ -112,15 +114,7 @@ def test_two_replicas_one_acts_and_the_standby_takes_over_after_a_kill(
     try:
         active = env.start_operator(args=["--priority=10"], SUPERLOOP_PEERING=release.peering)
         standby = env.start_operator(args=["--priority=0"], SUPERLOOP_PEERING=release.peering)
-        sim = env.simulate("awaiting_approval")
-        env.apply(_local_loop("peer-gate", sim.loop_id, sim.loop_id))
-        _eventually(
-            lambda: env.status("peer-gate").get("lifecycle") == "awaiting_approval",
-            timeout=60,
-            what="awaiting",
-        )
-        env.apply(_intent("peer-approve", "peer-gate", "approve"))
-        _eventually(lambda: _phase(env, "peer-approve") == "pending_operator_confirmation", what="pending")
+        sim = _approval_gate(env, "peer-gate", "peer-approve")
         time.sleep(2 * INTERVAL)
         assert _reconcile_passes(active, env.namespace) > 0
         assert _reconcile_passes(standby, env.namespace) == 0  # exactly one replica acts
