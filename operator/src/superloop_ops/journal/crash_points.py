@@ -12,7 +12,15 @@ import os
 import signal
 from typing import Final
 
-__all__ = ["AUTONOMOUS_POINTS", "CONTROL_POINTS", "ENV", "HANDOFF_POINTS", "SERVICE_POINTS", "reach"]
+__all__ = [
+    "AUTONOMOUS_POINTS",
+    "CONTROL_POINTS",
+    "ENV",
+    "HANDOFF_POINTS",
+    "RECONCILE_POINTS",
+    "SERVICE_POINTS",
+    "reach",
+]
 
 ENV: Final = "SUPERLOOP_OPS_CRASH_AT"
 
@@ -46,6 +54,12 @@ AUTONOMOUS_POINTS: Final = (
     "autonomous.outcome_status",
     "autonomous.fleet_record",
 )
+
+
+#: The commits of one reconcile pass (engine.loop.reconcile_pass), in order: after the state
+#: commit (the cursor not yet written), after the cursor's rename (the pass's rows not yet
+#: written), after the rows are written (the cursor commit not yet made durable).
+RECONCILE_POINTS: Final = ("reconcile.cursor", "reconcile.rows", "reconcile.cursor_commit")
 
 
 def reach(point: str) -> None:

@@ -23,13 +23,18 @@ from superloop_ops.errors import ContractError
 
 __all__ = [
     "CorruptJournalError",
+    "append_bytes",
     "append_jsonl",
     "encode_json",
     "ensure_dir",
+    "fsync_dir",
+    "holds",
     "read_json",
     "read_jsonl",
+    "write_all",
     "write_bytes_atomic",
     "write_json_atomic",
+    "write_json_if_changed",
     "write_text_atomic",
 ]
 
@@ -65,7 +70,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def encode_json(value: Any, *, pretty: bool = False) -> bytes:
@@ -82,26 +87,52 @@ def write_json_atomic(path: Path, value: Any, *, pretty: bool = False) -> None:
     write_bytes_atomic(path, encode_json(value, pretty=pretty) + b"\n")
 
 
+def write_json_if_changed(path: Path, value: Any, *, pretty: bool = False) -> bool:
+    """``write_json_atomic`` unless the file already holds exactly these bytes (then its inode and
+    mtime stay); returns whether it wrote."""
+    data = encode_json(value, pretty=pretty) + b"\n"
+    if holds(path, data):
+        return False
+    write_bytes_atomic(path, data)
+    return True
+
+
+def holds(path: Path, data: bytes) -> bool:
+    """Whether the file at ``path`` holds exactly ``data`` (a missing or unreadable file does not)."""
+    try:
+        with open(path, "rb") as handle:
+            if os.fstat(handle.fileno()).st_size != len(data):
+                return False
+            return handle.read() == data
+    except OSError:
+        return False
+
+
 def append_jsonl(path: Path, rows: Iterable[Any]) -> int:
-    """Append rows as whole lines; returns how many were written."""
+    """Append rows as whole lines (one ``write``, fsynced); returns how many were written."""
     lines = [encode_json(row) + b"\n" for row in rows]
     if not lines:
         return 0
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = b"".join(lines)
-    # A journal file is never a link: appending through one would write outside the journal.
+    append_bytes(path, b"".join(lines))
+    return len(lines)
+
+
+def append_bytes(path: Path, data: bytes, *, sync: bool = True) -> int:
+    """Append whole lines in one ``write`` (fsynced unless ``sync`` is False); returns the size before.
+
+    A journal file is never a link: appending through one would write outside the journal.
+    """
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         size = os.fstat(fd).st_size
-        if _ends_torn(fd):
+        if _ends_torn(fd, size):
             # A crashed writer left half a line: terminate it so our rows stay whole.
             data = b"\n" + data
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
+            write_all(fd, data)
+            if sync:
+                os.fsync(fd)
         except OSError:
             # Disk full mid-write: take back the part that was written, so no torn row stays.
             with contextlib.suppress(OSError):
@@ -109,7 +140,13 @@ def append_jsonl(path: Path, rows: Iterable[Any]) -> int:
             raise
     finally:
         os.close(fd)
-    return len(lines)
+    return size
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def read_json(path: Path) -> Any | None:
@@ -141,14 +178,14 @@ def read_jsonl(path: Path, *, strict_middle: bool = False) -> list[Any]:
     return rows
 
 
-def _ends_torn(fd: int) -> bool:
-    size = os.fstat(fd).st_size
+def _ends_torn(fd: int, size: int) -> bool:
     if size == 0:
         return False
     return os.pread(fd, 1, size - 1) != b"\n"
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """fsync a directory, so the renames and creations in it are durable (best effort)."""
     try:
         dir_fd = os.open(directory, os.O_RDONLY)
     except OSError:

@@ -365,7 +365,7 @@ class AlertDispatcher:
             telemetry_file=str(self.paths.telemetry_file),
             now=self.now(),
         )
-        files.write_json_atomic(self.paths.state_file, state)
+        files.write_json_if_changed(self.paths.state_file, state)
         return state
 
     def _checkpoint(

@@ -45,6 +45,7 @@ def evaluate_profile_drift(ctx: reconcile_pass.PassContext) -> reconcile_pass.Dr
         now=ctx.now,
         reconcile_file=paths.reconcile_telemetry_file,
         control_file=paths.control_telemetry_file,
+        journal=ctx.journal,
     )
     return reconcile_pass.DriftOutcome(drift=evaluation.document, summary=evaluation.summary)
 

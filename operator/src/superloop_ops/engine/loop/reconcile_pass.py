@@ -26,7 +26,7 @@ from superloop_ops.core.common.jsonutil import JsonObject
 from superloop_ops.core.loop import health, heartbeat, pass_rules, projection, sequence
 from superloop_ops.core.loop.threshold_profiles import Thresholds, coerce_non_negative_int
 from superloop_ops.errors import ArtifactInvalidError, ContractError, JournalWriteError
-from superloop_ops.journal import files, layout, locks, tail
+from superloop_ops.journal import commit, crash_points, files, layout, locks, tail
 from superloop_ops.transports import local
 from superloop_ops.transports import service as service_mod
 
@@ -164,6 +164,8 @@ class PassContext:
     health: JsonObject
     state: JsonObject | None
     now: dt.datetime
+    journal: commit.JournalWrites = commit.DIRECT
+    """Where the step-13 hook puts its journal writes: the pass commits them with its own."""
 
     @property
     def ops_dir(self) -> Path:
@@ -293,6 +295,8 @@ class _PassStart:
     previous_health: escalations.PreviousHealth
     offset_before: int
     started: dt.datetime
+    journal: commit.JournalBatch = field(default_factory=commit.JournalBatch)
+    """The pass's staged writes, committed in two phases (see ``_run_pass``)."""
 
 
 @dataclass(frozen=True)
@@ -420,10 +424,12 @@ def _read_previous_state(path: Path) -> JsonObject | None:
     return _read_object(path)
 
 
-def _append(path: Path, row: JsonObject | None, sink: list[JsonObject] | None = None) -> None:
+def _append(
+    journal: commit.JournalWrites, path: Path, row: JsonObject | None, sink: list[JsonObject] | None = None
+) -> None:
     if row is None:
         return
-    files.append_jsonl(path, [row])
+    journal.add_rows(path, [row])
     if sink is not None:
         sink.append(row)
 
@@ -460,7 +466,18 @@ def _run_pass(
     clock: clock_mod.Clock | None,
     service_client: service_mod.ServiceClient | None,
 ) -> ReconcileResult:
-    """Each step of §5.4 is one phase; the documents a step produces go to the next in memory."""
+    """Each step of §5.4 is one phase; the documents a step produces go to the next in memory.
+
+    The journal writes are staged in ``start.journal`` and made durable in two commits, so the
+    cursor is still committed after the state of its events (issue 12: one fsync per changed
+    file and per directory and commit, unchanged documents not rewritten):
+
+    1. the state commit: steps 7-10 (transport health, heartbeat and sequence documents and rows,
+       health, state);
+    2. the cursor commit: the cursor is renamed first; then step 11's and 12's rows are written
+       (step 13 reads them), step 13 stages its documents and rows (and the state with drift
+       merged), and one commit makes all of it durable, before step 14 dispatches the new rows.
+    """
     clk: clock_mod.Clock = clock or clock_mod.SystemClock()
     start = _start_pass(options, clk)  # steps 1-4
     ingest = _ingest(start, clk, service_client)  # step 5
@@ -473,13 +490,18 @@ def _run_pass(
         start, ingest, projected, previous_state, observed, transport_health, now
     )
     state = _write_state(start, projected, previous_state, observed, health_doc)  # step 10
+    start.journal.commit()  # the state commit
+    crash_points.reach("reconcile.cursor")
     _commit_cursor(start, ingest)
+    crash_points.reach("reconcile.rows")
     context = escalations.EscalationContext(options.loop_id, start.trace_id, options.transport, now)
     written = _write_pass_escalations(start, context, ingest, observed, state, health_doc)  # step 11
     completed = clk.now()
     telemetry_row = _append_reconcile_telemetry(  # step 12
         start, ingest, observed, transport_health, health_doc, completed
     )
+    start.journal.write_rows()
+    crash_points.reach("reconcile.cursor_commit")
     pass_context = PassContext(
         options=options,
         paths=start.paths,
@@ -489,8 +511,10 @@ def _run_pass(
         health=health_doc,
         state=state,
         now=completed,
+        journal=start.journal,
     )
     state, drift_doc, drift_error = _run_profile_drift(pass_context, context, state, written)  # step 13
+    start.journal.commit()  # the cursor commit
     alert_result, alert_error = _run_alert_dispatch(pass_context)  # step 14
     return ReconcileResult(  # step 15
         exit_code=0 if ingest.ok else 1,
@@ -599,7 +623,7 @@ def _update_transport_health(start: _PassStart, ingest: _Ingest, now: dt.datetim
         transport=start.options.transport,
         now=now,
     )
-    files.write_json_atomic(start.paths.transport_health_file, transport_health)
+    start.journal.put_json(start.paths.transport_health_file, transport_health)
     return transport_health
 
 
@@ -622,8 +646,8 @@ def _observe_runtime(start: _PassStart, ingest: _Ingest, now: dt.datetime) -> _R
         now=now,
     )
     if observation.state is not None:
-        files.write_json_atomic(paths.heartbeat_state_file, observation.state)
-    _append(paths.heartbeat_telemetry_file, observation.row)
+        start.journal.put_json(paths.heartbeat_state_file, observation.state)
+    _append(start.journal, paths.heartbeat_telemetry_file, observation.row)
     diagnostics = sequence.compute_sequence_diagnostics(
         _read_object(paths.sequence_state_file),
         ingest.snapshot,
@@ -633,8 +657,8 @@ def _observe_runtime(start: _PassStart, ingest: _Ingest, now: dt.datetime) -> _R
         transport=options.transport,
         now=now,
     )
-    files.write_json_atomic(paths.sequence_state_file, diagnostics.state)
-    _append(paths.sequence_telemetry_file, diagnostics.row)
+    start.journal.put_json(paths.sequence_state_file, diagnostics.state)
+    _append(start.journal, paths.sequence_telemetry_file, diagnostics.row)
     # No heartbeat artifact: health reads the previous heartbeat document, as on a failed ingest.
     heartbeat_state = observation.state
     if heartbeat_state is None:
@@ -673,7 +697,7 @@ def _write_health(
         ),
         now,
     )
-    files.write_json_atomic(start.paths.health_file, health_doc)
+    start.journal.put_json(start.paths.health_file, health_doc)
     return health_doc
 
 
@@ -696,16 +720,18 @@ def _write_state(
     elif previous_state is not None:
         state = pass_rules.build_failed_state(previous_state, health=health_doc, trace_id=start.trace_id)
     if state is not None:
-        files.write_json_atomic(start.paths.state_file, state)
+        start.journal.put_json(start.paths.state_file, state)
     return state
 
 
 def _commit_cursor(start: _PassStart, ingest: _Ingest) -> None:
     """The cursor last (divergence: the reference wrote it at ingest): a failure before this point
     leaves it where it was, and the next pass reads the same events again. A projection failure
-    still advances it, as in the reference."""
+    still advances it, as in the reference. Renamed at once; its directory is fsynced with the
+    cursor commit."""
     if ingest.cursor is not None:
-        files.write_json_atomic(start.paths.cursor_file, ingest.cursor)
+        start.journal.put_json(start.paths.cursor_file, ingest.cursor)
+        start.journal.commit(sync_dirs=False)
 
 
 def _append_reconcile_telemetry(
@@ -748,7 +774,7 @@ def _append_reconcile_telemetry(
             health_reason_codes=list(health_doc["reasonCodes"]),
         )
     )
-    files.append_jsonl(start.paths.reconcile_telemetry_file, [telemetry_row])
+    start.journal.add_rows(start.paths.reconcile_telemetry_file, [telemetry_row])
     return telemetry_row
 
 
@@ -774,6 +800,7 @@ def _write_pass_escalations(
     success_state = state if ingest.ok else None
     if success_state is not None:
         _append(
+            start.journal,
             paths.escalations_file,
             escalations.build_divergence_escalation(
                 context, success_state, state_file=str(paths.state_file), cursor_file=str(paths.cursor_file)
@@ -782,6 +809,7 @@ def _write_pass_escalations(
         )
     if observed.diagnostics is not None:
         _append(
+            start.journal,
             paths.escalations_file,
             escalations.build_ordering_drift_escalation(
                 context,
@@ -793,6 +821,7 @@ def _write_pass_escalations(
             written,
         )
     _append(
+        start.journal,
         paths.escalations_file,
         escalations.build_health_escalation(
             context,
@@ -838,9 +867,10 @@ def _run_profile_drift(
         )
         if outcome.tuning is not None:
             state["tuning"] = outcome.tuning
-        files.write_json_atomic(paths.state_file, state)
+        ctx.journal.put_json(paths.state_file, state)
     if not outcome.escalation_written:
         _append(
+            ctx.journal,
             paths.escalations_file,
             escalations.build_profile_drift_escalation(
                 context,

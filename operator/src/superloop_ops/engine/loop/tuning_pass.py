@@ -21,7 +21,7 @@ from superloop_ops.core.common.jsonutil import JsonObject
 from superloop_ops.core.tuning import drift, telemetry_summary
 from superloop_ops.engine.loop import threshold_files
 from superloop_ops.errors import ContractError
-from superloop_ops.journal import files, layout, tail
+from superloop_ops.journal import commit, files, layout, tail
 
 __all__ = [
     "THRESHOLD_CATALOG_NAME",
@@ -123,8 +123,10 @@ def ensure_drift_evaluation(
     now: dt.datetime,
     unknown_recommendation: Literal["fail", "ignore"] = "fail",
     tolerate_corrupt_state: bool = False,
+    journal: commit.JournalWrites = commit.DIRECT,
 ) -> JsonObject:
-    """Evaluate, write ``profile-drift.json`` and append its history row; returns the document."""
+    """Evaluate, write ``profile-drift.json`` and append its history row (through ``journal``:
+    at once, or staged in a reconcile pass's commit); returns the document."""
     checked = drift.validate_drift_profiles(
         inputs, catalog_profiles, unknown_recommendation=unknown_recommendation
     )
@@ -140,8 +142,8 @@ def ensure_drift_evaluation(
                 if not tolerate_corrupt_state:
                     raise ContractError(f"invalid drift state JSON: {state_file}") from None
     document = drift.compute_drift_state(previous, checked, now=now)
-    files.write_json_atomic(state_file, document)
-    files.append_jsonl(history_file, [drift.build_drift_history_row(document, now=now)])
+    journal.put_json(state_file, document)
+    journal.add_rows(history_file, [drift.build_drift_history_row(document, now=now)])
     return document
 
 
@@ -174,6 +176,7 @@ def ensure_window_drift_evaluation(
     now: dt.datetime,
     reconcile_file: Path | None = None,
     control_file: Path | None = None,
+    journal: commit.JournalWrites = commit.DIRECT,
 ) -> WindowDriftEvaluation:
     """Reconcile step 13's evaluation: summary over the drift window, then one tolerant evaluation.
 
@@ -211,6 +214,7 @@ def ensure_window_drift_evaluation(
         now=now,
         unknown_recommendation="ignore",
         tolerate_corrupt_state=True,
+        journal=journal,
     )
     return WindowDriftEvaluation(document=document, summary=summary)
 
