@@ -8,6 +8,7 @@ could not parse simply never reaches it (see docs/divergences.md).
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import math
 from collections import Counter
@@ -21,10 +22,13 @@ __all__ = [
     "RATIONALES",
     "RECOMMENDABLE_PROFILES",
     "SummarySource",
+    "WindowObservation",
+    "build_summary_document",
     "build_telemetry_summary",
     "compute_confidence",
     "compute_percentile",
     "compute_recommendation",
+    "compute_window_observation",
     "json_number",
 ]
 
@@ -121,14 +125,22 @@ def _reason_code_frequency(records: Sequence[JsonObject]) -> list[JsonObject]:
     return [{"code": code, "count": count} for code, count in ranked]
 
 
-def build_telemetry_summary(
-    reconcile_records: Sequence[object],
-    control_records: Sequence[object],
-    *,
-    source: SummarySource,
-    now: dt.datetime,
-) -> JsonObject:
-    """The summary document (§2.6). Non-object records are ignored rather than fatal."""
+@dataclass(frozen=True)
+class WindowObservation:
+    """What a window of telemetry shows: the summary without its ``source`` and instant."""
+
+    attempts: int
+    observed: JsonObject
+    recommended: str
+
+
+def compute_window_observation(
+    reconcile_records: Sequence[object], control_records: Sequence[object]
+) -> WindowObservation:
+    """Counts, rates, reason codes, durations and the recommendation of one window.
+
+    Non-object records are ignored rather than fatal.
+    """
     reconcile = [record for record in reconcile_records if isinstance(record, dict)]
     control = [record for record in control_records if isinstance(record, dict)]
     attempts = len(reconcile)
@@ -147,8 +159,33 @@ def build_telemetry_summary(
     degraded_rate = _ratio(degraded, attempts)
     critical_rate = _ratio(critical, attempts)
     failed_rate = _ratio(failed, attempts)
+    observed: JsonObject = {
+        "reconcileAttempts": attempts,
+        "reconcileSuccessCount": success,
+        "reconcileFailedCount": failed,
+        "health": {
+            "degradedCount": degraded,
+            "criticalCount": critical,
+            "degradedRate": degraded_rate,
+            "criticalRate": critical_rate,
+            "reasonCodeFrequency": _reason_code_frequency(reconcile),
+        },
+        "control": {"ambiguousCount": ambiguous},
+        "durationSeconds": {
+            "p50": compute_percentile(durations, 0.50),
+            "p95": compute_percentile(durations, 0.95),
+            "max": json_number(max(durations)) if durations else None,
+        },
+    }
     recommended = compute_recommendation(attempts, critical_rate, degraded_rate, failed_rate, ambiguous)
-    rationale = RATIONALES["empty"] if attempts == 0 else RATIONALES[recommended]
+    return WindowObservation(attempts=attempts, observed=observed, recommended=recommended)
+
+
+def build_summary_document(
+    observation: WindowObservation, *, source: SummarySource, now: dt.datetime
+) -> JsonObject:
+    """The summary document (§2.6) of an observed window; its ``observed`` block is a fresh copy."""
+    rationale = RATIONALES["empty"] if observation.attempts == 0 else RATIONALES[observation.recommended]
     return {
         "schemaVersion": "v1",
         "generatedAt": format_ts(now),
@@ -159,25 +196,20 @@ def build_telemetry_summary(
             "controlTelemetryFile": source.control_telemetry_file,
             "window": source.window,
         },
-        "observed": {
-            "reconcileAttempts": attempts,
-            "reconcileSuccessCount": success,
-            "reconcileFailedCount": failed,
-            "health": {
-                "degradedCount": degraded,
-                "criticalCount": critical,
-                "degradedRate": degraded_rate,
-                "criticalRate": critical_rate,
-                "reasonCodeFrequency": _reason_code_frequency(reconcile),
-            },
-            "control": {"ambiguousCount": ambiguous},
-            "durationSeconds": {
-                "p50": compute_percentile(durations, 0.50),
-                "p95": compute_percentile(durations, 0.95),
-                "max": json_number(max(durations)) if durations else None,
-            },
-        },
-        "recommendedProfile": recommended,
-        "confidence": compute_confidence(attempts),
+        "observed": copy.deepcopy(observation.observed),
+        "recommendedProfile": observation.recommended,
+        "confidence": compute_confidence(observation.attempts),
         "rationale": rationale,
     }
+
+
+def build_telemetry_summary(
+    reconcile_records: Sequence[object],
+    control_records: Sequence[object],
+    *,
+    source: SummarySource,
+    now: dt.datetime,
+) -> JsonObject:
+    """The summary document (§2.6). Non-object records are ignored rather than fatal."""
+    observation = compute_window_observation(reconcile_records, control_records)
+    return build_summary_document(observation, source=source, now=now)

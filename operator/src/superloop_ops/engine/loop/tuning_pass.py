@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import threading
+from collections import OrderedDict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +69,64 @@ def fetch_tail_lines(path: Path, count: int) -> list[str]:
 
 def fetch_window_records(path: Path, count: int) -> list[Any]:
     """Parsed records of the last ``count`` lines; blank and unparsable lines yield nothing."""
+    return list(_read_window(path, count)[1])
+
+
+#: (path, window, inode, size, mtime) of a log as read; None when it is missing
+_WindowKey = tuple[str, int, int, int, int] | None
+
+#: windows (and observations) kept: enough for the passes running at once
+_WINDOWS_KEPT = 8
+_WINDOWS: OrderedDict[_WindowKey, tuple[Any, ...]] = OrderedDict()
+_OBSERVATIONS: OrderedDict[tuple[_WindowKey, _WindowKey], telemetry_summary.WindowObservation] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+
+
+def _read_window(path: Path, count: int) -> tuple[_WindowKey, tuple[Any, ...]]:
+    """The window's key and records. A pass reads the same window twice (the drift evaluation, then
+    the status surface): the last few windows read are kept, keyed by the file's (inode, size,
+    mtime), so a second read of an unchanged log parses nothing (issue 12)."""
+    try:
+        info = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None, ()
+    key = (str(path), count, info.st_ino, info.st_size, info.st_mtime_ns)
+    cached = _recall(_WINDOWS, key)
+    if cached is None:
+        cached = tuple(_parse_window(path, count))
+        _keep(_WINDOWS, key, cached)
+    return key, cached
+
+
+def _observe_windows(
+    reconcile_path: Path, control_path: Path, window: int
+) -> telemetry_summary.WindowObservation:
+    reconcile_key, reconcile_records = _read_window(reconcile_path, window)
+    control_key, control_records = _read_window(control_path, window)
+    key = (reconcile_key, control_key)
+    observation: telemetry_summary.WindowObservation | None = _recall(_OBSERVATIONS, key)
+    if observation is None:
+        observation = telemetry_summary.compute_window_observation(reconcile_records, control_records)
+        _keep(_OBSERVATIONS, key, observation)
+    return observation
+
+
+def _recall(cache: OrderedDict[Any, Any], key: Any) -> Any:
+    with _CACHE_LOCK:
+        value = cache.get(key)
+        if value is not None:
+            cache.move_to_end(key)
+        return value
+
+
+def _keep(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+    with _CACHE_LOCK:
+        cache[key] = value
+        while len(cache) > _WINDOWS_KEPT:
+            cache.popitem(last=False)
+
+
+def _parse_window(path: Path, count: int) -> list[Any]:
     records: list[Any] = []
     try:
         lines = fetch_tail_lines(path, count)
@@ -106,12 +167,8 @@ def compute_summary(
         control_telemetry_file=control_label,
         window=window,
     )
-    return telemetry_summary.build_telemetry_summary(
-        fetch_window_records(reconcile_path, window),
-        fetch_window_records(control_path, window),
-        source=source,
-        now=now,
-    )
+    observation = _observe_windows(reconcile_path, control_path, window)
+    return telemetry_summary.build_summary_document(observation, source=source, now=now)
 
 
 def ensure_drift_evaluation(
