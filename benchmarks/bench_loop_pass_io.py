@@ -230,7 +230,8 @@ def main() -> int:
         for _ in range(args.passes):
             setup.run_pass()
         profiler.disable()
-        pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(45)
+        stats = pstats.Stats(profiler, stream=sys.stderr)
+        stats.sort_stats(os.environ.get("BENCH_SORT", "cumulative")).print_stats(45)
     if args.strace:
         result["strace_per_pass"] = strace_counts(args.events, args.warmup, args.passes)
     result["load_average"] = os.getloadavg()
