@@ -91,3 +91,29 @@ def test_the_view_carries_the_documents_the_pass_wrote(tmp_path: Path, artifacts
     assert view.heartbeat == read_json(ops / "heartbeat.json")
     assert view.sequence == read_json(ops / "sequence-state.json")
     assert view.transport_health == read_json(ops / "telemetry" / "transport-health.json")
+
+
+def test_a_pass_reads_the_summary_window_once_and_a_new_row_is_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The drift evaluation and the status surface summarize the same window of reconcile.jsonl: it
+    is read once per pass (twice before issue 12), and each pass's summary still counts the row that
+    pass appended (the kept window is keyed by the file's size and mtime)."""
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=1)
+    target = _target(tmp_path)
+    write_runtime_artifacts(target.repo, format_ts(now - dt.timedelta(seconds=30)))
+    reads: list[str] = []
+    real = tuning_pass.fetch_tail_lines
+
+    def recording(path: Path, count: int) -> list[str]:
+        reads.append(Path(path).name)
+        return real(path, count)
+
+    monkeypatch.setattr(tuning_pass, "fetch_tail_lines", recording)
+    for number in (1, 2, 3):
+        reads.clear()
+        view = _pass(target, FrozenClock(now + dt.timedelta(seconds=30 * number)))
+        assert reads.count("reconcile.jsonl") == 1
+        assert view.surface["tuning"]["telemetrySummary"]["observed"]["reconcileAttempts"] == number
+        assert view.state is not None
+        assert view.state["tuning"]["telemetrySummary"]["observed"]["reconcileAttempts"] == number
