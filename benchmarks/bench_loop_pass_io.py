@@ -41,25 +41,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_loop_reconcile as history
+from superloop_ops.clock import FrozenClock
 
 NS = "bench"
 CLAIM = "bench-pvc"
 EVENTS_PER_PASS = 30
 TRACED = "fsync,fdatasync,rename,renameat,renameat2,write,openat"
 INTERVAL = dt.timedelta(seconds=30)
-
-
-class _Clock:
-    """A clock that the benchmark moves by one interval per pass (the pass sees a steady loop)."""
-
-    def __init__(self, start: dt.datetime) -> None:
-        self.current = start
-
-    def now(self) -> dt.datetime:
-        return self.current
-
-    def sleep(self, seconds: float) -> None:
-        self.current += dt.timedelta(seconds=seconds)
 
 
 class _NoObjects:
@@ -100,14 +88,14 @@ class _Setup:
             self.loop, NS, _NoObjects(), default_catalog=loop_alerts.compute_default_catalog_path(None)
         )
         self.hooks = loop_alerts.build_operator_hooks(config)
-        self.clock = _Clock(history.START + dt.timedelta(seconds=events))
+        self.clock = FrozenClock(history.START + dt.timedelta(seconds=events))
 
     def run_pass(self) -> None:
         from superloop_ops.controllers import loop_controller
 
         history.append_events(self.repo, self.events, EVENTS_PER_PASS)
         self.events += EVENTS_PER_PASS
-        self.clock.current += INTERVAL
+        self.clock.advance(INTERVAL.total_seconds())
         self._touch_heartbeat()
         loop_controller.run_loop_pass(
             self.loop,
@@ -115,14 +103,14 @@ class _Setup:
             token=None,
             replay_token=None,
             replay_pending=False,
-            clock=self.clock,  # type: ignore[arg-type]
+            clock=self.clock,
             hooks=self.hooks,
         )
 
     def _touch_heartbeat(self) -> None:
         path = self.repo / ".superloop" / "loops" / history.LOOP / "heartbeat.v1.json"
         document = json.loads(path.read_text())
-        document["timestamp"] = self.clock.current.strftime("%Y-%m-%dT%H:%M:%SZ")
+        document["timestamp"] = self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
         path.write_text(json.dumps(document))
 
 

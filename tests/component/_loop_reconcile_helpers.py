@@ -152,6 +152,27 @@ def ops_dir(repo: Path, loop_id: str = LOOP) -> Path:
     return repo / ".superloop" / "ops-manager" / loop_id
 
 
+def journal_defects(directory: Path) -> list[str]:
+    """What a crash or a full disk must never leave in a journal: temp files, torn rows, documents
+    or rows that do not parse (parsing raises)."""
+    defects = []
+    for path in directory.rglob("*"):
+        if path.is_dir():
+            continue
+        if path.name.endswith(".tmp"):
+            defects.append(f"temp file left: {path.name}")
+            continue
+        text = path.read_text()
+        if path.suffix == ".jsonl":
+            if text and not text.endswith("\n"):
+                defects.append(f"torn row: {path.name}")
+            for line in text.splitlines():
+                json.loads(line)
+        elif path.suffix == ".json":
+            json.loads(text)
+    return defects
+
+
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 

@@ -24,6 +24,7 @@ from _loop_reconcile_helpers import (
     LOOP,
     event_line,
     isolate_cli_env,
+    journal_defects,
     ops_dir,
     write_heartbeat,
     write_runtime_artifacts,
@@ -205,25 +206,6 @@ def _reconcile_process(repo: Path, crash_at: str | None) -> subprocess.Completed
     )
 
 
-def _journal_defects(directory: Path) -> list[str]:
-    defects = []
-    for path in directory.rglob("*"):
-        if path.is_dir():
-            continue
-        if path.name.endswith(".tmp"):
-            defects.append(f"temp file left: {path.name}")
-            continue
-        text = path.read_text()
-        if path.suffix == ".jsonl":
-            if text and not text.endswith("\n"):
-                defects.append(f"torn row: {path.name}")
-            for line in text.splitlines():
-                json.loads(line)
-        elif path.suffix == ".json":
-            json.loads(text)
-    return defects
-
-
 @pytest.mark.parametrize("point", crash_points.RECONCILE_POINTS)
 def test_a_pass_killed_at_each_commit_loses_no_event_and_ingests_none_twice(
     tmp_path: Path, point: str
@@ -238,9 +220,9 @@ def test_a_pass_killed_at_each_commit_loses_no_event_and_ingests_none_twice(
     _append_events(repo, 5, format_ts(now))
     killed = _reconcile_process(repo, point)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert _journal_defects(ops_dir(repo)) == []
+    assert journal_defects(ops_dir(repo)) == []
     assert _reconcile_process(repo, None).returncode == 0
-    assert _journal_defects(ops_dir(repo)) == []
+    assert journal_defects(ops_dir(repo)) == []
     cursor = json.loads((ops_dir(repo) / "cursor.json").read_text())
     assert cursor["eventLineOffset"] == 7
     state = json.loads((ops_dir(repo) / "state.json").read_text())

@@ -20,7 +20,8 @@ TESTS = Path(__file__).resolve().parents[1]
 DRIVER = r'''
 import contextlib, io, json, os, sys
 from pathlib import Path
-from _loop_reconcile_helpers import HUGE_INGEST, LOOP, event_line, now_ts, ops_dir, write_runtime_artifacts
+from _loop_reconcile_helpers import (HUGE_INGEST, LOOP, event_line, journal_defects, now_ts, ops_dir,
+                                     write_runtime_artifacts)
 from superloop_ops.cli import main as cli_main
 
 root = Path(sys.argv[1])
@@ -38,22 +39,7 @@ def reconcile():
     return code, err.getvalue()
 
 def journal_intact():
-    bad = []
-    for path in ops_dir(repo).rglob("*"):
-        if path.is_dir():
-            continue
-        if path.name.endswith(".tmp"):
-            bad.append(f"temp file left: {path.name}")
-            continue
-        text = path.read_text()
-        if path.suffix == ".jsonl":
-            if text and not text.endswith("\n"):
-                bad.append(f"torn row: {path.name}")
-            for line in text.splitlines():
-                json.loads(line)
-        elif path.suffix == ".json":
-            json.loads(text)
-    return bad
+    return journal_defects(ops_dir(repo))
 
 report = {}
 report["first"] = reconcile()[0]
