@@ -185,6 +185,17 @@ def test_a_failed_commit_renames_nothing_and_leaves_no_temp_file(tmp_path: Path)
     assert [path.name for path in tmp_path.rglob("*.tmp")] == []
 
 
+def test_a_failed_rename_leaves_no_temp_file(tmp_path: Path) -> None:
+    """A directory where a document should be: the rename fails and its temp file is removed."""
+    (tmp_path / "doc.json").mkdir()
+    (tmp_path / "doc.json" / "keep").write_text("x")
+    batch = commit.JournalBatch()
+    batch.put_json(tmp_path / "doc.json", {"new": True})
+    with pytest.raises(IsADirectoryError):
+        batch.commit()
+    assert [path.name for path in tmp_path.rglob("*.tmp")] == []
+
+
 def test_rows_after_a_torn_last_line_stay_whole(tmp_path: Path) -> None:
     log = tmp_path / "rows.jsonl"
     log.write_bytes(b'{"n": 1}\n{"n": 2, "tor')

@@ -15,9 +15,10 @@ A reconcile pass stages its documents (``put_json``) and log rows (``add_rows``)
 What a reader or a crash (SIGKILL) can observe is what ``files.write_json_atomic`` and
 ``files.append_jsonl`` promise one call at a time: a document is the old or the new one, never
 half of one, and no temp file is left behind; a log holds whole rows only (a torn last line left
-by a crashed writer is terminated first); a failed write or fsync (disk full) takes its rows back
-and raises ``OSError`` before any document of that commit is renamed. Two commits keep their
-order: every document of the first is renamed before any temp file of the second is written.
+by a crashed writer is terminated first); a failed write (disk full) takes back the rows of that
+write, a failed fsync every row of the commit, and either raises ``OSError`` before any document of
+that commit is renamed. Two commits keep their order: every document of the first is renamed
+before any temp file of the second is written.
 
 :data:`DIRECT` writes each call at once (one fsync each), for callers outside a pass.
 """
@@ -102,13 +103,16 @@ class JournalBatch:
                 os.fsync(fd)
             self._sync_rows()
             while temps:
-                fd, temp, path = temps.pop(0)
+                fd, temp, path = temps[0]
+                temps[0] = (-1, temp, path)
                 os.close(fd)
                 os.replace(temp, path)
+                temps.pop(0)
                 self._pending_dirs.add(path.parent)
         finally:
-            for fd, temp, _ in temps:
-                os.close(fd)
+            for fd, temp, _ in temps:  # not renamed: nothing of it stays
+                if fd >= 0:
+                    os.close(fd)
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(temp)
         if sync_dirs:
