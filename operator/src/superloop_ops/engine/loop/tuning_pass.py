@@ -69,61 +69,46 @@ def fetch_tail_lines(path: Path, count: int) -> list[str]:
 
 def fetch_window_records(path: Path, count: int) -> list[Any]:
     """Parsed records of the last ``count`` lines; blank and unparsable lines yield nothing."""
-    return list(_read_window(path, count)[1])
+    return _parse_window(path, count)
 
 
-#: (path, window, inode, size, mtime) of a log as read; None when it is missing
+#: (path, window, inode, size, mtime) of a log; None when it is missing
 _WindowKey = tuple[str, int, int, int, int] | None
 
-#: windows (and observations) kept: enough for the passes running at once
-_WINDOWS_KEPT = 8
-_WINDOWS: OrderedDict[_WindowKey, tuple[Any, ...]] = OrderedDict()
+#: observations kept (a few hundred bytes each): enough for the passes running at once
+_OBSERVATIONS_KEPT = 16
 _OBSERVATIONS: OrderedDict[tuple[_WindowKey, _WindowKey], telemetry_summary.WindowObservation] = OrderedDict()
-_CACHE_LOCK = threading.Lock()
+_OBSERVATIONS_LOCK = threading.Lock()
 
 
-def _read_window(path: Path, count: int) -> tuple[_WindowKey, tuple[Any, ...]]:
-    """The window's key and records. A pass reads the same window twice (the drift evaluation, then
-    the status surface): the last few windows read are kept, keyed by the file's (inode, size,
-    mtime), so a second read of an unchanged log parses nothing (issue 12)."""
+def _window_key(path: Path, count: int) -> _WindowKey:
     try:
         info = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
-        return None, ()
-    key = (str(path), count, info.st_ino, info.st_size, info.st_mtime_ns)
-    cached = _recall(_WINDOWS, key)
-    if cached is None:
-        cached = tuple(_parse_window(path, count))
-        _keep(_WINDOWS, key, cached)
-    return key, cached
+        return None
+    return (str(path), count, info.st_ino, info.st_size, info.st_mtime_ns)
 
 
 def _observe_windows(
     reconcile_path: Path, control_path: Path, window: int
 ) -> telemetry_summary.WindowObservation:
-    reconcile_key, reconcile_records = _read_window(reconcile_path, window)
-    control_key, control_records = _read_window(control_path, window)
-    key = (reconcile_key, control_key)
-    observation: telemetry_summary.WindowObservation | None = _recall(_OBSERVATIONS, key)
-    if observation is None:
-        observation = telemetry_summary.compute_window_observation(reconcile_records, control_records)
-        _keep(_OBSERVATIONS, key, observation)
+    """The observation of both windows. A pass summarizes the same windows twice (the drift
+    evaluation, then the status surface): the last few observations are kept, keyed by each log's
+    (inode, size, mtime), so the second summary of unchanged logs reads and parses nothing (issue 12)."""
+    key = (_window_key(reconcile_path, window), _window_key(control_path, window))
+    with _OBSERVATIONS_LOCK:
+        observation = _OBSERVATIONS.get(key)
+        if observation is not None:
+            _OBSERVATIONS.move_to_end(key)
+            return observation
+    observation = telemetry_summary.compute_window_observation(
+        _parse_window(reconcile_path, window), _parse_window(control_path, window)
+    )
+    with _OBSERVATIONS_LOCK:
+        _OBSERVATIONS[key] = observation
+        while len(_OBSERVATIONS) > _OBSERVATIONS_KEPT:
+            _OBSERVATIONS.popitem(last=False)
     return observation
-
-
-def _recall(cache: OrderedDict[Any, Any], key: Any) -> Any:
-    with _CACHE_LOCK:
-        value = cache.get(key)
-        if value is not None:
-            cache.move_to_end(key)
-        return value
-
-
-def _keep(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
-    with _CACHE_LOCK:
-        cache[key] = value
-        while len(cache) > _WINDOWS_KEPT:
-            cache.popitem(last=False)
 
 
 def _parse_window(path: Path, count: int) -> list[Any]:
