@@ -385,3 +385,103 @@ def test_drill_ambiguous_outcome_is_retry_guarded_until_a_person_approves(env: E
     assert sim.service_executions() == 2
     time.sleep(6)
     assert sim.service_executions() == 2
+
+
+def _refusing_loop(name: str, port: int, label: str) -> dict[str, Any]:
+    """A Loop whose sprite service refuses connections: every pass fails fast (a critical candidate)."""
+    return {
+        "apiVersion": API,
+        "kind": "Loop",
+        "metadata": {"name": name, "labels": {"e2e-paced": label}},
+        "spec": {
+            "loopId": name,
+            "transport": "sprite_service",
+            "service": {
+                "baseUrl": f"http://127.0.0.1:{port}",
+                "retryAttempts": 1,
+                "retryBackoffSeconds": 0,
+                "connectTimeoutSeconds": 1,
+                "maxTimeSeconds": 2,
+            },
+            "reconcileIntervalSeconds": 600,
+        },
+    }
+
+
+def _owned_intents(env: Env, fleet: str) -> list[dict[str, Any]]:
+    selector = f"{owned_names.FLEET_LABEL}={owned_names.compute_dns_name(fleet)}"
+    out = env.cluster.kubectl(
+        "get", f"handoffintents.{GROUP}", "-n", env.namespace, "-l", selector, "-o", "json"
+    )
+    items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
+    return items
+
+
+def _pacing_after(env: Env, fleet: str, generation: int) -> dict[str, Any]:
+    """The Fleet's ``handoff.pacing`` once a full pass of ``generation`` wrote its status."""
+
+    def written() -> dict[str, Any] | None:
+        status = env.get("fleets", fleet).get("status") or {}
+        pacing = (status.get("handoff") or {}).get("pacing")
+        return pacing if status.get("observedGeneration") == generation and pacing else None
+
+    try:
+        result: dict[str, Any] = _eventually(written, timeout=120, what=f"a full pass of {generation}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the Fleet's status: {env.get('fleets', fleet).get('status')}") from exc
+    return result
+
+
+def test_a_new_policy_over_thirty_loops_proposes_at_most_five_intents_a_pass_and_all_once(env: Env) -> None:
+    """Issue 12: FleetPolicy ``handoff.maxIntentsPerPass: 5`` over 30 failing Loops (the default
+    300 s dedupe window keeps the candidates out of the later plans): each pass creates at most 5
+    HandoffIntents, the deferred ones follow in the next passes, and every planned intent ends up
+    with exactly one object. Passes are driven one at a time by spec changes (the periodic
+    interval is an hour)."""
+    port = controlplane.find_free_port()  # nothing listens: connection refused
+    label = uuid.uuid4().hex[:6]
+    env.apply({"apiVersion": API, "kind": "FleetPolicy", "metadata": {"name": "paced"},
+               "spec": {"mode": "advisory", "handoff": {"maxIntentsPerPass": 5}}})  # fmt: skip
+    loops = [_refusing_loop(f"paced-{i:02d}", port, label) for i in range(30)]
+    env.apply({"apiVersion": "v1", "kind": "List", "items": loops})
+    _eventually(
+        lambda: all(_cond(env.get("loops", loop["metadata"]["name"]).get("status") or {}, "Ready")
+                    for loop in loops),
+        timeout=180, what="every Loop's first pass (a Fleet created before waits one interval)",
+    )  # fmt: skip
+    fleet = {
+        "apiVersion": API,
+        "kind": "Fleet",
+        "metadata": {"name": "paced"},
+        "spec": {
+            "policyRef": {"name": "paced"},
+            "selector": {"matchLabels": {"e2e-paced": label}},
+            "reconcileIntervalSeconds": 3600,
+        },
+    }
+    env.apply(fleet)
+    generation = int(env.get("fleets", "paced")["metadata"]["generation"])
+    pacing = _pacing_after(env, "paced", generation)
+    planned = pacing["proposedThisPass"] + pacing["deferredCount"]
+    assert planned >= 30  # one intent per critical candidate, at least one per Loop
+    counts = [len(_owned_intents(env, "paced"))]
+    assert counts == [5]
+    for interval in range(3599, 3599 - 2 * planned, -1):
+        if pacing["deferredCount"] == 0:
+            break
+        fleet["spec"]["reconcileIntervalSeconds"] = interval  # a spec change: exactly one pass
+        env.apply(fleet)
+        generation += 1
+        pacing = _pacing_after(env, "paced", generation)
+        assert pacing["proposedThisPass"] <= 5
+        counts.append(len(_owned_intents(env, "paced")))
+        assert 0 < counts[-1] - counts[-2] <= 5, counts
+    intents = _owned_intents(env, "paced")
+    ids = [i["metadata"]["annotations"][owned_names.INTENT_ID_ANNOTATION] for i in intents]
+    assert len(ids) == len(set(ids)) == planned, counts  # all of them, none twice
+    assert {i["spec"]["loopRef"]["name"] for i in intents} == {loop["metadata"]["name"] for loop in loops}
+    assert len(counts) == -(-planned // 5)  # ceil(planned / 5) passes
+    _eventually(
+        lambda: {"IntentsDeferred", "IntentsDeferralCleared"} <= set(env.events("paced")),
+        what="the Events of the deferral and of its end",
+    )

@@ -750,3 +750,43 @@ def test_owned_loop_created_but_not_yet_seen_by_the_watch_is_not_refused(
     second = _pass(edge, ctx, deps, "own")
     assert second.blocked_reason == "loops_pending"
     assert second.error is None
+
+
+def test_a_new_policy_over_thirty_failed_loops_proposes_five_intents_a_pass_and_all_thirty_once(
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
+) -> None:
+    """Issue 12: ``handoff.maxIntentsPerPass`` caps the HandoffIntents a pass creates; the rest are
+    deferred (the dedupe window keeps their candidates out of the next plans) and proposed by the
+    following passes, none twice; status, Events and the metric count the deferred ones."""
+    ctx = _context(tmp_path, edge, clock, {})
+    deps = build_fleet_deps(ctx, edge)
+    deps.members = WatchedMembers(edge)
+    critical = {**_ok_status(), "healthStatus": "critical"}  # one candidate each (health_critical)
+    for i in range(30):
+        edge.add("loops", _labelled_loop(f"a-{i:02d}", {"team": "a"}, critical))
+    policy = _policy("paced", clock, mode="advisory")
+    policy["spec"] = {"mode": "advisory", "handoff": {"maxIntentsPerPass": 5}}  # dedupe window: 300 s
+    edge.add("fleetpolicies", policy)
+    fleet = _selector_fleet("sel")
+    fleet["spec"]["policyRef"] = {"name": "paced"}
+    edge.add("fleets", fleet)
+    counts: list[int] = []
+    deferred: list[int] = []
+    for _ in range(7):
+        report = _pass(edge, ctx, deps, "sel")
+        assert report.ran
+        counts.append(len(report.created_intents))
+        deferred.append(edge.get("fleets", "sel")["status"]["handoff"]["pacing"]["deferredCount"])
+        clock.advance(10)
+    assert counts == [5, 5, 5, 5, 5, 5, 0]
+    assert deferred == [25, 20, 15, 10, 5, 0, 0]
+    intents = [edge.get("handoffintents", n) for n in edge.names("handoffintents")]
+    loops = sorted(i["spec"]["loopRef"]["name"] for i in intents)
+    assert loops == [f"a-{i:02d}" for i in range(30)]  # all thirty, none twice
+    assert not [p for p, _ in edge.deleted if p == "handoffintents"]
+    assert edge.reasons("sel").count("IntentProposed") == 30
+    assert edge.reasons("sel").count("IntentsDeferred") == 1
+    assert edge.reasons("sel").count("IntentsDeferralCleared") == 1
+    assert not (_fleet_dir(tmp_path, "sel") / "handoff-deferred.json").exists()
+    samples = _fleet_samples(ctx, "superloop_ops_fleet_handoff_intents_deferred")
+    assert samples == {(("fleet", "sel"), ("namespace", NS)): 0.0}

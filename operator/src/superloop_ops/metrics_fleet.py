@@ -64,6 +64,12 @@ class FleetMetrics:
             labels,
             registry=registry,
         )
+        self.deferred_intents = Gauge(
+            f"{PREFIX}_fleet_handoff_intents_deferred",
+            "Planned HandoffIntents the last fleet pass deferred (FleetPolicy handoff.maxIntentsPerPass).",
+            labels,
+            registry=registry,
+        )
         self.kill_switch = Gauge(
             f"{PREFIX}_fleet_kill_switch",
             "1 while the fleet policy's kill switch is on.",
@@ -78,8 +84,12 @@ class FleetMetrics:
         *,
         fleet_state: Mapping[str, Any] | None,
         policy_state: Mapping[str, Any] | None,
+        handoff_pacing: Mapping[str, Any] | None = None,
     ) -> None:
         """Set the gauges from the documents of one fleet pass."""
+        if handoff_pacing is not None:
+            deferred = handoff_pacing.get("deferredCount")
+            self.deferred_intents.labels(namespace, fleet).set(deferred if isinstance(deferred, int) else 0)
         if fleet_state is not None:
             current = fleet_state.get("status")
             for status in FLEET_STATUSES:
@@ -117,6 +127,7 @@ class FleetMetrics:
                 remove_series(self.candidates, namespace, fleet, category, scope)
         remove_series(self.auto_pause, namespace, fleet)
         remove_series(self.kill_switch, namespace, fleet)
+        remove_series(self.deferred_intents, namespace, fleet)
 
 
 def fetch_fleet_metrics(base: OperatorMetrics) -> FleetMetrics:

@@ -38,6 +38,7 @@ from superloop_ops.controllers.fleet_objects import (
     object_meta,
 )
 from superloop_ops.controllers.handoff_intent_objects import (
+    DEFERRED_FILE,
     list_intent_bodies,
     read_phase,
     recover_autonomous,
@@ -95,6 +96,8 @@ class FleetPassReport:
     shadow: shadow_ledger.ShadowPass | None = None
     unchanged: bool = False
     """Nothing the pass reads changed since the last one: nothing was written (the status stands)."""
+    handoff_pacing: Mapping[str, Any] | None = None
+    """How many HandoffIntents the pass proposed and deferred (``maxIntentsPerPass``)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,6 +141,7 @@ class _Pass:
     existing: dict[str, JsonObject] = dataclasses.field(default_factory=dict)
     inputs: Any = None
     created: list[str] = dataclasses.field(default_factory=list)
+    pacing: JsonObject | None = None
     outcomes: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     shadow: shadow_ledger.ShadowPass | None = None
 
@@ -175,7 +179,7 @@ def run_fleet_pass(body: Mapping[str, Any], deps: FleetPassDeps) -> FleetPassRep
         _build_registry(run)
         _reconcile_loops(run)
         if run.policy is not None:
-            _evaluate_policy_and_handoff(run)
+            _evaluate_policy_and_handoff(run, run.policy)
     except _Unchanged:
         return FleetPassReport(ran=False, status=previous, unchanged=True)
     except _Blocked as blocked:
@@ -198,6 +202,7 @@ def run_fleet_pass(body: Mapping[str, Any], deps: FleetPassDeps) -> FleetPassRep
         created_intents=tuple(run.created),
         autonomous_outcomes=tuple(run.outcomes),
         shadow=run.shadow,
+        handoff_pacing=run.pacing,
     )
 
 
@@ -348,7 +353,7 @@ def _reconcile_loops(run: _Pass) -> None:
         raise _Blocked("invalid_registry", str(exc)) from exc
 
 
-def _evaluate_policy_and_handoff(run: _Pass) -> None:
+def _evaluate_policy_and_handoff(run: _Pass, policy: FleetPolicy) -> None:
     """Record the intents' outcomes, evaluate the policy, plan, sync the HandoffIntents, run autonomy."""
     deps, paths = run.deps, run.paths
     listed = dict(run.existing)  # (listed with the inputs) before the sync withdraws those gone
@@ -365,10 +370,13 @@ def _evaluate_policy_and_handoff(run: _Pass) -> None:
         paths, run.registry, run.policy_state, prior, fleet_commands.HandoffOptions(),
         control=None, clock=deps.clock, env={},
     )  # fmt: skip
-    run.created = sync_intents(
+    sync = sync_intents(
         deps, namespace=run.namespace, name=run.name, uid=run.uid, plan=run.handoff_state,
         policy_state=run.policy_state, loop_names=run.loop_names, existing=run.existing,
+        cap=policy.spec.handoff.max_intents_per_pass,
+        deferred_file=paths.handoff_state_file.parent / DEFERRED_FILE,
     )  # fmt: skip
+    run.created, run.pacing = sync.created, sync.pacing.build_status(len(sync.created))
     remediation_journal.record_fleet_steps(
         paths.handoff_telemetry_file.parent, fleet=run.name,
         prior_policy=prior_policy if isinstance(prior_policy, Mapping) else None,
@@ -449,7 +457,7 @@ def _build_status(run: _Pass) -> JsonObject:
     return fleet_resource.build_fleet_status(
         previous=run.previous, generation=run.generation, now=now, fleet_state=run.fleet_state,
         fleet_status_surface=surface, handoff_state=run.handoff_state, loop_names=run.loop_names,
-        intent_objects=objects,
+        intent_objects=objects, handoff_pacing=run.pacing,
         promotion_state=promotion_state if isinstance(promotion_state, Mapping) else None,
     )  # fmt: skip
 
@@ -512,8 +520,9 @@ def _run_guarded(
 def _observe(deps: FleetPassDeps, ref: ObjectRef, report: FleetPassReport) -> None:
     metrics = fetch_fleet_metrics(deps.metrics)
     metrics.observe_fleet(
-        ref.namespace, ref.name, fleet_state=report.fleet_state, policy_state=report.policy_state
-    )
+        ref.namespace, ref.name, fleet_state=report.fleet_state, policy_state=report.policy_state,
+        handoff_pacing=report.handoff_pacing,
+    )  # fmt: skip
     for _, outcome in report.autonomous_outcomes:
         metrics.record_autonomous_outcome(ref.namespace, ref.name, outcome)
     fetch_suppression_metrics(deps.metrics).observe(ref.namespace, ref.name, report.policy_state)

@@ -2,14 +2,18 @@
 the one writer of every HandoffIntent status (``write_intent_status``: the manual handler, the
 retry-guard hand-over, the autonomous runner and the crash recovery all write through it).
 
-The plan's unsuppressed intents become HandoffIntents owned by the Fleet (``sync_intents``);
-idle ones whose candidate is gone are withdrawn. An autonomous intent left ``executing`` by a
+The plan's unsuppressed intents become HandoffIntents owned by the Fleet (``sync_intents``), at
+most the policy's ``handoff.maxIntentsPerPass`` a pass (``core.handoff.intent_pacing``: the rest
+wait in the journal's ``handoff-deferred.json`` for the following passes); idle ones whose
+candidate is gone are withdrawn. An autonomous intent left ``executing`` by a
 dead process gets the journal's outcome, else ``execution_ambiguous`` (``recover_autonomous``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from superloop_ops.controllers import loop_controller
@@ -24,13 +28,16 @@ from superloop_ops.controllers.fleet_objects import (
 from superloop_ops.controllers.status_writes import write_status
 from superloop_ops.core.common.jsonutil import JsonObject
 from superloop_ops.core.fleet import owned_names
-from superloop_ops.core.handoff import handoff_intent_resource, handoff_plan
+from superloop_ops.core.handoff import handoff_intent_resource, intent_pacing
 from superloop_ops.errors import OperatorError
+from superloop_ops.journal import files
 from superloop_ops.k8s.edge import ObjectRef
 from superloop_ops.k8s.fleet_edge import AlreadyExistsError, FleetEdge
 
 __all__ = [
     "BUSY_PHASES",
+    "DEFERRED_FILE",
+    "IntentSync",
     "create_intent",
     "delete_intent",
     "list_intent_bodies",
@@ -41,6 +48,8 @@ __all__ = [
 ]
 
 BUSY_PHASES = frozenset({handoff_intent_resource.EXECUTING})
+DEFERRED_FILE = "handoff-deferred.json"
+"""The intents a Fleet's passes deferred (``maxIntentsPerPass``), in its journal next to the handoff state."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,6 +100,14 @@ def read_phase(body: Mapping[str, Any] | None) -> str | None:
     return status.get("phase") if isinstance(status, Mapping) else None
 
 
+@dataclasses.dataclass(frozen=True)
+class IntentSync:
+    """What one sync did: the HandoffIntents it proposed and how it paced the planned intents."""
+
+    created: list[str]
+    pacing: intent_pacing.IntentPacing
+
+
 def sync_intents(
     deps: FleetPassDeps,
     *,
@@ -101,27 +118,49 @@ def sync_intents(
     policy_state: Mapping[str, Any] | None,
     loop_names: Mapping[str, str],
     existing: dict[str, JsonObject],
-) -> list[str]:
-    """Propose a HandoffIntent per planned intent; withdraw idle ones whose candidate is gone."""
-    created: list[str] = []
+    cap: int,
+    deferred_file: Path,
+) -> IntentSync:
+    """Propose a HandoffIntent per planned intent, at most ``cap`` (the rest deferred to the
+    following passes, kept in ``deferred_file``); withdraw idle ones whose candidate is gone."""
     planned = {str(i["intentId"]): i for i in plan.get("intents") or [] if isinstance(i, Mapping)}
-    for intent_id, intent in planned.items():
-        if intent_id in existing or intent.get("status") != handoff_plan.PENDING:
-            continue
+    live = _live_intent_ids(policy_state)
+    pacing = intent_pacing.pace_intents(
+        planned.values(), _read_deferred(deferred_file), existing=existing.keys(), live=live, cap=cap
+    )
+    created: list[str] = []
+    for intent in pacing.propose:
         proposed = create_intent(
             deps, namespace=namespace, name=name, uid=uid, intent=intent, loop_names=loop_names
         )
         if proposed is None:
             continue
-        object_name, existing[intent_id] = proposed
+        object_name, existing[str(intent["intentId"])] = proposed
         created.append(object_name)
-    live = _live_intent_ids(policy_state)
+    _write_deferred(deferred_file, pacing.deferred)
     for intent_id, body in list(existing.items()):
         if intent_id in live or intent_id in planned or read_phase(body) in BUSY_PHASES:
             continue
         delete_intent(deps, namespace, body)
         del existing[intent_id]
-    return created
+    return IntentSync(created, pacing)
+
+
+def _read_deferred(path: Path) -> list[Mapping[str, Any]]:
+    document = files.read_json(path)
+    intents = document.get("intents") if isinstance(document, Mapping) else None
+    return [i for i in intents if isinstance(i, Mapping)] if isinstance(intents, list) else []
+
+
+def _write_deferred(path: Path, deferred: tuple[JsonObject, ...]) -> None:
+    """Replace the deferred intents (written only when they changed; removed when none are left)."""
+    if not deferred:
+        path.unlink(missing_ok=True)
+        return
+    document = {"schemaVersion": "v1", "intents": list(deferred)}
+    if files.read_json(path) != document:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        files.write_json_atomic(path, document)
 
 
 def create_intent(

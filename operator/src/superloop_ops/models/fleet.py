@@ -318,6 +318,7 @@ def build_registry_document(
     policy_doc = policy.model_dump(mode="json", by_alias=True, exclude_none=True)
     policy_doc.pop("promotion", None)  # operator-only evidence sources, not a registry field
     policy_doc.pop("approvals", None)  # operator-only approval age, not a registry field
+    policy_doc.pop("handoff", None)  # operator-only intent pacing, not a registry field
     if effective is not None:
         rollout = policy_doc["autonomous"]["rollout"]
         if effective.canary_percent is not None:

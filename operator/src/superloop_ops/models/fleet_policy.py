@@ -43,6 +43,7 @@ __all__ = [
     "DEFAULT_APPROVAL_MAX_AGE_SECONDS",
     "DEFAULT_CANARY_PERCENT",
     "DEFAULT_DRILL_EVIDENCE_KEY",
+    "DEFAULT_MAX_INTENTS_PER_PASS",
     "DEFAULT_SALT",
     "DEFAULT_SUPPRESSION_EXPIRING_WITHIN_SECONDS",
     "DEFAULT_SUPPRESSION_MAX_DURATION_SECONDS",
@@ -57,6 +58,7 @@ __all__ = [
     "FleetPolicySpec",
     "FleetPolicyStatus",
     "GovernanceSettings",
+    "HandoffSettings",
     "NoiseControls",
     "PauseSettings",
     "PolicyMode",
@@ -315,6 +317,19 @@ DEFAULT_APPROVAL_MAX_AGE_SECONDS = 300
 """How old an approval may be when the operator acts on it (FleetPolicy ``approvals.maxAgeSeconds``)."""
 
 
+DEFAULT_MAX_INTENTS_PER_PASS = 10
+"""How many HandoffIntents one Fleet pass proposes at most (FleetPolicy ``handoff.maxIntentsPerPass``)."""
+
+
+class HandoffSettings(SpecModel):
+    """How this fleet's planned intents become HandoffIntent objects (operator-only, issue 12)."""
+
+    max_intents_per_pass: int = Field(default=DEFAULT_MAX_INTENTS_PER_PASS, ge=1, le=1000)
+    """At most this many HandoffIntents are proposed by one Fleet pass; the planned intents
+    beyond it are deferred to the following passes (most severe first, then by loop), neither
+    lost nor proposed twice. The Fleet status counts them (handoff.pacing)."""
+
+
 class ApprovalSettings(SpecModel):
     """How people's approvals of this fleet's HandoffIntents are honoured (operator-only, issue 15)."""
 
@@ -501,6 +516,8 @@ class FleetPolicySpec(SpecModel):
     """Promotion evidence sources (drill evidence ConfigMap); not part of the registry policy."""
     approvals: ApprovalSettings = nested(ApprovalSettings)
     """How old an approval may be when acted on; not part of the registry policy."""
+    handoff: HandoffSettings = nested(HandoffSettings)
+    """How many HandoffIntents one pass proposes; not part of the registry policy."""
 
 
 class EffectiveRollout(StatusModel):

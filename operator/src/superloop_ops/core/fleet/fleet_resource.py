@@ -266,6 +266,33 @@ def _compact_handoff(
     return block
 
 
+def _with_pacing(block: JsonObject, pacing: Mapping[str, Any] | None) -> JsonObject:
+    """The handoff block with its ``pacing`` counts; while intents are deferred, its reason code too."""
+    if not pacing:
+        return block
+    block["pacing"] = dict(pacing)
+    code = pacing.get("reasonCode")
+    if isinstance(code, str):
+        block["reasonCodes"] = sorted({*block["reasonCodes"], code})
+    return block
+
+
+def _deferred_count(handoff: Mapping[str, Any]) -> int:
+    count = _obj(handoff.get("pacing")).get("deferredCount")
+    return count if isinstance(count, int) else 0
+
+
+def _ready_message(handoff: Mapping[str, Any]) -> str:
+    deferred = _deferred_count(handoff)
+    if not deferred:
+        return "fleet pass completed"
+    cap = _obj(handoff.get("pacing")).get("maxIntentsPerPass")
+    return (
+        f"fleet pass completed; {deferred} planned HandoffIntents deferred to the following passes"
+        f" (FleetPolicy spec.handoff.maxIntentsPerPass {cap})"
+    )
+
+
 _PROMOTION_DECISIONS = frozenset({"promote", "hold"})
 
 
@@ -305,6 +332,7 @@ def build_fleet_status(
     handoff_state: Mapping[str, Any] | None = None,
     loop_names: Mapping[str, str] | None = None,
     intent_objects: Mapping[str, Mapping[str, Any]] | None = None,
+    handoff_pacing: Mapping[str, Any] | None = None,
     promotion_state: Mapping[str, Any] | None = None,
     blocked_reason: str | None = None,
     blocked_message: str = "",
@@ -340,7 +368,7 @@ def build_fleet_status(
             status["fleetStatus"] = _bounded_surface(fleet_status_surface)
         handoff_block = _compact_handoff(handoff_state, intent_objects or {})
         if handoff_block is not None:
-            status["handoff"] = handoff_block
+            status["handoff"] = _with_pacing(handoff_block, handoff_pacing)
         status.update(build_promotion_status(promotion_state))
     else:
         for key in (
@@ -354,7 +382,9 @@ def build_fleet_status(
             model_conditions.READY, "False", camel_reason(blocked_reason), blocked_message[:1024]
         )
     else:
-        ready = ConditionSpec(model_conditions.READY, "True", "FleetReconciled", "fleet pass completed")
+        ready = ConditionSpec(
+            model_conditions.READY, "True", "FleetReconciled", _ready_message(_obj(status.get("handoff")))
+        )
     state_for_degraded = fleet_state if fleet_state is not None else _obj(prev.get("state")) or None
     previous_conditions = prev.get("conditions") if isinstance(prev.get("conditions"), list) else None
     status.update(summarize_reasons(status))
@@ -365,6 +395,18 @@ def build_fleet_status(
         now=now,
     )
     return status
+
+
+def _deferral_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[FleetEvent]:
+    """An Event when planned intents start waiting for later passes, and one when none wait any more."""
+    was, now = _deferred_count(old), _deferred_count(new)
+    if now and not was:
+        message = _ready_message(new).removeprefix("fleet pass completed; ")
+        return [FleetEvent("Normal", "IntentsDeferred", message)]
+    if was and not now and new:
+        message = "no planned HandoffIntent is deferred any more"
+        return [FleetEvent("Normal", "IntentsDeferralCleared", message)]
+    return []
 
 
 def compute_fleet_events(
@@ -392,6 +434,7 @@ def compute_fleet_events(
         events.append(FleetEvent("Warning", str(new_ready.get("reason")), str(new_ready.get("message", ""))))
     for name in created_intents:
         events.append(FleetEvent("Normal", "IntentProposed", f"HandoffIntent {name} proposed"))
+    events.extend(_deferral_events(_obj(_obj(previous).get("handoff")), _obj(new.get("handoff"))))
     for name, outcome in autonomous_outcomes:
         kind = "Normal" if outcome in handoff_intent_resource.FINAL_OUTCOMES else "Warning"
         events.append(FleetEvent(kind, "AutonomousExecution", f"HandoffIntent {name}: {outcome}"))

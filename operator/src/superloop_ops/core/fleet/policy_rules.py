@@ -28,6 +28,7 @@ from superloop_ops.models.fleet_policy import DEFAULT_CANARY_PERCENT
 
 __all__ = [
     "GUARDED_AUTO",
+    "SEVERITY_RANK",
     "SHADOW",
     "SHADOW_MODE_REASON",
     "PolicyEvaluation",
@@ -53,7 +54,8 @@ _TAXONOMY: dict[str, tuple[str, str, str]] = {
     "health_critical": ("critical", "high", "Loop health is critical"),
     "health_degraded": ("warning", "medium", "Loop health is degraded"),
 }
-_SEVERITY_RANK = {"critical": 3, "warning": 2, "info": 1}
+SEVERITY_RANK = {"critical": 3, "warning": 2, "info": 1}
+"""A candidate's severity as a rank (higher is more severe): gates and intent pacing compare these."""
 _CONFIDENCE_RANK = {"high": 3, "medium": 2, "low": 1}
 _GOVERNANCE_KEYS = ("actor", "approvalRef", "rationale", "changedAt", "reviewBy")
 GOVERNANCE_EXPIRED_REASON = "autonomous_governance_review_expired"
@@ -331,7 +333,7 @@ class _AutonomyControls:
             mode=mode,
             categories=allow.get("categories") or [],
             intents=allow.get("intents") or [],
-            min_severity=_SEVERITY_RANK.get(thresholds.get("minSeverity", "critical"), 0),
+            min_severity=SEVERITY_RANK.get(thresholds.get("minSeverity", "critical"), 0),
             min_confidence=_CONFIDENCE_RANK.get(thresholds.get("minConfidence", "high"), 0),
             run_cap=int(safety.get("maxActionsPerRun", 1)),
             loop_cap=int(safety.get("maxActionsPerLoop", 1)),
@@ -395,7 +397,7 @@ def _evaluate_gates(candidate: Mapping[str, Any], ctl: _AutonomyControls) -> _Ga
     return _Gates(
         category_ok=candidate["category"] in ctl.categories,
         intent_ok=intent is not None and intent in ctl.intents,
-        severity_ok=_SEVERITY_RANK.get(candidate["severity"], 0) >= ctl.min_severity,
+        severity_ok=SEVERITY_RANK.get(candidate["severity"], 0) >= ctl.min_severity,
         confidence_ok=_CONFIDENCE_RANK.get(candidate["confidence"], 0) >= ctl.min_confidence,
         in_scope=not ctl.scope_ids or loop_id in ctl.scope_ids,
         bucket=bucket,
