@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["fetch_last_jsonl_row", "fetch_last_line", "fetch_last_lines"]
+__all__ = [
+    "RowsRead",
+    "fetch_last_jsonl_row",
+    "fetch_last_line",
+    "fetch_last_lines",
+    "fetch_rows_after",
+    "fetch_rows_from",
+]
 
 _BLOCK = 8192
 
@@ -58,3 +66,77 @@ def fetch_last_jsonl_row(path: Path) -> Any | None:
         return json.loads(line)
     except json.JSONDecodeError:
         return None
+
+
+class RowsRead(list[Any]):
+    """Rows read from the end of a log, in file order; ``bytes_read`` says how much of it was read."""
+
+    bytes_read: int = 0
+
+
+def _parse_line(line: bytes, *, torn_ok: bool) -> tuple[bool, Any]:
+    try:
+        return True, json.loads(line)
+    except (ValueError, RecursionError) as exc:
+        if torn_ok:
+            return False, None
+        raise ValueError("invalid JSON line") from exc
+
+
+def fetch_rows_after(path: Path, stop: Callable[[Any], bool], *, block: int = _BLOCK) -> RowsRead:
+    """The JSONL rows after the last one for which ``stop`` is true (all of them when none is), in
+    file order, read backwards ``block`` bytes at a time: an append-only log ordered by time is read
+    only back to the first row older than what the caller needs. Blank lines are skipped, a torn
+    last line is ignored, any other line that does not parse raises ``ValueError``; a missing
+    file has no rows."""
+    found = RowsRead()
+    try:
+        handle = path.open("rb")
+    except (FileNotFoundError, NotADirectoryError):
+        return found
+    with handle:
+        position = end = handle.seek(0, os.SEEK_END)
+        pending, last = b"", True
+        while position > 0:
+            step = min(block, position)
+            position -= step
+            handle.seek(position)
+            lines = (handle.read(step) + pending).split(b"\n")
+            pending = lines.pop(0) if position > 0 else b""
+            for line in reversed(lines):
+                torn_ok, last = last, False  # only text after the final line break may be torn
+                if not line.strip():
+                    continue
+                parsed, row = _parse_line(line, torn_ok=torn_ok)
+                if not parsed:
+                    continue
+                if stop(row):
+                    found.reverse()
+                    found.bytes_read = end - position
+                    return found
+                found.append(row)
+        found.reverse()
+        found.bytes_read = end
+        return found
+
+
+def fetch_rows_from(path: Path, offset: int) -> tuple[RowsRead, int]:
+    """The JSONL rows whose lines start at or after byte ``offset`` and end with a line break, and
+    the offset after the last of them (where the next read starts; a torn last line is read again
+    then). From 0 when the file is shorter than ``offset`` (replaced). A line that does not parse
+    raises ``ValueError``; a missing file has no rows."""
+    found = RowsRead()
+    try:
+        handle = path.open("rb")
+    except (FileNotFoundError, NotADirectoryError):
+        return found, 0
+    with handle:
+        start = offset if 0 <= offset <= handle.seek(0, os.SEEK_END) else 0
+        handle.seek(start)
+        data = handle.read()
+    complete = data[: data.rfind(b"\n") + 1]
+    for line in complete.split(b"\n"):
+        if line.strip():
+            found.append(_parse_line(line, torn_ok=False)[1])
+    found.bytes_read = len(data)
+    return found, start + len(complete)

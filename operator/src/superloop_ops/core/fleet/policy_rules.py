@@ -31,6 +31,7 @@ __all__ = [
     "SEVERITY_RANK",
     "SHADOW",
     "SHADOW_MODE_REASON",
+    "HistoryNeeds",
     "PolicyEvaluation",
     "PolicyPaths",
     "build_governance_block",
@@ -38,7 +39,10 @@ __all__ = [
     "build_policy_evaluation",
     "compute_autopause",
     "compute_cohort_bucket",
+    "compute_execution_lookback",
     "compute_governance_expired",
+    "compute_history_needs",
+    "extend_execution_window",
     "json_number",
 ]
 
@@ -136,6 +140,15 @@ def _count(row: Mapping[str, Any], key: str) -> int | float:
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
 
 
+def _lookback(rollout: Mapping[str, Any]) -> int:
+    return int((rollout.get("autoPause") or {}).get("lookbackExecutions", 5))
+
+
+def compute_execution_lookback(registry: Mapping[str, Any]) -> int:
+    """How many of the latest autonomous executions auto-pause reads (``autoPause.lookbackExecutions``)."""
+    return _lookback(_PolicyInputs.read(registry).rollout)
+
+
 def compute_autopause(rollout: Mapping[str, Any], handoff_rows: Sequence[Any]) -> JsonObject:
     """The rollout pause object: manual pause plus auto-pause from recent autonomous executions.
 
@@ -143,7 +156,7 @@ def compute_autopause(rollout: Mapping[str, Any], handoff_rows: Sequence[Any]) -
     """
     config = rollout.get("autoPause") or {}
     enabled = config.get("enabled") is not False
-    lookback = int(config.get("lookbackExecutions", 5))
+    lookback = _lookback(rollout)
     min_sample = config.get("minSampleSize", 3)
     ambiguity_threshold = config.get("ambiguityRateThreshold", 0.4)
     failure_threshold = config.get("failureRateThreshold", 0.4)
@@ -753,6 +766,92 @@ class _PolicyInputs:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class HistoryNeeds:
+    """What of the policy history one evaluation reads (issue 12: not the whole, ever-growing log).
+
+    ``since``: rows older than this change no decision (None: every row is needed);
+    ``carried_hidden``: the suppressions whose hidden-signal counts come from the previous
+    evaluation's state instead of their window's rows (``suppressions.carry_hidden``).
+    """
+
+    since: dt.datetime | None
+    carried_hidden: dict[str, dict[str, int]]
+
+    def is_older(self, row: Any) -> bool:
+        """True for a row older than ``since`` (a log read backwards stops there)."""
+        if self.since is None or not isinstance(row, Mapping):
+            return False
+        moment = parse_ts(row.get("timestamp"))
+        return moment is not None and moment < self.since
+
+
+def compute_history_needs(
+    *,
+    registry: Mapping[str, Any],
+    fleet_state: Mapping[str, Any],
+    previous_state: Mapping[str, Any] | None,
+    dedupe_window_seconds: int,
+    trace_id: str,
+    now: dt.datetime,
+) -> HistoryNeeds:
+    """How far back ``build_policy_evaluation`` needs the history: the dedupe window and the
+    autonomous cooldown (a row older than both starts no window), the rows of this policy trace
+    (written no earlier than its fleet pass started), and the windows of the suppressions whose
+    counts cannot be carried (a new or changed entry is read back to its start once)."""
+    policy = _PolicyInputs.read(registry)
+    cooldown = _AutonomyControls.read(policy.mode, policy.controls).cooldown_seconds
+    entries = suppression_rules.read_suppressions(registry.get("policy") or {}, now)
+    carried = suppression_rules.carry_hidden(entries, previous_state)
+    started = parse_ts(fleet_state.get("startedAt"))
+    if trace_id != fleet_state.get("traceId") or started is None:
+        return HistoryNeeds(None, carried)  # another trace's selections may lie anywhere
+    since = min(now - dt.timedelta(seconds=max(dedupe_window_seconds, cooldown, 0)), started)
+    for entry in entries:
+        if entry.key in carried:
+            continue
+        if entry.starts_at is not None:
+            since = min(since, entry.starts_at)
+        elif entry.state == "unowned":
+            return HistoryNeeds(None, carried)  # an unowned entry's window is the whole history
+    return HistoryNeeds(since, carried)
+
+
+_EXECUTION_COUNTS = (
+    "executedIntentCount", "requestedIntentCount", "executedCount", "ambiguousCount", "failedCount",
+)  # fmt: skip
+
+
+def _is_autonomous_execution(row: Any) -> bool:
+    return (
+        isinstance(row, Mapping)
+        and row.get("category") == "fleet_handoff_execute"
+        and isinstance(row.get("execution"), Mapping)
+        and row["execution"].get("mode") == "autonomous"
+    )
+
+
+def extend_execution_window(window: Sequence[Any], rows: Iterable[Any], keep: int) -> list[JsonObject]:
+    """The autonomous executions auto-pause reads (``compute_autopause``), kept across evaluations:
+    ``window`` plus the execution rows among ``rows``, each reduced to what auto-pause counts, the
+    latest ``keep`` by timestamp (issue 12: the handoff telemetry is then read only from where the
+    last evaluation stopped)."""
+    kept = [dict(row) for row in window if _is_autonomous_execution(row)]
+    for row in rows:
+        if _is_autonomous_execution(row):
+            execution = row["execution"]
+            counts = {key: execution[key] for key in _EXECUTION_COUNTS if key in execution}
+            kept.append(
+                {
+                    "timestamp": row.get("timestamp"),
+                    "category": "fleet_handoff_execute",
+                    "execution": {"mode": "autonomous", **counts},
+                }
+            )
+    kept.sort(key=lambda row: str(row.get("timestamp") or ""))
+    return kept[-keep:] if keep > 0 else []
+
+
 def build_policy_evaluation(
     *,
     registry: Mapping[str, Any],
@@ -765,8 +864,12 @@ def build_policy_evaluation(
     trace_id: str,
     paths: PolicyPaths,
     now: dt.datetime,
+    carried_hidden: Mapping[str, Mapping[str, int]] | None = None,
 ) -> PolicyEvaluation:
-    """One policy run: candidates, suppression, cooldown, autonomy classification, and the rows to append."""
+    """One policy run: candidates, suppression, cooldown, autonomy classification, and the rows to append.
+
+    ``history`` may be only the rows ``compute_history_needs`` asks for, with its
+    ``carried_hidden`` counts; the decisions are the same as over the whole log."""
     policy = _PolicyInputs.read(registry)
     entries = suppression_rules.read_suppressions(registry.get("policy") or {}, now)
     candidates = _base_candidates(fleet_state)
@@ -786,7 +889,7 @@ def build_policy_evaluation(
     state = _build_policy_state(
         policy, fleet_state, candidates, pause, dedupe_window_seconds, trace_id, paths, now
     )
-    _report_suppressions(state, entries, candidates, history, now)
+    _report_suppressions(state, entries, candidates, history, now, carried_hidden)
     return PolicyEvaluation(
         state=state,
         governance_event=build_governance_event(
@@ -803,9 +906,10 @@ def _report_suppressions(
     candidates: Sequence[JsonObject],
     history: Sequence[Any],
     now: dt.datetime,
+    carried: Mapping[str, Mapping[str, int]] | None,
 ) -> None:
     """Each suppression's terms, state and what it hid (``suppressionState.entries``), with reason codes."""
-    hidden = suppression_rules.count_hidden(entries, candidates, history, now)
+    hidden = suppression_rules.count_hidden(entries, candidates, history, now, carried)
     state["suppressionState"]["entries"] = suppression_rules.build_suppression_report(entries, hidden)
     states = {s.state for s in entries}
     for state_name, code in (

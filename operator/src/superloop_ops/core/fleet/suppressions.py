@@ -45,6 +45,7 @@ __all__ = [
     "build_suppression_report",
     "build_suppression_status",
     "build_suppression_table",
+    "carry_hidden",
     "compute_suppression_events",
     "compute_suppressions_condition",
     "count_hidden",
@@ -200,21 +201,54 @@ class Hidden:
         return sum(self.total.values())
 
 
+def _stamp(moment: dt.datetime | None) -> str | None:
+    return format_ts(moment) if moment else None
+
+
+def _terms_of(s: Suppression) -> tuple[Any, ...]:
+    return (list(s.categories), _stamp(s.starts_at), _stamp(s.expires_at))
+
+
+def carry_hidden(
+    entries: Sequence[Suppression], previous_state: Mapping[str, Any] | None
+) -> dict[str, dict[str, int]]:
+    """Per entry whose terms (categories, startsAt, expiresAt) are what the previous evaluation
+    reported: the signals it had hidden by then. That evaluation's candidates are the history rows
+    written since, and it counted them, so the entry's window need not be read again (issue 12:
+    an evaluation's history reads do not grow with its suppressions' age)."""
+    rows = ((previous_state or {}).get("suppressionState") or {}).get("entries")
+    reported = {
+        row.get("key"): row for row in (rows if isinstance(rows, list) else []) if isinstance(row, Mapping)
+    }
+    carried: dict[str, dict[str, int]] = {}
+    for s in entries:
+        row = reported.get(s.key)
+        hidden = row.get("hiddenSignals") if row is not None else None
+        if row is None or not isinstance(hidden, Mapping):
+            continue
+        if (row.get("categories"), row.get("startsAt"), row.get("expiresAt")) == _terms_of(s):
+            carried[s.key] = {c: int(hidden.get(c) or 0) for c in s.categories}
+    return carried
+
+
 def count_hidden(
     entries: Sequence[Suppression],
     candidates: Sequence[Mapping[str, Any]],
     history: Sequence[Any],
     now: dt.datetime,
+    carried: Mapping[str, Mapping[str, int]] | None = None,
 ) -> dict[str, Hidden]:
     """Per suppression key, the candidates it hides this pass and the signals it hid in its window.
 
     A signal is one candidate in one pass (one policy history row), so a loop that stays degraded
     for ten passes under a suppression counts ten. This pass's candidates are not in the history
-    yet and are added once.
+    yet and are added once. An entry in ``carried`` (``carry_hidden``) starts from those counts
+    and reads no history row.
     """
-    by_key = {s.key: s for s in entries}
+    carry = carried or {}
+    by_key = {s.key: s for s in entries if s.key not in carry}
     current = {s.key: dict.fromkeys(s.categories, 0) for s in entries}
-    total = {s.key: dict.fromkeys(s.categories, 0) for s in entries}
+    total = {s.key: {c: carry.get(s.key, {}).get(c, 0) for c in s.categories} for s in entries}
     for candidate in candidates:
         found = _hidden_key(candidate, "loopId", "category")
         if found is not None and found[1] in current.get(found[0], {}):
@@ -222,7 +256,7 @@ def count_hidden(
             total[found[0]][found[1]] += 1
     for row in history:
         found = _hidden_key(row, "loopId", "candidateCategory") if isinstance(row, Mapping) else None
-        if found is None or found[1] not in total.get(found[0], {}):
+        if found is None or found[0] not in by_key or found[1] not in total[found[0]]:
             continue
         moment = parse_ts(row.get("timestamp"))
         if moment is not None and moment <= now and by_key[found[0]].covers(moment):

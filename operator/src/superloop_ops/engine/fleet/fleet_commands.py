@@ -31,6 +31,7 @@ from superloop_ops.errors import ContractError
 from superloop_ops.journal import files, tail
 
 __all__ = [
+    "POLICY_READS_FILE",
     "TRACE_ENV",
     "ControlCall",
     "ControlRunner",
@@ -504,13 +505,22 @@ def evaluate_policy(
     had_previous, previous = _read_optional_json(
         paths.policy_state_file, "invalid existing policy state JSON"
     )
-    history = _read_jsonl(paths.policy_history_file, "invalid policy history JSONL")
-    handoff_rows = _read_jsonl(paths.handoff_telemetry_file, "invalid handoff telemetry JSONL")
+    needs = policy_rules.compute_history_needs(
+        registry=registry, fleet_state=fleet_state,
+        previous_state=previous if isinstance(previous, Mapping) else None,
+        dedupe_window_seconds=window, trace_id=trace, now=now,
+    )  # fmt: skip
+    try:
+        history = tail.fetch_rows_after(paths.policy_history_file, needs.is_older)
+    except ValueError as exc:
+        raise ContractError(f"invalid policy history JSONL: {paths.policy_history_file}") from exc
+    lookback = policy_rules.compute_execution_lookback(registry)
     evaluation = policy_rules.build_policy_evaluation(
         registry=registry,
         fleet_state=fleet_state,
         history=history,
-        handoff_telemetry=handoff_rows,
+        carried_hidden=needs.carried_hidden,
+        handoff_telemetry=_read_execution_window(paths, lookback),
         previous_state=previous if isinstance(previous, Mapping) else None,
         had_previous_state=had_previous,
         dedupe_window_seconds=window,
@@ -532,6 +542,39 @@ def evaluate_policy(
     files.append_jsonl(paths.policy_history_file, evaluation.history_rows)
     files.append_jsonl(paths.policy_telemetry_file, [evaluation.telemetry_row])
     return evaluation.state
+
+
+POLICY_READS_FILE = "policy-reads.json"
+"""Where the policy stage's last read of the handoff telemetry ended, and the autonomous executions
+it keeps for auto-pause (next to the policy state; issue 12)."""
+
+
+def _read_execution_window(paths: FleetPaths, lookback: int) -> list[JsonObject]:
+    """The latest ``lookback`` autonomous executions, reading only the handoff telemetry appended
+    since the last evaluation (all of it when the log was replaced or the lookback grew)."""
+    cursor_file = paths.policy_state_file.parent / POLICY_READS_FILE
+    stored = files.read_json(cursor_file)
+    cursor = stored.get("handoffTelemetry") if isinstance(stored, Mapping) else None
+    try:
+        inode: int | None = paths.handoff_telemetry_file.stat().st_ino
+    except OSError:
+        inode = None
+    resume = isinstance(cursor, Mapping) and (
+        cursor.get("inode") == inode
+        and isinstance(cursor.get("keep"), int) and cursor["keep"] >= lookback
+        and isinstance(cursor.get("offset"), int) and isinstance(cursor.get("executions"), list)
+    )  # fmt: skip
+    offset = int(cursor["offset"]) if resume and isinstance(cursor, Mapping) else 0
+    try:
+        rows, end = tail.fetch_rows_from(paths.handoff_telemetry_file, offset)
+    except ValueError as exc:
+        raise ContractError(f"invalid handoff telemetry JSONL: {paths.handoff_telemetry_file}") from exc
+    kept = cursor["executions"] if resume and isinstance(cursor, Mapping) else []
+    window = policy_rules.extend_execution_window(kept, rows, lookback)
+    if not resume or end != offset:
+        record = {"inode": inode, "offset": end, "keep": lookback, "executions": window}
+        files.write_json_atomic(cursor_file, {"schemaVersion": "v1", "handoffTelemetry": record})
+    return window
 
 
 def run_fleet_status(paths: FleetPaths, *, clock: clock_mod.Clock | None = None) -> JsonObject:
