@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,16 @@ def test_unparseable_last_line_reads_as_none(tmp_path: Path) -> None:
     path = tmp_path / "log.jsonl"
     path.write_text('{"ok": 1}\n{"torn"')
     assert tail.fetch_last_jsonl_row(path) is None
+
+
+def test_the_last_line_of_a_log_with_one_huge_row_is_read_in_linear_time(tmp_path: Path) -> None:
+    """A fleet reconcile row at 5,000 Loops is megabytes long: reading it back block by block must
+    not rescan what it already read (it cost 1.4 CPU-s for a 4 MB row, 2.8 s of a 4 s fleet pass)."""
+    log = tmp_path / "reconcile.jsonl"
+    log.write_bytes(b'{"old": 1}\n' + b'{"results": "' + b"x" * 8_000_000 + b'"}\n')
+    began = time.process_time()
+    lines = tail.fetch_last_lines(log, 4)
+    spent = time.process_time() - began
+    assert lines[0] == '{"old": 1}'
+    assert len(lines[1]) == 8_000_000 + 15
+    assert spent < 0.5, spent

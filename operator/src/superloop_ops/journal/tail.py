@@ -34,12 +34,15 @@ def fetch_last_lines(path: Path, count: int, *, block: int = _BLOCK) -> list[str
         return []
     with path.open("rb") as handle:
         position = handle.seek(0, os.SEEK_END)
-        data = b""
-        while position > 0 and data.count(b"\n") <= count:
+        chunks: list[bytes] = []
+        breaks = 0
+        while position > 0 and breaks <= count:
             step = min(block, position)
             position -= step
             handle.seek(position)
-            data = handle.read(step) + data
+            chunks.append(handle.read(step))
+            breaks += chunks[-1].count(b"\n")  # each block counted once: linear in what is read
+    data = b"".join(reversed(chunks))
     if data.endswith(b"\n"):
         data = data[:-1]
     if not data and position == 0:
