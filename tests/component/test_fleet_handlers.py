@@ -790,3 +790,32 @@ def test_a_new_policy_over_thirty_failed_loops_proposes_five_intents_a_pass_and_
     assert not (_fleet_dir(tmp_path, "sel") / "handoff-deferred.json").exists()
     samples = _fleet_samples(ctx, "superloop_ops_fleet_handoff_intents_deferred")
     assert samples == {(("fleet", "sel"), ("namespace", NS)): 0.0}
+
+
+def test_a_policy_fleets_pass_rewrites_its_registry_only_when_it_changed(
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
+) -> None:
+    """Issue 12: a Fleet with a policy runs every interval, but its registry (5,000 rows at 5,000
+    Loops) is written and validated again only when its document changed."""
+    ctx = _context(tmp_path, edge, clock, {})
+    deps = build_fleet_deps(ctx, edge)
+    deps.members = WatchedMembers(edge)
+    for i in range(3):
+        edge.add("loops", _labelled_loop(f"a-{i}", {"team": "a"}, _ok_status()))
+    edge.add("fleetpolicies", _policy("p", clock, mode="advisory"))
+    fleet = _selector_fleet("sel")
+    fleet["spec"]["policyRef"] = {"name": "p"}
+    edge.add("fleets", fleet)
+    assert _pass(edge, ctx, deps, "sel").ran
+    registry_file = _fleet_dir(tmp_path, "sel") / "registry.v1.json"
+    written = registry_file.stat().st_mtime_ns
+    clock.advance(30)
+    edge.get("loops", "a-1")["status"] = _failed_status()  # a new outcome: not a registry change
+    assert _pass(edge, ctx, deps, "sel").ran
+    assert registry_file.stat().st_mtime_ns == written
+    assert edge.get("fleets", "sel")["status"]["failedLoopCount"] == 1
+    edge.add("loops", _labelled_loop("a-3", {"team": "a"}, _ok_status()))
+    clock.advance(30)
+    assert _pass(edge, ctx, deps, "sel").ran
+    assert registry_file.stat().st_mtime_ns != written
+    assert "id-a-3" in registry_file.read_text()

@@ -33,6 +33,7 @@ from superloop_ops.controllers.autonomous_runner import (
 )
 from superloop_ops.controllers.fleet_objects import (
     FleetPassDeps,
+    ValidatedRegistry,
     build_fleet_paths,
     fleet_ref,
     object_meta,
@@ -322,14 +323,21 @@ def _build_registry(run: _Pass) -> None:
         binding = run.index.by_id.get(str(loop["loopId"]))
         if binding is not None and binding.suspended:
             loop["enabled"] = False
+    now = run.deps.clock.now()
+    last = run.deps.last_registry.get(run.key)
+    if last is not None and last.document == document and last.fresh(now, run.deps.settings):
+        run.registry = last.registry  # the same document, validated less than a refresh period ago
+        return
+    run.deps.last_registry.pop(run.key, None)
     paths.registry_file.parent.mkdir(parents=True, exist_ok=True)
     files.write_json_atomic(paths.registry_file, document)
     try:
         run.registry = fleet_commands.validate_registry(
-            document, paths.registry_file, run.deps.clock.now(), enforce_review_deadline=False
+            document, paths.registry_file, now, enforce_review_deadline=False
         )
     except ContractError as exc:
         raise _Blocked("invalid_registry", str(exc)) from exc
+    run.deps.last_registry[run.key] = ValidatedRegistry(document, run.registry, now)
 
 
 def _reconcile_loops(run: _Pass) -> None:
@@ -348,6 +356,7 @@ def _reconcile_loops(run: _Pass) -> None:
             reconciler=build_status_reader(run.index),
             clock=run.deps.clock,
             env={},
+            in_memory=True,
         )
     except ContractError as exc:
         raise _Blocked("invalid_registry", str(exc)) from exc

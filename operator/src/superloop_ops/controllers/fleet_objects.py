@@ -29,6 +29,7 @@ __all__ = [
     "FLEET_MEMBERS_INDEX",
     "FleetPassDeps",
     "MembersByNamespace",
+    "ValidatedRegistry",
     "build_fleet_paths",
     "fleet_ref",
     "intent_ref",
@@ -44,6 +45,20 @@ MembersByNamespace = Mapping[str, Iterable[LoopMember]]
 
 FLEET_MEMBERS_INDEX = "fleet_loop_members"
 """The kopf index of Loop members (``handlers.fleet``); handlers find it under this keyword."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidatedRegistry:
+    """A Fleet's last registry document as written to its journal, and as validated, and when."""
+
+    document: Mapping[str, Any]
+    registry: dict[str, Any]
+    """Read, never changed, by the stages of a pass (passes share it)."""
+    validated_at: dt.datetime
+
+    def fresh(self, now: dt.datetime, settings: Settings) -> bool:
+        """Validated less than ``status_refresh_seconds`` ago (rules with a clock are re-checked then)."""
+        return (now - self.validated_at).total_seconds() < settings.status_refresh_seconds
 
 
 @dataclasses.dataclass
@@ -64,6 +79,8 @@ class FleetPassDeps:
     last_inputs: dict[str, tuple[Any, dt.datetime]] = dataclasses.field(default_factory=dict)
     """Per Fleet: what its last full pass read, and when (``fleet_controller`` skips a pass that
     would read the same)."""
+    last_registry: dict[str, ValidatedRegistry] = dataclasses.field(default_factory=dict)
+    """Per Fleet: its last registry (the journal's file is rewritten and validated only when it changed)."""
 
 
 def fleet_ref(namespace: str, name: str, uid: str = "") -> ObjectRef:

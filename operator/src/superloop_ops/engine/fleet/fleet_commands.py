@@ -391,8 +391,13 @@ def reconcile_registry(
     reconciler: LoopReconciler | None,
     clock: clock_mod.Clock,
     env: Mapping[str, str],
+    in_memory: bool = False,
 ) -> JsonObject:
-    """``run_fleet_reconcile`` over a registry already validated: fan out, then write state and telemetry."""
+    """``run_fleet_reconcile`` over a registry already validated: fan out, then write state and telemetry.
+
+    ``in_memory``: the reconciler only reads results already at hand (the operator's Loop
+    statuses), so the loops are read in order on this thread; no pool (issue 12: a pool's
+    hand-offs cost more than 5,000 such reads)."""
     clk, environ = clock, env
     fleet_trace = _resolve_trace(trace_id, environ.get(TRACE_ENV))
     for path in (paths.fleet_state_file, paths.fleet_telemetry_file):
@@ -438,9 +443,12 @@ def reconcile_registry(
         )
 
     ordered = rollup.compute_loop_order(registry["loops"], settings.deterministic_order)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=settings.max_parallel) as pool:
-        futures = [pool.submit(one, loop) for loop in ordered]
-        results = [future.result() for future in futures]
+    if in_memory:
+        results = [one(loop) for loop in ordered]
+    else:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=settings.max_parallel) as pool:
+            futures = [pool.submit(one, loop) for loop in ordered]
+            results = [future.result() for future in futures]
     state = rollup.build_fleet_state(
         fleet_id=str(registry["fleetId"]),
         trace_id=fleet_trace,
