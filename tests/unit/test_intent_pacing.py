@@ -6,9 +6,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pytest
+
 from superloop_ops.core.fleet import fleet_resource
 from superloop_ops.core.handoff import intent_pacing
 from superloop_ops.core.handoff.handoff_plan import PENDING
+from superloop_ops.errors import InvalidSpecError
+from superloop_ops.models.fleet import FleetSpec, build_registry_document
+from superloop_ops.models.fleet_policy import DEFAULT_MAX_INTENTS_PER_PASS, FleetPolicy
 
 
 def _intent(loop_id: str, category: str = "reconcile_failed", severity: str = "critical") -> dict[str, Any]:
@@ -121,3 +126,21 @@ def test_fleet_status_and_events_say_when_intents_are_deferred_and_when_none_are
     assert "IntentsDeferred" in _reasons(done, waiting)
     assert "IntentsDeferred" not in _reasons(waiting, _status(20))  # transitions only
     assert "IntentsDeferralCleared" in _reasons(waiting, done)
+
+
+def test_the_cap_is_an_operator_only_policy_field_with_its_default_in_one_place() -> None:
+    def policy(spec: dict[str, Any]) -> FleetPolicy:
+        return FleetPolicy.from_body({"apiVersion": "ops.superloop.dev/v1alpha1", "kind": "FleetPolicy",
+                                      "metadata": {"name": "p"}, "spec": spec})  # fmt: skip
+
+    assert policy({}).spec.handoff.max_intents_per_pass == DEFAULT_MAX_INTENTS_PER_PASS == 10
+    assert policy({"handoff": {"maxIntentsPerPass": 5}}).spec.handoff.max_intents_per_pass == 5
+    for bad in (0, 1001):
+        with pytest.raises(InvalidSpecError):
+            policy({"handoff": {"maxIntentsPerPass": bad}})
+    document = build_registry_document(
+        FleetSpec.model_validate({"selector": {"matchLabels": {"team": "a"}}}),
+        fleet_name="f",
+        policy=policy({}).spec,
+    )
+    assert "handoff" not in document["policy"]  # not a registry field
