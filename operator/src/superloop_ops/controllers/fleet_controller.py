@@ -457,6 +457,7 @@ def _build_status(run: _Pass) -> JsonObject:
     surface = fleet_commands.build_status_surface(
         run.paths, run.registry, run.fleet_state, now=now,
         policy_state=run.policy_state, handoff_state=run.handoff_state,
+        latest_fleet_telemetry=rollup.build_fleet_telemetry_row(run.fleet_state),  # as appended
     )  # fmt: skip
     promotion_state = files.read_json(run.paths.registry_file.parent / PROMOTION_STATE_FILE)
     objects = {

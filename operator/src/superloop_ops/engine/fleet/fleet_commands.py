@@ -608,9 +608,11 @@ def build_status_surface(
     now: dt.datetime,
     policy_state: Mapping[str, Any] | None = None,
     handoff_state: Mapping[str, Any] | None = None,
+    latest_fleet_telemetry: Mapping[str, Any] | None = None,
 ) -> JsonObject:
     """The status surface over a validated registry; the policy and handoff states not given
-    (their stage did not run in this pass) are the journal's."""
+    (their stage did not run in this pass) are the journal's, and so is the latest fleet
+    telemetry row unless the caller has the one it just appended (megabytes at 5,000 loops)."""
     policy: Any = policy_state
     if policy is None:
         _, policy = _read_optional_json(paths.policy_state_file, "invalid policy state JSON")
@@ -622,7 +624,7 @@ def build_status_surface(
         fleet_state=fleet_state,
         policy_state=policy if isinstance(policy, Mapping) else None,
         handoff_state=handoff_state if isinstance(handoff_state, Mapping) else None,
-        latest_fleet_telemetry=_read_last_row(paths.fleet_telemetry_file),
+        latest_fleet_telemetry=latest_fleet_telemetry or _read_last_row(paths.fleet_telemetry_file),
         latest_handoff_telemetry=_read_last_row(paths.handoff_telemetry_file),
         files={
             "registryFile": str(paths.registry_file),
