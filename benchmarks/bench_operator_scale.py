@@ -98,6 +98,7 @@ OPERATOR_RESOURCES = frozenset(
     }
 )
 READ_ATTEMPTS = 4
+LIST_PAGE = 500
 SETUP_TICKS = 3
 PASS_GAUGE = "superloop_ops_loop_last_pass_timestamp_seconds"
 PASS_COUNTS = ("superloop_ops_reconcile_duration_seconds_count", "superloop_ops_loop_idle_passes_total")
@@ -121,6 +122,7 @@ class Options:
     operator_env: Mapping[str, str]
     keep: bool
     shards: int
+    namespaces: int = 1
 
 
 # -- measuring the operator process and the apiserver -------------------------------------------
@@ -230,7 +232,7 @@ def loop_body(loop_id: str, interval: int) -> dict[str, Any]:
 class LoopClient:
     """This script's own API calls, counted so they can be subtracted from the apiserver's totals."""
 
-    def __init__(self, kubeconfig: Path, namespace: str) -> None:
+    def __init__(self, kubeconfig: Path, namespaces: Sequence[str]) -> None:
         from kubernetes import client, config
         from urllib3.util.retry import Retry
 
@@ -242,7 +244,8 @@ class LoopClient:
         )
         self.api = client.ApiClient(configuration)
         self.custom = client.CustomObjectsApi(self.api)
-        self.namespace = namespace
+        self.namespaces = tuple(namespaces)
+        self.namespace_of: dict[str, str] = {}
         self.calls: Counter[RequestKey] = Counter()
         self._guard = threading.Lock()
 
@@ -250,14 +253,18 @@ class LoopClient:
         with self._guard:
             self.calls[(verb, "loops", "")] += 1
 
+    def place(self, loop_ids: Sequence[str]) -> None:
+        """Spread the Loops over the namespaces, round robin (each namespace: one operator set)."""
+        for index, loop_id in enumerate(loop_ids):
+            self.namespace_of[loop_id] = self.namespaces[index % len(self.namespaces)]
+
     def create(self, body: Mapping[str, Any]) -> None:
         from kubernetes.client.exceptions import ApiException
 
         self._count("POST")
+        namespace = self.namespace_of[body["metadata"]["name"]]
         try:
-            self.custom.create_namespaced_custom_object(
-                GROUP, "v1alpha1", self.namespace, "loops", dict(body)
-            )
+            self.custom.create_namespaced_custom_object(GROUP, "v1alpha1", namespace, "loops", dict(body))
         except ApiException as exc:
             if exc.status != 409:  # 409: a retried create whose first attempt did succeed
                 raise
@@ -279,19 +286,33 @@ class LoopClient:
         return answer
 
     def list_statuses(self) -> dict[str, dict[str, Any]]:
-        listing = self._read(
+        """Every Loop's status, in pages of LIST_PAGE (a 10,000-Loop LIST in one answer is ~150 MB)."""
+        statuses: dict[str, dict[str, Any]] = {}
+        for namespace in self.namespaces:
+            token: str | None = None
+            while True:
+                listing = self._list_page(namespace, token)
+                for item in listing.get("items", []):
+                    statuses[item["metadata"]["name"]] = dict(item.get("status") or {})
+                token = (listing.get("metadata") or {}).get("continue") or None
+                if token is None:
+                    break
+        return statuses
+
+    def _list_page(self, namespace: str, token: str | None) -> dict[str, Any]:
+        extra = {"_continue": token} if token else {}
+        return self._read(
             "LIST",
             lambda: self.custom.list_namespaced_custom_object(
-                GROUP, "v1alpha1", self.namespace, "loops", _preload_content=False
+                GROUP, "v1alpha1", namespace, "loops", limit=LIST_PAGE, _preload_content=False, **extra
             ),
         )
-        return {item["metadata"]["name"]: dict(item.get("status") or {}) for item in listing.get("items", [])}
 
     def status(self, name: str) -> dict[str, Any]:
         body = self._read(
             "GET",
             lambda: self.custom.get_namespaced_custom_object(
-                GROUP, "v1alpha1", self.namespace, "loops", name, _preload_content=False
+                GROUP, "v1alpha1", self.namespace_of[name], "loops", name, _preload_content=False
             ),
         )
         return dict(body.get("status") or {})
@@ -373,7 +394,7 @@ def wait_converged(client: LoopClient, size: int, began: float, deadline: float)
         done = sum(1 for status in statuses.values() if status.get("lifecycle"))
         if done >= size:
             return time.monotonic() - began, done
-        time.sleep(2.0)
+        time.sleep(2.0 if size <= 2000 else 10.0)
     return None, done
 
 
@@ -390,15 +411,18 @@ class WindowSamples:
 
 
 def sample_ages(
-    client: LoopClient, statuses: Mapping[str, Mapping[str, Any]], gauge: Mapping[tuple[str, str], float]
+    client: LoopClient,
+    statuses: Mapping[str, Mapping[str, Any]] | None,
+    gauge: Mapping[tuple[str, str], float],
 ) -> list[float]:
-    """Age of every Loop's latest pass now: the operator's gauge when exported, else lastReconcileAt."""
+    """Age of every Loop's latest pass now: the operator's gauge when exported (no LIST needed),
+    else ``lastReconcileAt`` from ``statuses``."""
     now = time.time()
     ages = []
-    for name, status in statuses.items():
-        stamp = gauge.get((client.namespace, name))
-        if stamp is None and not gauge:
-            parsed = parse_ts(status.get("lastReconcileAt"))
+    for name, namespace in client.namespace_of.items():
+        stamp = gauge.get((namespace, name))
+        if stamp is None and not gauge and statuses is not None:
+            parsed = parse_ts((statuses.get(name) or {}).get("lastReconcileAt"))
             stamp = parsed.timestamp() if parsed is not None else None
         if stamp is not None:
             ages.append(max(0.0, now - stamp))
@@ -450,13 +474,17 @@ def run_window(client: LoopClient, fleet: Fleet, options: Options, operators: Op
     try:
         while True:
             now = time.monotonic()
-            statuses = client.list_statuses()
             _, gauge = operators.metrics()
+            boundary = now >= next_boundary
+            # The statuses are LISTed once an interval (or every sample when the operator exports
+            # no pass gauge): at 10,000 Loops a LIST is itself a load on the apiserver.
+            statuses = client.list_statuses() if boundary or not gauge else None
             out.ages.extend(sample_ages(client, statuses, gauge))
-            out.status_bytes = [
-                len(json.dumps(status, separators=(",", ":"))) for status in statuses.values()
-            ]
-            if now >= next_boundary:
+            if statuses is not None:
+                out.status_bytes = [
+                    len(json.dumps(status, separators=(",", ":"))) for status in statuses.values()
+                ]
+            if boundary and statuses is not None:
                 out.boundaries.append({name: compute_status_fingerprint(s) for name, s in statuses.items()})
                 next_boundary += options.interval
             if now >= end:
@@ -526,45 +554,59 @@ class Operators:
 
 
 def start_operators(
-    cluster: Cluster, namespace: str, work: Path, claim_dir: Path, options: Options, procs: list[Any]
+    cluster: Cluster,
+    namespaces: Sequence[str],
+    work: Path,
+    claim_dir: Path,
+    options: Options,
+    procs: list[Any],
 ) -> Operators:
+    """One operator per (namespace, shard): ``--namespaces`` shards by namespace (kopf's
+    ``--namespace``, a release per namespace set), ``--shards`` by label hash within each."""
     operators = Operators()
-    for index in range(options.shards):
-        port = controlplane.find_free_port()
-        shard = {"SUPERLOOP_SHARD": f"{index}/{options.shards}"} if options.shards > 1 else {}
-        env = build_operator_env(
-            cluster.kubeconfig, work / f"state-{index}", work / "mounts", confirm_timeout_seconds=30,
-            SUPERLOOP_PVC_DIRS=f"{namespace}/{CLAIM}={claim_dir}", SUPERLOOP_METRICS_PORT=str(port),
-            SUPERLOOP_METRICS_HOST="127.0.0.1", SUPERLOOP_STATUS_REFRESH_SECONDS="300",
-            **shard, **dict(options.operator_env),
-        )  # fmt: skip
-        launch_operator(namespace, env, work / f"operator-{index}.log", procs.append)
-        operators.pids.append(procs[-1].pid)
-        operators.ports.append(port)
+    for ns_index, namespace in enumerate(namespaces):
+        for index in range(options.shards):
+            port = controlplane.find_free_port()
+            shard = {"SUPERLOOP_SHARD": f"{index}/{options.shards}"} if options.shards > 1 else {}
+            name = f"{ns_index}-{index}" if len(namespaces) > 1 else str(index)
+            env = build_operator_env(
+                cluster.kubeconfig, work / f"state-{name}", work / "mounts", confirm_timeout_seconds=30,
+                SUPERLOOP_PVC_DIRS=f"{namespace}/{CLAIM}={claim_dir}", SUPERLOOP_METRICS_PORT=str(port),
+                SUPERLOOP_METRICS_HOST="127.0.0.1", SUPERLOOP_STATUS_REFRESH_SECONDS="300",
+                **shard, **dict(options.operator_env),
+            )  # fmt: skip
+            launch_operator(namespace, env, work / f"operator-{name}.log", procs.append)
+            operators.pids.append(procs[-1].pid)
+            operators.ports.append(port)
     return operators
 
 
 def measure_size(cluster: Cluster, size: int, options: Options, deadline: float) -> dict[str, Any]:
-    namespace = f"bench-{size}-{uuid.uuid4().hex[:6]}"
-    work = options.workdir / namespace
+    base = f"bench-{size}-{uuid.uuid4().hex[:6]}"
+    namespaces = [base] if options.namespaces == 1 else [f"{base}-{i}" for i in range(options.namespaces)]
+    work = options.workdir / base
     claim_dir = work / "pvc"
     claim_dir.mkdir(parents=True)
-    cluster.kubectl("create", "namespace", namespace)
+    for namespace in namespaces:
+        cluster.kubectl("create", "namespace", namespace)
     fleet = build_fleet(claim_dir, size, options)
-    client = LoopClient(cluster.kubeconfig, namespace)
+    client = LoopClient(cluster.kubeconfig, namespaces)
+    client.place(fleet.loop_ids)
     procs: list[subprocess.Popen[bytes]] = []
     result: dict[str, Any] = {
         "loops": size,
         "shards": options.shards,
-        "namespace": namespace,
+        "namespaces": len(namespaces),
+        "processes": len(namespaces) * options.shards,
+        "namespace": base,
         "work": str(work),
     }
     try:
-        operators = start_operators(cluster, namespace, work, claim_dir, options, procs)
+        operators = start_operators(cluster, namespaces, work, claim_dir, options, procs)
         with Ticker(fleet.active, options.event_period):
             result.update(converge(client, fleet, size, options, operators, deadline))
             if result["converge_seconds"] is None:
-                log = (work / "operator-0.log").read_text(errors="replace")
+                log = next(work.glob("operator-*.log")).read_text(errors="replace")
                 errors = [line for line in log.splitlines() if "ERROR" in line]
                 print(f"N={size}: not converged; last operator errors:", *errors[-3:], sep="\n  ", flush=True)
             time.sleep(min(options.interval, max(0.0, deadline - time.monotonic())))
@@ -572,10 +614,12 @@ def measure_size(cluster: Cluster, size: int, options: Options, deadline: float)
         peaks = [sample.peak_rss_mb for sample in operators.samples()]
         result["peak_rss_mb"] = round(max(peaks), 1)
         result["peak_rss_mb_per_shard"] = [round(peak, 1) for peak in peaks]
+        result["peak_rss_mb_total"] = round(sum(peaks), 1)
     finally:
         for proc in procs:
             stop_operator(proc)
-        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        for namespace in namespaces:
+            cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
     return result
 
 
@@ -662,6 +706,7 @@ def _round(value: float | None) -> float | None:
 COLUMNS = (
     ("loops", "Loops"),
     ("shards", "shards"),
+    ("namespaces", "namespaces"),
     ("converge_seconds", "all have a lifecycle (s)"),
     ("age_p50", "pass age p50 (s)"),
     ("age_p95", "pass age p95 (s)"),
@@ -717,6 +762,12 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--operator-env", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (operator logs)")
     parser.add_argument("--shards", type=int, default=1, help="operator processes, SUPERLOOP_SHARD=i/n each")
+    parser.add_argument(
+        "--namespaces",
+        type=int,
+        default=1,
+        help="spread the Loops over this many namespaces, one operator (times --shards) watching each",
+    )
     args = parser.parse_args(argv)
     env = dict(item.split("=", 1) for item in args.operator_env)
     shm = Path("/dev/shm")
@@ -739,6 +790,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         operator_env=env,
         keep=args.keep or args.workdir is not None,
         shards=max(1, args.shards),
+        namespaces=max(1, args.namespaces),
     )
 
 
