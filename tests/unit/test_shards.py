@@ -7,9 +7,17 @@ from collections import Counter
 
 import pytest
 
-from superloop_ops.core.common.shards import SHARD_LABEL, Shard, compute_shard_of, parse_shard
+from superloop_ops.core.common.shards import (
+    SHARD_LABEL,
+    Shard,
+    compute_shard_label,
+    compute_shard_of,
+    compute_watch_selector,
+    parse_shard,
+)
 from superloop_ops.errors import InvalidSpecError
 from superloop_ops.handlers.context import OperatorContext, owns_intent_loop, owns_loop, runs_fleet_kinds
+from superloop_ops.k8s.edge import GROUP
 from superloop_ops.metrics import build_metrics
 from superloop_ops.settings import Settings, fetch_settings
 
@@ -91,3 +99,59 @@ def test_each_shard_keeps_kopf_bookkeeping_and_finalizer_under_its_own_prefix() 
         "shard-1.ops.superloop.dev",
         "shard-1.ops.superloop.dev/KopfFinalizerMarker",
     )
+
+
+def test_a_non_ascii_digit_label_is_ignored_not_a_crash() -> None:
+    """``"²".isdigit()`` holds but ``int("²")`` raises: the kopf filter raised on such a Loop."""
+    hashed = compute_shard_of("ns", "a", None, 3)
+    assert compute_shard_of("ns", "a", {SHARD_LABEL: "²"}, 3) == hashed
+    assert Shard(hashed, 3).owns("ns", "a", {SHARD_LABEL: "²"})
+
+
+def test_only_shards_other_than_zero_watch_with_a_label_selector() -> None:
+    assert compute_watch_selector(Shard(0, 1)) is None
+    assert compute_watch_selector(Shard(0, 3)) is None  # shard 0 labels what has no label yet
+    assert compute_watch_selector(Shard(2, 3)) == f"{SHARD_LABEL}=2"
+
+
+def test_the_shard_label_an_object_must_get() -> None:
+    hashed = str(compute_shard_of("ns", "a", None, 3))
+    assert compute_shard_label("ns", "a", None, 1) is None  # one shard: no labels at all
+    assert compute_shard_label("ns", "a", None, 3) == hashed
+    assert compute_shard_label("ns", "a", {SHARD_LABEL: hashed}, 3) is None
+    assert compute_shard_label("ns", "a", {SHARD_LABEL: "2"}, 3) in (None, "2")  # pinned stays
+    assert compute_shard_label("ns", "a", {SHARD_LABEL: "02"}, 3) == "2"  # canonical for the selector
+    for unusable in ("7", "x", "²", ""):
+        assert compute_shard_label("ns", "a", {SHARD_LABEL: unusable}, 3) == hashed
+    # a HandoffIntent without a label follows its Loop's label, else its Loop's hash
+    assert compute_shard_label("ns", "a", None, 3, owner="1") == "1"
+    assert compute_shard_label("ns", "a", None, 3, owner="9") == hashed
+    assert compute_shard_label("ns", "a", {SHARD_LABEL: "0"}, 3, owner="1") is None  # its own label pins it
+    # every shard agrees on the owner once the label is set
+    for name in (f"loop-{n}" for n in range(200)):
+        label = compute_shard_label("ns", name, None, 4)
+        assert label is not None
+        owners = [i for i in range(4) if Shard(i, 4).owns("ns", name, {SHARD_LABEL: label})]
+        assert owners == [compute_shard_of("ns", name, None, 4)]
+
+
+def test_startup_gives_kopf_the_selector_of_loops_and_intents() -> None:
+    import kopf
+    from kopf._cogs.structs.references import Resource
+
+    from superloop_ops.main import configure_watch_selectors
+
+    def selectors(shard: Shard) -> dict[str, list[str]]:
+        settings = kopf.OperatorSettings()
+        configure_watch_selectors(settings, shard)
+        return {
+            plural: list(settings.watching.label_selectors.collect(Resource(GROUP, "v1alpha1", plural)))
+            for plural in ("loops", "handoffintents", "fleets")
+        }
+
+    assert selectors(Shard(1, 2)) == {
+        "loops": [f"{SHARD_LABEL}=1"],
+        "handoffintents": [f"{SHARD_LABEL}=1"],
+        "fleets": [],
+    }
+    assert selectors(Shard(0, 2)) == {"loops": [], "handoffintents": [], "fleets": []}

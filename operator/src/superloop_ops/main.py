@@ -19,17 +19,25 @@ import kopf
 from superloop_ops import metrics as metrics_mod
 from superloop_ops import settings as settings_mod
 from superloop_ops.clock import SystemClock
-from superloop_ops.core.common.shards import Shard
+from superloop_ops.core.common.shards import Shard, compute_watch_selector
 from superloop_ops.handlers import fleet as _fleet_handlers  # registers handlers
 from superloop_ops.handlers import fleet_policy as _fleet_policy_handlers  # registers handlers
 from superloop_ops.handlers import handoff_intent as _handoff_intent_handlers  # registers handlers
 from superloop_ops.handlers import loop as _loop_handlers  # registers handlers
 from superloop_ops.handlers import promotion_apply as _promotion_apply_handlers  # registers handlers
+from superloop_ops.handlers import shard_labels as _shard_label_handlers  # registers handlers
 from superloop_ops.handlers.context import OperatorContext
 from superloop_ops.k8s import edge as k8s_edge
+from superloop_ops.k8s.edge import GROUP
 from superloop_ops.k8s.fleet_edge import KubernetesFleetEdge
 
-__all__ = ["configure_persistence", "on_cleanup", "on_startup", "quiet_url_logging"]
+__all__ = [
+    "configure_persistence",
+    "configure_watch_selectors",
+    "on_cleanup",
+    "on_startup",
+    "quiet_url_logging",
+]
 
 _REGISTERED = (
     _loop_handlers,
@@ -37,6 +45,7 @@ _REGISTERED = (
     _fleet_handlers,
     _fleet_policy_handlers,
     _promotion_apply_handlers,
+    _shard_label_handlers,
 )
 log = logging.getLogger(__name__)
 
@@ -68,6 +77,20 @@ def configure_persistence(settings: kopf.OperatorSettings, shard: Shard) -> None
     settings.persistence.finalizer = f"{prefix}/KopfFinalizerMarker"
 
 
+def configure_watch_selectors(settings: kopf.OperatorSettings, shard: Shard) -> None:
+    """A shard other than 0 asks the API server for its own Loops and HandoffIntents only.
+
+    Without a selector every shard received, decoded and filtered every object of the cluster
+    (each shard's watch cost grew with the whole fleet). Shard 0 labels the objects that have
+    no shard label yet (``handlers.shard_labels``), which brings them into their shard's watch.
+    """
+    selector = compute_watch_selector(shard)
+    if selector is None:
+        return
+    for plural in ("loops", "handoffintents"):
+        settings.watching.label_selectors[GROUP, plural] = selector
+
+
 @kopf.on.startup()
 def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Configure kopf and build the edges the handlers use; fails closed on bad settings."""
@@ -83,6 +106,7 @@ def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> No
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage()
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage()
     configure_persistence(settings, config.shard)
+    configure_watch_selectors(settings, config.shard)
     settings.execution.max_workers = max(settings.execution.max_workers or 0, 16)
     settings.watching.server_timeout = 300
     if os.environ.get("SUPERLOOP_LOG_FORMAT", "").strip().lower() == "json":
