@@ -30,7 +30,12 @@ def test_shard_zero_labels_loops_and_intents_after_their_loop(tmp_path: Path) ->
     # an intent of a pinned Loop goes where the Loop is, whatever its own name's hash
     pinned = next(str(i) for i in range(3) if str(i) != str(compute_shard_of("ns", "b", None, 3)))
     edge.add("loops", {"metadata": {"name": "b", "labels": {SHARD_LABEL: pinned}}})
-    intent = {"metadata": {"namespace": "ns", "name": "i"}, "spec": {"loopRef": {"name": "b"}}}
+    intent = {
+        "kind": "HandoffIntent",
+        "metadata": {"namespace": "ns", "name": "i"},
+        "spec": {"loopRef": {"name": "b"}},
+    }
+    assert stamps_shards(intent, memo)
     patch = {}
     label_intent_shard(intent, patch, memo)  # type: ignore[arg-type]
     assert patch == {"metadata": {"labels": {SHARD_LABEL: pinned}}}
@@ -40,6 +45,18 @@ def test_shard_zero_labels_loops_and_intents_after_their_loop(tmp_path: Path) ->
         {**intent, "metadata": {**intent["metadata"], "labels": {SHARD_LABEL: pinned}}}, patch, memo
     )  # type: ignore[arg-type]
     assert patch == {}
+    # the filter lets through only objects that need a label: kopf logs every handler it runs
+    labelled_loop = {
+        "metadata": {
+            "namespace": "ns",
+            "name": "a",
+            "labels": {SHARD_LABEL: str(compute_shard_of("ns", "a", None, 3))},
+        }
+    }
+    assert not stamps_shards(labelled_loop, memo)
+    assert not stamps_shards(
+        {**intent, "metadata": {**intent["metadata"], "labels": {SHARD_LABEL: "2"}}}, memo
+    )
     assert not stamps_shards({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}}, memo)
     assert not stamps_shards(loop, _memo(tmp_path, edge, Shard(1, 3)))
     assert not stamps_shards(loop, _memo(tmp_path, edge, Shard(0, 1)))
