@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import kopf
 import pytest
 
 from helpers.operator_fakes import FakeEdge, build_context, build_frozen_clock
@@ -24,6 +25,8 @@ from superloop_ops.controllers.loop_scheduler import (
 from superloop_ops.core.common.shards import parse_shard
 from superloop_ops.handlers import loop as loop_handlers
 from superloop_ops.handlers.context import OperatorContext
+from superloop_ops.main import bound_kopf
+from superloop_ops.settings import Settings
 
 NS = "team-a"
 
@@ -256,3 +259,15 @@ def test_a_loop_that_leaves_the_shard_leaves_the_schedule(tmp_path: Path) -> Non
     assert len(ctx.scheduler.schedule) == 0
     _event(memo, _body("other", labels={label: "0"}))
     assert list(ctx.scheduler.schedule.keys()) == ["uid-other"]
+
+
+def test_kopf_workers_idle_time_and_listing_pages_are_bounded_by_the_settings() -> None:
+    """kopf's defaults are unlimited per-object workers (each holding its object's latest body)
+    and one LIST of every object at start; the operator bounds both (issue 12, memory)."""
+    settings = kopf.OperatorSettings()
+    assert settings.queueing.worker_limit is None
+    assert settings.watching.chunk_size is None
+    bound_kopf(settings, Settings(kopf_worker_limit=7, kopf_idle_seconds=1.5, list_chunk_size=40))
+    assert settings.queueing.worker_limit == 7
+    assert settings.queueing.idle_timeout == 1.5
+    assert settings.watching.chunk_size == 40

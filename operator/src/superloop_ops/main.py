@@ -65,10 +65,11 @@ def quiet_url_logging() -> None:
 def configure_persistence(settings: kopf.OperatorSettings, shard: Shard) -> None:
     """kopf's bookkeeping in annotations, and its finalizer; each shard under its own prefix.
 
-    Every shard watches every Loop. With one finalizer name, the owner (whose daemon needs the
-    finalizer) added it and every other shard (no daemon there) removed it, over and over; with
-    one annotation prefix they overwrote each other's bookkeeping. kopf marks its prefix, so the
-    other shards leave these annotations out of an object's essence.
+    Every shard watches every Loop. With one annotation prefix they overwrote each other's
+    bookkeeping; kopf marks its prefix, so the other shards leave these annotations out of an
+    object's essence. No Loop handler needs a finalizer any more (no daemon: the periodic passes
+    come from one scheduler), so kopf adds none and each shard removes the one it once added
+    under its own name (with one shared name, the owner added it and the others removed it).
     """
     if shard.count == 1:
         return  # kopf's defaults: objects keep the bookkeeping they have today
