@@ -537,3 +537,44 @@ def test_cancel_timeout_and_max_iterations_show_as_such(
     assert "ingest_stale" not in status["health"]["reasonCodes"]
     _eventually(lambda: event in env.events(name), what=f"a {event} Event")
     assert "health_critical" not in _escalation_categories(env, name)
+
+
+# --- issue 12: one scheduler, no finalizer ----------------------------------------------------
+
+KOPF_FINALIZER = "kopf.zalando.org/KopfFinalizerMarker"
+
+
+def _metrics(env: Env) -> str:
+    port = env.operators[0].metrics_port
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return bytes(response.read()).decode()
+
+
+def test_loops_carry_no_finalizer_and_an_old_one_is_removed(env: Env) -> None:
+    """No handler needs to run before a Loop goes (no daemon to stop), so kopf adds no finalizer;
+    a Loop carrying the one an older version added loses it on the operator's next event of it,
+    and deletes at once. The scheduler keeps passing every Loop, and a deleted Loop's gauges go."""
+    fresh_sim, old_sim = env.simulate("running", prefix="nofin-a"), env.simulate("running", prefix="nofin-b")
+    fresh, old = "nofin-fresh", "nofin-old"
+    env.apply(_local_loop(fresh, fresh_sim.loop_id, fresh_sim.loop_id))
+    stale = _local_loop(old, old_sim.loop_id, old_sim.loop_id)
+    stale["metadata"]["finalizers"] = [KOPF_FINALIZER]
+    env.apply(stale)
+    for name in (fresh, old):
+        _eventually(lambda name=name: env.status(name).get("lifecycle"), timeout=30, what=f"{name} passed")
+    _eventually(
+        lambda: not env.get("loops", old)["metadata"].get("finalizers"), timeout=30, what="old finalizer gone"
+    )
+    assert not env.get("loops", fresh)["metadata"].get("finalizers")
+
+    def passes(name: str) -> float | None:
+        labels = f'loop="{name}",namespace="{env.namespace}"'
+        prefix = f"superloop_ops_loop_last_pass_timestamp_seconds{{{labels}}} "
+        rows = [line for line in _metrics(env).splitlines() if line.startswith(prefix)]
+        return float(rows[0].split()[-1]) if rows else None
+
+    first = _eventually(lambda: passes(fresh), timeout=30, what="a pass gauge")
+    _eventually(lambda: (passes(fresh) or 0) > first, timeout=3 * INTERVAL + 10, what="a periodic pass")
+    env.cluster.kubectl("delete", f"loops.{GROUP}", old, "-n", env.namespace, "--wait=true", timeout=30)
+    _eventually(lambda: passes(old) is None, timeout=30, what="the deleted Loop's gauges dropped")
+    env.cluster.kubectl("delete", f"loops.{GROUP}", fresh, "-n", env.namespace, "--wait=true", timeout=30)

@@ -9,9 +9,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import kopf
 import pytest
 
 from helpers.operator_fakes import SIM_RUNTIME, FakeEdge, build_context, build_frozen_clock
+from superloop_ops import main as _operator_main  # noqa: F401  (registers every handler)
 from superloop_ops.cli import sprite_service as sprite_cli
 from superloop_ops.clock import FrozenClock
 from superloop_ops.core.common.jsonutil import format_ts
@@ -248,14 +250,6 @@ def test_a_pass_does_not_parse_the_status(tmp_path: Path, edge: FakeEdge, clock:
     report = loop_handlers.reconcile_loop(edge.get("loops", "odd"), ctx)
     assert report.outcome == "success"
     assert edge.get("loops", "odd")["status"]["lifecycle"] == "running"
-
-
-def test_periodic_passes_keep_due_times() -> None:
-    """A pass that took 3 s does not push the next one 3 s later; a backlog runs at once; a
-    dependency error retries sooner."""
-    assert loop_handlers.compute_next_due(100.0, 30.0, 103.0, None) == 130.0
-    assert loop_handlers.compute_next_due(100.0, 30.0, 140.0, None) == 140.0
-    assert loop_handlers.compute_next_due(100.0, 30.0, 103.0, 15.0) == 118.0
 
 
 def test_stale_body_conflicts_then_is_read_again(tmp_path: Path, edge: FakeEdge, clock: FrozenClock) -> None:
@@ -520,3 +514,17 @@ def test_every_pass_is_counted_and_a_waiting_intent_is_exported(
     assert report.executed
     assert _metric(ctx, since, namespace=NS, intent="hi-wait", loop="la") is None
     assert _metric(ctx, "superloop_ops_intents_awaiting_approval", namespace=NS) == 0
+
+
+def test_no_loop_handler_needs_a_task_or_a_finalizer_per_loop() -> None:
+    """Issue 12: one scheduler, no kopf daemon (one asyncio task and one live body per Loop), and
+    so nothing that needs kopf's finalizer on a Loop."""
+    registry = kopf.get_default_registry()
+    spawning = [h for h in registry._spawning.get_all_handlers() if "loops" in repr(h.selector)]
+    deleting = [
+        h
+        for h in registry._changing.get_all_handlers()
+        if "loops" in repr(h.selector) and h.reason is not None and "delete" in str(h.reason)
+    ]
+    assert spawning == []
+    assert all(h.requires_finalizer is False for h in deleting)

@@ -45,8 +45,14 @@ def test_values_from_the_environment() -> None:
             "SUPERLOOP_NAMESPACES": "a, b",
             "SUPERLOOP_PEERING": "ops",
             "SUPERLOOP_TEST_PAUSE_AFTER_EXECUTING_SECONDS": "1.5",
+            "SUPERLOOP_LOOP_PASS_WORKERS": "8",
+            "SUPERLOOP_KOPF_WORKER_LIMIT": "16",
+            "SUPERLOOP_KOPF_IDLE_SECONDS": "0.5",
+            "SUPERLOOP_LIST_CHUNK_SIZE": "50",
         }
     )
+    assert (settings.loop_pass_workers, settings.kopf_worker_limit) == (8, 16)
+    assert (settings.kopf_idle_seconds, settings.list_chunk_size) == (0.5, 50)
     assert settings.pvc_dirs == {("team", "claim-a"): Path("/data/a"), ("team", "claim-b"): Path("/data/b")}
     assert settings.metrics_port == 0
     assert settings.default_reconcile_interval_seconds == 2.0
@@ -73,6 +79,9 @@ def test_sub_path_must_stay_inside_the_claim(sub_path: str) -> None:
         ({"SUPERLOOP_METRICS_PORT": "70000"}, "out of range"),
         ({"SUPERLOOP_RECONCILE_INTERVAL_SECONDS": "0"}, ">= 1"),
         ({"SUPERLOOP_RECONCILE_INTERVAL_SECONDS": "soon"}, "must be a number"),
+        ({"SUPERLOOP_LOOP_PASS_WORKERS": "0"}, "at least 1"),
+        ({"SUPERLOOP_KOPF_WORKER_LIMIT": "-3"}, "non-negative integer"),
+        ({"SUPERLOOP_KOPF_IDLE_SECONDS": "0"}, ">= 0.1"),
     ],
 )
 def test_bad_values_fail_closed(env: dict[str, str], message: str) -> None:

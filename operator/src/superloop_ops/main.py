@@ -10,6 +10,7 @@ for the handlers (``memo.operator``, plus ``memo.settings`` / ``memo.edge`` / ``
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from typing import Any
@@ -19,6 +20,7 @@ import kopf
 from superloop_ops import metrics as metrics_mod
 from superloop_ops import settings as settings_mod
 from superloop_ops.clock import SystemClock
+from superloop_ops.controllers.loop_scheduler import PassScheduler
 from superloop_ops.core.common.shards import Shard, compute_watch_selector
 from superloop_ops.handlers import fleet as _fleet_handlers  # registers handlers
 from superloop_ops.handlers import fleet_policy as _fleet_policy_handlers  # registers handlers
@@ -26,17 +28,20 @@ from superloop_ops.handlers import handoff_intent as _handoff_intent_handlers  #
 from superloop_ops.handlers import loop as _loop_handlers  # registers handlers
 from superloop_ops.handlers import promotion_apply as _promotion_apply_handlers  # registers handlers
 from superloop_ops.handlers import shard_labels as _shard_label_handlers  # registers handlers
-from superloop_ops.handlers.context import OperatorContext
+from superloop_ops.handlers.context import OperatorContext, fetch_context
 from superloop_ops.k8s import edge as k8s_edge
 from superloop_ops.k8s.edge import GROUP
 from superloop_ops.k8s.fleet_edge import KubernetesFleetEdge
 
 __all__ = [
+    "bound_kopf",
     "configure_persistence",
     "configure_watch_selectors",
     "on_cleanup",
     "on_startup",
     "quiet_url_logging",
+    "start_loop_scheduler",
+    "stop_loop_scheduler",
 ]
 
 _REGISTERED = (
@@ -64,10 +69,11 @@ def quiet_url_logging() -> None:
 def configure_persistence(settings: kopf.OperatorSettings, shard: Shard) -> None:
     """kopf's bookkeeping in annotations, and its finalizer; each shard under its own prefix.
 
-    Every shard watches every Loop. With one finalizer name, the owner (whose daemon needs the
-    finalizer) added it and every other shard (no daemon there) removed it, over and over; with
-    one annotation prefix they overwrote each other's bookkeeping. kopf marks its prefix, so the
-    other shards leave these annotations out of an object's essence.
+    A Loop can be seen by more than one shard (shard 0 watches them all). With one annotation prefix they overwrote each other's
+    bookkeeping; kopf marks its prefix, so the other shards leave these annotations out of an
+    object's essence. No Loop handler needs a finalizer any more (no daemon: the periodic passes
+    come from one scheduler), so kopf adds none and each shard removes the one it once added
+    under its own name (with one shared name, the owner added it and the others removed it).
     """
     if shard.count == 1:
         return  # kopf's defaults: objects keep the bookkeeping they have today
@@ -91,6 +97,15 @@ def configure_watch_selectors(settings: kopf.OperatorSettings, shard: Shard) -> 
         settings.watching.label_selectors[GROUP, plural] = selector
 
 
+def bound_kopf(settings: kopf.OperatorSettings, config: settings_mod.Settings) -> None:
+    """Bound what kopf holds at once: per-object workers (each keeps its object's latest body,
+    unlimited by default, so a bulk create kept every body alive), how long an idle one lingers,
+    and the page size of the initial listing (one LIST of every Loop otherwise)."""
+    settings.queueing.worker_limit = config.kopf_worker_limit
+    settings.queueing.idle_timeout = config.kopf_idle_seconds
+    settings.watching.chunk_size = config.list_chunk_size
+
+
 @kopf.on.startup()
 def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Configure kopf and build the edges the handlers use; fails closed on bad settings."""
@@ -108,6 +123,7 @@ def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> No
     configure_persistence(settings, config.shard)
     configure_watch_selectors(settings, config.shard)
     settings.execution.max_workers = max(settings.execution.max_workers or 0, 16)
+    bound_kopf(settings, config)
     settings.watching.server_timeout = 300
     if os.environ.get("SUPERLOOP_LOG_FORMAT", "").strip().lower() == "json":
         # The chart passes --log-format=json; this is for runs started without it.
@@ -128,6 +144,26 @@ def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> No
     memo.metrics = metrics
     memo.metrics_server = server
     memo.api_client = api_client
+
+
+@kopf.on.startup()
+async def start_loop_scheduler(memo: kopf.Memo, **_: Any) -> None:
+    """Start the one scheduler of periodic Loop passes (after ``on_startup`` built the context;
+    on the event loop, where the Loop watch feeds it)."""
+    ctx = fetch_context(memo)
+    scheduler = PassScheduler(
+        functools.partial(_loop_handlers.run_periodic_pass, ctx=ctx), workers=ctx.settings.loop_pass_workers
+    )
+    scheduler.start()
+    ctx.scheduler = scheduler
+
+
+@kopf.on.cleanup()
+async def stop_loop_scheduler(memo: kopf.Memo, **_: Any) -> None:
+    """Stop the periodic passes before the clients close."""
+    ctx = getattr(memo, "operator", None)
+    if isinstance(ctx, OperatorContext) and ctx.scheduler is not None:
+        await ctx.scheduler.stop()
 
 
 @kopf.on.cleanup()

@@ -32,6 +32,12 @@ Environment variables (all optional):
 - ``SUPERLOOP_SHARD``: ``i/n``: this replica reconciles only the Loops of shard i of n (and the
   HandoffIntents of those Loops); shard 0 also runs the fleet kinds. Empty: everything
   (``core.common.shards``).
+- ``SUPERLOOP_LOOP_PASS_WORKERS``: threads that run the periodic Loop passes (one scheduler for
+  every Loop, ``controllers.loop_scheduler``); due passes wait when all are busy (default 4).
+- ``SUPERLOOP_KOPF_WORKER_LIMIT``: kopf's per-object workers alive at once
+  (``settings.queueing.worker_limit``; each holds its object's latest body; default 64);
+  ``SUPERLOOP_KOPF_IDLE_SECONDS``: how long an idle one lingers (default 2);
+  ``SUPERLOOP_LIST_CHUNK_SIZE``: objects per page of kopf's initial listing (default 100).
 - ``SUPERLOOP_TEST_PAUSE_AFTER_EXECUTING_SECONDS``: test hook only. After a HandoffIntent is
   recorded ``executing`` and before the side effect, sleep this long so an e2e test can SIGKILL
   the operator at a deterministic point. Never set in production.
@@ -76,6 +82,10 @@ class Settings:
     config_dir: Path | None = None
     alert_pagerduty_url: str = ""
     shard: Shard = dataclasses.field(default_factory=Shard)
+    loop_pass_workers: int = 4
+    kopf_worker_limit: int = 64
+    kopf_idle_seconds: float = 2.0
+    list_chunk_size: int = 100
 
     def resolve_pvc_dir(self, namespace: str, claim_name: str, sub_path: str | None = None) -> Path:
         """Directory holding the files of claim ``claim_name`` of ``namespace``: the mapping first,
@@ -145,6 +155,13 @@ def _integer(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _integer(env, name, default)
+    if value < 1:
+        raise InvalidSpecError(f"{name} must be at least 1: {value}")
+    return value
+
+
 def fetch_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from ``env`` (default: the process environment), failing closed."""
     source = os.environ if env is None else env
@@ -175,6 +192,12 @@ def fetch_settings(env: Mapping[str, str] | None = None) -> Settings:
         config_dir=_optional_path(source, "SUPERLOOP_CONFIG_DIR"),
         alert_pagerduty_url=_url(source, "SUPERLOOP_ALERT_PAGERDUTY_URL"),
         shard=parse_shard(source.get("SUPERLOOP_SHARD", "")),
+        loop_pass_workers=_positive(source, "SUPERLOOP_LOOP_PASS_WORKERS", Settings.loop_pass_workers),
+        kopf_worker_limit=_positive(source, "SUPERLOOP_KOPF_WORKER_LIMIT", Settings.kopf_worker_limit),
+        kopf_idle_seconds=_number(
+            source, "SUPERLOOP_KOPF_IDLE_SECONDS", Settings.kopf_idle_seconds, minimum=0.1
+        ),
+        list_chunk_size=_positive(source, "SUPERLOOP_LIST_CHUNK_SIZE", Settings.list_chunk_size),
     )
 
 

@@ -2,8 +2,8 @@
 
 Handlers never build clients themselves: they read the edges from here, so component tests can
 pass an in-memory ``FleetEdge``, a frozen clock and a private metrics registry. The per-object
-locks serialise the create/update handlers and the periodic daemon of one object (kopf already
-serialises handlers of one object, but not a handler against a daemon). ``post_events`` is the
+locks serialise the create/update handlers and the scheduled periodic pass of one object (kopf
+serialises handlers of one object, but knows nothing of the scheduler's passes). ``post_events`` is the
 one best-effort Event poster every handler uses (``controllers.k8s_events``), and the fleet pass
 dependencies are built from the context here, once per process (``fetch_fleet_deps``).
 """
@@ -20,6 +20,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 from superloop_ops.clock import Clock
 from superloop_ops.controllers import fleet_objects
 from superloop_ops.controllers.k8s_events import EventSpec, post_events
+from superloop_ops.controllers.loop_scheduler import PassScheduler
 from superloop_ops.controllers.remediation_journal import new_trace_id
 from superloop_ops.core.common.shards import Shard
 from superloop_ops.core.loop.idle_pass import IdleMemo
@@ -35,6 +36,7 @@ __all__ = [
     "counted_pass",
     "fetch_context",
     "fetch_fleet_deps",
+    "fetch_scheduler",
     "owns_intent_loop",
     "owns_loop",
     "post_events",
@@ -58,6 +60,8 @@ class OperatorContext:
     new_trace_id: Callable[[], str] = new_trace_id
     """Where a Loop pass's trace id comes from when no remediation is open (tests inject one)."""
     idle_memos: dict[str, IdleMemo] = dataclasses.field(default_factory=dict)
+    scheduler: PassScheduler | None = None
+    """The periodic Loop passes' scheduler (``controllers.loop_scheduler``), started by startup."""
     _guard: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     def lock_for(self, uid: str) -> threading.Lock:
@@ -71,6 +75,13 @@ def fetch_context(memo: Any) -> OperatorContext:
     if not isinstance(ctx, OperatorContext):
         raise RuntimeError("operator context missing from memo: superloop_ops.main startup did not run")
     return ctx
+
+
+def fetch_scheduler(ctx: OperatorContext) -> PassScheduler:
+    """The Loop pass scheduler startup started; a clear error if it did not."""
+    if ctx.scheduler is None:
+        raise RuntimeError("Loop pass scheduler missing: superloop_ops.main startup did not start it")
+    return ctx.scheduler
 
 
 def build_fleet_deps(ctx: OperatorContext, edge: FleetEdge) -> fleet_objects.FleetPassDeps:

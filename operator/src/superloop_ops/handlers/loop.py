@@ -8,17 +8,20 @@ source directory or Secret is not a crash: the status says so (Ready=False with 
 the pass is retried after a delay. ``spec.suspend`` stops reconciling; the replay annotation is
 handled once and recorded in ``status.replayHandled``.
 
-The periodic pass is a kopf daemon rather than a timer because the interval comes from each
-Loop's spec (``reconcileIntervalSeconds``), which a timer's fixed interval cannot follow.
+The periodic passes are not kopf daemons or timers (one asyncio task and one live body per Loop,
+and a fixed interval for timers): the Loop watch feeds one scheduler
+(``controllers.loop_scheduler``) an entry per Loop this shard owns (``on_loop_event``), and the
+scheduler runs each due pass (``run_periodic_pass``) on its bounded pool at the Loop's
+``reconcileIntervalSeconds``. The per-object lock keeps a periodic pass and a create/update
+handler of one Loop apart. No handler needs kopf's finalizer on a Loop (nothing to stop when it
+goes), so kopf adds none and removes the one older versions added.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as dt
 import logging
-import random
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -26,6 +29,7 @@ from typing import Any
 import kopf
 
 from superloop_ops.controllers import loop_alerts, loop_controller, remediation_journal
+from superloop_ops.controllers.loop_scheduler import ScheduledLoop
 from superloop_ops.core.common.jsonutil import as_mapping, as_number
 from superloop_ops.core.loop import idle_pass, loop_resource, remediation
 from superloop_ops.core.loop.idle_pass import FileStamp
@@ -41,6 +45,7 @@ from superloop_ops.handlers.context import (
     OperatorContext,
     counted_pass,
     fetch_context,
+    fetch_scheduler,
     owns_loop,
     post_events,
 )
@@ -50,12 +55,11 @@ from superloop_ops.models.loop import Loop
 
 __all__ = [
     "PassReport",
-    "compute_next_due",
     "loop_ref",
     "on_loop_change",
-    "on_loop_delete",
-    "on_loop_periodic",
+    "on_loop_event",
     "reconcile_loop",
+    "run_periodic_pass",
 ]
 
 log = logging.getLogger(__name__)
@@ -174,7 +178,7 @@ def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext, *, force: bool
     nothing new (``core.idle_pass``) is only a few stat() calls: no journal write, no API call.
     """
     ref = loop_ref(body)
-    key = ref.uid or f"{ref.namespace}/{ref.name}"
+    key = _key(ref)
     with ctx.lock_for(key):
         body = dict(body)
         replay = _Replay.read(body)
@@ -410,36 +414,37 @@ def on_loop_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     _raise_for_kopf(reconcile_loop(dict(body), fetch_context(memo)))
 
 
-@kopf.daemon(GROUP, VERSION, "loops", cancellation_timeout=10.0, when=owns_loop)
-async def on_loop_periodic(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """The periodic pass at ``spec.reconcileIntervalSeconds`` (sooner after a dependency error).
+@kopf.on.event(GROUP, VERSION, "loops")
+async def on_loop_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """The periodic passes follow the watch: every event of a Loop this shard owns refreshes its
+    entry in the scheduler (body, interval); a deleted Loop, one being deleted or one that left
+    the shard leaves the schedule, and its per-Loop gauges and idle memo go with it.
 
-    Passes run at due times, not a full interval after the previous pass ended (which let the
-    latest pass age by the pass time and the queue before it), and the first one is at a random
-    point of the first interval, so Loops created together do not pass in one wave forever.
+    Runs on the event loop's thread (the scheduler's schedule is not locked), for every Loop
+    event, including those of other shards' Loops: they cost an ownership check.
     """
     ctx = fetch_context(memo)
-    due = time.monotonic() + random.uniform(0.0, _interval(body, ctx))
-    while not stopped:
-        await stopped.wait(max(0.0, due - time.monotonic()))
-        if stopped:
-            break
-        retry_after = None
-        try:
-            report = await asyncio.to_thread(reconcile_loop, dict(body), ctx, force=False)
-            retry_after = report.retry_after
-        except Exception:  # the daemon must outlive any single bad pass
-            log.exception("periodic reconcile of %s failed", (body.get("metadata") or {}).get("name"))
-        due = compute_next_due(due, _interval(body, ctx), time.monotonic(), retry_after)
+    scheduler = fetch_scheduler(ctx)
+    ref = loop_ref(body)
+    key = _key(ref)
+    owned = owns_loop(body, memo)
+    deleted = event.get("type") == "DELETED"
+    if deleted or (body.get("metadata") or {}).get("deletionTimestamp") or not owned:
+        if scheduler.remove(key) or (deleted and owned):
+            ctx.idle_memos.pop(key, None)
+            ctx.metrics.forget_loop(ref.namespace, ref.name)
+        return
+    scheduler.upsert(ScheduledLoop.from_body(key, _interval(body, ctx), body))
 
 
-def compute_next_due(due: float, interval: float, now: float, retry_after: float | None) -> float:
-    """The next due time: one interval after the last one (now, when passes fell behind), or
-    ``retry_after`` from now when that is sooner."""
-    following = max(due + interval, now)
-    if retry_after is not None:
-        following = min(following, now + retry_after)
-    return following
+def run_periodic_pass(entry: ScheduledLoop, ctx: OperatorContext) -> float | None:
+    """One scheduled pass (in the scheduler's pool): only a few stat() calls when nothing it
+    reads changed; its ``retry_after`` (a dependency not ready) brings the next one forward."""
+    return reconcile_loop(entry.load_body(), ctx, force=False).retry_after
+
+
+def _key(ref: ObjectRef) -> str:
+    return ref.uid or f"{ref.namespace}/{ref.name}"
 
 
 def _interval(body: Mapping[str, Any], ctx: OperatorContext) -> float:
@@ -448,12 +453,3 @@ def _interval(body: Mapping[str, Any], ctx: OperatorContext) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 1:
         return float(value)
     return ctx.settings.default_reconcile_interval_seconds
-
-
-@kopf.on.delete(GROUP, VERSION, "loops", optional=True, when=owns_loop)
-def on_loop_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Drop the per-loop gauges (the journal stays: it is the audit trail)."""
-    ref = loop_ref(dict(body))
-    ctx = fetch_context(memo)
-    ctx.idle_memos.pop(ref.uid or f"{ref.namespace}/{ref.name}", None)
-    ctx.metrics.forget_loop(ref.namespace, ref.name)
