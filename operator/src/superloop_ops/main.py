@@ -69,11 +69,12 @@ def quiet_url_logging() -> None:
 def configure_persistence(settings: kopf.OperatorSettings, shard: Shard) -> None:
     """kopf's bookkeeping in annotations, and its finalizer; each shard under its own prefix.
 
-    A Loop can be seen by more than one shard (shard 0 watches them all). With one annotation prefix they overwrote each other's
-    bookkeeping; kopf marks its prefix, so the other shards leave these annotations out of an
-    object's essence. No Loop handler needs a finalizer any more (no daemon: the periodic passes
-    come from one scheduler), so kopf adds none and each shard removes the one it once added
-    under its own name (with one shared name, the owner added it and the others removed it).
+    A Loop can be seen by more than one shard (shard 0 watches them all). With one annotation
+    prefix they overwrote each other's bookkeeping; kopf marks its prefix, so the other shards
+    leave these annotations out of an object's essence. No Loop handler needs a finalizer any
+    more (no daemon: the periodic passes come from one scheduler), so kopf adds none and each
+    shard removes the one it once added under its own name (with one shared name, the owner
+    added it and the others removed it).
     """
     if shard.count == 1:
         return  # kopf's defaults: objects keep the bookkeeping they have today
