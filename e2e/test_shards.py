@@ -120,6 +120,10 @@ def test_shard_one_watches_only_its_labelled_loops_and_shard_zero_labels_the_res
     # exactly one shard passes each Loop
     assert _passed_loops(shard1) == {unlabelled}
     assert unlabelled not in _passed_loops(shard0)
+    # the watch feeds (scheduler, shard labels) run on every Loop event without a log line each
+    for operator in (shard0, shard1):
+        assert "Handler 'on_loop_event' succeeded" not in operator.output()
+        assert "Handler 'label_loop_shard' succeeded" not in operator.output()
     # each shard journals in its own state directory
     assert list((env.workdir / "state-1").rglob("hashed-one-1"))
     assert not list((env.workdir / "state-0").rglob("hashed-one-1"))

@@ -44,3 +44,28 @@ def test_quiet_url_logging_keeps_request_urls_out_of_an_info_log(
     _post_once()
     assert "very-secret-token" not in caplog.text
     assert all(logging.getLogger(name).level == logging.WARNING for name in main.URL_LOGGERS)
+
+
+def test_the_watch_feed_handlers_success_lines_are_dropped_and_everything_else_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """kopf logs "Handler '<name>' succeeded." at INFO for every event handler run: one line per
+    Loop event for the scheduler's feed. Those go; other handlers' lines and failures stay."""
+    objects = logging.getLogger("kopf.objects")
+    saved = list(objects.filters)
+    try:
+        main.quiet_watch_feed_logging()
+        main.quiet_watch_feed_logging()  # idempotent: one filter
+        assert len(objects.filters) == len(saved) + 1
+        caplog.set_level(logging.INFO, logger="kopf.objects")
+        objects.info("Handler 'on_loop_event' succeeded.")
+        objects.info("Handler %r succeeded.", "label_loop_shard")
+        objects.info("Handler 'on_loop_change' succeeded.")
+        objects.error("Handler 'on_loop_event' failed with an exception and will try again in 60 seconds: x")
+        messages = [record.getMessage() for record in caplog.records]
+        assert messages == [
+            "Handler 'on_loop_change' succeeded.",
+            "Handler 'on_loop_event' failed with an exception and will try again in 60 seconds: x",
+        ]
+    finally:
+        objects.filters[:] = saved
