@@ -271,3 +271,6 @@ def test_kopf_workers_idle_time_and_listing_pages_are_bounded_by_the_settings() 
     assert settings.queueing.worker_limit == 7
     assert settings.queueing.idle_timeout == 1.5
     assert settings.watching.chunk_size == 40
+    # the default sets no worker limit: a limit queues waiting objects' events without bound
+    bound_kopf(settings, Settings())
+    assert settings.queueing.worker_limit is None

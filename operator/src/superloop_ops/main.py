@@ -122,10 +122,11 @@ def configure_watch_selectors(settings: kopf.OperatorSettings, shard: Shard) -> 
 
 
 def bound_kopf(settings: kopf.OperatorSettings, config: settings_mod.Settings) -> None:
-    """Bound what kopf holds at once: per-object workers (each keeps its object's latest body,
-    unlimited by default, so a bulk create kept every body alive), how long an idle one lingers,
-    and the page size of the initial listing (one LIST of every Loop otherwise)."""
-    settings.queueing.worker_limit = config.kopf_worker_limit
+    """Bound what kopf holds at once: how long an idle per-object worker lingers (each keeps its
+    object's latest body), the page size of the initial listing (one LIST of every Loop
+    otherwise) and, when set, how many workers run at once (0: no limit; a limit queues the
+    waiting objects' events, bodies and all, without bound: see ``settings``)."""
+    settings.queueing.worker_limit = config.kopf_worker_limit or None
     settings.queueing.idle_timeout = config.kopf_idle_seconds
     settings.watching.chunk_size = config.list_chunk_size
 

@@ -35,7 +35,11 @@ Environment variables (all optional):
 - ``SUPERLOOP_LOOP_PASS_WORKERS``: threads that run the periodic Loop passes (one scheduler for
   every Loop, ``controllers.loop_scheduler``); due passes wait when all are busy (default 4).
 - ``SUPERLOOP_KOPF_WORKER_LIMIT``: kopf's per-object workers alive at once
-  (``settings.queueing.worker_limit``; each holds its object's latest body; default 64);
+  (``settings.queueing.worker_limit``; each holds its object's latest body). Default 0: no
+  limit (kopf's default). A limit bounds the workers, not the events: kopf queues every event of
+  an object waiting for a worker, body and all, without bound, which at 10,000 Loops grew shard
+  0 (it sees every Loop) to 1.5 GB; idle workers already exit after
+  ``SUPERLOOP_KOPF_IDLE_SECONDS``;
   ``SUPERLOOP_KOPF_IDLE_SECONDS``: how long an idle one lingers (default 2);
   ``SUPERLOOP_LIST_CHUNK_SIZE``: objects per page of kopf's initial listing (default 100).
 - ``SUPERLOOP_TEST_PAUSE_AFTER_EXECUTING_SECONDS``: test hook only. After a HandoffIntent is
@@ -83,7 +87,7 @@ class Settings:
     alert_pagerduty_url: str = ""
     shard: Shard = dataclasses.field(default_factory=Shard)
     loop_pass_workers: int = 4
-    kopf_worker_limit: int = 64
+    kopf_worker_limit: int = 0
     kopf_idle_seconds: float = 2.0
     list_chunk_size: int = 100
 
@@ -193,7 +197,7 @@ def fetch_settings(env: Mapping[str, str] | None = None) -> Settings:
         alert_pagerduty_url=_url(source, "SUPERLOOP_ALERT_PAGERDUTY_URL"),
         shard=parse_shard(source.get("SUPERLOOP_SHARD", "")),
         loop_pass_workers=_positive(source, "SUPERLOOP_LOOP_PASS_WORKERS", Settings.loop_pass_workers),
-        kopf_worker_limit=_positive(source, "SUPERLOOP_KOPF_WORKER_LIMIT", Settings.kopf_worker_limit),
+        kopf_worker_limit=_integer(source, "SUPERLOOP_KOPF_WORKER_LIMIT", Settings.kopf_worker_limit),
         kopf_idle_seconds=_number(
             source, "SUPERLOOP_KOPF_IDLE_SECONDS", Settings.kopf_idle_seconds, minimum=0.1
         ),
