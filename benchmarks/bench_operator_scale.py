@@ -123,6 +123,7 @@ class Options:
     keep: bool
     shards: int
     namespaces: int = 1
+    warmup_intervals: int = 1
 
 
 # -- measuring the operator process and the apiserver -------------------------------------------
@@ -385,13 +386,21 @@ def create_loops(client: LoopClient, loop_ids: Sequence[str], interval: int) -> 
     return time.monotonic() - began
 
 
-def wait_converged(client: LoopClient, size: int, began: float, deadline: float) -> tuple[float | None, int]:
-    """Seconds from ``began`` until all ``size`` Loops have a lifecycle (None on timeout), and how
-    many did."""
+def wait_converged(
+    client: LoopClient, operators: Operators, size: int, began: float, deadline: float
+) -> tuple[float | None, int]:
+    """Seconds from ``began`` until all ``size`` Loops have had a pass (None on timeout), and how
+    many did. Counted from the operators' per-Loop pass gauges when they export them (no LIST:
+    at 10,000 Loops a LIST of every status every few seconds was a load of its own on the
+    apiserver), else from ``status.lifecycle``."""
     done = 0
     while time.monotonic() < deadline:
-        statuses = client.list_statuses()
-        done = sum(1 for status in statuses.values() if status.get("lifecycle"))
+        _, gauge = operators.metrics()
+        if gauge:
+            done = sum(1 for name, namespace in client.namespace_of.items() if (namespace, name) in gauge)
+        else:
+            statuses = client.list_statuses()
+            done = sum(1 for status in statuses.values() if status.get("lifecycle"))
         if done >= size:
             return time.monotonic() - began, done
         time.sleep(2.0 if size <= 2000 else 10.0)
@@ -609,7 +618,8 @@ def measure_size(cluster: Cluster, size: int, options: Options, deadline: float)
                 log = next(work.glob("operator-*.log")).read_text(errors="replace")
                 errors = [line for line in log.splitlines() if "ERROR" in line]
                 print(f"N={size}: not converged; last operator errors:", *errors[-3:], sep="\n  ", flush=True)
-            time.sleep(min(options.interval, max(0.0, deadline - time.monotonic())))
+            warmup = options.warmup_intervals * options.interval
+            time.sleep(min(warmup, max(0.0, deadline - time.monotonic())))
             result.update(measure_window(client, fleet, size, options, operators))
         peaks = [sample.peak_rss_mb for sample in operators.samples()]
         result["peak_rss_mb"] = round(max(peaks), 1)
@@ -639,7 +649,7 @@ def converge(
     began = time.monotonic()
     create_seconds = create_loops(client, fleet.loop_ids, options.interval)
     limit = min(deadline, began + options.converge_timeout)
-    seconds, done = wait_converged(client, size, began, limit)
+    seconds, done = wait_converged(client, operators, size, began, limit)
     return {
         "create_seconds": round(create_seconds, 1),
         "converge_seconds": round(seconds, 1) if seconds is not None else None,
@@ -750,6 +760,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         "--event-period", type=float, default=1.0, help="seconds between an active loop's events"
     )
     parser.add_argument("--window", type=int, default=3, help="measurement window, in intervals")
+    parser.add_argument("--warmup", type=int, default=1, help="intervals between convergence and the window")
     parser.add_argument("--sample-every", type=float, default=5.0, help="seconds between freshness samples")
     parser.add_argument("--probes", type=int, default=5, help="idle loops used to time an appended event")
     parser.add_argument("--idle-scenario", default="running", help="simulator scenario of the idle loops")
@@ -791,6 +802,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         keep=args.keep or args.workdir is not None,
         shards=max(1, args.shards),
         namespaces=max(1, args.namespaces),
+        warmup_intervals=max(0, args.warmup),
     )
 
 
