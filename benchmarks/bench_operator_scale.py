@@ -14,11 +14,10 @@ Not a timed test: it measures, prints a table and (``--json``) writes the detail
 4. measures over ``--window`` intervals:
 
    - **freshness**: age of each Loop's latest pass, sampled every ``--sample-every`` seconds,
-     p50 / p95 / max against the interval. The pass time is the operator's per-Loop gauge
-     ``superloop_ops_loop_last_pass_timestamp_seconds`` when the operator exports it, else
-     ``status.lastReconcileAt`` (which is only a pass time while every pass writes the status);
+     p50 / p95 / max against the interval, from the operators' per-Loop gauge
+     ``superloop_ops_loop_last_pass_timestamp_seconds`` (only that family is scraped);
    - **event latency**: once an interval, one event is appended to each probe loop and the time
-     until ``status.cursor.eventLineCount`` shows it is taken;
+     until a watcher of the Loops sees it in ``status.cursor.eventLineCount`` is taken;
    - **operator CPU** (user + system from ``/proc/<pid>/stat``) per pass and per Loop per
      interval, and **peak RSS** (``VmHWM``), which is stable on a shared machine where wall time
      is not; the mean size of a Loop's status (JSON bytes);
@@ -27,8 +26,13 @@ Not a timed test: it measures, prints a table and (``--json``) writes the detail
    - **API requests per second by verb and resource** (``apiserver_request_total`` from the
      apiserver's ``/metrics``, before and after; this script's own LISTs and GETs are counted
      and subtracted), **status PATCHes per interval** against the Loops whose status content
-     changed between two samples one interval apart (the status minus the values that age by
-     themselves, ``core.loop.loop_resource.compute_status_fingerprint``), and **GETs per pass**.
+     changed between two snapshots one interval apart, and against the status writes that
+     changed content (the status minus the values that age by themselves,
+     ``core.loop.loop_resource.compute_status_fingerprint``), and **GETs per pass**. Statuses
+     come from one LIST and then a watch (``StatusWatch``), so measuring costs the apiserver in
+     proportion to the changes, not to the fleet;
+   - the CPU of the **other processes** on the machine: this script (which also runs the active
+     loops' simulated runtime) and, on the project's control plane, etcd and the apiserver.
 
 Each size gets its own namespace and operator; the machine's load average is recorded at the
 start and the end of each window. Everything is bounded by ``--max-seconds`` (convergence gives
@@ -50,10 +54,12 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as dt
+import hashlib
 import itertools
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import statistics
@@ -76,7 +82,6 @@ from e2e.operator_harness import API, GROUP, build_operator_env, launch_operator
 from prometheus_client.parser import text_string_to_metric_families
 
 from superloop_ops.clock import Clock, FrozenClock, SystemClock
-from superloop_ops.core.common.jsonutil import parse_ts
 from superloop_ops.core.loop.loop_resource import compute_status_fingerprint
 from superloop_ops.sim.simulator import Simulator
 
@@ -155,6 +160,26 @@ def load_average() -> str:
 RequestKey = tuple[str, str, str]  # verb, resource, subresource
 
 
+@dataclasses.dataclass(frozen=True)
+class Components:
+    """The other processes on the machine whose CPU the window reports: this script (the
+    simulated runtime of the active loops, the watch, the sampling; ``None`` = itself) and, on
+    the project's control plane, its processes (etcd, the apiserver, the controller manager)."""
+
+    pids: Mapping[str, int | None]
+
+    def cpu(self) -> dict[str, float]:
+        seconds = {}
+        for name, pid in self.pids.items():
+            if pid is None:
+                usage = resource.getrusage(resource.RUSAGE_SELF)
+                seconds[name] = usage.ru_utime + usage.ru_stime
+            else:
+                with contextlib.suppress(OSError):
+                    seconds[name] = sample_process(pid).cpu_seconds
+        return seconds
+
+
 def fetch_apiserver_requests(api: Any) -> Counter[RequestKey]:
     """``apiserver_request_total`` summed over codes, scopes and versions."""
     method, url, headers, body, post = api.param_serialize(
@@ -177,7 +202,10 @@ def fetch_apiserver_requests(api: Any) -> Counter[RequestKey]:
 
 def fetch_operator_metrics(port: int) -> tuple[float, dict[tuple[str, str], float]]:
     """(passes so far, {(namespace, loop): last pass timestamp}) from the operator's endpoint."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+    # Only the families read here (prometheus_client's ``name[]`` filter): the whole exposition
+    # of a 1,000-Loop shard is megabytes, and parsing it every few seconds loaded the machine.
+    query = "&".join(f"name[]={name}" for name in (*PASS_COUNTS, PASS_GAUGE))
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics?{query}", timeout=10) as resp:
         text = resp.read().decode("utf-8")
     passes = 0.0
     last_pass: dict[tuple[str, str], float] = {}
@@ -194,8 +222,9 @@ def fetch_operator_metrics(port: int) -> tuple[float, dict[tuple[str, str], floa
 
 
 @contextlib.contextmanager
-def open_cluster(workdir: Path) -> Iterator[Cluster]:
-    """``$KUBECONFIG``'s cluster, else the project's control plane; CRDs installed either way."""
+def open_cluster(workdir: Path) -> Iterator[tuple[Cluster, Components]]:
+    """``$KUBECONFIG``'s cluster, else the project's control plane; CRDs installed either way.
+    With the project's control plane its processes' CPU is measured too (``Components``)."""
     bin_dir = controlplane.fetch_bin_dir()
     external = os.environ.get("KUBECONFIG")
     if external:
@@ -204,7 +233,7 @@ def open_cluster(workdir: Path) -> Iterator[Cluster]:
             raise SystemExit("KUBECONFIG is set but kubectl is missing (build-k8s.sh or PATH)")
         cluster = Cluster(Path(external), kubectl, helm or "helm", workdir, external=True)
         install_crds(cluster)
-        yield cluster
+        yield cluster, Components({"benchmark": None})
         return
     missing = controlplane.missing_binaries(bin_dir)
     if missing:
@@ -213,7 +242,9 @@ def open_cluster(workdir: Path) -> Iterator[Cluster]:
         cluster = cluster_of(plane, workdir)
         install_crds(cluster)
         print(f"control plane up in {plane.start_seconds:.1f}s at {plane.server}", flush=True)
-        yield cluster
+        pids: dict[str, int | None] = {"benchmark": None}
+        pids.update(plane.pids())
+        yield cluster, Components(pids)
 
 
 def loop_body(loop_id: str, interval: int) -> dict[str, Any]:
@@ -290,18 +321,39 @@ class LoopClient:
         """Every Loop's status, in pages of LIST_PAGE (a 10,000-Loop LIST in one answer is ~150 MB)."""
         statuses: dict[str, dict[str, Any]] = {}
         for namespace in self.namespaces:
-            token: str | None = None
-            while True:
-                listing = self._list_page(namespace, token)
-                for item in listing.get("items", []):
-                    statuses[item["metadata"]["name"]] = dict(item.get("status") or {})
-                token = (listing.get("metadata") or {}).get("continue") or None
-                if token is None:
-                    break
+            items, _ = self.list_namespace(namespace)
+            statuses.update((item["metadata"]["name"], dict(item.get("status") or {})) for item in items)
         return statuses
 
+    def list_namespace(self, namespace: str) -> tuple[list[dict[str, Any]], str]:
+        """The Loops of one namespace, paged, and the resourceVersion of that list."""
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            listing = self._list_page(namespace, token)
+            items.extend(listing.get("items", []))
+            meta = listing.get("metadata") or {}
+            token = meta.get("continue") or None
+            if token is None:
+                return items, str(meta.get("resourceVersion") or "")
+
+    def watch_lines(self, namespace: str, resource_version: str, seconds: int) -> Iterator[dict[str, Any]]:
+        """The watch events of one namespace's Loops from ``resource_version``, for ``seconds``."""
+        self._count("WATCH")
+        response: Any = self.custom.list_namespaced_custom_object(
+            GROUP, "v1alpha1", namespace, "loops", watch=True, resource_version=resource_version,
+            allow_watch_bookmarks=True, timeout_seconds=seconds, _preload_content=False,
+            _request_timeout=(10, seconds + 30),
+        )  # fmt: skip
+        try:
+            for line in response:
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            response.release_conn()
+
     def _list_page(self, namespace: str, token: str | None) -> dict[str, Any]:
-        extra = {"_continue": token} if token else {}
+        extra: dict[str, Any] = {"_continue": token} if token else {}
         return self._read(
             "LIST",
             lambda: self.custom.list_namespaced_custom_object(
@@ -317,6 +369,104 @@ class LoopClient:
             ),
         )
         return dict(body.get("status") or {})
+
+
+class StatusWatch:
+    """Every Loop's status as the apiserver sends it to watchers.
+
+    One watch per namespace, started without a resourceVersion: the apiserver first sends every
+    Loop it has (``ADDED``) and then each change, so the initial state and the changes come from
+    one consistent stream, and measuring costs the apiserver in proportion to the status changes,
+    not to the fleet (a LIST of 10,000 statuses every interval was ~100 MB for it to encode and
+    for this script to decode; and a watch resumed from a long paged LIST's resourceVersion was
+    refused as too old on a loaded machine). It keeps each Loop's status fingerprint
+    (``compute_status_fingerprint``: the status minus what ages by itself), its size and
+    ``cursor.eventLineCount``, counts the content changes, and wakes the event probes when a
+    status arrives.
+    """
+
+    WATCH_SECONDS = 240
+    READY_SECONDS = 600.0
+
+    def __init__(self, client: LoopClient) -> None:
+        self.client = client
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self.prints: dict[str, str] = {}
+        self.sizes: dict[str, int] = {}
+        self.line_counts: dict[str, int] = {}
+        self.content_changes = 0
+        self.restarts = 0
+
+    def __enter__(self) -> StatusWatch:
+        for namespace in self.client.namespaces:
+            threading.Thread(target=self._run, args=(namespace,), daemon=True).start()
+        expected = len(self.client.namespace_of)
+        deadline = time.monotonic() + self.READY_SECONDS
+        with self._cond:  # the window starts once every Loop's current status has arrived
+            self._cond.wait_for(lambda: len(self.prints) >= expected, timeout=self.READY_SECONDS)
+        if len(self.prints) < expected and time.monotonic() >= deadline:
+            print(
+                f"status watch: {len(self.prints)} of {expected} Loops after {self.READY_SECONDS}s",
+                flush=True,
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()  # the threads end with their current watch (daemons: not joined)
+
+    def snapshot(self) -> dict[str, str]:
+        with self._cond:
+            return dict(self.prints)
+
+    def line_count(self, name: str) -> int:
+        with self._cond:
+            return self.line_counts.get(name, -1)
+
+    def wait_change(self, seconds: float) -> None:
+        """Block until the next status arrives, or ``seconds``."""
+        with self._cond:
+            self._cond.wait(timeout=seconds)
+
+    def _run(self, namespace: str) -> None:
+        resource_version = ""
+        while not self._stop.is_set():
+            try:
+                resource_version = self._follow(namespace, resource_version)
+            except Exception:  # a cut stream, a resourceVersion gone: start over from the current state
+                self.restarts += 1
+                resource_version = ""
+                if self._stop.wait(1.0):
+                    return
+
+    def _follow(self, namespace: str, resource_version: str) -> str:
+        for event in self.client.watch_lines(namespace, resource_version, self.WATCH_SECONDS):
+            obj = event.get("object") or {}
+            if event.get("type") == "ERROR":
+                raise RuntimeError(f"watch error: {obj.get('message')}")
+            resource_version = str((obj.get("metadata") or {}).get("resourceVersion") or resource_version)
+            if event.get("type") in ("ADDED", "MODIFIED"):
+                self._apply(obj)
+            if self._stop.is_set():
+                break
+        return resource_version
+
+    def _apply(self, item: Mapping[str, Any]) -> None:
+        name = str(item["metadata"]["name"])
+        status = dict(item.get("status") or {})
+        fingerprint = hashlib.blake2b(
+            json.dumps(compute_status_fingerprint(status), sort_keys=True).encode(), digest_size=16
+        ).hexdigest()
+        count = (status.get("cursor") or {}).get("eventLineCount")
+        with self._cond:
+            previous = self.prints.get(name)
+            if previous is not None and previous != fingerprint:
+                self.content_changes += 1
+            self.prints[name] = fingerprint
+            self.sizes[name] = len(json.dumps(status, separators=(",", ":")))
+            if isinstance(count, int):
+                self.line_counts[name] = count
+            self._cond.notify_all()
 
 
 @dataclasses.dataclass
@@ -419,29 +569,22 @@ class WindowSamples:
     status_bytes: list[int] = dataclasses.field(default_factory=list)
 
 
-def sample_ages(
-    client: LoopClient,
-    statuses: Mapping[str, Mapping[str, Any]] | None,
-    gauge: Mapping[tuple[str, str], float],
-) -> list[float]:
-    """Age of every Loop's latest pass now: the operator's gauge when exported (no LIST needed),
-    else ``lastReconcileAt`` from ``statuses``."""
+def sample_ages(watch: StatusWatch, gauge: Mapping[tuple[str, str], float]) -> list[float]:
+    """Age of every Loop's latest pass now, from the operators' per-Loop pass gauge."""
     now = time.time()
-    ages = []
-    for name, namespace in client.namespace_of.items():
-        stamp = gauge.get((namespace, name))
-        if stamp is None and not gauge and statuses is not None:
-            parsed = parse_ts((statuses.get(name) or {}).get("lastReconcileAt"))
-            stamp = parsed.timestamp() if parsed is not None else None
-        if stamp is not None:
-            ages.append(max(0.0, now - stamp))
-    return ages
+    client = watch.client
+    return [
+        max(0.0, now - stamp)
+        for name, namespace in client.namespace_of.items()
+        if (stamp := gauge.get((namespace, name))) is not None
+    ]
 
 
 def run_probes(
-    client: LoopClient, fleet: Fleet, options: Options, stop: threading.Event, out: WindowSamples
+    watch: StatusWatch, fleet: Fleet, options: Options, stop: threading.Event, out: WindowSamples
 ) -> None:
-    """Once an interval (at a random moment), append one event to each probe loop and time its arrival."""
+    """Once an interval (at a random moment), append one event to each probe loop and time until
+    a watcher sees it in the status (``cursor.eventLineCount``)."""
     sim = fleet.probe
     if sim is None:
         return
@@ -450,16 +593,14 @@ def run_probes(
             return
         sim.step()
         appended = time.monotonic()
-        expected = {loop.loop_id: _line_count(loop.events_file) for loop in sim.loops}
-        pending = dict(expected)
+        pending = {loop.loop_id: _line_count(loop.events_file) for loop in sim.loops}
         timeout = appended + 3 * options.interval
         while pending and time.monotonic() < timeout and not stop.is_set():
             for name, lines in list(pending.items()):
-                count = (client.status(name).get("cursor") or {}).get("eventLineCount")
-                if isinstance(count, int) and count >= lines:
+                if watch.line_count(name) >= lines:
                     out.latencies.append(time.monotonic() - appended)
                     del pending[name]
-            time.sleep(0.5)
+            watch.wait_change(0.25)
         if (
             not stop.is_set()
         ):  # not arrived within three intervals (a round cut by the window's end is not counted)
@@ -472,10 +613,10 @@ def _line_count(path: Path) -> int:
         return sum(1 for line in handle if line.strip())
 
 
-def run_window(client: LoopClient, fleet: Fleet, options: Options, operators: Operators) -> WindowSamples:
+def run_window(watch: StatusWatch, fleet: Fleet, options: Options, operators: Operators) -> WindowSamples:
     out = WindowSamples()
     stop = threading.Event()
-    prober = threading.Thread(target=run_probes, args=(client, fleet, options, stop, out), daemon=True)
+    prober = threading.Thread(target=run_probes, args=(watch, fleet, options, stop, out), daemon=True)
     prober.start()
     began = time.monotonic()
     end = began + options.window_intervals * options.interval
@@ -484,18 +625,10 @@ def run_window(client: LoopClient, fleet: Fleet, options: Options, operators: Op
         while True:
             now = time.monotonic()
             _, gauge = operators.metrics()
-            boundary = now >= next_boundary
-            # The statuses are LISTed once an interval (or every sample when the operator exports
-            # no pass gauge): at 10,000 Loops a LIST is itself a load on the apiserver.
-            statuses = client.list_statuses() if boundary or not gauge else None
-            out.ages.extend(sample_ages(client, statuses, gauge))
-            if statuses is not None:
-                out.status_bytes = [
-                    len(json.dumps(status, separators=(",", ":"))) for status in statuses.values()
-                ]
-            if boundary and statuses is not None:
-                out.boundaries.append({name: compute_status_fingerprint(s) for name, s in statuses.items()})
+            if now >= next_boundary:
+                out.boundaries.append(watch.snapshot())
                 next_boundary += options.interval
+            out.ages.extend(sample_ages(watch, gauge))
             if now >= end:
                 break
             time.sleep(
@@ -504,6 +637,7 @@ def run_window(client: LoopClient, fleet: Fleet, options: Options, operators: Op
     finally:
         stop.set()
         prober.join(timeout=options.interval + 10)
+    out.status_bytes = list(watch.sizes.values())
     return out
 
 
@@ -533,9 +667,9 @@ def request_rates(
     delta = after - before
     delta.subtract(own)
     rates = {}
-    for (verb, resource, sub), count in sorted(delta.items()):
-        if count > 0 and resource in OPERATOR_RESOURCES:
-            rates[f"{verb} {resource}{'/' + sub if sub else ''}"] = round(count / seconds, 3)
+    for (verb, kind, sub), count in sorted(delta.items()):
+        if count > 0 and kind in OPERATOR_RESOURCES:
+            rates[f"{verb} {kind}{'/' + sub if sub else ''}"] = round(count / seconds, 3)
     return rates
 
 
@@ -590,7 +724,9 @@ def start_operators(
     return operators
 
 
-def measure_size(cluster: Cluster, size: int, options: Options, deadline: float) -> dict[str, Any]:
+def measure_size(
+    cluster: Cluster, others: Components, size: int, options: Options, deadline: float
+) -> dict[str, Any]:
     base = f"bench-{size}-{uuid.uuid4().hex[:6]}"
     namespaces = [base] if options.namespaces == 1 else [f"{base}-{i}" for i in range(options.namespaces)]
     work = options.workdir / base
@@ -620,7 +756,7 @@ def measure_size(cluster: Cluster, size: int, options: Options, deadline: float)
                 print(f"N={size}: not converged; last operator errors:", *errors[-3:], sep="\n  ", flush=True)
             warmup = options.warmup_intervals * options.interval
             time.sleep(min(warmup, max(0.0, deadline - time.monotonic())))
-            result.update(measure_window(client, fleet, size, options, operators))
+            result.update(measure_window(client, fleet, size, options, operators, others))
         peaks = [sample.peak_rss_mb for sample in operators.samples()]
         result["peak_rss_mb"] = round(max(peaks), 1)
         result["peak_rss_mb_per_shard"] = [round(peak, 1) for peak in peaks]
@@ -659,22 +795,27 @@ def converge(
 
 
 def measure_window(
-    client: LoopClient, fleet: Fleet, size: int, options: Options, operators: Operators
+    client: LoopClient, fleet: Fleet, size: int, options: Options, operators: Operators, others: Components
 ) -> dict[str, Any]:
-    api = client.api
-    load_before = load_average()
-    requests_before = fetch_apiserver_requests(api)
-    own_before = Counter(client.calls)
-    cpu_before = [sample.cpu_seconds for sample in operators.samples()]
-    passes_before, _ = operators.metrics()
-    began = time.monotonic()
-    samples = run_window(client, fleet, options, operators)
-    seconds = time.monotonic() - began
-    passes_after, gauge = operators.metrics()
-    after = operators.samples()
-    own = Counter(client.calls)
-    own.subtract(own_before)
-    requests_after = fetch_apiserver_requests(api)
+    with StatusWatch(client) as watch:
+        load_before = load_average()
+        requests_before = fetch_apiserver_requests(client.api)
+        own_before = Counter(client.calls)
+        cpu_before = [sample.cpu_seconds for sample in operators.samples()]
+        others_before = others.cpu()
+        changes_before = watch.content_changes
+        passes_before, _ = operators.metrics()
+        began = time.monotonic()
+        samples = run_window(watch, fleet, options, operators)
+        seconds = time.monotonic() - began
+        passes_after, _ = operators.metrics()
+        after = operators.samples()
+        others_after = others.cpu()
+        content_changes = watch.content_changes - changes_before
+        restarts = watch.restarts
+        own = Counter(client.calls)
+        own.subtract(own_before)
+        requests_after = fetch_apiserver_requests(client.api)
     intervals = seconds / options.interval
     passes = passes_after - passes_before
     cpu_per_shard = [sample.cpu_seconds - before for sample, before in zip(after, cpu_before, strict=True)]
@@ -685,7 +826,7 @@ def measure_window(
         "window_seconds": round(seconds, 1),
         "load_before": load_before,
         "load_after": load_average(),
-        "freshness_source": "operator gauge" if gauge else "status.lastReconcileAt",
+        "freshness_source": "operator gauge",
         "age_p50": _round(percentile(samples.ages, 50)),
         "age_p95": _round(percentile(samples.ages, 95)),
         "age_max": _round(max(samples.ages, default=None)),
@@ -698,12 +839,18 @@ def measure_window(
         "cpu_ms_per_pass": round(1000 * cpu / passes, 2) if passes else None,
         "cpu_ms_per_loop_interval": round(1000 * cpu / (size * intervals), 2),
         "cpu_share_of_core": round(cpu / seconds, 3),
+        "cpu_share_of_core_others": {
+            name: round((spent - others_before.get(name, 0.0)) / seconds, 3)
+            for name, spent in others_after.items()
+        },
         "rss_mb": round(max(sample.rss_mb for sample in after), 1),
         "status_bytes_mean": round(statistics.mean(samples.status_bytes)) if samples.status_bytes else None,
         "requests_per_second": rates,
         "status_patches_per_interval": round(rates.get("PATCH loops/status", 0.0) * options.interval, 1),
         "changed_loops_per_interval": round(statistics.mean(changed), 1) if changed else None,
+        "status_changes_per_interval": round(content_changes / intervals, 1),
         "gets_per_pass": round(rates.get("GET loops", 0.0) * seconds / passes, 3) if passes else None,
+        "status_watch_restarts": restarts,
     }
 
 
@@ -811,13 +958,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     deadline = time.monotonic() + options.max_seconds
     results: list[dict[str, Any]] = []
     try:
-        with open_cluster(options.workdir) as cluster:
+        with open_cluster(options.workdir) as (cluster, others):
             for size in options.sizes:
                 if time.monotonic() >= deadline:
                     print(f"N={size}: skipped, --max-seconds reached", flush=True)
                     continue
                 print(f"N={size}: measuring (load {load_average()})", flush=True)
-                row = measure_size(cluster, size, options, deadline)
+                row = measure_size(cluster, others, size, options, deadline)
                 print(json.dumps(row), flush=True)
                 results.append(row)
     finally:
