@@ -45,7 +45,8 @@ CRDs, and read ``/metrics``), else the project's own control plane from
     .venv/bin/python -m benchmarks.bench_operator_scale --loops 100,300 --interval 30 --active-share 0.1
 
 ``--active-share 0`` measures what idle Loops cost; ``--operator-env KEY=VALUE`` passes operator
-settings (e.g. ``SUPERLOOP_STATUS_REFRESH_SECONDS=300``).
+settings (e.g. ``SUPERLOOP_STATUS_REFRESH_SECONDS=300``; the operators run with the product's
+defaults otherwise).
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from superloop_ops.clock import Clock, FrozenClock, SystemClock
 from superloop_ops.core.loop.loop_resource import compute_status_fingerprint
+from superloop_ops.settings import fetch_settings
 from superloop_ops.sim.simulator import Simulator
 
 CLAIM = "bench-claim"
@@ -715,7 +717,8 @@ def start_operators(
             env = build_operator_env(
                 cluster.kubeconfig, work / f"state-{name}", work / "mounts", confirm_timeout_seconds=30,
                 SUPERLOOP_PVC_DIRS=f"{namespace}/{CLAIM}={claim_dir}", SUPERLOOP_METRICS_PORT=str(port),
-                SUPERLOOP_METRICS_HOST="127.0.0.1", SUPERLOOP_STATUS_REFRESH_SECONDS="300",
+                SUPERLOOP_METRICS_HOST="127.0.0.1",
+                SUPERLOOP_STATUS_REFRESH_SECONDS=str(fetch_settings({}).status_refresh_seconds),
                 **shard, **dict(options.operator_env),
             )  # fmt: skip
             launch_operator(namespace, env, work / f"operator-{name}.log", procs.append)

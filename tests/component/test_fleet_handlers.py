@@ -731,7 +731,7 @@ def test_fleet_pass_with_nothing_changed_writes_nothing_and_a_changed_loop_runs_
     changed = _pass(edge, ctx, deps, "sel")
     assert changed.ran
     assert edge.get("fleets", "sel")["status"]["failedLoopCount"] == 1
-    clock.advance(ctx.settings.status_refresh_seconds)
+    clock.advance(ctx.settings.fleet_recheck_seconds)
     assert _pass(edge, ctx, deps, "sel").ran  # the refresh period is over: a full pass again
 
 

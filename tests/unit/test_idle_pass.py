@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from superloop_ops.core.loop.idle_pass import IdleMemo, compute_next_due, is_idle
+from superloop_ops.settings import fetch_settings
 
 NOW = dt.datetime(2026, 2, 22, 10, 0, 0, tzinfo=dt.UTC)
 THRESHOLDS = {
@@ -81,3 +82,17 @@ def test_liveness_lag_of_a_running_run_and_an_approval_wait_age_toward_their_thr
         }
     }
     assert compute_next_due(waiting, now=now, refresh_seconds=3600) == now + dt.timedelta(seconds=551)
+
+
+def test_by_default_an_idle_loop_past_every_threshold_is_never_due_again() -> None:
+    """At 10,000 Loops a status refresh every 300 s was 900 of 1,833 status PATCHes an interval:
+    by default, only a change or a threshold still ahead brings a full pass back."""
+    refresh = fetch_settings({}).status_refresh_seconds
+    assert compute_next_due(_status(ingest=1000, heartbeat=1000), now=NOW, refresh_seconds=refresh) is None
+    memo = IdleMemo(generation=1, replay_request=None, stamps=STAMPS, due=None)
+    a_week_later = NOW + dt.timedelta(days=7)
+    assert is_idle(memo, generation=1, replay_request=None, stamps=STAMPS, now=a_week_later)
+    assert not is_idle(memo, generation=2, replay_request=None, stamps=STAMPS, now=a_week_later)
+    # a threshold still ahead is due whatever the refresh
+    due = compute_next_due(_status(ingest=10, heartbeat=100), now=NOW, refresh_seconds=refresh)
+    assert due == NOW + dt.timedelta(seconds=21)

@@ -21,6 +21,17 @@ def test_defaults_from_an_empty_environment() -> None:
     assert settings.test_pause_after_executing_seconds == 0.0
 
 
+def test_the_loop_status_refresh_and_the_fleet_recheck_are_separate_settings() -> None:
+    """Loop statuses are rewritten only on change by default; Fleets re-check rules that move
+    with time every 300 s, whatever the Loop refresh."""
+    assert fetch_settings({}).status_refresh_seconds == 0.0
+    assert fetch_settings({}).fleet_recheck_seconds == 300.0
+    settings = fetch_settings(
+        {"SUPERLOOP_STATUS_REFRESH_SECONDS": "3600", "SUPERLOOP_FLEET_RECHECK_SECONDS": "60"}
+    )
+    assert (settings.status_refresh_seconds, settings.fleet_recheck_seconds) == (3600.0, 60.0)
+
+
 def test_the_reconcile_interval_default_is_stated_once_in_the_models() -> None:
     """Loop and Fleet specs without an interval, and the operator's fallback, share one default."""
     default = common.DEFAULT_RECONCILE_INTERVAL_SECONDS

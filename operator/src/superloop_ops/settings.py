@@ -19,8 +19,13 @@ Environment variables (all optional):
 - ``SUPERLOOP_RECONCILE_INTERVAL_SECONDS``: interval when a Loop's spec names none (default 60).
 - ``SUPERLOOP_NAMESPACES``: comma-separated namespaces (informational; kopf's ``--namespace``
   decides what is watched).
-- ``SUPERLOOP_STATUS_REFRESH_SECONDS``: rewrite an unchanged Loop status at most this often,
-  so ageing values (lags) do not go stale forever (default 300).
+- ``SUPERLOOP_STATUS_REFRESH_SECONDS``: also rewrite an unchanged Loop status (its ageing
+  values: lags, timestamps) this often; 0, the default, writes a Loop status only when its
+  content changes (live lags are in the metrics). A refresh is a PATCH per idle Loop per period:
+  at 10,000 Loops, 300 s was as many writes as all the real changes (docs/benchmarks.md).
+- ``SUPERLOOP_FLEET_RECHECK_SECONDS``: a Fleet without a policy whose inputs did not change
+  passes in full again after this long, and a FleetPolicy's validated rules are re-checked
+  (default 300).
 - ``SUPERLOOP_CONTROL_CONFIRM_TIMEOUT_SECONDS`` / ``SUPERLOOP_CONTROL_CONFIRM_INTERVAL_SECONDS``:
   confirmation polling for HandoffIntents (defaults 30 / 2, the control contract's defaults).
 - ``SUPERLOOP_CONFIG_DIR``: directory of the mounted default catalogs (the chart's ConfigMap);
@@ -78,7 +83,8 @@ class Settings:
     metrics_port: int = 9090
     default_reconcile_interval_seconds: float = float(DEFAULT_RECONCILE_INTERVAL_SECONDS)
     namespaces: tuple[str, ...] = ()
-    status_refresh_seconds: float = 300.0
+    status_refresh_seconds: float = 0.0
+    fleet_recheck_seconds: float = 300.0
     control_confirm_timeout_seconds: int = 30
     control_confirm_interval_seconds: int = 2
     peering_name: str = ""
@@ -186,7 +192,8 @@ def fetch_settings(env: Mapping[str, str] | None = None) -> Settings:
             minimum=1.0,
         ),
         namespaces=namespaces,
-        status_refresh_seconds=_number(source, "SUPERLOOP_STATUS_REFRESH_SECONDS", 300.0),
+        status_refresh_seconds=_number(source, "SUPERLOOP_STATUS_REFRESH_SECONDS", 0.0),
+        fleet_recheck_seconds=_number(source, "SUPERLOOP_FLEET_RECHECK_SECONDS", 300.0),
         control_confirm_timeout_seconds=_integer(source, "SUPERLOOP_CONTROL_CONFIRM_TIMEOUT_SECONDS", 30),
         control_confirm_interval_seconds=_integer(source, "SUPERLOOP_CONTROL_CONFIRM_INTERVAL_SECONDS", 2),
         peering_name=source.get("SUPERLOOP_PEERING", "").strip(),

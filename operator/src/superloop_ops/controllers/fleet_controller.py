@@ -295,7 +295,7 @@ def _version(body: Mapping[str, Any]) -> tuple[str, str]:
 
 def _skip_when_unchanged(run: _Pass) -> None:
     """Stop here when this Fleet has no policy and its last full pass read the same inputs, less
-    than ``status_refresh_seconds`` ago (issue 12: a pass's cost follows change, not fleet size)."""
+    than ``fleet_recheck_seconds`` ago (issue 12: a pass's cost follows change, not fleet size)."""
     run.inputs = _read_inputs(run)
     if run.policy is not None:
         return  # a policy's rules also move with time (cooldowns, windows, suppression terms, reviews)
@@ -303,7 +303,7 @@ def _skip_when_unchanged(run: _Pass) -> None:
     if last is None or last[0] != run.inputs:
         run.deps.last_inputs.pop(run.key, None)  # recorded again when this pass completes
         return
-    if (run.deps.clock.now() - last[1]).total_seconds() >= run.deps.settings.status_refresh_seconds:
+    if (run.deps.clock.now() - last[1]).total_seconds() >= run.deps.settings.fleet_recheck_seconds:
         return
     raise _Unchanged
 

@@ -57,8 +57,8 @@ class ValidatedRegistry:
     validated_at: dt.datetime
 
     def fresh(self, now: dt.datetime, settings: Settings) -> bool:
-        """Validated less than ``status_refresh_seconds`` ago (rules with a clock are re-checked then)."""
-        return (now - self.validated_at).total_seconds() < settings.status_refresh_seconds
+        """Validated less than ``fleet_recheck_seconds`` ago (rules with a clock are re-checked then)."""
+        return (now - self.validated_at).total_seconds() < settings.fleet_recheck_seconds
 
 
 @dataclasses.dataclass

@@ -7,7 +7,8 @@ rewrite the journal with the same facts. The shell stats the artifacts (size, mo
 time, inode: an in-place append changes the first two, an atomic replace the last) and asks
 ``is_idle``; the memo of the last full pass says when the next full pass is due anyway: the
 first moment an ageing lag (ingest, liveness or heartbeat) or an approval wait crosses a
-threshold, or the status refresh period, whichever comes first.
+threshold, or the status refresh period when one is set, whichever comes first; ``None`` when
+nothing is ahead (every threshold crossed, no refresh): only a change brings a full pass back.
 """
 
 from __future__ import annotations
@@ -41,15 +42,18 @@ class IdleMemo:
     generation: int
     replay_request: str | None
     stamps: tuple[tuple[str, FileStamp], ...]
-    due: dt.datetime
+    due: dt.datetime | None  # None: nothing due by the mere passing of time
 
 
-def compute_next_due(status: Mapping[str, Any], *, now: dt.datetime, refresh_seconds: float) -> dt.datetime:
+def compute_next_due(
+    status: Mapping[str, Any], *, now: dt.datetime, refresh_seconds: float
+) -> dt.datetime | None:
     """The first moment a full pass is needed although no artifact changes: a lag reaching a
-    threshold it is still below, or the status refresh, whichever is first."""
+    threshold it is still below, or the status refresh (``refresh_seconds`` > 0), whichever is
+    first; ``None`` when neither is ahead."""
     health = as_mapping(status.get("health"))
     metrics, thresholds = as_mapping(health.get("metrics")), as_mapping(health.get("thresholds"))
-    wait = float(refresh_seconds)
+    waits = [float(refresh_seconds)] if refresh_seconds > 0 else []
     for lag_key, *threshold_keys in _AGEING_LAGS:
         lag = as_number(metrics.get(lag_key))
         if lag is None:
@@ -57,15 +61,15 @@ def compute_next_due(status: Mapping[str, Any], *, now: dt.datetime, refresh_sec
         for key in threshold_keys:
             threshold = as_number(thresholds.get(key))
             if threshold is not None and threshold >= lag:
-                wait = min(wait, threshold - lag + 1.0)  # one second past it: crossed either way
+                waits.append(threshold - lag + 1.0)  # one second past it: crossed either way
     for reason in health.get("reasons") or []:
         reason = as_mapping(reason)
         if reason.get("metric") not in _AGEING_REASONS:
             continue
         observed, threshold = _seconds(reason.get("observed")), _seconds(reason.get("threshold"))
         if observed is not None and threshold is not None and threshold >= observed:
-            wait = min(wait, threshold - observed + 1.0)
-    return now + dt.timedelta(seconds=max(wait, 0.0))
+            waits.append(threshold - observed + 1.0)
+    return now + dt.timedelta(seconds=max(min(waits), 0.0)) if waits else None
 
 
 def _seconds(value: Any) -> float | None:
@@ -92,5 +96,5 @@ def is_idle(
         memo.generation == generation
         and memo.replay_request == replay_request
         and memo.stamps == stamps
-        and now < memo.due
+        and (memo.due is None or now < memo.due)
     )

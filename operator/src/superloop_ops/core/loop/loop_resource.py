@@ -356,7 +356,8 @@ def needs_status_write(
     now: dt.datetime,
     refresh_seconds: float,
 ) -> bool:
-    """True when the new status says something new, or the old one is older than the refresh period."""
+    """True when the new status says something new, or the old one is older than the refresh
+    period (``refresh_seconds`` > 0; 0 = never)."""
     if compute_status_fingerprint(previous) != compute_status_fingerprint(new):
         return True
     return _refresh_due(previous, new, now=now, refresh_seconds=refresh_seconds)
@@ -367,6 +368,8 @@ def _refresh_due(
 ) -> bool:
     if previous is None:
         return True
+    if refresh_seconds <= 0:
+        return False  # no refresh: written on change only
     written = parse_ts(previous.get("lastReconcileAt"))
     if written is None:
         return new.get("lastReconcileAt") is not None
