@@ -15,11 +15,13 @@ round trip would cost about what it saves.
   A Loop goes to the same worker while that worker is free, so the worker's per-process memos of
   the Loop's events file (``transports.local``: its digest, the last position) stay warm; when it
   is busy, to the least busy one.
-- **Locks.** The pass in a worker takes the journal's ``flock`` (``reconcile_pass.run_reconcile``),
-  as a pass in a thread does: a worker's pass, a pass in another process (the CLI) and one in the
-  operator never interleave on one journal; a control run (``<ops>/.control.lock``) relates to a
-  pass in a worker exactly as to one in a thread, and the calling thread keeps the Loop's
-  in-process lock (``OperatorContext.lock_for``) for the whole pass.
+- **Locks.** The pass in a worker takes the journal's ``flock`` (``<ops>/.reconcile.lock``, in
+  ``reconcile_pass.run_reconcile``) as a pass in a thread does, so a worker's pass, a pass in the
+  operator's own process and one in another (the CLI) never interleave on one journal; the
+  calling thread keeps the Loop's in-process lock (``OperatorContext.lock_for``) for the whole
+  pass. A control run (a HandoffIntent) takes ``<ops>/.control.lock`` and writes other files
+  (whole-line appends, atomic renames): it never excluded a pass in a thread either, and relates
+  to a pass in a worker exactly as to one in a thread.
 - **A worker that dies** (killed, out of memory) fails its pass with ``PassWorkerLostError``, a
   temporary error: the pass is reported blocked (``internal_error``) and retried after
   ``WORKER_LOST_RETRY_SECONDS`` like any failed pass; the executor is replaced on the next pass
