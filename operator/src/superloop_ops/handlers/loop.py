@@ -14,7 +14,9 @@ and a fixed interval for timers): the Loop watch feeds one scheduler
 scheduler runs each due pass (``run_periodic_pass``) on its bounded pool at the Loop's
 ``reconcileIntervalSeconds``. The per-object lock keeps a periodic pass and a create/update
 handler of one Loop apart. No handler needs kopf's finalizer on a Loop (nothing to stop when it
-goes), so kopf adds none and removes the one older versions added.
+goes), so kopf adds none and removes the one older versions added. With a pass pool
+(``SUPERLOOP_LOOP_PASS_PROCESSES``), the file side of a pass with a large backlog runs in a worker
+process (``controllers.loop_pass_pool``) while the handler's thread waits; the rest stays here.
 """
 
 from __future__ import annotations
