@@ -228,12 +228,19 @@ def test_the_backlog_is_the_events_past_the_cursor_or_the_whole_file_for_a_repla
     assert loop_controller.compute_backlog_bytes(service, (), replay=True) == 0
 
 
-def test_no_pool_unless_processes_are_asked_for() -> None:
+def test_no_pool_unless_processes_are_asked_for_and_start_starts_each_worker() -> None:
     assert build_pass_pool(Settings()) is None
     pool = build_pass_pool(Settings(loop_pass_processes=2, loop_pass_process_min_bytes=10))
     assert pool is not None
-    assert (pool.processes, pool.min_bytes) == (2, 10)
-    pool.close()
+    assert (pool.processes, pool.min_bytes, pool.worker_pids()) == (2, 10, [None, None])
+    try:
+        pool.start()
+        pids = pool.worker_pids()
+        assert None not in pids
+        assert len(set(pids)) == 2
+        assert os.getpid() not in pids
+    finally:
+        pool.close()
 
 
 # --------------------------------------------------------------------------- lost workers

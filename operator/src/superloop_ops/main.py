@@ -10,6 +10,7 @@ for the handlers (``memo.operator``, plus ``memo.settings`` / ``memo.edge`` / ``
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -183,6 +184,8 @@ async def start_loop_scheduler(memo: kopf.Memo, **_: Any) -> None:
         functools.partial(_loop_handlers.run_periodic_pass, ctx=ctx), workers=ctx.settings.loop_pass_workers
     )
     ctx.pass_pool = build_pass_pool(ctx.settings)
+    if ctx.pass_pool is not None:  # started before the first (resume) passes need them
+        await asyncio.to_thread(ctx.pass_pool.start)
     scheduler.start()
     ctx.scheduler = scheduler
 

@@ -44,9 +44,10 @@ import os
 import signal
 import threading
 import zlib
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import Any, TypeVar
 
 from superloop_ops.controllers import loop_controller
 from superloop_ops.core.loop import loop_resource
@@ -56,6 +57,9 @@ from superloop_ops.errors import DependencyNotReadyError
 __all__ = ["WORKER_LOST_RETRY_SECONDS", "LoopPassPool", "PassOutcome", "PassWorkerLostError"]
 
 log = logging.getLogger(__name__)
+
+_A = TypeVar("_A")
+_R = TypeVar("_R")
 
 WORKER_LOST_RETRY_SECONDS = 5.0
 """How soon a pass whose worker was lost is tried again."""
@@ -81,6 +85,10 @@ def _start_worker(pid: Any, level: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _worker_pid(_: int) -> int:
+    return os.getpid()
+
+
 class _Worker:
     """One worker process behind a one-process executor, replaced when it is lost."""
 
@@ -91,16 +99,16 @@ class _Worker:
         self._pid: Any = None
         self.in_flight = 0  # changed under the pool's guard
 
-    def submit(self, job: loop_controller.LoopPassJob) -> tuple[ProcessPoolExecutor, Future[PassOutcome]]:
+    def submit(self, fn: Callable[[_A], _R], argument: _A) -> tuple[ProcessPoolExecutor, Future[_R]]:
         with self._guard:
             executor = self._executor or self._start()
             try:
-                return executor, executor.submit(loop_controller.run_loop_pass_job, job)
+                return executor, executor.submit(fn, argument)
             except BrokenProcessPool:  # it died while idle: no pass was lost, start another
                 log.warning("a Loop pass worker process died while idle; starting another")
                 executor.shutdown(wait=False, cancel_futures=True)
                 executor = self._start()
-                return executor, executor.submit(loop_controller.run_loop_pass_job, job)
+                return executor, executor.submit(fn, argument)
 
     def _start(self) -> ProcessPoolExecutor:
         self._pid = self._context.Value("i", 0, lock=False)
@@ -168,6 +176,13 @@ class LoopPassPool:
         """The pid of each worker process (None where none is running yet)."""
         return [worker.pid for worker in self._workers]
 
+    def start(self) -> None:
+        """Start every worker process now, so that the first passes (the catch-up after a
+        restart) do not wait for one to start; raises when a worker cannot start."""
+        for worker in self._workers:
+            _, future = worker.submit(_worker_pid, 0)
+            future.result(timeout=self.timeout_seconds)
+
     def takes(self, backlog_bytes: int) -> bool:
         """Whether a pass with this many new event bytes runs in a worker."""
         return backlog_bytes >= self.min_bytes
@@ -198,7 +213,7 @@ class LoopPassPool:
         return chosen
 
     def _await(self, worker: _Worker, key: str, job: loop_controller.LoopPassJob) -> PassOutcome:
-        executor, future = worker.submit(job)
+        executor, future = worker.submit(loop_controller.run_loop_pass_job, job)
         try:
             return future.result(timeout=self.timeout_seconds)
         except TimeoutError:
