@@ -6,6 +6,7 @@ pass only: the journal stays whole, no event is lost or ingested twice, the next
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import json
@@ -14,6 +15,7 @@ import shutil
 import signal
 import threading
 import time
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,7 @@ from superloop_ops.engine.loop.reconcile_pass import RECONCILE_LOCK_FILE
 from superloop_ops.handlers import loop as loop_handlers
 from superloop_ops.handlers.context import OperatorContext
 from superloop_ops.journal import crash_points, locks
-from superloop_ops.main import build_pass_pool
+from superloop_ops.main import build_pass_pool, start_loop_scheduler, stop_loop_scheduler
 from superloop_ops.models.loop import Loop
 from superloop_ops.settings import Settings
 from superloop_ops.sim.simulator import Simulator
@@ -241,6 +243,24 @@ def test_no_pool_unless_processes_are_asked_for_and_start_starts_each_worker() -
         assert os.getpid() not in pids
     finally:
         pool.close()
+
+
+def test_the_operator_starts_its_workers_with_the_scheduler_and_stops_them_at_cleanup(tmp_path: Path) -> None:
+    repo, clock = _local_loop(tmp_path)
+    ctx, _ = _operator(tmp_path, repo, clock, None)
+    ctx.settings = dataclasses.replace(ctx.settings, loop_pass_processes=1)
+    memo = types.SimpleNamespace(operator=ctx)
+
+    async def lifecycle() -> list[int | None]:
+        await start_loop_scheduler(memo)  # type: ignore[arg-type]
+        assert ctx.pass_pool is not None
+        pids = ctx.pass_pool.worker_pids()
+        await stop_loop_scheduler(memo)  # type: ignore[arg-type]
+        return pids
+
+    pids = asyncio.run(lifecycle())
+    assert pids[0] is not None
+    _wait_gone(pids[0])
 
 
 # --------------------------------------------------------------------------- lost workers
