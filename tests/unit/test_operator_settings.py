@@ -60,8 +60,16 @@ def test_values_from_the_environment() -> None:
             "SUPERLOOP_KOPF_WORKER_LIMIT": "16",
             "SUPERLOOP_KOPF_IDLE_SECONDS": "0.5",
             "SUPERLOOP_LIST_CHUNK_SIZE": "50",
+            "SUPERLOOP_LOOP_PASS_PROCESSES": "2",
+            "SUPERLOOP_LOOP_PASS_PROCESS_MIN_BYTES": "4096",
+            "SUPERLOOP_LOOP_PASS_PROCESS_TIMEOUT_SECONDS": "60",
         }
     )
+    assert (
+        settings.loop_pass_processes,
+        settings.loop_pass_process_min_bytes,
+        settings.loop_pass_process_timeout_seconds,
+    ) == (2, 4096, 60.0)
     assert (settings.loop_pass_workers, settings.kopf_worker_limit) == (8, 16)
     assert (settings.kopf_idle_seconds, settings.list_chunk_size) == (0.5, 50)
     assert settings.pvc_dirs == {("team", "claim-a"): Path("/data/a"), ("team", "claim-b"): Path("/data/b")}
@@ -93,6 +101,8 @@ def test_sub_path_must_stay_inside_the_claim(sub_path: str) -> None:
         ({"SUPERLOOP_LOOP_PASS_WORKERS": "0"}, "at least 1"),
         ({"SUPERLOOP_KOPF_WORKER_LIMIT": "-3"}, "non-negative integer"),
         ({"SUPERLOOP_KOPF_IDLE_SECONDS": "0"}, ">= 0.1"),
+        ({"SUPERLOOP_LOOP_PASS_PROCESSES": "-1"}, "non-negative integer"),
+        ({"SUPERLOOP_LOOP_PASS_PROCESS_TIMEOUT_SECONDS": "0.5"}, ">= 1"),
     ],
 )
 def test_bad_values_fail_closed(env: dict[str, str], message: str) -> None:

@@ -10,6 +10,7 @@ for the handlers (``memo.operator``, plus ``memo.settings`` / ``memo.edge`` / ``
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -20,6 +21,7 @@ import kopf
 from superloop_ops import metrics as metrics_mod
 from superloop_ops import settings as settings_mod
 from superloop_ops.clock import SystemClock
+from superloop_ops.controllers.loop_pass_pool import LoopPassPool
 from superloop_ops.controllers.loop_scheduler import PassScheduler
 from superloop_ops.core.common.shards import Shard, compute_watch_selector
 from superloop_ops.handlers import fleet as _fleet_handlers  # registers handlers
@@ -35,6 +37,7 @@ from superloop_ops.k8s.fleet_edge import KubernetesFleetEdge
 
 __all__ = [
     "bound_kopf",
+    "build_pass_pool",
     "configure_persistence",
     "configure_watch_selectors",
     "on_cleanup",
@@ -180,8 +183,22 @@ async def start_loop_scheduler(memo: kopf.Memo, **_: Any) -> None:
     scheduler = PassScheduler(
         functools.partial(_loop_handlers.run_periodic_pass, ctx=ctx), workers=ctx.settings.loop_pass_workers
     )
+    ctx.pass_pool = build_pass_pool(ctx.settings)
+    if ctx.pass_pool is not None:  # started before the first (resume) passes need them
+        await asyncio.to_thread(ctx.pass_pool.start)
     scheduler.start()
     ctx.scheduler = scheduler
+
+
+def build_pass_pool(settings: settings_mod.Settings) -> LoopPassPool | None:
+    """The pass pool ``SUPERLOOP_LOOP_PASS_PROCESSES`` asks for (None for 0: passes run in threads)."""
+    if settings.loop_pass_processes < 1:
+        return None
+    return LoopPassPool(
+        settings.loop_pass_processes,
+        min_bytes=settings.loop_pass_process_min_bytes,
+        timeout_seconds=settings.loop_pass_process_timeout_seconds,
+    )
 
 
 @kopf.on.cleanup()
@@ -190,6 +207,8 @@ async def stop_loop_scheduler(memo: kopf.Memo, **_: Any) -> None:
     ctx = getattr(memo, "operator", None)
     if isinstance(ctx, OperatorContext) and ctx.scheduler is not None:
         await ctx.scheduler.stop()
+    if isinstance(ctx, OperatorContext) and ctx.pass_pool is not None:
+        ctx.pass_pool.close()
 
 
 @kopf.on.cleanup()

@@ -39,6 +39,13 @@ Environment variables (all optional):
   (``core.common.shards``).
 - ``SUPERLOOP_LOOP_PASS_WORKERS``: threads that run the periodic Loop passes (one scheduler for
   every Loop, ``controllers.loop_scheduler``); due passes wait when all are busy (default 4).
+- ``SUPERLOOP_LOOP_PASS_PROCESSES``: worker processes that run the file side of a Loop pass with
+  a large backlog on other cores (``controllers.loop_pass_pool``); default 0: every pass runs in
+  the calling thread, under the one GIL (docs/benchmarks.md "Catch-up on more than one core" has
+  why 0 and not one per core). ``SUPERLOOP_LOOP_PASS_PROCESS_MIN_BYTES``: a pass goes to a worker
+  only when it has at least this many new event bytes to ingest (default 262144; below it the
+  round trip costs about what it saves). ``SUPERLOOP_LOOP_PASS_PROCESS_TIMEOUT_SECONDS``: a pass
+  in a worker that takes longer is given up, its worker killed and the pass retried (default 300).
 - ``SUPERLOOP_KOPF_WORKER_LIMIT``: kopf's per-object workers alive at once
   (``settings.queueing.worker_limit``; each holds its object's latest body). Default 0: no
   limit (kopf's default). A limit bounds the workers, not the events: kopf queues every event of
@@ -93,6 +100,9 @@ class Settings:
     alert_pagerduty_url: str = ""
     shard: Shard = dataclasses.field(default_factory=Shard)
     loop_pass_workers: int = 4
+    loop_pass_processes: int = 0
+    loop_pass_process_min_bytes: int = 256 * 1024
+    loop_pass_process_timeout_seconds: float = 300.0
     kopf_worker_limit: int = 0
     kopf_idle_seconds: float = 2.0
     list_chunk_size: int = 100
@@ -204,6 +214,16 @@ def fetch_settings(env: Mapping[str, str] | None = None) -> Settings:
         alert_pagerduty_url=_url(source, "SUPERLOOP_ALERT_PAGERDUTY_URL"),
         shard=parse_shard(source.get("SUPERLOOP_SHARD", "")),
         loop_pass_workers=_positive(source, "SUPERLOOP_LOOP_PASS_WORKERS", Settings.loop_pass_workers),
+        loop_pass_processes=_integer(source, "SUPERLOOP_LOOP_PASS_PROCESSES", Settings.loop_pass_processes),
+        loop_pass_process_min_bytes=_integer(
+            source, "SUPERLOOP_LOOP_PASS_PROCESS_MIN_BYTES", Settings.loop_pass_process_min_bytes
+        ),
+        loop_pass_process_timeout_seconds=_number(
+            source,
+            "SUPERLOOP_LOOP_PASS_PROCESS_TIMEOUT_SECONDS",
+            Settings.loop_pass_process_timeout_seconds,
+            minimum=1.0,
+        ),
         kopf_worker_limit=_integer(source, "SUPERLOOP_KOPF_WORKER_LIMIT", Settings.kopf_worker_limit),
         kopf_idle_seconds=_number(
             source, "SUPERLOOP_KOPF_IDLE_SECONDS", Settings.kopf_idle_seconds, minimum=0.1

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from superloop_ops.clock import Clock
+from superloop_ops.controllers import loop_alerts
 from superloop_ops.core.common.jsonutil import JsonObject
 from superloop_ops.core.loop import control_rules, loop_resource, threshold_profiles
 from superloop_ops.core.loop.idle_pass import FileStamp
@@ -39,19 +40,23 @@ from superloop_ops.errors import ContractError, DependencyNotReadyError, Invalid
 from superloop_ops.journal import files
 from superloop_ops.models.loop import Loop
 from superloop_ops.settings import Settings
+from superloop_ops.transports import local
 from superloop_ops.transports.local import LoopPaths
 
 __all__ = [
+    "LoopPassJob",
     "LoopTarget",
     "SourceNotFoundError",
     "build_handoff_row",
     "build_loop_target",
     "build_reconcile_options",
+    "compute_backlog_bytes",
     "compute_input_paths",
     "compute_threshold_catalog_path",
     "fetch_journal_outcome",
     "run_loop_control",
     "run_loop_pass",
+    "run_loop_pass_job",
     "stat_inputs",
 ]
 
@@ -153,6 +158,28 @@ def stat_inputs(paths: tuple[Path, ...] | tuple[str, ...]) -> tuple[tuple[str, F
             continue
         stamps.append((str(path), (info.st_size, info.st_mtime_ns, info.st_ino)))
     return tuple(stamps)
+
+
+def compute_backlog_bytes(
+    target: LoopTarget, stamps: tuple[tuple[str, FileStamp], ...], *, replay: bool
+) -> int:
+    """The event bytes a pass of a local loop will ingest: the events file's size (from the
+    pass's ``stamps``) past the cursor's byte position; the whole file for a replay or a cursor
+    without a byte position. 0 for a sprite_service loop (its events come over HTTP)."""
+    if target.transport != "local":
+        return 0
+    events = str(LoopPaths.of(target.repo, target.loop_id).events)
+    stamp = dict(stamps).get(events)
+    if stamp is None:
+        return 0
+    size = stamp[0]
+    if replay:
+        return size
+    try:
+        position = local.read_cursor(target.ops_dir / "cursor.json")
+    except (ContractError, OSError):
+        return size
+    return max(0, size - (position.byte_offset or 0))
 
 
 def build_reconcile_options(
@@ -264,6 +291,37 @@ def run_loop_pass(
         replay_pending=replay_pending,
     )
     return view, result
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopPassJob:
+    """Everything one pass's file side needs, all picklable, so a worker process can run it
+    (``controllers.loop_pass_pool``): the hooks are rebuilt where the pass runs, from the alert
+    config, and the clock travels by value (``SystemClock``, or a ``FrozenClock`` in tests)."""
+
+    loop: Loop
+    target: LoopTarget
+    token: str | None = dataclasses.field(repr=False)
+    replay_token: str | None
+    replay_pending: bool
+    clock: Clock
+    alert_config: loop_alerts.LoopAlertConfig
+    pagerduty_url: str = ""
+    trace_id: str | None = None
+
+
+def run_loop_pass_job(job: LoopPassJob) -> tuple[loop_resource.LoopPassView, reconcile_pass.ReconcileResult]:
+    """``run_loop_pass`` of one job, in this thread or in a worker process alike."""
+    return run_loop_pass(
+        job.loop,
+        job.target,
+        token=job.token,
+        replay_token=job.replay_token,
+        replay_pending=job.replay_pending,
+        clock=job.clock,
+        hooks=loop_alerts.build_operator_hooks(job.alert_config, pagerduty_url=job.pagerduty_url),
+        trace_id=job.trace_id,
+    )
 
 
 def fetch_journal_outcome(target: LoopTarget, idempotency_key: str) -> JsonObject | None:

@@ -20,6 +20,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 from superloop_ops.clock import Clock
 from superloop_ops.controllers import fleet_objects
 from superloop_ops.controllers.k8s_events import EventSpec, post_events
+from superloop_ops.controllers.loop_pass_pool import LoopPassPool
 from superloop_ops.controllers.loop_scheduler import PassScheduler
 from superloop_ops.controllers.remediation_journal import new_trace_id
 from superloop_ops.core.common.shards import Shard
@@ -62,6 +63,9 @@ class OperatorContext:
     idle_memos: dict[str, IdleMemo] = dataclasses.field(default_factory=dict)
     scheduler: PassScheduler | None = None
     """The periodic Loop passes' scheduler (``controllers.loop_scheduler``), started by startup."""
+    pass_pool: LoopPassPool | None = None
+    """Worker processes for passes with a large backlog (``controllers.loop_pass_pool``); None:
+    every pass runs in its thread (``SUPERLOOP_LOOP_PASS_PROCESSES=0``)."""
     _guard: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     def lock_for(self, uid: str) -> threading.Lock:

@@ -14,7 +14,9 @@ and a fixed interval for timers): the Loop watch feeds one scheduler
 scheduler runs each due pass (``run_periodic_pass``) on its bounded pool at the Loop's
 ``reconcileIntervalSeconds``. The per-object lock keeps a periodic pass and a create/update
 handler of one Loop apart. No handler needs kopf's finalizer on a Loop (nothing to stop when it
-goes), so kopf adds none and removes the one older versions added.
+goes), so kopf adds none and removes the one older versions added. With a pass pool
+(``SUPERLOOP_LOOP_PASS_PROCESSES``), the file side of a pass with a large backlog runs in a worker
+process (``controllers.loop_pass_pool``) while the handler's thread waits; the rest stays here.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 
 import kopf
 
-from superloop_ops.controllers import loop_alerts, loop_controller, remediation_journal
+from superloop_ops.controllers import loop_alerts, loop_controller, loop_pass_pool, remediation_journal
 from superloop_ops.controllers.loop_scheduler import ScheduledLoop
 from superloop_ops.core.common.jsonutil import as_mapping, as_number
 from superloop_ops.core.loop import idle_pass, loop_resource, remediation
@@ -115,7 +117,7 @@ def _blocked_reason(exc: OperatorError) -> str:
         return "secret_not_found"
     if isinstance(exc, JournalWriteError):
         return "journal_unwritable"
-    if isinstance(exc, _UnexpectedError):
+    if isinstance(exc, _UnexpectedError | loop_pass_pool.PassWorkerLostError):
         return "internal_error"
     if isinstance(exc, SecretNotUsableError):
         return exc.reason_code
@@ -275,18 +277,18 @@ def _run_pass(
             ctx.edge,
             default_catalog=loop_alerts.compute_default_catalog_path(ctx.settings.config_dir),
         )
-        view, result = loop_controller.run_loop_pass(
-            loop,
-            target,
+        job = loop_controller.LoopPassJob(
+            loop=loop,
+            target=target,
             token=token,
             replay_token=replay.token,
             replay_pending=replay.pending,
             clock=ctx.clock,
-            hooks=loop_alerts.build_operator_hooks(
-                alert_config, pagerduty_url=ctx.settings.alert_pagerduty_url
-            ),
+            alert_config=alert_config,
+            pagerduty_url=ctx.settings.alert_pagerduty_url,
             trace_id=trace_id,
         )
+        view, result = _run_job(ctx, _key(ref), job, stamps)
         return _Pass(view, result, None, stamps, target)
     except Exception as exc:
         if not isinstance(exc, OperatorError):
@@ -299,6 +301,22 @@ def _run_pass(
             replay_pending=replay.request is not None and replay.pending,
         )
         return _Pass(blocked, None, exc)
+
+
+def _run_job(
+    ctx: OperatorContext,
+    key: str,
+    job: loop_controller.LoopPassJob,
+    stamps: tuple[tuple[str, FileStamp], ...],
+) -> loop_pass_pool.PassOutcome:
+    """The pass's file side: in a worker process when there is a pass pool and the pass has a
+    large enough backlog to ingest (``controllers.loop_pass_pool``), else in this thread."""
+    pool = ctx.pass_pool
+    if pool is not None and pool.takes(
+        loop_controller.compute_backlog_bytes(job.target, stamps, replay=job.replay_token is not None)
+    ):
+        return pool.run(key, job)
+    return loop_controller.run_loop_pass_job(job)
 
 
 _PRECONDITIONED_ATTEMPTS = 2
