@@ -52,6 +52,17 @@ def test_a_remediation_opens_once_is_carried_and_resolves() -> None:
     assert (again.record["traceId"], again.record["state"]) == ("t2", "open")
 
 
+def test_a_mark_tells_the_opening_the_carrying_and_the_resolution_apart() -> None:
+    opened = _carry(None, "success", "critical", T, 1).record
+    carried = _carry(opened, "failed", "degraded", "ignored", 2).record
+    resolved = _carry(carried, "success", "healthy", T, 3).record
+    assert remediation.mark_of({}) is None
+    assert remediation.mark_of(None) is None
+    assert remediation.mark_of({"remediation": opened}) == (T, "open")
+    assert remediation.mark_of({"remediation": carried}) == (T, "open")  # same record, health updated
+    assert remediation.mark_of({"remediation": resolved}) == (T, "resolved")
+
+
 def test_the_event_tag_round_trips_within_the_message_limit() -> None:
     assert trail.tag_message("m", None) == "m"
     tagged = trail.tag_message("x" * 2000, T)

@@ -24,6 +24,7 @@ from superloop_ops.controllers.loop_scheduler import PassScheduler
 from superloop_ops.controllers.remediation_journal import new_trace_id
 from superloop_ops.core.common.shards import Shard
 from superloop_ops.core.loop.idle_pass import IdleMemo
+from superloop_ops.core.loop.remediation import RemediationMark
 from superloop_ops.k8s.fleet_edge import FleetEdge
 from superloop_ops.metrics import OperatorMetrics
 from superloop_ops.settings import Settings
@@ -60,6 +61,9 @@ class OperatorContext:
     new_trace_id: Callable[[], str] = new_trace_id
     """Where a Loop pass's trace id comes from when no remediation is open (tests inject one)."""
     idle_memos: dict[str, IdleMemo] = dataclasses.field(default_factory=dict)
+    remediation_marks: dict[str, RemediationMark] = dataclasses.field(default_factory=dict)
+    """The remediation (trace id, state) this process last wrote into each Loop's status: a watched
+    body whose own differs may be older than that write (``handlers.loop``)."""
     scheduler: PassScheduler | None = None
     """The periodic Loop passes' scheduler (``controllers.loop_scheduler``), started by startup."""
     _guard: threading.Lock = dataclasses.field(default_factory=threading.Lock)

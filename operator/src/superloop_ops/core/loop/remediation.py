@@ -23,9 +23,11 @@ from superloop_ops.core.loop.loop_resource import EventSpec
 __all__ = [
     "OPEN",
     "RESOLVED",
+    "RemediationMark",
     "RemediationUpdate",
     "compute_remediation",
     "find_open_trace",
+    "mark_of",
 ]
 
 _UNHEALTHY = frozenset({"degraded", "critical"})
@@ -38,6 +40,16 @@ class RemediationUpdate:
     record: JsonObject | None
     row: JsonObject | None = None
     event: EventSpec | None = None
+
+
+RemediationMark = tuple[str, str]
+"""A remediation record's trace id and state: what tells one version of the record from the next."""
+
+
+def mark_of(status: Mapping[str, Any] | None) -> RemediationMark | None:
+    """The mark of a Loop status's remediation (None: the status has none)."""
+    record = _record((status or {}).get("remediation"))
+    return (str(record.get("traceId")), str(record.get("state"))) if record else None
 
 
 def _record(value: Any) -> Mapping[str, Any]:
