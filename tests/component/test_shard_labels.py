@@ -60,3 +60,4 @@ def test_shard_zero_labels_loops_and_intents_after_their_loop(tmp_path: Path) ->
     assert not stamps_shards({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}}, memo)
     assert not stamps_shards(loop, _memo(tmp_path, edge, Shard(1, 3)))
     assert not stamps_shards(loop, _memo(tmp_path, edge, Shard(0, 1)))
+    assert not stamps_shards(loop, types.SimpleNamespace())  # before startup stored a context

@@ -38,6 +38,8 @@ __all__ = [
     "fetch_context",
     "fetch_fleet_deps",
     "fetch_scheduler",
+    "fetch_shard",
+    "loop_name_of",
     "owns_intent_loop",
     "owns_loop",
     "post_events",
@@ -124,28 +126,34 @@ def fetch_fleet_deps(
     return deps
 
 
-def _shard(memo: Any) -> Shard:
+def fetch_shard(memo: Any) -> Shard:
+    """This replica's shard (``SUPERLOOP_SHARD``); the whole cluster when startup stored no context."""
     ctx = getattr(memo, "operator", None)
     return ctx.settings.shard if isinstance(ctx, OperatorContext) else Shard()
+
+
+def loop_name_of(intent: Mapping[str, Any]) -> str:
+    """The name of a HandoffIntent's Loop (``spec.loopRef.name``; empty when it has none)."""
+    return str(((intent.get("spec") or {}).get("loopRef") or {}).get("name", ""))
 
 
 def owns_loop(body: Mapping[str, Any], memo: Any, **_: Any) -> bool:
     """kopf ``when`` filter: this replica's shard owns the Loop (``SUPERLOOP_SHARD``)."""
     meta = body.get("metadata") or {}
-    return _shard(memo).owns(str(meta.get("namespace", "")), str(meta.get("name", "")), meta.get("labels"))
+    namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+    return fetch_shard(memo).owns(namespace, name, meta.get("labels"))
 
 
 def owns_intent_loop(body: Mapping[str, Any], memo: Any, **_: Any) -> bool:
     """kopf ``when`` filter: a HandoffIntent goes to the shard of its Loop (its own shard label
     pins it, as the Loop's does)."""
     meta = body.get("metadata") or {}
-    loop_name = str(((body.get("spec") or {}).get("loopRef") or {}).get("name", ""))
-    return _shard(memo).owns(str(meta.get("namespace", "")), loop_name, meta.get("labels"))
+    return fetch_shard(memo).owns(str(meta.get("namespace", "")), loop_name_of(body), meta.get("labels"))
 
 
 def runs_fleet_kinds(memo: Any, **_: Any) -> bool:
     """kopf ``when`` filter: the fleet kinds run on shard 0 only (one rollup across shards)."""
-    return _shard(memo).runs_fleet_kinds
+    return fetch_shard(memo).runs_fleet_kinds
 
 
 class PassOwner(Protocol):

@@ -19,7 +19,7 @@ import kopf
 
 from superloop_ops.core.common.shards import SHARD_LABEL, compute_shard_label
 from superloop_ops.errors import OperatorError
-from superloop_ops.handlers.context import OperatorContext, fetch_context
+from superloop_ops.handlers.context import OperatorContext, fetch_context, fetch_shard, loop_name_of
 from superloop_ops.k8s.edge import GROUP, VERSION, ObjectRef
 
 __all__ = ["label_intent_shard", "label_loop_shard", "stamps_shards"]
@@ -31,19 +31,12 @@ def stamps_shards(body: Mapping[str, Any], memo: Any, **_: Any) -> bool:
     """kopf ``when`` filter: this is shard 0 of several, and the object is not being deleted.
 
     Only objects that need a label pass (a handler that ran would be logged for every event)."""
-    ctx = getattr(memo, "operator", None)
-    if not isinstance(ctx, OperatorContext):
-        return False
-    shard = ctx.settings.shard
+    shard = fetch_shard(memo)
     meta = body.get("metadata") or {}
     if shard.count == 1 or shard.index != 0 or meta.get("deletionTimestamp"):
         return False
-    name = _loop_name(body) if body.get("kind") == "HandoffIntent" else str(meta.get("name", ""))
+    name = loop_name_of(body) if body.get("kind") == "HandoffIntent" else str(meta.get("name", ""))
     return compute_shard_label(str(meta.get("namespace", "")), name, _labels(body), shard.count) is not None
-
-
-def _loop_name(intent: Mapping[str, Any]) -> str:
-    return str(((intent.get("spec") or {}).get("loopRef") or {}).get("name", ""))
 
 
 def _labels(body: Mapping[str, Any]) -> Mapping[str, str]:
@@ -68,7 +61,7 @@ def label_intent_shard(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_:
     ctx = fetch_context(memo)
     meta = body.get("metadata") or {}
     namespace = str(meta.get("namespace", ""))
-    loop_name = _loop_name(body)
+    loop_name = loop_name_of(body)
     count = ctx.settings.shard.count
     if compute_shard_label(namespace, loop_name, _labels(body), count) is None:
         return  # labelled already (by its creator, or by this handler before)
