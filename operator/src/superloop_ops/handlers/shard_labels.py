@@ -57,16 +57,15 @@ def label_loop_shard(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: A
 
 @kopf.on.event(GROUP, VERSION, "handoffintents", when=stamps_shards)
 def label_intent_shard(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    """Give a HandoffIntent without a valid shard label its Loop's (the Loop is read only then)."""
+    """Give a HandoffIntent without a valid shard label its Loop's; a valid one is written in its
+    canonical form. ``stamps_shards`` lets through only intents that need a label (kopf decides on
+    the same body, in the same cycle, before this runs), so the Loop is read only for those."""
     ctx = fetch_context(memo)
     meta = body.get("metadata") or {}
     namespace = str(meta.get("namespace", ""))
     loop_name = loop_name_of(body)
-    count = ctx.settings.shard.count
-    if compute_shard_label(namespace, loop_name, _labels(body), count) is None:
-        return  # labelled already (by its creator, or by this handler before)
     owner = _loop_shard_label(ctx, namespace, loop_name)
-    wanted = compute_shard_label(namespace, loop_name, {}, count, owner=owner)
+    wanted = compute_shard_label(namespace, loop_name, _labels(body), ctx.settings.shard.count, owner=owner)
     if wanted is not None:
         patch.setdefault("metadata", {}).setdefault("labels", {})[SHARD_LABEL] = wanted
 
