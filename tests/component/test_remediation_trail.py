@@ -293,3 +293,36 @@ def test_a_pass_on_a_body_older_than_the_resolving_write_does_not_resolve_again(
     assert status["traceId"] == "trace-0002"  # a pass after the resolution has an id of its own
     assert _remediation_rows(tmp_path) == [("opened", "trace-0001"), ("resolved", "trace-0001")]
     assert _loop_reasons(edge, loop_name) == ["RemediationOpened", "RemediationResolved"]
+
+
+class _SlowPassClock(FrozenClock):
+    """Each reading a second after the last: a pass that takes seconds (a loaded machine)."""
+
+    def now(self) -> dt.datetime:
+        self.advance(1)
+        return super().now()
+
+
+def test_a_remediation_resolves_after_the_rows_of_the_pass_that_resolves_it(
+    tmp_path: Path,
+    edge: FakeEdge,
+    clock: FrozenClock,
+    ctx: OperatorContext,
+    sim: Simulator,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    loop_name = _materialise(edge, ctx)
+    clock.advance(600)
+    assert _loop_pass(edge, ctx, loop_name)["remediation"]["state"] == "open"
+    cancel_runtime(sim.repo_of(LOOP_ID))
+    sim.step()
+    ctx.clock = _SlowPassClock(clock.now())  # the resolving pass crosses seconds
+    resolved = _loop_pass(edge, ctx, loop_name)["remediation"]
+    assert resolved["state"] == "resolved"
+    code, shown = _trail(tmp_path, "trace-0001", capsys)
+    assert code == 0
+    last = shown["steps"][-2:]
+    assert [s["step"] for s in last] == ["health_pass", "resolved"]  # the pass found it healthy, then
+    assert "healthy" in last[0]["summary"]
+    assert last[0]["at"] <= last[1]["at"] == resolved["resolvedAt"]
+    assert resolved["openedAt"] < last[0]["at"]

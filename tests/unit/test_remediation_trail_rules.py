@@ -23,7 +23,7 @@ def _carry(
     return remediation.compute_remediation(
         previous, loop_id="l1", outcome=outcome, health_status=health,
         reason_codes=["x"] if health != "healthy" else [], trace_id=trace,
-        now=NOW + dt.timedelta(seconds=seconds),
+        started_at=NOW + dt.timedelta(seconds=seconds), finished_at=NOW + dt.timedelta(seconds=seconds + 2),
     )  # fmt: skip
 
 
@@ -43,7 +43,7 @@ def test_a_remediation_opens_once_is_carried_and_resolves() -> None:
     assert (carried.record["traceId"], carried.record["healthStatus"], carried.row) == (T, "degraded", None)
     resolved = _carry(carried.record, "success", "healthy", T, 3)
     assert resolved.record is not None
-    assert (resolved.record["state"], resolved.record["resolvedAt"]) == ("resolved", _at(3))
+    assert (resolved.record["state"], resolved.record["resolvedAt"]) == ("resolved", _at(5))  # at its end
     assert resolved.row is not None
     assert resolved.row["event"] == "resolved"
     assert remediation.find_open_trace({"remediation": resolved.record}) is None

@@ -154,7 +154,7 @@ class _Pass:
 
 
 def _carry_remediation(
-    done: _Pass, previous: Mapping[str, Any], started_at: dt.datetime
+    done: _Pass, previous: Mapping[str, Any], started_at: dt.datetime, finished_at: dt.datetime
 ) -> tuple[Any, list[loop_resource.EventSpec]]:
     """The pass's ``status.remediation`` and its Event, decided (and journaled) once per pass,
     before the status write: a write retried after a conflict carries the same record."""
@@ -163,7 +163,7 @@ def _carry_remediation(
     return remediation_journal.carry_remediation(
         target.ops_dir if target else None, loop_id=target.loop_id if target else "",
         previous=previous, outcome=view.outcome, health=health if isinstance(health, Mapping) else {},
-        trace_id=view.trace_id, now=started_at,
+        trace_id=view.trace_id, started_at=started_at, finished_at=finished_at,
     )  # fmt: skip
 
 
@@ -192,11 +192,13 @@ def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext, *, force: bool
             body = _fetch_fresh(ctx, ref, body)
             replay = _Replay.read(body)
         started = time.monotonic()
-        pass_started_at = ctx.clock.now()  # a remediation opens (or resolves) at its pass's start
+        pass_started_at = ctx.clock.now()  # a remediation opens at its pass's start, resolves at its end
         trace_id = remediation.find_open_trace(dict(body.get("status") or {})) or ctx.new_trace_id()
         done = _run_pass(body, ref, ctx, replay, trace_id)
         view, result, error = done.view, done.result, done.error
-        record, remediation_events = _carry_remediation(done, dict(body.get("status") or {}), pass_started_at)
+        record, remediation_events = _carry_remediation(
+            done, dict(body.get("status") or {}), pass_started_at, ctx.clock.now()
+        )
         previous, new_status, written = _write_status(ctx, ref, body, view, record)
         _remember_remediation(ctx, key, new_status)
         post_events(ctx.edge, ref, loop_resource.compute_loop_events(previous, new_status), log)
