@@ -102,6 +102,9 @@ def test_a_remediation_has_one_trail_and_a_stale_approval_lapses(env: Env) -> No
         timeout=60, what="the remediation resolved (the cancelled run is healthy)",
     )  # fmt: skip
     assert env.status("loops", loop_name)["remediation"]["traceId"] == trace
+    # the resolution's Event is posted after the status write seen above (the trail reads Events
+    # from the API: taken before it, the trail would gain a step up to the resolution later)
+    _eventually(lambda: "RemediationResolved" in env.events(loop_name), what="the RemediationResolved Event")
     # the trail, by Loop, by HandoffIntent and by trace id
     shown = _trail(env, loop_name, "-o", "json")
     assert shown.returncode == 0, shown.stderr

@@ -9,6 +9,7 @@ the effect; the CLI prints every step of that trail in order.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import itertools
 import json
@@ -28,7 +29,7 @@ from superloop_ops.handlers import loop as loop_handlers
 from superloop_ops.handlers.context import OperatorContext, build_fleet_deps
 from superloop_ops.journal import files
 from superloop_ops.k8s.edge import ObjectRef
-from superloop_ops.sim.simulator import Simulator
+from superloop_ops.sim.simulator import Simulator, cancel_runtime
 
 NS = "trail-ns"
 API = "ops.superloop.dev/v1alpha1"
@@ -233,3 +234,95 @@ def test_an_autonomous_remediation_carries_the_loops_trace_id_and_its_decision_i
     assert kinds.index("fleet_candidate") < kinds.index("execution") < kinds.index("outcome")
     assert "approval" not in kinds
     assert "autonomously" in next(s["summary"] for s in shown["steps"] if s["step"] == "execution")
+
+
+# ---------------------------------------------------------------------------------------------
+# a pass working from a body older than the last status write (the scheduler's entry while the
+# create handler's pass runs: kopf delivers the Loop's next event only after that handler)
+
+
+def _materialise(edge: FakeEdge, ctx: OperatorContext) -> str:
+    _setup_fleet(edge)
+    deps = build_fleet_deps(ctx, edge)
+    deps.members = WatchedMembers(edge)
+    fleet_controller.reconcile_fleet(edge.get("fleets", "fl"), deps)
+    return owned_names.compute_loop_name("fl", LOOP_ID)
+
+
+def _remediation_rows(tmp_path: Path) -> list[tuple[str, str]]:
+    ops = tmp_path / "state" / NS / ".superloop" / "ops-manager" / LOOP_ID
+    return [(r["event"], r["traceId"]) for r in files.read_jsonl(ops / "telemetry" / "remediations.jsonl")]
+
+
+def _loop_reasons(edge: FakeEdge, name: str) -> list[str]:
+    return [e[2] for e in edge.events if e[0] == name and e[2].startswith("Remediation")]
+
+
+def test_a_pass_on_a_body_older_than_the_opening_write_carries_the_open_remediation(
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock, ctx: OperatorContext
+) -> None:
+    loop_name = _materialise(edge, ctx)
+    clock.advance(600)  # the heartbeat goes stale
+    watched = copy.deepcopy(edge.get("loops", loop_name))  # the scheduler's entry: no status yet
+    assert _loop_pass(edge, ctx, loop_name)["remediation"]["traceId"] == "trace-0001"  # the create pass
+    clock.advance(2)
+    loop_handlers.reconcile_loop(watched, ctx)  # the periodic pass, from the older body
+    status = edge.get("loops", loop_name)["status"]
+    assert (status["remediation"]["traceId"], status["remediation"]["state"]) == ("trace-0001", "open")
+    assert status["traceId"] == "trace-0001"  # the pass ran with the remediation's id
+    assert _remediation_rows(tmp_path) == [("opened", "trace-0001")]
+    assert _loop_reasons(edge, loop_name) == ["RemediationOpened"]
+
+
+def test_a_pass_on_a_body_older_than_the_resolving_write_does_not_resolve_again(
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock, ctx: OperatorContext, sim: Simulator
+) -> None:
+    loop_name = _materialise(edge, ctx)
+    clock.advance(600)
+    assert _loop_pass(edge, ctx, loop_name)["remediation"]["state"] == "open"
+    cancel_runtime(sim.repo_of(LOOP_ID))  # the run stops: the next pass finds the Loop healthy
+    sim.step()
+    clock.advance(5)
+    watched = copy.deepcopy(edge.get("loops", loop_name))  # still open, as the watch last saw it
+    resolved = _loop_pass(edge, ctx, loop_name)["remediation"]
+    assert (resolved["state"], resolved["traceId"]) == ("resolved", "trace-0001")
+    clock.advance(5)
+    loop_handlers.reconcile_loop(watched, ctx)
+    status = edge.get("loops", loop_name)["status"]
+    assert status["remediation"] == resolved  # resolvedAt stays the first resolution's
+    assert status["traceId"] == "trace-0002"  # a pass after the resolution has an id of its own
+    assert _remediation_rows(tmp_path) == [("opened", "trace-0001"), ("resolved", "trace-0001")]
+    assert _loop_reasons(edge, loop_name) == ["RemediationOpened", "RemediationResolved"]
+
+
+class _SlowPassClock(FrozenClock):
+    """Each reading a second after the last: a pass that takes seconds (a loaded machine)."""
+
+    def now(self) -> dt.datetime:
+        self.advance(1)
+        return super().now()
+
+
+def test_a_remediation_resolves_after_the_rows_of_the_pass_that_resolves_it(
+    tmp_path: Path,
+    edge: FakeEdge,
+    clock: FrozenClock,
+    ctx: OperatorContext,
+    sim: Simulator,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    loop_name = _materialise(edge, ctx)
+    clock.advance(600)
+    assert _loop_pass(edge, ctx, loop_name)["remediation"]["state"] == "open"
+    cancel_runtime(sim.repo_of(LOOP_ID))
+    sim.step()
+    ctx.clock = _SlowPassClock(clock.now())  # the resolving pass crosses seconds
+    resolved = _loop_pass(edge, ctx, loop_name)["remediation"]
+    assert resolved["state"] == "resolved"
+    code, shown = _trail(tmp_path, "trace-0001", capsys)
+    assert code == 0
+    last = shown["steps"][-2:]
+    assert [s["step"] for s in last] == ["health_pass", "resolved"]  # the pass found it healthy, then
+    assert "healthy" in last[0]["summary"]
+    assert last[0]["at"] <= last[1]["at"] == resolved["resolvedAt"]
+    assert resolved["openedAt"] < last[0]["at"]

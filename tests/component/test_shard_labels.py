@@ -60,3 +60,21 @@ def test_shard_zero_labels_loops_and_intents_after_their_loop(tmp_path: Path) ->
     assert not stamps_shards({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}}, memo)
     assert not stamps_shards(loop, _memo(tmp_path, edge, Shard(1, 3)))
     assert not stamps_shards(loop, _memo(tmp_path, edge, Shard(0, 1)))
+    assert not stamps_shards(loop, types.SimpleNamespace())  # before startup stored a context
+
+
+def test_an_intents_valid_label_is_kept_in_its_canonical_form_as_a_loops(tmp_path: Path) -> None:
+    edge = FakeEdge("ns")
+    memo = _memo(tmp_path, edge, Shard(0, 3))
+    edge.add("loops", {"metadata": {"name": "b", "labels": {SHARD_LABEL: "1"}}})
+    loop = {"metadata": {"namespace": "ns", "name": "a", "labels": {SHARD_LABEL: "02"}}}
+    intent = {
+        "kind": "HandoffIntent",
+        "metadata": {"namespace": "ns", "name": "i", "labels": {SHARD_LABEL: "02"}},
+        "spec": {"loopRef": {"name": "b"}},
+    }
+    for body, handler in ((loop, label_loop_shard), (intent, label_intent_shard)):
+        assert stamps_shards(body, memo)  # "02" is shard 2, but the watch selector compares strings
+        patch: dict[str, Any] = {}
+        handler(body, patch, memo)
+        assert patch == {"metadata": {"labels": {SHARD_LABEL: "2"}}}  # pinned, not moved to its Loop's

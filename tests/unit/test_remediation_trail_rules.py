@@ -23,7 +23,7 @@ def _carry(
     return remediation.compute_remediation(
         previous, loop_id="l1", outcome=outcome, health_status=health,
         reason_codes=["x"] if health != "healthy" else [], trace_id=trace,
-        now=NOW + dt.timedelta(seconds=seconds),
+        started_at=NOW + dt.timedelta(seconds=seconds), finished_at=NOW + dt.timedelta(seconds=seconds + 2),
     )  # fmt: skip
 
 
@@ -43,13 +43,24 @@ def test_a_remediation_opens_once_is_carried_and_resolves() -> None:
     assert (carried.record["traceId"], carried.record["healthStatus"], carried.row) == (T, "degraded", None)
     resolved = _carry(carried.record, "success", "healthy", T, 3)
     assert resolved.record is not None
-    assert (resolved.record["state"], resolved.record["resolvedAt"]) == ("resolved", _at(3))
+    assert (resolved.record["state"], resolved.record["resolvedAt"]) == ("resolved", _at(5))  # at its end
     assert resolved.row is not None
     assert resolved.row["event"] == "resolved"
     assert remediation.find_open_trace({"remediation": resolved.record}) is None
     again = _carry(resolved.record, "failed", "unknown", "t2", 4)  # a failed pass is a signal too
     assert again.record is not None
     assert (again.record["traceId"], again.record["state"]) == ("t2", "open")
+
+
+def test_a_mark_tells_the_opening_the_carrying_and_the_resolution_apart() -> None:
+    opened = _carry(None, "success", "critical", T, 1).record
+    carried = _carry(opened, "failed", "degraded", "ignored", 2).record
+    resolved = _carry(carried, "success", "healthy", T, 3).record
+    assert remediation.mark_of({}) is None
+    assert remediation.mark_of(None) is None
+    assert remediation.mark_of({"remediation": opened}) == (T, "open")
+    assert remediation.mark_of({"remediation": carried}) == (T, "open")  # same record, health updated
+    assert remediation.mark_of({"remediation": resolved}) == (T, "resolved")
 
 
 def test_the_event_tag_round_trips_within_the_message_limit() -> None:

@@ -47,10 +47,12 @@ def carry_remediation(
     outcome: str,
     health: Mapping[str, Any],
     trace_id: str | None,
-    now: dt.datetime,
+    started_at: dt.datetime,
+    finished_at: dt.datetime,
 ) -> tuple[Any, list[EventSpec]]:
     """The Loop's ``status.remediation`` after this pass (None: none) and the Event to post
-    (journal written). ``health`` is the pass's health document.
+    (journal written). ``health`` is the pass's health document; a remediation opens at the
+    pass's start and resolves at its end (``core.loop.remediation``).
 
     A pass that did not run (blocked, suspended) keeps the previous record as it is.
     """
@@ -59,7 +61,8 @@ def carry_remediation(
         return kept, []
     update = remediation.compute_remediation(
         kept, loop_id=loop_id, outcome=outcome, health_status=health.get("status"),
-        reason_codes=list(health.get("reasonCodes") or []), trace_id=trace_id, now=now,
+        reason_codes=list(health.get("reasonCodes") or []), trace_id=trace_id, started_at=started_at,
+        finished_at=finished_at,
     )  # fmt: skip
     if update.row is not None and ops_dir is not None:
         files.append_jsonl(ops_dir / "telemetry" / REMEDIATIONS_FILE, [update.row])

@@ -25,6 +25,7 @@ from superloop_ops.controllers.loop_scheduler import PassScheduler
 from superloop_ops.controllers.remediation_journal import new_trace_id
 from superloop_ops.core.common.shards import Shard
 from superloop_ops.core.loop.idle_pass import IdleMemo
+from superloop_ops.core.loop.remediation import RemediationMark
 from superloop_ops.k8s.fleet_edge import FleetEdge
 from superloop_ops.metrics import OperatorMetrics
 from superloop_ops.settings import Settings
@@ -38,6 +39,8 @@ __all__ = [
     "fetch_context",
     "fetch_fleet_deps",
     "fetch_scheduler",
+    "fetch_shard",
+    "loop_name_of",
     "owns_intent_loop",
     "owns_loop",
     "post_events",
@@ -61,6 +64,9 @@ class OperatorContext:
     new_trace_id: Callable[[], str] = new_trace_id
     """Where a Loop pass's trace id comes from when no remediation is open (tests inject one)."""
     idle_memos: dict[str, IdleMemo] = dataclasses.field(default_factory=dict)
+    remediation_marks: dict[str, RemediationMark] = dataclasses.field(default_factory=dict)
+    """The remediation (trace id, state) this process last wrote into each Loop's status: a watched
+    body whose own differs may be older than that write (``handlers.loop``)."""
     scheduler: PassScheduler | None = None
     """The periodic Loop passes' scheduler (``controllers.loop_scheduler``), started by startup."""
     pass_pool: LoopPassPool | None = None
@@ -124,28 +130,34 @@ def fetch_fleet_deps(
     return deps
 
 
-def _shard(memo: Any) -> Shard:
+def fetch_shard(memo: Any) -> Shard:
+    """This replica's shard (``SUPERLOOP_SHARD``); the whole cluster when startup stored no context."""
     ctx = getattr(memo, "operator", None)
     return ctx.settings.shard if isinstance(ctx, OperatorContext) else Shard()
+
+
+def loop_name_of(intent: Mapping[str, Any]) -> str:
+    """The name of a HandoffIntent's Loop (``spec.loopRef.name``; empty when it has none)."""
+    return str(((intent.get("spec") or {}).get("loopRef") or {}).get("name", ""))
 
 
 def owns_loop(body: Mapping[str, Any], memo: Any, **_: Any) -> bool:
     """kopf ``when`` filter: this replica's shard owns the Loop (``SUPERLOOP_SHARD``)."""
     meta = body.get("metadata") or {}
-    return _shard(memo).owns(str(meta.get("namespace", "")), str(meta.get("name", "")), meta.get("labels"))
+    namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+    return fetch_shard(memo).owns(namespace, name, meta.get("labels"))
 
 
 def owns_intent_loop(body: Mapping[str, Any], memo: Any, **_: Any) -> bool:
     """kopf ``when`` filter: a HandoffIntent goes to the shard of its Loop (its own shard label
     pins it, as the Loop's does)."""
     meta = body.get("metadata") or {}
-    loop_name = str(((body.get("spec") or {}).get("loopRef") or {}).get("name", ""))
-    return _shard(memo).owns(str(meta.get("namespace", "")), loop_name, meta.get("labels"))
+    return fetch_shard(memo).owns(str(meta.get("namespace", "")), loop_name_of(body), meta.get("labels"))
 
 
 def runs_fleet_kinds(memo: Any, **_: Any) -> bool:
     """kopf ``when`` filter: the fleet kinds run on shard 0 only (one rollup across shards)."""
-    return _shard(memo).runs_fleet_kinds
+    return fetch_shard(memo).runs_fleet_kinds
 
 
 class PassOwner(Protocol):

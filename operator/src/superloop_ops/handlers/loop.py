@@ -156,7 +156,7 @@ class _Pass:
 
 
 def _carry_remediation(
-    done: _Pass, previous: Mapping[str, Any], started_at: dt.datetime
+    done: _Pass, previous: Mapping[str, Any], started_at: dt.datetime, finished_at: dt.datetime
 ) -> tuple[Any, list[loop_resource.EventSpec]]:
     """The pass's ``status.remediation`` and its Event, decided (and journaled) once per pass,
     before the status write: a write retried after a conflict carries the same record."""
@@ -165,7 +165,7 @@ def _carry_remediation(
     return remediation_journal.carry_remediation(
         target.ops_dir if target else None, loop_id=target.loop_id if target else "",
         previous=previous, outcome=view.outcome, health=health if isinstance(health, Mapping) else {},
-        trace_id=view.trace_id, now=started_at,
+        trace_id=view.trace_id, started_at=started_at, finished_at=finished_at,
     )  # fmt: skip
 
 
@@ -176,8 +176,10 @@ def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext, *, force: bool
     Works from the watched body (no GET per pass): the status patch carries its
     ``resourceVersion``, so a body older than the stored object is caught by a conflict, read
     again and the patch recomputed. An unhandled replay request is confirmed on a fresh read
-    before it runs, so a stale body cannot replay twice. Unless ``force``, a pass that would find
-    nothing new (``core.idle_pass``) is only a few stat() calls: no journal write, no API call.
+    before it runs, so a stale body cannot replay twice; so is a remediation other than the one
+    this process last wrote (``_predates_own_write``), so a stale body cannot open or resolve one
+    twice. Unless ``force``, a pass that would find nothing new (``core.idle_pass``) is only a
+    few stat() calls: no journal write, no API call.
     """
     ref = loop_ref(body)
     key = _key(ref)
@@ -188,16 +190,19 @@ def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext, *, force: bool
             ctx.metrics.record_loop_pass(ref.namespace, ref.name, ctx.clock.now().timestamp(), idle=True)
             return PassReport("idle", False, dict(body.get("status") or {}))
         ctx.idle_memos.pop(key, None)
-        if replay.token is not None:
+        if replay.token is not None or _predates_own_write(ctx, key, body):
             body = _fetch_fresh(ctx, ref, body)
             replay = _Replay.read(body)
         started = time.monotonic()
-        pass_started_at = ctx.clock.now()  # a remediation opens (or resolves) at its pass's start
+        pass_started_at = ctx.clock.now()  # a remediation opens at its pass's start, resolves at its end
         trace_id = remediation.find_open_trace(dict(body.get("status") or {})) or ctx.new_trace_id()
         done = _run_pass(body, ref, ctx, replay, trace_id)
         view, result, error = done.view, done.result, done.error
-        record, remediation_events = _carry_remediation(done, dict(body.get("status") or {}), pass_started_at)
+        record, remediation_events = _carry_remediation(
+            done, dict(body.get("status") or {}), pass_started_at, ctx.clock.now()
+        )
         previous, new_status, written = _write_status(ctx, ref, body, view, record)
+        _remember_remediation(ctx, key, new_status)
         post_events(ctx.edge, ref, loop_resource.compute_loop_events(previous, new_status), log)
         post_events(ctx.edge, ref, remediation_events, log)
         _observe(ctx, ref, view, new_status, time.monotonic() - started, error, result is not None)
@@ -207,6 +212,20 @@ def reconcile_loop(body: Mapping[str, Any], ctx: OperatorContext, *, force: bool
         _remember(ctx, key, body, replay, done, new_status)
     retry = error.delay if isinstance(error, DependencyNotReadyError) else None
     return PassReport(view.outcome, written, new_status, error, retry)
+
+
+def _predates_own_write(ctx: OperatorContext, key: str, body: Mapping[str, Any]) -> bool:
+    """The body's remediation is not the one this process last wrote: the body may be older than
+    that write (a pass's status event reaches the scheduler's entry, and the handlers' bodies,
+    only after kopf's handler of the previous event returns)."""
+    written = ctx.remediation_marks.get(key)
+    return written is not None and written != remediation.mark_of(body.get("status"))
+
+
+def _remember_remediation(ctx: OperatorContext, key: str, status: Mapping[str, Any]) -> None:
+    mark = remediation.mark_of(status)
+    if mark is not None:
+        ctx.remediation_marks[key] = mark
 
 
 def _is_idle(ctx: OperatorContext, key: str, body: Mapping[str, Any], replay: _Replay) -> bool:
@@ -450,6 +469,7 @@ async def on_loop_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, 
     if deleted or (body.get("metadata") or {}).get("deletionTimestamp") or not owned:
         if scheduler.remove(key) or (deleted and owned):
             ctx.idle_memos.pop(key, None)
+            ctx.remediation_marks.pop(key, None)
             ctx.metrics.forget_loop(ref.namespace, ref.name)
         return
     scheduler.upsert(ScheduledLoop.from_body(key, _interval(body, ctx), body))

@@ -19,7 +19,7 @@ import kopf
 
 from superloop_ops.core.common.shards import SHARD_LABEL, compute_shard_label
 from superloop_ops.errors import OperatorError
-from superloop_ops.handlers.context import OperatorContext, fetch_context
+from superloop_ops.handlers.context import OperatorContext, fetch_context, fetch_shard, loop_name_of
 from superloop_ops.k8s.edge import GROUP, VERSION, ObjectRef
 
 __all__ = ["label_intent_shard", "label_loop_shard", "stamps_shards"]
@@ -31,19 +31,12 @@ def stamps_shards(body: Mapping[str, Any], memo: Any, **_: Any) -> bool:
     """kopf ``when`` filter: this is shard 0 of several, and the object is not being deleted.
 
     Only objects that need a label pass (a handler that ran would be logged for every event)."""
-    ctx = getattr(memo, "operator", None)
-    if not isinstance(ctx, OperatorContext):
-        return False
-    shard = ctx.settings.shard
+    shard = fetch_shard(memo)
     meta = body.get("metadata") or {}
     if shard.count == 1 or shard.index != 0 or meta.get("deletionTimestamp"):
         return False
-    name = _loop_name(body) if body.get("kind") == "HandoffIntent" else str(meta.get("name", ""))
+    name = loop_name_of(body) if body.get("kind") == "HandoffIntent" else str(meta.get("name", ""))
     return compute_shard_label(str(meta.get("namespace", "")), name, _labels(body), shard.count) is not None
-
-
-def _loop_name(intent: Mapping[str, Any]) -> str:
-    return str(((intent.get("spec") or {}).get("loopRef") or {}).get("name", ""))
 
 
 def _labels(body: Mapping[str, Any]) -> Mapping[str, str]:
@@ -64,16 +57,15 @@ def label_loop_shard(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: A
 
 @kopf.on.event(GROUP, VERSION, "handoffintents", when=stamps_shards)
 def label_intent_shard(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    """Give a HandoffIntent without a valid shard label its Loop's (the Loop is read only then)."""
+    """Give a HandoffIntent without a valid shard label its Loop's; a valid one is written in its
+    canonical form. ``stamps_shards`` lets through only intents that need a label (kopf decides on
+    the same body, in the same cycle, before this runs), so the Loop is read only for those."""
     ctx = fetch_context(memo)
     meta = body.get("metadata") or {}
     namespace = str(meta.get("namespace", ""))
-    loop_name = _loop_name(body)
-    count = ctx.settings.shard.count
-    if compute_shard_label(namespace, loop_name, _labels(body), count) is None:
-        return  # labelled already (by its creator, or by this handler before)
+    loop_name = loop_name_of(body)
     owner = _loop_shard_label(ctx, namespace, loop_name)
-    wanted = compute_shard_label(namespace, loop_name, {}, count, owner=owner)
+    wanted = compute_shard_label(namespace, loop_name, _labels(body), ctx.settings.shard.count, owner=owner)
     if wanted is not None:
         patch.setdefault("metadata", {}).setdefault("labels", {})[SHARD_LABEL] = wanted
 

@@ -23,9 +23,11 @@ from superloop_ops.core.loop.loop_resource import EventSpec
 __all__ = [
     "OPEN",
     "RESOLVED",
+    "RemediationMark",
     "RemediationUpdate",
     "compute_remediation",
     "find_open_trace",
+    "mark_of",
 ]
 
 _UNHEALTHY = frozenset({"degraded", "critical"})
@@ -38,6 +40,16 @@ class RemediationUpdate:
     record: JsonObject | None
     row: JsonObject | None = None
     event: EventSpec | None = None
+
+
+RemediationMark = tuple[str, str]
+"""A remediation record's trace id and state: what tells one version of the record from the next."""
+
+
+def mark_of(status: Mapping[str, Any] | None) -> RemediationMark | None:
+    """The mark of a Loop status's remediation (None: the status has none)."""
+    record = _record((status or {}).get("remediation"))
+    return (str(record.get("traceId")), str(record.get("state"))) if record else None
 
 
 def _record(value: Any) -> Mapping[str, Any]:
@@ -56,11 +68,15 @@ def compute_remediation(
     health_status: Any,
     reason_codes: list[str],
     trace_id: str,
-    now: dt.datetime,
+    started_at: dt.datetime,
+    finished_at: dt.datetime,
 ) -> RemediationUpdate:
     """Open, carry or resolve the remediation after one pass (``outcome`` success or failed).
 
     ``trace_id`` is the pass's own: it becomes the remediation's id when this pass opens one.
+    A remediation opens at its pass's start and resolves at its pass's end, so every row its
+    passes wrote lies between the two: a trail shows the signal before the pass's escalations and
+    the resolution after the health pass that found the Loop healthy, whatever a pass took.
     """
     prev = dict(_record(previous)) or None
     is_open = prev is not None and prev.get("state") == OPEN
@@ -72,13 +88,13 @@ def compute_remediation(
         return RemediationUpdate({**prev, "healthStatus": health, "reasonCodes": codes})
     if bad:
         record: JsonObject = {
-            "traceId": trace_id, "state": OPEN, "openedAt": format_ts(now), "healthStatus": health,
+            "traceId": trace_id, "state": OPEN, "openedAt": format_ts(started_at), "healthStatus": health,
             "reasonCodes": codes,
         }  # fmt: skip
         message = f"{health} ({', '.join(codes) or outcome}): remediation opened"
         return RemediationUpdate(
             record,
-            _row(loop_id, "opened", record, now),
+            _row(loop_id, "opened", record, started_at),
             EventSpec("Warning", "RemediationOpened", message),
         )
     if is_open:
@@ -86,14 +102,14 @@ def compute_remediation(
         record = {
             **prev,
             "state": RESOLVED,
-            "resolvedAt": format_ts(now),
+            "resolvedAt": format_ts(finished_at),
             "healthStatus": health,
             "reasonCodes": codes,
         }
         message = f"{health} again after {prev.get('openedAt')}: remediation resolved"
         return RemediationUpdate(
             record,
-            _row(loop_id, "resolved", record, now),
+            _row(loop_id, "resolved", record, finished_at),
             EventSpec("Normal", "RemediationResolved", message),
         )
     return RemediationUpdate(prev)
