@@ -216,7 +216,21 @@ def test_helm_template_shards(cluster: Cluster) -> None:
     assert deployment["metadata"]["name"] == "rel-superloop-ops"
     env = {e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert "SUPERLOOP_SHARD" not in env
+    assert "SUPERLOOP_LOOP_PASS_PROCESSES" not in env
     assert cluster.helm("template", "x", str(CHART), "--set", "shards=0", check=False).returncode != 0
+
+
+def test_helm_template_pass_processes(cluster: Cluster) -> None:
+    """Issue 12, item 3: passProcesses=n sets SUPERLOOP_LOOP_PASS_PROCESSES on every shard's pod;
+    a negative count fails the schema."""
+    docs = _render(cluster, "shards=2", "passProcesses=2")
+    deployments = [d for d in docs if d["kind"] == "Deployment"]
+    assert len(deployments) == 2
+    for deployment in deployments:
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert {e["name"]: e.get("value") for e in container["env"]}["SUPERLOOP_LOOP_PASS_PROCESSES"] == "2"
+    refused = cluster.helm("template", "x", str(CHART), "--set", "passProcesses=-1", check=False)
+    assert refused.returncode != 0
 
 
 def test_helm_template_probe_values(cluster: Cluster) -> None:
