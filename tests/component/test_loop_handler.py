@@ -240,6 +240,30 @@ def test_idle_periodic_pass_writes_nothing_until_something_changes_or_is_due(
     assert edge.get("loops", "idle")["status"]["health"]["metrics"]["ingestLagSeconds"] >= 300
 
 
+def test_by_default_an_idle_loop_past_every_threshold_stays_idle_for_days(
+    tmp_path: Path, edge: FakeEdge, clock: FrozenClock
+) -> None:
+    """Issue 12 at 10,000 Loops: with the default settings (no status refresh) a finished Loop
+    whose lags crossed every threshold is not passed in full again, nor its status rewritten,
+    until something changes; then it is."""
+    _, repo = _sim(tmp_path, clock, "complete", 12)
+    ctx = build_context(tmp_path, edge, clock, {"claim-a": repo}, control_confirm_timeout_seconds=20)
+    assert ctx.settings.status_refresh_seconds == 0.0
+    edge.add("loops", _loop("done", "complete-1"))
+    clock.advance(2 * 86_400)  # every lag (events, and the files' mtimes) is past its critical threshold
+    assert loop_handlers.reconcile_loop(edge.get("loops", "done"), ctx).outcome == "success"
+    (memo,) = ctx.idle_memos.values()
+    assert memo.due is None  # nothing ahead by the mere passing of time
+    journal = tmp_path / "state" / NS
+    before = (_journal_stamps(journal), len(edge.status_patches), edge.gets, len(edge.events))
+    for _ in range(3):
+        clock.advance(86_400)
+        assert loop_handlers.reconcile_loop(edge.get("loops", "done"), ctx, force=False).outcome == "idle"
+    assert (_journal_stamps(journal), len(edge.status_patches), edge.gets, len(edge.events)) == before
+    edge.get("loops", "done")["metadata"]["generation"] = 2  # a spec change: a full pass again
+    assert loop_handlers.reconcile_loop(edge.get("loops", "done"), ctx, force=False).outcome == "success"
+
+
 def test_a_pass_does_not_parse_the_status(tmp_path: Path, edge: FakeEdge, clock: FrozenClock) -> None:
     """The pass reads spec and metadata; a stored status the model would reject (left by another
     version) neither blocks it nor costs a parse every pass."""
