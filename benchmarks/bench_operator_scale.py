@@ -26,7 +26,8 @@ Not a timed test: it measures, prints a table and (``--json``) writes the detail
    - **API requests per second by verb and resource** (``apiserver_request_total`` from the
      apiserver's ``/metrics``, before and after; this script's own LISTs and GETs are counted
      and subtracted), **status PATCHes per interval** against the Loops whose status content
-     changed between two snapshots one interval apart, and against the status writes that
+     changed between two snapshots one interval apart, against the status writes a watcher
+     sees (a PATCH the server finds unchanged leaves no watch event), and against those that
      changed content (the status minus the values that age by themselves,
      ``core.loop.loop_resource.compute_status_fingerprint``), and **GETs per pass**. Statuses
      come from one LIST and then a watch (``StatusWatch``), so measuring costs the apiserver in
@@ -397,6 +398,8 @@ class StatusWatch:
         self.prints: dict[str, str] = {}
         self.sizes: dict[str, int] = {}
         self.line_counts: dict[str, int] = {}
+        self.wholes: dict[str, str] = {}
+        self.status_writes = 0
         self.content_changes = 0
         self.restarts = 0
 
@@ -456,19 +459,23 @@ class StatusWatch:
     def _apply(self, item: Mapping[str, Any]) -> None:
         name = str(item["metadata"]["name"])
         status = dict(item.get("status") or {})
-        fingerprint = hashlib.blake2b(
-            json.dumps(compute_status_fingerprint(status), sort_keys=True).encode(), digest_size=16
-        ).hexdigest()
+        fingerprint = _digest(compute_status_fingerprint(status))
+        whole = _digest(status)
         count = (status.get("cursor") or {}).get("eventLineCount")
         with self._cond:
             previous = self.prints.get(name)
-            if previous is not None and previous != fingerprint:
-                self.content_changes += 1
-            self.prints[name] = fingerprint
+            if previous is not None and self.wholes.get(name) != whole:
+                self.status_writes += 1  # the stored status changed (a write that was not a no-op)
+                self.content_changes += previous != fingerprint
+            self.prints[name], self.wholes[name] = fingerprint, whole
             self.sizes[name] = len(json.dumps(status, separators=(",", ":")))
             if isinstance(count, int):
                 self.line_counts[name] = count
             self._cond.notify_all()
+
+
+def _digest(value: Any) -> str:
+    return hashlib.blake2b(json.dumps(value, sort_keys=True).encode(), digest_size=16).hexdigest()
 
 
 @dataclasses.dataclass
@@ -807,6 +814,7 @@ def measure_window(
         cpu_before = [sample.cpu_seconds for sample in operators.samples()]
         others_before = others.cpu()
         changes_before = watch.content_changes
+        writes_before = watch.status_writes
         passes_before, _ = operators.metrics()
         began = time.monotonic()
         samples = run_window(watch, fleet, options, operators)
@@ -815,6 +823,7 @@ def measure_window(
         after = operators.samples()
         others_after = others.cpu()
         content_changes = watch.content_changes - changes_before
+        status_writes = watch.status_writes - writes_before
         restarts = watch.restarts
         own = Counter(client.calls)
         own.subtract(own_before)
@@ -852,6 +861,7 @@ def measure_window(
         "status_patches_per_interval": round(rates.get("PATCH loops/status", 0.0) * options.interval, 1),
         "changed_loops_per_interval": round(statistics.mean(changed), 1) if changed else None,
         "status_changes_per_interval": round(content_changes / intervals, 1),
+        "status_writes_seen_per_interval": round(status_writes / intervals, 1),
         "gets_per_pass": round(rates.get("GET loops", 0.0) * seconds / passes, 3) if passes else None,
         "status_watch_restarts": restarts,
     }
@@ -881,6 +891,8 @@ COLUMNS = (
     ("status_bytes_mean", "status bytes / Loop"),
     ("status_patches_per_interval", "status PATCHes / interval"),
     ("changed_loops_per_interval", "changed Loops / interval"),
+    ("status_writes_seen_per_interval", "status writes seen / interval"),
+    ("status_changes_per_interval", "content changes seen / interval"),
     ("gets_per_pass", "GETs / pass"),
     ("load_before", "load before"),
 )
