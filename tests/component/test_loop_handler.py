@@ -206,6 +206,17 @@ def _journal_stamps(root: Path) -> dict[str, tuple[int, int]]:
     return {str(f): (f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(root.rglob("*")) if f.is_file()}
 
 
+def _assert_idle_passes(
+    edge: FakeEdge, ctx: OperatorContext, clock: FrozenClock, name: str, journal: Path, *, step: float
+) -> None:
+    """Three periodic passes ``step`` seconds apart are idle: no journal write, no API call, no Event."""
+    before = (_journal_stamps(journal), len(edge.status_patches), edge.gets, len(edge.events))
+    for _ in range(3):
+        clock.advance(step)
+        assert loop_handlers.reconcile_loop(edge.get("loops", name), ctx, force=False).outcome == "idle"
+    assert (_journal_stamps(journal), len(edge.status_patches), edge.gets, len(edge.events)) == before
+
+
 def test_idle_periodic_pass_writes_nothing_until_something_changes_or_is_due(
     tmp_path: Path, edge: FakeEdge, clock: FrozenClock
 ) -> None:
@@ -216,12 +227,7 @@ def test_idle_periodic_pass_writes_nothing_until_something_changes_or_is_due(
     ctx = _context(tmp_path, edge, clock, **{"claim-a": repo})
     edge.add("loops", _loop("idle", "running-1"))
     assert loop_handlers.reconcile_loop(edge.get("loops", "idle"), ctx).outcome == "success"
-    journal = tmp_path / "state" / NS
-    before = (_journal_stamps(journal), len(edge.status_patches), edge.gets, len(edge.events))
-    for _ in range(3):
-        clock.advance(5)
-        assert loop_handlers.reconcile_loop(edge.get("loops", "idle"), ctx, force=False).outcome == "idle"
-    assert (_journal_stamps(journal), len(edge.status_patches), edge.gets, len(edge.events)) == before
+    _assert_idle_passes(edge, ctx, clock, "idle", tmp_path / "state" / NS, step=5)
     assert 'superloop_ops_loop_idle_passes_total{namespace="team-a"} 3.0' in ctx.metrics.render().decode()
 
     sim.run(1)  # the runtime appends an event: a full pass
@@ -254,12 +260,7 @@ def test_by_default_an_idle_loop_past_every_threshold_stays_idle_for_days(
     assert loop_handlers.reconcile_loop(edge.get("loops", "done"), ctx).outcome == "success"
     (memo,) = ctx.idle_memos.values()
     assert memo.due is None  # nothing ahead by the mere passing of time
-    journal = tmp_path / "state" / NS
-    before = (_journal_stamps(journal), len(edge.status_patches), edge.gets, len(edge.events))
-    for _ in range(3):
-        clock.advance(86_400)
-        assert loop_handlers.reconcile_loop(edge.get("loops", "done"), ctx, force=False).outcome == "idle"
-    assert (_journal_stamps(journal), len(edge.status_patches), edge.gets, len(edge.events)) == before
+    _assert_idle_passes(edge, ctx, clock, "done", tmp_path / "state" / NS, step=86_400)
     edge.get("loops", "done")["metadata"]["generation"] = 2  # a spec change: a full pass again
     assert loop_handlers.reconcile_loop(edge.get("loops", "done"), ctx, force=False).outcome == "success"
 
