@@ -24,7 +24,7 @@ Not a timed test: it measures, prints a table and (``--json``) writes the detail
    - **passes** (the operator's ``superloop_ops_reconcile_duration_seconds`` count, plus
      ``superloop_ops_loop_idle_passes_total`` where the operator has idle passes);
    - **API requests per second by verb and resource** (``apiserver_request_total`` from the
-     apiserver's ``/metrics``, before and after; this script's own LISTs and GETs are counted
+     apiserver's ``/metrics``, before and after; this script's own LISTs and watches are counted
      and subtracted), **status PATCHes per interval** against the Loops whose status content
      changed between two snapshots one interval apart, against the status writes a watcher
      sees (a PATCH the server finds unchanged leaves no watch event), and against those that
@@ -324,21 +324,15 @@ class LoopClient:
         """Every Loop's status, in pages of LIST_PAGE (a 10,000-Loop LIST in one answer is ~150 MB)."""
         statuses: dict[str, dict[str, Any]] = {}
         for namespace in self.namespaces:
-            items, _ = self.list_namespace(namespace)
-            statuses.update((item["metadata"]["name"], dict(item.get("status") or {})) for item in items)
+            token: str | None = None
+            while True:
+                listing = self._list_page(namespace, token)
+                for item in listing.get("items", []):
+                    statuses[item["metadata"]["name"]] = dict(item.get("status") or {})
+                token = (listing.get("metadata") or {}).get("continue") or None
+                if token is None:
+                    break
         return statuses
-
-    def list_namespace(self, namespace: str) -> tuple[list[dict[str, Any]], str]:
-        """The Loops of one namespace, paged, and the resourceVersion of that list."""
-        items: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-            listing = self._list_page(namespace, token)
-            items.extend(listing.get("items", []))
-            meta = listing.get("metadata") or {}
-            token = meta.get("continue") or None
-            if token is None:
-                return items, str(meta.get("resourceVersion") or "")
 
     def watch_lines(self, namespace: str, resource_version: str, seconds: int) -> Iterator[dict[str, Any]]:
         """The watch events of one namespace's Loops from ``resource_version``, for ``seconds``."""
@@ -363,15 +357,6 @@ class LoopClient:
                 GROUP, "v1alpha1", namespace, "loops", limit=LIST_PAGE, _preload_content=False, **extra
             ),
         )
-
-    def status(self, name: str) -> dict[str, Any]:
-        body = self._read(
-            "GET",
-            lambda: self.custom.get_namespaced_custom_object(
-                GROUP, "v1alpha1", self.namespace_of[name], "loops", name, _preload_content=False
-            ),
-        )
-        return dict(body.get("status") or {})
 
 
 class StatusWatch:
