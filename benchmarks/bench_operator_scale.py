@@ -85,7 +85,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from superloop_ops.clock import Clock, FrozenClock, SystemClock
 from superloop_ops.core.loop.loop_resource import compute_status_fingerprint
-from superloop_ops.settings import fetch_settings
+from superloop_ops.settings import Settings
 from superloop_ops.sim.simulator import Simulator
 
 CLAIM = "bench-claim"
@@ -710,7 +710,7 @@ def start_operators(
                 cluster.kubeconfig, work / f"state-{name}", work / "mounts", confirm_timeout_seconds=30,
                 SUPERLOOP_PVC_DIRS=f"{namespace}/{CLAIM}={claim_dir}", SUPERLOOP_METRICS_PORT=str(port),
                 SUPERLOOP_METRICS_HOST="127.0.0.1",
-                SUPERLOOP_STATUS_REFRESH_SECONDS=str(fetch_settings({}).status_refresh_seconds),
+                SUPERLOOP_STATUS_REFRESH_SECONDS=str(Settings.status_refresh_seconds),
                 **shard, **dict(options.operator_env),
             )  # fmt: skip
             launch_operator(namespace, env, work / f"operator-{name}.log", procs.append)

@@ -202,8 +202,12 @@ def fetch_settings(env: Mapping[str, str] | None = None) -> Settings:
             minimum=1.0,
         ),
         namespaces=namespaces,
-        status_refresh_seconds=_number(source, "SUPERLOOP_STATUS_REFRESH_SECONDS", 0.0),
-        fleet_recheck_seconds=_number(source, "SUPERLOOP_FLEET_RECHECK_SECONDS", 300.0),
+        status_refresh_seconds=_number(
+            source, "SUPERLOOP_STATUS_REFRESH_SECONDS", Settings.status_refresh_seconds
+        ),
+        fleet_recheck_seconds=_number(
+            source, "SUPERLOOP_FLEET_RECHECK_SECONDS", Settings.fleet_recheck_seconds
+        ),
         control_confirm_timeout_seconds=_integer(source, "SUPERLOOP_CONTROL_CONFIRM_TIMEOUT_SECONDS", 30),
         control_confirm_interval_seconds=_integer(source, "SUPERLOOP_CONTROL_CONFIRM_INTERVAL_SECONDS", 2),
         peering_name=source.get("SUPERLOOP_PEERING", "").strip(),
